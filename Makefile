@@ -1,0 +1,57 @@
+# dpstack: `make demo` shows the stack working against a Linux host in a
+# network namespace; `make test` runs every test. Both install what is missing.
+SHELL := /bin/bash
+APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config clang ethtool iproute2 \
+	iputils-ping iputils-arping tcpdump nftables python3 python3-scapy
+CARGO ?= cargo
+
+.PHONY: all deps hugepages build release demo test unit integration lint fuzz clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq >/tmp/dpstack-apt.log 2>&1; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >>/tmp/dpstack-apt.log 2>&1 \
+			|| { tail -20 /tmp/dpstack-apt.log; exit 1; }; \
+	fi
+	@$(MAKE) --no-print-directory hugepages
+
+hugepages:
+	@if [ "$$(cat /proc/sys/vm/nr_hugepages)" -lt 512 ]; then echo 512 > /proc/sys/vm/nr_hugepages || true; fi
+	@mkdir -p /dev/hugepages; mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages || true
+	@grep -E 'HugePages_(Total|Free)' /proc/meminfo | tr '\n' ' '; echo
+
+build: deps
+	$(CARGO) build --workspace
+
+release: deps
+	$(CARGO) build --release
+
+demo: release
+	bash tests/tools/demo.sh
+
+unit: deps
+	$(CARGO) test --workspace --lib --bins
+
+integration: deps
+	$(CARGO) build --release
+	$(CARGO) test --test '*' -- --test-threads=1
+
+test: deps
+	$(CARGO) test --workspace -- --test-threads=1
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	$(CARGO) +nightly fuzz run parse_frame --fuzz-dir tests/fuzz -- -max_total_time=60
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,96 @@
+//! The application API: what runs on each core, inline in its loop.
+//!
+//! An application is instantiated once per lcore by an [`AppFactory`]. On
+//! that core it binds UDP ports in [`App::start`], is called for each
+//! datagram addressed to them in [`App::on_datagram`], and sends datagrams
+//! with [`NetCtx::send_udp`]. Nothing blocks: a send that cannot go out now
+//! (no buffer, TX full, ARP pending queue full) fails with a [`SendError`]
+//! and is counted. See docs/app-api.md for a complete example.
+
+mod builtin;
+
+pub use crate::udp::BindError;
+pub use builtin::{AppKind, AppSpec, UdpEcho, UdpSink};
+
+use crate::time::Instant;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+/// Which core an application instance lives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreInfo {
+    /// 0..count: also the index of the RX and TX queue this core owns.
+    pub index: usize,
+    /// How many cores run the stack.
+    pub count: usize,
+    /// The DPDK lcore id.
+    pub lcore: u32,
+}
+
+/// A datagram delivered to an application. `payload` is valid only for the
+/// duration of the call (it points into the receive buffer).
+#[derive(Debug)]
+pub struct Datagram<'a> {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub payload: &'a [u8],
+}
+
+/// Why a send failed. Every failure is also counted by the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("no packet buffer available")]
+    NoBuffer,
+    #[error("the transmit queue is full")]
+    QueueFull,
+    #[error("no route to the destination")]
+    NoRoute,
+    #[error("the ARP pending queue is full")]
+    ArpQueueFull,
+    #[error("datagram larger than 65507 bytes")]
+    TooBig,
+    #[error("the source port is not bound by this application")]
+    NotBound,
+}
+
+/// The stack as an application sees it, on its own core.
+pub trait NetCtx {
+    /// This core.
+    fn core(&self) -> CoreInfo;
+    /// The time of the current burst.
+    fn now(&self) -> Instant;
+    /// Our IPv4 address.
+    fn local_addr(&self) -> Ipv4Addr;
+    /// Take UDP `port` on this core for the calling application.
+    fn bind_udp(&mut self, port: u16) -> Result<(), BindError>;
+    /// Release a port the calling application bound.
+    fn unbind_udp(&mut self, port: u16) -> bool;
+    /// Send `payload` from local `src_port` (bound by the caller) to `dst`:
+    /// on-link directly, off-link through the gateway, fragmented if larger
+    /// than the MTU. Never blocks.
+    fn send_udp(
+        &mut self,
+        src_port: u16,
+        dst: SocketAddrV4,
+        payload: &[u8],
+    ) -> Result<(), SendError>;
+}
+
+/// An application instance on one core.
+pub trait App {
+    /// A short name for logs and counters, e.g. "udp-echo:7".
+    fn name(&self) -> String;
+    /// Called once on the core before traffic flows: bind ports here.
+    fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError>;
+    /// A datagram arrived on a port this application bound.
+    fn on_datagram(&mut self, net: &mut dyn NetCtx, dgram: &Datagram<'_>);
+    /// Called on the core's timer tick (about every 100 microseconds).
+    fn poll(&mut self, _net: &mut dyn NetCtx) {}
+    /// Counters to print with the stack's, as (name, value).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// Builds one instance of an application for a core. Called on that core.
+pub type AppFactory = Arc<dyn Fn(&CoreInfo) -> Box<dyn App> + Send + Sync>;

@@ -1,0 +1,244 @@
+//! The packet buffer abstraction the protocol code works on.
+//!
+//! In production an [`crate::dpdk::Mbuf`] implements [`PacketBuf`] and a
+//! [`crate::dpdk::Mempool`] implements [`BufPool`]; in unit tests [`HeapBuf`]
+//! and [`HeapPool`] do, so every protocol path runs in `cargo test` without EAL.
+//!
+//! A buffer has headroom (for headers prepended on the way out), data, and
+//! tailroom. Invariant: `headroom + len + tailroom == capacity`.
+
+/// A packet: a contiguous, owned byte buffer with head- and tailroom.
+pub trait PacketBuf {
+    /// The packet's bytes.
+    fn data(&self) -> &[u8];
+    /// The packet's bytes, writable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Bytes available before the data.
+    fn headroom(&self) -> usize;
+    /// Bytes available after the data.
+    fn tailroom(&self) -> usize;
+    /// Drop `n` bytes from the front (strip a header). False if `n > len`.
+    fn trim_front(&mut self, n: usize) -> bool;
+    /// Grow the data by `n` bytes at the front. False if headroom is short.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Set the data length to `len`, shrinking or growing into the tailroom.
+    /// False if `len` does not fit.
+    fn set_len(&mut self, len: usize) -> bool;
+
+    /// Ask the NIC to fill the IPv4 header checksum and, if `l4` is
+    /// [`L4Checksum::Udp`] or [`L4Checksum::Tcp`], the L4 checksum. Only
+    /// called where the port offers the offload; a no-op elsewhere.
+    fn request_tx_checksum(&mut self, _l2_len: u16, _l3_len: u16, _l4: L4Checksum) {}
+
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which L4 checksum the NIC should fill on transmit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4Checksum {
+    None,
+    Udp,
+    Tcp,
+}
+
+/// A source of empty packet buffers.
+pub trait BufPool {
+    type Buf: PacketBuf;
+    /// An empty buffer (len 0) with the pool's default headroom, or `None`
+    /// when the pool is exhausted.
+    fn alloc(&mut self) -> Option<Self::Buf>;
+}
+
+/// A heap-backed [`PacketBuf`] for tests and tools.
+#[derive(Clone, Debug)]
+pub struct HeapBuf {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl HeapBuf {
+    pub const DEFAULT_HEADROOM: usize = 128;
+    pub const DEFAULT_CAPACITY: usize = 2048 + Self::DEFAULT_HEADROOM;
+
+    /// An empty buffer of `capacity` bytes with `headroom` reserved at the front.
+    pub fn new(capacity: usize, headroom: usize) -> Self {
+        let headroom = headroom.min(capacity);
+        HeapBuf {
+            bytes: vec![0; capacity],
+            start: headroom,
+            end: headroom,
+        }
+    }
+
+    /// A buffer holding a copy of `data`, with the default headroom.
+    pub fn from_slice(data: &[u8]) -> Self {
+        let cap = (Self::DEFAULT_HEADROOM + data.len()).max(Self::DEFAULT_CAPACITY);
+        let mut b = HeapBuf::new(cap, Self::DEFAULT_HEADROOM);
+        b.set_len(data.len());
+        b.data_mut().copy_from_slice(data);
+        b
+    }
+}
+
+impl PacketBuf for HeapBuf {
+    fn data(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.end]
+    }
+    fn headroom(&self) -> usize {
+        self.start
+    }
+    fn tailroom(&self) -> usize {
+        self.bytes.len() - self.end
+    }
+    fn trim_front(&mut self, n: usize) -> bool {
+        if n > self.end - self.start {
+            return false;
+        }
+        self.start += n;
+        true
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.start {
+            return false;
+        }
+        self.start -= n;
+        true
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if self.start + len > self.bytes.len() {
+            return false;
+        }
+        self.end = self.start + len;
+        true
+    }
+}
+
+/// A bounded pool of [`HeapBuf`]s that counts what is outstanding, so tests
+/// can check that nothing leaks.
+#[derive(Debug)]
+pub struct HeapPool {
+    capacity: usize,
+    outstanding: std::rc::Rc<std::cell::Cell<usize>>,
+    limit: usize,
+}
+
+impl HeapPool {
+    pub fn new(limit: usize) -> Self {
+        HeapPool {
+            capacity: HeapBuf::DEFAULT_CAPACITY,
+            outstanding: Default::default(),
+            limit,
+        }
+    }
+    /// Another handle to the same pool (same limit, same count).
+    pub fn share(&self) -> HeapPool {
+        HeapPool {
+            capacity: self.capacity,
+            outstanding: self.outstanding.clone(),
+            limit: self.limit,
+        }
+    }
+    /// Buffers handed out and not yet dropped.
+    pub fn in_use(&self) -> usize {
+        self.outstanding.get()
+    }
+    /// Wrap an existing frame as a buffer counted by this pool.
+    pub fn buf_from(&self, data: &[u8]) -> PooledHeapBuf {
+        self.outstanding.set(self.outstanding.get() + 1);
+        PooledHeapBuf {
+            buf: HeapBuf::from_slice(data),
+            outstanding: self.outstanding.clone(),
+        }
+    }
+}
+
+/// A [`HeapBuf`] that tells its [`HeapPool`] when it is dropped.
+#[derive(Debug)]
+pub struct PooledHeapBuf {
+    buf: HeapBuf,
+    outstanding: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Drop for PooledHeapBuf {
+    fn drop(&mut self) {
+        self.outstanding.set(self.outstanding.get() - 1);
+    }
+}
+
+impl PacketBuf for PooledHeapBuf {
+    fn data(&self) -> &[u8] {
+        self.buf.data()
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self.buf.data_mut()
+    }
+    fn headroom(&self) -> usize {
+        self.buf.headroom()
+    }
+    fn tailroom(&self) -> usize {
+        self.buf.tailroom()
+    }
+    fn trim_front(&mut self, n: usize) -> bool {
+        self.buf.trim_front(n)
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        self.buf.prepend(n)
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        self.buf.set_len(len)
+    }
+}
+
+impl BufPool for HeapPool {
+    type Buf = PooledHeapBuf;
+    fn alloc(&mut self) -> Option<PooledHeapBuf> {
+        if self.outstanding.get() >= self.limit {
+            return None;
+        }
+        self.outstanding.set(self.outstanding.get() + 1);
+        Some(PooledHeapBuf {
+            buf: HeapBuf::new(self.capacity, HeapBuf::DEFAULT_HEADROOM),
+            outstanding: self.outstanding.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_buf_rooms_add_up() {
+        let mut b = HeapBuf::new(256, 64);
+        assert_eq!((b.headroom(), b.len(), b.tailroom()), (64, 0, 192));
+        assert!(b.set_len(100));
+        assert!(b.prepend(14));
+        assert_eq!((b.headroom(), b.len(), b.tailroom()), (50, 114, 92));
+        assert!(b.trim_front(14));
+        assert!(!b.trim_front(101));
+        assert!(!b.prepend(65));
+        assert!(!b.set_len(193));
+        assert!(b.set_len(192));
+    }
+
+    #[test]
+    fn heap_pool_counts_outstanding_and_bounds() {
+        let mut p = HeapPool::new(2);
+        let a = p.alloc().unwrap();
+        let b = p.alloc().unwrap();
+        assert!(p.alloc().is_none());
+        assert_eq!(p.in_use(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(p.in_use(), 0);
+    }
+}

@@ -1,0 +1,224 @@
+//! Configuration: the dpstack part of the command line (after `--`) and an
+//! optional TOML file. The command line wins over the file.
+
+use crate::app::AppSpec;
+use crate::wire::Ipv4Cidr;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// dpstack options, given after EAL's: `dpstack [EAL options] -- [these]`.
+#[derive(Parser, Debug, Default, Clone)]
+#[command(
+    name = "dpstack",
+    about = "A user-space TCP/IP stack on DPDK, run to completion per core",
+    override_usage = "dpstack [EAL options] -- [OPTIONS]"
+)]
+pub struct Cli {
+    /// Our address and prefix, e.g. 198.18.0.1/24.
+    #[arg(long, value_name = "ADDR/PREFIX")]
+    pub ip: Option<String>,
+    /// The default gateway for off-link destinations.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<String>,
+    /// A TOML file with any of these options (the command line wins).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print counters every SECS seconds (0: only on exit).
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<u64>,
+    /// A built-in application: udp-echo:PORT or udp-sink:PORT. Repeatable.
+    #[arg(long = "app", value_name = "NAME:PORT")]
+    pub apps: Vec<String>,
+    /// The DPDK port to use.
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// IP MTU of the link.
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u16>,
+    /// Mbufs in the pool.
+    #[arg(long, value_name = "N")]
+    pub mbufs: Option<u32>,
+    /// Seconds an ARP entry lives without being confirmed.
+    #[arg(long, value_name = "SECS")]
+    pub arp_timeout: Option<u64>,
+    /// Do not use the NIC's checksum offloads even where it has them.
+    #[arg(long)]
+    pub no_offload: bool,
+}
+
+/// The same options as a TOML file.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub ip: Option<String>,
+    pub gateway: Option<String>,
+    pub stats_interval: Option<u64>,
+    #[serde(default)]
+    pub apps: Vec<String>,
+    pub port: Option<u16>,
+    pub mtu: Option<u16>,
+    pub mbufs: Option<u32>,
+    pub arp_timeout: Option<u64>,
+    pub no_offload: Option<bool>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub ip: Ipv4Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    pub stats_interval: u64,
+    pub apps: Vec<AppSpec>,
+    pub port: u16,
+    pub mtu: u16,
+    pub mbufs: u32,
+    pub arp_timeout: u64,
+    pub checksum_offload: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--ip is required (e.g. --ip 198.18.0.1/24)")]
+    MissingIp,
+    #[error("bad --ip '{0}': expected ADDR/PREFIX, e.g. 198.18.0.1/24")]
+    BadIp(String),
+    #[error("bad --gateway '{0}': expected an IPv4 address")]
+    BadGateway(String),
+    #[error("--gateway {0} is not on the local network {1}")]
+    GatewayOffLink(Ipv4Addr, Ipv4Cidr),
+    #[error("bad --app '{0}': {1}")]
+    BadApp(String, String),
+    #[error("bad --mtu {0}: must be between 576 and 9000")]
+    BadMtu(u16),
+    #[error("bad --mbufs {0}: must be at least 1024")]
+    BadMbufs(u32),
+    #[error("cannot read config file {0}: {1}")]
+    File(String, String),
+}
+
+impl Config {
+    /// Merge the command line over the file (if `--config` names one).
+    pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File(path.display().to_string(), e.to_string()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| {
+                    ConfigError::File(
+                        path.display().to_string(),
+                        e.message().replace('\n', " ").to_string(),
+                    )
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, &file)
+    }
+
+    pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
+        let ip_text = cli
+            .ip
+            .clone()
+            .or_else(|| file.ip.clone())
+            .ok_or(ConfigError::MissingIp)?;
+        let ip: Ipv4Cidr = ip_text
+            .parse()
+            .map_err(|_| ConfigError::BadIp(ip_text.clone()))?;
+        if ip.prefix_len() == 0 || ip.prefix_len() > 30 || ip.address().is_unspecified() {
+            return Err(ConfigError::BadIp(ip_text));
+        }
+        let gateway = match cli.gateway.clone().or_else(|| file.gateway.clone()) {
+            Some(g) => {
+                let a: Ipv4Addr = g.parse().map_err(|_| ConfigError::BadGateway(g.clone()))?;
+                if !ip.contains_addr(&a) {
+                    return Err(ConfigError::GatewayOffLink(a, ip));
+                }
+                Some(a)
+            }
+            None => None,
+        };
+        let app_texts = if cli.apps.is_empty() {
+            &file.apps
+        } else {
+            &cli.apps
+        };
+        let apps = app_texts
+            .iter()
+            .map(|s| s.parse().map_err(|e| ConfigError::BadApp(s.clone(), e)))
+            .collect::<Result<Vec<AppSpec>, _>>()?;
+        let mtu = cli.mtu.or(file.mtu).unwrap_or(1500);
+        if !(576..=9000).contains(&mtu) {
+            return Err(ConfigError::BadMtu(mtu));
+        }
+        let mbufs = cli.mbufs.or(file.mbufs).unwrap_or(8191);
+        if mbufs < 1024 {
+            return Err(ConfigError::BadMbufs(mbufs));
+        }
+        Ok(Config {
+            ip,
+            gateway,
+            stats_interval: cli.stats_interval.or(file.stats_interval).unwrap_or(0),
+            apps,
+            port: cli.port.or(file.port).unwrap_or(0),
+            mtu,
+            mbufs,
+            arp_timeout: cli.arp_timeout.or(file.arp_timeout).unwrap_or(300),
+            checksum_offload: !(cli.no_offload || file.no_offload.unwrap_or(false)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("dpstack").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn command_line_wins_over_file() {
+        let file: FileConfig = toml::from_str(
+            "ip = \"198.18.0.1/24\"\nstats-interval = 5\nmtu = 1400\napps = [\"udp-sink:9\"]\n",
+        )
+        .unwrap();
+        let c = Config::merge(&cli(&["--ip", "198.18.1.1/16", "--mtu", "1500"]), &file).unwrap();
+        assert_eq!(c.ip.to_string(), "198.18.1.1/16");
+        assert_eq!(c.mtu, 1500);
+        assert_eq!(c.stats_interval, 5);
+        assert_eq!(c.apps.len(), 1);
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_error() {
+        let f = FileConfig::default();
+        assert_eq!(Config::merge(&cli(&[]), &f), Err(ConfigError::MissingIp));
+        assert!(matches!(
+            Config::merge(&cli(&["--ip", "198.18.0.300/24"]), &f),
+            Err(ConfigError::BadIp(_))
+        ));
+        assert!(matches!(
+            Config::merge(&cli(&["--ip", "198.18.0.1"]), &f),
+            Err(ConfigError::BadIp(_))
+        ));
+        assert!(matches!(
+            Config::merge(
+                &cli(&["--ip", "198.18.0.1/24", "--gateway", "198.19.0.1"]),
+                &f
+            ),
+            Err(ConfigError::GatewayOffLink(..))
+        ));
+        assert!(matches!(
+            Config::merge(&cli(&["--ip", "198.18.0.1/24", "--app", "udp-echo:x"]), &f),
+            Err(ConfigError::BadApp(..))
+        ));
+        assert!(Cli::try_parse_from(["dpstack", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("ipp = \"x\"").is_err());
+    }
+}

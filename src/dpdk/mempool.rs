@@ -1,0 +1,214 @@
+//! Mbuf pools and the owned [`Mbuf`].
+
+use super::error::{from_errno, Result};
+use crate::buf::{BufPool, L4Checksum, PacketBuf};
+use crate::ffi;
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+/// A handle to a packet mbuf pool. Pools live as long as the process (ports
+/// and in-flight mbufs refer to them), so the handle is `Copy` and the pool is
+/// released by `rte_eal_cleanup`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mempool {
+    ptr: NonNull<ffi::rte_mempool>,
+}
+
+// SAFETY: rte_mempool is designed for concurrent use from all lcores
+// (per-lcore caches plus a lock-free ring).
+unsafe impl Send for Mempool {}
+// SAFETY: as above.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// `rte_pktmbuf_pool_create` with the default data room.
+    pub fn create(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool> {
+        let cname = CString::new(name).expect("pool name has no NUL");
+        // SAFETY: valid C string; returns NULL and sets rte_errno on failure.
+        let p = unsafe {
+            ffi::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                n,
+                cache,
+                0,
+                ffi::shim_mbuf_default_buf_size(),
+                socket,
+            )
+        };
+        NonNull::new(p)
+            .map(|ptr| Mempool { ptr })
+            .ok_or_else(|| from_errno("rte_pktmbuf_pool_create"))
+    }
+
+    pub fn as_ptr(&self) -> *mut ffi::rte_mempool {
+        self.ptr.as_ptr()
+    }
+
+    /// Mbufs free in the pool, per-lcore caches included.
+    pub fn avail_count(&self) -> u32 {
+        // SAFETY: the pool is valid for the process lifetime.
+        unsafe { ffi::rte_mempool_avail_count(self.ptr.as_ptr()) }
+    }
+
+    /// Mbufs handed out and not yet returned.
+    pub fn in_use_count(&self) -> u32 {
+        // SAFETY: as above.
+        unsafe { ffi::rte_mempool_in_use_count(self.ptr.as_ptr()) }
+    }
+
+    /// One empty mbuf, or None when the pool is exhausted.
+    #[inline]
+    pub fn alloc_mbuf(&self) -> Option<Mbuf> {
+        // SAFETY: returns a fresh mbuf we own, or NULL.
+        let m = unsafe { ffi::shim_pktmbuf_alloc(self.ptr.as_ptr()) };
+        // SAFETY: a non-null result is a valid, exclusively owned mbuf.
+        NonNull::new(m).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+}
+
+impl BufPool for Mempool {
+    type Buf = Mbuf;
+    #[inline]
+    fn alloc(&mut self) -> Option<Mbuf> {
+        self.alloc_mbuf()
+    }
+}
+
+/// An owned, single-segment mbuf. Freed on drop.
+pub struct Mbuf {
+    ptr: NonNull<ffi::rte_mbuf>,
+}
+
+// SAFETY: an Mbuf is exclusively owned; moving it to another lcore (e.g.
+// through a ring) is how DPDK hands packets over.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Take ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `p` must be a valid mbuf that nothing else owns or frees.
+    #[inline]
+    pub unsafe fn from_raw(p: NonNull<ffi::rte_mbuf>) -> Mbuf {
+        Mbuf { ptr: p }
+    }
+
+    /// Give up ownership (e.g. to `tx_burst`).
+    #[inline]
+    pub fn into_raw(self) -> *mut ffi::rte_mbuf {
+        let p = self.ptr.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    #[inline]
+    fn raw(&self) -> &ffi::rte_mbuf {
+        // SAFETY: we own a valid mbuf.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    #[inline]
+    fn raw_mut(&mut self) -> &mut ffi::rte_mbuf {
+        // SAFETY: we own a valid mbuf exclusively.
+        unsafe { self.ptr.as_mut() }
+    }
+
+    /// Chained (multi-segment) mbufs are not handled by the stack.
+    pub fn is_contiguous(&self) -> bool {
+        self.raw().nb_segs == 1
+    }
+
+    /// The NIC's RSS hash of this packet, if it computed one.
+    pub fn rss_hash(&self) -> Option<u32> {
+        let mut valid = 0;
+        // SAFETY: reads fields of an mbuf we own.
+        let h = unsafe { ffi::shim_mbuf_rss_hash(self.ptr.as_ptr(), &mut valid) };
+        (valid != 0).then_some(h)
+    }
+}
+
+impl Drop for Mbuf {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; it is freed exactly once.
+        unsafe { ffi::shim_pktmbuf_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's
+        // buffer for a single-segment mbuf, and we own it.
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        let m = self.raw_mut();
+        // SAFETY: as in data(), and we hold &mut self.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+    #[inline]
+    fn headroom(&self) -> usize {
+        self.raw().data_off as usize
+    }
+    #[inline]
+    fn tailroom(&self) -> usize {
+        let m = self.raw();
+        m.buf_len as usize - m.data_off as usize - m.data_len as usize
+    }
+    #[inline]
+    fn trim_front(&mut self, n: usize) -> bool {
+        let m = self.raw_mut();
+        if n > m.data_len as usize {
+            return false;
+        }
+        m.data_off += n as u16;
+        m.data_len -= n as u16;
+        m.pkt_len -= n as u32;
+        true
+    }
+    #[inline]
+    fn prepend(&mut self, n: usize) -> bool {
+        let m = self.raw_mut();
+        if n > m.data_off as usize {
+            return false;
+        }
+        m.data_off -= n as u16;
+        m.data_len += n as u16;
+        m.pkt_len += n as u32;
+        true
+    }
+    /// The caller seeds the L4 checksum field with the pseudo-header sum, as
+    /// DPDK requires.
+    fn request_tx_checksum(&mut self, l2_len: u16, l3_len: u16, l4: L4Checksum) {
+        let l4 = match l4 {
+            L4Checksum::None => 0,
+            L4Checksum::Udp => 1,
+            L4Checksum::Tcp => 2,
+        };
+        // SAFETY: sets offload fields of an mbuf we own.
+        unsafe { ffi::shim_mbuf_tx_cksum(self.ptr.as_ptr(), l2_len, l3_len, l4) }
+    }
+    #[inline]
+    fn set_len(&mut self, len: usize) -> bool {
+        let m = self.raw_mut();
+        if m.data_off as usize + len > m.buf_len as usize {
+            return false;
+        }
+        m.data_len = len as u16;
+        m.pkt_len = len as u32;
+        true
+    }
+}

@@ -1,0 +1,13 @@
+//! Safe wrappers over DPDK: EAL, mempools, owned mbufs, ports and queues,
+//! lcore launch. Every negative return or NULL becomes a [`DpdkError`] with
+//! `rte_strerror`'s text. With `ffi`, the only module allowed `unsafe`.
+
+mod eal;
+mod error;
+mod mempool;
+mod port;
+
+pub use eal::{lcore_id, rdtsc, socket_id, tsc_hz, version, Eal};
+pub use error::{check, rte_errno, strerror, DpdkError, Result};
+pub use mempool::{Mbuf, Mempool};
+pub use port::{port_by_name, port_name, Port, PortCaps, PortConfig, RxQueue, TxQueue, BURST};

@@ -1,0 +1,348 @@
+//! Ethernet ports: setup with N RX and N TX queues, start, stop, close, and
+//! the per-lcore queue handles used by the datapath.
+
+use super::error::{check, DpdkError, Result};
+use super::mempool::{Mbuf, Mempool};
+use crate::ffi;
+use crate::wire::EthernetAddress;
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
+
+/// How a port is set up.
+#[derive(Clone, Debug)]
+pub struct PortConfig {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    /// Use the NIC's IPv4/UDP/TCP checksum offloads when it has them.
+    pub checksum_offload: bool,
+    pub promiscuous: bool,
+    pub mtu: u16,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            checksum_offload: true,
+            promiscuous: false,
+            mtu: 1500,
+        }
+    }
+}
+
+/// What a started port can do, read back from the device.
+#[derive(Clone, Debug, Default)]
+pub struct PortCaps {
+    pub driver: String,
+    pub name: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    /// RSS was enabled (the device advertised RSS offloads).
+    pub rss: bool,
+    /// The device fills IPv4 header checksums on TX.
+    pub tx_ipv4_cksum: bool,
+    /// The device fills UDP checksums on TX.
+    pub tx_udp_cksum: bool,
+    /// The device fills TCP checksums on TX.
+    pub tx_tcp_cksum: bool,
+    /// The device verifies checksums on RX and says so in ol_flags.
+    pub rx_cksum: bool,
+}
+
+/// A configured and started port. Stopped and closed on drop.
+pub struct Port {
+    id: u16,
+    mac: EthernetAddress,
+    caps: PortCaps,
+    started: bool,
+}
+
+impl Port {
+    /// Ports EAL found (vdevs included).
+    pub fn count() -> u16 {
+        // SAFETY: plain query.
+        unsafe { ffi::rte_eth_dev_count_avail() }
+    }
+
+    /// Configure port `id` with the queues of `cfg`, each RX queue filled from
+    /// `pool`, and start it.
+    pub fn start(id: u16, cfg: &PortConfig, pool: Mempool) -> Result<Port> {
+        if id >= Self::count() {
+            return Err(DpdkError::Unsupported(format!(
+                "port {id} does not exist ({} ports found; give a --vdev or a PCI device to EAL)",
+                Self::count()
+            )));
+        }
+        let mut info = ffi::rte_eth_dev_info::default();
+        // SAFETY: info is a valid out-parameter.
+        check("rte_eth_dev_info_get", unsafe {
+            ffi::rte_eth_dev_info_get(id, &mut info)
+        })?;
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: driver_name is a static NUL-terminated string.
+            unsafe { CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let mut caps = PortCaps {
+            driver,
+            name: port_name(id),
+            max_rx_queues: info.max_rx_queues,
+            max_tx_queues: info.max_tx_queues,
+            ..Default::default()
+        };
+        if cfg.rx_queues > info.max_rx_queues || cfg.tx_queues > info.max_tx_queues {
+            return Err(DpdkError::Unsupported(format!(
+                "port {id} ({}) has at most {} RX and {} TX queues, {} and {} wanted \
+                 (for net_af_packet give qpairs=N)",
+                caps.driver, info.max_rx_queues, info.max_tx_queues, cfg.rx_queues, cfg.tx_queues
+            )));
+        }
+
+        let mut conf = ffi::rte_eth_conf::default();
+        let rss_hf = info.flow_type_rss_offloads
+            & (ffi::flags::rte_eth_rss_ip()
+                | ffi::flags::rte_eth_rss_nonfrag_ipv4_udp()
+                | ffi::flags::rte_eth_rss_nonfrag_ipv4_tcp());
+        if cfg.rx_queues > 1 && rss_hf != 0 {
+            conf.rxmode.mq_mode = ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            caps.rss = true;
+        }
+        if cfg.checksum_offload {
+            let want = |f: u64| info.tx_offload_capa & f != 0;
+            caps.tx_ipv4_cksum = want(ffi::flags::rte_eth_tx_offload_ipv4_cksum());
+            caps.tx_udp_cksum =
+                caps.tx_ipv4_cksum && want(ffi::flags::rte_eth_tx_offload_udp_cksum());
+            caps.tx_tcp_cksum =
+                caps.tx_ipv4_cksum && want(ffi::flags::rte_eth_tx_offload_tcp_cksum());
+            let mut tx = 0u64;
+            if caps.tx_ipv4_cksum {
+                tx |= ffi::flags::rte_eth_tx_offload_ipv4_cksum();
+            }
+            if caps.tx_udp_cksum {
+                tx |= ffi::flags::rte_eth_tx_offload_udp_cksum();
+            }
+            if caps.tx_tcp_cksum {
+                tx |= ffi::flags::rte_eth_tx_offload_tcp_cksum();
+            }
+            conf.txmode.offloads = tx;
+            let rx_all = ffi::flags::rte_eth_rx_offload_ipv4_cksum()
+                | ffi::flags::rte_eth_rx_offload_udp_cksum()
+                | ffi::flags::rte_eth_rx_offload_tcp_cksum();
+            if info.rx_offload_capa & rx_all == rx_all {
+                conf.rxmode.offloads = rx_all;
+                caps.rx_cksum = true;
+            }
+        }
+
+        // SAFETY: conf is a valid configuration for this port.
+        check("rte_eth_dev_configure", unsafe {
+            ffi::rte_eth_dev_configure(id, cfg.rx_queues, cfg.tx_queues, &conf)
+        })?;
+        let (mut nb_rx, mut nb_tx) = (cfg.rx_desc, cfg.tx_desc);
+        // SAFETY: valid out-parameters.
+        check("rte_eth_dev_adjust_nb_rx_tx_desc", unsafe {
+            ffi::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nb_rx, &mut nb_tx)
+        })?;
+        // SAFETY: plain query.
+        let socket = unsafe { ffi::rte_eth_dev_socket_id(id) };
+        let socket = if socket < 0 { 0 } else { socket as u32 };
+        for q in 0..cfg.rx_queues {
+            let mut rxconf = info.default_rxconf;
+            rxconf.offloads = conf.rxmode.offloads;
+            // SAFETY: the pool outlives the port (pools live for the process).
+            check("rte_eth_rx_queue_setup", unsafe {
+                ffi::rte_eth_rx_queue_setup(id, q, nb_rx, socket, &rxconf, pool.as_ptr())
+            })?;
+        }
+        for q in 0..cfg.tx_queues {
+            let mut txconf = info.default_txconf;
+            txconf.offloads = conf.txmode.offloads;
+            // SAFETY: valid configuration.
+            check("rte_eth_tx_queue_setup", unsafe {
+                ffi::rte_eth_tx_queue_setup(id, q, nb_tx, socket, &txconf)
+            })?;
+        }
+        // The MTU is best effort: virtual devices often refuse to change it.
+        // SAFETY: plain setter.
+        let _ = unsafe { ffi::rte_eth_dev_set_mtu(id, cfg.mtu) };
+        // SAFETY: the port is configured.
+        check("rte_eth_dev_start", unsafe { ffi::rte_eth_dev_start(id) })?;
+        if cfg.promiscuous {
+            // SAFETY: the port is started.
+            let _ = unsafe { ffi::rte_eth_promiscuous_enable(id) };
+        }
+        let mut addr = ffi::rte_ether_addr::default();
+        // SAFETY: valid out-parameter.
+        check("rte_eth_macaddr_get", unsafe {
+            ffi::rte_eth_macaddr_get(id, &mut addr)
+        })?;
+        Ok(Port {
+            id,
+            mac: EthernetAddress(addr.addr_bytes),
+            caps,
+            started: true,
+        })
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+    pub fn mac(&self) -> EthernetAddress {
+        self.mac
+    }
+    pub fn caps(&self) -> &PortCaps {
+        &self.caps
+    }
+
+    /// The device's own counters.
+    pub fn stats(&self) -> Result<ffi::rte_eth_stats> {
+        let mut s = ffi::rte_eth_stats::default();
+        // SAFETY: valid out-parameter.
+        check("rte_eth_stats_get", unsafe {
+            ffi::rte_eth_stats_get(self.id, &mut s)
+        })?;
+        Ok(s)
+    }
+
+    /// The RSS key the device uses, if it tells (many virtual devices don't).
+    pub fn rss_key(&self) -> Option<Vec<u8>> {
+        let mut key = [0u8; 64];
+        let mut conf = ffi::rte_eth_rss_conf {
+            rss_key: key.as_mut_ptr(),
+            rss_key_len: key.len() as u8,
+            rss_hf: 0,
+        };
+        // SAFETY: conf points at a buffer of rss_key_len bytes.
+        let ret = unsafe { ffi::rte_eth_dev_rss_hash_conf_get(self.id, &mut conf) };
+        (ret == 0).then(|| key[..conf.rss_key_len as usize].to_vec())
+    }
+
+    /// A handle for RX queue `q`, to be moved to the lcore that polls it.
+    pub fn rx_queue(&self, q: u16) -> RxQueue {
+        RxQueue {
+            port: self.id,
+            queue: q,
+        }
+    }
+
+    /// A handle for TX queue `q`, to be moved to the lcore that sends on it.
+    pub fn tx_queue(&self, q: u16) -> TxQueue {
+        TxQueue {
+            port: self.id,
+            queue: q,
+        }
+    }
+
+    /// Stop the port (every lcore polling it must have returned).
+    pub fn stop(&mut self) {
+        if self.started {
+            // SAFETY: no lcore uses the queues any more (caller's contract).
+            unsafe { ffi::rte_eth_dev_stop(self.id) };
+            self.started = false;
+        }
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        self.stop();
+        // SAFETY: the port is stopped and nothing refers to its queues.
+        unsafe { ffi::rte_eth_dev_close(self.id) };
+    }
+}
+
+/// The name EAL gave the port (e.g. "net_af_packet0").
+pub fn port_name(id: u16) -> String {
+    let mut buf = [0 as std::os::raw::c_char; 64];
+    // SAFETY: buf is RTE_ETH_NAME_MAX_LEN (64) bytes.
+    let ret = unsafe { ffi::rte_eth_dev_get_name_by_port(id, buf.as_mut_ptr()) };
+    if ret != 0 {
+        return format!("port{id}");
+    }
+    // SAFETY: the call wrote a NUL-terminated string into buf.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The port id of a device by name (e.g. "net_tap0").
+pub fn port_by_name(name: &str) -> Option<u16> {
+    let c = CString::new(name).ok()?;
+    let mut id = 0u16;
+    // SAFETY: valid C string and out-parameter.
+    let ret = unsafe { ffi::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+    (ret == 0).then_some(id)
+}
+
+/// The maximum burst the datapath uses.
+pub const BURST: usize = 32;
+
+/// One RX queue of a port, polled by exactly one lcore.
+pub struct RxQueue {
+    port: u16,
+    queue: u16,
+}
+
+impl RxQueue {
+    /// Receive up to `out.remaining_capacity()` packets into `out`.
+    #[inline]
+    pub fn rx_burst(&mut self, out: &mut arrayvec::ArrayVec<Mbuf, BURST>) -> usize {
+        let mut raw = [std::ptr::null_mut::<ffi::rte_mbuf>(); BURST];
+        let room = out.remaining_capacity() as u16;
+        // SAFETY: raw has room for BURST pointers; this lcore is the only
+        // poller of (port, queue).
+        let n = unsafe { ffi::shim_rx_burst(self.port, self.queue, raw.as_mut_ptr(), room) };
+        for p in &raw[..n as usize] {
+            // SAFETY: rx_burst hands us ownership of n valid mbufs.
+            out.push(unsafe { Mbuf::from_raw(NonNull::new_unchecked(*p)) });
+        }
+        n as usize
+    }
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+}
+
+/// One TX queue of a port, used by exactly one lcore.
+pub struct TxQueue {
+    port: u16,
+    queue: u16,
+}
+
+impl TxQueue {
+    /// Send as many of `pkts` as the NIC takes; returns how many were taken.
+    /// What is not taken stays in `pkts` (in order) for the caller to retry or drop.
+    #[inline]
+    pub fn tx_burst(&mut self, pkts: &mut arrayvec::ArrayVec<Mbuf, BURST>) -> usize {
+        if pkts.is_empty() {
+            return 0;
+        }
+        let mut raw = [std::ptr::null_mut::<ffi::rte_mbuf>(); BURST];
+        let count = pkts.len();
+        for (slot, m) in raw.iter_mut().zip(pkts.drain(..)) {
+            *slot = m.into_raw();
+        }
+        // SAFETY: raw holds `count` owned mbufs; the NIC takes ownership of
+        // the first `sent`; this lcore is the only user of (port, queue).
+        let sent =
+            unsafe { ffi::shim_tx_burst(self.port, self.queue, raw.as_mut_ptr(), count as u16) }
+                as usize;
+        for p in &raw[sent..count] {
+            // SAFETY: not taken by the NIC, so still ours.
+            pkts.push(unsafe { Mbuf::from_raw(NonNull::new_unchecked(*p)) });
+        }
+        sent
+    }
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+}

@@ -1,0 +1,23 @@
+//! dpstack: a user-space, run-to-completion TCP/IP stack on DPDK, sharded per core.
+//!
+//! The protocol code (`wire`, `arp`, `icmp`, `ipv4`, `udp`, `app`, the per-core
+//! context in `shard::ctx`) never calls DPDK: it works on the [`buf::PacketBuf`]
+//! abstraction, which an `Mbuf` implements in production and a heap buffer in
+//! unit tests. Unsafe code lives only in `ffi` and `dpdk`.
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod arp;
+pub mod buf;
+pub mod config;
+#[allow(unsafe_code)]
+pub mod dpdk;
+#[allow(unsafe_code)]
+pub mod ffi;
+pub mod icmp;
+pub mod ipv4;
+pub mod shard;
+pub mod stats;
+pub mod time;
+pub mod udp;
+pub mod wire;

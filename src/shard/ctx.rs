@@ -1,0 +1,978 @@
+//! The per-core context: everything one core owns, and the protocol
+//! dispatch that runs on it. No FFI: it is generic over [`BufPool`], so
+//! `cargo test` drives it with heap buffers and the shard with mbufs.
+//!
+//! Invariants: every frame handed to [`Core::process_frame`] is either
+//! answered (its buffer reused or freed), queued for transmit, or dropped and
+//! counted under one [`DropReason`]. Nothing here blocks, and nothing
+//! allocates per packet once built (the TX vector, pending queue, scratch and
+//! reassembly memory are sized up front).
+
+use crate::app::{App, AppFactory, BindError, CoreInfo, Datagram, NetCtx, SendError};
+use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter, LearnResult, PendingOutcome};
+use crate::buf::{BufPool, L4Checksum, PacketBuf};
+use crate::icmp::{checksum_adjust, RateLimiter};
+use crate::ipv4::frag::{FragError, FragKey, Reassembler, ReassemblyConfig};
+use crate::ipv4::{IdentGen, NextHop, Routes};
+use crate::stats::{Counters, DropReason};
+use crate::time::{Duration, Instant};
+use crate::udp::UdpTable;
+use crate::wire::{
+    checksum, icmp, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
+    EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet,
+    Ipv4Repr, UdpPacket, UdpRepr,
+};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
+const UDP_LEN: usize = UdpPacket::<&[u8]>::HEADER_LEN;
+/// The largest UDP payload an IPv4 datagram can carry.
+pub const MAX_UDP_PAYLOAD: usize = 65535 - IP_LEN - UDP_LEN;
+const DEFAULT_TTL: u8 = 64;
+
+/// What a core needs to know about its interface.
+#[derive(Clone, Copy, Debug)]
+pub struct IfaceConfig {
+    pub mac: EthernetAddress,
+    pub ip: Ipv4Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    /// IP MTU.
+    pub mtu: usize,
+    /// The NIC fills IPv4 header checksums.
+    pub tx_ipv4_cksum: bool,
+    /// The NIC fills UDP checksums.
+    pub tx_udp_cksum: bool,
+}
+
+/// Sizes of the per-core tables.
+#[derive(Clone, Copy, Debug)]
+pub struct CoreLimits {
+    /// Frames buffered for transmit between flushes.
+    pub tx_queue: usize,
+    /// Frames waiting for ARP.
+    pub arp_pending: usize,
+    pub arp_pending_timeout: Duration,
+    pub arp_retry: Duration,
+    /// ICMP errors per second and burst.
+    pub icmp_rate: u64,
+    pub icmp_burst: u64,
+    pub reassembly: ReassemblyConfig,
+}
+
+impl Default for CoreLimits {
+    fn default() -> Self {
+        CoreLimits {
+            tx_queue: 1024,
+            arp_pending: 256,
+            arp_pending_timeout: Duration::from_secs(3),
+            arp_retry: Duration::from_secs(1),
+            icmp_rate: 100,
+            icmp_burst: 50,
+            reassembly: ReassemblyConfig::default(),
+        }
+    }
+}
+
+/// The network side of a core: all of its state but the applications and
+/// the reassembler, so that an application can be handed `&mut Net` while
+/// the stack still holds the datagram it is reading.
+pub struct Net<P: BufPool> {
+    iface: IfaceConfig,
+    routes: Routes,
+    info: CoreInfo,
+    pool: P,
+    now: Instant,
+    pub counters: Counters,
+    tx: Vec<P::Buf>,
+    tx_cap: usize,
+    arp: ArpReader,
+    pending: ArpPending<P::Buf>,
+    udp: UdpTable,
+    ident: IdentGen,
+    icmp_limit: RateLimiter,
+    /// A datagram being built for fragmentation (64 KiB, allocated once).
+    scratch: Vec<u8>,
+    /// The application calling into `NetCtx` now.
+    current_app: usize,
+}
+
+/// One core: its network state, its reassembler, its applications, and on
+/// the main core the ARP table's writer.
+pub struct Core<P: BufPool> {
+    pub net: Net<P>,
+    frag: Reassembler,
+    apps: Vec<Box<dyn App>>,
+    arp_writer: Option<ArpWriter>,
+    next_arp_expire: Instant,
+}
+
+impl<P: BufPool> Core<P> {
+    /// Build a core's context; call on the core that will run it.
+    /// `arp_writer` is true on exactly one core.
+    pub fn new(
+        iface: IfaceConfig,
+        info: CoreInfo,
+        pool: P,
+        arp: Arc<ArpShared>,
+        arp_writer: bool,
+        limits: CoreLimits,
+        factories: &[AppFactory],
+    ) -> Self {
+        let apps = factories.iter().map(|f| f(&info)).collect();
+        let frag = Reassembler::new(limits.reassembly);
+        let counters = Counters {
+            frag_bytes_limit: frag.bytes_capacity() as u64,
+            ..Default::default()
+        };
+        Core {
+            net: Net {
+                routes: Routes {
+                    local: iface.ip,
+                    gateway: iface.gateway,
+                },
+                iface,
+                info,
+                pool,
+                now: Instant::ZERO,
+                counters,
+                tx: Vec::with_capacity(limits.tx_queue),
+                tx_cap: limits.tx_queue,
+                arp: ArpReader::new(arp.clone()),
+                pending: ArpPending::new(
+                    limits.arp_pending,
+                    limits.arp_pending_timeout,
+                    limits.arp_retry,
+                ),
+                udp: UdpTable::new(),
+                ident: IdentGen::new(info.index, info.count),
+                icmp_limit: RateLimiter::new(limits.icmp_rate, limits.icmp_burst),
+                scratch: vec![0; 65536],
+                current_app: 0,
+            },
+            frag,
+            apps,
+            arp_writer: arp_writer.then(|| ArpWriter::new(arp)),
+            next_arp_expire: Instant::ZERO,
+        }
+    }
+
+    /// Start the applications (they bind their ports) and, on the ARP
+    /// writer's core, announce our address with a gratuitous ARP.
+    pub fn start(&mut self, now: Instant) -> Result<(), (String, BindError)> {
+        self.net.now = now;
+        for (i, app) in self.apps.iter_mut().enumerate() {
+            self.net.current_app = i;
+            app.start(&mut self.net).map_err(|e| (app.name(), e))?;
+        }
+        if self.arp_writer.is_some() {
+            let ip = self.net.iface.ip.address();
+            self.net.send_arp(
+                ArpOperation::Request,
+                EthernetAddress::BROADCAST,
+                EthernetAddress([0; 6]),
+                ip,
+            );
+        }
+        Ok(())
+    }
+
+    /// Start of a burst: take the time and the newest ARP snapshot; release
+    /// packets whose next hop just resolved.
+    #[inline]
+    pub fn begin_burst(&mut self, now: Instant) {
+        self.net.now = now;
+        if self.net.arp.refresh() {
+            self.net.release_pending();
+        }
+    }
+
+    /// Frames waiting to be transmitted. The shard drains this into the TX
+    /// queue.
+    #[inline]
+    pub fn tx_queue(&mut self) -> &mut Vec<P::Buf> {
+        &mut self.net.tx
+    }
+
+    /// The TX buffer and the counters, borrowed together for a flush.
+    #[inline]
+    pub fn split_tx(&mut self) -> (&mut Vec<P::Buf>, &mut Counters) {
+        (&mut self.net.tx, &mut self.net.counters)
+    }
+
+    /// Timers: ARP writer, ARP pending, reassembly expiry, applications.
+    pub fn poll_timers(&mut self, now: Instant) {
+        self.net.now = now;
+        if let Some(w) = self.arp_writer.as_mut() {
+            w.drain();
+            if now >= self.next_arp_expire {
+                w.expire(now);
+                self.next_arp_expire = now.plus(Duration::from_secs(1));
+            }
+            self.net.counters.arp_table_full = w.stats.table_full;
+            self.net.counters.arp_entries = w.len() as u64;
+        }
+        if self.net.arp.refresh() {
+            self.net.release_pending();
+        }
+        self.net.poll_pending();
+        let net = &mut self.net;
+        let expired = self.frag.expire(now, |_key, header| {
+            net.send_icmp_error(header, Icmpv4Message::TimeExceeded, 1, None);
+        });
+        self.net.counters.drops[DropReason::FragTimeout as usize] += expired as u64;
+        self.net.counters.frag_in_flight = self.frag.in_flight() as u64;
+        for (i, app) in self.apps.iter_mut().enumerate() {
+            self.net.current_app = i;
+            app.poll(&mut self.net);
+        }
+    }
+
+    /// Applications' names and counters, for printing.
+    pub fn app_counters(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        self.apps.iter().map(|a| (a.name(), a.counters())).collect()
+    }
+
+    /// Drop everything held (shutdown), so every buffer returns to its pool.
+    pub fn clear(&mut self) {
+        self.net.tx.clear();
+        self.net.pending.clear();
+    }
+
+    /// Process one received frame.
+    pub fn process_frame(&mut self, buf: P::Buf) {
+        let c = &mut self.net.counters;
+        c.rx_packets += 1;
+        c.rx_bytes += buf.len() as u64;
+        let data = buf.data();
+        let frame = match EthernetFrame::new_checked(data) {
+            Ok(f) => f,
+            Err(e) => return self.net.drop_frame(e.into()),
+        };
+        let eth = match EthernetRepr::parse(&frame) {
+            Ok(r) => r,
+            Err(e) => return self.net.drop_frame(e.into()),
+        };
+        if data.len() > self.net.iface.mtu + eth.buffer_len() {
+            return self.net.drop_frame(DropReason::Oversize);
+        }
+        if eth.dst_addr != self.net.iface.mac && !eth.dst_addr.is_broadcast() {
+            return self.net.drop_frame(DropReason::NotForUs);
+        }
+        if eth.vlan.is_some() {
+            // No VLAN is configured on this interface.
+            return self.net.drop_frame(DropReason::Unsupported);
+        }
+        match eth.ethertype {
+            EtherType::Arp => self.net.process_arp(buf, &eth),
+            EtherType::Ipv4 => self.process_ipv4(buf, &eth),
+            _ => self.net.drop_frame(DropReason::Unsupported),
+        }
+    }
+
+    fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr) {
+        let l2 = eth.buffer_len();
+        let bytes = &buf.data()[l2..];
+        let packet = match Ipv4Packet::new_checked(bytes) {
+            Ok(p) => p,
+            Err(e) => return self.net.drop_frame(e.into()),
+        };
+        let ip = match Ipv4Repr::parse(&packet, true) {
+            Ok(r) => r,
+            Err(e) => return self.net.drop_frame(e.into()),
+        };
+        if !self.net.routes.accepts(ip.dst_addr) {
+            return self.net.drop_frame(DropReason::NotForUs);
+        }
+        if !self.net.routes.valid_source(ip.src_addr) {
+            return self.net.drop_frame(DropReason::Malformed);
+        }
+        let header_len = packet.header_len() as usize;
+        if packet.is_fragment() {
+            if packet.dont_frag() {
+                // RFC 791: DF and MF/offset together cannot happen.
+                return self.net.drop_frame(DropReason::Malformed);
+            }
+            let key = FragKey {
+                src: ip.src_addr,
+                dst: ip.dst_addr,
+                protocol: ip.next_header.into(),
+                ident: packet.ident(),
+            };
+            let header = &bytes[..header_len];
+            let result = self.frag.process_fragment(
+                self.net.now,
+                key,
+                header,
+                packet.frag_offset() as usize,
+                packet.more_frags(),
+                packet.payload(),
+            );
+            match result {
+                Ok(None) => {}
+                Ok(Some(done)) => {
+                    self.net.counters.ipv4_reassembled += 1;
+                    let ip = Ipv4Repr {
+                        payload_len: done.payload.len(),
+                        ..ip
+                    };
+                    deliver_datagram(
+                        &mut self.net,
+                        &mut self.apps,
+                        &ip,
+                        done.header,
+                        done.payload,
+                    );
+                }
+                Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
+                Err(FragError::TooBig) => self.net.counters.drop(DropReason::FragTooBig),
+                Err(FragError::NoSpace) => self.net.counters.drop(DropReason::FragNoSpace),
+            }
+            let c = &mut self.net.counters;
+            c.frag_bytes_peak = c.frag_bytes_peak.max(self.frag.bytes_in_use() as u64);
+            c.frag_in_flight = self.frag.in_flight() as u64;
+            return;
+        }
+        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN {
+            // The common echo case: answer in the same buffer.
+            return self.net.process_icmp_in_place(buf, l2, &ip);
+        }
+        let payload = packet.payload();
+        let header = &bytes[..header_len];
+        deliver_datagram(&mut self.net, &mut self.apps, &ip, header, payload);
+    }
+}
+
+/// Hand a complete (possibly reassembled) datagram to its protocol.
+/// `header` is its IP header as received, options included.
+fn deliver_datagram<P: BufPool>(
+    net: &mut Net<P>,
+    apps: &mut [Box<dyn App>],
+    ip: &Ipv4Repr,
+    header: &[u8],
+    payload: &[u8],
+) {
+    net.counters.ipv4_delivered += 1;
+    match ip.next_header {
+        IpProtocol::Udp => process_udp(net, apps, ip, header, payload),
+        IpProtocol::Icmp => net.process_icmp_copy(ip, payload),
+        // TCP and the rest go to the kernel exception path once it exists.
+        _ => net.drop_frame(DropReason::Unsupported),
+    }
+}
+
+fn process_udp<P: BufPool>(
+    net: &mut Net<P>,
+    apps: &mut [Box<dyn App>],
+    ip: &Ipv4Repr,
+    header: &[u8],
+    payload: &[u8],
+) {
+    let packet = match UdpPacket::new_checked(payload) {
+        Ok(p) => p,
+        Err(e) => return net.drop_frame(e.into()),
+    };
+    // The UDP length must be the IP payload's exactly.
+    let udp_len = packet.len() as usize;
+    if udp_len != payload.len() {
+        let reason = if udp_len > payload.len() {
+            DropReason::Truncated
+        } else {
+            DropReason::Malformed
+        };
+        return net.drop_frame(reason);
+    }
+    let udp = match UdpRepr::parse(&packet, &ip.src_addr, &ip.dst_addr, true) {
+        Ok(r) => r,
+        Err(e) => return net.drop_frame(e.into()),
+    };
+    let binding = match net.udp.lookup(udp.dst_port) {
+        Some(b) => {
+            b.rx += 1;
+            b.app
+        }
+        None => {
+            net.counters.drop(DropReason::NoSocket);
+            if ip.dst_addr == net.iface.ip.address() {
+                // RFC 1122 3.2.2.1: port unreachable, never for broadcasts.
+                net.send_icmp_error(header, Icmpv4Message::DstUnreachable, 3, Some(payload));
+            }
+            return;
+        }
+    };
+    net.counters.udp_rx += 1;
+    let dgram = Datagram {
+        src: SocketAddrV4::new(ip.src_addr, udp.src_port),
+        dst: SocketAddrV4::new(ip.dst_addr, udp.dst_port),
+        payload: packet.payload(),
+    };
+    if let Some(app) = apps.get_mut(binding) {
+        net.current_app = binding;
+        app.on_datagram(net, &dgram);
+    }
+}
+
+impl<P: BufPool> Net<P> {
+    #[inline]
+    fn drop_frame(&mut self, reason: DropReason) {
+        self.counters.drop(reason);
+    }
+
+    /// Frames buffered for transmit.
+    pub fn tx_len(&self) -> usize {
+        self.tx.len()
+    }
+
+    pub fn iface(&self) -> &IfaceConfig {
+        &self.iface
+    }
+
+    /// Queue a finished frame for transmit.
+    #[inline]
+    fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
+        if self.tx.len() >= self.tx_cap {
+            self.counters.drop(DropReason::QueueFull);
+            return Err(SendError::QueueFull);
+        }
+        self.tx.push(buf);
+        Ok(())
+    }
+
+    // ---- ARP ------------------------------------------------------------
+
+    fn process_arp(&mut self, mut buf: P::Buf, eth: &EthernetRepr) {
+        let l2 = eth.buffer_len();
+        let repr = {
+            let packet = match ArpPacket::new_checked(&buf.data()[l2..]) {
+                Ok(p) => p,
+                Err(e) => return self.drop_frame(e.into()),
+            };
+            match ArpRepr::parse(&packet) {
+                Ok(r) => r,
+                Err(e) => return self.drop_frame(e.into()),
+            }
+        };
+        let ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr: sha,
+            source_protocol_addr: spa,
+            target_protocol_addr: tpa,
+            ..
+        } = repr;
+        if !sha.is_unicast() {
+            return self.drop_frame(DropReason::Malformed);
+        }
+        let ours = self.iface.ip.address();
+        let for_us = tpa == ours;
+        // RFC 826: update a known sender; add it if we are the target.
+        // Probes (sender 0.0.0.0) teach nothing.
+        let known = self.arp.lookup(&spa).is_some();
+        if (for_us || known)
+            && spa != ours
+            && self.routes.valid_source(spa)
+            && self.iface.ip.contains_addr(&spa)
+        {
+            match self.arp.learn(spa, sha, self.now) {
+                LearnResult::Queued => self.counters.arp_learned += 1,
+                LearnResult::Known => {}
+                LearnResult::QueueFull => self.counters.drop(DropReason::QueueFull),
+            }
+        }
+        if !for_us {
+            return self.drop_frame(DropReason::NotForUs);
+        }
+        if operation != ArpOperation::Request {
+            return;
+        }
+        // Answer in the same buffer.
+        let reply = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: self.iface.mac,
+            source_protocol_addr: ours,
+            target_hardware_addr: sha,
+            target_protocol_addr: spa,
+        };
+        let eth_out = EthernetRepr {
+            src_addr: self.iface.mac,
+            dst_addr: sha,
+            ethertype: EtherType::Arp,
+            vlan: None,
+        };
+        if !buf.set_len(l2 + reply.buffer_len()) {
+            return self.drop_frame(DropReason::Truncated);
+        }
+        if l2 != ETH_LEN {
+            buf.trim_front(l2 - ETH_LEN);
+        }
+        let data = buf.data_mut();
+        eth_out.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
+        reply.emit(&mut ArpPacket::new_unchecked(&mut data[ETH_LEN..]));
+        if self.push_tx(buf).is_ok() {
+            self.counters.arp_replies_sent += 1;
+        }
+    }
+
+    /// Send an ARP packet (request or gratuitous announcement).
+    fn send_arp(
+        &mut self,
+        operation: ArpOperation,
+        dst_mac: EthernetAddress,
+        target_mac: EthernetAddress,
+        target_ip: Ipv4Addr,
+    ) {
+        let Some(mut buf) = self.pool.alloc() else {
+            return self.drop_frame(DropReason::NoBuffer);
+        };
+        let arp = ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr: self.iface.mac,
+            source_protocol_addr: self.iface.ip.address(),
+            target_hardware_addr: target_mac,
+            target_protocol_addr: target_ip,
+        };
+        let eth = EthernetRepr {
+            src_addr: self.iface.mac,
+            dst_addr: dst_mac,
+            ethertype: EtherType::Arp,
+            vlan: None,
+        };
+        if !buf.set_len(ETH_LEN + arp.buffer_len()) {
+            return self.drop_frame(DropReason::NoBuffer);
+        }
+        let data = buf.data_mut();
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
+        arp.emit(&mut ArpPacket::new_unchecked(&mut data[ETH_LEN..]));
+        if self.push_tx(buf).is_ok() && operation == ArpOperation::Request {
+            self.counters.arp_requests_sent += 1;
+        }
+    }
+
+    fn send_arp_request(&mut self, ip: Ipv4Addr) {
+        self.send_arp(
+            ArpOperation::Request,
+            EthernetAddress::BROADCAST,
+            EthernetAddress([0; 6]),
+            ip,
+        );
+    }
+
+    /// Send what waited for a next hop that now resolves.
+    fn release_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let arp = &self.arp;
+        let tx = &mut self.tx;
+        let cap = self.tx_cap;
+        let mut full = 0u64;
+        let sent = self.pending.release_resolved(
+            |ip| arp.lookup(ip),
+            |mut buf, mac| {
+                buf.data_mut()[0..6].copy_from_slice(mac.as_bytes());
+                if tx.len() < cap {
+                    tx.push(buf);
+                } else {
+                    full += 1;
+                }
+            },
+        );
+        self.counters.arp_pending_sent += sent as u64 - full;
+        self.counters.drops[DropReason::QueueFull as usize] += full;
+    }
+
+    fn poll_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut dropped = 0u64;
+        let mut resend: heapless::Vec<Ipv4Addr, 16> = heapless::Vec::new();
+        self.pending.poll(
+            self.now,
+            |_buf| dropped += 1,
+            |ip| {
+                let _ = resend.push(ip);
+            },
+        );
+        self.counters.drops[DropReason::NoArp as usize] += dropped;
+        for ip in resend {
+            self.send_arp_request(ip);
+        }
+    }
+
+    /// Give a finished frame (destination MAC not yet written) its next hop.
+    fn dispatch_frame(&mut self, mut buf: P::Buf, hop: NextHop) -> Result<(), SendError> {
+        let ip = match hop {
+            NextHop::Broadcast => {
+                buf.data_mut()[0..6].copy_from_slice(EthernetAddress::BROADCAST.as_bytes());
+                return self.push_tx(buf);
+            }
+            NextHop::Neighbor(ip) => ip,
+        };
+        if let Some(mac) = self.arp.lookup(&ip) {
+            buf.data_mut()[0..6].copy_from_slice(mac.as_bytes());
+            return self.push_tx(buf);
+        }
+        match self.pending.push(ip, buf, self.now) {
+            PendingOutcome::QueuedSendRequest => {
+                self.send_arp_request(ip);
+                Ok(())
+            }
+            PendingOutcome::Queued => Ok(()),
+            PendingOutcome::Full(_buf) => {
+                self.counters.drop(DropReason::NoArp);
+                Err(SendError::ArpQueueFull)
+            }
+        }
+    }
+
+    // ---- IPv4 output ----------------------------------------------------
+
+    /// Write Ethernet (destination left zero) and IPv4 headers at the front of
+    /// `buf`, whose length must already be set to the whole frame.
+    fn emit_headers(
+        &mut self,
+        buf: &mut P::Buf,
+        ip: &Ipv4Repr,
+        ident: u16,
+        frag: Option<(usize, bool)>,
+    ) {
+        let data = buf.data_mut();
+        let eth = EthernetRepr {
+            src_addr: self.iface.mac,
+            dst_addr: EthernetAddress([0; 6]),
+            ethertype: EtherType::Ipv4,
+            vlan: None,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
+        let mut packet = Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]);
+        ip.emit(&mut packet, false);
+        packet.set_ident(ident);
+        // DF stays clear (no path MTU discovery for UDP, as Linux by default).
+        if let Some((offset, more)) = frag {
+            packet.set_frag_offset(offset as u16);
+            packet.set_more_frags(more);
+        }
+        if self.iface.tx_ipv4_cksum {
+            packet.set_checksum(0);
+        } else {
+            packet.fill_checksum();
+        }
+    }
+
+    /// Send a complete L4 datagram (`l4`, checksums already filled) to `dst`,
+    /// fragmenting it if it does not fit the MTU.
+    fn send_ipv4(
+        &mut self,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        l4: &[u8],
+    ) -> Result<(), SendError> {
+        let hop = match self.routes.next_hop(dst) {
+            Some(h) => h,
+            None => {
+                self.counters.drop(DropReason::NoRoute);
+                return Err(SendError::NoRoute);
+            }
+        };
+        let repr = Ipv4Repr {
+            src_addr: self.iface.ip.address(),
+            dst_addr: dst,
+            next_header: protocol,
+            payload_len: l4.len(),
+            hop_limit: DEFAULT_TTL,
+        };
+        let ident = self.ident.next_ident();
+        let mtu = self.iface.mtu;
+        if IP_LEN + l4.len() <= mtu {
+            let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + l4.len())?;
+            buf.data_mut()[ETH_LEN + IP_LEN..].copy_from_slice(l4);
+            self.emit_headers(&mut buf, &repr, ident, None);
+            if self.iface.tx_ipv4_cksum {
+                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
+            }
+            return self.dispatch_frame(buf, hop);
+        }
+        for (offset, len, more) in crate::ipv4::frag::fragments(l4.len(), IP_LEN, mtu) {
+            let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + len)?;
+            buf.data_mut()[ETH_LEN + IP_LEN..].copy_from_slice(&l4[offset..offset + len]);
+            let frag_repr = Ipv4Repr {
+                payload_len: len,
+                ..repr
+            };
+            self.emit_headers(&mut buf, &frag_repr, ident, Some((offset, more)));
+            if self.iface.tx_ipv4_cksum {
+                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
+            }
+            self.dispatch_frame(buf, hop)?;
+            self.counters.ipv4_fragments_sent += 1;
+        }
+        Ok(())
+    }
+
+    fn alloc_frame(&mut self, len: usize) -> Result<P::Buf, SendError> {
+        let Some(mut buf) = self.pool.alloc() else {
+            self.counters.drop(DropReason::NoBuffer);
+            return Err(SendError::NoBuffer);
+        };
+        if !buf.set_len(len) {
+            self.counters.drop(DropReason::NoBuffer);
+            return Err(SendError::NoBuffer);
+        }
+        Ok(buf)
+    }
+
+    // ---- ICMP -----------------------------------------------------------
+
+    /// Echo request in a plain (unfragmented, option-less) datagram: turn
+    /// the same buffer into the reply.
+    fn process_icmp_in_place(&mut self, mut buf: P::Buf, l2: usize, ip: &Ipv4Repr) {
+        let ip_start = l2;
+        let icmp_start = l2 + IP_LEN;
+        let total = l2 + IP_LEN + ip.payload_len;
+        {
+            let icmp_bytes = &buf.data()[icmp_start..total];
+            let packet = match Icmpv4Packet::new_checked(icmp_bytes) {
+                Ok(p) => p,
+                Err(e) => return self.drop_frame(e.into()),
+            };
+            match Icmpv4Repr::parse(&packet, true) {
+                Ok(Icmpv4Repr::EchoRequest { .. }) => {}
+                Ok(_) => return self.drop_frame(DropReason::Unsupported),
+                Err(e) => return self.drop_frame(e.into()),
+            }
+        }
+        if ip.dst_addr != self.iface.ip.address() {
+            // RFC 1122 3.2.2.6: echo to a broadcast address MAY be ignored.
+            return self.drop_frame(DropReason::NotForUs);
+        }
+        // Strip Ethernet padding and any VLAN tag room.
+        buf.set_len(total);
+        let data = buf.data_mut();
+        let src_mac = EthernetAddress::from_bytes(&data[6..12]);
+        {
+            let mut frame = EthernetFrame::new_unchecked(&mut data[..]);
+            frame.set_dst_addr(src_mac);
+            frame.set_src_addr(self.iface.mac);
+        }
+        {
+            let mut packet = Ipv4Packet::new_unchecked(&mut data[ip_start..total]);
+            packet.set_src_addr(self.iface.ip.address());
+            packet.set_dst_addr(ip.src_addr);
+            packet.set_hop_limit(DEFAULT_TTL);
+            packet.fill_checksum();
+        }
+        {
+            let mut packet = Icmpv4Packet::new_unchecked(&mut data[icmp_start..total]);
+            let old = packet.checksum();
+            packet.set_msg_type(Icmpv4Message::EchoReply);
+            // Type 8 code 0 becomes type 0 code 0.
+            packet.set_checksum(checksum_adjust(old, 0x0800, 0x0000));
+        }
+        if self.push_tx(buf).is_ok() {
+            self.counters.icmp_echo_replies += 1;
+        }
+    }
+
+    /// ICMP in a reassembled datagram or one with IP options: reply from a
+    /// copy, through the normal output path (fragmenting as needed).
+    fn process_icmp_copy(&mut self, ip: &Ipv4Repr, payload: &[u8]) {
+        let packet = match Icmpv4Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(e) => return self.drop_frame(e.into()),
+        };
+        match Icmpv4Repr::parse(&packet, true) {
+            Ok(Icmpv4Repr::EchoRequest { .. }) => {}
+            Ok(_) => return self.drop_frame(DropReason::Unsupported),
+            Err(e) => return self.drop_frame(e.into()),
+        }
+        if ip.dst_addr != self.iface.ip.address() {
+            return self.drop_frame(DropReason::NotForUs);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let reply = &mut scratch[..payload.len()];
+        reply.copy_from_slice(payload);
+        {
+            let mut out = Icmpv4Packet::new_unchecked(&mut reply[..]);
+            let old = out.checksum();
+            out.set_msg_type(Icmpv4Message::EchoReply);
+            out.set_checksum(checksum_adjust(old, 0x0800, 0x0000));
+        }
+        if self.send_ipv4(ip.src_addr, IpProtocol::Icmp, reply).is_ok() {
+            self.counters.icmp_echo_replies += 1;
+        }
+        self.scratch = scratch;
+    }
+
+    /// Send an ICMP error about a datagram whose IP header is `header`,
+    /// quoting the header and the first 8 bytes of its payload (RFC 792).
+    /// `payload` is None when the header's own datagram is not at hand (the
+    /// reassembler's timeout hands only the first fragment's header).
+    fn send_icmp_error(
+        &mut self,
+        header: &[u8],
+        msg: Icmpv4Message,
+        code: u8,
+        payload: Option<&[u8]>,
+    ) {
+        let Ok(orig) = Ipv4Packet::new_checked(header).or_else(|_| {
+            // A header alone fails the total-length check: view it unchecked
+            // after checking its own length.
+            if header.len() >= IP_LEN {
+                Ok(Ipv4Packet::new_unchecked(header))
+            } else {
+                Err(())
+            }
+        }) else {
+            return;
+        };
+        let dst = orig.src_addr();
+        if !self.routes.valid_source(dst) {
+            return;
+        }
+        if !self.icmp_limit.allow(self.now) {
+            self.counters.icmp_rate_limited += 1;
+            return;
+        }
+        let mut quote = [0u8; 60 + 8];
+        let hl = header.len().min(60);
+        quote[..hl].copy_from_slice(&header[..hl]);
+        let extra = payload.map_or(0, |p| p.len().min(8));
+        if let Some(p) = payload {
+            quote[hl..hl + extra].copy_from_slice(&p[..extra]);
+        }
+        let original = &quote[..hl + extra];
+        let len = icmp::error_len(original.len());
+        let mut scratch = std::mem::take(&mut self.scratch);
+        {
+            let mut packet = Icmpv4Packet::new_unchecked(&mut scratch[..len]);
+            icmp::emit_error_quoting(&mut packet, msg, code, original);
+        }
+        if self
+            .send_ipv4(dst, IpProtocol::Icmp, &scratch[..len])
+            .is_ok()
+        {
+            self.counters.icmp_errors_sent += 1;
+        }
+        self.scratch = scratch;
+    }
+
+    // ---- UDP output -----------------------------------------------------
+
+    fn dispatch_udp(
+        &mut self,
+        src_port: u16,
+        dst: SocketAddrV4,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if payload.len() > MAX_UDP_PAYLOAD {
+            return Err(SendError::TooBig);
+        }
+        let src_ip = self.iface.ip.address();
+        let udp = UdpRepr {
+            src_port,
+            dst_port: dst.port(),
+        };
+        let udp_len = UDP_LEN + payload.len();
+        if IP_LEN + udp_len > self.iface.mtu {
+            // Build the whole datagram (checksum over all of it), then fragment.
+            let mut scratch = std::mem::take(&mut self.scratch);
+            {
+                let mut packet = UdpPacket::new_unchecked(&mut scratch[..udp_len]);
+                udp.emit(
+                    &mut packet,
+                    &src_ip,
+                    dst.ip(),
+                    payload.len(),
+                    |b| b.copy_from_slice(payload),
+                    true,
+                );
+            }
+            let r = self.send_ipv4(*dst.ip(), IpProtocol::Udp, &scratch[..udp_len]);
+            self.scratch = scratch;
+            return r;
+        }
+        let hop = match self.routes.next_hop(*dst.ip()) {
+            Some(h) => h,
+            None => {
+                self.counters.drop(DropReason::NoRoute);
+                return Err(SendError::NoRoute);
+            }
+        };
+        let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + udp_len)?;
+        let ip = Ipv4Repr {
+            src_addr: src_ip,
+            dst_addr: *dst.ip(),
+            next_header: IpProtocol::Udp,
+            payload_len: udp_len,
+            hop_limit: DEFAULT_TTL,
+        };
+        let offload = self.iface.tx_udp_cksum;
+        {
+            let data = buf.data_mut();
+            let mut packet = UdpPacket::new_unchecked(&mut data[ETH_LEN + IP_LEN..]);
+            udp.emit(
+                &mut packet,
+                &src_ip,
+                dst.ip(),
+                payload.len(),
+                |b| b.copy_from_slice(payload),
+                !offload,
+            );
+            if offload {
+                // DPDK wants the pseudo-header sum in the field.
+                let ph =
+                    checksum::pseudo_header(&src_ip, dst.ip(), IpProtocol::Udp, udp_len as u32);
+                packet.set_checksum(ph);
+            }
+        }
+        let ident = self.ident.next_ident();
+        self.emit_headers(&mut buf, &ip, ident, None);
+        if offload {
+            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::Udp);
+        } else if self.iface.tx_ipv4_cksum {
+            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
+        }
+        self.dispatch_frame(buf, hop)
+    }
+}
+
+impl<P: BufPool> NetCtx for Net<P> {
+    fn core(&self) -> CoreInfo {
+        self.info
+    }
+    fn now(&self) -> Instant {
+        self.now
+    }
+    fn local_addr(&self) -> Ipv4Addr {
+        self.iface.ip.address()
+    }
+    fn bind_udp(&mut self, port: u16) -> Result<(), BindError> {
+        self.udp.bind(port, self.current_app)
+    }
+    fn unbind_udp(&mut self, port: u16) -> bool {
+        match self.udp.lookup(port) {
+            Some(b) if b.app == self.current_app => self.udp.unbind(port),
+            _ => false,
+        }
+    }
+    fn send_udp(
+        &mut self,
+        src_port: u16,
+        dst: SocketAddrV4,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let result = match self.udp.lookup(src_port) {
+            Some(b) if b.app == self.current_app => {
+                b.tx += 1;
+                self.dispatch_udp(src_port, dst, payload)
+            }
+            _ => Err(SendError::NotBound),
+        };
+        match result {
+            Ok(()) => self.counters.udp_tx += 1,
+            Err(_) => self.counters.udp_send_failed += 1,
+        }
+        result
+    }
+}

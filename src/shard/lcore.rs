@@ -1,0 +1,189 @@
+//! The loop one lcore runs. It owns one RX and one TX queue and its
+//! [`Core`]; nothing in it is shared but the stop flag (one relaxed load per
+//! iteration) and the slots it publishes its counters into.
+
+use super::ctx::{Core, CoreLimits, IfaceConfig};
+use crate::app::{AppFactory, CoreInfo};
+use crate::arp::ArpShared;
+use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
+use crate::stats::{Counters, DropReason, PublishedCounters};
+use crate::time::Instant;
+use arrayvec::ArrayVec;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What a core publishes for the printer: its counters (every 100 ms and
+/// on exit) and its applications' counters, as text (every second and on exit).
+#[derive(Debug, Default)]
+pub struct Published {
+    pub counters: PublishedCounters,
+    pub apps: Mutex<Vec<String>>,
+    /// Set when the core has left its loop and published its final counters.
+    pub done: AtomicBool,
+}
+
+/// Everything a core needs, moved onto its lcore.
+pub struct LcoreSetup {
+    pub info: CoreInfo,
+    pub iface: IfaceConfig,
+    pub pool: Mempool,
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+    pub arp: Arc<ArpShared>,
+    pub arp_writer: bool,
+    pub limits: CoreLimits,
+    pub apps: Vec<AppFactory>,
+    pub stop: Arc<AtomicBool>,
+    pub published: Arc<Published>,
+    /// Set by the core once its applications are started.
+    pub started: Arc<std::sync::atomic::AtomicUsize>,
+    /// The TSC value that is time zero for every core.
+    pub tsc_zero: u64,
+}
+
+/// Microseconds since `zero` from the TSC.
+struct Clock {
+    zero: u64,
+    per_us: u64,
+}
+
+impl Clock {
+    #[inline]
+    fn now(&self, tsc: u64) -> Instant {
+        Instant(tsc.saturating_sub(self.zero) / self.per_us)
+    }
+}
+
+/// Send what is buffered, in bursts; what the NIC refuses after a few tries
+/// is freed and counted.
+#[inline]
+fn flush(txq: &mut TxQueue, pending: &mut Vec<Mbuf>, counters: &mut Counters) {
+    let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut refusals = 0;
+    while !pending.is_empty() {
+        let n = pending.len().min(BURST);
+        burst.extend(pending.drain(..n));
+        let bytes: usize = burst.iter().map(crate::buf::PacketBuf::len).sum();
+        let sent = txq.tx_burst(&mut burst);
+        counters.tx_packets += sent as u64;
+        if burst.is_empty() {
+            counters.tx_bytes += bytes as u64;
+            continue;
+        }
+        let left: usize = burst.iter().map(crate::buf::PacketBuf::len).sum();
+        counters.tx_bytes += (bytes - left) as u64;
+        refusals += 1;
+        if refusals > 3 {
+            counters.drops[DropReason::QueueFull as usize] += (burst.len() + pending.len()) as u64;
+            burst.clear();
+            pending.clear();
+            return;
+        }
+        // Put the refused ones back at the front, in order.
+        let rest: Vec<Mbuf> = burst.drain(..).collect();
+        pending.splice(0..0, rest);
+    }
+}
+
+/// Run one core until the stop flag is set. Returns the lcore's exit code.
+pub fn run_lcore(s: LcoreSetup) -> i32 {
+    let LcoreSetup {
+        info,
+        iface,
+        pool,
+        mut rx,
+        mut tx,
+        arp,
+        arp_writer,
+        limits,
+        apps,
+        stop,
+        published,
+        started,
+        tsc_zero,
+    } = s;
+    let hz = tsc_hz();
+    let clock = Clock {
+        zero: tsc_zero,
+        per_us: (hz / 1_000_000).max(1),
+    };
+    let timer_period = hz / 10_000; // 100 us
+    let publish_period = hz / 10; // 100 ms
+    let apps_period = hz; // 1 s
+
+    let mut core = Core::new(iface, info, pool, arp, arp_writer, limits, &apps);
+    if let Err((name, e)) = core.start(clock.now(rdtsc())) {
+        eprintln!(
+            "dpstack: core {}: application {name} failed to start: {e}",
+            info.index
+        );
+        stop.store(true, Ordering::Relaxed);
+        published.done.store(true, Ordering::Release);
+        started.fetch_add(1, Ordering::AcqRel);
+        return 1;
+    }
+    started.fetch_add(1, Ordering::AcqRel);
+
+    let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut tsc = rdtsc();
+    let mut next_timer = tsc;
+    let mut next_publish = tsc;
+    let mut next_apps = tsc;
+    while !stop.load(Ordering::Relaxed) {
+        core.begin_burst(clock.now(tsc));
+        rx.rx_burst(&mut burst);
+        for m in burst.drain(..) {
+            core.process_frame(m);
+            if core.tx_queue().len() >= BURST {
+                let (txv, counters) = split(&mut core);
+                flush(&mut tx, txv, counters);
+            }
+        }
+        tsc = rdtsc();
+        if tsc >= next_timer {
+            core.poll_timers(clock.now(tsc));
+            next_timer = tsc + timer_period;
+        }
+        if !core.tx_queue().is_empty() {
+            let (txv, counters) = split(&mut core);
+            flush(&mut tx, txv, counters);
+        }
+        if tsc >= next_publish {
+            published.counters.publish(&core.net.counters);
+            next_publish = tsc + publish_period;
+        }
+        if tsc >= next_apps {
+            publish_apps(&core, &published);
+            next_apps = tsc + apps_period;
+        }
+    }
+    let (txv, counters) = split(&mut core);
+    flush(&mut tx, txv, counters);
+    core.clear();
+    published.counters.publish(&core.net.counters);
+    publish_apps(&core, &published);
+    drop(core);
+    published.done.store(true, Ordering::Release);
+    0
+}
+
+fn split(core: &mut Core<Mempool>) -> (&mut Vec<Mbuf>, &mut Counters) {
+    core.split_tx()
+}
+
+fn publish_apps(core: &Core<Mempool>, published: &Published) {
+    let lines = core
+        .app_counters()
+        .into_iter()
+        .map(|(name, cs)| {
+            let mut s = format!("app={name}");
+            for (k, v) in cs {
+                s.push_str(&format!(" {k}={v}"));
+            }
+            s
+        })
+        .collect();
+    if let Ok(mut slot) = published.apps.try_lock() {
+        *slot = lines;
+    }
+}

@@ -1,0 +1,13 @@
+//! The per-core context and the run-to-completion loop.
+//!
+//! `ctx` holds the protocol side (no FFI, tested on heap buffers); `lcore`
+//! runs it on a DPDK lcore: rx_burst -> dispatch -> buffered tx_burst ->
+//! timers on a TSC deadline.
+
+pub mod ctx;
+mod lcore;
+#[cfg(test)]
+mod tests;
+
+pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
+pub use lcore::{run_lcore, LcoreSetup, Published};

@@ -1,0 +1,593 @@
+//! The whole per-core stack on heap buffers: frames in, frames out, counters
+//! and the pool's outstanding count checked after every scenario.
+
+use super::ctx::{Core, CoreLimits, IfaceConfig};
+use crate::app::{AppSpec, CoreInfo};
+use crate::arp::{ArpConfig, ArpShared};
+use crate::buf::{HeapPool, PacketBuf, PooledHeapBuf};
+use crate::ipv4::frag::{fragments, FragKey, Reassembler, ReassemblyConfig};
+use crate::stats::DropReason;
+use crate::time::{Duration, Instant};
+use crate::wire::frame::{parse_frame, Parsed};
+use crate::wire::{
+    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+};
+use std::net::Ipv4Addr;
+
+const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+const HOST_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
+const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+struct Rig {
+    core: Core<HeapPool>,
+    pool_view: HeapPool,
+    now: Instant,
+}
+
+fn rig_with(apps: &[&str], limits: CoreLimits) -> Rig {
+    let iface = IfaceConfig {
+        mac: OUR_MAC,
+        ip: "198.18.0.1/24".parse().unwrap(),
+        gateway: Some(Ipv4Addr::new(198, 18, 0, 254)),
+        mtu: 1500,
+        tx_ipv4_cksum: false,
+        tx_udp_cksum: false,
+    };
+    let info = CoreInfo {
+        index: 0,
+        count: 1,
+        lcore: 0,
+    };
+    let factories: Vec<_> = apps
+        .iter()
+        .map(|a| a.parse::<AppSpec>().unwrap().factory())
+        .collect();
+    let arp = ArpShared::new(ArpConfig::default());
+    let pool = HeapPool::new(512);
+    let pool_view = pool.share();
+    let mut core = Core::new(iface, info, pool, arp, true, limits, &factories);
+    core.start(Instant::from_secs(1)).unwrap();
+    let mut rig = Rig {
+        core,
+        pool_view,
+        now: Instant::from_secs(1),
+    };
+    // The gratuitous ARP.
+    let out = rig.take_tx();
+    assert_eq!(out.len(), 1);
+    rig
+}
+
+fn rig(apps: &[&str]) -> Rig {
+    rig_with(apps, CoreLimits::default())
+}
+
+impl Rig {
+    fn rx(&mut self, frame: &[u8]) {
+        let buf = self.pool_view.buf_from(frame);
+        self.core.begin_burst(self.now);
+        self.core.process_frame(buf);
+    }
+    fn take_tx(&mut self) -> Vec<Vec<u8>> {
+        self.core
+            .tx_queue()
+            .drain(..)
+            .map(|b: PooledHeapBuf| b.data().to_vec())
+            .collect()
+    }
+    fn tick(&mut self, d: Duration) {
+        self.now = self.now.plus(d);
+        self.core.poll_timers(self.now);
+    }
+    fn dropped(&self, r: DropReason) -> u64 {
+        self.core.net.counters.dropped(r)
+    }
+    /// Teach the stack the host's MAC with an ARP request from it.
+    fn learn_host(&mut self) {
+        self.rx(&arp_frame(
+            ArpOperation::Request,
+            HOST_MAC,
+            HOST_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        ));
+        self.tick(Duration::from_millis(1));
+        self.take_tx();
+    }
+    fn in_use(&self) -> usize {
+        self.pool_view.in_use()
+    }
+}
+
+fn eth(dst: EthernetAddress, ethertype: EtherType, payload_len: usize) -> (Vec<u8>, usize) {
+    let repr = EthernetRepr {
+        src_addr: HOST_MAC,
+        dst_addr: dst,
+        ethertype,
+        vlan: None,
+    };
+    let mut v = vec![0u8; repr.buffer_len() + payload_len];
+    repr.emit(&mut EthernetFrame::new_unchecked(&mut v[..]));
+    (v, repr.buffer_len())
+}
+
+fn arp_frame(
+    op: ArpOperation,
+    sha: EthernetAddress,
+    spa: Ipv4Addr,
+    tpa: Ipv4Addr,
+    dst: EthernetAddress,
+) -> Vec<u8> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: op,
+        source_hardware_addr: sha,
+        source_protocol_addr: spa,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: tpa,
+    };
+    let (mut v, l2) = eth(dst, EtherType::Arp, arp.buffer_len());
+    arp.emit(&mut ArpPacket::new_unchecked(&mut v[l2..]));
+    v
+}
+
+fn ipv4_frame(proto: IpProtocol, l4: &[u8], ident: u16, frag: Option<(usize, bool)>) -> Vec<u8> {
+    let ip = Ipv4Repr {
+        src_addr: HOST_IP,
+        dst_addr: OUR_IP,
+        next_header: proto,
+        payload_len: l4.len(),
+        hop_limit: 64,
+    };
+    let (mut v, l2) = eth(OUR_MAC, EtherType::Ipv4, ip.buffer_len() + l4.len());
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut v[l2..]);
+        ip.emit(&mut p, false);
+        p.set_ident(ident);
+        if let Some((off, more)) = frag {
+            p.set_frag_offset(off as u16);
+            p.set_more_frags(more);
+        }
+        p.payload_mut().copy_from_slice(l4);
+        p.fill_checksum();
+    }
+    v
+}
+
+fn udp_bytes(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let repr = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    };
+    let mut v = vec![0u8; 8 + payload.len()];
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut v[..]),
+        &HOST_IP,
+        &OUR_IP,
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        true,
+    );
+    v
+}
+
+fn echo_request(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let repr = Icmpv4Repr::EchoRequest {
+        ident,
+        seq_no: seq,
+        data,
+    };
+    let mut v = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut Icmpv4Packet::new_unchecked(&mut v[..]));
+    v
+}
+
+#[test]
+fn answers_arp_for_our_address_and_learns_the_sender() {
+    let mut r = rig(&[]);
+    r.rx(&arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    ));
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    let (eth, parsed) = parse_frame(&out[0]).unwrap();
+    assert_eq!(eth.dst_addr, HOST_MAC);
+    assert_eq!(eth.src_addr, OUR_MAC);
+    assert_eq!(
+        parsed,
+        Parsed::Arp(ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: OUR_MAC,
+            source_protocol_addr: OUR_IP,
+            target_hardware_addr: HOST_MAC,
+            target_protocol_addr: HOST_IP,
+        })
+    );
+    assert_eq!(r.core.net.counters.arp_replies_sent, 1);
+    r.tick(Duration::from_millis(1));
+    assert_eq!(r.core.net.counters.arp_entries, 1);
+    // Requests for someone else are not answered, and teach nothing new.
+    r.rx(&arp_frame(
+        ArpOperation::Request,
+        EthernetAddress([2, 0, 0, 0, 0, 7]),
+        Ipv4Addr::new(198, 18, 0, 7),
+        Ipv4Addr::new(198, 18, 0, 9),
+        EthernetAddress::BROADCAST,
+    ));
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.dropped(DropReason::NotForUs), 1);
+    r.tick(Duration::from_millis(1));
+    assert_eq!(r.core.net.counters.arp_entries, 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn echo_reply_keeps_payload_and_identifiers() {
+    let mut r = rig(&[]);
+    for size in [0usize, 1, 56, 1000, 1472] {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+        r.rx(&ipv4_frame(
+            IpProtocol::Icmp,
+            &echo_request(0x1234, size as u16, &data),
+            1,
+            None,
+        ));
+        let out = r.take_tx();
+        assert_eq!(out.len(), 1, "size {size}");
+        let (eth, parsed) = parse_frame(&out[0]).unwrap();
+        assert_eq!(eth.dst_addr, HOST_MAC);
+        match parsed {
+            Parsed::Icmp {
+                ip,
+                icmp:
+                    Icmpv4Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data: d,
+                    },
+            } => {
+                assert_eq!((ip.src_addr, ip.dst_addr), (OUR_IP, HOST_IP));
+                assert_eq!((ident, seq_no), (0x1234, size as u16));
+                assert_eq!(d, &data[..]);
+            }
+            other => panic!("not an echo reply: {other:?}"),
+        }
+    }
+    assert_eq!(r.core.net.counters.icmp_echo_replies, 5);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn malformed_frames_are_dropped_and_counted_by_reason() {
+    let mut r = rig(&[]);
+    let good = ipv4_frame(IpProtocol::Icmp, &echo_request(1, 1, b"abcdefgh"), 1, None);
+
+    r.rx(&good[..10]);
+    assert_eq!(r.dropped(DropReason::Truncated), 1);
+    r.rx(&good[..14 + 12]);
+    assert_eq!(r.dropped(DropReason::Truncated), 2);
+
+    let mut ihl = good.clone();
+    ihl[14] = 0x44;
+    r.rx(&ihl);
+    assert_eq!(r.dropped(DropReason::Malformed), 1);
+
+    let mut long = good.clone();
+    long[16..18].copy_from_slice(&2000u16.to_be_bytes());
+    r.rx(&long);
+    assert_eq!(r.dropped(DropReason::Truncated), 3);
+
+    let mut cksum = good.clone();
+    cksum[24] ^= 0xff;
+    r.rx(&cksum);
+    assert_eq!(r.dropped(DropReason::BadChecksum), 1);
+
+    let mut icmp = good.clone();
+    icmp[14 + 20 + 2] ^= 0xff;
+    r.rx(&icmp);
+    assert_eq!(r.dropped(DropReason::BadChecksum), 2);
+
+    let mut arp = arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    );
+    arp[14 + 4] = 7;
+    r.rx(&arp);
+    assert_eq!(r.dropped(DropReason::Malformed), 2);
+
+    let mut other = good.clone();
+    other[0..6].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
+    r.rx(&other);
+    assert_eq!(r.dropped(DropReason::NotForUs), 1);
+
+    let mut big = good.clone();
+    big.resize(1600, 0);
+    r.rx(&big);
+    assert_eq!(r.dropped(DropReason::Oversize), 1);
+
+    let (mut v6, _) = eth(OUR_MAC, EtherType::Ipv6, 40);
+    v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    r.rx(&v6);
+    assert_eq!(r.dropped(DropReason::Unsupported), 1);
+
+    assert!(r.take_tx().is_empty());
+    r.rx(&good);
+    assert_eq!(r.take_tx().len(), 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn udp_echo_resolves_the_sender_then_answers() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(4000, 7, b"hello"),
+        9,
+        None,
+    ));
+    // The host is unknown: an ARP request goes out, the echo waits.
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    assert!(matches!(
+        parse_frame(&out[0]).unwrap().1,
+        Parsed::Arp(ArpRepr::EthernetIpv4 { operation: ArpOperation::Request, target_protocol_addr, .. })
+            if target_protocol_addr == HOST_IP
+    ));
+    // The reply teaches the table; the writer publishes; the echo leaves.
+    r.rx(&arp_frame(
+        ArpOperation::Reply,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        OUR_MAC,
+    ));
+    r.tick(Duration::from_millis(1));
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    let (eth, parsed) = parse_frame(&out[0]).unwrap();
+    assert_eq!(eth.dst_addr, HOST_MAC);
+    match parsed {
+        Parsed::Udp { ip, udp, payload } => {
+            assert_eq!((ip.src_addr, ip.dst_addr), (OUR_IP, HOST_IP));
+            assert_eq!((udp.src_port, udp.dst_port), (7, 4000));
+            assert_eq!(payload, b"hello");
+        }
+        other => panic!("not UDP: {other:?}"),
+    }
+    assert_eq!(r.core.net.counters.arp_pending_sent, 1);
+    assert_eq!(r.core.net.counters.udp_rx, 1);
+    assert_eq!(r.core.net.counters.udp_tx, 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn unresolved_next_hop_times_out_and_is_counted() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(4000, 7, b"x"),
+        9,
+        None,
+    ));
+    assert_eq!(r.take_tx().len(), 1);
+    r.tick(Duration::from_millis(1500));
+    // Retried once a second.
+    assert_eq!(r.take_tx().len(), 1);
+    r.tick(Duration::from_secs(2));
+    r.take_tx();
+    assert_eq!(r.dropped(DropReason::NoArp), 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn closed_port_gets_port_unreachable_quoting_the_datagram() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    let dgram = ipv4_frame(IpProtocol::Udp, &udp_bytes(4000, 9999, b"nobody"), 77, None);
+    r.rx(&dgram);
+    assert_eq!(r.dropped(DropReason::NoSocket), 1);
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    match parse_frame(&out[0]).unwrap().1 {
+        Parsed::Icmp {
+            ip,
+            icmp: Icmpv4Repr::DstUnreachable { header, data, .. },
+        } => {
+            assert_eq!(ip.dst_addr, HOST_IP);
+            assert_eq!(header.src_addr, HOST_IP);
+            assert_eq!(header.next_header, IpProtocol::Udp);
+            assert_eq!(&data[..8], &dgram[34..42]);
+        }
+        other => panic!("not port unreachable: {other:?}"),
+    }
+    assert_eq!(r.core.net.counters.icmp_errors_sent, 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn port_unreachable_is_rate_limited() {
+    let limits = CoreLimits {
+        icmp_rate: 1,
+        icmp_burst: 2,
+        ..Default::default()
+    };
+    let mut r = rig_with(&[], limits);
+    r.learn_host();
+    for i in 0..5 {
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(4000 + i, 9, b"x"),
+            i,
+            None,
+        ));
+    }
+    assert_eq!(r.take_tx().len(), 2);
+    assert_eq!(r.core.net.counters.icmp_rate_limited, 3);
+    assert_eq!(r.dropped(DropReason::NoSocket), 5);
+}
+
+#[test]
+fn malformed_udp_is_dropped_by_reason() {
+    let mut r = rig(&["udp-sink:9"]);
+    let good = udp_bytes(4000, 9, b"payload!");
+
+    let mut bad = good.clone();
+    bad[6] ^= 0x55;
+    r.rx(&ipv4_frame(IpProtocol::Udp, &bad, 1, None));
+    assert_eq!(r.dropped(DropReason::BadChecksum), 1);
+
+    let mut long = good.clone();
+    long[4..6].copy_from_slice(&((good.len() + 4) as u16).to_be_bytes());
+    r.rx(&ipv4_frame(IpProtocol::Udp, &long, 2, None));
+    assert_eq!(r.dropped(DropReason::Truncated), 1);
+
+    let mut short = good.clone();
+    short[4..6].copy_from_slice(&((good.len() - 4) as u16).to_be_bytes());
+    r.rx(&ipv4_frame(IpProtocol::Udp, &short, 3, None));
+    assert_eq!(r.dropped(DropReason::Malformed), 1);
+
+    // Zero checksum means none (RFC 768).
+    let mut zero = good.clone();
+    zero[6..8].copy_from_slice(&[0, 0]);
+    r.rx(&ipv4_frame(IpProtocol::Udp, &zero, 4, None));
+    r.rx(&ipv4_frame(IpProtocol::Udp, &good, 5, None));
+    assert_eq!(r.core.net.counters.udp_rx, 2);
+    assert_eq!(
+        r.core.app_counters()[0].1,
+        vec![("datagrams", 2), ("bytes", 16)]
+    );
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn fragmented_datagrams_are_reassembled_and_echoed_fragmented() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    let payload: Vec<u8> = (0..8000u32).map(|i| (i % 251) as u8).collect();
+    let dgram = udp_bytes(5000, 7, &payload);
+    let frags: Vec<_> = fragments(dgram.len(), 20, 1500).collect();
+    assert!(frags.len() > 1);
+    // Out of order, with a duplicate.
+    let mut order: Vec<usize> = (0..frags.len()).rev().collect();
+    order.insert(1, frags.len() - 1);
+    for i in order {
+        let (off, len, more) = frags[i];
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &dgram[off..off + len],
+            0x4242,
+            Some((off, more)),
+        ));
+    }
+    assert_eq!(r.core.net.counters.ipv4_reassembled, 1);
+    let out = r.take_tx();
+    assert_eq!(out.len(), frags.len());
+    // Put the echo back together with an independent reassembler.
+    let mut re = Reassembler::new(ReassemblyConfig::default());
+    let mut whole = None;
+    for f in &out {
+        assert!(f.len() <= 14 + 1500);
+        let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(p.verify_checksum());
+        let key = FragKey {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol: 17,
+            ident: p.ident(),
+        };
+        if let Some(done) = re
+            .process_fragment(
+                Instant::ZERO,
+                key,
+                &f[14..34],
+                p.frag_offset() as usize,
+                p.more_frags(),
+                p.payload(),
+            )
+            .unwrap()
+        {
+            whole = Some(done.payload.to_vec());
+        }
+    }
+    let whole = whole.expect("echo reassembles");
+    let udp = UdpPacket::new_checked(&whole[..]).unwrap();
+    assert!(udp.verify_checksum(&OUR_IP, &HOST_IP));
+    assert_eq!(udp.payload(), &payload[..]);
+    assert_eq!(r.core.net.counters.ipv4_fragments_sent, frags.len() as u64);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn overlapping_fragments_are_dropped_and_memory_stays_bounded() {
+    let limits = CoreLimits {
+        reassembly: ReassemblyConfig {
+            max_datagrams: 8,
+            max_bytes: 64 * 1024,
+            timeout: Duration::from_secs(5),
+        },
+        ..Default::default()
+    };
+    let mut r = rig_with(&["udp-echo:7"], limits);
+    r.learn_host();
+    let chunk = vec![0xabu8; 1000];
+    r.rx(&ipv4_frame(IpProtocol::Udp, &chunk, 1, Some((0, true))));
+    r.rx(&ipv4_frame(IpProtocol::Udp, &chunk, 1, Some((504, true))));
+    assert_eq!(r.dropped(DropReason::FragOverlap), 1);
+    // A flood of first fragments that never complete.
+    for id in 100..400u16 {
+        r.rx(&ipv4_frame(IpProtocol::Udp, &chunk, id, Some((0, true))));
+        assert!(r.core.net.counters.frag_bytes_peak <= r.core.net.counters.frag_bytes_limit);
+    }
+    assert!(r.dropped(DropReason::FragNoSpace) > 0);
+    r.tick(Duration::from_secs(6));
+    assert!(r.dropped(DropReason::FragTimeout) > 0);
+    assert_eq!(r.core.net.counters.frag_in_flight, 0);
+    r.take_tx();
+    // Echo still works.
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(1, 7, b"ok"),
+        999,
+        None,
+    ));
+    assert_eq!(r.take_tx().len(), 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn empty_pool_is_counted_not_fatal() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    // Hold every buffer of the pool.
+    let mut held = vec![];
+    while let Some(b) = crate::buf::BufPool::alloc(&mut r.pool_view) {
+        held.push(b);
+    }
+    let frame = ipv4_frame(IpProtocol::Udp, &udp_bytes(1, 7, b"x"), 1, None);
+    let buf = r.pool_view.buf_from(&frame);
+    r.core.process_frame(buf);
+    assert_eq!(r.dropped(DropReason::NoBuffer), 1);
+    assert_eq!(r.core.net.counters.udp_send_failed, 1);
+    drop(held);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn pseudo_header_checksum_is_what_offload_expects() {
+    // A UDP checksum computed in full equals the NIC's: pseudo-header sum
+    // seeded in the field, then the one's complement sum over the datagram.
+    let d = udp_bytes(1, 2, b"abc");
+    let ph = checksum::pseudo_header(&HOST_IP, &OUR_IP, IpProtocol::Udp, d.len() as u32);
+    let mut seeded = d.clone();
+    seeded[6..8].copy_from_slice(&ph.to_be_bytes());
+    let full = !checksum::data(&seeded);
+    assert_eq!(full.to_be_bytes(), [d[6], d[7]]);
+}

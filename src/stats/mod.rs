@@ -1,0 +1,295 @@
+//! Counters and drop reasons.
+//!
+//! Every lcore owns one [`Counters`]: plain integers, written only by that
+//! core. Other threads never read them directly: the core copies them into its
+//! [`PublishedCounters`] slot on its stats timer and on exit, and the printer
+//! reads that slot.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a frame (or datagram) was dropped. Every drop is counted under one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Shorter than its headers or its length fields say.
+    Truncated,
+    /// A header or payload checksum is wrong.
+    BadChecksum,
+    /// A field holds an impossible value (IHL < 5, ARP hardware length 7, ...).
+    Malformed,
+    /// Well formed, but a protocol or option the stack does not handle.
+    Unsupported,
+    /// Not addressed to this host.
+    NotForUs,
+    /// The mempool had no buffer.
+    NoBuffer,
+    /// A datagram to a port no application owns.
+    NoSocket,
+    /// No route to the destination.
+    NoRoute,
+    /// ARP resolution failed or its pending queue was full.
+    NoArp,
+    /// A bounded queue or TX buffer was full.
+    QueueFull,
+    /// Larger than the MTU allows.
+    Oversize,
+    /// A fragment overlapped another of the same datagram.
+    FragOverlap,
+    /// A fragment set larger than a datagram can be.
+    FragTooBig,
+    /// A datagram whose fragments did not all arrive in time.
+    FragTimeout,
+    /// The reassembly table or its memory was full.
+    FragNoSpace,
+    /// TTL reached zero.
+    TtlExpired,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 16;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Truncated,
+        DropReason::BadChecksum,
+        DropReason::Malformed,
+        DropReason::Unsupported,
+        DropReason::NotForUs,
+        DropReason::NoBuffer,
+        DropReason::NoSocket,
+        DropReason::NoRoute,
+        DropReason::NoArp,
+        DropReason::QueueFull,
+        DropReason::Oversize,
+        DropReason::FragOverlap,
+        DropReason::FragTooBig,
+        DropReason::FragTimeout,
+        DropReason::FragNoSpace,
+        DropReason::TtlExpired,
+    ];
+
+    /// The snake_case name used in printed counters (`drop_<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::Malformed => "malformed",
+            DropReason::Unsupported => "unsupported",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::NoSocket => "no_socket",
+            DropReason::NoRoute => "no_route",
+            DropReason::NoArp => "no_arp",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Oversize => "oversize",
+            DropReason::FragOverlap => "frag_overlap",
+            DropReason::FragTooBig => "frag_too_big",
+            DropReason::FragTimeout => "frag_timeout",
+            DropReason::FragNoSpace => "frag_no_space",
+            DropReason::TtlExpired => "ttl_expired",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Per-core event counters (drops are in `drops`).
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: u64,)*
+            pub drops: [u64; DropReason::COUNT],
+        }
+
+        impl Counters {
+            /// Names of the event counters, in print order.
+            pub const EVENT_NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+            const EVENTS: usize = Self::EVENT_NAMES.len();
+
+            fn to_array(&self) -> Vec<u64> {
+                let mut v = vec![$(self.$name),*];
+                v.extend_from_slice(&self.drops);
+                v
+            }
+
+            fn from_array(v: &[u64]) -> Counters {
+                let mut c = Counters::default();
+                let mut it = v.iter().copied();
+                $(c.$name = it.next().unwrap_or(0);)*
+                for d in c.drops.iter_mut() {
+                    *d = it.next().unwrap_or(0);
+                }
+                c
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames received from the RX queue.
+    rx_packets,
+    /// Frames handed to the TX queue and taken by it.
+    tx_packets,
+    /// Bytes received.
+    rx_bytes,
+    /// Bytes transmitted.
+    tx_bytes,
+    /// ARP requests for our address answered.
+    arp_replies_sent,
+    /// ARP requests we sent to resolve a neighbour.
+    arp_requests_sent,
+    /// Neighbour updates sent to the ARP table's writer.
+    arp_learned,
+    /// Packets that waited in the ARP pending queue and were sent.
+    arp_pending_sent,
+    /// ICMP echo requests answered.
+    icmp_echo_replies,
+    /// ICMP errors sent (port unreachable, time exceeded).
+    icmp_errors_sent,
+    /// ICMP errors not sent because of the rate limit.
+    icmp_rate_limited,
+    /// IPv4 datagrams delivered to a protocol.
+    ipv4_delivered,
+    /// Datagrams reassembled from fragments.
+    ipv4_reassembled,
+    /// Fragments sent for datagrams larger than the MTU.
+    ipv4_fragments_sent,
+    /// UDP datagrams delivered to an application.
+    udp_rx,
+    /// UDP datagrams sent by applications.
+    udp_tx,
+    /// UDP sends that failed (no buffer, queue full, no ARP slot).
+    udp_send_failed,
+    /// Frames handed over to the core that owns their flow.
+    steered,
+    /// Frames sent to the kernel exception path.
+    kni_tx,
+    /// Learned neighbours the ARP table refused because it was full (writer core).
+    arp_table_full,
+    /// Entries in the ARP table (gauge, writer core).
+    arp_entries,
+    /// Most reassembly memory ever in use, in bytes (high-water mark).
+    frag_bytes_peak,
+    /// The reassembly memory bound, in bytes.
+    frag_bytes_limit,
+    /// Datagrams being reassembled now (gauge).
+    frag_in_flight,
+}
+
+impl Counters {
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    /// `name=value` pairs, events then `drop_<reason>`.
+    pub fn pairs(&self) -> Vec<(String, u64)> {
+        let v = self.to_array();
+        let mut out: Vec<(String, u64)> = Self::EVENT_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .zip(v.iter().copied())
+            .collect();
+        for r in DropReason::ALL {
+            out.push((format!("drop_{}", r.name()), self.dropped(r)));
+        }
+        out
+    }
+    /// Sum of several cores' counters.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Counters {
+        let mut acc = vec![0u64; Self::EVENTS + DropReason::COUNT];
+        for c in all {
+            for (a, x) in acc.iter_mut().zip(c.to_array()) {
+                *a += x;
+            }
+        }
+        Counters::from_array(&acc)
+    }
+    /// One line: `name=value ...`.
+    pub fn format_line(&self) -> String {
+        let mut s = String::new();
+        for (i, (k, v)) in self.pairs().into_iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            s.push_str(&k);
+            s.push('=');
+            s.push_str(&v.to_string());
+        }
+        s
+    }
+}
+
+/// A core's counters as last published, readable from any thread.
+/// Written only by the owning core, off the per-packet path.
+#[derive(Debug)]
+pub struct PublishedCounters {
+    slots: Vec<AtomicU64>,
+}
+
+impl Default for PublishedCounters {
+    fn default() -> Self {
+        PublishedCounters {
+            slots: (0..Counters::EVENTS + DropReason::COUNT)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl PublishedCounters {
+    pub fn publish(&self, c: &Counters) {
+        for (slot, v) in self.slots.iter().zip(c.to_array()) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+    pub fn read(&self) -> Counters {
+        let v: Vec<u64> = self
+            .slots
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect();
+        Counters::from_array(&v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_are_indexed_in_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn publish_round_trips_and_sum_adds() {
+        let mut c = Counters {
+            rx_packets: 5,
+            kni_tx: 7,
+            ..Default::default()
+        };
+        c.drop(DropReason::BadChecksum);
+        c.drop(DropReason::TtlExpired);
+        let p = PublishedCounters::default();
+        p.publish(&c);
+        assert_eq!(p.read(), c);
+        let s = Counters::sum([&c, &c]);
+        assert_eq!(s.rx_packets, 10);
+        assert_eq!(s.kni_tx, 14);
+        assert_eq!(s.dropped(DropReason::TtlExpired), 2);
+        assert!(c.format_line().contains("drop_bad_checksum=1"));
+        assert!(c.format_line().starts_with("rx_packets=5 "));
+    }
+}

@@ -1,0 +1,513 @@
+//! IPv4 headers (RFC 791).
+
+use super::{be16, checksum, set_be16, Error, Result};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpProtocol {
+    Icmp,
+    Tcp,
+    Udp,
+    Unknown(u8),
+}
+
+impl From<u8> for IpProtocol {
+    fn from(v: u8) -> Self {
+        match v {
+            1 => IpProtocol::Icmp,
+            6 => IpProtocol::Tcp,
+            17 => IpProtocol::Udp,
+            o => IpProtocol::Unknown(o),
+        }
+    }
+}
+
+impl From<IpProtocol> for u8 {
+    fn from(p: IpProtocol) -> u8 {
+        match p {
+            IpProtocol::Icmp => 1,
+            IpProtocol::Tcp => 6,
+            IpProtocol::Udp => 17,
+            IpProtocol::Unknown(v) => v,
+        }
+    }
+}
+
+/// An address with its prefix length, e.g. 198.18.0.1/24.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    address: Ipv4Addr,
+    prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn new(address: Ipv4Addr, prefix_len: u8) -> Option<Self> {
+        (prefix_len <= 32).then_some(Ipv4Cidr {
+            address,
+            prefix_len,
+        })
+    }
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+    fn mask_bits(&self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix_len))
+        }
+    }
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask_bits())
+    }
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.address) & self.mask_bits())
+    }
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.address) | !self.mask_bits())
+    }
+    pub fn contains_addr(&self, a: &Ipv4Addr) -> bool {
+        u32::from(*a) & self.mask_bits() == u32::from(self.address) & self.mask_bits()
+    }
+}
+
+/// Why a CIDR string did not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CidrParseError;
+
+impl fmt::Display for CidrParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected ADDR/PREFIX, e.g. 198.18.0.1/24")
+    }
+}
+
+impl std::error::Error for CidrParseError {}
+
+impl FromStr for Ipv4Cidr {
+    type Err = CidrParseError;
+    fn from_str(s: &str) -> core::result::Result<Self, CidrParseError> {
+        let (a, p) = s.split_once('/').ok_or(CidrParseError)?;
+        let address: Ipv4Addr = a.parse().map_err(|_| CidrParseError)?;
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CidrParseError);
+        }
+        let prefix_len: u8 = p.parse().map_err(|_| CidrParseError)?;
+        Ipv4Cidr::new(address, prefix_len).ok_or(CidrParseError)
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)
+    }
+}
+
+mod field {
+    pub const VER_IHL: usize = 0;
+    pub const DSCP_ECN: usize = 1;
+    pub const LENGTH: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLG_OFF: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+}
+
+/// A view of an IPv4 packet.
+#[derive(Debug, Clone)]
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    pub const HEADER_LEN: usize = 20;
+
+    pub fn new_unchecked(buffer: T) -> Self {
+        Ipv4Packet { buffer }
+    }
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+    /// Lengths and version: everything needed before reading any field.
+    pub fn check_len(&self) -> Result<()> {
+        let len = self.buffer.as_ref().len();
+        if len < Self::HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        if self.version() != 4 {
+            return Err(Error::Malformed);
+        }
+        let hl = usize::from(self.header_len());
+        if hl < Self::HEADER_LEN {
+            return Err(Error::Malformed);
+        }
+        if hl > len {
+            return Err(Error::Truncated);
+        }
+        let total = usize::from(self.total_len());
+        if total < hl {
+            return Err(Error::Malformed);
+        }
+        if total > len {
+            return Err(Error::Truncated);
+        }
+        Ok(())
+    }
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+    pub fn version(&self) -> u8 {
+        self.b()[field::VER_IHL] >> 4
+    }
+    /// Header length in bytes.
+    pub fn header_len(&self) -> u8 {
+        (self.b()[field::VER_IHL] & 0x0f) * 4
+    }
+    pub fn dscp(&self) -> u8 {
+        self.b()[field::DSCP_ECN] >> 2
+    }
+    pub fn ecn(&self) -> u8 {
+        self.b()[field::DSCP_ECN] & 0x03
+    }
+    pub fn total_len(&self) -> u16 {
+        be16(self.b(), field::LENGTH)
+    }
+    pub fn ident(&self) -> u16 {
+        be16(self.b(), field::IDENT)
+    }
+    pub fn dont_frag(&self) -> bool {
+        be16(self.b(), field::FLG_OFF) & 0x4000 != 0
+    }
+    pub fn more_frags(&self) -> bool {
+        be16(self.b(), field::FLG_OFF) & 0x2000 != 0
+    }
+    /// Fragment offset in bytes.
+    pub fn frag_offset(&self) -> u16 {
+        (be16(self.b(), field::FLG_OFF) & 0x1fff) << 3
+    }
+    pub fn is_fragment(&self) -> bool {
+        self.more_frags() || self.frag_offset() != 0
+    }
+    pub fn hop_limit(&self) -> u8 {
+        self.b()[field::TTL]
+    }
+    pub fn next_header(&self) -> IpProtocol {
+        self.b()[field::PROTOCOL].into()
+    }
+    pub fn checksum(&self) -> u16 {
+        be16(self.b(), field::CHECKSUM)
+    }
+    pub fn src_addr(&self) -> Ipv4Addr {
+        let b = self.b();
+        Ipv4Addr::new(b[12], b[13], b[14], b[15])
+    }
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        let b = self.b();
+        Ipv4Addr::new(b[16], b[17], b[18], b[19])
+    }
+    pub fn options(&self) -> &[u8] {
+        &self.b()[Self::HEADER_LEN..usize::from(self.header_len())]
+    }
+    pub fn verify_checksum(&self) -> bool {
+        checksum::data(&self.b()[..usize::from(self.header_len())]) == 0xffff
+    }
+    /// From the end of the header to `total_len` (Ethernet padding excluded).
+    pub fn payload(&self) -> &[u8] {
+        &self.b()[usize::from(self.header_len())..usize::from(self.total_len())]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    fn bm(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+    pub fn set_version(&mut self, v: u8) {
+        let b = self.bm();
+        b[field::VER_IHL] = (b[field::VER_IHL] & 0x0f) | (v << 4);
+    }
+    /// Header length in bytes (a multiple of 4).
+    pub fn set_header_len(&mut self, len: u8) {
+        let b = self.bm();
+        b[field::VER_IHL] = (b[field::VER_IHL] & 0xf0) | ((len / 4) & 0x0f);
+    }
+    pub fn set_dscp(&mut self, v: u8) {
+        let b = self.bm();
+        b[field::DSCP_ECN] = (b[field::DSCP_ECN] & 0x03) | (v << 2);
+    }
+    pub fn set_ecn(&mut self, v: u8) {
+        let b = self.bm();
+        b[field::DSCP_ECN] = (b[field::DSCP_ECN] & 0xfc) | (v & 0x03);
+    }
+    pub fn set_total_len(&mut self, v: u16) {
+        set_be16(self.bm(), field::LENGTH, v)
+    }
+    pub fn set_ident(&mut self, v: u16) {
+        set_be16(self.bm(), field::IDENT, v)
+    }
+    pub fn clear_flags(&mut self) {
+        let v = be16(self.bm(), field::FLG_OFF) & 0x1fff;
+        set_be16(self.bm(), field::FLG_OFF, v)
+    }
+    pub fn set_dont_frag(&mut self, on: bool) {
+        let v = be16(self.bm(), field::FLG_OFF);
+        set_be16(
+            self.bm(),
+            field::FLG_OFF,
+            if on { v | 0x4000 } else { v & !0x4000 },
+        )
+    }
+    pub fn set_more_frags(&mut self, on: bool) {
+        let v = be16(self.bm(), field::FLG_OFF);
+        set_be16(
+            self.bm(),
+            field::FLG_OFF,
+            if on { v | 0x2000 } else { v & !0x2000 },
+        )
+    }
+    /// Fragment offset in bytes (a multiple of 8).
+    pub fn set_frag_offset(&mut self, bytes: u16) {
+        let v = be16(self.bm(), field::FLG_OFF) & 0xe000;
+        set_be16(self.bm(), field::FLG_OFF, v | ((bytes >> 3) & 0x1fff))
+    }
+    pub fn set_hop_limit(&mut self, v: u8) {
+        self.bm()[field::TTL] = v
+    }
+    pub fn set_next_header(&mut self, p: IpProtocol) {
+        self.bm()[field::PROTOCOL] = p.into()
+    }
+    pub fn set_checksum(&mut self, v: u16) {
+        set_be16(self.bm(), field::CHECKSUM, v)
+    }
+    pub fn set_src_addr(&mut self, a: Ipv4Addr) {
+        self.bm()[field::SRC..field::SRC + 4].copy_from_slice(&a.octets())
+    }
+    pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
+        self.bm()[field::DST..field::DST + 4].copy_from_slice(&a.octets())
+    }
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let hl = usize::from(self.header_len());
+        let c = !checksum::data(&self.buffer.as_ref()[..hl]);
+        self.set_checksum(c)
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (hl, tl) = (
+            usize::from(self.header_len()),
+            usize::from(self.total_len()),
+        );
+        &mut self.bm()[hl..tl]
+    }
+}
+
+/// A parsed IPv4 header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Repr {
+    pub src_addr: Ipv4Addr,
+    pub dst_addr: Ipv4Addr,
+    pub next_header: IpProtocol,
+    pub payload_len: usize,
+    pub hop_limit: u8,
+}
+
+impl Ipv4Repr {
+    /// Fragments and options are accepted here: the caller decides.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &Ipv4Packet<&T>,
+        verify_checksum: bool,
+    ) -> Result<Self> {
+        if verify_checksum && !packet.verify_checksum() {
+            return Err(Error::BadChecksum);
+        }
+        Ok(Ipv4Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            next_header: packet.next_header(),
+            payload_len: usize::from(packet.total_len()) - usize::from(packet.header_len()),
+            hop_limit: packet.hop_limit(),
+        })
+    }
+    /// 20: no options are emitted.
+    pub fn buffer_len(&self) -> usize {
+        Ipv4Packet::<&[u8]>::HEADER_LEN
+    }
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Ipv4Packet<T>,
+        fill_checksum: bool,
+    ) {
+        packet.set_version(4);
+        packet.set_header_len(20);
+        packet.bm()[field::DSCP_ECN] = 0;
+        packet.set_total_len((20 + self.payload_len) as u16);
+        packet.set_ident(0);
+        set_be16(packet.bm(), field::FLG_OFF, 0);
+        packet.set_hop_limit(self.hop_limit);
+        packet.set_next_header(self.next_header);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
+        if fill_checksum {
+            packet.fill_checksum();
+        } else {
+            packet.set_checksum(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 198.18.0.2 -> 198.18.0.1, UDP, TTL 64, ident 0x1c46, DF, 4 payload bytes.
+    const PACKET: [u8; 24] = [
+        0x45, 0x00, 0x00, 0x18, // v4, ihl 5, total 24
+        0x1c, 0x46, 0x40, 0x00, // ident, DF
+        0x40, 0x11, 0x00, 0x00, // ttl 64, udp, checksum (filled in by the test)
+        198, 18, 0, 2, //
+        198, 18, 0, 1, //
+        0xde, 0xad, 0xbe, 0xef,
+    ];
+
+    fn packet() -> [u8; 24] {
+        let mut p = PACKET;
+        Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
+        p
+    }
+
+    #[test]
+    fn parse_fields() {
+        let b = packet();
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(p.ident(), 0x1c46);
+        assert!(p.dont_frag() && !p.more_frags() && !p.is_fragment());
+        assert_eq!(p.payload(), &[0xde, 0xad, 0xbe, 0xef]);
+        let r = Ipv4Repr::parse(&p, true).unwrap();
+        assert_eq!(
+            r,
+            Ipv4Repr {
+                src_addr: Ipv4Addr::new(198, 18, 0, 2),
+                dst_addr: Ipv4Addr::new(198, 18, 0, 1),
+                next_header: IpProtocol::Udp,
+                payload_len: 4,
+                hop_limit: 64,
+            }
+        );
+    }
+
+    #[test]
+    fn emit_round_trip() {
+        let b = packet();
+        let r = Ipv4Repr::parse(&Ipv4Packet::new_checked(&b[..]).unwrap(), true).unwrap();
+        let mut out = [0u8; 24];
+        let mut p = Ipv4Packet::new_unchecked(&mut out[..]);
+        r.emit(&mut p, true);
+        p.payload_mut().copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let back = Ipv4Packet::new_checked(&out[..]).unwrap();
+        assert!(back.verify_checksum());
+        assert_eq!(Ipv4Repr::parse(&back, true).unwrap(), r);
+    }
+
+    #[test]
+    fn impossible_lengths() {
+        let b = packet();
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..19]).err(),
+            Some(Error::Truncated)
+        );
+        let mut ihl = b;
+        ihl[0] = 0x44;
+        assert_eq!(
+            Ipv4Packet::new_checked(&ihl[..]).err(),
+            Some(Error::Malformed)
+        );
+        let mut ver = b;
+        ver[0] = 0x65;
+        assert_eq!(
+            Ipv4Packet::new_checked(&ver[..]).err(),
+            Some(Error::Malformed)
+        );
+        let mut long_hdr = b;
+        long_hdr[0] = 0x4f;
+        assert_eq!(
+            Ipv4Packet::new_checked(&long_hdr[..]).err(),
+            Some(Error::Truncated)
+        );
+        let mut total = b;
+        total[3] = 200;
+        assert_eq!(
+            Ipv4Packet::new_checked(&total[..]).err(),
+            Some(Error::Truncated)
+        );
+        let mut short_total = b;
+        short_total[3] = 10;
+        assert_eq!(
+            Ipv4Packet::new_checked(&short_total[..]).err(),
+            Some(Error::Malformed)
+        );
+        // Ethernet padding after total_len is not payload.
+        let mut padded = [0u8; 40];
+        padded[..24].copy_from_slice(&b);
+        assert_eq!(
+            Ipv4Packet::new_checked(&padded[..])
+                .unwrap()
+                .payload()
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn bad_checksum() {
+        let mut b = packet();
+        b[8] = 63;
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(Ipv4Repr::parse(&p, true), Err(Error::BadChecksum));
+        assert!(Ipv4Repr::parse(&p, false).is_ok());
+    }
+
+    #[test]
+    fn fragment_fields() {
+        let mut b = packet();
+        let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+        p.clear_flags();
+        p.set_more_frags(true);
+        p.set_frag_offset(1480);
+        assert!(p.more_frags() && !p.dont_frag() && p.is_fragment());
+        assert_eq!(p.frag_offset(), 1480);
+    }
+
+    #[test]
+    fn cidr() {
+        let c: Ipv4Cidr = "198.18.0.1/24".parse().unwrap();
+        assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(c.network(), Ipv4Addr::new(198, 18, 0, 0));
+        assert_eq!(c.broadcast(), Ipv4Addr::new(198, 18, 0, 255));
+        assert!(c.contains_addr(&Ipv4Addr::new(198, 18, 0, 200)));
+        assert!(!c.contains_addr(&Ipv4Addr::new(198, 18, 1, 1)));
+        assert_eq!(c.to_string(), "198.18.0.1/24");
+        for bad in [
+            "198.18.0.1",
+            "198.18.0.1/33",
+            "198.18.0.1/",
+            "198.18.0/24",
+            "x/24",
+            "1.2.3.4/+4",
+        ] {
+            assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains_addr(&Ipv4Addr::new(8, 8, 8, 8)));
+    }
+}
