@@ -171,9 +171,17 @@ impl Port {
                 ffi::rte_eth_tx_queue_setup(id, q, nb_tx, socket, &txconf)
             })?;
         }
-        // The MTU is best effort: virtual devices often refuse to change it.
-        // SAFETY: plain setter.
-        let _ = unsafe { ffi::rte_eth_dev_set_mtu(id, cfg.mtu) };
+        // Raise the device MTU when ours needs bigger frames, never lower it:
+        // on af_packet and tap the device MTU is the kernel interface's, which
+        // belongs to whoever set it up. Best effort: virtual devices often
+        // refuse. The stack enforces its own MTU on what it receives.
+        let mut dev_mtu = 0u16;
+        // SAFETY: valid out-parameter.
+        let got = unsafe { ffi::rte_eth_dev_get_mtu(id, &mut dev_mtu) };
+        if got != 0 || dev_mtu < cfg.mtu {
+            // SAFETY: plain setter on a configured port.
+            let _ = unsafe { ffi::rte_eth_dev_set_mtu(id, cfg.mtu) };
+        }
         // SAFETY: the port is configured.
         check("rte_eth_dev_start", unsafe { ffi::rte_eth_dev_start(id) })?;
         if cfg.promiscuous {
