@@ -9,6 +9,9 @@ pub struct Instant(pub u64);
 impl Instant {
     pub const ZERO: Instant = Instant(0);
 
+    pub fn from_micros(us: u64) -> Self {
+        Instant(us)
+    }
     pub fn from_millis(ms: u64) -> Self {
         Instant(ms * 1000)
     }

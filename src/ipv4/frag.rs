@@ -6,9 +6,12 @@
 //! The *budget* (`max_bytes`) bounds what may be reserved at once: a slot
 //! reserves up to the highest byte any of its fragments reached, so a flood
 //! of first fragments with huge offsets exhausts the budget, not the
-//! machine. When no slot or no budget is left the fragment is refused with
-//! [`FragError::NoSpace`]; datagrams in progress keep theirs until they
-//! complete or time out.
+//! machine. When a new fragment needs a slot or budget that is not free, the
+//! oldest other datagrams are evicted to make room (as Linux's frag
+//! evictor does), so a flood of fragments that never complete cannot keep
+//! real datagrams out for a whole timeout; evictions are counted
+//! ([`Reassembler::take_evicted`]). Only when eviction cannot make room is
+//! the fragment refused with [`FragError::NoSpace`].
 //!
 //! Overlap policy (as RFC 5722 for IPv6): a fragment that overlaps another
 //! of the same datagram drops the whole datagram. An exact duplicate (same
@@ -139,6 +142,7 @@ pub struct Reassembler {
     in_use: usize,
     /// A slot whose datagram was handed out; freed at the next call.
     completed: Option<usize>,
+    evicted: u64,
 }
 
 impl Reassembler {
@@ -148,6 +152,31 @@ impl Reassembler {
             slots: (0..cfg.max_datagrams).map(|_| Slot::new()).collect(),
             in_use: 0,
             completed: None,
+            evicted: 0,
+        }
+    }
+
+    /// Datagrams evicted to make room since the last call.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Evict the oldest active datagram other than `keep`; false if none.
+    fn evict_oldest(&mut self, keep: Option<usize>) -> bool {
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.active && Some(*i) != keep)
+            .min_by_key(|(_, s)| s.first_seen)
+            .map(|(i, _)| i);
+        match victim {
+            Some(i) => {
+                self.release(i);
+                self.evicted += 1;
+                true
+            }
+            None => false,
         }
     }
 
@@ -192,7 +221,12 @@ impl Reassembler {
         let i = match existing {
             Some(i) => i,
             None => {
-                let Some(i) = self.slots.iter().position(|s| !s.active) else {
+                let free = match self.slots.iter().position(|s| !s.active) {
+                    Some(i) => Some(i),
+                    None if self.evict_oldest(None) => self.slots.iter().position(|s| !s.active),
+                    None => None,
+                };
+                let Some(i) = free else {
                     return Err(FragError::NoSpace);
                 };
                 self.slots[i].reset(key, now);
@@ -200,7 +234,6 @@ impl Reassembler {
             }
         };
         let budget = self.cfg.max_bytes;
-        let in_use = self.in_use;
         let s = &mut self.slots[i];
         // Exact duplicate: ignore.
         if s.frags
@@ -228,16 +261,19 @@ impl Reassembler {
             self.release(i);
             return Err(FragError::Overlap);
         }
-        // Reserve memory up to this fragment's end.
-        if end > s.reserved {
-            let extra = end - s.reserved;
-            if in_use + extra > budget {
-                if s.frags.is_empty() {
+        // Reserve memory up to this fragment's end, evicting the oldest
+        // other datagrams if the budget is short.
+        let extra = end.saturating_sub(s.reserved);
+        while extra > 0 && self.in_use + extra > budget {
+            if !self.evict_oldest(Some(i)) {
+                if self.slots[i].frags.is_empty() {
                     self.release(i);
                 }
                 return Err(FragError::NoSpace);
             }
-            s.reserved = end;
+        }
+        if extra > 0 {
+            self.slots[i].reserved = end;
             self.in_use += extra;
         }
         let s = &mut self.slots[i];
@@ -478,31 +514,26 @@ mod tests {
     }
 
     #[test]
-    fn table_full_then_others_still_complete() {
+    fn full_table_evicts_the_oldest() {
         let cfg = ReassemblyConfig {
             max_datagrams: 2,
             ..Default::default()
         };
         let mut r = Reassembler::new(cfg);
         let z = [0u8; 800];
-        r.process_fragment(Instant::ZERO, key(1), &HDR, 0, true, &z)
-            .unwrap();
-        r.process_fragment(Instant::ZERO, key(2), &HDR, 0, true, &z)
-            .unwrap();
-        assert_eq!(
-            r.process_fragment(Instant::ZERO, key(3), &HDR, 0, true, &z)
-                .err(),
-            Some(FragError::NoSpace)
-        );
-        let done = r
-            .process_fragment(Instant::ZERO, key(1), &HDR, 800, false, &z[..10])
-            .unwrap()
-            .unwrap();
-        assert_eq!(done.payload.len(), 810);
-        assert!(r
-            .process_fragment(Instant::ZERO, key(3), &HDR, 0, true, &z)
-            .unwrap()
-            .is_none());
+        let t = Instant::from_secs;
+        r.process_fragment(t(1), key(1), &HDR, 0, true, &z).unwrap();
+        r.process_fragment(t(2), key(2), &HDR, 0, true, &z).unwrap();
+        let third = r.process_fragment(t(3), key(3), &HDR, 0, true, &z);
+        assert!(third.unwrap().is_none());
+        assert_eq!(r.take_evicted(), 1);
+        assert_eq!(r.take_evicted(), 0);
+        // key(1) was the oldest: its tail now starts a new, incomplete datagram.
+        let tail = r.process_fragment(t(3), key(1), &HDR, 800, false, &z[..10]);
+        assert!(tail.unwrap().is_none());
+        assert_eq!(r.take_evicted(), 1);
+        let done = r.process_fragment(t(3), key(3), &HDR, 800, false, &z[..10]);
+        assert_eq!(done.unwrap().unwrap().payload.len(), 810);
     }
 
     #[test]
@@ -514,16 +545,30 @@ mod tests {
         };
         let mut r = Reassembler::new(cfg);
         let z = [0u8; 1480];
-        let mut refused = 0;
         for id in 0..1000u16 {
-            // Far offsets reserve a lot each.
-            match r.process_fragment(Instant::ZERO, key(id), &HDR, 40_000, true, &z) {
-                Err(FragError::NoSpace) => refused += 1,
-                other => assert!(other.is_ok()),
-            }
+            // Far offsets reserve a lot each: the oldest make way.
+            let t = Instant::from_micros(u64::from(id));
+            assert!(r
+                .process_fragment(t, key(id), &HDR, 40_000, true, &z)
+                .is_ok());
             assert!(r.bytes_in_use() <= r.bytes_capacity());
         }
-        assert!(refused > 900);
+        assert!(r.take_evicted() > 900);
+        // A real datagram still gets through during the flood.
+        let d = data(8000);
+        assert_eq!(feed(&mut r, key(5000), &d, &[0, 1, 2, 3, 4, 5]), Some(d));
+        // One fragment larger than the whole budget is refused.
+        let small = ReassemblyConfig {
+            max_bytes: 1000,
+            ..cfg
+        };
+        let mut r = Reassembler::new(small);
+        assert_eq!(
+            r.process_fragment(Instant::ZERO, key(1), &HDR, 0, true, &z)
+                .err(),
+            Some(FragError::NoSpace)
+        );
+        assert_eq!((r.in_flight(), r.bytes_in_use()), (0, 0));
     }
 
     #[test]

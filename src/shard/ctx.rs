@@ -330,6 +330,7 @@ impl<P: BufPool> Core<P> {
                 Err(FragError::NoSpace) => self.net.counters.drop(DropReason::FragNoSpace),
             }
             let c = &mut self.net.counters;
+            c.drops[DropReason::FragNoSpace as usize] += self.frag.take_evicted();
             c.frag_bytes_peak = c.frag_bytes_peak.max(self.frag.bytes_in_use() as u64);
             c.frag_in_flight = self.frag.in_flight() as u64;
             return;
