@@ -14,6 +14,7 @@ pub mod config;
 pub mod dpdk;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod fuzzing;
 pub mod icmp;
 pub mod ipv4;
 pub mod shard;

@@ -234,6 +234,11 @@ impl<P: BufPool> Core<P> {
         self.apps.iter().map(|a| (a.name(), a.counters())).collect()
     }
 
+    /// Buffers this core holds: queued for TX or waiting for ARP.
+    pub fn held(&self) -> usize {
+        self.net.tx.len() + self.net.pending.len()
+    }
+
     /// Drop everything held (shutdown), so every buffer returns to its pool.
     pub fn clear(&mut self) {
         self.net.tx.clear();

@@ -591,3 +591,47 @@ fn pseudo_header_checksum_is_what_offload_expects() {
     let full = !checksum::data(&seeded);
     assert_eq!(full.to_be_bytes(), [d[6], d[7]]);
 }
+
+mod properties {
+    use crate::fuzzing::FuzzCore;
+    use proptest::prelude::*;
+
+    /// A valid frame to mutate: an echo request from the host.
+    fn seed() -> Vec<u8> {
+        super::ipv4_frame(
+            super::IpProtocol::Icmp,
+            &super::echo_request(1, 1, b"0123456789abcdef"),
+            7,
+            None,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_handled_without_panic_or_leak(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1600), 1..20)
+        ) {
+            let mut c = FuzzCore::new();
+            for f in frames {
+                c.feed(&f);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_frames_are_handled_without_panic_or_leak(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut c = FuzzCore::new();
+            let mut f = seed();
+            for (at, v) in edits {
+                let i = at % f.len();
+                f[i] = v;
+            }
+            c.feed(&f);
+            let cut = cut % (f.len() + 1);
+            c.feed(&f[..cut]);
+            prop_assert!(c.counters().rx_packets == 2);
+        }
+    }
+}
