@@ -10,7 +10,7 @@
 //! misplaced packet to its owner.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,14 +236,13 @@ impl QueuePredictor {
         self.reta.queue_for_hash(self.toeplitz.hash_ipv4(src, dst))
     }
 
-    /// A local port for a connection to `remote_ip:remote_port` whose replies
+    /// A local port for a connection to `remote` whose replies
     /// (src = remote, dst = local) land on `wanted_queue`: searched in
     /// `range` from `start`, wrapping, skipping ports `is_free` refuses.
     pub fn pick_local_port(
         &self,
         local_ip: Ipv4Addr,
-        remote_ip: Ipv4Addr,
-        remote_port: u16,
+        remote: SocketAddrV4,
         wanted_queue: u16,
         range: RangeInclusive<u16>,
         start: u16,
@@ -258,7 +257,7 @@ impl QueuePredictor {
         (0..span)
             .map(|k| lo + ((first + k) % span) as u16)
             .find(|&port| {
-                self.queue_for_ipv4_l4(remote_ip, local_ip, remote_port, port) == wanted_queue
+                self.queue_for_ipv4_l4(*remote.ip(), local_ip, remote.port(), port) == wanted_queue
                     && is_free(port)
             })
     }
@@ -371,19 +370,38 @@ mod tests {
         let (local, remote) = (ip("198.18.0.1"), ip("198.18.0.2"));
         for q in 0..4 {
             let port = p
-                .pick_local_port(local, remote, 80, q, 10000..=60000, 12345, |port| {
-                    port % 2 == 0
-                })
+                .pick_local_port(
+                    local,
+                    SocketAddrV4::new(remote, 80),
+                    q,
+                    10000..=60000,
+                    12345,
+                    |port| port % 2 == 0,
+                )
                 .unwrap();
             assert_eq!(port % 2, 0);
             assert_eq!(p.queue_for_ipv4_l4(remote, local, 80, port), q);
         }
         assert_eq!(
-            p.pick_local_port(local, remote, 80, 1, 10000..=60000, 0, |_| false),
+            p.pick_local_port(
+                local,
+                SocketAddrV4::new(remote, 80),
+                1,
+                10000..=60000,
+                0,
+                |_| false
+            ),
             None
         );
         // A one-port range either fits or does not.
-        let only = p.pick_local_port(local, remote, 80, 0, 5000..=5000, 5000, |_| true);
+        let only = p.pick_local_port(
+            local,
+            SocketAddrV4::new(remote, 80),
+            0,
+            5000..=5000,
+            5000,
+            |_| true,
+        );
         assert_eq!(
             only.is_some(),
             p.queue_for_ipv4_l4(remote, local, 80, 5000) == 0
