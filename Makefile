@@ -5,7 +5,7 @@ APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config clang ethtool 
 	iputils-ping iputils-arping tcpdump nftables python3 python3-scapy
 CARGO ?= cargo
 
-.PHONY: all deps hugepages build release demo test unit integration lint fuzz clean
+.PHONY: all deps hugepages build release demo test unit integration lint fuzz bench clean
 
 all: build
 
@@ -48,6 +48,9 @@ test: deps
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: release
+	bash perf/bench-udp-echo.sh 5 16 4 64
 
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
