@@ -79,7 +79,14 @@ fn echo_every_size_many_flows_sink_and_closed_port() {
 fn malformed_udp_is_dropped_and_echo_keeps_working() {
     let _g = serial();
     let net = TestNet::new(Link::Veth);
-    let d = Dpstack::start(&net, APPS);
+    // The applications come from a TOML file this time.
+    let conf = std::env::temp_dir().join(format!("{}.toml", net.ns));
+    std::fs::write(
+        &conf,
+        "apps = [\"udp-echo:7\", \"udp-sink:9\"]\nstats-interval = 1\n",
+    )
+    .unwrap();
+    let d = Dpstack::start(&net, &format!("--config {}", conf.display()));
     let ip = net.stack_ip();
     udp_tool(&net, &format!("big {ip} 7 100 3"));
     let before = d.next_block();
@@ -108,6 +115,7 @@ fn malformed_udp_is_dropped_and_echo_keeps_working() {
     );
     udp_tool(&net, &format!("big {ip} 7 1000 10"));
     let e = d.stop();
+    let _ = std::fs::remove_file(&conf);
     assert_clean_exit(&e, Duration::from_secs(2));
 }
 

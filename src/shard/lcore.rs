@@ -79,9 +79,9 @@ fn flush(txq: &mut TxQueue, pending: &mut Vec<Mbuf>, counters: &mut Counters) {
             pending.clear();
             return;
         }
-        // Put the refused ones back at the front, in order.
-        let rest: Vec<Mbuf> = burst.drain(..).collect();
-        pending.splice(0..0, rest);
+        // Put the refused ones back at the front, in order. No allocation:
+        // `pending` just gave up at least this many slots.
+        pending.splice(0..0, burst.drain(..));
     }
 }
 

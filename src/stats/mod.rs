@@ -164,10 +164,6 @@ counters! {
     udp_tx,
     /// UDP sends that failed (no buffer, queue full, no ARP slot).
     udp_send_failed,
-    /// Frames handed over to the core that owns their flow.
-    steered,
-    /// Frames sent to the kernel exception path.
-    kni_tx,
     /// Learned neighbours the ARP table refused because it was full (writer core).
     arp_table_full,
     /// Entries in the ARP table (gauge, writer core).
@@ -277,7 +273,7 @@ mod tests {
     fn publish_round_trips_and_sum_adds() {
         let mut c = Counters {
             rx_packets: 5,
-            kni_tx: 7,
+            udp_tx: 7,
             ..Default::default()
         };
         c.drop(DropReason::BadChecksum);
@@ -287,7 +283,7 @@ mod tests {
         assert_eq!(p.read(), c);
         let s = Counters::sum([&c, &c]);
         assert_eq!(s.rx_packets, 10);
-        assert_eq!(s.kni_tx, 14);
+        assert_eq!(s.udp_tx, 14);
         assert_eq!(s.dropped(DropReason::TtlExpired), 2);
         assert!(c.format_line().contains("drop_bad_checksum=1"));
         assert!(c.format_line().starts_with("rx_packets=5 "));

@@ -429,10 +429,15 @@ impl Dpstack {
     }
 
     /// SIGTERM, wait up to 5 s, and parse the final block.
-    pub fn stop(mut self) -> Exit {
+    pub fn stop(self) -> Exit {
+        self.stop_with("TERM")
+    }
+
+    /// Send `signal` (TERM, INT), wait up to 5 s, and parse the final block.
+    pub fn stop_with(mut self, signal: &str) -> Exit {
         let mut child = self.child.take().unwrap();
         let start = Instant::now();
-        let _ = try_run(&format!("kill -TERM {}", child.id()));
+        let _ = try_run(&format!("kill -{signal} {}", child.id()));
         let deadline = start + Duration::from_secs(5);
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
