@@ -195,6 +195,21 @@ fn run(eal: &Eal, cfg: &Config, stop: Arc<AtomicBool>) -> Result<(), String> {
         started: started.clone(),
         tsc_zero,
     };
+    {
+        let published = published.clone();
+        let provider: dpdk::StatsProvider = Box::new(move |param: &str| {
+            let all: Vec<Counters> = published.iter().map(|p| p.counters.read()).collect();
+            let c = if param.is_empty() {
+                Counters::sum(all.iter())
+            } else {
+                all.get(param.parse::<usize>().ok()?)?.clone()
+            };
+            Some(c.pairs())
+        });
+        if let Err(e) = dpdk::register_stats(provider) {
+            eprintln!("dpstack: telemetry: {e} (continuing without /dpstack/stats)");
+        }
+    }
     for (i, &lcore) in lcores.iter().enumerate().skip(1) {
         let s = setup(i);
         if let Err(e) = eal.launch(lcore, Box::new(move || run_lcore(s))) {

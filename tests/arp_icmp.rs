@@ -245,3 +245,48 @@ fn two_lcores_need_two_queue_pairs() {
     );
     assert!(stderr.contains("qpairs"), "{stderr}");
 }
+
+#[test]
+fn counters_are_in_dpdk_telemetry() {
+    let _g = serial();
+    let net = TestNet::new(Link::Veth);
+    let d = Dpstack::start(&net, "");
+    let out = net.host(&format!("ping -c 10 -i 0.01 -W 1 {}", net.stack_ip()));
+    assert!(text(&out).contains("10 received"), "{}", text(&out));
+    let b = d.wait_for("echo replies", Duration::from_secs(5), |b| {
+        b.get("icmp_echo_replies") >= 10
+    });
+    let prefix = format!("dps{}", net.ns);
+    let tool = root().join("tests/tools/telemetry.py");
+    let o = try_run(&format!(
+        "/usr/bin/python3 {} {prefix} /dpstack/stats /dpstack/stats,0 /dpstack/stats,1 /dpstack/stats,7 /ethdev/stats,0",
+        tool.display()
+    ));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let field = |cmd: &str, name: &str| -> Option<u64> {
+        // {"/dpstack/stats,0": {"/dpstack/stats": {"rx_packets": 12, ...}}}
+        let at = t.find(&format!("\"{cmd}\": {{"))?;
+        let rest = &t[at..];
+        let end = rest.find('}').unwrap_or(rest.len());
+        let body = &rest[..end];
+        let k = body.find(&format!("\"{name}\": "))?;
+        body[k + name.len() + 4..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let total = field("/dpstack/stats", "icmp_echo_replies").expect(&t);
+    let c0 = field("/dpstack/stats,0", "icmp_echo_replies").expect(&t);
+    let c1 = field("/dpstack/stats,1", "icmp_echo_replies").expect(&t);
+    assert!(total >= b.get("icmp_echo_replies"), "{t}");
+    assert_eq!(total, c0 + c1, "{t}");
+    assert!(
+        t.contains("\"/dpstack/stats,7\": {\"/dpstack/stats\": null}"),
+        "{t}"
+    );
+    assert!(field("/ethdev/stats,0", "ipackets").expect(&t) >= 10, "{t}");
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(2));
+}
