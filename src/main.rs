@@ -247,7 +247,11 @@ fn run(eal: &Eal, cfg: &Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     // The main lcore runs core 0.
     let code0 = run_lcore(setup(0));
     stop.store(true, Ordering::Relaxed);
-    eal.wait_all();
+    let failed: Vec<u32> = lcores[1..]
+        .iter()
+        .copied()
+        .filter(|&l| eal.wait_lcore(l) != 0)
+        .collect();
     let _ = printer.join();
     println!("dpstack: stopping");
     print_block("final", &published, None, Some(&port));
@@ -255,7 +259,10 @@ fn run(eal: &Eal, cfg: &Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     drop(port);
     print_block("final", &[], Some(&pool), None);
     if code0 != 0 {
-        return Err("core 0 failed".into());
+        return Err(format!("lcore {} failed", lcores[0]));
+    }
+    if !failed.is_empty() {
+        return Err(format!("lcores {failed:?} failed"));
     }
     Ok(())
 }

@@ -73,6 +73,12 @@ impl Eal {
         Ok(())
     }
 
+    /// Wait for worker `lcore` to return; its exit code.
+    pub fn wait_lcore(&self, lcore: u32) -> i32 {
+        // SAFETY: blocks until the lcore is back in WAIT state.
+        unsafe { ffi::rte_eal_wait_lcore(lcore) }
+    }
+
     /// Wait for every worker lcore to return.
     pub fn wait_all(&self) {
         // SAFETY: blocks until all workers are back in WAIT state.

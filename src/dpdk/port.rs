@@ -50,8 +50,6 @@ pub struct PortCaps {
     pub tx_udp_cksum: bool,
     /// The device fills TCP checksums on TX.
     pub tx_tcp_cksum: bool,
-    /// The device verifies checksums on RX and says so in ol_flags.
-    pub rx_cksum: bool,
 }
 
 /// A configured and started port. Stopped and closed on drop.
@@ -134,13 +132,6 @@ impl Port {
                 tx |= ffi::flags::rte_eth_tx_offload_tcp_cksum();
             }
             conf.txmode.offloads = tx;
-            let rx_all = ffi::flags::rte_eth_rx_offload_ipv4_cksum()
-                | ffi::flags::rte_eth_rx_offload_udp_cksum()
-                | ffi::flags::rte_eth_rx_offload_tcp_cksum();
-            if info.rx_offload_capa & rx_all == rx_all {
-                conf.rxmode.offloads = rx_all;
-                caps.rx_cksum = true;
-            }
         }
 
         // SAFETY: conf is a valid configuration for this port.

@@ -32,8 +32,5 @@ pub mod flags {
         rte_eth_tx_offload_ipv4_cksum => shim_RTE_ETH_TX_OFFLOAD_IPV4_CKSUM,
         rte_eth_tx_offload_udp_cksum => shim_RTE_ETH_TX_OFFLOAD_UDP_CKSUM,
         rte_eth_tx_offload_tcp_cksum => shim_RTE_ETH_TX_OFFLOAD_TCP_CKSUM,
-        rte_eth_rx_offload_ipv4_cksum => shim_RTE_ETH_RX_OFFLOAD_IPV4_CKSUM,
-        rte_eth_rx_offload_udp_cksum => shim_RTE_ETH_RX_OFFLOAD_UDP_CKSUM,
-        rte_eth_rx_offload_tcp_cksum => shim_RTE_ETH_RX_OFFLOAD_TCP_CKSUM,
     }
 }

@@ -61,8 +61,5 @@ extern const uint64_t shim_RTE_ETH_RSS_NONFRAG_IPV4_TCP;
 extern const uint64_t shim_RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
 extern const uint64_t shim_RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
 extern const uint64_t shim_RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
-extern const uint64_t shim_RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
-extern const uint64_t shim_RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
-extern const uint64_t shim_RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
 
 #endif
