@@ -133,8 +133,16 @@ fn main() -> ExitCode {
 fn run(eal: &Eal, cfg: &Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let lcores = eal.lcores();
     let n = lcores.len();
-    let pool = Mempool::create("dpstack_mbufs", cfg.mbufs, 256, dpdk::socket_id())
-        .map_err(|e| format!("cannot create the mbuf pool ({} mbufs): {e}", cfg.mbufs))?;
+    // Ethernet header, one VLAN tag and the IP MTU fit one segment.
+    let max_frame = cfg.mtu as usize + 18;
+    let pool = Mempool::create(
+        "dpstack_mbufs",
+        cfg.mbufs,
+        256,
+        max_frame,
+        dpdk::socket_id(),
+    )
+    .map_err(|e| format!("cannot create the mbuf pool ({} mbufs): {e}", cfg.mbufs))?;
     let port_cfg = PortConfig {
         rx_queues: n as u16,
         tx_queues: n as u16,

@@ -90,7 +90,7 @@ fn ping_arp_both_cores_and_clean_exit() {
     assert!(b.get("arp_replies_sent") > 0);
 
     let e = d.stop();
-    assert_clean_exit(&e, Duration::from_secs(2));
+    assert_clean_exit(&e, Duration::from_secs(1));
     assert!(e.final_block.get("icmp_echo_replies") >= 268);
 }
 
@@ -154,7 +154,7 @@ fn malformed_frames_are_dropped_by_reason_and_ping_still_works() {
     assert!(text(&out).contains("5 received"), "{}", text(&out));
 
     let e = d.stop();
-    assert_clean_exit(&e, Duration::from_secs(2));
+    assert_clean_exit(&e, Duration::from_secs(1));
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn mempool_in_use_returns_to_its_start() {
     assert_eq!(idle.mempool_in_use, Some(start), "in use moved: {b:?}");
     // SIGINT stops it as cleanly as SIGTERM.
     let e = d.stop_with("INT");
-    assert_clean_exit(&e, Duration::from_secs(2));
+    assert_clean_exit(&e, Duration::from_secs(1));
 }
 
 fn bad_start(args: &str) -> (Option<i32>, String, String) {
@@ -288,5 +288,5 @@ fn counters_are_in_dpdk_telemetry() {
     );
     assert!(field("/ethdev/stats,0", "ipackets").expect(&t) >= 10, "{t}");
     let e = d.stop();
-    assert_clean_exit(&e, Duration::from_secs(2));
+    assert_clean_exit(&e, Duration::from_secs(1));
 }

@@ -71,7 +71,7 @@ fn echo_every_size_many_flows_sink_and_closed_port() {
     assert!(b.get("icmp_errors_sent") >= 1);
 
     let e = d.stop();
-    assert_clean_exit(&e, Duration::from_secs(2));
+    assert_clean_exit(&e, Duration::from_secs(1));
     assert_eq!(e.final_block.get("udp_send_failed"), 0);
 }
 
@@ -116,7 +116,7 @@ fn malformed_udp_is_dropped_and_echo_keeps_working() {
     udp_tool(&net, &format!("big {ip} 7 1000 10"));
     let e = d.stop();
     let _ = std::fs::remove_file(&conf);
-    assert_clean_exit(&e, Duration::from_secs(2));
+    assert_clean_exit(&e, Duration::from_secs(1));
 }
 
 #[test]
@@ -167,5 +167,5 @@ fn fragmented_datagrams_both_ways_overlap_and_flood() {
     udp_tool(&net, &format!("big {ip} 7 8000 5"));
 
     let e = d.stop();
-    assert_clean_exit(&e, Duration::from_secs(2));
+    assert_clean_exit(&e, Duration::from_secs(1));
 }

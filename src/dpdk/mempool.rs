@@ -21,20 +21,30 @@ unsafe impl Send for Mempool {}
 unsafe impl Sync for Mempool {}
 
 impl Mempool {
-    /// `rte_pktmbuf_pool_create` with the default data room.
-    pub fn create(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool> {
+    /// `rte_pktmbuf_pool_create` with room for frames of `max_frame` bytes
+    /// (at least DPDK's default data room) after the standard headroom, so
+    /// every frame fits one segment.
+    pub fn create(
+        name: &str,
+        n: u32,
+        cache: u32,
+        max_frame: usize,
+        socket: i32,
+    ) -> Result<Mempool> {
         let cname = CString::new(name).expect("pool name has no NUL");
-        // SAFETY: valid C string; returns NULL and sets rte_errno on failure.
-        let p = unsafe {
-            ffi::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                n,
-                cache,
-                0,
+        // SAFETY: plain constants.
+        let (default, headroom) = unsafe {
+            (
                 ffi::shim_mbuf_default_buf_size(),
-                socket,
+                ffi::shim_pktmbuf_headroom(),
             )
         };
+        let data_room = (max_frame + usize::from(headroom))
+            .max(usize::from(default))
+            .min(usize::from(u16::MAX)) as u16;
+        // SAFETY: valid C string; returns NULL and sets rte_errno on failure.
+        let p =
+            unsafe { ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket) };
         NonNull::new(p)
             .map(|ptr| Mempool { ptr })
             .ok_or_else(|| from_errno("rte_pktmbuf_pool_create"))

@@ -294,6 +294,11 @@ impl<P: BufPool> Core<P> {
             return self.net.drop_frame(DropReason::Malformed);
         }
         let header_len = packet.header_len() as usize;
+        if header_len > IP_LEN {
+            if let Err(e) = packet.check_options() {
+                return self.net.drop_frame(e.into());
+            }
+        }
         if packet.is_fragment() {
             if packet.dont_frag() {
                 // RFC 791: DF and MF/offset together cannot happen.

@@ -562,6 +562,45 @@ fn overlapping_fragments_are_dropped_and_memory_stays_bounded() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// An IPv4 frame whose header carries `options` (a multiple of 4 bytes).
+fn ipv4_frame_with_options(proto: IpProtocol, l4: &[u8], options: &[u8]) -> Vec<u8> {
+    let plain = ipv4_frame(proto, l4, 3, None);
+    let mut v = plain[..14 + 20].to_vec();
+    v.extend_from_slice(options);
+    v.extend_from_slice(l4);
+    let hl = 20 + options.len();
+    let mut p = Ipv4Packet::new_unchecked(&mut v[14..]);
+    p.set_header_len(hl as u8);
+    p.set_total_len((hl + l4.len()) as u16);
+    p.fill_checksum();
+    v
+}
+
+#[test]
+fn ip_options_are_walked_and_echo_still_answers() {
+    let mut r = rig(&[]);
+    r.learn_host();
+    let echo = echo_request(9, 9, b"with options");
+    // NOP, router alert (4 bytes), NOP, EOL, padding.
+    let opts = [1, 148, 4, 0, 0, 1, 0, 0];
+    r.rx(&ipv4_frame_with_options(IpProtocol::Icmp, &echo, &opts));
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    match parse_frame(&out[0]).unwrap().1 {
+        Parsed::Icmp {
+            icmp: Icmpv4Repr::EchoReply { data, .. },
+            ..
+        } => assert_eq!(data, b"with options"),
+        other => panic!("{other:?}"),
+    }
+    // An option whose length runs past the header: malformed.
+    let bad = [1, 148, 9, 0, 0, 0, 0, 0];
+    r.rx(&ipv4_frame_with_options(IpProtocol::Icmp, &echo, &bad));
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.dropped(DropReason::Malformed), 1);
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn empty_pool_is_counted_not_fatal() {
     let mut r = rig(&["udp-echo:7"]);

@@ -223,6 +223,29 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn verify_checksum(&self) -> bool {
         checksum::data(&self.b()[..usize::from(self.header_len())]) == 0xffff
     }
+
+    /// The options are well formed (RFC 791 3.1): end of list (0) and no-op
+    /// (1) are one byte; every other option has a length byte of at least 2
+    /// that stays inside the header. Their meaning is not checked: a host
+    /// ignores options it does not know (RFC 1122 3.2.1.8).
+    pub fn check_options(&self) -> Result<()> {
+        let opts = self.options();
+        let mut i = 0;
+        while i < opts.len() {
+            match opts[i] {
+                0 => return Ok(()),
+                1 => i += 1,
+                _ => {
+                    let len = usize::from(*opts.get(i + 1).ok_or(Error::Malformed)?);
+                    if len < 2 || i + len > opts.len() {
+                        return Err(Error::Malformed);
+                    }
+                    i += len;
+                }
+            }
+        }
+        Ok(())
+    }
     /// From the end of the header to `total_len` (Ethernet padding excluded).
     pub fn payload(&self) -> &[u8] {
         &self.b()[usize::from(self.header_len())..usize::from(self.total_len())]
@@ -475,6 +498,28 @@ mod tests {
         let p = Ipv4Packet::new_checked(&b[..]).unwrap();
         assert_eq!(Ipv4Repr::parse(&p, true), Err(Error::BadChecksum));
         assert!(Ipv4Repr::parse(&p, false).is_ok());
+    }
+
+    #[test]
+    fn options_are_walked() {
+        let mut b = [0u8; 28];
+        b[..20].copy_from_slice(&packet()[..20]);
+        b[0] = 0x47;
+        b[3] = 28;
+        // NOP, a 4-byte option (router alert), NOP, EOL.
+        b[20..28].copy_from_slice(&[1, 148, 4, 0, 0, 1, 0, 0]);
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.options().len(), 8);
+        assert_eq!(p.check_options(), Ok(()));
+        for bad in [
+            [1, 148, 9, 0, 0, 0, 0, 0],
+            [1, 148, 1, 0, 0, 0, 0, 0],
+            [1, 1, 1, 1, 1, 1, 1, 7],
+        ] {
+            b[20..28].copy_from_slice(&bad);
+            let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+            assert_eq!(p.check_options(), Err(Error::Malformed), "{bad:?}");
+        }
     }
 
     #[test]
