@@ -735,27 +735,36 @@ impl<P: BufPool> Net<P> {
 
     // ---- ICMP -----------------------------------------------------------
 
+    /// Is `icmp` a valid echo request we answer? Drops and counts it if not.
+    fn accept_echo_request(&mut self, ip: &Ipv4Repr, icmp: &[u8]) -> bool {
+        let packet = match Icmpv4Packet::new_checked(icmp) {
+            Ok(p) => p,
+            Err(e) => {
+                self.drop_frame(e.into());
+                return false;
+            }
+        };
+        let reason = match Icmpv4Repr::parse(&packet, true) {
+            // RFC 1122 3.2.2.6: echo to a broadcast address MAY be ignored.
+            Ok(Icmpv4Repr::EchoRequest { .. }) if ip.dst_addr != self.iface.ip.address() => {
+                DropReason::NotForUs
+            }
+            Ok(Icmpv4Repr::EchoRequest { .. }) => return true,
+            Ok(_) => DropReason::Unsupported,
+            Err(e) => e.into(),
+        };
+        self.drop_frame(reason);
+        false
+    }
+
     /// Echo request in a plain (unfragmented, option-less) datagram: turn
     /// the same buffer into the reply.
     fn process_icmp_in_place(&mut self, mut buf: P::Buf, l2: usize, ip: &Ipv4Repr) {
         let ip_start = l2;
         let icmp_start = l2 + IP_LEN;
         let total = l2 + IP_LEN + ip.payload_len;
-        {
-            let icmp_bytes = &buf.data()[icmp_start..total];
-            let packet = match Icmpv4Packet::new_checked(icmp_bytes) {
-                Ok(p) => p,
-                Err(e) => return self.drop_frame(e.into()),
-            };
-            match Icmpv4Repr::parse(&packet, true) {
-                Ok(Icmpv4Repr::EchoRequest { .. }) => {}
-                Ok(_) => return self.drop_frame(DropReason::Unsupported),
-                Err(e) => return self.drop_frame(e.into()),
-            }
-        }
-        if ip.dst_addr != self.iface.ip.address() {
-            // RFC 1122 3.2.2.6: echo to a broadcast address MAY be ignored.
-            return self.drop_frame(DropReason::NotForUs);
+        if !self.accept_echo_request(ip, &buf.data()[icmp_start..total]) {
+            return;
         }
         // Strip Ethernet padding and any VLAN tag room.
         buf.set_len(total);
@@ -773,13 +782,7 @@ impl<P: BufPool> Net<P> {
             packet.set_hop_limit(DEFAULT_TTL);
             packet.fill_checksum();
         }
-        {
-            let mut packet = Icmpv4Packet::new_unchecked(&mut data[icmp_start..total]);
-            let old = packet.checksum();
-            packet.set_msg_type(Icmpv4Message::EchoReply);
-            // Type 8 code 0 becomes type 0 code 0.
-            packet.set_checksum(checksum_adjust(old, 0x0800, 0x0000));
-        }
+        echo_request_to_reply(&mut data[icmp_start..total]);
         if self.push_tx(buf).is_ok() {
             self.counters.icmp_echo_replies += 1;
         }
@@ -788,27 +791,13 @@ impl<P: BufPool> Net<P> {
     /// ICMP in a reassembled datagram or one with IP options: reply from a
     /// copy, through the normal output path (fragmenting as needed).
     fn process_icmp_copy(&mut self, ip: &Ipv4Repr, payload: &[u8]) {
-        let packet = match Icmpv4Packet::new_checked(payload) {
-            Ok(p) => p,
-            Err(e) => return self.drop_frame(e.into()),
-        };
-        match Icmpv4Repr::parse(&packet, true) {
-            Ok(Icmpv4Repr::EchoRequest { .. }) => {}
-            Ok(_) => return self.drop_frame(DropReason::Unsupported),
-            Err(e) => return self.drop_frame(e.into()),
-        }
-        if ip.dst_addr != self.iface.ip.address() {
-            return self.drop_frame(DropReason::NotForUs);
+        if !self.accept_echo_request(ip, payload) {
+            return;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let reply = &mut scratch[..payload.len()];
         reply.copy_from_slice(payload);
-        {
-            let mut out = Icmpv4Packet::new_unchecked(&mut reply[..]);
-            let old = out.checksum();
-            out.set_msg_type(Icmpv4Message::EchoReply);
-            out.set_checksum(checksum_adjust(old, 0x0800, 0x0000));
-        }
+        echo_request_to_reply(reply);
         if self.send_ipv4(ip.src_addr, IpProtocol::Icmp, reply).is_ok() {
             self.counters.icmp_echo_replies += 1;
         }
@@ -946,6 +935,15 @@ impl<P: BufPool> Net<P> {
         }
         self.dispatch_frame(buf, hop)
     }
+}
+
+/// Turn an echo request (checksum valid) into the reply, in place: type 8
+/// code 0 becomes type 0 code 0, and the checksum follows (RFC 1624).
+fn echo_request_to_reply(icmp: &mut [u8]) {
+    let mut packet = Icmpv4Packet::new_unchecked(icmp);
+    let old = packet.checksum();
+    packet.set_msg_type(Icmpv4Message::EchoReply);
+    packet.set_checksum(checksum_adjust(old, 0x0800, 0x0000));
 }
 
 impl<P: BufPool> NetCtx for Net<P> {
