@@ -17,6 +17,7 @@ pub mod ffi;
 pub mod fuzzing;
 pub mod icmp;
 pub mod ipv4;
+pub mod runtime;
 pub mod shard;
 pub mod stats;
 pub mod time;

@@ -92,5 +92,10 @@ pub trait App {
     }
 }
 
+/// docs/app-api.md, whose example is compiled here as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/app-api.md")]
+pub struct AppApiGuide;
+
 /// Builds one instance of an application for a core. Called on that core.
 pub type AppFactory = Arc<dyn Fn(&CoreInfo) -> Box<dyn App> + Send + Sync>;

@@ -14,6 +14,7 @@ use crate::wire::{
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 const HOST_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -601,6 +602,73 @@ fn ip_options_are_walked_and_echo_still_answers() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// A UDP frame from another host of the subnet (one we have no ARP entry for).
+fn udp_from(n: u8, payload: &[u8]) -> Vec<u8> {
+    let src = Ipv4Addr::new(198, 18, 0, n);
+    let mut f = ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(4000, 7, payload),
+        n.into(),
+        None,
+    );
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut f[14..]);
+        p.set_src_addr(src);
+        p.fill_checksum();
+    }
+    let mut udp = UdpPacket::new_unchecked(&mut f[34..]);
+    udp.fill_checksum(&src, &OUR_IP);
+    f
+}
+
+#[test]
+fn full_arp_pending_queue_fails_sends_visibly() {
+    let limits = CoreLimits {
+        arp_pending: 4,
+        ..Default::default()
+    };
+    let mut r = rig_with(&["udp-echo:7"], limits);
+    for n in 10..16 {
+        r.rx(&udp_from(n, b"who are you"));
+    }
+    // Four echoes wait (each with its ARP request out); two could not.
+    assert_eq!(r.take_tx().len(), 4);
+    assert_eq!(r.core.net.counters.udp_send_failed, 2);
+    assert_eq!(r.dropped(DropReason::NoArp), 2);
+    assert_eq!(
+        r.core.app_counters()[0].1,
+        vec![("echoed", 4), ("failed", 2)]
+    );
+    assert_eq!(r.in_use(), 4);
+    r.tick(Duration::from_secs(4));
+    r.take_tx();
+    assert_eq!(r.dropped(DropReason::NoArp), 6);
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn full_tx_buffer_fails_sends_visibly() {
+    let limits = CoreLimits {
+        tx_queue: 3,
+        ..Default::default()
+    };
+    let mut r = rig_with(&["udp-echo:7"], limits);
+    r.learn_host();
+    // Nobody drains TX between these: the fourth and fifth echo find it full.
+    for i in 0..5 {
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(4000 + i, 7, b"x"),
+            i,
+            None,
+        ));
+    }
+    assert_eq!(r.take_tx().len(), 3);
+    assert_eq!(r.core.net.counters.udp_send_failed, 2);
+    assert_eq!(r.dropped(DropReason::QueueFull), 2);
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn empty_pool_is_counted_not_fatal() {
     let mut r = rig(&["udp-echo:7"]);
@@ -672,5 +740,109 @@ mod properties {
             c.feed(&f[..cut]);
             prop_assert!(c.counters().rx_packets == 2);
         }
+    }
+}
+
+/// The application from docs/app-api.md, through a whole core.
+mod custom_app {
+    use super::*;
+    use crate::app::{App, AppFactory, BindError, Datagram, NetCtx};
+
+    struct Upper {
+        port: u16,
+        served: u64,
+        buf: Vec<u8>,
+    }
+
+    impl App for Upper {
+        fn name(&self) -> String {
+            format!("upper:{}", self.port)
+        }
+        fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError> {
+            net.bind_udp(self.port)
+        }
+        fn on_datagram(&mut self, net: &mut dyn NetCtx, d: &Datagram<'_>) {
+            self.buf.clear();
+            self.buf
+                .extend(d.payload.iter().map(u8::to_ascii_uppercase));
+            if net.send_udp(self.port, d.src, &self.buf).is_ok() {
+                self.served += 1;
+            }
+        }
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            vec![("served", self.served)]
+        }
+    }
+
+    #[test]
+    fn a_custom_application_runs_through_the_whole_stack() {
+        let factory: AppFactory = Arc::new(|_: &CoreInfo| -> Box<dyn App> {
+            Box::new(Upper {
+                port: 5000,
+                served: 0,
+                buf: Vec::new(),
+            })
+        });
+        let iface = IfaceConfig {
+            mac: OUR_MAC,
+            ip: "198.18.0.1/24".parse().unwrap(),
+            gateway: None,
+            mtu: 1500,
+            tx_ipv4_cksum: false,
+            tx_udp_cksum: false,
+        };
+        let info = CoreInfo {
+            index: 0,
+            count: 1,
+            lcore: 0,
+        };
+        let pool = HeapPool::new(64);
+        let view = pool.share();
+        let mut core = Core::new(
+            iface,
+            info,
+            pool,
+            ArpShared::new(ArpConfig::default()),
+            true,
+            CoreLimits::default(),
+            &[factory],
+        );
+        core.start(Instant::from_secs(1)).unwrap();
+        core.tx_queue().clear();
+        // Teach the host's MAC, then send a datagram.
+        core.process_frame(view.buf_from(&arp_frame(
+            ArpOperation::Request,
+            HOST_MAC,
+            HOST_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        )));
+        core.poll_timers(Instant::from_secs(1));
+        core.tx_queue().clear();
+        core.begin_burst(Instant::from_secs(1));
+        core.process_frame(view.buf_from(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(4000, 5000, b"shout this"),
+            1,
+            None,
+        )));
+        let out: Vec<Vec<u8>> = core
+            .tx_queue()
+            .drain(..)
+            .map(|b| b.data().to_vec())
+            .collect();
+        assert_eq!(out.len(), 1);
+        match parse_frame(&out[0]).unwrap().1 {
+            Parsed::Udp { udp, payload, .. } => {
+                assert_eq!((udp.src_port, udp.dst_port), (5000, 4000));
+                assert_eq!(payload, b"SHOUT THIS");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            core.app_counters()[0],
+            ("upper:5000".to_string(), vec![("served", 1)])
+        );
+        assert_eq!(view.in_use(), 0);
     }
 }

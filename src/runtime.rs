@@ -1,0 +1,287 @@
+//! The `dpstack` program as a library: `dpstack [EAL options] -- [dpstack
+//! options]`. The binary is `main_with_apps(Vec::new())`; a program with its
+//! own applications calls [`main_with_apps`] with their factories, and they
+//! run on every core beside the built-ins chosen with `--app`.
+//!
+//! Parses our options first (so a bad one fails before EAL starts), brings up
+//! EAL, the mempool and the port with one RX and one TX queue per lcore,
+//! launches one shard per lcore, prints counters, and on SIGINT or SIGTERM
+//! stops every lcore, stops and closes the port, prints the final counters
+//! and exits 0.
+
+use crate::app::{AppFactory, CoreInfo};
+use crate::arp::{ArpConfig, ArpShared};
+use crate::config::{Cli, Config};
+use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
+use crate::shard::{run_lcore, CoreLimits, IfaceConfig, LcoreSetup, Published};
+use crate::stats::Counters;
+use crate::time::Duration;
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("dpstack: {msg}");
+    ExitCode::from(1)
+}
+
+/// Split argv at the first `--`: EAL's part (with argv[0]) and ours.
+fn split_args(args: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let prog = args.first().cloned().unwrap_or_else(|| "dpstack".into());
+    match args.iter().position(|a| a == "--") {
+        Some(i) => {
+            let eal = args[..i].to_vec();
+            let mut ours = vec![prog];
+            ours.extend_from_slice(&args[i + 1..]);
+            (eal, ours)
+        }
+        None => (args, vec![prog]),
+    }
+}
+
+fn print_block(
+    tag: &str,
+    published: &[Arc<Published>],
+    pool: Option<&Mempool>,
+    port: Option<&Port>,
+) {
+    if published.is_empty() {
+        if let Some(pool) = pool {
+            print_mempool(tag, pool);
+        }
+        return;
+    }
+    let all: Vec<Counters> = published.iter().map(|p| p.counters.read()).collect();
+    for (i, c) in all.iter().enumerate() {
+        println!("{tag} core={i} {}", c.format_line());
+    }
+    println!(
+        "{tag} core=total {}",
+        Counters::sum(all.iter()).format_line()
+    );
+    for (i, p) in published.iter().enumerate() {
+        if let Ok(apps) = p.apps.lock() {
+            for line in apps.iter() {
+                println!("{tag} core={i} {line}");
+            }
+        }
+    }
+    if let Some(port) = port {
+        if let Ok(s) = port.stats() {
+            println!(
+                "{tag} port ipackets={} opackets={} ierrors={} oerrors={} imissed={} rx_nombuf={}",
+                s.ipackets, s.opackets, s.ierrors, s.oerrors, s.imissed, s.rx_nombuf
+            );
+        }
+    }
+    if let Some(pool) = pool {
+        print_mempool(tag, pool);
+    }
+}
+
+fn print_mempool(tag: &str, pool: &Mempool) {
+    println!(
+        "{tag} mempool in_use={} avail={}",
+        pool.in_use_count(),
+        pool.avail_count()
+    );
+}
+
+/// Run dpstack with the process's command line; `apps` run on every core
+/// beside those chosen with `--app`.
+pub fn main_with_apps(apps: Vec<AppFactory>) -> ExitCode {
+    let (eal_args, our_args) = split_args(std::env::args().collect());
+    let cli = match Cli::try_parse_from(&our_args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            return fail(format!(
+                "{} (see dpstack -- --help)",
+                first.trim_start_matches("error: ")
+            ));
+        }
+    };
+    let cfg = match Config::from_cli(&cli) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("DPSTACK_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+
+    // Stop on SIGINT/SIGTERM from here on; EAL must not install its own.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            return fail(format!("cannot handle signal {sig}: {e}"));
+        }
+    }
+
+    let (eal, _consumed) = match Eal::init(&eal_args) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("EAL initialisation failed: {e}")),
+    };
+    match run(&eal, &cfg, apps, stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn run(
+    eal: &Eal,
+    cfg: &Config,
+    apps: Vec<AppFactory>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let lcores = eal.lcores();
+    let n = lcores.len();
+    // Ethernet header, one VLAN tag and the IP MTU fit one segment.
+    let max_frame = cfg.mtu as usize + 18;
+    let pool = Mempool::create(
+        "dpstack_mbufs",
+        cfg.mbufs,
+        256,
+        max_frame,
+        dpdk::socket_id(),
+    )
+    .map_err(|e| format!("cannot create the mbuf pool ({} mbufs): {e}", cfg.mbufs))?;
+    let port_cfg = PortConfig {
+        rx_queues: n as u16,
+        tx_queues: n as u16,
+        checksum_offload: cfg.checksum_offload,
+        mtu: cfg.mtu,
+        ..Default::default()
+    };
+    let mut port = Port::start(cfg.port, &port_cfg, pool)
+        .map_err(|e| format!("port {} failed to start: {e}", cfg.port))?;
+    let caps = port.caps().clone();
+    println!(
+        "dpstack: {} port {} ({}, {}) mac {} lcores {:?} queues {} rss {} tx-cksum ipv4={} udp={}",
+        dpdk::version(),
+        port.id(),
+        caps.name,
+        caps.driver,
+        port.mac(),
+        lcores,
+        n,
+        if caps.rss { "on" } else { "off" },
+        caps.tx_ipv4_cksum,
+        caps.tx_udp_cksum,
+    );
+
+    let iface = IfaceConfig {
+        mac: port.mac(),
+        ip: cfg.ip,
+        gateway: cfg.gateway,
+        mtu: cfg.mtu as usize,
+        tx_ipv4_cksum: caps.tx_ipv4_cksum,
+        tx_udp_cksum: caps.tx_udp_cksum,
+    };
+    let arp = ArpShared::new(ArpConfig {
+        timeout: Duration::from_secs(cfg.arp_timeout),
+        refresh: Duration::from_secs((cfg.arp_timeout / 10).max(1)),
+        ..Default::default()
+    });
+    let mut factories: Vec<AppFactory> = cfg.apps.iter().map(|a| a.factory()).collect();
+    factories.extend(apps);
+    let published: Vec<Arc<Published>> = (0..n).map(|_| Arc::new(Published::default())).collect();
+    let started = Arc::new(AtomicUsize::new(0));
+    let tsc_zero = dpdk::rdtsc();
+    let setup = |i: usize| LcoreSetup {
+        info: CoreInfo {
+            index: i,
+            count: n,
+            lcore: lcores[i],
+        },
+        iface,
+        pool,
+        rx: port.rx_queue(i as u16),
+        tx: port.tx_queue(i as u16),
+        arp: arp.clone(),
+        arp_writer: i == 0,
+        limits: CoreLimits::default(),
+        apps: factories.clone(),
+        stop: stop.clone(),
+        published: published[i].clone(),
+        started: started.clone(),
+        tsc_zero,
+    };
+    {
+        let published = published.clone();
+        let provider: dpdk::StatsProvider = Box::new(move |param: &str| {
+            let all: Vec<Counters> = published.iter().map(|p| p.counters.read()).collect();
+            let c = if param.is_empty() {
+                Counters::sum(all.iter())
+            } else {
+                all.get(param.parse::<usize>().ok()?)?.clone()
+            };
+            Some(c.pairs())
+        });
+        if let Err(e) = dpdk::register_stats(provider) {
+            eprintln!("dpstack: telemetry: {e} (continuing without /dpstack/stats)");
+        }
+    }
+    for (i, &lcore) in lcores.iter().enumerate().skip(1) {
+        let s = setup(i);
+        if let Err(e) = eal.launch(lcore, Box::new(move || run_lcore(s))) {
+            stop.store(true, Ordering::Relaxed);
+            eal.wait_all();
+            return Err(format!("cannot launch lcore {lcore}: {e}"));
+        }
+    }
+
+    // The printer: a plain thread that sleeps; lcores never print.
+    let printer = {
+        let stop = stop.clone();
+        let published = published.clone();
+        let started = started.clone();
+        let interval = cfg.stats_interval;
+        let ip = cfg.ip;
+        std::thread::spawn(move || {
+            while started.load(Ordering::Acquire) < n && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if !stop.load(Ordering::Relaxed) {
+                println!("dpstack: ready ip {ip} on {n} lcores");
+            }
+            let mut last = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if interval > 0 && last.elapsed().as_secs() >= interval {
+                    last = std::time::Instant::now();
+                    print_block("stats", &published, Some(&pool), None);
+                }
+            }
+        })
+    };
+
+    // The main lcore runs core 0.
+    let code0 = run_lcore(setup(0));
+    stop.store(true, Ordering::Relaxed);
+    let failed: Vec<u32> = lcores[1..]
+        .iter()
+        .copied()
+        .filter(|&l| eal.wait_lcore(l) != 0)
+        .collect();
+    let _ = printer.join();
+    println!("dpstack: stopping");
+    print_block("final", &published, None, Some(&port));
+    port.stop();
+    drop(port);
+    print_block("final", &[], Some(&pool), None);
+    if code0 != 0 {
+        return Err(format!("lcore {} failed", lcores[0]));
+    }
+    if !failed.is_empty() {
+        return Err(format!("lcores {failed:?} failed"));
+    }
+    Ok(())
+}
