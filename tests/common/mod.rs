@@ -45,7 +45,7 @@ pub fn try_run(cmd: &str) -> Output {
 
 fn unique() -> u32 {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    (std::process::id() % 40) * 6 + n % 6
+    (std::process::id() % 35) * 6 + n % 6
 }
 
 /// How dpstack reaches the test host.
