@@ -50,6 +50,7 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: release
+	bash perf/bench-memif-sink.sh 6
 	bash perf/bench-udp-echo.sh 5 16 4 64
 
 fuzz:
