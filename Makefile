@@ -1,8 +1,8 @@
 # dpstack: `make demo` shows the stack working against a Linux host in a
 # network namespace; `make test` runs every test. Both install what is missing.
 SHELL := /bin/bash
-APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config clang ethtool iproute2 \
-	iputils-ping iputils-arping tcpdump nftables python3 python3-scapy
+APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config ethtool iproute2 \
+	iputils-ping iputils-arping python3 perl util-linux
 CARGO ?= cargo
 
 .PHONY: all deps hugepages build release demo test unit integration lint fuzz bench clean
