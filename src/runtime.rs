@@ -163,6 +163,12 @@ fn run(
     let mut port = Port::start(cfg.port, &port_cfg, pool)
         .map_err(|e| format!("port {} failed to start: {e}", cfg.port))?;
     let caps = port.caps().clone();
+    let rss = match (&caps.rss_key, &caps.reta) {
+        _ if !caps.rss => "off".to_string(),
+        (Some(k), Some(r)) => format!("on (key {} B, reta {} read back)", k.len(), r.len()),
+        (None, Some(r)) => format!("on (reta {} read back, key not reported)", r.len()),
+        _ => "on (key and reta not reported)".to_string(),
+    };
     println!(
         "dpstack: {} port {} ({}, {}) mac {} lcores {:?} queues {} rss {} tx-cksum ipv4={} udp={}",
         dpdk::version(),
@@ -172,7 +178,7 @@ fn run(
         port.mac(),
         lcores,
         n,
-        if caps.rss { "on" } else { "off" },
+        rss,
         caps.tx_ipv4_cksum,
         caps.tx_udp_cksum,
     );

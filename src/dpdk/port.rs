@@ -44,6 +44,10 @@ pub struct PortCaps {
     pub max_tx_queues: u16,
     /// RSS was enabled (the device advertised RSS offloads).
     pub rss: bool,
+    /// The Toeplitz key, as read back from the device (None: it does not tell).
+    pub rss_key: Option<Vec<u8>>,
+    /// The redirection table, as read back from the device.
+    pub reta: Option<Vec<u16>>,
     /// The device fills IPv4 header checksums on TX.
     pub tx_ipv4_cksum: bool,
     /// The device fills UDP checksums on TX.
@@ -109,9 +113,16 @@ impl Port {
             & (ffi::flags::rte_eth_rss_ip()
                 | ffi::flags::rte_eth_rss_nonfrag_ipv4_udp()
                 | ffi::flags::rte_eth_rss_nonfrag_ipv4_tcp());
+        // A known key (the Microsoft default) where the device takes one of
+        // that length; what is used is read back after start either way.
+        let mut key = rss::ToeplitzKey::MICROSOFT.as_bytes().to_vec();
         if cfg.rx_queues > 1 && rss_hf != 0 {
             conf.rxmode.mq_mode = ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            if usize::from(info.hash_key_size) == key.len() {
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            }
             caps.rss = true;
         }
         if cfg.checksum_offload {
@@ -184,12 +195,17 @@ impl Port {
         check("rte_eth_macaddr_get", unsafe {
             ffi::rte_eth_macaddr_get(id, &mut addr)
         })?;
-        Ok(Port {
+        let mut port = Port {
             id,
             mac: EthernetAddress(addr.addr_bytes),
             caps,
             started: true,
-        })
+        };
+        if port.caps.rss {
+            port.caps.rss_key = port.rss_key(info.hash_key_size);
+            port.caps.reta = port.reta(info.reta_size);
+        }
+        Ok(port)
     }
 
     pub fn id(&self) -> u16 {
@@ -212,17 +228,39 @@ impl Port {
         Ok(s)
     }
 
-    /// The RSS key the device uses, if it tells (many virtual devices don't).
-    pub fn rss_key(&self) -> Option<Vec<u8>> {
-        let mut key = [0u8; 64];
+    /// The RSS key the device uses, if it tells: `len` bytes as dev_info
+    /// says, or the common 40 where it says 0 (net_null does).
+    fn rss_key(&self, len: u8) -> Option<Vec<u8>> {
+        let len = if len == 0 { 40 } else { len };
+        let mut key = vec![0u8; usize::from(len)];
         let mut conf = ffi::rte_eth_rss_conf {
             rss_key: key.as_mut_ptr(),
-            rss_key_len: key.len() as u8,
+            rss_key_len: len,
             rss_hf: 0,
         };
         // SAFETY: conf points at a buffer of rss_key_len bytes.
         let ret = unsafe { ffi::rte_eth_dev_rss_hash_conf_get(self.id, &mut conf) };
-        (ret == 0).then(|| key[..conf.rss_key_len as usize].to_vec())
+        (ret == 0).then_some(key)
+    }
+
+    /// The redirection table of `size` entries, if the device tells.
+    fn reta(&self, size: u16) -> Option<Vec<u16>> {
+        let groups = usize::from(size).div_ceil(64);
+        if groups == 0 {
+            return None;
+        }
+        let mut conf = vec![ffi::rte_eth_rss_reta_entry64::default(); groups];
+        for g in conf.iter_mut() {
+            g.mask = u64::MAX;
+        }
+        // SAFETY: conf holds size.div_ceil(64) groups, as the call requires.
+        let ret = unsafe { ffi::rte_eth_dev_rss_reta_query(self.id, conf.as_mut_ptr(), size) };
+        (ret == 0).then(|| {
+            conf.iter()
+                .flat_map(|g| g.reta.iter().copied())
+                .take(usize::from(size))
+                .collect()
+        })
     }
 
     /// A handle for RX queue `q`, to be moved to the lcore that polls it.

@@ -474,7 +474,17 @@ impl<P: BufPool> Net<P> {
         if !sha.is_unicast() {
             return self.drop_frame(DropReason::Malformed);
         }
+        if sha == self.iface.mac {
+            // Our own frame, looped back.
+            return self.drop_frame(DropReason::NotForUs);
+        }
         let ours = self.iface.ip.address();
+        if spa == ours {
+            // Another station claims our address (RFC 5227 conflict): learn
+            // nothing from it and do not answer it.
+            self.counters.arp_conflicts += 1;
+            return self.drop_frame(DropReason::NotForUs);
+        }
         let for_us = tpa == ours;
         // RFC 826: update a known sender; add it if we are the target.
         // Probes (sender 0.0.0.0) teach nothing.

@@ -228,6 +228,32 @@ fn answers_arp_for_our_address_and_learns_the_sender() {
 }
 
 #[test]
+fn own_and_conflicting_arp_are_not_answered() {
+    let mut r = rig(&[]);
+    // Our own gratuitous ARP, looped back.
+    r.rx(&arp_frame(
+        ArpOperation::Request,
+        OUR_MAC,
+        OUR_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    ));
+    // Someone else claiming our address.
+    r.rx(&arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        OUR_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    ));
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.dropped(DropReason::NotForUs), 2);
+    assert_eq!(r.core.net.counters.arp_conflicts, 1);
+    r.tick(Duration::from_millis(1));
+    assert_eq!(r.core.net.counters.arp_entries, 0);
+}
+
+#[test]
 fn echo_reply_keeps_payload_and_identifiers() {
     let mut r = rig(&[]);
     for size in [0usize, 1, 56, 1000, 1472] {

@@ -146,6 +146,8 @@ counters! {
     arp_learned,
     /// Packets that waited in the ARP pending queue and were sent.
     arp_pending_sent,
+    /// ARP packets from another station claiming our address.
+    arp_conflicts,
     /// ICMP echo requests answered.
     icmp_echo_replies,
     /// ICMP errors sent (port unreachable, time exceeded).
