@@ -109,6 +109,9 @@ impl Port {
         }
 
         let mut conf = ffi::rte_eth_conf::default();
+        // Addresses and ports for unfragmented UDP and TCP; NICs hash every
+        // fragment (the first too) on addresses only, so a datagram's
+        // fragments meet on one core.
         let rss_hf = info.flow_type_rss_offloads
             & (ffi::flags::rte_eth_rss_ip()
                 | ffi::flags::rte_eth_rss_nonfrag_ipv4_udp()

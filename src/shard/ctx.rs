@@ -474,15 +474,15 @@ impl<P: BufPool> Net<P> {
         if !sha.is_unicast() {
             return self.drop_frame(DropReason::Malformed);
         }
-        if sha == self.iface.mac {
-            // Our own frame, looped back.
-            return self.drop_frame(DropReason::NotForUs);
-        }
         let ours = self.iface.ip.address();
         if spa == ours {
-            // Another station claims our address (RFC 5227 conflict): learn
-            // nothing from it and do not answer it.
-            self.counters.arp_conflicts += 1;
+            // Our own ARP looped back, or another station claiming our
+            // address (an RFC 5227 conflict): learn nothing, answer nothing.
+            // (A sender MAC equal to ours alone proves nothing: net_tap's
+            // kernel side shares the port's MAC.)
+            if sha != self.iface.mac {
+                self.counters.arp_conflicts += 1;
+            }
             return self.drop_frame(DropReason::NotForUs);
         }
         let for_us = tpa == ours;
