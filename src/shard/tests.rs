@@ -2,7 +2,7 @@
 //! and the pool's outstanding count checked after every scenario.
 
 use super::ctx::{Core, CoreLimits, IfaceConfig};
-use crate::app::{AppSpec, CoreInfo};
+use crate::app::{AppFactory, AppSpec, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
 use crate::buf::{HeapPool, PacketBuf, PooledHeapBuf};
 use crate::ipv4::frag::{fragments, FragKey, Reassembler, ReassemblyConfig};
@@ -28,6 +28,14 @@ struct Rig {
 }
 
 fn rig_with(apps: &[&str], limits: CoreLimits) -> Rig {
+    let factories: Vec<AppFactory> = apps
+        .iter()
+        .map(|a| a.parse::<AppSpec>().unwrap().factory())
+        .collect();
+    rig_with_factories(&factories, limits)
+}
+
+fn rig_with_factories(factories: &[AppFactory], limits: CoreLimits) -> Rig {
     let iface = IfaceConfig {
         mac: OUR_MAC,
         ip: "198.18.0.1/24".parse().unwrap(),
@@ -41,14 +49,10 @@ fn rig_with(apps: &[&str], limits: CoreLimits) -> Rig {
         count: 1,
         lcore: 0,
     };
-    let factories: Vec<_> = apps
-        .iter()
-        .map(|a| a.parse::<AppSpec>().unwrap().factory())
-        .collect();
     let arp = ArpShared::new(ArpConfig::default());
     let pool = HeapPool::new(512);
     let pool_view = pool.share();
-    let mut core = Core::new(iface, info, pool, arp, true, limits, &factories);
+    let mut core = Core::new(iface, info, pool, arp, true, limits, factories);
     core.start(Instant::from_secs(1)).unwrap();
     let mut rig = Rig {
         core,
@@ -809,54 +813,15 @@ mod custom_app {
                 buf: Vec::new(),
             })
         });
-        let iface = IfaceConfig {
-            mac: OUR_MAC,
-            ip: "198.18.0.1/24".parse().unwrap(),
-            gateway: None,
-            mtu: 1500,
-            tx_ipv4_cksum: false,
-            tx_udp_cksum: false,
-        };
-        let info = CoreInfo {
-            index: 0,
-            count: 1,
-            lcore: 0,
-        };
-        let pool = HeapPool::new(64);
-        let view = pool.share();
-        let mut core = Core::new(
-            iface,
-            info,
-            pool,
-            ArpShared::new(ArpConfig::default()),
-            true,
-            CoreLimits::default(),
-            &[factory],
-        );
-        core.start(Instant::from_secs(1)).unwrap();
-        core.tx_queue().clear();
-        // Teach the host's MAC, then send a datagram.
-        core.process_frame(view.buf_from(&arp_frame(
-            ArpOperation::Request,
-            HOST_MAC,
-            HOST_IP,
-            OUR_IP,
-            EthernetAddress::BROADCAST,
-        )));
-        core.poll_timers(Instant::from_secs(1));
-        core.tx_queue().clear();
-        core.begin_burst(Instant::from_secs(1));
-        core.process_frame(view.buf_from(&ipv4_frame(
+        let mut r = rig_with_factories(&[factory], CoreLimits::default());
+        r.learn_host();
+        r.rx(&ipv4_frame(
             IpProtocol::Udp,
             &udp_bytes(4000, 5000, b"shout this"),
             1,
             None,
-        )));
-        let out: Vec<Vec<u8>> = core
-            .tx_queue()
-            .drain(..)
-            .map(|b| b.data().to_vec())
-            .collect();
+        ));
+        let out = r.take_tx();
         assert_eq!(out.len(), 1);
         match parse_frame(&out[0]).unwrap().1 {
             Parsed::Udp { udp, payload, .. } => {
@@ -866,9 +831,9 @@ mod custom_app {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            core.app_counters()[0],
+            r.core.app_counters()[0],
             ("upper:5000".to_string(), vec![("served", 1)])
         );
-        assert_eq!(view.in_use(), 0);
+        assert_eq!(r.in_use(), 0);
     }
 }
