@@ -2,7 +2,7 @@
 # network namespace; `make test` runs every test. Both install what is missing.
 SHELL := /bin/bash
 APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config ethtool iproute2 \
-	iputils-ping iputils-arping python3 perl util-linux
+	iputils-ping iputils-arping python3 perl util-linux curl nftables python3-scapy
 CARGO ?= cargo
 
 .PHONY: all deps hugepages build release demo test unit integration lint fuzz bench clean

@@ -2,6 +2,8 @@
 //! optional TOML file. The command line wins over the file.
 
 use crate::app::AppSpec;
+use crate::tcp::{Keepalive, TcpConfig};
+use crate::time::Duration;
 use crate::wire::Ipv4Cidr;
 use clap::Parser;
 use serde::Deserialize;
@@ -46,6 +48,30 @@ pub struct Cli {
     /// Do not use the NIC's checksum offloads even where it has them.
     #[arg(long)]
     pub no_offload: bool,
+    /// TCP connections per core, TIME_WAIT included.
+    #[arg(long, value_name = "N")]
+    pub tcp_max_conns: Option<usize>,
+    /// TCP send and receive buffer, each, per connection.
+    #[arg(long, value_name = "BYTES")]
+    pub tcp_buffer: Option<usize>,
+    /// TIME_WAIT (2*MSL), in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub tcp_time_wait_ms: Option<u64>,
+    /// Delayed ACK timeout in milliseconds (0: acknowledge every segment).
+    #[arg(long, value_name = "MS")]
+    pub tcp_delayed_ack_ms: Option<u64>,
+    /// Turn Nagle's algorithm off.
+    #[arg(long)]
+    pub tcp_nodelay: bool,
+    /// Keepalive: idle seconds before probing (0: off).
+    #[arg(long, value_name = "SECS")]
+    pub tcp_keepalive: Option<u64>,
+    /// The smallest retransmission timeout, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub tcp_min_rto_ms: Option<u64>,
+    /// Local ports for connections dpstack opens, LO-HI.
+    #[arg(long, value_name = "LO-HI")]
+    pub tcp_ports: Option<String>,
 }
 
 /// The same options as a TOML file.
@@ -62,6 +88,14 @@ pub struct FileConfig {
     pub mbufs: Option<u32>,
     pub arp_timeout: Option<u64>,
     pub no_offload: Option<bool>,
+    pub tcp_max_conns: Option<usize>,
+    pub tcp_buffer: Option<usize>,
+    pub tcp_time_wait_ms: Option<u64>,
+    pub tcp_delayed_ack_ms: Option<u64>,
+    pub tcp_nodelay: Option<bool>,
+    pub tcp_keepalive: Option<u64>,
+    pub tcp_min_rto_ms: Option<u64>,
+    pub tcp_ports: Option<String>,
 }
 
 /// The resolved configuration.
@@ -76,6 +110,7 @@ pub struct Config {
     pub mbufs: u32,
     pub arp_timeout: u64,
     pub checksum_offload: bool,
+    pub tcp: TcpConfig,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,6 +129,8 @@ pub enum ConfigError {
     BadMtu(u16),
     #[error("bad --mbufs {0}: must be at least 1024")]
     BadMbufs(u32),
+    #[error("bad TCP option: {0}")]
+    BadTcp(String),
     #[error("cannot read config file {0}: {1}")]
     File(String, String),
 }
@@ -156,7 +193,9 @@ impl Config {
         if mbufs < 1024 {
             return Err(ConfigError::BadMbufs(mbufs));
         }
+        let tcp = tcp_config(cli, file, mtu)?;
         Ok(Config {
+            tcp,
             ip,
             gateway,
             stats_interval: cli.stats_interval.or(file.stats_interval).unwrap_or(0),
@@ -168,6 +207,66 @@ impl Config {
             checksum_offload: !(cli.no_offload || file.no_offload.unwrap_or(false)),
         })
     }
+}
+
+fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, ConfigError> {
+    let mut t = TcpConfig {
+        mss: usize::from(mtu) - 40,
+        ..TcpConfig::default()
+    };
+    let bad = |s: String| Err(ConfigError::BadTcp(s));
+    if let Some(n) = cli.tcp_max_conns.or(file.tcp_max_conns) {
+        if !(1..=1_000_000).contains(&n) {
+            return bad(format!("--tcp-max-conns {n}: must be 1..=1000000"));
+        }
+        t.max_connections = n;
+    }
+    if let Some(n) = cli.tcp_buffer.or(file.tcp_buffer) {
+        if !(4096..=(64 << 20)).contains(&n) {
+            return bad(format!("--tcp-buffer {n}: must be 4096..=67108864"));
+        }
+        t.rx_buffer = n;
+        t.tx_buffer = n;
+    }
+    if let Some(ms) = cli.tcp_time_wait_ms.or(file.tcp_time_wait_ms) {
+        t.time_wait = Duration::from_millis(ms);
+    }
+    if let Some(ms) = cli.tcp_delayed_ack_ms.or(file.tcp_delayed_ack_ms) {
+        if ms > 500 {
+            return bad(format!("--tcp-delayed-ack-ms {ms}: at most 500 (RFC 1122)"));
+        }
+        t.delayed_ack = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if cli.tcp_nodelay || file.tcp_nodelay.unwrap_or(false) {
+        t.nagle = false;
+    }
+    if let Some(secs) = cli.tcp_keepalive.or(file.tcp_keepalive) {
+        t.keepalive = (secs > 0).then(|| Keepalive {
+            idle: Duration::from_secs(secs),
+            interval: Duration::from_secs((secs / 10).clamp(1, 75)),
+            probes: 9,
+        });
+    }
+    if let Some(ms) = cli.tcp_min_rto_ms.or(file.tcp_min_rto_ms) {
+        if !(1..=60_000).contains(&ms) {
+            return bad(format!("--tcp-min-rto-ms {ms}: must be 1..=60000"));
+        }
+        t.rto_min = Duration::from_millis(ms);
+    }
+    if let Some(r) = cli.tcp_ports.clone().or_else(|| file.tcp_ports.clone()) {
+        let parsed = r
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)));
+        match parsed {
+            Some((lo, hi)) if lo >= 1024 && lo <= hi => t.ephemeral = (lo, hi),
+            _ => {
+                return bad(format!(
+                    "--tcp-ports '{r}': expected LO-HI, 1024 <= LO <= HI"
+                ))
+            }
+        }
+    }
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -189,6 +288,27 @@ mod tests {
         assert_eq!(c.mtu, 1500);
         assert_eq!(c.stats_interval, 5);
         assert_eq!(c.apps.len(), 1);
+        assert_eq!(c.tcp.mss, 1460);
+        let t = Config::merge(
+            &cli(&[
+                "--ip",
+                "198.18.0.1/24",
+                "--tcp-ports",
+                "50000-50100",
+                "--tcp-delayed-ack-ms",
+                "0",
+                "--tcp-nodelay",
+                "--tcp-time-wait-ms",
+                "500",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap()
+        .tcp;
+        assert_eq!(t.ephemeral, (50000, 50100));
+        assert_eq!(t.delayed_ack, None);
+        assert!(!t.nagle);
+        assert_eq!(t.time_wait, Duration::from_millis(500));
     }
 
     #[test]
@@ -215,6 +335,20 @@ mod tests {
             Err(ConfigError::BadApp(..))
         ));
         assert!(Cli::try_parse_from(["dpstack", "--bogus"]).is_err());
+        for bad in [
+            &["--tcp-ports", "70-60"][..],
+            &["--tcp-ports", "x"],
+            &["--tcp-buffer", "10"],
+            &["--tcp-delayed-ack-ms", "900"],
+            &["--tcp-max-conns", "0"],
+        ] {
+            let mut a = vec!["--ip", "198.18.0.1/24"];
+            a.extend_from_slice(bad);
+            assert!(
+                matches!(Config::merge(&cli(&a), &f), Err(ConfigError::BadTcp(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

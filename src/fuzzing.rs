@@ -30,6 +30,7 @@ impl FuzzCore {
             mtu: 1500,
             tx_ipv4_cksum: false,
             tx_udp_cksum: false,
+            tx_tcp_cksum: false,
         };
         let info = CoreInfo {
             index: 0,

@@ -20,6 +20,7 @@ pub mod ipv4;
 pub mod runtime;
 pub mod shard;
 pub mod stats;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 pub mod wire;

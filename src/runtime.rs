@@ -13,7 +13,10 @@ use crate::app::{AppFactory, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
 use crate::config::{Cli, Config};
 use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
-use crate::shard::{run_lcore, CoreLimits, IfaceConfig, LcoreSetup, Published};
+use crate::shard::{run_lcore, CoreLimits, IfaceConfig, LcoreSetup, Published, Steering};
+
+/// Frames one core can have waiting for another.
+const HANDOFF_QUEUE: usize = 1024;
 use crate::stats::Counters;
 use crate::time::Duration;
 use clap::Parser;
@@ -190,6 +193,7 @@ fn run(
         mtu: cfg.mtu as usize,
         tx_ipv4_cksum: caps.tx_ipv4_cksum,
         tx_udp_cksum: caps.tx_udp_cksum,
+        tx_tcp_cksum: caps.tx_tcp_cksum,
     };
     let arp = ArpShared::new(ArpConfig {
         timeout: Duration::from_secs(cfg.arp_timeout),
@@ -201,6 +205,20 @@ fn run(
     let published: Vec<Arc<Published>> = (0..n).map(|_| Arc::new(Published::default())).collect();
     let started = Arc::new(AtomicUsize::new(0));
     let tsc_zero = dpdk::rdtsc();
+    // One ISN secret for every core (RFC 6528).
+    let limits = CoreLimits {
+        tcp: cfg.tcp,
+        ..CoreLimits::default()
+    };
+    // Several cores: TCP segments that reach a core not owning their
+    // connection are handed over (no device here lets us predict RSS yet).
+    let steering = (n > 1).then(|| {
+        Arc::new(Steering::<dpdk::Mbuf>::new(
+            n,
+            cfg.tcp.max_connections * n,
+            HANDOFF_QUEUE,
+        ))
+    });
     let setup = |i: usize| LcoreSetup {
         info: CoreInfo {
             index: i,
@@ -213,12 +231,13 @@ fn run(
         tx: port.tx_queue(i as u16),
         arp: arp.clone(),
         arp_writer: i == 0,
-        limits: CoreLimits::default(),
+        limits,
         apps: factories.clone(),
         stop: stop.clone(),
         published: published[i].clone(),
         started: started.clone(),
         tsc_zero,
+        steering: steering.clone(),
     };
     {
         let published = published.clone();
@@ -278,6 +297,8 @@ fn run(
         .filter(|&l| eal.wait_lcore(l) != 0)
         .collect();
     let _ = printer.join();
+    // Frames still in handoff queues go back to the pool.
+    drop(steering);
     println!("dpstack: stopping");
     print_block("final", &published, None, Some(&port));
     port.stop();

@@ -1,6 +1,10 @@
-//! Built-in applications: `udp-echo:PORT` and `udp-sink:PORT`.
+//! Built-in applications: `udp-echo:PORT`, `udp-sink:PORT`,
+//! `tcp-echo:PORT` and `http:PORT[:BODY_BYTES]`.
 
-use super::{App, AppFactory, BindError, CoreInfo, Datagram, NetCtx};
+use super::http::{self, Method, Parse};
+use super::{App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, TcpEvent};
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -10,27 +14,52 @@ pub enum AppKind {
     UdpEcho,
     /// Count each datagram and drop it.
     UdpSink,
+    /// Send every byte of every connection back.
+    TcpEcho,
+    /// HTTP/1.1 with keep-alive, one fixed body for every GET.
+    Http,
+    /// Open connections to a peer, send a pattern, check it comes back.
+    TcpClient,
 }
 
-/// A built-in application chosen on the command line, `NAME:PORT`.
+/// The HTTP app's body size when none is given.
+pub const DEFAULT_HTTP_BODY: usize = 1024;
+/// The largest body the HTTP app serves.
+pub const MAX_HTTP_BODY: usize = 1 << 30;
+
+/// A built-in application chosen on the command line, `NAME:PORT`, or
+/// `http:PORT:BODY_BYTES`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppSpec {
     pub kind: AppKind,
     pub port: u16,
+    /// The HTTP body's size (http), or bytes per connection (tcp-client).
+    pub body: usize,
+    /// The peer (tcp-client only).
+    pub peer: Option<SocketAddrV4>,
+    /// Connections to open (tcp-client only).
+    pub conns: usize,
 }
 
 impl FromStr for AppSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, port) = s
-            .split_once(':')
-            .ok_or_else(|| "expected NAME:PORT, e.g. udp-echo:7".to_string())?;
+        if let Some(rest) = s.strip_prefix("tcp-client:") {
+            return parse_client(rest);
+        }
+        let mut parts = s.split(':');
+        let name = parts.next().unwrap_or("");
+        let port = parts
+            .next()
+            .ok_or_else(|| "expected NAME:PORT, e.g. udp-echo:7 or http:80:1024".to_string())?;
         let kind = match name {
             "udp-echo" => AppKind::UdpEcho,
             "udp-sink" => AppKind::UdpSink,
+            "tcp-echo" => AppKind::TcpEcho,
+            "http" => AppKind::Http,
             other => {
                 return Err(format!(
-                    "unknown application '{other}' (udp-echo, udp-sink)"
+                    "unknown application '{other}' (udp-echo, udp-sink, tcp-echo, http, tcp-client)"
                 ))
             }
         };
@@ -38,17 +67,80 @@ impl FromStr for AppSpec {
         if port == 0 {
             return Err("port 0 cannot be bound".into());
         }
-        Ok(AppSpec { kind, port })
+        let body = match (kind, parts.next()) {
+            (AppKind::Http, Some(b)) => {
+                let n: usize = b.parse().map_err(|_| format!("bad body size '{b}'"))?;
+                if n > MAX_HTTP_BODY {
+                    return Err(format!("body size {n} is over {MAX_HTTP_BODY}"));
+                }
+                n
+            }
+            (AppKind::Http, None) => DEFAULT_HTTP_BODY,
+            (_, None) => 0,
+            (_, Some(_)) => return Err(format!("'{s}': only http takes a size")),
+        };
+        if parts.next().is_some() {
+            return Err(format!("'{s}': too many fields"));
+        }
+        Ok(AppSpec {
+            kind,
+            port,
+            body,
+            peer: None,
+            conns: 0,
+        })
     }
+}
+
+/// `IP:PORT:BYTES[:CONNS]`.
+fn parse_client(s: &str) -> Result<AppSpec, String> {
+    let f: Vec<&str> = s.split(':').collect();
+    if !(3..=4).contains(&f.len()) {
+        return Err("expected tcp-client:IP:PORT:BYTES[:CONNS]".into());
+    }
+    let ip = f[0]
+        .parse()
+        .map_err(|_| format!("bad address '{}'", f[0]))?;
+    let port: u16 = f[1].parse().map_err(|_| format!("bad port '{}'", f[1]))?;
+    if port == 0 {
+        return Err("port 0 cannot be connected to".into());
+    }
+    let body: usize = f[2].parse().map_err(|_| format!("bad size '{}'", f[2]))?;
+    let conns: usize = match f.get(3) {
+        Some(c) => c.parse().map_err(|_| format!("bad count '{c}'"))?,
+        None => 1,
+    };
+    if conns == 0 || conns > 65536 {
+        return Err("connections must be 1..=65536".into());
+    }
+    Ok(AppSpec {
+        kind: AppKind::TcpClient,
+        port,
+        body,
+        peer: Some(SocketAddrV4::new(ip, port)),
+        conns,
+    })
 }
 
 impl AppSpec {
     /// A factory making one instance per core.
     pub fn factory(self) -> AppFactory {
-        Arc::new(move |_core: &CoreInfo| -> Box<dyn App> {
+        Arc::new(move |core: &CoreInfo| -> Box<dyn App> {
             match self.kind {
+                AppKind::TcpClient => {
+                    // Core i opens connections i, i + N, i + 2N, ...
+                    let mine = (0..self.conns)
+                        .filter(|j| j % core.count == core.index)
+                        .count();
+                    let peer = self
+                        .peer
+                        .unwrap_or(SocketAddrV4::new([0; 4].into(), self.port));
+                    Box::new(TcpClient::new(peer, self.body, mine))
+                }
                 AppKind::UdpEcho => Box::new(UdpEcho::new(self.port)),
                 AppKind::UdpSink => Box::new(UdpSink::new(self.port)),
+                AppKind::TcpEcho => Box::new(TcpEcho::new(self.port)),
+                AppKind::Http => Box::new(HttpServer::new(self.port, self.body)),
             }
         })
     }
@@ -124,6 +216,442 @@ impl App for UdpSink {
     }
 }
 
+/// Scratch for moving bytes between a connection's buffers.
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Default)]
+struct EchoConn {
+    /// Read but not yet taken by the send buffer.
+    pending: Vec<u8>,
+    peer_closed: bool,
+}
+
+/// Echoes every byte of every connection back. Backpressure flows through:
+/// it reads only when everything read before has been taken for sending,
+/// so a slow reader on the other end closes our receive window.
+pub struct TcpEcho {
+    port: u16,
+    conns: HashMap<ConnId, EchoConn>,
+    buf: Vec<u8>,
+    accepted: u64,
+    bytes: u64,
+    closed: u64,
+}
+
+impl TcpEcho {
+    pub fn new(port: u16) -> Self {
+        TcpEcho {
+            port,
+            conns: HashMap::new(),
+            buf: vec![0; CHUNK],
+            accepted: 0,
+            bytes: 0,
+            closed: 0,
+        }
+    }
+
+    fn pump(&mut self, net: &mut dyn NetCtx, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        loop {
+            if !c.pending.is_empty() {
+                let Ok(n) = net.tcp_send(conn, &c.pending) else {
+                    return;
+                };
+                c.pending.drain(..n);
+                self.bytes += n as u64;
+                if !c.pending.is_empty() {
+                    return;
+                }
+            }
+            let n = match net.tcp_recv(conn, &mut self.buf) {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            let sent = net.tcp_send(conn, &self.buf[..n]).unwrap_or(0);
+            self.bytes += sent as u64;
+            if sent < n {
+                c.pending.extend_from_slice(&self.buf[sent..n]);
+                return;
+            }
+        }
+        if c.peer_closed && c.pending.is_empty() {
+            let _ = net.tcp_close(conn);
+            self.conns.remove(&conn);
+            self.closed += 1;
+        }
+    }
+}
+
+impl App for TcpEcho {
+    fn name(&self) -> String {
+        format!("tcp-echo:{}", self.port)
+    }
+    fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError> {
+        net.tcp_listen(self.port)
+    }
+    fn on_datagram(&mut self, _net: &mut dyn NetCtx, _d: &Datagram<'_>) {}
+    fn on_tcp(&mut self, net: &mut dyn NetCtx, event: TcpEvent) {
+        match event {
+            TcpEvent::Accepted { conn, .. } => {
+                self.accepted += 1;
+                self.conns.insert(conn, EchoConn::default());
+                self.pump(net, conn);
+            }
+            TcpEvent::Readable { conn } | TcpEvent::Writable { conn } => self.pump(net, conn),
+            TcpEvent::PeerClosed { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.peer_closed = true;
+                }
+                self.pump(net, conn);
+            }
+            TcpEvent::Closed { conn, .. } => {
+                if self.conns.remove(&conn).is_some() {
+                    self.closed += 1;
+                }
+            }
+            TcpEvent::Connected { .. } => {}
+        }
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("accepted", self.accepted),
+            ("bytes", self.bytes),
+            ("closed", self.closed),
+            ("open", self.conns.len() as u64),
+        ]
+    }
+}
+
+/// Bytes a request may carry, head and body, before it is refused.
+const MAX_REQUEST: usize = http::MAX_HEAD + 64 * 1024;
+
+#[derive(Default)]
+struct HttpConn {
+    input: Vec<u8>,
+    head: Vec<u8>,
+    head_sent: usize,
+    body_sent: usize,
+    body_len: usize,
+    close_after: bool,
+    peer_closed: bool,
+}
+
+impl HttpConn {
+    fn busy(&self) -> bool {
+        self.head_sent < self.head.len() || self.body_sent < self.body_len
+    }
+}
+
+/// A static HTTP/1.1 responder: every GET gets the same body of a fixed
+/// size, HEAD its headers; keep-alive and pipelining; a malformed request
+/// gets 400 and the connection closes. Output is written as the send buffer
+/// takes it, and requests behind a response wait until it is all queued.
+pub struct HttpServer {
+    port: u16,
+    body: usize,
+    conns: HashMap<ConnId, HttpConn>,
+    buf: Vec<u8>,
+    accepted: u64,
+    requests: u64,
+    bad_requests: u64,
+}
+
+impl HttpServer {
+    pub fn new(port: u16, body: usize) -> Self {
+        HttpServer {
+            port,
+            body,
+            conns: HashMap::new(),
+            buf: vec![0; CHUNK],
+            accepted: 0,
+            requests: 0,
+            bad_requests: 0,
+        }
+    }
+
+    fn respond(&mut self, conn: ConnId, status: u16, method: Method, keep_alive: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let len = if status == 200 { self.body } else { 0 };
+        http::write_head(&mut c.head, status, len, keep_alive);
+        c.head_sent = 0;
+        c.body_sent = 0;
+        c.body_len = if method == Method::Head { 0 } else { len };
+        c.close_after = !keep_alive;
+    }
+
+    fn pump(&mut self, net: &mut dyn NetCtx, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            // Finish the response in progress.
+            while c.busy() {
+                if c.head_sent < c.head.len() {
+                    let Ok(n) = net.tcp_send(conn, &c.head[c.head_sent..]) else {
+                        return;
+                    };
+                    c.head_sent += n;
+                    if c.head_sent < c.head.len() {
+                        return;
+                    }
+                }
+                if c.body_sent < c.body_len {
+                    let want = (c.body_len - c.body_sent).min(self.buf.len());
+                    let space = net.tcp_send_space(conn).unwrap_or(0).min(want);
+                    if space == 0 {
+                        // A short send asks for a Writable event.
+                        http::fill_body(c.body_sent, &mut self.buf[..1]);
+                        let n = net.tcp_send(conn, &self.buf[..1]).unwrap_or(0);
+                        c.body_sent += n;
+                        if n == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                    http::fill_body(c.body_sent, &mut self.buf[..space]);
+                    let Ok(n) = net.tcp_send(conn, &self.buf[..space]) else {
+                        return;
+                    };
+                    c.body_sent += n;
+                    if n < space {
+                        return;
+                    }
+                }
+            }
+            if c.close_after {
+                let _ = net.tcp_close(conn);
+                self.conns.remove(&conn);
+                return;
+            }
+            // The next request, reading more if needed.
+            match http::parse_request(&c.input) {
+                Parse::Complete(req) => {
+                    c.input.drain(..req.consumed);
+                    self.requests += 1;
+                    let status = match req.method {
+                        Method::Get | Method::Head => 200,
+                        Method::Other => 405,
+                    };
+                    self.respond(conn, status, req.method, req.keep_alive);
+                }
+                p @ (Parse::Bad | Parse::TooLarge) => {
+                    self.bad_requests += 1;
+                    let status = if p == Parse::TooLarge { 431 } else { 400 };
+                    c.input.clear();
+                    self.respond(conn, status, Method::Get, false);
+                }
+                Parse::Partial => {
+                    if c.input.len() >= MAX_REQUEST {
+                        self.bad_requests += 1;
+                        c.input.clear();
+                        self.respond(conn, 400, Method::Get, false);
+                        continue;
+                    }
+                    let room = (MAX_REQUEST - c.input.len()).min(self.buf.len());
+                    let n = net.tcp_recv(conn, &mut self.buf[..room]).unwrap_or(0);
+                    if n == 0 {
+                        if c.peer_closed {
+                            let _ = net.tcp_close(conn);
+                            self.conns.remove(&conn);
+                        }
+                        return;
+                    }
+                    c.input.extend_from_slice(&self.buf[..n]);
+                }
+            }
+        }
+    }
+}
+
+impl App for HttpServer {
+    fn name(&self) -> String {
+        format!("http:{}", self.port)
+    }
+    fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError> {
+        net.tcp_listen(self.port)
+    }
+    fn on_datagram(&mut self, _net: &mut dyn NetCtx, _d: &Datagram<'_>) {}
+    fn on_tcp(&mut self, net: &mut dyn NetCtx, event: TcpEvent) {
+        match event {
+            TcpEvent::Accepted { conn, .. } => {
+                self.accepted += 1;
+                self.conns.insert(conn, HttpConn::default());
+                self.pump(net, conn);
+            }
+            TcpEvent::Readable { conn } | TcpEvent::Writable { conn } => self.pump(net, conn),
+            TcpEvent::PeerClosed { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.peer_closed = true;
+                }
+                self.pump(net, conn);
+            }
+            TcpEvent::Closed { conn, .. } => {
+                self.conns.remove(&conn);
+            }
+            TcpEvent::Connected { .. } => {}
+        }
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("accepted", self.accepted),
+            ("requests", self.requests),
+            ("bad_requests", self.bad_requests),
+            ("open", self.conns.len() as u64),
+        ]
+    }
+}
+
+/// The byte at `offset` of what the client sends.
+fn client_byte(offset: usize) -> u8 {
+    (offset.wrapping_mul(7).wrapping_add(13) % 251) as u8
+}
+
+#[derive(Default)]
+struct ClientConn {
+    sent: usize,
+    verified: usize,
+    shut: bool,
+}
+
+/// Opens connections to a peer (an echo service), sends `bytes` of a known
+/// pattern on each, and checks that exactly those bytes come back.
+pub struct TcpClient {
+    peer: SocketAddrV4,
+    bytes: usize,
+    to_open: usize,
+    conns: HashMap<ConnId, ClientConn>,
+    buf: Vec<u8>,
+    connected: u64,
+    completed: u64,
+    failed: u64,
+    mismatches: u64,
+    sent: u64,
+    verified: u64,
+}
+
+impl TcpClient {
+    pub fn new(peer: SocketAddrV4, bytes: usize, conns: usize) -> Self {
+        TcpClient {
+            peer,
+            bytes,
+            to_open: conns,
+            conns: HashMap::new(),
+            buf: vec![0; CHUNK],
+            connected: 0,
+            completed: 0,
+            failed: 0,
+            mismatches: 0,
+            sent: 0,
+            verified: 0,
+        }
+    }
+
+    fn pump(&mut self, net: &mut dyn NetCtx, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        while c.sent < self.bytes {
+            let n = (self.bytes - c.sent).min(self.buf.len());
+            for (i, b) in self.buf[..n].iter_mut().enumerate() {
+                *b = client_byte(c.sent + i);
+            }
+            let took = net.tcp_send(conn, &self.buf[..n]).unwrap_or(0);
+            c.sent += took;
+            self.sent += took as u64;
+            if took < n {
+                break;
+            }
+        }
+        if c.sent == self.bytes && !c.shut {
+            c.shut = true;
+            let _ = net.tcp_shutdown(conn);
+        }
+        loop {
+            let n = net.tcp_recv(conn, &mut self.buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let good = self.buf[..n]
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == client_byte(c.verified + i));
+            if !good || c.verified + n > self.bytes {
+                self.mismatches += 1;
+                self.failed += 1;
+                let _ = net.tcp_abort(conn);
+                self.conns.remove(&conn);
+                return;
+            }
+            c.verified += n;
+            self.verified += n as u64;
+        }
+    }
+}
+
+impl App for TcpClient {
+    fn name(&self) -> String {
+        format!("tcp-client:{}", self.peer)
+    }
+    fn start(&mut self, _net: &mut dyn NetCtx) -> Result<(), BindError> {
+        Ok(())
+    }
+    fn on_datagram(&mut self, _net: &mut dyn NetCtx, _d: &Datagram<'_>) {}
+    fn poll(&mut self, net: &mut dyn NetCtx) {
+        while self.to_open > 0 {
+            match net.tcp_connect(self.peer) {
+                Ok(conn) => {
+                    self.to_open -= 1;
+                    self.conns.insert(conn, ClientConn::default());
+                }
+                Err(_) => {
+                    self.to_open -= 1;
+                    self.failed += 1;
+                }
+            }
+        }
+    }
+    fn on_tcp(&mut self, net: &mut dyn NetCtx, event: TcpEvent) {
+        match event {
+            TcpEvent::Connected { conn } => {
+                self.connected += 1;
+                self.pump(net, conn);
+            }
+            TcpEvent::Readable { conn } | TcpEvent::Writable { conn } => self.pump(net, conn),
+            TcpEvent::PeerClosed { conn } => {
+                self.pump(net, conn);
+                if let Some(c) = self.conns.remove(&conn) {
+                    if c.verified == self.bytes && c.sent == self.bytes {
+                        self.completed += 1;
+                    } else {
+                        self.failed += 1;
+                    }
+                    let _ = net.tcp_close(conn);
+                }
+            }
+            TcpEvent::Closed { conn, .. } => {
+                if self.conns.remove(&conn).is_some() {
+                    self.failed += 1;
+                }
+            }
+            TcpEvent::Accepted { .. } => {}
+        }
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("connected", self.connected),
+            ("completed", self.completed),
+            ("failed", self.failed),
+            ("mismatches", self.mismatches),
+            ("sent", self.sent),
+            ("verified", self.verified),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,13 +662,34 @@ mod tests {
             "udp-echo:7".parse::<AppSpec>(),
             Ok(AppSpec {
                 kind: AppKind::UdpEcho,
-                port: 7
+                port: 7,
+                body: 0,
+                peer: None,
+                conns: 0,
             })
         );
         assert!("udp-sink:9".parse::<AppSpec>().is_ok());
         assert!("udp-echo".parse::<AppSpec>().is_err());
         assert!("udp-echo:0".parse::<AppSpec>().is_err());
         assert!("udp-echo:70000".parse::<AppSpec>().is_err());
-        assert!("tcp-echo:7".parse::<AppSpec>().is_err());
+        assert!("tcp-echo:7".parse::<AppSpec>().is_ok());
+        assert!("tcp-echo:7:5".parse::<AppSpec>().is_err());
+        assert!("ftp:21".parse::<AppSpec>().is_err());
+        let h = "http:80:5000".parse::<AppSpec>().unwrap();
+        assert_eq!((h.kind, h.port, h.body), (AppKind::Http, 80, 5000));
+        assert_eq!(
+            "http:80".parse::<AppSpec>().unwrap().body,
+            DEFAULT_HTTP_BODY
+        );
+        assert!("http:80:x".parse::<AppSpec>().is_err());
+        assert!("http:80:1:2".parse::<AppSpec>().is_err());
+        let c = "tcp-client:198.18.0.2:5001:1000:8"
+            .parse::<AppSpec>()
+            .unwrap();
+        assert_eq!(c.kind, AppKind::TcpClient);
+        assert_eq!(c.peer, Some("198.18.0.2:5001".parse().unwrap()));
+        assert_eq!((c.body, c.conns), (1000, 8));
+        assert!("tcp-client:198.18.0.2:5001".parse::<AppSpec>().is_err());
+        assert!("tcp-client:nope:5001:1".parse::<AppSpec>().is_err());
     }
 }

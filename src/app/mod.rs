@@ -8,9 +8,11 @@
 //! and is counted. See docs/app-api.md for a complete example.
 
 mod builtin;
+pub mod http;
 
+pub use crate::tcp::{CloseReason, ConnId};
 pub use crate::udp::BindError;
-pub use builtin::{AppKind, AppSpec, UdpEcho, UdpSink};
+pub use builtin::{AppKind, AppSpec, HttpServer, TcpEcho, UdpEcho, UdpSink};
 
 use crate::time::Instant;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -53,6 +55,47 @@ pub enum SendError {
     NotBound,
 }
 
+/// Something happened on a TCP connection. Events are edge-triggered: an
+/// application that leaves data unread gets no new `Readable` until more
+/// arrives, and a short `tcp_send` is followed by one `Writable` once the
+/// peer's acknowledgments free room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpEvent {
+    /// A listener's connection is established: the application owns it.
+    Accepted {
+        conn: ConnId,
+        remote: SocketAddrV4,
+        local_port: u16,
+    },
+    /// A `tcp_connect` succeeded.
+    Connected { conn: ConnId },
+    /// New in-order data can be read.
+    Readable { conn: ConnId },
+    /// Room in the send buffer after a short `tcp_send`.
+    Writable { conn: ConnId },
+    /// The peer sent FIN: no more data will arrive (after what is readable).
+    PeerClosed { conn: ConnId },
+    /// The connection is gone (reset, timed out, refused, or both sides
+    /// finished). The id is invalid from now on. Not raised for
+    /// connections the application closed or aborted itself.
+    Closed { conn: ConnId, reason: CloseReason },
+}
+
+/// Why a TCP call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TcpError {
+    #[error("no such connection")]
+    NoConnection,
+    #[error("the sending side is shut down")]
+    Shutdown,
+    #[error("the connection table is full")]
+    TableFull,
+    #[error("no free local port")]
+    NoPort,
+    #[error("no route to the destination")]
+    NoRoute,
+}
+
 /// The stack as an application sees it, on its own core.
 pub trait NetCtx {
     /// This core.
@@ -74,6 +117,30 @@ pub trait NetCtx {
         dst: SocketAddrV4,
         payload: &[u8],
     ) -> Result<(), SendError>;
+
+    /// Accept TCP connections on `port` on this core; they arrive as
+    /// [`TcpEvent::Accepted`].
+    fn tcp_listen(&mut self, port: u16) -> Result<(), BindError>;
+    /// Open a connection to `dst` (RFC 9293 active open). The SYN goes out
+    /// now; [`TcpEvent::Connected`] or [`TcpEvent::Closed`] follows.
+    fn tcp_connect(&mut self, dst: SocketAddrV4) -> Result<ConnId, TcpError>;
+    /// Queue data; returns how much was taken: less than all when the send
+    /// buffer is full (a `Writable` event follows when there is room).
+    fn tcp_send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, TcpError>;
+    /// Room in the send buffer now.
+    fn tcp_send_space(&self, conn: ConnId) -> Result<usize, TcpError>;
+    /// Read in-order data into `buf`; 0 when nothing is readable.
+    fn tcp_recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, TcpError>;
+    /// Readable bytes now.
+    fn tcp_recv_len(&self, conn: ConnId) -> Result<usize, TcpError>;
+    /// Send FIN after the queued data; reading goes on.
+    fn tcp_shutdown(&mut self, conn: ConnId) -> Result<(), TcpError>;
+    /// Shut down and let go: the stack finishes the close on its own. Data
+    /// that arrives afterwards is answered with RST; unread data makes
+    /// this an abort.
+    fn tcp_close(&mut self, conn: ConnId) -> Result<(), TcpError>;
+    /// Reset the connection now.
+    fn tcp_abort(&mut self, conn: ConnId) -> Result<(), TcpError>;
 }
 
 /// An application instance on one core.
@@ -84,6 +151,8 @@ pub trait App {
     fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError>;
     /// A datagram arrived on a port this application bound.
     fn on_datagram(&mut self, net: &mut dyn NetCtx, dgram: &Datagram<'_>);
+    /// Something happened on a TCP connection this application owns.
+    fn on_tcp(&mut self, _net: &mut dyn NetCtx, _event: TcpEvent) {}
     /// Called on the core's timer tick (about every 100 microseconds).
     fn poll(&mut self, _net: &mut dyn NetCtx) {}
     /// Counters to print with the stack's, as (name, value).

@@ -8,19 +8,25 @@
 //! allocates per packet once built (the TX vector, pending queue, scratch and
 //! reassembly memory are sized up front).
 
-use crate::app::{App, AppFactory, BindError, CoreInfo, Datagram, NetCtx, SendError};
+use super::steer::Steering;
+use crate::app::{
+    App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, SendError, TcpError, TcpEvent,
+};
 use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter, LearnResult, PendingOutcome};
 use crate::buf::{BufPool, L4Checksum, PacketBuf};
 use crate::icmp::{checksum_adjust, RateLimiter};
 use crate::ipv4::frag::{FragError, FragKey, Reassembler, ReassemblyConfig};
 use crate::ipv4::{IdentGen, NextHop, Routes};
 use crate::stats::{Counters, DropReason};
+use crate::tcp::isn::IsnGenerator;
+use crate::tcp::table::FlowKey;
+use crate::tcp::{event, tcb, Tcb, TcpConfig, TcpTable};
 use crate::time::{Duration, Instant};
 use crate::udp::UdpTable;
 use crate::wire::{
     checksum, icmp, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet,
-    Ipv4Repr, UdpPacket, UdpRepr,
+    Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -31,6 +37,12 @@ const UDP_LEN: usize = UdpPacket::<&[u8]>::HEADER_LEN;
 /// The largest UDP payload an IPv4 datagram can carry.
 pub const MAX_UDP_PAYLOAD: usize = 65535 - IP_LEN - UDP_LEN;
 const DEFAULT_TTL: u8 = 64;
+/// Frames taken from each other core's handoff queue per poll.
+const BURST_HANDOFF: usize = 32;
+
+#[path = "tcp_glue.rs"]
+mod tcp_glue;
+use tcp_glue::deliver_tcp_events;
 
 /// What a core needs to know about its interface.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +56,8 @@ pub struct IfaceConfig {
     pub tx_ipv4_cksum: bool,
     /// The NIC fills UDP checksums.
     pub tx_udp_cksum: bool,
+    /// The NIC fills TCP checksums.
+    pub tx_tcp_cksum: bool,
 }
 
 /// Sizes of the per-core tables.
@@ -59,6 +73,9 @@ pub struct CoreLimits {
     pub icmp_rate: u64,
     pub icmp_burst: u64,
     pub reassembly: ReassemblyConfig,
+    pub tcp: TcpConfig,
+    /// The ISN secret, the same on every core.
+    pub isn: IsnGenerator,
 }
 
 impl Default for CoreLimits {
@@ -71,6 +88,8 @@ impl Default for CoreLimits {
             icmp_rate: 100,
             icmp_burst: 50,
             reassembly: ReassemblyConfig::default(),
+            tcp: TcpConfig::default(),
+            isn: IsnGenerator::new(),
         }
     }
 }
@@ -96,6 +115,14 @@ pub struct Net<P: BufPool> {
     scratch: Vec<u8>,
     /// The application calling into `NetCtx` now.
     current_app: usize,
+    tcp: TcpTable,
+    /// Events for applications, raised while a segment or timer ran.
+    tcp_events: Vec<(usize, TcpEvent)>,
+    /// Connections whose timers fired (scratch).
+    tcp_expired: Vec<u32>,
+    next_tcp_gauges: Instant,
+    /// Connections applications wrote to in this callback round.
+    tcp_dirty: Vec<u32>,
 }
 
 /// One core: its network state, its reassembler, its applications, and on
@@ -106,6 +133,9 @@ pub struct Core<P: BufPool> {
     apps: Vec<Box<dyn App>>,
     arp_writer: Option<ArpWriter>,
     next_arp_expire: Instant,
+    steering: Option<Arc<Steering<P::Buf>>>,
+    /// Frames for connections other cores own, to hand over.
+    handoff_out: Vec<(usize, P::Buf)>,
 }
 
 impl<P: BufPool> Core<P> {
@@ -150,12 +180,63 @@ impl<P: BufPool> Core<P> {
                 icmp_limit: RateLimiter::new(limits.icmp_rate, limits.icmp_burst),
                 scratch: vec![0; 65536],
                 current_app: 0,
+                tcp: TcpTable::new(limits.tcp, limits.isn, Instant::ZERO),
+                tcp_events: Vec::with_capacity(256),
+                tcp_expired: Vec::with_capacity(limits.tcp.max_connections),
+                next_tcp_gauges: Instant::ZERO,
+                tcp_dirty: Vec::with_capacity(256),
             },
             frag,
             apps,
             arp_writer: arp_writer.then(|| ArpWriter::new(arp)),
             next_arp_expire: Instant::ZERO,
+            steering: None,
+            handoff_out: Vec::with_capacity(64),
         }
+    }
+
+    /// Share TCP flow ownership with the other cores: this core's
+    /// connections go into the directory, and segments for connections
+    /// another core owns are handed to it.
+    pub fn set_steering(&mut self, s: Arc<Steering<P::Buf>>) {
+        self.net
+            .tcp
+            .set_directory(s.directory.clone(), self.net.info.index);
+        self.steering = Some(s);
+    }
+
+    /// Process the frames other cores handed to this one.
+    pub fn poll_handoffs(&mut self) {
+        let Some(s) = self.steering.clone() else {
+            return;
+        };
+        let me = self.net.info.index;
+        for src in (0..s.cores()).filter(|&c| c != me) {
+            for _ in 0..BURST_HANDOFF {
+                let Some(buf) = s.pop(src, me) else {
+                    break;
+                };
+                self.net.counters.steer_handoffs_in += 1;
+                self.process_frame_inner(buf, true);
+            }
+        }
+    }
+
+    /// Hand over what this core received for other cores' connections.
+    pub fn flush_handoffs(&mut self) {
+        let Some(s) = self.steering.as_ref() else {
+            return;
+        };
+        let me = self.net.info.index;
+        for (dst, buf) in self.handoff_out.drain(..) {
+            if let Err(_buf) = s.push(me, dst, buf) {
+                self.net.counters.steer_handoff_dropped += 1;
+                self.net.counters.drop(DropReason::QueueFull);
+            } else {
+                self.net.counters.steer_handoffs_out += 1;
+            }
+        }
+        self.net.counters.steer_directory_full = self.net.tcp.directory_full;
     }
 
     /// Start the applications (they bind their ports) and, on the ARP
@@ -166,6 +247,7 @@ impl<P: BufPool> Core<P> {
             self.net.current_app = i;
             app.start(&mut self.net).map_err(|e| (app.name(), e))?;
         }
+        self.net.flush_tcp_dirty();
         if self.arp_writer.is_some() {
             let ip = self.net.iface.ip.address();
             self.net.send_arp(
@@ -223,10 +305,13 @@ impl<P: BufPool> Core<P> {
         });
         self.net.counters.drops[DropReason::FragTimeout as usize] += expired as u64;
         self.net.counters.frag_in_flight = self.frag.in_flight() as u64;
+        self.net.poll_tcp_timers();
+        deliver_tcp_events(&mut self.net, &mut self.apps);
         for (i, app) in self.apps.iter_mut().enumerate() {
             self.net.current_app = i;
             app.poll(&mut self.net);
         }
+        self.net.flush_tcp_dirty();
     }
 
     /// Applications' names and counters, for printing.
@@ -234,15 +319,35 @@ impl<P: BufPool> Core<P> {
         self.apps.iter().map(|a| (a.name(), a.counters())).collect()
     }
 
-    /// Buffers this core holds: queued for TX or waiting for ARP.
+    /// Buffers this core holds: queued for TX or waiting for ARP or
+    /// handoff.
     pub fn held(&self) -> usize {
-        self.net.tx.len() + self.net.pending.len()
+        self.net.tx.len() + self.net.pending.len() + self.handoff_out.len()
     }
 
     /// Drop everything held (shutdown), so every buffer returns to its pool.
     pub fn clear(&mut self) {
         self.net.tx.clear();
         self.net.pending.clear();
+        self.net.tcp.clear();
+        self.handoff_out.clear();
+        if let Some(s) = self.steering.as_ref() {
+            // Frames handed to this core and never processed.
+            let me = self.net.info.index;
+            for src in 0..s.cores() {
+                while s.pop(src, me).is_some() {}
+            }
+        }
+    }
+
+    /// TCP connections in the table (TIME_WAIT included).
+    pub fn tcp_connections(&self) -> usize {
+        self.net.tcp.len()
+    }
+
+    /// The TCP table, read-only (tests, diagnostics).
+    pub fn tcp_table(&self) -> &TcpTable {
+        &self.net.tcp
     }
 
     /// Process one received frame.
@@ -250,6 +355,11 @@ impl<P: BufPool> Core<P> {
         let c = &mut self.net.counters;
         c.rx_packets += 1;
         c.rx_bytes += buf.len() as u64;
+        self.process_frame_inner(buf, false);
+    }
+
+    /// `handed_off`: another core sent it here; it is never handed on.
+    fn process_frame_inner(&mut self, buf: P::Buf, handed_off: bool) {
         let data = buf.data();
         let frame = match EthernetFrame::new_checked(data) {
             Ok(f) => f,
@@ -271,12 +381,12 @@ impl<P: BufPool> Core<P> {
         }
         match eth.ethertype {
             EtherType::Arp => self.net.process_arp(buf, &eth),
-            EtherType::Ipv4 => self.process_ipv4(buf, &eth),
+            EtherType::Ipv4 => self.process_ipv4(buf, &eth, handed_off),
             _ => self.net.drop_frame(DropReason::Unsupported),
         }
     }
 
-    fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr) {
+    fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
         let l2 = eth.buffer_len();
         let bytes = &buf.data()[l2..];
         let packet = match Ipv4Packet::new_checked(bytes) {
@@ -350,8 +460,34 @@ impl<P: BufPool> Core<P> {
             return self.net.process_icmp_in_place(buf, l2, &ip);
         }
         let payload = packet.payload();
+        if ip.next_header == IpProtocol::Tcp && !handed_off {
+            if let Some(owner) = self.tcp_owner(&ip, payload) {
+                self.handoff_out.push((owner, buf));
+                return;
+            }
+        }
         let header = &bytes[..header_len];
         deliver_datagram(&mut self.net, &mut self.apps, &ip, header, payload);
+    }
+
+    /// Another core that owns this segment's connection, if this one does
+    /// not (only with steering: more than one core, RSS unpredictable).
+    #[inline]
+    fn tcp_owner(&self, ip: &Ipv4Repr, l4: &[u8]) -> Option<usize> {
+        let s = self.steering.as_ref()?;
+        if l4.len() < 4 {
+            return None;
+        }
+        let key = FlowKey {
+            local_port: u16::from_be_bytes([l4[2], l4[3]]),
+            remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
+        };
+        if self.net.tcp.lookup(&key).is_some() {
+            return None;
+        }
+        s.directory
+            .owner(&key)
+            .filter(|&o| o != self.net.info.index)
     }
 }
 
@@ -368,7 +504,11 @@ fn deliver_datagram<P: BufPool>(
     match ip.next_header {
         IpProtocol::Udp => process_udp(net, apps, ip, header, payload),
         IpProtocol::Icmp => net.process_icmp_copy(ip, payload),
-        // TCP and the rest go to the kernel exception path once it exists.
+        IpProtocol::Tcp => {
+            net.process_tcp(ip, payload);
+            deliver_tcp_events(net, apps);
+        }
+        // The rest goes to the kernel exception path once it exists.
         _ => net.drop_frame(DropReason::Unsupported),
     }
 }
@@ -993,5 +1133,32 @@ impl<P: BufPool> NetCtx for Net<P> {
             Err(_) => self.counters.udp_send_failed += 1,
         }
         result
+    }
+    fn tcp_listen(&mut self, port: u16) -> Result<(), BindError> {
+        self.tcp_listen_impl(port)
+    }
+    fn tcp_connect(&mut self, dst: SocketAddrV4) -> Result<ConnId, TcpError> {
+        self.tcp_connect_impl(dst)
+    }
+    fn tcp_send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, TcpError> {
+        self.tcp_send_impl(conn, data)
+    }
+    fn tcp_send_space(&self, conn: ConnId) -> Result<usize, TcpError> {
+        self.tcp_send_space_impl(conn)
+    }
+    fn tcp_recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, TcpError> {
+        self.tcp_recv_impl(conn, buf)
+    }
+    fn tcp_recv_len(&self, conn: ConnId) -> Result<usize, TcpError> {
+        self.tcp_recv_len_impl(conn)
+    }
+    fn tcp_shutdown(&mut self, conn: ConnId) -> Result<(), TcpError> {
+        self.tcp_shutdown_impl(conn)
+    }
+    fn tcp_close(&mut self, conn: ConnId) -> Result<(), TcpError> {
+        self.tcp_close_impl(conn)
+    }
+    fn tcp_abort(&mut self, conn: ConnId) -> Result<(), TcpError> {
+        self.tcp_abort_impl(conn)
     }
 }

@@ -3,6 +3,7 @@
 //! iteration) and the slots it publishes its counters into.
 
 use super::ctx::{Core, CoreLimits, IfaceConfig};
+use super::steer::Steering;
 use crate::app::{AppFactory, CoreInfo};
 use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
@@ -39,6 +40,8 @@ pub struct LcoreSetup {
     pub started: Arc<std::sync::atomic::AtomicUsize>,
     /// The TSC value that is time zero for every core.
     pub tsc_zero: u64,
+    /// Flow steering between cores (more than one core).
+    pub steering: Option<Arc<Steering<Mbuf>>>,
 }
 
 /// Microseconds since `zero` from the TSC.
@@ -101,6 +104,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         published,
         started,
         tsc_zero,
+        steering,
     } = s;
     let hz = tsc_hz();
     let clock = Clock {
@@ -112,6 +116,10 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     let apps_period = hz; // 1 s
 
     let mut core = Core::new(iface, info, pool, arp, arp_writer, limits, &apps);
+    let steered = steering.is_some();
+    if let Some(s) = steering {
+        core.set_steering(s);
+    }
     if let Err((name, e)) = core.start(clock.now(rdtsc())) {
         eprintln!(
             "dpstack: core {}: application {name} failed to start: {e}",
@@ -131,6 +139,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     let mut next_apps = tsc;
     while !stop.load(Ordering::Relaxed) {
         core.begin_burst(clock.now(tsc));
+        if steered {
+            core.poll_handoffs();
+        }
         rx.rx_burst(&mut burst);
         for m in burst.drain(..) {
             core.process_frame(m);
@@ -138,6 +149,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
                 let (txv, counters) = split(&mut core);
                 flush(&mut tx, txv, counters);
             }
+        }
+        if steered {
+            core.flush_handoffs();
         }
         tsc = rdtsc();
         if tsc >= next_timer {

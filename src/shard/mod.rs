@@ -6,8 +6,10 @@
 
 pub mod ctx;
 mod lcore;
+pub mod steer;
 #[cfg(test)]
 mod tests;
 
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
 pub use lcore::{run_lcore, LcoreSetup, Published};
+pub use steer::{FlowDirectory, Steering};

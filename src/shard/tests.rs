@@ -43,6 +43,7 @@ fn rig_with_factories(factories: &[AppFactory], limits: CoreLimits) -> Rig {
         mtu: 1500,
         tx_ipv4_cksum: false,
         tx_udp_cksum: false,
+        tx_tcp_cksum: false,
     };
     let info = CoreInfo {
         index: 0,
@@ -836,4 +837,214 @@ mod custom_app {
         );
         assert_eq!(r.in_use(), 0);
     }
+}
+
+// ---- TCP through the whole core -------------------------------------------
+
+use crate::shard::Steering;
+use crate::wire::{TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+
+fn tcp_frame(sport: u16, seq: u32, ack: u32, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: sport,
+        dst_port: 80,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: 65535,
+        urgent_at: 0,
+        options: TcpOptions::default(),
+    };
+    let hl = repr.header_len();
+    let mut l4 = vec![0u8; hl + payload.len()];
+    l4[hl..].copy_from_slice(payload);
+    let mut p = TcpPacket::new_unchecked(&mut l4[..]);
+    repr.emit(&mut p);
+    p.fill_checksum(&HOST_IP, &OUR_IP);
+    ipv4_frame(IpProtocol::Tcp, &l4, 1, None)
+}
+
+/// The TCP segment of a frame we sent: header and payload.
+fn tcp_out(frame: &[u8]) -> (TcpRepr, Vec<u8>) {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert_eq!(ip.next_header(), IpProtocol::Tcp);
+    let p = TcpPacket::new_checked(ip.payload()).unwrap();
+    let r = TcpRepr::parse(&p, &OUR_IP, &HOST_IP, true).expect("valid checksum");
+    (r, p.payload().to_vec())
+}
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+
+/// Handshake with the http app; returns our ISS.
+fn handshake(r: &mut Rig, sport: u16) -> u32 {
+    r.rx(&tcp_frame(sport, 100, 0, SYN, b""));
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    let (synack, _) = tcp_out(&out[0]);
+    assert_eq!(synack.flags, SYN | ACK);
+    assert_eq!(synack.ack_number, 101);
+    r.rx(&tcp_frame(sport, 101, synack.seq_number + 1, ACK, b""));
+    synack.seq_number
+}
+
+#[test]
+fn http_request_through_the_whole_core() {
+    let mut r = rig(&["http:80:100"]);
+    r.learn_host();
+    let iss = handshake(&mut r, 40000);
+    assert_eq!(r.core.net.counters.tcp_accepted, 1);
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    r.rx(&tcp_frame(40000, 101, iss + 1, ACK | TcpFlags::PSH, req));
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1, "the response, carrying the ACK");
+    let (seg, data) = tcp_out(&out[0]);
+    assert_eq!(seg.ack_number, 101 + req.len() as u32);
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with(&"0123456789abcdefghijklmnopqrstuvwxyz\n".repeat(3)[..100]));
+    // A FIN from the host: ACK, and the app closes its side too.
+    let next = iss + 1 + data.len() as u32;
+    let fin_seq = 101 + req.len() as u32;
+    r.rx(&tcp_frame(40000, fin_seq, next, ACK | TcpFlags::FIN, b""));
+    let out = r.take_tx();
+    let last = tcp_out(out.last().unwrap()).0;
+    assert!(last.flags.fin(), "{last:?}");
+    assert_eq!(last.ack_number, fin_seq + 1);
+    r.rx(&tcp_frame(40000, fin_seq + 1, next + 1, ACK, b""));
+    assert_eq!(r.core.tcp_connections(), 0, "LAST_ACK -> CLOSED frees it");
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn closed_ports_get_rst_and_a_full_table_refuses_syns() {
+    let limits = CoreLimits {
+        tcp: crate::tcp::TcpConfig {
+            max_connections: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut r = rig_with(&["tcp-echo:80"], limits);
+    r.learn_host();
+    handshake(&mut r, 1);
+    handshake(&mut r, 2);
+    // The table is full: RST|ACK for the SYN, counted.
+    r.rx(&tcp_frame(3, 500, 0, SYN, b""));
+    let (rst, _) = tcp_out(&r.take_tx()[0]);
+    assert_eq!(rst.flags, TcpFlags::RST | ACK);
+    assert_eq!(rst.ack_number, 501);
+    assert_eq!(r.core.net.counters.tcp_syn_refused, 1);
+    // Bad checksum: dropped, counted, no answer.
+    let mut f = tcp_frame(1, 101, 0, ACK, b"x");
+    let n = f.len();
+    f[n - 1] ^= 0xff;
+    r.rx(&f);
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.dropped(DropReason::BadChecksum), 1);
+    // SYN+FIN is no state machine's input.
+    r.rx(&tcp_frame(9, 1, 0, SYN | TcpFlags::FIN, b""));
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.dropped(DropReason::Malformed), 1);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
+    let factories: Vec<AppFactory> = vec!["tcp-echo:80".parse::<AppSpec>().unwrap().factory()];
+    let arp = ArpShared::new(ArpConfig::default());
+    let pool = HeapPool::new(512);
+    let view = pool.share();
+    let iface = IfaceConfig {
+        mac: OUR_MAC,
+        ip: "198.18.0.1/24".parse().unwrap(),
+        gateway: None,
+        mtu: 1500,
+        tx_ipv4_cksum: false,
+        tx_udp_cksum: false,
+        tx_tcp_cksum: false,
+    };
+    // Heap buffers are not Send; both cores run on this one thread here.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let steering = Arc::new(Steering::new(2, 64, 16));
+    let mut cores: Vec<Core<HeapPool>> = (0..2)
+        .map(|i| {
+            let info = CoreInfo {
+                index: i,
+                count: 2,
+                lcore: i as u32,
+            };
+            let mut c = Core::new(
+                iface,
+                info,
+                pool.share(),
+                arp.clone(),
+                i == 0,
+                CoreLimits::default(),
+                &factories,
+            );
+            c.set_steering(steering.clone());
+            c.start(Instant::from_secs(1)).unwrap();
+            c.tx_queue().clear();
+            c
+        })
+        .collect();
+    let now = Instant::from_secs(1);
+    let rx = |c: &mut Core<HeapPool>, f: &[u8]| {
+        c.begin_burst(now);
+        c.process_frame(view.buf_from(f));
+    };
+    // Teach both the host's MAC (ARP goes to the writer, core 0).
+    rx(
+        &mut cores[0],
+        &arp_frame(
+            ArpOperation::Request,
+            HOST_MAC,
+            HOST_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        ),
+    );
+    cores[0].poll_timers(now);
+    cores[1].poll_timers(now);
+    cores[0].tx_queue().clear();
+    // The SYN lands on core 0.
+    rx(&mut cores[0], &tcp_frame(7, 100, 0, SYN, b""));
+    let synack = tcp_out(cores[0].tx_queue().pop().unwrap().data()).0;
+    // The ACK and data land on core 1, which hands them over.
+    rx(
+        &mut cores[1],
+        &tcp_frame(7, 101, synack.seq_number + 1, ACK, b""),
+    );
+    rx(
+        &mut cores[1],
+        &tcp_frame(7, 101, synack.seq_number + 1, ACK, b"ping"),
+    );
+    assert!(
+        cores[1].tx_queue().is_empty(),
+        "core 1 must not answer (no RST)"
+    );
+    cores[1].flush_handoffs();
+    assert_eq!(cores[1].net.counters.steer_handoffs_out, 2);
+    cores[0].poll_handoffs();
+    assert_eq!(cores[0].net.counters.steer_handoffs_in, 2);
+    let echoed: Vec<_> = cores[0]
+        .tx_queue()
+        .drain(..)
+        .map(|b| tcp_out(b.data()))
+        .collect();
+    assert_eq!(echoed.len(), 1);
+    assert_eq!(echoed[0].1, b"ping");
+    assert_eq!(
+        cores[1].net.counters.dropped(DropReason::TcpNoConnection),
+        0
+    );
+    for c in cores.iter_mut() {
+        c.clear();
+    }
+    drop(cores);
+    drop(steering);
+    assert_eq!(view.in_use(), 0);
 }

@@ -44,10 +44,14 @@ pub enum DropReason {
     FragNoSpace,
     /// TTL reached zero.
     TtlExpired,
+    /// A TCP segment outside the receive window, or an old timestamp (PAWS).
+    TcpOutOfWindow,
+    /// A TCP segment for no connection and no listener (answered with RST).
+    TcpNoConnection,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 18;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadChecksum,
@@ -65,6 +69,8 @@ impl DropReason {
         DropReason::FragTimeout,
         DropReason::FragNoSpace,
         DropReason::TtlExpired,
+        DropReason::TcpOutOfWindow,
+        DropReason::TcpNoConnection,
     ];
 
     /// The snake_case name used in printed counters (`drop_<name>`).
@@ -86,6 +92,8 @@ impl DropReason {
             DropReason::FragTimeout => "frag_timeout",
             DropReason::FragNoSpace => "frag_no_space",
             DropReason::TtlExpired => "ttl_expired",
+            DropReason::TcpOutOfWindow => "tcp_out_of_window",
+            DropReason::TcpNoConnection => "tcp_no_connection",
         }
     }
 }
@@ -176,6 +184,67 @@ counters! {
     frag_bytes_limit,
     /// Datagrams being reassembled now (gauge).
     frag_in_flight,
+    /// TCP segments received with a valid checksum.
+    tcp_rx_segments,
+    /// TCP segments sent.
+    tcp_tx_segments,
+    /// TCP payload bytes delivered in order to applications' buffers.
+    tcp_rx_bytes,
+    /// TCP payload bytes sent (retransmissions included).
+    tcp_tx_bytes,
+    /// Connections established by a listener (passive opens).
+    tcp_accepted,
+    /// Connections established by connect (active opens).
+    tcp_connected,
+    /// SYNs refused because the connection table was full.
+    tcp_syn_refused,
+    /// Segments retransmitted (RTO, fast retransmit, partial ACK).
+    tcp_retransmits,
+    /// Fast retransmits (third duplicate ACK).
+    tcp_fast_retransmits,
+    /// Retransmission timer expirations.
+    tcp_rto,
+    /// Duplicate ACKs received.
+    tcp_dup_acks,
+    /// Segments kept out of order.
+    tcp_ooo_segments,
+    /// Out-of-order segments dropped: too many holes.
+    tcp_ooo_dropped,
+    /// Segments whose data we already had.
+    tcp_dup_segments,
+    /// Challenge ACKs sent (RFC 5961).
+    tcp_challenge_acks,
+    /// ACKs for data never sent, or too old.
+    tcp_bad_ack,
+    /// Segments refused by PAWS (RFC 7323).
+    tcp_paws_rejected,
+    /// Resets received that ended a connection.
+    tcp_rst_received,
+    /// Resets sent.
+    tcp_rst_sent,
+    /// Resets sent because data arrived for a closed application.
+    tcp_rst_sent_data_after_close,
+    /// Delayed ACKs sent by their timer.
+    tcp_delayed_acks,
+    /// Zero-window probes and keepalives sent.
+    tcp_probes_sent,
+    /// Connections dropped: retransmissions or keepalives unanswered.
+    tcp_timeouts,
+    /// TIME_WAIT connections replaced by a new SYN (RFC 6191).
+    tcp_time_wait_reused,
+    /// Connections in the table now, TIME_WAIT included (gauge).
+    tcp_connections,
+    /// Connections in TIME_WAIT now (gauge).
+    tcp_time_wait,
+    /// TCP segments this core received for a connection another core owns,
+    /// and handed to it (devices whose RSS cannot be predicted).
+    steer_handoffs_out,
+    /// Segments other cores handed to this one.
+    steer_handoffs_in,
+    /// Handoffs dropped: the queue to the owner was full.
+    steer_handoff_dropped,
+    /// Connections the flow directory had no room for.
+    steer_directory_full,
 }
 
 impl Counters {

@@ -22,11 +22,11 @@ pub struct Binding {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BindError {
-    #[error("UDP port {0} is already bound on this core")]
+    #[error("port {0} is already bound on this core")]
     InUse(u16),
-    #[error("the UDP socket table is full ({MAX_SOCKETS} ports)")]
+    #[error("the socket table is full")]
     TableFull,
-    #[error("UDP port 0 cannot be bound")]
+    #[error("port 0 cannot be bound")]
     PortZero,
 }
 

@@ -56,6 +56,11 @@ pub enum Link {
     /// A TAP device created by dpstack's net_tap and moved into the host's
     /// namespace once dpstack runs (raw frames: no kernel defragmentation).
     Tap,
+    /// Like Veth, but through a Linux bridge in a third namespace, where
+    /// loss and rate limits can be injected that neither end sees coming
+    /// (a drop on the sender's own output is reported to its TCP, which
+    /// then just sends again: that is not loss).
+    Bridged,
 }
 
 /// A test host: a namespace and its link to dpstack.
@@ -82,7 +87,7 @@ impl TestNet {
         let tag = format!("{}{}", std::process::id() % 10000, u);
         let ns = format!("dps{tag}");
         let (dp_if, host_if) = match link {
-            Link::Veth => (format!("dpa{tag}"), format!("dpb{tag}")),
+            Link::Veth | Link::Bridged => (format!("dpa{tag}"), format!("dpb{tag}")),
             Link::Tap => (format!("dpt{tag}"), format!("dpt{tag}")),
         };
         let net = TestNet {
@@ -94,6 +99,22 @@ impl TestNet {
         };
         net.cleanup();
         run(&format!("ip netns add {}", net.ns));
+        if link == Link::Bridged {
+            run(&format!(
+                "ip netns add {br} && ip -n {br} link set lo up && \
+                 ip link add {a} mtu {mtu} type veth peer name bra mtu {mtu} && ip link set bra netns {br} && \
+                 ip -n {br} link add brb mtu {mtu} type veth peer name {b} mtu {mtu} netns {ns} && \
+                 ip -n {br} link add br0 type bridge && ip -n {br} link set bra master br0 && \
+                 ip -n {br} link set brb master br0 && ip -n {br} link set bra up && \
+                 ip -n {br} link set brb up && ip -n {br} link set br0 up && \
+                 ip link set {a} up && ethtool -K {a} tx off >/dev/null",
+                br = net.bridge_ns(),
+                a = net.dp_if,
+                b = net.host_if,
+                ns = net.ns
+            ));
+            net.configure_host(mtu);
+        }
         run(&format!("ip -n {} link set lo up", net.ns));
         if link == Link::Veth {
             run(&format!(
@@ -174,7 +195,22 @@ impl TestNet {
         );
     }
 
+    /// The bridge's namespace (Link::Bridged).
+    pub fn bridge_ns(&self) -> String {
+        format!("{}br", self.ns)
+    }
+
+    /// A shell command in the bridge's namespace (Link::Bridged).
+    pub fn bridge(&self, cmd: &str) -> Output {
+        try_run(&format!(
+            "ip netns exec {} sh -c '{}'",
+            self.bridge_ns(),
+            cmd.replace('\'', "'\\''")
+        ))
+    }
+
     fn cleanup(&self) {
+        let _ = try_run(&format!("ip netns del {} 2>/dev/null", self.bridge_ns()));
         let _ = try_run(&format!("ip netns del {} 2>/dev/null", self.ns));
         let _ = try_run(&format!("ip link del {} 2>/dev/null", self.dp_if));
     }
@@ -319,12 +355,24 @@ pub fn eal_memory(prefix: &str) -> String {
 impl Dpstack {
     /// Start dpstack on 2 lcores against `net` with extra dpstack options.
     pub fn start(net: &TestNet, opts: &str) -> Dpstack {
+        Self::start_on(net, "0-1", opts)
+    }
+
+    /// Start dpstack on the lcores `lcores` (EAL's -l list).
+    pub fn start_on(net: &TestNet, lcores: &str, opts: &str) -> Dpstack {
+        let queues = lcores.split(',').map(|r| match r.split_once('-') {
+            Some((a, b)) => b.parse::<u32>().unwrap_or(0) - a.parse::<u32>().unwrap_or(0) + 1,
+            None => 1,
+        });
+        let qpairs: u32 = queues.sum();
         let vdev = match net.link {
-            Link::Veth => format!("net_af_packet0,iface={},qpairs=2", net.dp_if),
+            Link::Veth | Link::Bridged => {
+                format!("net_af_packet0,iface={},qpairs={qpairs}", net.dp_if)
+            }
             Link::Tap => format!("net_tap0,iface={}", net.dp_if),
         };
         let args = format!(
-            "-l 0-1 --no-pci {} --log-level=lib.eal:warning --vdev={vdev} -- --ip {}/24 --stats-interval 1 {opts}",
+            "-l {lcores} --no-pci {} --log-level=lib.eal:warning --vdev={vdev} -- --ip {}/24 --stats-interval 1 {opts}",
             eal_memory(&format!("dps{}", net.ns)),
             net.stack_ip()
         );

@@ -1,0 +1,129 @@
+//! TCP (RFC 9293), per core: connections ([`tcb::Tcb`]), their table and
+//! timer wheel ([`table::TcpTable`]), buffers, RTO, congestion control and
+//! initial sequence numbers. No FFI: segments come in as parsed headers and
+//! payload slices, and go out through a closure the caller provides.
+
+pub mod buffer;
+pub mod cc;
+pub mod isn;
+pub mod rtt;
+pub mod seq;
+pub mod table;
+pub mod tcb;
+pub mod timer;
+
+#[cfg(test)]
+mod tests;
+
+pub use cc::{CongestionControl, NewReno};
+pub use seq::Seq;
+pub use table::{ConnId, TcpTable};
+pub use tcb::{State, Tcb};
+
+use crate::time::Duration;
+
+/// Keepalive (RFC 1122 4.2.3.6): off unless configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub probes: u32,
+}
+
+/// Which congestion controller new connections get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CcAlgorithm {
+    NewReno,
+}
+
+/// TCP settings, the same for every core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// Connections per core, TIME_WAIT included. A SYN that finds the table
+    /// full is refused (RST) and counted.
+    pub max_connections: usize,
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    /// The largest segment we accept, announced in our SYN (MTU - 40).
+    pub mss: usize,
+    /// 2*MSL.
+    pub time_wait: Duration,
+    /// None: acknowledge every segment at once.
+    pub delayed_ack: Option<Duration>,
+    pub nagle: bool,
+    pub keepalive: Option<Keepalive>,
+    pub rto_initial: Duration,
+    pub rto_min: Duration,
+    pub rto_max: Duration,
+    /// RTO expirations in a row before a connection is dropped.
+    pub max_retries: u32,
+    pub syn_retries: u32,
+    /// How long an orphaned FIN_WAIT_2 connection (closed by the
+    /// application, peer silent) is kept.
+    pub fin_wait2_timeout: Duration,
+    pub window_scaling: bool,
+    pub timestamps: bool,
+    /// Local ports for active opens, inclusive.
+    pub ephemeral: (u16, u16),
+    pub cc: CcAlgorithm,
+}
+
+impl TcpConfig {
+    pub fn new_cc(&self, mss: usize) -> Box<dyn CongestionControl> {
+        match self.cc {
+            CcAlgorithm::NewReno => Box::new(NewReno::new(mss)),
+        }
+    }
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_connections: 4096,
+            rx_buffer: 256 * 1024,
+            tx_buffer: 256 * 1024,
+            mss: 1460,
+            time_wait: Duration::from_secs(60),
+            delayed_ack: Some(Duration::from_millis(40)),
+            nagle: true,
+            keepalive: None,
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            max_retries: 15,
+            syn_retries: 6,
+            fin_wait2_timeout: Duration::from_secs(60),
+            window_scaling: true,
+            timestamps: true,
+            ephemeral: (61000, 65535),
+            cc: CcAlgorithm::NewReno,
+        }
+    }
+}
+
+/// Why a connection ended, as its application is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both sides closed (or the application aborted).
+    Normal,
+    /// The peer sent a reset.
+    Reset,
+    /// The peer refused our SYN (RST in SYN_SENT).
+    Refused,
+    /// Retransmissions or keepalive probes went unanswered.
+    TimedOut,
+}
+
+/// Event bits a connection raises for its application.
+pub mod event {
+    /// Established (active or passive open).
+    pub const CONNECTED: u8 = 1;
+    pub const READABLE: u8 = 2;
+    pub const WRITABLE: u8 = 4;
+    /// The peer's FIN arrived (after all its data).
+    pub const PEER_CLOSED: u8 = 8;
+    /// Gone: reset, timed out, or fully closed.
+    pub const CLOSED: u8 = 16;
+}

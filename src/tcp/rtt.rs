@@ -1,0 +1,104 @@
+//! The retransmission timeout (RFC 6298): SRTT and RTTVAR from samples,
+//! Karn's rule (no samples from retransmitted segments, enforced by the
+//! caller), exponential backoff, bounded.
+
+use crate::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct RttEstimator {
+    srtt: Option<u64>,
+    rttvar: u64,
+    rto: u64,
+    backoff: u32,
+    min_rto: u64,
+    max_rto: u64,
+}
+
+/// Clock granularity G, in microseconds.
+const GRANULARITY: u64 = 1000;
+
+impl RttEstimator {
+    /// `initial`: the RTO before any sample (RFC 6298 2.1: one second).
+    pub fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
+        RttEstimator {
+            srtt: None,
+            rttvar: 0,
+            rto: initial.micros(),
+            backoff: 0,
+            min_rto: min.micros(),
+            max_rto: max.micros(),
+        }
+    }
+
+    /// A round-trip sample (RFC 6298 2.2 and 2.3). Clears the backoff.
+    pub fn sample(&mut self, rtt: Duration) {
+        let r = rtt.micros();
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                // beta = 1/4, alpha = 1/8.
+                let delta = srtt.abs_diff(r);
+                self.rttvar = (3 * self.rttvar + delta) / 4;
+                self.srtt = Some((7 * srtt + r) / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(r);
+        self.rto = (srtt + GRANULARITY.max(4 * self.rttvar)).clamp(self.min_rto, self.max_rto);
+        self.backoff = 0;
+    }
+
+    /// The timer expired: double the RTO (RFC 6298 5.5).
+    pub fn back_off(&mut self) {
+        self.backoff = (self.backoff + 1).min(16);
+    }
+
+    /// How many times in a row the timer has expired.
+    pub fn backoffs(&self) -> u32 {
+        self.backoff
+    }
+
+    pub fn rto(&self) -> Duration {
+        let rto = self.rto.saturating_mul(1 << self.backoff.min(16));
+        Duration::from_micros(rto.min(self.max_rto))
+    }
+
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt.map(Duration::from_micros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6298() {
+        let mut e = RttEstimator::new(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        );
+        assert_eq!(e.rto(), Duration::from_secs(1));
+        e.sample(Duration::from_millis(100));
+        // SRTT 100 ms, RTTVAR 50 ms: RTO = 100 + 200 = 300 ms.
+        assert_eq!(e.rto(), Duration::from_millis(300));
+        e.back_off();
+        e.back_off();
+        assert_eq!(e.rto(), Duration::from_millis(1200));
+        e.sample(Duration::from_millis(100));
+        // RTTVAR = 3/4 * 50 = 37.5 ms; RTO = 100 + 150 = 250 ms.
+        assert_eq!(e.rto(), Duration::from_micros(250_000));
+        // The floor.
+        for _ in 0..50 {
+            e.sample(Duration::from_micros(10));
+        }
+        assert_eq!(e.rto(), Duration::from_millis(200));
+        for _ in 0..30 {
+            e.back_off();
+        }
+        assert_eq!(e.rto(), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,274 @@
+//! A core's TCP connections: a bounded slab of connections, a hash index
+//! by 4-tuple (sized once; it never grows past the slab), the listening
+//! ports, the timer wheel and the ISN generator.
+//!
+//! Connections are handed out by index and taken out of the slab while
+//! they run (`take`/`put`), so that the caller can hold a connection and
+//! the rest of the core's state at once.
+
+use super::isn::IsnGenerator;
+use super::tcb::{State, Tcb};
+use super::timer::TimerWheel;
+use super::TcpConfig;
+use crate::app::BindError;
+use crate::shard::FlowDirectory;
+use crate::time::Instant;
+use arrayvec::ArrayVec;
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+/// A connection as an application holds it: a slot and the slot's
+/// generation, so a stale id never reaches a reused slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub index: u32,
+    pub gen: u32,
+}
+
+/// The local address is the interface's, so a local port and the remote
+/// end name a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub local_port: u16,
+    pub remote: SocketAddrV4,
+}
+
+struct Slot {
+    gen: u32,
+    tcb: Option<Box<Tcb>>,
+    key: Option<FlowKey>,
+}
+
+/// Ports one core can listen on at once.
+pub const MAX_LISTENERS: usize = 64;
+
+pub struct TcpTable {
+    pub cfg: TcpConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: HashMap<FlowKey, u32>,
+    listeners: ArrayVec<(u16, usize), MAX_LISTENERS>,
+    wheel: TimerWheel,
+    pub isn: IsnGenerator,
+    next_port: u16,
+    fired: Vec<(u32, u64)>,
+    /// Where other cores look up who owns a flow (multi-core, unpredictable
+    /// RSS), and this core's index.
+    directory: Option<(Arc<FlowDirectory>, usize)>,
+    /// Flows the directory had no room for.
+    pub directory_full: u64,
+}
+
+impl TcpTable {
+    pub fn new(cfg: TcpConfig, isn: IsnGenerator, now: Instant) -> TcpTable {
+        let n = cfg.max_connections.max(1);
+        TcpTable {
+            cfg,
+            slots: (0..n)
+                .map(|_| Slot {
+                    gen: 0,
+                    tcb: None,
+                    key: None,
+                })
+                .collect(),
+            free: (0..n as u32).rev().collect(),
+            index: HashMap::with_capacity(n),
+            listeners: ArrayVec::new(),
+            wheel: TimerWheel::new(4096, 1000, now),
+            isn,
+            next_port: cfg.ephemeral.0,
+            fired: Vec::with_capacity(n),
+            directory: None,
+            directory_full: 0,
+        }
+    }
+
+    /// Publish this core's flows in `dir`.
+    pub fn set_directory(&mut self, dir: Arc<FlowDirectory>, core: usize) {
+        self.directory = Some((dir, core));
+    }
+
+    pub fn listen(&mut self, port: u16, app: usize) -> Result<(), BindError> {
+        if port == 0 {
+            return Err(BindError::PortZero);
+        }
+        if self.listeners.iter().any(|l| l.0 == port) {
+            return Err(BindError::InUse(port));
+        }
+        self.listeners
+            .try_push((port, app))
+            .map_err(|_| BindError::TableFull)
+    }
+
+    pub fn unlisten(&mut self, port: u16, app: usize) -> bool {
+        match self.listeners.iter().position(|l| *l == (port, app)) {
+            Some(i) => {
+                self.listeners.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The application listening on `port`.
+    pub fn listener(&self, port: u16) -> Option<usize> {
+        self.listeners.iter().find(|l| l.0 == port).map(|l| l.1)
+    }
+
+    pub fn lookup(&self, key: &FlowKey) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    /// Connections per state, for counters.
+    pub fn count_state(&self, state: State) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.tcb.as_ref().is_some_and(|t| t.state == state))
+            .count()
+    }
+
+    /// Add a connection; None when the table is full.
+    pub fn insert(&mut self, now: Instant, tcb: Box<Tcb>) -> Option<ConnId> {
+        let index = self.free.pop()?;
+        let key = FlowKey {
+            local_port: tcb.local.port(),
+            remote: tcb.remote,
+        };
+        self.index.insert(key, index);
+        if let Some((dir, core)) = &self.directory {
+            if !dir.insert(&key, *core) {
+                self.directory_full += 1;
+            }
+        }
+        let slot = &mut self.slots[index as usize];
+        slot.key = Some(key);
+        slot.tcb = Some(tcb);
+        let id = ConnId {
+            index,
+            gen: slot.gen,
+        };
+        if let Some(t) = self.slots[index as usize].tcb.take() {
+            self.put(now, index, t);
+        }
+        Some(id)
+    }
+
+    /// Check an application's id.
+    pub fn resolve(&self, id: ConnId) -> Option<u32> {
+        let slot = self.slots.get(id.index as usize)?;
+        (slot.gen == id.gen && slot.key.is_some()).then_some(id.index)
+    }
+
+    pub fn id_of(&self, index: u32) -> ConnId {
+        ConnId {
+            index,
+            gen: self.slots[index as usize].gen,
+        }
+    }
+
+    /// Take a connection out to run it; `put` it back (or `remove` it).
+    pub fn take(&mut self, index: u32) -> Option<Box<Tcb>> {
+        self.slots.get_mut(index as usize)?.tcb.take()
+    }
+
+    /// Put a connection back, re-arming its timer if its earliest deadline
+    /// moved earlier than the one filed. A closed connection is freed.
+    pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) {
+        if tcb.is_closed() {
+            return self.free_slot(index);
+        }
+        if let Some(d) = tcb.next_deadline() {
+            let want = self.wheel.tick_of(d.max(now));
+            if tcb.timer_tick.is_none_or(|t| want < t) {
+                tcb.timer_tick = Some(self.wheel.insert(index, d));
+            }
+        }
+        self.slots[index as usize].tcb = Some(tcb);
+    }
+
+    /// Free a slot whose connection was taken (and is done).
+    pub fn free_slot(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.tcb = None;
+        if let Some(key) = slot.key.take() {
+            self.index.remove(&key);
+            if let Some((dir, core)) = &self.directory {
+                dir.remove(&key, *core);
+            }
+            slot.gen = slot.gen.wrapping_add(1);
+            self.free.push(index);
+        }
+    }
+
+    /// Connections whose timer is due: (index), live entries only. The
+    /// caller takes each, runs `on_timer`, dispatches and puts it back.
+    pub fn expired(&mut self, now: Instant, out: &mut Vec<u32>) {
+        self.fired.clear();
+        self.wheel.advance(now, &mut self.fired);
+        for &(index, tick) in &self.fired {
+            if let Some(t) = self.slots[index as usize].tcb.as_mut() {
+                if t.timer_tick == Some(tick) {
+                    t.timer_tick = None;
+                    out.push(index);
+                }
+            }
+        }
+    }
+
+    /// A local port for a connection to `remote`, from the ephemeral range,
+    /// not in use with that remote end. `accept` may refuse a port (RSS:
+    /// the reply must come back to this core).
+    pub fn pick_port(
+        &mut self,
+        remote: SocketAddrV4,
+        mut accept: impl FnMut(u16) -> bool,
+    ) -> Option<u16> {
+        let (lo, hi) = self.cfg.ephemeral;
+        let span = u32::from(hi.saturating_sub(lo)) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= hi { lo } else { port + 1 };
+            let key = FlowKey {
+                local_port: port,
+                remote,
+            };
+            if self.listener(port).is_none() && !self.index.contains_key(&key) && accept(port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// Indices of every live connection (shutdown, tests).
+    pub fn indices(&self) -> Vec<u32> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.key.is_some())
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    /// A connection, read-only.
+    pub fn get(&self, index: u32) -> Option<&Tcb> {
+        self.slots.get(index as usize)?.tcb.as_deref()
+    }
+
+    /// Drop every connection (shutdown).
+    pub fn clear(&mut self) {
+        for i in self.indices() {
+            self.free_slot(i);
+        }
+    }
+}

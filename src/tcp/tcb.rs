@@ -1,0 +1,1315 @@
+//! One TCP connection: the state machine of RFC 9293 section 3.10, with
+//! RFC 5961 (blind reset, SYN and data injection), RFC 7323 (window scale,
+//! timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582 (congestion control,
+//! NewReno) and RFC 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
+//!
+//! A `Tcb` never touches a packet buffer. Input is a parsed header and a
+//! payload slice ([`Tcb::process`]); output goes through an emit closure
+//! ([`Tcb::dispatch`]) that receives a header and the payload as two slices
+//! of the send ring. Timers are deadlines the table's wheel reads with
+//! [`Tcb::next_deadline`].
+
+use super::buffer::{RecvBuffer, SendBuffer};
+use super::cc::CongestionControl;
+use super::rtt::RttEstimator;
+use super::seq::Seq;
+use super::{event, CloseReason, TcpConfig};
+use crate::stats::{Counters, DropReason};
+use crate::time::{Duration, Instant};
+use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+use std::net::SocketAddrV4;
+
+/// RFC 9293 3.3.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Closed,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        }
+    }
+    fn synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::SynSent | State::SynReceived)
+    }
+    /// States in which data from the peer is accepted.
+    fn receives(self) -> bool {
+        matches!(
+            self,
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2
+        )
+    }
+}
+
+/// Emit one segment: header, then payload as two slices. False if it could
+/// not be sent (no buffer, TX full): the caller stops sending for now.
+pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
+
+/// Challenge ACKs per connection per second (RFC 5961 section 7).
+const CHALLENGE_ACK_LIMIT: u32 = 100;
+/// Our TSval clock: milliseconds.
+fn ts_now(now: Instant) -> u32 {
+    now.millis() as u32
+}
+
+/// What a dispatch sent, for the core's counters (kept here so that the
+/// emit closure can borrow the core while the connection counts).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TxStats {
+    pub segments: u64,
+    pub bytes: u64,
+    pub retransmits: u64,
+    pub resets: u64,
+    pub probes: u64,
+}
+
+pub struct Tcb {
+    pub state: State,
+    /// The core will dispatch it once the application's callback returns.
+    pub dispatch_queued: bool,
+    pub tx_stats: TxStats,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The application that owns it (index on the core).
+    pub app: usize,
+    /// Opened by a listener (SYN_RECEIVED returns to LISTEN: it is dropped).
+    pub passive: bool,
+    /// The application let go of it (close); it lives on to finish.
+    pub app_closed: bool,
+    cfg: TcpConfig,
+
+    // Send sequence space (RFC 9293 3.3.1). `snd_max` is the highest
+    // sequence number sent; `snd_nxt` goes back to `snd_una` on an RTO.
+    iss: Seq,
+    snd_una: Seq,
+    snd_nxt: Seq,
+    snd_max: Seq,
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: Seq,
+    snd_wl2: Seq,
+    snd_shift: u8,
+    /// Data bytes per segment we send (the peer's MSS, less options).
+    pub mss: usize,
+
+    // Receive sequence space.
+    irs: Seq,
+    rcv_nxt: Seq,
+    rcv_shift: u8,
+    /// The right edge of the window we last advertised.
+    rcv_adv: Seq,
+
+    ts_enabled: bool,
+    ts_recent: u32,
+    last_ack_sent: Seq,
+
+    tx: SendBuffer,
+    rx: RecvBuffer,
+    /// The application shut down its sending side: FIN after the data.
+    fin_queued: bool,
+    /// The sequence number our FIN occupies, once sent.
+    fin_seq: Option<Seq>,
+    fin_acked: bool,
+    /// A FIN that arrived ahead of missing data.
+    fin_pending: Option<Seq>,
+    fin_received: bool,
+
+    rtt: RttEstimator,
+    /// Karn: the segment being timed (without timestamps).
+    rtt_timed: Option<(Seq, Instant)>,
+    cc: Box<dyn CongestionControl>,
+    dup_acks: u32,
+    in_recovery: bool,
+    recover: Seq,
+    retransmit_una: bool,
+
+    rto_deadline: Option<Instant>,
+    ack_now: bool,
+    ack_deadline: Option<Instant>,
+    unacked_segments: u32,
+    persist_deadline: Option<Instant>,
+    persist_backoff: u32,
+    probe_now: bool,
+    keepalive_deadline: Option<Instant>,
+    keepalive_sent: u32,
+    /// TIME_WAIT's 2*MSL, or an orphaned FIN_WAIT_2's timeout.
+    close_deadline: Option<Instant>,
+    last_send: Instant,
+    pending_rst: Option<TcpRepr>,
+    challenge_second: u64,
+    challenge_count: u32,
+    want_writable: bool,
+    events: u8,
+    pub close_reason: Option<CloseReason>,
+    /// The wheel tick this connection is filed under (see timer.rs).
+    pub timer_tick: Option<u64>,
+}
+
+impl Tcb {
+    fn blank(
+        cfg: &TcpConfig,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: u32,
+        app: usize,
+    ) -> Tcb {
+        let iss = Seq(iss);
+        let mss = cfg.mss.min(536);
+        Tcb {
+            state: State::Closed,
+            dispatch_queued: false,
+            tx_stats: TxStats::default(),
+            local,
+            remote,
+            app,
+            passive: false,
+            app_closed: false,
+            cfg: *cfg,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: Seq(0),
+            snd_wl2: iss,
+            snd_shift: 0,
+            mss,
+            irs: Seq(0),
+            rcv_nxt: Seq(0),
+            rcv_shift: 0,
+            rcv_adv: Seq(0),
+            ts_enabled: false,
+            ts_recent: 0,
+            last_ack_sent: Seq(0),
+            tx: SendBuffer::new(cfg.tx_buffer),
+            rx: RecvBuffer::new(cfg.rx_buffer),
+            fin_queued: false,
+            fin_seq: None,
+            fin_acked: false,
+            fin_pending: None,
+            fin_received: false,
+            rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
+            rtt_timed: None,
+            cc: cfg.new_cc(mss),
+            dup_acks: 0,
+            in_recovery: false,
+            recover: iss,
+            retransmit_una: false,
+            rto_deadline: None,
+            ack_now: false,
+            ack_deadline: None,
+            unacked_segments: 0,
+            persist_deadline: None,
+            persist_backoff: 0,
+            probe_now: false,
+            keepalive_deadline: None,
+            keepalive_sent: 0,
+            close_deadline: None,
+            last_send: now,
+            pending_rst: None,
+            challenge_second: 0,
+            challenge_count: 0,
+            want_writable: false,
+            events: 0,
+            close_reason: None,
+            timer_tick: None,
+        }
+    }
+
+    /// Our receive window's scale: the smallest shift that lets the buffer
+    /// be advertised (RFC 7323 2.2).
+    fn wanted_shift(cfg: &TcpConfig) -> u8 {
+        let mut shift = 0;
+        while shift < 14 && (cfg.rx_buffer >> shift) > 65535 {
+            shift += 1;
+        }
+        shift
+    }
+
+    /// Active open (RFC 9293 3.10.1): SYN_SENT; the SYN goes out on the
+    /// next dispatch.
+    pub fn connect(
+        cfg: &TcpConfig,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: u32,
+        app: usize,
+    ) -> Tcb {
+        let mut t = Tcb::blank(cfg, now, local, remote, iss, app);
+        t.state = State::SynSent;
+        t.rcv_shift = if cfg.window_scaling {
+            Self::wanted_shift(cfg)
+        } else {
+            0
+        };
+        t
+    }
+
+    /// Passive open: a SYN arrived at a listener (RFC 9293 3.10.7.2, LISTEN,
+    /// third check). The SYN-ACK goes out on the next dispatch.
+    pub fn accept(
+        cfg: &TcpConfig,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: u32,
+        app: usize,
+        syn: &TcpRepr,
+    ) -> Tcb {
+        let mut t = Tcb::blank(cfg, now, local, remote, iss, app);
+        t.state = State::SynReceived;
+        t.passive = true;
+        t.take_syn_options(syn);
+        t.irs = Seq(syn.seq_number);
+        t.rcv_nxt = t.irs + 1;
+        t.rcv_adv = t.rcv_nxt;
+        t.snd_wnd = usize::from(syn.window_len); // never scaled in a SYN
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = t.irs;
+        t.last_ack_sent = t.rcv_nxt;
+        if let (true, Some((val, _))) = (t.ts_enabled, syn.options.timestamps) {
+            t.ts_recent = val;
+        }
+        t
+    }
+
+    /// Options of the peer's SYN: MSS (RFC 9293 3.7.1, 536 if absent),
+    /// window scale and timestamps only if both sides offer them.
+    fn take_syn_options(&mut self, syn: &TcpRepr) {
+        let peer_mss = syn.options.mss.map_or(536, usize::from).max(64);
+        match (self.cfg.window_scaling, syn.options.window_scale) {
+            (true, Some(shift)) => {
+                self.snd_shift = shift.min(14);
+                self.rcv_shift = Self::wanted_shift(&self.cfg);
+            }
+            _ => {
+                self.snd_shift = 0;
+                self.rcv_shift = 0;
+            }
+        }
+        self.ts_enabled = self.cfg.timestamps && syn.options.timestamps.is_some();
+        let opt = if self.ts_enabled { 12 } else { 0 };
+        self.mss = peer_mss.min(self.cfg.mss) - opt;
+        self.cc = self.cfg.new_cc(self.mss);
+    }
+
+    // ---- the application's side ----------------------------------------
+
+    /// Queue `data` for sending; returns how much was taken (backpressure:
+    /// less than all when the send buffer is full).
+    pub fn send(&mut self, data: &[u8]) -> usize {
+        if self.fin_queued
+            || !matches!(
+                self.state,
+                State::Established | State::CloseWait | State::SynSent | State::SynReceived
+            )
+        {
+            return 0;
+        }
+        let n = self.tx.write(data);
+        if n < data.len() {
+            self.want_writable = true;
+        }
+        n
+    }
+
+    /// The sending side is open (not shut down, not closed).
+    pub fn can_send(&self) -> bool {
+        !self.fin_queued
+            && matches!(
+                self.state,
+                State::Established | State::CloseWait | State::SynSent | State::SynReceived
+            )
+    }
+
+    /// Free room in the send buffer.
+    pub fn send_space(&self) -> usize {
+        if self.fin_queued {
+            0
+        } else {
+            self.tx.free()
+        }
+    }
+
+    /// Read in-order data. Opening the window may warrant an update.
+    pub fn recv(&mut self, out: &mut [u8]) -> usize {
+        let before = self.rx.window();
+        let n = self.rx.read(out);
+        if n > 0 {
+            self.window_opened(before);
+        }
+        n
+    }
+
+    /// Readable bytes.
+    pub fn recv_len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Receiver-side silly window avoidance (RFC 9293 3.8.6.2.2): announce
+    /// a reopened window once it has grown by min(buffer/2, MSS) past what
+    /// the peer knows, and only if the peer may be stalled for it (it knows
+    /// of less than two segments' room); otherwise the ACKs its next
+    /// segments draw carry the new window anyway.
+    fn window_opened(&mut self, before: usize) {
+        let now_edge = self.rcv_nxt + self.rx.window();
+        let known = if self.rcv_adv > self.rcv_nxt {
+            self.rcv_adv.since(self.rcv_nxt).min(before)
+        } else {
+            0
+        };
+        let grown = now_edge.since(self.rcv_nxt).saturating_sub(known);
+        if known < 2 * self.cfg.mss
+            && grown >= (self.rx.capacity() / 2).min(self.cfg.mss)
+            && self.state.receives()
+        {
+            self.ack_now = true;
+        }
+    }
+
+    /// Shut down the sending side: a FIN follows the queued data.
+    pub fn shutdown(&mut self) {
+        match self.state {
+            State::SynSent => self.finish(CloseReason::Normal),
+            State::SynReceived | State::Established | State::CloseWait => self.fin_queued = true,
+            _ => {}
+        }
+    }
+
+    /// The application lets go: shutdown, and from now on data from the
+    /// peer is answered with RST (RFC 9293 3.10.4; RFC 2525 2.17).
+    pub fn close(&mut self, now: Instant) {
+        self.app_closed = true;
+        if !self.rx.is_empty() {
+            // Unread data: reset rather than pretend it was delivered.
+            return self.abort();
+        }
+        self.shutdown();
+        if self.state == State::FinWait2 {
+            self.close_deadline = Some(now.plus(self.cfg.fin_wait2_timeout));
+        }
+    }
+
+    /// Reset the connection (RFC 9293 3.10.5, ABORT).
+    pub fn abort(&mut self) {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        ) {
+            self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+        }
+        self.finish(CloseReason::Normal);
+    }
+
+    /// Events raised since the last call.
+    pub fn take_events(&mut self) -> u8 {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Nothing left to do: the table may free it (after a last dispatch
+    /// for a pending RST).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    pub fn snd_una(&self) -> Seq {
+        self.snd_una
+    }
+    pub fn rcv_nxt(&self) -> Seq {
+        self.rcv_nxt
+    }
+    pub fn unsent_or_unacked(&self) -> usize {
+        self.tx.len()
+    }
+    pub fn cwnd(&self) -> usize {
+        self.cc.window()
+    }
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.close_reason.get_or_insert(reason);
+            self.events |= event::CLOSED;
+        }
+        self.rto_deadline = None;
+        self.ack_deadline = None;
+        self.persist_deadline = None;
+        self.keepalive_deadline = None;
+        self.close_deadline = None;
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.rto_deadline = None;
+        self.persist_deadline = None;
+        self.keepalive_deadline = None;
+        self.close_deadline = Some(now.plus(self.cfg.time_wait));
+    }
+
+    /// Would a new SYN from the same 4-tuple be a new incarnation (RFC 1122
+    /// 4.2.2.13, RFC 6191)? Only in TIME_WAIT.
+    pub fn reusable_by(&self, syn: &TcpRepr) -> bool {
+        if self.state != State::TimeWait {
+            return false;
+        }
+        match (self.ts_enabled, syn.options.timestamps) {
+            (true, Some((val, _))) => (val.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => Seq(syn.seq_number) > self.rcv_nxt,
+        }
+    }
+
+    // ---- input ---------------------------------------------------------
+
+    /// Process a segment for this connection (RFC 9293 3.10.7.3 and
+    /// 3.10.7.4). `payload` is the segment's data.
+    pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
+        if self.keepalive_sent > 0 || self.keepalive_deadline.is_some() {
+            self.keepalive_sent = 0;
+            self.keepalive_deadline = None;
+        }
+        match self.state {
+            State::Closed => {}
+            State::SynSent => self.process_syn_sent(now, seg, payload, c),
+            _ => self.process_synchronized(now, seg, payload, c),
+        }
+        if let Some(ka) = self.cfg.keepalive {
+            if self.state.synchronized() && self.state != State::TimeWait {
+                self.keepalive_deadline = Some(now.plus(ka.idle));
+            }
+        }
+    }
+
+    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
+        let flags = seg.flags;
+        let ack = Seq(seg.ack_number);
+        // First, check the ACK bit.
+        if flags.ack() && (ack <= self.iss || ack > self.snd_max) {
+            if !flags.rst() {
+                self.pending_rst = Some(self.bare_rst(ack));
+                c.tcp_bad_ack += 1;
+            }
+            return;
+        }
+        // Second, the RST bit: only with an acceptable ACK.
+        if flags.rst() {
+            if flags.ack() {
+                c.tcp_rst_received += 1;
+                self.finish(CloseReason::Refused);
+            }
+            return;
+        }
+        // Fourth, the SYN bit.
+        if !flags.syn() {
+            return;
+        }
+        self.take_syn_options(seg);
+        self.irs = Seq(seg.seq_number);
+        self.rcv_nxt = self.irs + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.last_ack_sent = self.rcv_nxt;
+        if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
+            self.ts_recent = val;
+        }
+        if flags.ack() {
+            self.snd_una = ack;
+            self.snd_nxt = self.snd_nxt.max(ack);
+            self.rto_deadline = None;
+            self.sample_rtt(now, seg, ack);
+        }
+        if self.snd_una > self.iss {
+            self.state = State::Established;
+            self.snd_wnd = usize::from(seg.window_len) << self.snd_shift;
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = self.irs;
+            self.snd_wl2 = ack;
+            self.events |= event::CONNECTED;
+            self.ack_now = true;
+            c.tcp_connected += 1;
+            // Data or FIN on the SYN-ACK.
+            if !payload.is_empty() || seg.flags.fin() {
+                self.process_text(now, Seq(seg.seq_number) + 1, payload, seg.flags.fin(), c);
+            }
+        } else {
+            // Simultaneous open: SYN_RECEIVED, our SYN goes out again with
+            // an ACK.
+            self.state = State::SynReceived;
+            self.snd_wnd = usize::from(seg.window_len);
+            self.snd_wl1 = self.irs;
+            self.snd_nxt = self.iss;
+        }
+    }
+
+    fn process_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        payload: &[u8],
+        c: &mut Counters,
+    ) {
+        let flags = seg.flags;
+        let mut seq = Seq(seg.seq_number);
+        let seg_len = payload.len() + flags.syn() as usize + flags.fin() as usize;
+
+        // A retransmitted SYN in SYN_RECEIVED: send the SYN-ACK again.
+        if self.state == State::SynReceived
+            && flags.syn()
+            && !flags.ack()
+            && !flags.rst()
+            && seq == self.irs
+        {
+            self.snd_nxt = self.iss;
+            return;
+        }
+
+        // RFC 7323 5.3: PAWS.
+        if self.ts_enabled && !flags.rst() {
+            if let Some((val, _)) = seg.options.timestamps {
+                if (val.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    c.drop(DropReason::TcpOutOfWindow);
+                    c.tcp_paws_rejected += 1;
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
+        // First, check the sequence number (3.10.7.4, the table).
+        let wnd = self.rcv_window();
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => self.in_window(seq, wnd),
+            (_, 0) => seq == self.rcv_nxt, // only its ACK and RST count
+            (_, _) => self.in_window(seq, wnd) || self.in_window(seq + (seg_len - 1), wnd),
+        };
+        if !acceptable {
+            c.drop(DropReason::TcpOutOfWindow);
+            if !flags.rst() {
+                self.ack_now = true;
+                if self.state == State::TimeWait && flags.fin() {
+                    // A retransmitted FIN: our last ACK was lost.
+                    self.close_deadline = Some(now.plus(self.cfg.time_wait));
+                }
+            }
+            return;
+        }
+
+        // Second, the RST bit (RFC 5961 3.2).
+        if flags.rst() {
+            if seq != self.rcv_nxt {
+                self.challenge_ack(now, c);
+                return;
+            }
+            c.tcp_rst_received += 1;
+            if self.state == State::SynReceived && self.passive {
+                // Back to LISTEN: the embryonic connection just goes.
+                self.state = State::Closed;
+                return;
+            }
+            let reason = match self.state {
+                State::Closing | State::LastAck | State::TimeWait => CloseReason::Normal,
+                _ => CloseReason::Reset,
+            };
+            self.finish(reason);
+            return;
+        }
+
+        // Fourth, the SYN bit (RFC 5961 4.2): a challenge ACK, always.
+        if flags.syn() {
+            if self.state == State::SynReceived && self.passive {
+                self.state = State::Closed;
+                return;
+            }
+            self.challenge_ack(now, c);
+            return;
+        }
+
+        // Fifth, the ACK field.
+        if !flags.ack() {
+            c.drop(DropReason::Malformed);
+            return;
+        }
+        let ack = Seq(seg.ack_number);
+        if self.state == State::SynReceived {
+            if self.snd_una < ack && ack <= self.snd_max {
+                self.state = State::Established;
+                self.snd_una = self.iss + 1;
+                self.snd_wnd = usize::from(seg.window_len) << self.snd_shift;
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                self.events |= event::CONNECTED;
+                self.sample_rtt(now, seg, ack);
+                self.rto_deadline = None;
+                c.tcp_accepted += 1;
+            } else {
+                self.pending_rst = Some(self.bare_rst(ack));
+                c.tcp_bad_ack += 1;
+                return;
+            }
+        }
+        // RFC 5961 5.2: acceptable if SND.UNA - MAX.SND.WND <= ACK <= SND.NXT.
+        if ack > self.snd_max {
+            c.tcp_bad_ack += 1;
+            self.challenge_ack(now, c);
+            return;
+        }
+        if ack < self.snd_una - self.max_snd_wnd.max(1) {
+            c.tcp_bad_ack += 1;
+            self.challenge_ack(now, c);
+            return;
+        }
+        self.process_ack(now, seg, seq, ack, payload.len(), c);
+        if self.state == State::Closed {
+            return;
+        }
+        // Trim what we already have (the front) or cannot hold (the tail).
+        let mut data = payload;
+        let mut fin = flags.fin();
+        if seq < self.rcv_nxt {
+            let dup = self.rcv_nxt.since(seq).min(data.len());
+            data = &data[dup..];
+            seq = seq + dup;
+            if data.is_empty() && !(fin && seq == self.rcv_nxt) {
+                if !payload.is_empty() {
+                    c.tcp_dup_segments += 1;
+                    self.ack_now = true;
+                }
+                fin = false;
+            }
+        }
+        let room = self.rcv_window().saturating_sub(seq.since(self.rcv_nxt));
+        if data.len() > room {
+            // Past the window's right edge: keep what fits, say where the
+            // window is (RFC 9293 3.10.7.4, zero-window allowance).
+            data = &data[..room];
+            fin = false;
+            self.ack_now = true;
+        }
+
+        // RFC 7323 4.3: remember the newest timestamp at the left edge.
+        if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
+            if seq <= self.last_ack_sent {
+                self.ts_recent = val;
+            }
+        }
+
+        // Seventh, the segment text; eighth, the FIN bit.
+        if (!data.is_empty() || fin) && self.state != State::SynReceived {
+            if self.app_closed && !data.is_empty() && self.state.receives() {
+                // Data for an application that closed: RFC 2525 2.17.
+                self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+                c.tcp_rst_sent_data_after_close += 1;
+                self.finish(CloseReason::Normal);
+                return;
+            }
+            self.process_text(now, seq, data, fin, c);
+        }
+    }
+
+    /// RFC 9293 3.10.7.4, fifth check, from ESTABLISHED on.
+    fn process_ack(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        seq: Seq,
+        ack: Seq,
+        data_len: usize,
+        c: &mut Counters,
+    ) {
+        let window = usize::from(seg.window_len) << self.snd_shift;
+        if ack > self.snd_una {
+            let acked = ack.since(self.snd_una);
+            let data_acked = acked.min(self.tx.len());
+            self.tx.consume(data_acked);
+            if acked > data_acked && self.fin_seq.is_some() {
+                self.fin_acked = true;
+            }
+            let flight_before = self.snd_max.since(self.snd_una);
+            self.snd_una = ack;
+            if self.snd_nxt < ack {
+                self.snd_nxt = ack;
+            }
+            self.sample_rtt(now, seg, ack);
+            if self.in_recovery {
+                if ack >= self.recover {
+                    self.in_recovery = false;
+                    self.cc
+                        .on_recovery_end(self.snd_max.since(self.snd_una), self.mss);
+                } else {
+                    // RFC 6582 3.2 step 5: partial ACK, retransmit the next hole.
+                    self.cc.on_partial_ack(acked, self.mss);
+                    self.retransmit_una = true;
+                }
+            } else if flight_before > 0 {
+                self.cc.on_ack(acked, self.mss);
+            }
+            self.dup_acks = 0;
+            self.rto_deadline = if self.snd_una == self.snd_max {
+                None
+            } else {
+                Some(now.plus(self.rtt.rto()))
+            };
+            if self.want_writable && self.tx.free() > 0 {
+                self.want_writable = false;
+                self.events |= event::WRITABLE;
+            }
+        } else if ack == self.snd_una
+            && data_len == 0
+            && !seg.flags.fin()
+            && window == self.snd_wnd
+            && self.snd_max > self.snd_una
+        {
+            // RFC 5681 2: a duplicate ACK.
+            self.dup_acks += 1;
+            c.tcp_dup_acks += 1;
+            if self.dup_acks == 3 && !self.in_recovery && ack >= self.recover {
+                // RFC 6582 3.2 step 2: enter fast recovery.
+                self.in_recovery = true;
+                self.recover = self.snd_max;
+                self.cc
+                    .on_fast_retransmit(self.snd_max.since(self.snd_una), self.mss);
+                self.retransmit_una = true;
+                self.rtt_timed = None;
+                c.tcp_fast_retransmits += 1;
+            } else if self.dup_acks > 3 && self.in_recovery {
+                self.cc.on_dup_ack_in_recovery(self.mss);
+            }
+        }
+        // Window update (SND.WL1/WL2 rule).
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            let reopened = self.snd_wnd == 0 && window > 0;
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            if reopened {
+                self.persist_deadline = None;
+                self.persist_backoff = 0;
+            }
+        }
+        match self.state {
+            State::FinWait1 if self.fin_acked => {
+                self.state = State::FinWait2;
+                if self.app_closed {
+                    self.close_deadline = Some(now.plus(self.cfg.fin_wait2_timeout));
+                }
+            }
+            State::Closing if self.fin_acked => self.enter_time_wait(now),
+            State::LastAck if self.fin_acked => self.finish(CloseReason::Normal),
+            _ => {}
+        }
+    }
+
+    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, ack: Seq) {
+        if self.ts_enabled {
+            if let Some((_, ecr)) = seg.options.timestamps {
+                if ecr != 0 {
+                    let ms = ts_now(now).wrapping_sub(ecr);
+                    if ms < 60_000 {
+                        self.rtt
+                            .sample(Duration::from_micros(u64::from(ms) * 1000 + 1));
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some((timed, sent)) = self.rtt_timed {
+            if ack > timed {
+                self.rtt.sample(now.since(sent));
+                self.rtt_timed = None;
+            }
+        }
+    }
+
+    /// Data (and a FIN) at `seq`, already trimmed to the window.
+    fn process_text(&mut self, now: Instant, seq: Seq, data: &[u8], fin: bool, c: &mut Counters) {
+        if !(self.state.receives() || fin && self.fin_received) {
+            return;
+        }
+        let had_ooo = self.rx.has_out_of_order();
+        if !data.is_empty() && self.state.receives() {
+            let offset = seq.since(self.rcv_nxt);
+            let w = self.rx.write(offset, data);
+            if w.dropped {
+                c.drop(DropReason::QueueFull);
+                c.tcp_ooo_dropped += 1;
+                self.ack_now = true;
+            }
+            if w.queued {
+                c.tcp_ooo_segments += 1;
+                // RFC 5681 4.2: out of order is acknowledged at once.
+                self.ack_now = true;
+            }
+            if w.in_order > 0 {
+                self.rcv_nxt = self.rcv_nxt + w.in_order;
+                self.events |= event::READABLE;
+                c.tcp_rx_bytes += w.in_order as u64;
+                if had_ooo {
+                    // Filling a hole is acknowledged at once, too.
+                    self.ack_now = true;
+                }
+                self.unacked_segments += 1;
+                match self.cfg.delayed_ack {
+                    Some(d) if self.unacked_segments < 2 => {
+                        if self.ack_deadline.is_none() {
+                            self.ack_deadline = Some(now.plus(d));
+                        }
+                    }
+                    _ => self.ack_now = true,
+                }
+            }
+        }
+        if fin {
+            self.fin_pending = Some(seq + data.len());
+        }
+        if let Some(fin_seq) = self.fin_pending {
+            if fin_seq == self.rcv_nxt && !self.fin_received {
+                self.fin_pending = None;
+                self.receive_fin(now);
+            } else if self.fin_received && fin_seq + 1 == self.rcv_nxt {
+                // A retransmitted FIN.
+                self.fin_pending = None;
+                self.ack_now = true;
+                if self.state == State::TimeWait {
+                    self.close_deadline = Some(now.plus(self.cfg.time_wait));
+                }
+            }
+        }
+    }
+
+    /// RFC 9293 3.10.7.4, eighth: the FIN bit, in order.
+    fn receive_fin(&mut self, now: Instant) {
+        self.fin_received = true;
+        self.rcv_nxt = self.rcv_nxt + 1;
+        self.ack_now = true;
+        self.events |= event::PEER_CLOSED;
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.fin_acked {
+                    self.enter_time_wait(now);
+                } else {
+                    self.state = State::Closing;
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    fn challenge_ack(&mut self, now: Instant, c: &mut Counters) {
+        let second = now.micros() / 1_000_000;
+        if second != self.challenge_second {
+            self.challenge_second = second;
+            self.challenge_count = 0;
+        }
+        if self.challenge_count < CHALLENGE_ACK_LIMIT {
+            self.challenge_count += 1;
+            self.ack_now = true;
+            c.tcp_challenge_acks += 1;
+        }
+    }
+
+    fn in_window(&self, seq: Seq, wnd: usize) -> bool {
+        self.rcv_nxt <= seq && seq < self.rcv_nxt + wnd
+    }
+
+    /// RCV.WND: what we advertised, never less (no shrinking).
+    fn rcv_window(&self) -> usize {
+        let adv = if self.rcv_adv > self.rcv_nxt {
+            self.rcv_adv.since(self.rcv_nxt)
+        } else {
+            0
+        };
+        adv.max(self.rx.window())
+    }
+
+    // ---- output --------------------------------------------------------
+
+    fn header(&self, seq: Seq, flags: TcpFlags) -> TcpRepr {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: seq.0,
+            ack_number: if flags.ack() { self.rcv_nxt.0 } else { 0 },
+            flags,
+            window_len: 0,
+            urgent_at: 0,
+            options: TcpOptions::default(),
+        }
+    }
+
+    fn bare_rst(&self, ack: Seq) -> TcpRepr {
+        TcpRepr {
+            ack_number: 0,
+            ..self.header(ack, TcpFlags::RST)
+        }
+    }
+
+    /// Fill window, timestamps and the ACK bookkeeping of a segment we send.
+    fn finish_header(&mut self, now: Instant, repr: &mut TcpRepr) {
+        let syn = repr.flags.syn();
+        let wnd = self.rx.window();
+        let shift = if syn { 0 } else { self.rcv_shift };
+        let adv = (wnd >> shift).min(65535);
+        repr.window_len = adv as u16;
+        let edge = self.rcv_nxt + (adv << shift);
+        if edge > self.rcv_adv || !self.state.synchronized() {
+            self.rcv_adv = edge;
+        }
+        if syn {
+            repr.options.mss = Some(self.cfg.mss.min(65535) as u16);
+            let offer_ws = self.cfg.window_scaling
+                && (self.state == State::SynSent || self.snd_shift > 0 || self.rcv_shift > 0);
+            if offer_ws {
+                repr.options.window_scale = Some(self.rcv_shift);
+            }
+        }
+        let offer_ts = if syn && self.state == State::SynSent {
+            self.cfg.timestamps
+        } else {
+            self.ts_enabled
+        };
+        if offer_ts {
+            let ecr = if repr.flags.ack() { self.ts_recent } else { 0 };
+            repr.options.timestamps = Some((ts_now(now).max(1), ecr));
+        }
+        if repr.flags.ack() {
+            self.last_ack_sent = self.rcv_nxt;
+            self.ack_now = false;
+            self.ack_deadline = None;
+            self.unacked_segments = 0;
+        }
+        self.last_send = now;
+    }
+
+    /// Send what is due: a pending RST, SYN or SYN-ACK, data within the
+    /// windows, a FIN, retransmissions, probes, ACKs.
+    pub fn dispatch(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        if let Some(rst) = self.pending_rst.take() {
+            if emit(&rst, &[], &[]) {
+                self.tx_stats.resets += 1;
+            }
+            return;
+        }
+        match self.state {
+            State::Closed => return,
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    let flags = if self.state == State::SynSent {
+                        TcpFlags::SYN
+                    } else {
+                        TcpFlags::SYN | TcpFlags::ACK
+                    };
+                    let mut repr = self.header(self.iss, flags);
+                    self.finish_header(now, &mut repr);
+                    if emit(&repr, &[], &[]) {
+                        if self.snd_max != self.iss {
+                            self.tx_stats.retransmits += 1;
+                        } else if !self.ts_enabled {
+                            self.rtt_timed = Some((self.iss, now));
+                        }
+                        self.snd_nxt = self.iss + 1;
+                        self.snd_max = self.snd_max.max(self.snd_nxt);
+                        self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
+                        self.tx_stats.segments += 1;
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
+        if self.state.synchronized() && self.state != State::TimeWait {
+            if self.retransmit_una {
+                self.retransmit_una = false;
+                self.send_segment(now, self.snd_una, self.mss, emit);
+            }
+            self.send_data(now, emit);
+        }
+        if self.probe_now {
+            self.probe_now = false;
+            // Zero-window probe and keepalive: an old sequence number makes
+            // the peer answer with its ACK and window (RFC 9293 3.8.6.1).
+            let mut repr = self.header(self.snd_una - 1, TcpFlags::ACK);
+            self.finish_header(now, &mut repr);
+            if emit(&repr, &[], &[]) {
+                self.tx_stats.segments += 1;
+                self.tx_stats.probes += 1;
+            }
+        }
+        if self.ack_now {
+            let mut repr = self.header(self.snd_nxt, TcpFlags::ACK);
+            self.finish_header(now, &mut repr);
+            if emit(&repr, &[], &[]) {
+                self.tx_stats.segments += 1;
+            } else {
+                self.ack_now = true;
+            }
+        }
+        if self.snd_wnd == 0
+            && self.tx.len() > self.snd_nxt.since(self.snd_una).min(self.tx.len())
+            && self.snd_max == self.snd_una
+            && self.persist_deadline.is_none()
+            && self.state.synchronized()
+        {
+            self.persist_deadline = Some(now.plus(self.persist_interval()));
+        }
+    }
+
+    fn persist_interval(&self) -> Duration {
+        let base = self.rtt.rto().micros().max(self.cfg.rto_min.micros());
+        Duration::from_micros((base << self.persist_backoff.min(10)).min(60_000_000))
+    }
+
+    /// Send one segment of up to `max` bytes from `seq` (a retransmission
+    /// when below SND.MAX). Returns the bytes sent, None if emit failed.
+    fn send_segment(
+        &mut self,
+        now: Instant,
+        seq: Seq,
+        max: usize,
+        emit: &mut Emit<'_>,
+    ) -> Option<usize> {
+        let offset = seq.since(self.snd_una);
+        let avail = self.tx.len().saturating_sub(offset);
+        let len = avail.min(max);
+        let fin = self.fin_queued
+            && offset + len == self.tx.len()
+            && self.fin_seq.is_none_or(|f| seq + len <= f);
+        if len == 0 && !fin {
+            return Some(0);
+        }
+        let mut flags = TcpFlags::ACK;
+        if len > 0 && len == avail {
+            flags |= TcpFlags::PSH;
+        }
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        let mut repr = self.header(seq, flags);
+        self.finish_header(now, &mut repr);
+        let (a, b) = self.tx.slices(offset, len);
+        if !emit(&repr, a, b) {
+            self.ack_now = flags.ack();
+            return None;
+        }
+        let end = seq + len + fin as usize;
+        self.tx_stats.segments += 1;
+        self.tx_stats.bytes += len as u64;
+        if seq < self.snd_max {
+            self.tx_stats.retransmits += 1;
+            if let Some((timed, _)) = self.rtt_timed {
+                if timed >= seq {
+                    // Karn: never time a retransmitted segment.
+                    self.rtt_timed = None;
+                }
+            }
+        } else if self.rtt_timed.is_none() && !self.ts_enabled {
+            self.rtt_timed = Some((seq, now));
+        }
+        if fin && self.fin_seq.is_none() {
+            self.fin_seq = Some(seq + len);
+            match self.state {
+                State::Established => self.state = State::FinWait1,
+                State::CloseWait => self.state = State::LastAck,
+                _ => {}
+            }
+        }
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            if self.snd_max == self.snd_una
+                && now.since(self.last_send) > self.rtt.rto()
+                && self.last_send != Instant::ZERO
+            {
+                self.cc.on_idle_restart(self.mss);
+            }
+            self.snd_max = end;
+        }
+        if self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now.plus(self.rtt.rto()));
+        }
+        Some(len)
+    }
+
+    /// Send new (or, after an RTO, resend) data as the windows allow, with
+    /// sender silly-window avoidance and Nagle (RFC 9293 3.8.6.2.1).
+    fn send_data(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        loop {
+            let offset = self.snd_nxt.since(self.snd_una);
+            let unsent = self.tx.len().saturating_sub(offset);
+            let fin_due = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd_nxt <= f);
+            if unsent == 0 && !fin_due {
+                return;
+            }
+            let flight = self.snd_nxt.since(self.snd_una);
+            let wnd = self.snd_wnd.min(self.cc.window());
+            let usable = wnd.saturating_sub(flight);
+            let len = unsent.min(self.mss).min(usable);
+            if len < unsent || (unsent > 0 && len == 0) {
+                // Not all of it fits: send only a full segment, or half the
+                // largest window the peer offered.
+                let ok = len == self.mss || (len > 0 && len >= self.max_snd_wnd / 2);
+                if !ok {
+                    return;
+                }
+            } else if len > 0 && len < self.mss && self.cfg.nagle && flight > 0 && !fin_due {
+                // Nagle: a small segment waits for the outstanding ACK.
+                return;
+            }
+            match self.send_segment(now, self.snd_nxt, len, emit) {
+                Some(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
+    // ---- timers --------------------------------------------------------
+
+    /// The earliest deadline of any timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.rto_deadline,
+            self.ack_deadline,
+            self.persist_deadline,
+            self.keepalive_deadline,
+            self.close_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Run the timers due by `now`.
+    pub fn on_timer(&mut self, now: Instant, c: &mut Counters) {
+        if self.close_deadline.is_some_and(|d| d <= now) {
+            self.close_deadline = None;
+            if matches!(self.state, State::TimeWait | State::FinWait2) {
+                self.finish(CloseReason::Normal);
+                return;
+            }
+        }
+        if self.ack_deadline.is_some_and(|d| d <= now) {
+            self.ack_deadline = None;
+            self.ack_now = true;
+            c.tcp_delayed_acks += 1;
+        }
+        if self.rto_deadline.is_some_and(|d| d <= now) {
+            self.on_rto(now, c);
+        }
+        if self.persist_deadline.is_some_and(|d| d <= now) {
+            self.persist_deadline = None;
+            if self.snd_wnd == 0 && !self.tx.is_empty() {
+                self.probe_now = true;
+                self.persist_backoff += 1;
+                self.persist_deadline = Some(now.plus(self.persist_interval()));
+            }
+        }
+        if let (Some(d), Some(ka)) = (self.keepalive_deadline, self.cfg.keepalive) {
+            if d <= now {
+                if self.keepalive_sent >= ka.probes {
+                    c.tcp_timeouts += 1;
+                    self.pending_rst =
+                        Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+                    self.finish(CloseReason::TimedOut);
+                    return;
+                }
+                self.keepalive_sent += 1;
+                self.probe_now = true;
+                self.keepalive_deadline = Some(now.plus(ka.interval));
+            }
+        }
+    }
+
+    /// RFC 6298 5.4-5.7 and RFC 5681 3.1: the retransmission timer fired.
+    fn on_rto(&mut self, now: Instant, c: &mut Counters) {
+        self.rto_deadline = None;
+        let limit = if self.state.synchronized() {
+            self.cfg.max_retries
+        } else {
+            self.cfg.syn_retries
+        };
+        if self.rtt.backoffs() >= limit {
+            c.tcp_timeouts += 1;
+            if self.state.synchronized() {
+                self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+            }
+            self.finish(CloseReason::TimedOut);
+            return;
+        }
+        c.tcp_rto += 1;
+        if self.state.synchronized() && self.snd_max > self.snd_una {
+            self.cc.on_rto(self.snd_max.since(self.snd_una), self.mss);
+        }
+        self.rtt.back_off();
+        self.in_recovery = false;
+        self.recover = self.snd_max;
+        self.dup_acks = 0;
+        self.rtt_timed = None;
+        self.retransmit_una = false;
+        self.snd_nxt = self.snd_una;
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            self.snd_nxt = self.iss;
+        }
+        self.rto_deadline = Some(now.plus(self.rtt.rto()));
+    }
+}
+
+/// RFC 9293 3.10.7.1: the reset for a segment that finds no connection
+/// (CLOSED) or a listener it cannot be for. None for a RST.
+pub fn reset_for(seg: &TcpRepr, payload_len: usize) -> Option<TcpRepr> {
+    if seg.flags.rst() {
+        return None;
+    }
+    let (seq, ack, flags) = if seg.flags.ack() {
+        (seg.ack_number, 0, TcpFlags::RST)
+    } else {
+        let len = payload_len + seg.flags.syn() as usize + seg.flags.fin() as usize;
+        (
+            0,
+            seg.seq_number.wrapping_add(len as u32),
+            TcpFlags::RST | TcpFlags::ACK,
+        )
+    };
+    Some(TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: 0,
+        urgent_at: 0,
+        options: TcpOptions::default(),
+    })
+}

@@ -1,0 +1,789 @@
+//! Segment-template tests: drive one connection through every state, send
+//! it a segment, expect exactly these segments back (smoltcp's style). And
+//! a seeded simulation of two connections over a link that loses,
+//! reorders and duplicates.
+
+use super::tcb::{reset_for, State, Tcb};
+use super::{event, CloseReason, Keepalive, TcpConfig};
+use crate::stats::{Counters, DropReason};
+use crate::time::{Duration, Instant};
+use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+const LOCAL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+const REMOTE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000);
+const ISS: u32 = 1000;
+const IRS: u32 = 5000;
+const ACK: TcpFlags = TcpFlags::ACK;
+const SYN: TcpFlags = TcpFlags::SYN;
+const FIN: TcpFlags = TcpFlags::FIN;
+const RST: TcpFlags = TcpFlags::RST;
+const PSH: TcpFlags = TcpFlags::PSH;
+
+fn cfg() -> TcpConfig {
+    TcpConfig {
+        rx_buffer: 64 * 1024,
+        tx_buffer: 64 * 1024,
+        time_wait: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+/// A segment from the peer.
+fn seg(flags: TcpFlags, seq: u32, ack: u32) -> TcpRepr {
+    TcpRepr {
+        src_port: REMOTE.port(),
+        dst_port: LOCAL.port(),
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: 65535,
+        urgent_at: 0,
+        options: TcpOptions::default(),
+    }
+}
+
+struct T {
+    tcb: Tcb,
+    now: Instant,
+    c: Counters,
+    events: u8,
+}
+
+/// What we expect back: flags, seq, ack, payload.
+type Out = (TcpFlags, u32, u32, Vec<u8>);
+
+impl T {
+    fn passive(cfg: TcpConfig, syn: TcpRepr) -> T {
+        let now = Instant::from_secs(1);
+        T {
+            tcb: Tcb::accept(&cfg, now, LOCAL, REMOTE, ISS, 0, &syn),
+            now,
+            c: Counters::default(),
+            events: 0,
+        }
+    }
+
+    fn active(cfg: TcpConfig) -> T {
+        let now = Instant::from_secs(1);
+        T {
+            tcb: Tcb::connect(&cfg, now, LOCAL, REMOTE, ISS, 0),
+            now,
+            c: Counters::default(),
+            events: 0,
+        }
+    }
+
+    /// Established by a passive open: SYN, SYN-ACK, ACK.
+    fn established(cfg: TcpConfig) -> T {
+        let mut t = T::passive(cfg, seg(SYN, IRS, 0));
+        t.out_full();
+        t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+        assert_eq!(t.tcb.state, State::Established);
+        t.take_events();
+        t
+    }
+
+    fn out_full(&mut self) -> Vec<(TcpRepr, Vec<u8>)> {
+        let mut v = Vec::new();
+        self.tcb.dispatch(self.now, &mut |r, a, b| {
+            v.push((*r, [a, b].concat()));
+            true
+        });
+        v
+    }
+
+    fn out(&mut self) -> Vec<Out> {
+        self.out_full()
+            .into_iter()
+            .map(|(r, p)| (r.flags, r.seq_number, r.ack_number, p))
+            .collect()
+    }
+
+    fn send(&mut self, s: TcpRepr, payload: &[u8]) -> Vec<Out> {
+        self.tcb.process(self.now, &s, payload, &mut self.c);
+        self.events |= self.tcb.take_events();
+        self.out()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Out> {
+        self.now = self.now.plus(d);
+        if self.tcb.next_deadline().is_some_and(|t| t <= self.now) {
+            self.tcb.on_timer(self.now, &mut self.c);
+        }
+        self.events |= self.tcb.take_events();
+        self.out()
+    }
+
+    fn take_events(&mut self) -> u8 {
+        self.events |= self.tcb.take_events();
+        std::mem::take(&mut self.events)
+    }
+}
+
+fn o(flags: TcpFlags, seq: u32, ack: u32, data: &[u8]) -> Out {
+    (flags, seq, ack, data.to_vec())
+}
+
+#[test]
+fn passive_open_answers_syn_with_options() {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options = TcpOptions {
+        mss: Some(1400),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some((777, 0)),
+    };
+    let mut t = T::passive(cfg(), syn);
+    let out = t.out_full();
+    assert_eq!(out.len(), 1);
+    let (r, p) = &out[0];
+    assert_eq!(r.flags, SYN | ACK);
+    assert_eq!((r.seq_number, r.ack_number), (ISS, IRS + 1));
+    assert!(p.is_empty());
+    assert_eq!(r.options.mss, Some(1460));
+    // 64 KiB buffer: shift 1 makes it fit 16 bits.
+    assert_eq!(r.options.window_scale, Some(1));
+    assert_eq!(r.options.timestamps.map(|t| t.1), Some(777));
+    // Our MSS toward them: theirs, less the timestamp option.
+    assert_eq!(t.tcb.mss, 1400 - 12);
+    let mut ack = seg(ACK, IRS + 1, ISS + 1);
+    ack.options.timestamps = Some((778, 1000));
+    assert!(t.send(ack, b"").is_empty());
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!(t.take_events(), event::CONNECTED);
+}
+
+#[test]
+fn syn_received_retransmits_syn_ack_and_refuses_bad_ack() {
+    let mut t = T::passive(cfg(), seg(SYN, IRS, 0));
+    t.out();
+    // The SYN again: the SYN-ACK again.
+    assert_eq!(
+        t.send(seg(SYN, IRS, 0), b""),
+        vec![o(SYN | ACK, ISS, IRS + 1, b"")]
+    );
+    // An ACK for something we never sent: RST with its number.
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 50), b""),
+        vec![o(RST, ISS + 50, 0, b"")]
+    );
+    assert_eq!(t.tcb.state, State::SynReceived);
+    // Our SYN-ACK is retransmitted on the RTO (1 s).
+    assert_eq!(
+        t.advance(Duration::from_secs(1)),
+        vec![o(SYN | ACK, ISS, IRS + 1, b"")]
+    );
+    assert_eq!(t.c.tcp_rto, 1);
+    // RST in SYN_RECEIVED from a passive open: gone quietly.
+    assert!(t.send(seg(RST, IRS + 1, 0), b"").is_empty());
+    assert!(t.tcb.is_closed());
+    assert_eq!(t.take_events(), 0);
+}
+
+#[test]
+fn active_open_and_refusal() {
+    let mut t = T::active(cfg());
+    let out = t.out_full();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.flags, SYN);
+    assert_eq!(out[0].0.seq_number, ISS);
+    assert!(out[0].0.options.timestamps.is_some());
+    // A SYN-ACK acking the wrong number: RST, stay.
+    assert_eq!(
+        t.send(seg(SYN | ACK, IRS, ISS + 7), b""),
+        vec![o(RST, ISS + 7, 0, b"")]
+    );
+    // RST without an acceptable ACK: ignored.
+    assert!(t.send(seg(RST | ACK, 0, ISS + 7), b"").is_empty());
+    assert_eq!(t.tcb.state, State::SynSent);
+    // The real SYN-ACK: ACK it, established.
+    assert_eq!(
+        t.send(seg(SYN | ACK, IRS, ISS + 1), b""),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!(t.take_events(), event::CONNECTED);
+
+    let mut r = T::active(cfg());
+    r.out();
+    assert!(r.send(seg(RST | ACK, 0, ISS + 1), b"").is_empty());
+    assert!(r.tcb.is_closed());
+    assert_eq!(r.tcb.close_reason, Some(CloseReason::Refused));
+    assert_eq!(r.take_events(), event::CLOSED);
+}
+
+#[test]
+fn simultaneous_open() {
+    let mut t = T::active(cfg());
+    t.out();
+    // Their SYN crosses ours: SYN-ACK with our same ISS.
+    assert_eq!(
+        t.send(seg(SYN, IRS, 0), b""),
+        vec![o(SYN | ACK, ISS, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.state, State::SynReceived);
+    // Their SYN-ACK (of our SYN) arrives.
+    t.send(seg(SYN | ACK, IRS, ISS + 1), b"");
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(t.tcb.state, State::Established);
+    assert_ne!(t.take_events() & event::CONNECTED, 0);
+}
+
+#[test]
+fn data_both_ways_with_delayed_ack() {
+    let mut t = T::established(cfg());
+    // One segment: the ACK is delayed.
+    assert!(t
+        .send(seg(ACK | PSH, IRS + 1, ISS + 1), b"hello")
+        .is_empty());
+    assert_eq!(t.take_events(), event::READABLE);
+    let mut buf = [0u8; 16];
+    assert_eq!(t.tcb.recv(&mut buf), 5);
+    assert_eq!(&buf[..5], b"hello");
+    // The second segment is acknowledged at once (every other segment).
+    assert_eq!(
+        t.send(seg(ACK, IRS + 6, ISS + 1), b"world"),
+        vec![o(ACK, ISS + 1, IRS + 11, b"")]
+    );
+    // A third waits for the 40 ms timer.
+    assert!(t.send(seg(ACK, IRS + 11, ISS + 1), b"!").is_empty());
+    assert!(t.advance(Duration::from_millis(39)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_millis(1)),
+        vec![o(ACK, ISS + 1, IRS + 12, b"")]
+    );
+    // Sending: data goes out with the ACK; their ACK frees the buffer.
+    assert_eq!(t.tcb.send(b"reply"), 5);
+    assert_eq!(t.out(), vec![o(ACK | PSH, ISS + 1, IRS + 12, b"reply")]);
+    assert!(t.send(seg(ACK, IRS + 12, ISS + 6), b"").is_empty());
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+    assert_eq!(t.tcb.next_deadline(), None);
+}
+
+#[test]
+fn nagle_holds_small_segments_while_data_is_unacked() {
+    let mut t = T::established(cfg());
+    t.tcb.send(b"a");
+    assert_eq!(t.out(), vec![o(ACK | PSH, ISS + 1, IRS + 1, b"a")]);
+    t.tcb.send(b"b");
+    t.tcb.send(b"c");
+    assert!(t.out().is_empty());
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 2), b""),
+        vec![o(ACK | PSH, ISS + 2, IRS + 1, b"bc")]
+    );
+    let mut no_nagle = T::established(TcpConfig {
+        nagle: false,
+        ..cfg()
+    });
+    no_nagle.tcb.send(b"a");
+    no_nagle.out();
+    no_nagle.tcb.send(b"b");
+    assert_eq!(no_nagle.out(), vec![o(ACK | PSH, ISS + 2, IRS + 1, b"b")]);
+}
+
+#[test]
+fn passive_close() {
+    let mut t = T::established(cfg());
+    assert_eq!(
+        t.send(seg(FIN | ACK, IRS + 1, ISS + 1), b""),
+        vec![o(ACK, ISS + 1, IRS + 2, b"")]
+    );
+    assert_eq!(t.tcb.state, State::CloseWait);
+    assert_eq!(t.take_events(), event::PEER_CLOSED);
+    t.tcb.close(t.now);
+    assert_eq!(t.out(), vec![o(FIN | ACK, ISS + 1, IRS + 2, b"")]);
+    assert_eq!(t.tcb.state, State::LastAck);
+    t.send(seg(ACK, IRS + 2, ISS + 2), b"");
+    assert!(t.tcb.is_closed());
+}
+
+#[test]
+fn active_close_through_time_wait() {
+    let mut t = T::established(cfg());
+    t.tcb.send(b"bye");
+    t.tcb.close(t.now);
+    assert_eq!(t.out(), vec![o(FIN | ACK | PSH, ISS + 1, IRS + 1, b"bye")]);
+    assert_eq!(t.tcb.state, State::FinWait1);
+    t.send(seg(ACK, IRS + 1, ISS + 5), b"");
+    assert_eq!(t.tcb.state, State::FinWait2);
+    assert_eq!(
+        t.send(seg(FIN | ACK, IRS + 1, ISS + 5), b""),
+        vec![o(ACK, ISS + 5, IRS + 2, b"")]
+    );
+    assert_eq!(t.tcb.state, State::TimeWait);
+    // A retransmitted FIN is acknowledged again and restarts 2*MSL.
+    t.advance(Duration::from_secs(1));
+    assert_eq!(
+        t.send(seg(FIN | ACK, IRS + 1, ISS + 5), b""),
+        vec![o(ACK, ISS + 5, IRS + 2, b"")]
+    );
+    t.advance(Duration::from_millis(1500));
+    assert_eq!(t.tcb.state, State::TimeWait);
+    t.advance(Duration::from_millis(600));
+    assert!(t.tcb.is_closed());
+    // A new SYN with a higher sequence number could have reused it.
+    let mut t2 = T::established(cfg());
+    t2.tcb.close(t2.now);
+    t2.out();
+    t2.send(seg(FIN | ACK, IRS + 1, ISS + 2), b"");
+    assert_eq!(t2.tcb.state, State::TimeWait);
+    assert!(t2.tcb.reusable_by(&seg(SYN, IRS + 100, 0)));
+    assert!(!t2.tcb.reusable_by(&seg(SYN, IRS, 0)));
+}
+
+#[test]
+fn simultaneous_close() {
+    let mut t = T::established(cfg());
+    t.tcb.close(t.now);
+    assert_eq!(t.out(), vec![o(FIN | ACK, ISS + 1, IRS + 1, b"")]);
+    // Their FIN crosses ours, not acking it.
+    assert_eq!(
+        t.send(seg(FIN | ACK, IRS + 1, ISS + 1), b""),
+        vec![o(ACK, ISS + 2, IRS + 2, b"")]
+    );
+    assert_eq!(t.tcb.state, State::Closing);
+    t.send(seg(ACK, IRS + 2, ISS + 2), b"");
+    assert_eq!(t.tcb.state, State::TimeWait);
+}
+
+#[test]
+fn half_close_keeps_receiving() {
+    let mut t = T::established(cfg());
+    t.tcb.shutdown();
+    assert_eq!(t.out(), vec![o(FIN | ACK, ISS + 1, IRS + 1, b"")]);
+    t.send(seg(ACK, IRS + 1, ISS + 2), b"");
+    assert_eq!(t.tcb.state, State::FinWait2);
+    assert_eq!(t.tcb.send(b"more"), 0);
+    t.send(seg(ACK, IRS + 1, ISS + 2), b"still talking");
+    assert_eq!(t.tcb.recv_len(), 13);
+    assert_ne!(t.take_events() & event::READABLE, 0);
+}
+
+#[test]
+fn data_after_close_is_reset() {
+    let mut t = T::established(cfg());
+    t.tcb.close(t.now);
+    t.out();
+    t.send(seg(ACK, IRS + 1, ISS + 2), b"");
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 2), b"late"),
+        vec![o(RST | ACK, ISS + 2, IRS + 1, b"")]
+    );
+    assert!(t.tcb.is_closed());
+    assert_eq!(t.c.tcp_rst_sent_data_after_close, 1);
+}
+
+#[test]
+fn rfc5961_resets_and_syns() {
+    let mut t = T::established(cfg());
+    // In the window but not exact: a challenge ACK, the connection lives.
+    assert_eq!(
+        t.send(seg(RST, IRS + 100, 0), b""),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.state, State::Established);
+    // Outside the window: silently dropped.
+    assert!(t.send(seg(RST, IRS + 1_000_000, 0), b"").is_empty());
+    assert_eq!(t.c.dropped(DropReason::TcpOutOfWindow), 1);
+    // A SYN in a synchronized state: a challenge ACK.
+    assert_eq!(
+        t.send(seg(SYN, IRS + 1, 0), b""),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!(t.c.tcp_challenge_acks, 2);
+    // Exactly RCV.NXT: reset.
+    assert!(t.send(seg(RST, IRS + 1, 0), b"").is_empty());
+    assert!(t.tcb.is_closed());
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::Reset));
+    assert_eq!(t.take_events(), event::CLOSED);
+}
+
+#[test]
+fn out_of_window_data_and_bad_acks() {
+    let mut t = T::established(cfg());
+    // Data beyond the window: ACK and drop.
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1 + 200_000, ISS + 1), b"x"),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    // Old data (already received): ACK and drop.
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"abc");
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 1), b"abc"),
+        vec![o(ACK, ISS + 1, IRS + 4, b"")]
+    );
+    assert_eq!(t.tcb.recv_len(), 3);
+    // An ACK of data never sent: challenge ACK, data ignored.
+    assert_eq!(
+        t.send(seg(ACK, IRS + 4, ISS + 500), b"zzz"),
+        vec![o(ACK, ISS + 1, IRS + 4, b"")]
+    );
+    assert_eq!(t.tcb.recv_len(), 3);
+    assert_eq!(t.c.tcp_bad_ack, 1);
+    // No ACK bit: dropped.
+    assert!(t.send(seg(PSH, IRS + 4, 0), b"q").is_empty());
+    assert_eq!(t.tcb.recv_len(), 3);
+    assert_eq!(t.tcb.state, State::Established);
+}
+
+#[test]
+fn paws_drops_old_timestamps() {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.timestamps = Some((100, 0));
+    let mut t = T::passive(cfg(), syn);
+    t.out();
+    let mut ack = seg(ACK, IRS + 1, ISS + 1);
+    ack.options.timestamps = Some((101, 1));
+    t.send(ack, b"");
+    let mut old = seg(ACK, IRS + 1, ISS + 1);
+    old.options.timestamps = Some((50, 1));
+    let out = t.send(old, b"stale");
+    assert_eq!(out.len(), 1);
+    assert_eq!(t.tcb.recv_len(), 0);
+    assert_eq!(t.c.tcp_paws_rejected, 1);
+}
+
+#[test]
+fn out_of_order_is_reassembled_with_immediate_acks() {
+    let mut t = T::established(cfg());
+    assert_eq!(
+        t.send(seg(ACK, IRS + 6, ISS + 1), b"world"),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.recv_len(), 0);
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 1), b"hello"),
+        vec![o(ACK, ISS + 1, IRS + 11, b"")]
+    );
+    let mut buf = [0u8; 10];
+    assert_eq!(t.tcb.recv(&mut buf), 10);
+    assert_eq!(&buf, b"helloworld");
+    // A FIN ahead of a hole waits for the hole.
+    t.send(seg(FIN | ACK, IRS + 14, ISS + 1), b"!!");
+    assert_eq!(t.tcb.state, State::Established);
+    t.send(seg(ACK, IRS + 11, ISS + 1), b"abc");
+    assert_eq!(t.tcb.state, State::CloseWait);
+    assert_eq!(t.tcb.rcv_nxt().0, IRS + 17);
+}
+
+#[test]
+fn rto_backs_off_then_gives_up() {
+    let mut t = T::established(TcpConfig {
+        max_retries: 3,
+        ..cfg()
+    });
+    t.tcb.send(b"data");
+    assert_eq!(t.out().len(), 1);
+    // The handshake measured an RTT of ~0: the RTO is its 200 ms floor,
+    // then doubles: 400 ms, 800 ms.
+    assert_eq!(t.tcb.rto(), Duration::from_millis(200));
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_millis(1)),
+        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
+    );
+    assert!(t.advance(Duration::from_millis(399)).is_empty());
+    assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
+    assert_eq!(t.advance(Duration::from_millis(800)).len(), 1);
+    assert_eq!(t.c.tcp_rto, 3);
+    assert_eq!(t.tcb.cwnd(), t.tcb.mss);
+    // The fourth expiry: reset and give up.
+    assert_eq!(
+        t.advance(Duration::from_millis(1600)),
+        vec![o(RST | ACK, ISS + 5, IRS + 1, b"")]
+    );
+    assert!(t.tcb.is_closed());
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+}
+
+#[test]
+fn fast_retransmit_and_newreno_partial_ack() {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.mss = Some(100);
+    let mut t = T::passive(cfg(), syn);
+    t.out();
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    let data = vec![7u8; 1000];
+    t.tcb.send(&data);
+    // Initial window: 4 segments of 100.
+    let out = t.out();
+    assert_eq!(out.len(), 4);
+    // Slow start: an ACK of two grows cwnd by one MSS (RFC 5681 eq. 2):
+    // three more go (201..401 outstanding, 401..701 new).
+    let sent = t.send(seg(ACK, IRS + 1, ISS + 201), b"");
+    assert_eq!(sent.len(), 3);
+    // Segment at 201 is lost: three duplicate ACKs.
+    assert!(t.send(seg(ACK, IRS + 1, ISS + 201), b"").is_empty());
+    assert!(t.send(seg(ACK, IRS + 1, ISS + 201), b"").is_empty());
+    let fr = t.send(seg(ACK, IRS + 1, ISS + 201), b"");
+    assert_eq!(fr[0], o(ACK, ISS + 201, IRS + 1, &[7u8; 100]));
+    assert_eq!(t.c.tcp_fast_retransmits, 1);
+    // A partial ACK (up to 401, loss at 401 too): retransmit 401 at once.
+    let pa = t.send(seg(ACK, IRS + 1, ISS + 401), b"");
+    assert_eq!(pa[0], o(ACK, ISS + 401, IRS + 1, &[7u8; 100]));
+    // The full ACK (the recovery point, 701) ends recovery.
+    t.send(seg(ACK, IRS + 1, ISS + 701), b"");
+    assert!(t.tcb.cwnd() >= 100);
+    assert_eq!(t.c.tcp_rto, 0);
+}
+
+#[test]
+fn zero_window_is_probed() {
+    let mut t = T::established(cfg());
+    let mut z = seg(ACK, IRS + 1, ISS + 1);
+    z.window_len = 0;
+    t.send(z, b"");
+    t.tcb.send(b"waiting");
+    assert!(t.out().is_empty());
+    // The persist timer (the RTO, 200 ms) sends a probe: an old
+    // sequence number, which the peer must answer.
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    let p = t.advance(Duration::from_millis(1));
+    assert_eq!(p, vec![o(ACK, ISS, IRS + 1, b"")]);
+    assert_eq!(t.tcb.tx_stats.probes, 1);
+    // Still zero: backed off to 400 ms.
+    t.send(z, b"");
+    assert!(t.advance(Duration::from_millis(399)).is_empty());
+    assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
+    // The window opens: the data goes.
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 1), b""),
+        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"waiting")]
+    );
+}
+
+#[test]
+fn receive_window_closes_and_reopens() {
+    let mut t = T::established(TcpConfig {
+        rx_buffer: 4096,
+        window_scaling: false,
+        ..cfg()
+    });
+    let chunk = [1u8; 1024];
+    for i in 0..4 {
+        t.send(seg(ACK, IRS + 1 + i * 1024, ISS + 1), &chunk);
+    }
+    assert_eq!(t.tcb.recv_len(), 4096);
+    // Beyond a zero window: ACK with window 0, dropped.
+    let out = t.out_full();
+    assert!(out.is_empty() || out[0].0.window_len == 0);
+    let extra = t.send(seg(ACK, IRS + 1 + 4096, ISS + 1), b"x");
+    assert_eq!(extra.len(), 1);
+    assert_eq!(t.tcb.recv_len(), 4096);
+    // Reading makes a window update.
+    let mut buf = [0u8; 4096];
+    t.tcb.recv(&mut buf);
+    let upd = t.out_full();
+    assert_eq!(upd.len(), 1);
+    assert_eq!(upd[0].0.window_len, 4096);
+}
+
+#[test]
+fn keepalive_probes_then_times_out() {
+    let mut t = T::established(TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 2,
+        }),
+        ..cfg()
+    });
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert!(t.advance(Duration::from_secs(9)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_secs(1)),
+        vec![o(ACK, ISS, IRS + 1, b"")]
+    );
+    // An answer resets the count.
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert!(t.advance(Duration::from_secs(5)).is_empty());
+    assert_eq!(t.advance(Duration::from_secs(5)).len(), 1);
+    assert_eq!(t.advance(Duration::from_secs(1)).len(), 1);
+    assert_eq!(
+        t.advance(Duration::from_secs(1)),
+        vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+}
+
+#[test]
+fn resets_for_closed_ports() {
+    // SYN: RST|ACK acking the SYN (RFC 9293 3.10.7.1).
+    let r = reset_for(&seg(SYN, IRS, 0), 0).unwrap();
+    assert_eq!(
+        (r.flags, r.seq_number, r.ack_number),
+        (RST | ACK, 0, IRS + 1)
+    );
+    assert_eq!((r.src_port, r.dst_port), (LOCAL.port(), REMOTE.port()));
+    // With an ACK: RST with its number.
+    let r = reset_for(&seg(ACK, IRS, 77), 10).unwrap();
+    assert_eq!((r.flags, r.seq_number), (RST, 77));
+    // Data without ACK: acks the data.
+    let r = reset_for(&seg(PSH, IRS, 0), 10).unwrap();
+    assert_eq!(r.ack_number, IRS + 10);
+    // Never a RST for a RST.
+    assert!(reset_for(&seg(RST, IRS, 0), 0).is_none());
+}
+
+// ---- simulation -----------------------------------------------------------
+
+/// A deterministic generator (xorshift) for the simulated link.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn percent(&mut self, p: u64) -> bool {
+        self.next() % 100 < p
+    }
+}
+
+struct InFlight {
+    at: Instant,
+    to_b: bool,
+    seg: TcpRepr,
+    data: Vec<u8>,
+}
+
+/// Two connections over a link that loses `loss`%, duplicates `dup`% and
+/// delays segments by 1-`jitter` ms (so reorders them). Each side sends
+/// `len` bytes and reads everything; returns what each side received.
+fn simulate(
+    seed: u64,
+    loss: u64,
+    dup: u64,
+    jitter: u64,
+    len: usize,
+) -> (Vec<u8>, Vec<u8>, Counters) {
+    let cfg = TcpConfig {
+        rx_buffer: 32 * 1024,
+        tx_buffer: 32 * 1024,
+        mss: 1000,
+        ..cfg()
+    };
+    let mut rng = Rng(seed | 1);
+    let mut now = Instant::from_secs(1);
+    let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, 1_000_000, 0);
+    let mut b_opt: Option<Tcb> = None;
+    let mut c = Counters::default();
+    let mut link: Vec<InFlight> = Vec::new();
+    let data_a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+    let data_b: Vec<u8> = (0..len).map(|i| (i * 17 + 3) as u8).collect();
+    let (mut sent_a, mut sent_b) = (0, 0);
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 65536];
+    let flip = |s: &TcpRepr| TcpRepr {
+        src_port: s.src_port,
+        dst_port: s.dst_port,
+        ..*s
+    };
+    for _step in 0..2_000_000 {
+        // Deliver what is due.
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < link.len() {
+            if link[i].at <= now {
+                due.push(link.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        for f in due {
+            if f.to_b {
+                if b_opt.is_none() && f.seg.flags.syn() && !f.seg.flags.ack() {
+                    b_opt = Some(Tcb::accept(&cfg, now, REMOTE, LOCAL, 7_000_000, 0, &f.seg));
+                } else if let Some(b) = b_opt.as_mut() {
+                    b.process(now, &flip(&f.seg), &f.data, &mut c);
+                }
+            } else {
+                a.process(now, &f.seg, &f.data, &mut c);
+            }
+        }
+        // Applications: write what fits, read everything.
+        for (t, data, sent, got, _to_b) in [(&mut a, &data_a, &mut sent_a, &mut got_a, true)]
+            .into_iter()
+            .chain(
+                b_opt
+                    .as_mut()
+                    .map(|b| (b, &data_b, &mut sent_b, &mut got_b, false)),
+            )
+        {
+            if t.state != State::SynSent && t.state != State::SynReceived {
+                if *sent < data.len() {
+                    *sent += t.send(&data[*sent..]);
+                    if *sent == data.len() {
+                        t.shutdown();
+                    }
+                }
+                loop {
+                    let n = t.recv(&mut buf);
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            t.take_events();
+            if t.next_deadline().is_some_and(|d| d <= now) {
+                t.on_timer(now, &mut c);
+            }
+        }
+        // Transmit.
+        for (t, to_b) in [(&mut a, true)]
+            .into_iter()
+            .chain(b_opt.as_mut().map(|b| (b, false)))
+        {
+            let mut out = Vec::new();
+            t.dispatch(now, &mut |r, x, y| {
+                out.push((*r, [x, y].concat()));
+                true
+            });
+            for (seg, data) in out {
+                if rng.percent(loss) {
+                    continue;
+                }
+                let copies = if rng.percent(dup) { 2 } else { 1 };
+                for _ in 0..copies {
+                    let delay = 1000 + rng.next() % (jitter * 1000).max(1);
+                    link.push(InFlight {
+                        at: now.plus(Duration::from_micros(delay)),
+                        to_b,
+                        seg,
+                        data: data.clone(),
+                    });
+                }
+            }
+        }
+        let b_done = b_opt
+            .as_ref()
+            .is_some_and(|b| matches!(b.state, State::Closed | State::TimeWait));
+        let a_done = matches!(a.state, State::Closed | State::TimeWait);
+        if a_done && b_done && got_a.len() == len && got_b.len() == len {
+            break;
+        }
+        now = now.plus(Duration::from_micros(100));
+    }
+    assert_eq!(got_b, data_a, "a -> b (seed {seed})");
+    assert_eq!(got_a, data_b, "b -> a (seed {seed})");
+    (got_a, got_b, c)
+}
+
+#[test]
+fn simulation_clean_link() {
+    let (_, _, c) = simulate(1, 0, 0, 1, 300_000);
+    assert_eq!(c.tcp_rto, 0);
+}
+
+#[test]
+fn simulation_lossy_reordering_duplicating_link() {
+    for seed in [3, 5, 7, 11] {
+        let (_, _, c) = simulate(seed, 5, 3, 4, 200_000);
+        assert!(c.tcp_ooo_segments > 0 || c.tcp_dup_segments > 0);
+    }
+}

@@ -1,0 +1,503 @@
+//! TCP headers (RFC 9293 3.1) and the options dpstack speaks: MSS, window
+//! scale and timestamps (RFC 7323), SACK-permitted (parsed, not used).
+
+use super::{be16, checksum, set_be16, Error, IpProtocol, Result};
+use std::net::Ipv4Addr;
+use std::ops::{BitOr, BitOrAssign};
+
+mod field {
+    pub const SRC_PORT: usize = 0;
+    pub const DST_PORT: usize = 2;
+    pub const SEQ: usize = 4;
+    pub const ACK: usize = 8;
+    pub const OFFSET: usize = 12;
+    pub const FLAGS: usize = 13;
+    pub const WINDOW: usize = 14;
+    pub const CHECKSUM: usize = 16;
+    pub const URGENT: usize = 18;
+}
+
+/// The control bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    pub const PSH: TcpFlags = TcpFlags(0x08);
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    pub const URG: TcpFlags = TcpFlags(0x20);
+    pub const ECE: TcpFlags = TcpFlags(0x40);
+    pub const CWR: TcpFlags = TcpFlags(0x80);
+
+    pub const fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn fin(self) -> bool {
+        self.contains(Self::FIN)
+    }
+    pub fn syn(self) -> bool {
+        self.contains(Self::SYN)
+    }
+    pub fn rst(self) -> bool {
+        self.contains(Self::RST)
+    }
+    pub fn psh(self) -> bool {
+        self.contains(Self::PSH)
+    }
+    pub fn ack(self) -> bool {
+        self.contains(Self::ACK)
+    }
+    pub fn urg(self) -> bool {
+        self.contains(Self::URG)
+    }
+}
+
+impl BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for TcpFlags {
+    fn bitor_assign(&mut self, rhs: TcpFlags) {
+        self.0 |= rhs.0
+    }
+}
+
+/// The options of one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TcpOptions {
+    pub mss: Option<u16>,
+    /// The shift count, at most 14.
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    /// (TSval, TSecr).
+    pub timestamps: Option<(u32, u32)>,
+}
+
+mod kind {
+    pub const EOL: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WS: u8 = 3;
+    pub const SACK_PERMITTED: u8 = 4;
+    pub const TIMESTAMPS: u8 = 8;
+}
+
+impl TcpOptions {
+    /// Walk an options area (RFC 9293 3.1, 3.2).
+    pub fn parse(mut b: &[u8]) -> Result<TcpOptions> {
+        let mut o = TcpOptions::default();
+        while let Some(&k) = b.first() {
+            match k {
+                kind::EOL => break,
+                kind::NOP => {
+                    b = &b[1..];
+                    continue;
+                }
+                _ => {}
+            }
+            let len = usize::from(*b.get(1).ok_or(Error::Malformed)?);
+            if len < 2 || len > b.len() {
+                return Err(Error::Malformed);
+            }
+            let body = &b[2..len];
+            match (k, len) {
+                (kind::MSS, 4) => o.mss = Some(be16(body, 0)),
+                (kind::WS, 3) => o.window_scale = Some(body[0].min(14)),
+                (kind::SACK_PERMITTED, 2) => o.sack_permitted = true,
+                (kind::TIMESTAMPS, 10) => {
+                    o.timestamps = Some((
+                        u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+                        u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+                    ))
+                }
+                (kind::MSS | kind::WS | kind::SACK_PERMITTED | kind::TIMESTAMPS, _) => {
+                    return Err(Error::Malformed)
+                }
+                _ => {}
+            }
+            b = &b[len..];
+        }
+        Ok(o)
+    }
+
+    /// Bytes the options take when emitted, unpadded.
+    fn raw_len(&self) -> usize {
+        self.mss.map_or(0, |_| 4)
+            + self.window_scale.map_or(0, |_| 4)
+            + if self.sack_permitted { 4 } else { 0 }
+            + self.timestamps.map_or(0, |_| 12)
+    }
+
+    fn emit(&self, out: &mut [u8]) {
+        let mut i = 0;
+        if let Some(mss) = self.mss {
+            out[i..i + 2].copy_from_slice(&[kind::MSS, 4]);
+            set_be16(out, i + 2, mss);
+            i += 4;
+        }
+        if let Some(ws) = self.window_scale {
+            out[i..i + 4].copy_from_slice(&[kind::NOP, kind::WS, 3, ws]);
+            i += 4;
+        }
+        if self.sack_permitted {
+            out[i..i + 4].copy_from_slice(&[kind::NOP, kind::NOP, kind::SACK_PERMITTED, 2]);
+            i += 4;
+        }
+        if let Some((val, ecr)) = self.timestamps {
+            out[i..i + 4].copy_from_slice(&[kind::NOP, kind::NOP, kind::TIMESTAMPS, 10]);
+            out[i + 4..i + 8].copy_from_slice(&val.to_be_bytes());
+            out[i + 8..i + 12].copy_from_slice(&ecr.to_be_bytes());
+            i += 12;
+        }
+        for b in &mut out[i..] {
+            *b = kind::EOL;
+        }
+    }
+}
+
+/// A view of a TCP segment.
+#[derive(Debug, Clone)]
+pub struct TcpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> TcpPacket<T> {
+    pub const HEADER_LEN: usize = 20;
+
+    pub fn new_unchecked(buffer: T) -> Self {
+        TcpPacket { buffer }
+    }
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+    pub fn check_len(&self) -> Result<()> {
+        let len = self.buffer.as_ref().len();
+        if len < Self::HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        let hl = self.header_len();
+        if hl < Self::HEADER_LEN {
+            return Err(Error::Malformed);
+        }
+        if hl > len {
+            return Err(Error::Truncated);
+        }
+        Ok(())
+    }
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+    pub fn src_port(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::SRC_PORT)
+    }
+    pub fn dst_port(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::DST_PORT)
+    }
+    fn be32(&self, at: usize) -> u32 {
+        let b = self.buffer.as_ref();
+        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+    pub fn seq_number(&self) -> u32 {
+        self.be32(field::SEQ)
+    }
+    pub fn ack_number(&self) -> u32 {
+        self.be32(field::ACK)
+    }
+    /// The data offset, in bytes.
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::OFFSET] >> 4) * 4
+    }
+    pub fn flags(&self) -> TcpFlags {
+        TcpFlags(self.buffer.as_ref()[field::FLAGS])
+    }
+    pub fn window_len(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::WINDOW)
+    }
+    pub fn checksum(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+    pub fn urgent_at(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::URGENT)
+    }
+    pub fn options(&self) -> &[u8] {
+        &self.buffer.as_ref()[Self::HEADER_LEN..self.header_len()]
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..]
+    }
+    /// Over the whole buffer (the IP payload).
+    pub fn verify_checksum(&self, src: &Ipv4Addr, dst: &Ipv4Addr) -> bool {
+        let b = self.buffer.as_ref();
+        checksum::combine(&[
+            checksum::pseudo_header(src, dst, IpProtocol::Tcp, b.len() as u32),
+            checksum::data(b),
+        ]) == 0xffff
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
+    pub fn set_src_port(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::SRC_PORT, v)
+    }
+    pub fn set_dst_port(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::DST_PORT, v)
+    }
+    pub fn set_seq_number(&mut self, v: u32) {
+        self.buffer.as_mut()[field::SEQ..field::SEQ + 4].copy_from_slice(&v.to_be_bytes())
+    }
+    pub fn set_ack_number(&mut self, v: u32) {
+        self.buffer.as_mut()[field::ACK..field::ACK + 4].copy_from_slice(&v.to_be_bytes())
+    }
+    /// Data offset in bytes (a multiple of 4); the reserved bits are cleared.
+    pub fn set_header_len(&mut self, len: usize) {
+        self.buffer.as_mut()[field::OFFSET] = ((len / 4) as u8) << 4;
+    }
+    pub fn set_flags(&mut self, f: TcpFlags) {
+        self.buffer.as_mut()[field::FLAGS] = f.0;
+    }
+    pub fn set_window_len(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::WINDOW, v)
+    }
+    pub fn set_checksum(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::CHECKSUM, v)
+    }
+    pub fn set_urgent_at(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::URGENT, v)
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        &mut self.buffer.as_mut()[hl..]
+    }
+    pub fn fill_checksum(&mut self, src: &Ipv4Addr, dst: &Ipv4Addr) {
+        self.set_checksum(0);
+        let b = self.buffer.as_ref();
+        let c = !checksum::combine(&[
+            checksum::pseudo_header(src, dst, IpProtocol::Tcp, b.len() as u32),
+            checksum::data(b),
+        ]);
+        self.set_checksum(c)
+    }
+}
+
+/// A parsed TCP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpRepr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq_number: u32,
+    pub ack_number: u32,
+    pub flags: TcpFlags,
+    pub window_len: u16,
+    pub urgent_at: u16,
+    pub options: TcpOptions,
+}
+
+impl TcpRepr {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &TcpPacket<&T>,
+        src: &Ipv4Addr,
+        dst: &Ipv4Addr,
+        verify_checksum: bool,
+    ) -> Result<TcpRepr> {
+        if verify_checksum && !packet.verify_checksum(src, dst) {
+            return Err(Error::BadChecksum);
+        }
+        if packet.src_port() == 0 || packet.dst_port() == 0 {
+            return Err(Error::Malformed);
+        }
+        Ok(TcpRepr {
+            src_port: packet.src_port(),
+            dst_port: packet.dst_port(),
+            seq_number: packet.seq_number(),
+            ack_number: packet.ack_number(),
+            flags: packet.flags(),
+            window_len: packet.window_len(),
+            urgent_at: packet.urgent_at(),
+            options: TcpOptions::parse(packet.options())?,
+        })
+    }
+
+    /// 20 bytes and the options, padded to a multiple of 4.
+    pub fn header_len(&self) -> usize {
+        TcpPacket::<&[u8]>::HEADER_LEN + self.options.raw_len().div_ceil(4) * 4
+    }
+
+    /// Write the header and options; the checksum field is left zero and
+    /// the payload untouched.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut TcpPacket<T>) {
+        let hl = self.header_len();
+        packet.set_src_port(self.src_port);
+        packet.set_dst_port(self.dst_port);
+        packet.set_seq_number(self.seq_number);
+        packet.set_ack_number(self.ack_number);
+        packet.set_header_len(hl);
+        packet.set_flags(self.flags);
+        packet.set_window_len(self.window_len);
+        packet.set_checksum(0);
+        packet.set_urgent_at(self.urgent_at);
+        self.options
+            .emit(&mut packet.buffer.as_mut()[TcpPacket::<&[u8]>::HEADER_LEN..hl]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+    /// A Linux SYN: MSS 1460, SACK-permitted, timestamps, NOP, WS 7.
+    fn linux_syn() -> Vec<u8> {
+        let mut b = vec![
+            0x9c, 0x40, // src port 40000
+            0x00, 0x50, // dst port 80
+            0x12, 0x34, 0x56, 0x78, // seq
+            0x00, 0x00, 0x00, 0x00, // ack
+            0xa0, 0x02, // data offset 10 (40 bytes), SYN
+            0xfa, 0xf0, // window 64240
+            0x00, 0x00, // checksum
+            0x00, 0x00, // urgent
+            0x02, 0x04, 0x05, 0xb4, // MSS 1460
+            0x04, 0x02, // SACK permitted
+            0x08, 0x0a, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x00, // TS 1000, 0
+            0x01, // NOP
+            0x03, 0x03, 0x07, // WS 7
+        ];
+        TcpPacket::new_unchecked(&mut b[..]).fill_checksum(&SRC, &DST);
+        b
+    }
+
+    fn parse(b: &[u8]) -> Result<TcpRepr> {
+        let p = TcpPacket::new_checked(b)?;
+        TcpRepr::parse(&p, &SRC, &DST, true)
+    }
+
+    #[test]
+    fn parses_a_linux_syn() {
+        let r = parse(&linux_syn()).unwrap();
+        assert_eq!((r.src_port, r.dst_port), (40000, 80));
+        assert_eq!(r.seq_number, 0x12345678);
+        assert_eq!(r.flags, TcpFlags::SYN);
+        assert_eq!(r.window_len, 64240);
+        assert_eq!(
+            r.options,
+            TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamps: Some((1000, 0)),
+            }
+        );
+    }
+
+    #[test]
+    fn round_trip_with_payload() {
+        let r = TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq_number: 1,
+            ack_number: 2,
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window_len: 1000,
+            urgent_at: 0,
+            options: TcpOptions {
+                timestamps: Some((5, 6)),
+                ..Default::default()
+            },
+        };
+        assert_eq!(r.header_len(), 32);
+        let mut b = [0xeeu8; 32 + 5];
+        b[32..].copy_from_slice(b"hello");
+        let mut p = TcpPacket::new_unchecked(&mut b[..]);
+        r.emit(&mut p);
+        p.fill_checksum(&DST, &SRC);
+        let p = TcpPacket::new_checked(&b[..]).unwrap();
+        assert_eq!(p.payload(), b"hello");
+        assert_eq!(TcpRepr::parse(&p, &DST, &SRC, true).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_lengths_and_checksums() {
+        let syn = linux_syn();
+        assert_eq!(parse(&syn[..19]).unwrap_err(), Error::Truncated);
+        // Data offset beyond the segment.
+        assert_eq!(parse(&syn[..39]).unwrap_err(), Error::Truncated);
+        let mut b = syn.clone();
+        b[12] = 0x40; // data offset 4
+        assert_eq!(parse(&b).unwrap_err(), Error::Malformed);
+        let mut b = syn.clone();
+        b[17] ^= 1;
+        assert_eq!(parse(&b).unwrap_err(), Error::BadChecksum);
+        let mut b = syn.clone();
+        b[0] = 0;
+        b[1] = 0;
+        TcpPacket::new_unchecked(&mut b[..]).fill_checksum(&SRC, &DST);
+        assert_eq!(parse(&b).unwrap_err(), Error::Malformed);
+    }
+
+    fn with_options(opts: &[u8]) -> Result<TcpRepr> {
+        let mut b = vec![0u8; 20 + opts.len()];
+        b[..20].copy_from_slice(&linux_syn()[..20]);
+        b[12] = (((20 + opts.len()) / 4) << 4) as u8;
+        b[20..].copy_from_slice(opts);
+        TcpPacket::new_unchecked(&mut b[..]).fill_checksum(&SRC, &DST);
+        parse(&b)
+    }
+
+    #[test]
+    fn option_lengths() {
+        assert_eq!(with_options(&[8, 0, 1, 1]).unwrap_err(), Error::Malformed);
+        assert_eq!(with_options(&[8, 1, 1, 1]).unwrap_err(), Error::Malformed);
+        assert_eq!(with_options(&[1, 1, 5, 9]).unwrap_err(), Error::Malformed);
+        assert_eq!(with_options(&[2, 3, 5, 1]).unwrap_err(), Error::Malformed);
+        assert_eq!(with_options(&[1, 1, 1, 2]).unwrap_err(), Error::Malformed);
+        // Window scale above 14 is taken as 14.
+        let r = with_options(&[1, 3, 3, 15]).unwrap();
+        assert_eq!(r.options.window_scale, Some(14));
+        // Unknown options are skipped; EOL ends the list.
+        let r = with_options(&[30, 4, 0, 0, 2, 4, 1, 0]).unwrap();
+        assert_eq!(r.options.mss, Some(256));
+        let r = with_options(&[0, 2, 4, 1]).unwrap();
+        assert_eq!(r.options.mss, None);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(b in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Ok(p) = TcpPacket::new_checked(&b[..]) {
+                let _ = TcpRepr::parse(&p, &SRC, &DST, false);
+            }
+        }
+
+        #[test]
+        fn emit_parse_round_trip(
+            src in 1u16.., dst in 1u16.., seq: u32, ack: u32, flags: u8, win: u16,
+            mss: Option<u16>, ws in proptest::option::of(0u8..=14), sack: bool,
+            ts: Option<(u32, u32)>, payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let r = TcpRepr {
+                src_port: src, dst_port: dst, seq_number: seq, ack_number: ack,
+                flags: TcpFlags(flags), window_len: win, urgent_at: 0,
+                options: TcpOptions { mss, window_scale: ws, sack_permitted: sack, timestamps: ts },
+            };
+            let hl = r.header_len();
+            let mut b = vec![0u8; hl + payload.len()];
+            b[hl..].copy_from_slice(&payload);
+            let mut p = TcpPacket::new_unchecked(&mut b[..]);
+            r.emit(&mut p);
+            p.fill_checksum(&SRC, &DST);
+            let p = TcpPacket::new_checked(&b[..]).unwrap();
+            prop_assert_eq!(TcpRepr::parse(&p, &SRC, &DST, true).unwrap(), r);
+            prop_assert_eq!(p.payload(), &payload[..]);
+        }
+    }
+}
