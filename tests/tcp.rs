@@ -119,6 +119,60 @@ fn echo_100mb_both_ways() {
 }
 
 #[test]
+fn echo_100mb_through_loss_and_a_rate_limit() {
+    let _g = serial();
+    let net = TestNet::new(Link::Bridged);
+    let d = Dpstack::start(&net, "--app tcp-echo:7");
+    let ip = net.stack_ip();
+
+    // 2% random loss in each direction, by nftables on the bridge between
+    // the host and dpstack.
+    let o = net.bridge(
+        "nft add table bridge loss && \
+         nft add chain bridge loss fw \"{ type filter hook forward priority 0; }\" && \
+         nft add rule bridge loss fw iifname bra ip protocol tcp numgen random mod 100 lt 2 counter drop && \
+         nft add rule bridge loss fw iifname brb ip protocol tcp numgen random mod 100 lt 2 counter drop",
+    );
+    assert!(o.status.success(), "nft: {}", text(&o));
+    let before = d.next_block();
+    tcp_tool(&net, &format!("stream {ip} 7 {MB100}"));
+    let rules = text(&net.bridge("nft list table bridge loss"));
+    eprintln!("{rules}");
+    let after = d.next_block();
+    let delta = |k: &str| after.get(k) - before.get(k);
+    // dpstack lost segments it sent, and received segments out of order.
+    assert!(delta("tcp_retransmits") > 0, "{:?}", after.total);
+    assert!(delta("tcp_fast_retransmits") > 0, "{:?}", after.total);
+    assert!(delta("tcp_ooo_segments") > 0, "{:?}", after.total);
+    net.bridge("nft delete table bridge loss");
+
+    // A rate limit that forces congestion losses: token buckets on the
+    // bridge's ports, slower toward the host, so that dpstack's sending
+    // side overruns the queue and must back off.
+    let o = net.bridge(
+        "tc qdisc add dev bra root tbf rate 200mbit burst 32kb latency 5ms && \
+         tc qdisc add dev brb root tbf rate 100mbit burst 32kb latency 5ms",
+    );
+    assert!(o.status.success(), "tc: {}", text(&o));
+    let before = d.next_block();
+    tcp_tool(&net, &format!("stream {ip} 7 {MB100}"));
+    let after = d.next_block();
+    eprintln!(
+        "{}",
+        text(&net.bridge("tc -s qdisc show dev bra; tc -s qdisc show dev brb"))
+    );
+    let delta = |k: &str| after.get(k) - before.get(k);
+    assert!(
+        delta("tcp_retransmits") > 0,
+        "the token bucket should have forced losses: {:?}",
+        after.total
+    );
+
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+}
+
+#[test]
 fn concurrent_refused_hostile_and_table_drains() {
     let _g = serial();
     let net = TestNet::new(Link::Veth);

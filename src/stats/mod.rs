@@ -204,6 +204,8 @@ counters! {
     tcp_fast_retransmits,
     /// Retransmission timer expirations.
     tcp_rto,
+    /// Tail loss probes sent (RFC 8985).
+    tcp_tail_loss_probes,
     /// Duplicate ACKs received.
     tcp_dup_acks,
     /// Segments kept out of order.

@@ -65,6 +65,8 @@ pub struct TcpConfig {
     pub fin_wait2_timeout: Duration,
     pub window_scaling: bool,
     pub timestamps: bool,
+    /// Selective acknowledgments (RFC 2018).
+    pub sack: bool,
     /// Local ports for active opens, inclusive.
     pub ephemeral: (u16, u16),
     pub cc: CcAlgorithm,
@@ -97,6 +99,7 @@ impl Default for TcpConfig {
             fin_wait2_timeout: Duration::from_secs(60),
             window_scaling: true,
             timestamps: true,
+            sack: true,
             ephemeral: (61000, 65535),
             cc: CcAlgorithm::NewReno,
         }

@@ -17,6 +17,7 @@ use super::{event, CloseReason, TcpConfig};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Duration, Instant};
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+use arrayvec::ArrayVec;
 use std::net::SocketAddrV4;
 
 /// RFC 9293 3.3.2.
@@ -120,6 +121,15 @@ pub struct Tcb {
     rcv_adv: Seq,
 
     ts_enabled: bool,
+    /// SACK negotiated (RFC 2018): we report holes, and use the peer's
+    /// reports to retransmit more than one hole per round trip.
+    sack_ok: bool,
+    /// Ranges above SND.UNA the peer reported holding (sorted, disjoint).
+    sacked: ArrayVec<(Seq, Seq), 8>,
+    /// The highest sequence number retransmitted in this recovery.
+    high_rxt: Seq,
+    /// The start of the out-of-order range that grew last (reported first).
+    last_ooo: Option<Seq>,
     ts_recent: u32,
     last_ack_sent: Seq,
 
@@ -144,6 +154,11 @@ pub struct Tcb {
     retransmit_una: bool,
 
     rto_deadline: Option<Instant>,
+    /// Tail loss probe (RFC 8985 7): a last segment lost draws no
+    /// duplicate ACKs; a probe after two round trips makes the peer report.
+    tlp_deadline: Option<Instant>,
+    tlp_fired: bool,
+    probe_tail: bool,
     ack_now: bool,
     ack_deadline: Option<Instant>,
     unacked_segments: u32,
@@ -201,6 +216,10 @@ impl Tcb {
             rcv_shift: 0,
             rcv_adv: Seq(0),
             ts_enabled: false,
+            sack_ok: false,
+            sacked: ArrayVec::new(),
+            high_rxt: iss,
+            last_ooo: None,
             ts_recent: 0,
             last_ack_sent: Seq(0),
             tx: SendBuffer::new(cfg.tx_buffer),
@@ -218,6 +237,9 @@ impl Tcb {
             recover: iss,
             retransmit_una: false,
             rto_deadline: None,
+            tlp_deadline: None,
+            tlp_fired: false,
+            probe_tail: false,
             ack_now: false,
             ack_deadline: None,
             unacked_segments: 0,
@@ -311,6 +333,7 @@ impl Tcb {
             }
         }
         self.ts_enabled = self.cfg.timestamps && syn.options.timestamps.is_some();
+        self.sack_ok = self.cfg.sack && syn.options.sack_permitted;
         let opt = if self.ts_enabled { 12 } else { 0 };
         self.mss = peer_mss.min(self.cfg.mss) - opt;
         self.cc = self.cfg.new_cc(self.mss);
@@ -747,6 +770,9 @@ impl Tcb {
         c: &mut Counters,
     ) {
         let window = usize::from(seg.window_len) << self.snd_shift;
+        if self.sack_ok && seg.options.sack_blocks[0].is_some() {
+            self.take_sack_blocks(seg);
+        }
         if ack > self.snd_una {
             let acked = ack.since(self.snd_una);
             let data_acked = acked.min(self.tx.len());
@@ -779,6 +805,9 @@ impl Tcb {
             } else {
                 Some(now.plus(self.rtt.rto()))
             };
+            self.tlp_fired = false;
+            self.tlp_deadline = None;
+            self.arm_tlp(now);
             if self.want_writable && self.tx.free() > 0 {
                 self.want_writable = false;
                 self.events |= event::WRITABLE;
@@ -786,16 +815,34 @@ impl Tcb {
         } else if ack == self.snd_una
             && data_len == 0
             && !seg.flags.fin()
-            && window == self.snd_wnd
+            && (window == self.snd_wnd || seg.options.sack_blocks[0].is_some())
             && self.snd_max > self.snd_una
         {
-            // RFC 5681 2: a duplicate ACK.
+            // RFC 5681 2: a duplicate ACK; with SACK (RFC 6675 2), an ACK
+            // reporting new out-of-order data counts even if the window
+            // moved (receivers that autotune their buffer move it often).
             self.dup_acks += 1;
             c.tcp_dup_acks += 1;
-            if self.dup_acks == 3 && !self.in_recovery && ack >= self.recover {
+            // RFC 5827 early retransmit, with SACK as the evidence: when
+            // fewer than four segments are out, three duplicate ACKs may
+            // never come; a reported block above the hole is enough.
+            let out_segments = self.snd_max.since(self.snd_una).div_ceil(self.mss.max(1));
+            // After a tail loss probe, a SACK above the hole is the loss
+            // signal RACK would act on (RFC 8985 7.4).
+            let early =
+                self.sack_ok && !self.sacked.is_empty() && (out_segments < 4 || self.tlp_fired);
+            // After a timeout, NewReno waits for RECOVER before it trusts
+            // duplicate ACKs again (RFC 6582 4.1); SACK tells real losses
+            // from the retransmissions' echoes, so it need not wait.
+            if (self.dup_acks == 3 || early && self.dup_acks < 3)
+                && !self.in_recovery
+                && (ack >= self.recover || self.sack_ok)
+            {
+                self.dup_acks = 3;
                 // RFC 6582 3.2 step 2: enter fast recovery.
                 self.in_recovery = true;
                 self.recover = self.snd_max;
+                self.high_rxt = self.snd_una;
                 self.cc
                     .on_fast_retransmit(self.snd_max.since(self.snd_una), self.mss);
                 self.retransmit_una = true;
@@ -803,6 +850,11 @@ impl Tcb {
                 c.tcp_fast_retransmits += 1;
             } else if self.dup_acks > 3 && self.in_recovery {
                 self.cc.on_dup_ack_in_recovery(self.mss);
+                // With SACK, each further duplicate ACK can repair one more
+                // hole.
+                if self.sack_ok && self.next_hole().is_some() {
+                    self.retransmit_una = true;
+                }
             }
         }
         // Window update (SND.WL1/WL2 rule).
@@ -866,6 +918,7 @@ impl Tcb {
                 self.ack_now = true;
             }
             if w.queued {
+                self.last_ooo = Some(seq);
                 c.tcp_ooo_segments += 1;
                 // RFC 5681 4.2: out of order is acknowledged at once.
                 self.ack_now = true;
@@ -995,6 +1048,12 @@ impl Tcb {
                 repr.options.window_scale = Some(self.rcv_shift);
             }
         }
+        if syn && self.cfg.sack && (self.state == State::SynSent || self.sack_ok) {
+            repr.options.sack_permitted = true;
+        }
+        if !syn && self.sack_ok && repr.flags.ack() && self.rx.has_out_of_order() {
+            self.fill_sack_blocks(repr);
+        }
         let offer_ts = if syn && self.state == State::SynSent {
             self.cfg.timestamps
         } else {
@@ -1011,6 +1070,86 @@ impl Tcb {
             self.unacked_segments = 0;
         }
         self.last_send = now;
+    }
+
+    /// RFC 2018 4: report the out-of-order ranges, the one that changed
+    /// last first.
+    fn fill_sack_blocks(&self, repr: &mut TcpRepr) {
+        let ranges = self.rx.assembler().ranges();
+        let base = self.rcv_nxt;
+        let recent = self.last_ooo.and_then(|s| {
+            ranges
+                .iter()
+                .position(|&(a, b)| base + a <= s && s < base + b)
+        });
+        let order = recent
+            .into_iter()
+            .chain((0..ranges.len()).filter(|&i| Some(i) != recent));
+        for (slot, i) in repr.options.sack_blocks.iter_mut().zip(order) {
+            let (a, b) = ranges[i];
+            *slot = Some(((base + a).0, (base + b).0));
+        }
+    }
+
+    /// Record the peer's SACK blocks (RFC 2018) above SND.UNA.
+    fn take_sack_blocks(&mut self, seg: &TcpRepr) {
+        let una = self.snd_una;
+        self.sacked.retain(|r| r.1 > una);
+        for (l, r) in seg.options.sack_blocks.iter().flatten() {
+            let (mut l, mut r) = (Seq(*l), Seq(*r));
+            if r <= l || r <= una || r > self.snd_max {
+                continue;
+            }
+            l = l.max(una);
+            // Merge with what overlaps or touches.
+            let mut i = 0;
+            while i < self.sacked.len() {
+                let (a, b) = self.sacked[i];
+                if b < l || a > r {
+                    i += 1;
+                } else {
+                    l = l.min(a);
+                    r = r.max(b);
+                    self.sacked.remove(i);
+                }
+            }
+            let at = self
+                .sacked
+                .iter()
+                .position(|x| x.0 > l)
+                .unwrap_or(self.sacked.len());
+            if self.sacked.is_full() {
+                // Keep the lowest ranges: they are the next holes.
+                if at == self.sacked.len() {
+                    continue;
+                }
+                self.sacked.pop();
+            }
+            self.sacked.insert(at, (l, r));
+        }
+    }
+
+    /// The next hole to retransmit in recovery (RFC 6675 NextSeg, simply):
+    /// the first sequence number at or after SND.UNA and after what was
+    /// already retransmitted that the peer has not reported, below the
+    /// highest it has reported. Returns (start, length).
+    fn next_hole(&self) -> Option<(Seq, usize)> {
+        let high = self.sacked.last()?.1;
+        let mut start = self.snd_una.max(self.high_rxt);
+        for &(a, b) in &self.sacked {
+            if start >= a && start < b {
+                start = b;
+            }
+        }
+        if start >= high {
+            return None;
+        }
+        let end = self
+            .sacked
+            .iter()
+            .find(|r| r.0 > start)
+            .map_or(high, |r| r.0);
+        Some((start, end.since(start).min(self.mss)))
     }
 
     /// Send what is due: a pending RST, SYN or SYN-ACK, data within the
@@ -1052,9 +1191,40 @@ impl Tcb {
         if self.state.synchronized() && self.state != State::TimeWait {
             if self.retransmit_una {
                 self.retransmit_una = false;
-                self.send_segment(now, self.snd_una, self.mss, emit);
+                // With SACK, repair up to a few holes per ACK (a bounded
+                // burst; the RFC 6675 pipe would allow what cwnd allows).
+                let holes = if self.sack_ok && self.in_recovery {
+                    4
+                } else {
+                    1
+                };
+                for i in 0..holes {
+                    let (seq, len) = match self.next_hole() {
+                        Some(h) if self.in_recovery => h,
+                        _ if i == 0 => (self.snd_una, self.mss),
+                        _ => break,
+                    };
+                    if self.send_segment(now, seq, len, emit).is_none() {
+                        break;
+                    }
+                    self.high_rxt = self.high_rxt.max(seq + len.max(1));
+                }
             }
+            let before = self.snd_max;
             self.send_data(now, emit);
+            if self.probe_tail {
+                self.probe_tail = false;
+                if self.snd_max == before && self.snd_max > self.snd_una {
+                    let data_end = self.snd_una + self.tx.len();
+                    let end = self.snd_max.min(data_end);
+                    let len = end.since(self.snd_una).min(self.mss);
+                    if len > 0 {
+                        self.send_segment(now, end - len, len, emit);
+                    } else if self.fin_seq.is_some() {
+                        self.send_segment(now, end, 0, emit);
+                    }
+                }
+            }
         }
         if self.probe_now {
             self.probe_now = false;
@@ -1160,13 +1330,49 @@ impl Tcb {
         if self.rto_deadline.is_none() {
             self.rto_deadline = Some(now.plus(self.rtt.rto()));
         }
+        if self.tlp_deadline.is_none() {
+            self.arm_tlp(now);
+        }
         Some(len)
+    }
+
+    /// RFC 8985 7.2: PTO = 2 SRTT (at least 10 ms here, as Linux), only
+    /// with a measured RTT, outside recovery, and once per flight.
+    fn arm_tlp(&mut self, now: Instant) {
+        // Not after a timeout either (RFC 8985 7.2): the RTO owns the flight.
+        if self.tlp_fired
+            || self.in_recovery
+            || self.snd_max == self.snd_una
+            || self.rtt.backoffs() > 0
+        {
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        let pto = Duration::from_micros((2 * srtt.micros()).max(10_000));
+        let at = now.plus(pto);
+        if self.rto_deadline.is_none_or(|r| at < r) {
+            self.tlp_deadline = Some(at);
+        }
     }
 
     /// Send new (or, after an RTO, resend) data as the windows allow, with
     /// sender silly-window avoidance and Nagle (RFC 9293 3.8.6.2.1).
     fn send_data(&mut self, now: Instant, emit: &mut Emit<'_>) {
         loop {
+            // Going back after a timeout: skip what the peer reported
+            // holding.
+            if self.snd_nxt < self.snd_max {
+                if let Some(&(_, b)) = self
+                    .sacked
+                    .iter()
+                    .find(|r| r.0 <= self.snd_nxt && self.snd_nxt < r.1)
+                {
+                    self.snd_nxt = b.min(self.snd_max);
+                    continue;
+                }
+            }
             let offset = self.snd_nxt.since(self.snd_una);
             let unsent = self.tx.len().saturating_sub(offset);
             let fin_due = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd_nxt <= f);
@@ -1201,6 +1407,7 @@ impl Tcb {
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.rto_deadline,
+            self.tlp_deadline,
             self.ack_deadline,
             self.persist_deadline,
             self.keepalive_deadline,
@@ -1226,7 +1433,16 @@ impl Tcb {
             c.tcp_delayed_acks += 1;
         }
         if self.rto_deadline.is_some_and(|d| d <= now) {
+            self.tlp_deadline = None;
             self.on_rto(now, c);
+        }
+        if self.tlp_deadline.is_some_and(|d| d <= now) {
+            self.tlp_deadline = None;
+            if self.snd_max > self.snd_una && !self.in_recovery && self.state.synchronized() {
+                self.tlp_fired = true;
+                self.probe_tail = true;
+                c.tcp_tail_loss_probes += 1;
+            }
         }
         if self.persist_deadline.is_some_and(|d| d <= now) {
             self.persist_deadline = None;
@@ -1278,6 +1494,15 @@ impl Tcb {
         self.dup_acks = 0;
         self.rtt_timed = None;
         self.retransmit_una = false;
+        // RFC 2018 8: the receiver may renege on what it reported; keep
+        // trusting the report for one timeout (go-back-N skips what it
+        // holds), not for two in a row.
+        if self.rtt.backoffs() > 1 {
+            self.sacked.clear();
+        }
+        self.tlp_fired = false;
+        self.probe_tail = false;
+        self.high_rxt = self.snd_una;
         self.snd_nxt = self.snd_una;
         if matches!(self.state, State::SynSent | State::SynReceived) {
             self.snd_nxt = self.iss;

@@ -133,6 +133,7 @@ fn passive_open_answers_syn_with_options() {
         window_scale: Some(7),
         sack_permitted: true,
         timestamps: Some((777, 0)),
+        sack_blocks: [None; 3],
     };
     let mut t = T::passive(cfg(), syn);
     let out = t.out_full();
@@ -480,7 +481,16 @@ fn rto_backs_off_then_gives_up() {
     // The handshake measured an RTT of ~0: the RTO is its 200 ms floor,
     // then doubles: 400 ms, 800 ms.
     assert_eq!(t.tcb.rto(), Duration::from_millis(200));
-    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    // First a tail loss probe (RFC 8985) after max(2 SRTT, 10 ms): the
+    // last segment again, cwnd untouched.
+    assert!(t.advance(Duration::from_millis(9)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_millis(1)),
+        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
+    );
+    assert_eq!(t.c.tcp_tail_loss_probes, 1);
+    assert_eq!(t.c.tcp_rto, 0);
+    assert!(t.advance(Duration::from_millis(189)).is_empty());
     assert_eq!(
         t.advance(Duration::from_millis(1)),
         vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]

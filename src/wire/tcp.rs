@@ -1,5 +1,5 @@
 //! TCP headers (RFC 9293 3.1) and the options dpstack speaks: MSS, window
-//! scale and timestamps (RFC 7323), SACK-permitted (parsed, not used).
+//! scale and timestamps (RFC 7323), SACK-permitted and SACK blocks (RFC 2018).
 
 use super::{be16, checksum, set_be16, Error, IpProtocol, Result};
 use std::net::Ipv4Addr;
@@ -76,6 +76,8 @@ pub struct TcpOptions {
     pub sack_permitted: bool,
     /// (TSval, TSecr).
     pub timestamps: Option<(u32, u32)>,
+    /// SACK blocks (left edge, right edge), at most 3 kept.
+    pub sack_blocks: [Option<(u32, u32)>; 3],
 }
 
 mod kind {
@@ -84,6 +86,7 @@ mod kind {
     pub const MSS: u8 = 2;
     pub const WS: u8 = 3;
     pub const SACK_PERMITTED: u8 = 4;
+    pub const SACK: u8 = 5;
     pub const TIMESTAMPS: u8 = 8;
 }
 
@@ -115,6 +118,17 @@ impl TcpOptions {
                         u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
                     ))
                 }
+                (kind::SACK, _) => {
+                    if (len - 2) % 8 != 0 || len == 2 {
+                        return Err(Error::Malformed);
+                    }
+                    for (i, block) in body.chunks_exact(8).take(3).enumerate() {
+                        o.sack_blocks[i] = Some((
+                            u32::from_be_bytes([block[0], block[1], block[2], block[3]]),
+                            u32::from_be_bytes([block[4], block[5], block[6], block[7]]),
+                        ));
+                    }
+                }
                 (kind::MSS | kind::WS | kind::SACK_PERMITTED | kind::TIMESTAMPS, _) => {
                     return Err(Error::Malformed)
                 }
@@ -131,6 +145,15 @@ impl TcpOptions {
             + self.window_scale.map_or(0, |_| 4)
             + if self.sack_permitted { 4 } else { 0 }
             + self.timestamps.map_or(0, |_| 12)
+            + match self.sack_count() {
+                0 => 0,
+                n => 4 + 8 * n,
+            }
+    }
+
+    /// How many SACK blocks are set.
+    pub fn sack_count(&self) -> usize {
+        self.sack_blocks.iter().take_while(|b| b.is_some()).count()
     }
 
     fn emit(&self, out: &mut [u8]) {
@@ -153,6 +176,16 @@ impl TcpOptions {
             out[i + 4..i + 8].copy_from_slice(&val.to_be_bytes());
             out[i + 8..i + 12].copy_from_slice(&ecr.to_be_bytes());
             i += 12;
+        }
+        let n = self.sack_count();
+        if n > 0 {
+            out[i..i + 4].copy_from_slice(&[kind::NOP, kind::NOP, kind::SACK, (2 + 8 * n) as u8]);
+            i += 4;
+            for (l, r) in self.sack_blocks.iter().flatten() {
+                out[i..i + 4].copy_from_slice(&l.to_be_bytes());
+                out[i + 4..i + 8].copy_from_slice(&r.to_be_bytes());
+                i += 8;
+            }
         }
         for b in &mut out[i..] {
             *b = kind::EOL;
@@ -395,6 +428,7 @@ mod tests {
                 window_scale: Some(7),
                 sack_permitted: true,
                 timestamps: Some((1000, 0)),
+                sack_blocks: [None; 3],
             }
         );
     }
@@ -411,12 +445,13 @@ mod tests {
             urgent_at: 0,
             options: TcpOptions {
                 timestamps: Some((5, 6)),
+                sack_blocks: [Some((10, 20)), Some((30, 40)), None],
                 ..Default::default()
             },
         };
-        assert_eq!(r.header_len(), 32);
-        let mut b = [0xeeu8; 32 + 5];
-        b[32..].copy_from_slice(b"hello");
+        assert_eq!(r.header_len(), 32 + 20);
+        let mut b = [0xeeu8; 52 + 5];
+        b[52..].copy_from_slice(b"hello");
         let mut p = TcpPacket::new_unchecked(&mut b[..]);
         r.emit(&mut p);
         p.fill_checksum(&DST, &SRC);
@@ -468,6 +503,14 @@ mod tests {
         assert_eq!(r.options.mss, Some(256));
         let r = with_options(&[0, 2, 4, 1]).unwrap();
         assert_eq!(r.options.mss, None);
+        // SACK blocks: length 2 + 8n.
+        let r = with_options(&[1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 9]).unwrap();
+        assert_eq!(r.options.sack_blocks, [Some((1, 9)), None, None]);
+        assert_eq!(with_options(&[1, 1, 5, 2]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            with_options(&[5, 6, 0, 0, 0, 1, 1, 1]).unwrap_err(),
+            Error::Malformed
+        );
     }
 
     proptest! {
@@ -487,7 +530,8 @@ mod tests {
             let r = TcpRepr {
                 src_port: src, dst_port: dst, seq_number: seq, ack_number: ack,
                 flags: TcpFlags(flags), window_len: win, urgent_at: 0,
-                options: TcpOptions { mss, window_scale: ws, sack_permitted: sack, timestamps: ts },
+                options: TcpOptions { mss, window_scale: ws, sack_permitted: sack, timestamps: ts,
+                    sack_blocks: [None; 3] },
             };
             let hl = r.header_len();
             let mut b = vec![0u8; hl + payload.len()];
