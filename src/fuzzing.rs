@@ -37,7 +37,7 @@ impl FuzzCore {
             count: 1,
             lcore: 0,
         };
-        let apps = ["udp-echo:7", "udp-sink:9"]
+        let apps = ["udp-echo:7", "udp-sink:9", "tcp-echo:7", "http:80:100"]
             .iter()
             .map(|a| a.parse::<AppSpec>().expect("valid").factory())
             .collect::<Vec<_>>();

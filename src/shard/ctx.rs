@@ -151,6 +151,8 @@ impl<P: BufPool> Core<P> {
         factories: &[AppFactory],
     ) -> Self {
         let apps = factories.iter().map(|f| f(&info)).collect();
+        let mut tcp = TcpTable::new(limits.tcp, limits.isn, Instant::ZERO);
+        tcp.set_port_share(info.index, info.count);
         let frag = Reassembler::new(limits.reassembly);
         let counters = Counters {
             frag_bytes_limit: frag.bytes_capacity() as u64,
@@ -180,7 +182,7 @@ impl<P: BufPool> Core<P> {
                 icmp_limit: RateLimiter::new(limits.icmp_rate, limits.icmp_burst),
                 scratch: vec![0; 65536],
                 current_app: 0,
-                tcp: TcpTable::new(limits.tcp, limits.isn, Instant::ZERO),
+                tcp,
                 tcp_events: Vec::with_capacity(256),
                 tcp_expired: Vec::with_capacity(limits.tcp.max_connections),
                 next_tcp_gauges: Instant::ZERO,

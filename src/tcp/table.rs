@@ -58,6 +58,9 @@ pub struct TcpTable {
     directory: Option<(Arc<FlowDirectory>, usize)>,
     /// Flows the directory had no room for.
     pub directory_full: u64,
+    /// This core's share of the ephemeral ports: those with
+    /// `port % cores == index`, so two cores never pick the same 4-tuple.
+    port_share: (u16, u16),
 }
 
 impl TcpTable {
@@ -81,7 +84,13 @@ impl TcpTable {
             fired: Vec::with_capacity(n),
             directory: None,
             directory_full: 0,
+            port_share: (0, 1),
         }
+    }
+
+    /// Take only ports `p` with `p % cores == index` for active opens.
+    pub fn set_port_share(&mut self, index: usize, cores: usize) {
+        self.port_share = (index as u16, cores.max(1) as u16);
     }
 
     /// Publish this core's flows in `dir`.
@@ -243,7 +252,11 @@ impl TcpTable {
                 local_port: port,
                 remote,
             };
-            if self.listener(port).is_none() && !self.index.contains_key(&key) && accept(port) {
+            if port % self.port_share.1 == self.port_share.0
+                && self.listener(port).is_none()
+                && !self.index.contains_key(&key)
+                && accept(port)
+            {
                 return Some(port);
             }
         }
@@ -270,5 +283,64 @@ impl TcpTable {
         for i in self.indices() {
             self.free_slot(i);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::tcb::Tcb;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn ports_are_shared_out_between_cores_and_the_table_is_bounded() {
+        let cfg = TcpConfig {
+            max_connections: 3,
+            ephemeral: (61000, 61009),
+            ..Default::default()
+        };
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
+        t.set_port_share(1, 2);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+        let local = Ipv4Addr::new(198, 18, 0, 1);
+        let mut ports = Vec::new();
+        for _ in 0..3 {
+            let p = t.pick_port(remote, |_| true).unwrap();
+            assert_eq!(p % 2, 1);
+            ports.push(p);
+            let tcb = Tcb::connect(
+                &cfg,
+                Instant::ZERO,
+                SocketAddrV4::new(local, p),
+                remote,
+                1,
+                0,
+            );
+            assert!(t.insert(Instant::ZERO, Box::new(tcb)).is_some());
+        }
+        assert_eq!(ports, vec![61001, 61003, 61005]);
+        assert!(t.is_full());
+        let p = t.pick_port(remote, |_| true).unwrap();
+        let tcb = Tcb::connect(
+            &cfg,
+            Instant::ZERO,
+            SocketAddrV4::new(local, p),
+            remote,
+            1,
+            0,
+        );
+        assert!(t.insert(Instant::ZERO, Box::new(tcb)).is_none());
+        // Freed slots come back, and a stale id no longer resolves.
+        let id = t.id_of(
+            t.lookup(&FlowKey {
+                local_port: 61001,
+                remote,
+            })
+            .unwrap(),
+        );
+        t.take(id.index);
+        t.free_slot(id.index);
+        assert!(t.resolve(id).is_none());
+        assert!(!t.is_full());
     }
 }
