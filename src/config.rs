@@ -2,6 +2,7 @@
 //! optional TOML file. The command line wins over the file.
 
 use crate::app::AppSpec;
+use crate::kni::{KniConfig, KniMode};
 use crate::tcp::{Keepalive, TcpConfig};
 use crate::time::Duration;
 use crate::wire::Ipv4Cidr;
@@ -72,6 +73,22 @@ pub struct Cli {
     /// Local ports for connections dpstack opens, LO-HI.
     #[arg(long, value_name = "LO-HI")]
     pub tcp_ports: Option<String>,
+    /// The kernel exception path: off, tap[:IFNAME] or virtio-user[:IFNAME]
+    /// (IFNAME defaults to dpk0).
+    #[arg(long, value_name = "MODE")]
+    pub kni: Option<String>,
+    /// The core (index) that serves the kernel interface.
+    #[arg(long, value_name = "N")]
+    pub kni_core: Option<usize>,
+    /// Frames per second to the kernel, all cores together.
+    #[arg(long, value_name = "PPS")]
+    pub kni_rate: Option<u64>,
+    /// Each core's queue toward the kernel, in frames.
+    #[arg(long, value_name = "N")]
+    pub kni_queue: Option<usize>,
+    /// Who answers ICMP echo: stack or kernel.
+    #[arg(long, value_name = "WHO")]
+    pub kni_icmp: Option<String>,
 }
 
 /// The same options as a TOML file.
@@ -96,6 +113,19 @@ pub struct FileConfig {
     pub tcp_keepalive: Option<u64>,
     pub tcp_min_rto_ms: Option<u64>,
     pub tcp_ports: Option<String>,
+    pub kni: Option<String>,
+    pub kni_core: Option<usize>,
+    pub kni_rate: Option<u64>,
+    pub kni_queue: Option<usize>,
+    pub kni_icmp: Option<String>,
+    /// Ethertypes other than IPv4 and ARP go to the kernel (default true).
+    pub kni_other_ethertypes: Option<bool>,
+    /// IP protocols other than ICMP, UDP and TCP go to the kernel (true).
+    pub kni_other_protocols: Option<bool>,
+    /// TCP and UDP ports no application owns go to the kernel (true).
+    pub kni_unowned_ports: Option<bool>,
+    /// The kernel gets a copy of every ARP frame (true).
+    pub kni_arp_copy: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -111,6 +141,7 @@ pub struct Config {
     pub arp_timeout: u64,
     pub checksum_offload: bool,
     pub tcp: TcpConfig,
+    pub kni: KniConfig,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -131,6 +162,8 @@ pub enum ConfigError {
     BadMbufs(u32),
     #[error("bad TCP option: {0}")]
     BadTcp(String),
+    #[error("bad kernel-path option: {0}")]
+    BadKni(String),
     #[error("cannot read config file {0}: {1}")]
     File(String, String),
 }
@@ -194,8 +227,10 @@ impl Config {
             return Err(ConfigError::BadMbufs(mbufs));
         }
         let tcp = tcp_config(cli, file, mtu)?;
+        let kni = kni_config(cli, file)?;
         Ok(Config {
             tcp,
+            kni,
             ip,
             gateway,
             stats_interval: cli.stats_interval.or(file.stats_interval).unwrap_or(0),
@@ -207,6 +242,48 @@ impl Config {
             checksum_offload: !(cli.no_offload || file.no_offload.unwrap_or(false)),
         })
     }
+}
+
+fn kni_config(cli: &Cli, file: &FileConfig) -> Result<KniConfig, ConfigError> {
+    let mut k = KniConfig::default();
+    if let Some(m) = cli.kni.clone().or_else(|| file.kni.clone()) {
+        k.mode = m.parse::<KniMode>().map_err(ConfigError::BadKni)?;
+    }
+    if let Some(c) = cli.kni_core.or(file.kni_core) {
+        k.core = c;
+    }
+    if let Some(r) = cli.kni_rate.or(file.kni_rate) {
+        if r == 0 {
+            return Err(ConfigError::BadKni("--kni-rate must be at least 1".into()));
+        }
+        k.rate = r;
+    }
+    if let Some(q) = cli.kni_queue.or(file.kni_queue) {
+        if !(1..=65536).contains(&q) {
+            return Err(ConfigError::BadKni(format!("--kni-queue {q}: 1..=65536")));
+        }
+        k.queue = q;
+    }
+    match cli
+        .kni_icmp
+        .clone()
+        .or_else(|| file.kni_icmp.clone())
+        .as_deref()
+    {
+        None | Some("stack") => {}
+        Some("kernel") => k.policy.icmp_to_kernel = true,
+        Some(o) => {
+            return Err(ConfigError::BadKni(format!(
+                "--kni-icmp '{o}': expected stack or kernel"
+            )))
+        }
+    }
+    let p = &mut k.policy;
+    p.other_ethertypes = file.kni_other_ethertypes.unwrap_or(p.other_ethertypes);
+    p.other_protocols = file.kni_other_protocols.unwrap_or(p.other_protocols);
+    p.unowned_ports = file.kni_unowned_ports.unwrap_or(p.unowned_ports);
+    p.arp_copy = file.kni_arp_copy.unwrap_or(p.arp_copy);
+    Ok(k)
 }
 
 fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, ConfigError> {
@@ -348,6 +425,32 @@ mod tests {
                 matches!(Config::merge(&cli(&a), &f), Err(ConfigError::BadTcp(_))),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn kernel_path_options() {
+        let f: FileConfig =
+            toml::from_str("kni = \"tap:k9\"\nkni-unowned-ports = false\nkni-icmp = \"kernel\"\n")
+                .unwrap();
+        let c = Config::merge(&cli(&["--ip", "198.18.0.1/24", "--kni-rate", "50"]), &f).unwrap();
+        assert_eq!(c.kni.mode, KniMode::Tap("k9".into()));
+        assert!(!c.kni.policy.unowned_ports);
+        assert!(c.kni.policy.icmp_to_kernel);
+        assert_eq!(c.kni.rate, 50);
+        let d = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &FileConfig::default()).unwrap();
+        assert_eq!(d.kni.mode, KniMode::Off);
+        for bad in [
+            &["--kni", "kni"][..],
+            &["--kni-icmp", "x"],
+            &["--kni-rate", "0"],
+        ] {
+            let mut a = vec!["--ip", "198.18.0.1/24"];
+            a.extend_from_slice(bad);
+            assert!(matches!(
+                Config::merge(&cli(&a), &FileConfig::default()),
+                Err(ConfigError::BadKni(_))
+            ));
         }
     }
 

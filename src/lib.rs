@@ -17,6 +17,7 @@ pub mod ffi;
 pub mod fuzzing;
 pub mod icmp;
 pub mod ipv4;
+pub mod kni;
 pub mod runtime;
 pub mod shard;
 pub mod stats;

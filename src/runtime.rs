@@ -13,7 +13,8 @@ use crate::app::{AppFactory, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
 use crate::config::{Cli, Config};
 use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
-use crate::shard::{run_lcore, CoreLimits, IfaceConfig, LcoreSetup, Published, Steering};
+use crate::kni::{parse_port_range, ranges_overlap, KniMode, KniShared};
+use crate::shard::{run_lcore, CoreLimits, IfaceConfig, KniSetup, LcoreSetup, Published, Steering};
 
 /// Frames one core can have waiting for another.
 const HANDOFF_QUEUE: usize = 1024;
@@ -186,6 +187,61 @@ fn run(
         caps.tx_udp_cksum,
     );
 
+    // The kernel exception path: a second port that is a Linux interface.
+    let kni_mode = &cfg.kni.mode;
+    let mut kernel_port = None;
+    if let Some(ifname) = kni_mode.ifname() {
+        if cfg.kni.core >= n {
+            return Err(format!(
+                "--kni-core {} is not one of the {n} cores",
+                cfg.kni.core
+            ));
+        }
+        // Replies to the kernel's own connections must reach the kernel:
+        // its ephemeral ports and ours must not overlap.
+        let path = "/proc/sys/net/ipv4/ip_local_port_range";
+        let kernel = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| parse_port_range(&s))
+            .ok_or_else(|| format!("cannot read {path}"))?;
+        if ranges_overlap(kernel, cfg.tcp.ephemeral) {
+            return Err(format!(
+                "the kernel's ephemeral ports {}-{} overlap dpstack's {}-{} (--tcp-ports); \
+                 set {path} or --tcp-ports so that they do not",
+                kernel.0, kernel.1, cfg.tcp.ephemeral.0, cfg.tcp.ephemeral.1
+            ));
+        }
+        let (name, args) = kni_mode
+            .vdev(&port.mac().to_string(), 1024)
+            .expect("a mode with an interface");
+        let id = dpdk::hotplug_vdev(&name, &args)
+            .map_err(|e| format!("cannot create the kernel interface {ifname}: {e}"))?;
+        let kcfg = PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            checksum_offload: false,
+            promiscuous: true,
+            mtu: cfg.mtu,
+            ..Default::default()
+        };
+        let kport = Port::start(id, &kcfg, pool)
+            .map_err(|e| format!("kernel interface {ifname} failed to start: {e}"))?;
+        println!(
+            "dpstack: kernel interface {ifname} ({}, port {id}) served by core {}, {} frames/s, queues {}",
+            match kni_mode {
+                KniMode::VirtioUser(_) => "virtio-user",
+                _ => "tap",
+            },
+            cfg.kni.core,
+            cfg.kni.rate,
+            cfg.kni.queue
+        );
+        kernel_port = Some(kport);
+    }
+    let kni_shared = kernel_port
+        .as_ref()
+        .map(|_| Arc::new(KniShared::<dpdk::Mbuf>::new(n, cfg.kni.queue)));
+
     let iface = IfaceConfig {
         mac: port.mac(),
         ip: cfg.ip,
@@ -238,6 +294,15 @@ fn run(
         started: started.clone(),
         tsc_zero,
         steering: steering.clone(),
+        kni: kni_shared.as_ref().map(|shared| KniSetup {
+            shared: shared.clone(),
+            policy: cfg.kni.policy,
+            rate: (cfg.kni.rate / n as u64).max(1),
+            port: kernel_port
+                .as_ref()
+                .filter(|_| i == cfg.kni.core)
+                .map(|k| (k.id(), k.rx_queue(0), k.tx_queue(0))),
+        }),
     };
     {
         let published = published.clone();
@@ -297,12 +362,14 @@ fn run(
         .filter(|&l| eal.wait_lcore(l) != 0)
         .collect();
     let _ = printer.join();
-    // Frames still in handoff queues go back to the pool.
+    // Frames still in handoff or kernel queues go back to the pool.
     drop(steering);
+    drop(kni_shared);
     println!("dpstack: stopping");
     print_block("final", &published, None, Some(&port));
     port.stop();
     drop(port);
+    drop(kernel_port);
     print_block("final", &[], Some(&pool), None);
     if code0 != 0 {
         return Err(format!("lcore {} failed", lcores[0]));

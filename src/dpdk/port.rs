@@ -386,3 +386,27 @@ impl TxQueue {
         self.queue
     }
 }
+
+/// Create a virtual device at run time (`--vdev` after EAL started), e.g.
+/// ("net_tap_dpk", "iface=dpk0,mac=02:00:00:00:00:01"). Returns its port id.
+pub fn hotplug_vdev(name: &str, args: &str) -> Result<u16> {
+    let bus = CString::new("vdev").expect("no NUL");
+    let cname = CString::new(name)
+        .map_err(|_| DpdkError::Unsupported(format!("bad device name {name:?}")))?;
+    let cargs = CString::new(args)
+        .map_err(|_| DpdkError::Unsupported(format!("bad device arguments {args:?}")))?;
+    // SAFETY: three valid C strings.
+    check("rte_eal_hotplug_add", unsafe {
+        ffi::rte_eal_hotplug_add(bus.as_ptr(), cname.as_ptr(), cargs.as_ptr())
+    })?;
+    port_by_name(name)
+        .ok_or_else(|| DpdkError::Unsupported(format!("{name} was created but has no ethdev port")))
+}
+
+/// Is the port's link up (without waiting)?
+pub fn link_up(id: u16) -> bool {
+    let mut link = ffi::rte_eth_link::default();
+    // SAFETY: link is a valid out-parameter.
+    let ret = unsafe { ffi::rte_eth_link_get_nowait(id, &mut link) };
+    ret == 0 && link.link_status() != 0
+}

@@ -17,6 +17,7 @@ use crate::buf::{BufPool, L4Checksum, PacketBuf};
 use crate::icmp::{checksum_adjust, RateLimiter};
 use crate::ipv4::frag::{FragError, FragKey, Reassembler, ReassemblyConfig};
 use crate::ipv4::{IdentGen, NextHop, Routes};
+use crate::kni::{KniPolicy, KniShared};
 use crate::stats::{Counters, DropReason};
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::table::FlowKey;
@@ -136,6 +137,10 @@ pub struct Core<P: BufPool> {
     steering: Option<Arc<Steering<P::Buf>>>,
     /// Frames for connections other cores own, to hand over.
     handoff_out: Vec<(usize, P::Buf)>,
+    /// The exception path toward the kernel, when there is one.
+    kni: Option<Arc<KniShared<P::Buf>>>,
+    kni_policy: KniPolicy,
+    kni_limit: RateLimiter,
 }
 
 impl<P: BufPool> Core<P> {
@@ -194,6 +199,93 @@ impl<P: BufPool> Core<P> {
             next_arp_expire: Instant::ZERO,
             steering: None,
             handoff_out: Vec::with_capacity(64),
+            kni: None,
+            kni_policy: KniPolicy::default(),
+            kni_limit: RateLimiter::new(0, 0),
+        }
+    }
+
+    /// Send what this core does not own to the kernel, by `policy`, at most
+    /// `rate` frames per second from this core.
+    pub fn set_kni(&mut self, shared: Arc<KniShared<P::Buf>>, policy: KniPolicy, rate: u64) {
+        self.kni = Some(shared);
+        self.kni_policy = policy;
+        self.kni_limit = RateLimiter::new(rate, (rate / 10).max(32));
+    }
+
+    /// Queue `buf` for the kernel, or drop and count it (rate, link down,
+    /// queue full). Never waits.
+    fn dispatch_kernel(&mut self, buf: P::Buf) {
+        let Some(k) = self.kni.as_ref() else {
+            return self.net.drop_frame(DropReason::Unsupported);
+        };
+        let c = &mut self.net.counters;
+        if !k.link_up() {
+            c.kni_link_down += 1;
+            return c.drop(DropReason::Kernel);
+        }
+        if !self.kni_limit.allow(self.net.now) {
+            c.kni_rate_limited += 1;
+            return c.drop(DropReason::Kernel);
+        }
+        match k.push(self.net.info.index, buf) {
+            Ok(()) => c.kni_to_kernel += 1,
+            Err(_buf) => {
+                c.kni_queue_full += 1;
+                c.drop(DropReason::QueueFull);
+            }
+        }
+    }
+
+    /// A copy of `frame` for the kernel (ARP: both need to see it).
+    fn dispatch_kernel_copy(&mut self, frame: &[u8]) {
+        let Some(mut copy) = self.net.pool.alloc() else {
+            self.net.counters.drop(DropReason::NoBuffer);
+            return;
+        };
+        if !copy.set_len(frame.len()) {
+            self.net.counters.drop(DropReason::NoBuffer);
+            return;
+        }
+        copy.data_mut().copy_from_slice(frame);
+        self.dispatch_kernel(copy);
+    }
+
+    /// Should this (unfragmented) datagram go to the kernel rather than be
+    /// answered or dropped here?
+    fn kernel_wants(&self, ip: &Ipv4Repr, l4: &[u8]) -> bool {
+        if self.kni.is_none() {
+            return false;
+        }
+        let p = &self.kni_policy;
+        let ours = ip.dst_addr == self.net.iface.ip.address();
+        match ip.next_header {
+            IpProtocol::Icmp => {
+                // Echo requests are ours unless the kernel answers them; what
+                // the stack does not consume (replies, errors) is the kernel's.
+                p.icmp_to_kernel || l4.first() != Some(&8)
+            }
+            IpProtocol::Udp => {
+                p.unowned_ports
+                    && l4.len() >= 4
+                    && !self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
+            }
+            IpProtocol::Tcp => {
+                if !p.unowned_ports || !ours || l4.len() < 4 {
+                    return false;
+                }
+                let key = FlowKey {
+                    local_port: u16::from_be_bytes([l4[2], l4[3]]),
+                    remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
+                };
+                self.net.tcp.lookup(&key).is_none()
+                    && self.net.tcp.listener(key.local_port).is_none()
+                    && self
+                        .steering
+                        .as_ref()
+                        .is_none_or(|s| s.directory.owner(&key).is_none())
+            }
+            _ => p.other_protocols,
         }
     }
 
@@ -321,6 +413,13 @@ impl<P: BufPool> Core<P> {
         self.apps.iter().map(|a| (a.name(), a.counters())).collect()
     }
 
+    /// A frame the kernel sent out of its interface: to the wire, as it is.
+    pub fn transmit_from_kernel(&mut self, buf: P::Buf) {
+        if self.net.push_tx(buf).is_ok() {
+            self.net.counters.kni_from_kernel += 1;
+        }
+    }
+
     /// Buffers this core holds: queued for TX or waiting for ARP or
     /// handoff.
     pub fn held(&self) -> usize {
@@ -374,7 +473,10 @@ impl<P: BufPool> Core<P> {
         if data.len() > self.net.iface.mtu + eth.buffer_len() {
             return self.net.drop_frame(DropReason::Oversize);
         }
-        if eth.dst_addr != self.net.iface.mac && !eth.dst_addr.is_broadcast() {
+        if eth.dst_addr != self.net.iface.mac
+            && !eth.dst_addr.is_broadcast()
+            && !(self.kni.is_some() && eth.dst_addr.is_multicast())
+        {
             return self.net.drop_frame(DropReason::NotForUs);
         }
         if eth.vlan.is_some() {
@@ -382,8 +484,16 @@ impl<P: BufPool> Core<P> {
             return self.net.drop_frame(DropReason::Unsupported);
         }
         match eth.ethertype {
-            EtherType::Arp => self.net.process_arp(buf, &eth),
+            EtherType::Arp => {
+                if self.kni.is_some() && self.kni_policy.arp_copy {
+                    self.dispatch_kernel_copy(buf.data());
+                }
+                self.net.process_arp(buf, &eth)
+            }
             EtherType::Ipv4 => self.process_ipv4(buf, &eth, handed_off),
+            _ if self.kni.is_some() && self.kni_policy.other_ethertypes && eth.vlan.is_none() => {
+                self.dispatch_kernel(buf)
+            }
             _ => self.net.drop_frame(DropReason::Unsupported),
         }
     }
@@ -457,16 +567,19 @@ impl<P: BufPool> Core<P> {
             c.frag_in_flight = self.frag.in_flight() as u64;
             return;
         }
-        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN {
-            // The common echo case: answer in the same buffer.
-            return self.net.process_icmp_in_place(buf, l2, &ip);
-        }
         let payload = packet.payload();
         if ip.next_header == IpProtocol::Tcp && !handed_off {
             if let Some(owner) = self.tcp_owner(&ip, payload) {
                 self.handoff_out.push((owner, buf));
                 return;
             }
+        }
+        if self.kernel_wants(&ip, payload) {
+            return self.dispatch_kernel(buf);
+        }
+        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN {
+            // The common echo case: answer in the same buffer.
+            return self.net.process_icmp_in_place(buf, l2, &ip);
         }
         let header = &bytes[..header_len];
         deliver_datagram(&mut self.net, &mut self.apps, &ip, header, payload);

@@ -7,6 +7,7 @@ use super::steer::Steering;
 use crate::app::{AppFactory, CoreInfo};
 use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
+use crate::kni::{KniPolicy, KniShared};
 use crate::stats::{Counters, DropReason, PublishedCounters};
 use crate::time::Instant;
 use arrayvec::ArrayVec;
@@ -42,6 +43,52 @@ pub struct LcoreSetup {
     pub tsc_zero: u64,
     /// Flow steering between cores (more than one core).
     pub steering: Option<Arc<Steering<Mbuf>>>,
+    /// The kernel exception path, when configured.
+    pub kni: Option<KniSetup>,
+}
+
+/// A core's part of the exception path.
+pub struct KniSetup {
+    pub shared: Arc<KniShared<Mbuf>>,
+    pub policy: KniPolicy,
+    /// Frames per second this core may send to the kernel.
+    pub rate: u64,
+    /// On the designated core: the kernel port (id, its RX and TX queue).
+    pub port: Option<(u16, RxQueue, TxQueue)>,
+}
+
+/// The designated core's work for the kernel port: drain every core's
+/// queue into it, and send what the kernel sent on our NIC TX queue.
+fn serve_kernel(
+    core: &mut Core<Mempool>,
+    shared: &KniShared<Mbuf>,
+    rx: &mut RxQueue,
+    tx: &mut TxQueue,
+    burst: &mut ArrayVec<Mbuf, BURST>,
+) {
+    for c in 0..shared.cores() {
+        while !burst.is_full() {
+            match shared.pop(c) {
+                Some(m) => burst.push(m),
+                None => break,
+            }
+        }
+    }
+    if !burst.is_empty() {
+        let n = burst.len();
+        let sent = tx.tx_burst(burst);
+        let counters = &mut core.net.counters;
+        counters.kni_kernel_rx += sent as u64;
+        if sent < n {
+            counters.kni_kernel_rx_dropped += (n - sent) as u64;
+            counters.drops[DropReason::QueueFull as usize] += (n - sent) as u64;
+            burst.clear();
+        }
+    }
+    rx.rx_burst(burst);
+    for m in burst.drain(..) {
+        core.transmit_from_kernel(m);
+    }
 }
 
 /// Microseconds since `zero` from the TSC.
@@ -105,6 +152,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         started,
         tsc_zero,
         steering,
+        kni,
     } = s;
     let hz = tsc_hz();
     let clock = Clock {
@@ -120,6 +168,17 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     if let Some(s) = steering {
         core.set_steering(s);
     }
+    let mut kernel_port = None;
+    let mut kni_shared = None;
+    if let Some(k) = kni {
+        core.set_kni(k.shared.clone(), k.policy, k.rate);
+        if k.port.is_some() {
+            kni_shared = Some(k.shared);
+            kernel_port = k.port;
+        }
+    }
+    let mut kburst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut next_link_check = 0u64;
     if let Err((name, e)) = core.start(clock.now(rdtsc())) {
         eprintln!(
             "dpstack: core {}: application {name} failed to start: {e}",
@@ -152,6 +211,15 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         }
         if steered {
             core.flush_handoffs();
+        }
+        if let (Some((port_id, krx, ktx)), Some(shared)) =
+            (kernel_port.as_mut(), kni_shared.as_ref())
+        {
+            serve_kernel(&mut core, shared, krx, ktx, &mut kburst);
+            if tsc >= next_link_check {
+                shared.set_link_up(crate::dpdk::link_up(*port_id));
+                next_link_check = tsc + publish_period;
+            }
         }
         tsc = rdtsc();
         if tsc >= next_timer {

@@ -11,5 +11,5 @@ pub mod steer;
 mod tests;
 
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
-pub use lcore::{run_lcore, LcoreSetup, Published};
+pub use lcore::{run_lcore, KniSetup, LcoreSetup, Published};
 pub use steer::{FlowDirectory, Steering};

@@ -48,10 +48,12 @@ pub enum DropReason {
     TcpOutOfWindow,
     /// A TCP segment for no connection and no listener (answered with RST).
     TcpNoConnection,
+    /// Bound for the kernel, but its interface was down or the rate limit hit.
+    Kernel,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadChecksum,
@@ -71,6 +73,7 @@ impl DropReason {
         DropReason::TtlExpired,
         DropReason::TcpOutOfWindow,
         DropReason::TcpNoConnection,
+        DropReason::Kernel,
     ];
 
     /// The snake_case name used in printed counters (`drop_<name>`).
@@ -94,6 +97,7 @@ impl DropReason {
             DropReason::TtlExpired => "ttl_expired",
             DropReason::TcpOutOfWindow => "tcp_out_of_window",
             DropReason::TcpNoConnection => "tcp_no_connection",
+            DropReason::Kernel => "kernel",
         }
     }
 }
@@ -247,6 +251,20 @@ counters! {
     steer_handoff_dropped,
     /// Connections the flow directory had no room for.
     steer_directory_full,
+    /// Frames this core queued for the kernel.
+    kni_to_kernel,
+    /// Frames for the kernel dropped: the core's queue was full.
+    kni_queue_full,
+    /// Frames for the kernel dropped by the rate limit.
+    kni_rate_limited,
+    /// Frames for the kernel dropped: its interface was down.
+    kni_link_down,
+    /// Frames the designated core wrote to the kernel interface.
+    kni_kernel_rx,
+    /// Frames the kernel interface refused (designated core).
+    kni_kernel_rx_dropped,
+    /// Frames the kernel sent out of its interface, sent on the wire.
+    kni_from_kernel,
 }
 
 impl Counters {

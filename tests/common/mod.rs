@@ -143,6 +143,12 @@ impl TestNet {
     pub fn adopt_tap(&self) {
         assert_eq!(self.link, Link::Tap);
         run(&format!("ip link set {} netns {}", self.dp_if, self.ns));
+        // The TAP's kernel side starts with the port's own MAC; a host is
+        // another station, with its own (and its own IPv6 link-local).
+        run(&format!(
+            "ip -n {} link set {} address 02:00:00:00:{:02x}:02",
+            self.ns, self.dp_if, self.subnet
+        ));
         self.configure_host(1500);
     }
 

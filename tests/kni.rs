@@ -1,0 +1,233 @@
+//! Issue 5: the kernel exception path. dpstack's wire is a TAP device in the
+//! test host's namespace (so the root namespace's kernel sees nothing but
+//! what dpstack hands it), and its kernel interface `dpkN` lives in the root
+//! namespace with dpstack's own address.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// dpstack with a kernel interface, the interface given our address.
+fn start(net: &TestNet, opts: &str) -> (Dpstack, String) {
+    let kif = format!("dpk{}", net.subnet);
+    let d = Dpstack::start(net, &format!("--kni tap:{kif} {opts}"));
+    assert!(
+        d.output().contains(&format!("kernel interface {kif}")),
+        "{}",
+        d.output()
+    );
+    run(&format!(
+        "ip addr add {}/24 dev {kif} && ip link set {kif} up",
+        net.stack_ip()
+    ));
+    (d, kif)
+}
+
+/// (rx_packets, tx_packets) of a kernel interface.
+fn link_packets(ifname: &str) -> (u64, u64) {
+    let o = run(&format!("ip -s -j link show {ifname}"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("ip -j");
+    let s = &v[0]["stats64"];
+    (
+        s["rx"]["packets"].as_u64().unwrap(),
+        s["tx"]["packets"].as_u64().unwrap(),
+    )
+}
+
+struct Bg(Child);
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bg(cmd: &str) -> Bg {
+    Bg(Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn"))
+}
+
+#[test]
+fn the_kernel_serves_what_dpstack_does_not_own() {
+    let _g = serial();
+    let net = TestNet::new(Link::Tap);
+    let (d, kif) = start(&net, "--app http:80:100");
+    let ip = net.stack_ip();
+    let host = net.host_ip();
+
+    // A TCP service run by Linux on the kernel interface, on a port no
+    // dpstack application owns; dpstack's own http app beside it.
+    let _srv = bg(&format!(
+        "cd /tmp && exec /usr/bin/python3 -m http.server 8080 --bind {ip}"
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    let o = net.host(&format!(
+        "curl -s -m 5 -o /dev/null -w %{{http_code}} http://{ip}:8080/"
+    ));
+    assert_eq!(text(&o), "200", "kernel's http.server through dpstack");
+    let o = net.host(&format!(
+        "curl -s -m 5 -o /dev/null -w %{{http_code}} http://{ip}/"
+    ));
+    assert_eq!(text(&o), "200", "dpstack's own http app");
+
+    // ICMP echo: dpstack answers (the default).
+    let o = net.host(&format!("ping -c 3 -i 0.2 -W 1 {ip}"));
+    assert!(o.status.success(), "{}", text(&o));
+
+    // IPv6: neighbour discovery and echo through the exception path, to
+    // the kernel interface's link-local address (once duplicate address
+    // detection is over on both ends).
+    for _ in 0..50 {
+        let a = text(&run(&format!("ip -6 -o addr show dev {kif} scope link")));
+        let b = text(&net.host(&format!(
+            "ip -6 -o addr show dev {} scope link",
+            net.host_if
+        )));
+        if a.contains("fe80")
+            && !a.contains("tentative")
+            && b.contains("fe80")
+            && !b.contains("tentative")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = run(&format!("ip -6 -o addr show dev {kif} scope link"));
+    let ll = text(&o)
+        .split_whitespace()
+        .find(|w| w.starts_with("fe80"))
+        .map(|w| w.split('/').next().unwrap().to_string())
+        .expect("a link-local address");
+    let o = net.host(&format!("ping -6 -c 3 -i 0.2 -w 5 {ll}%{}", net.host_if));
+    assert!(o.status.success(), "IPv6 ping: {}", text(&o));
+
+    // Linux-originated traffic out of the kernel interface: a ping, and a
+    // TCP connection to a listener on the host.
+    let o = try_run(&format!("ping -c 3 -i 0.2 -W 1 -I {kif} {host}"));
+    assert!(o.status.success(), "ping from the kernel: {}", text(&o));
+    let tool = root().join("tests/tools/tcp.py");
+    let _echo = bg(&format!(
+        "exec ip netns exec {} /usr/bin/python3 {} echo-server 5002 1",
+        net.ns,
+        tool.display()
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let o = try_run(&format!(
+        "/usr/bin/python3 -c \"import socket; s=socket.create_connection(('{host}',5002),timeout=5); \
+         s.sendall(b'x'*100000); s.shutdown(1); n=0\nwhile True:\n  b=s.recv(65536)\n  if not b: break\n  n+=len(b)\nprint(n)\""
+    ));
+    assert_eq!(
+        text(&o).trim(),
+        "100000",
+        "kernel's TCP client: {}",
+        text(&o)
+    );
+
+    // The kernel's own counters agree with dpstack's.
+    let b1 = d.next_block();
+    let (rx, tx) = link_packets(&kif);
+    let b2 = d.next_block();
+    assert!(
+        b1.get("kni_kernel_rx") <= rx && rx <= b2.get("kni_kernel_rx"),
+        "kernel rx {rx} vs dpstack {} .. {}",
+        b1.get("kni_kernel_rx"),
+        b2.get("kni_kernel_rx")
+    );
+    assert!(
+        b1.get("kni_from_kernel") <= tx && tx <= b2.get("kni_from_kernel"),
+        "kernel tx {tx} vs dpstack {} .. {}",
+        b1.get("kni_from_kernel"),
+        b2.get("kni_from_kernel")
+    );
+    assert!(b2.get("icmp_echo_replies") >= 3);
+    assert_eq!(b2.get("kni_queue_full") + b2.get("kni_rate_limited"), 0);
+    // Only the designated core (0) talks to the kernel interface.
+    assert_eq!(b2.core(1, "kni_kernel_rx"), 0);
+
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+}
+
+#[test]
+fn icmp_by_the_kernel_floods_are_limited_and_a_down_interface_drops() {
+    let _g = serial();
+    let net = TestNet::new(Link::Tap);
+    let (d, kif) = start(
+        &net,
+        "--app udp-echo:7 --kni-icmp kernel --kni-rate 2000 --kni-queue 256",
+    );
+    let ip = net.stack_ip();
+
+    let o = net.host(&format!("ping -c 3 -i 0.2 -W 1 {ip}"));
+    assert!(o.status.success(), "{}", text(&o));
+    let b = d.next_block();
+    assert_eq!(b.get("icmp_echo_replies"), 0, "the kernel answers");
+    assert!(b.get("kni_to_kernel") >= 3);
+
+    // A flood toward the kernel (a UDP port nobody owns) while dpstack's own
+    // echo keeps answering every datagram.
+    let flood = format!(
+        "/usr/bin/python3 -c \"import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); \
+         t=time.time()\nwhile time.time()-t<3: s.sendto(b'f'*64,('{ip}',9999))\""
+    );
+    let _f = bg(&format!("exec ip netns exec {} {flood}", net.ns));
+    std::thread::sleep(Duration::from_millis(300));
+    let o = net.tool("udp.py", &format!("sizes {ip} 7 0 300"));
+    assert!(o.status.success());
+    std::thread::sleep(Duration::from_secs(3));
+    let b = d.next_block();
+    assert!(b.get("kni_rate_limited") > 0, "{:?}", b.total);
+    // 2000/s in all: about 6000 in 3 s, plus the bursts.
+    assert!(b.get("kni_to_kernel") < 10_000, "{:?}", b.total);
+    assert!(b.app_total("udp-echo:7", "echoed") >= 301);
+
+    // The kernel interface down: dropped and counted, nothing waits.
+    run(&format!("ip link set {kif} down"));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = d.next_block().get("kni_link_down");
+    net.host(&format!(
+        "/usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); [s.sendto(b'x',('{ip}',9999)) for _ in range(50)]\""
+    ));
+    let b = d.wait_for("link-down drops", Duration::from_secs(5), |b| {
+        b.get("kni_link_down") >= before + 50
+    });
+    assert!(b.get("drop_kernel") > 0);
+
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+}
+
+#[test]
+fn ephemeral_ports_overlapping_the_kernels_are_refused() {
+    let _g = serial();
+    let net = TestNet::new(Link::Veth);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let mut it = range.split_whitespace();
+    let (lo, hi) = (it.next().unwrap(), it.next().unwrap());
+    let o = try_run(&format!(
+        "timeout 20 {} -l 0 --no-pci {} --log-level=lib.eal:warning --vdev=net_af_packet0,iface={} \
+         -- --ip {}/24 --kni tap:dpkx{} --tcp-ports {lo}-{hi}",
+        dpstack_bin(),
+        eal_memory("dpsov"),
+        net.dp_if,
+        net.stack_ip(),
+        net.subnet
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("overlap"), "{}", text(&o));
+}
