@@ -1048,3 +1048,143 @@ fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
     drop(steering);
     assert_eq!(view.in_use(), 0);
 }
+
+// ---- the kernel exception path ---------------------------------------------
+
+use crate::kni::{KniPolicy, KniShared};
+
+/// A one-core rig whose kernel-bound frames land in a queue we can read.
+#[allow(clippy::arc_with_non_send_sync)]
+fn kni_rig(apps: &[&str], policy: KniPolicy, rate: u64) -> (Rig, Arc<KniShared<PooledHeapBuf>>) {
+    let mut r = rig(apps);
+    r.learn_host();
+    let k = Arc::new(KniShared::new(1, 8));
+    r.core.set_kni(k.clone(), policy, rate);
+    (r, k)
+}
+
+fn drain_kernel(k: &KniShared<PooledHeapBuf>) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| k.pop(0))
+        .map(|b| b.data().to_vec())
+        .collect()
+}
+
+#[test]
+fn what_the_stack_does_not_own_goes_to_the_kernel() {
+    let (mut r, k) = kni_rig(&["udp-echo:7", "tcp-echo:80"], KniPolicy::default(), 1000);
+    // IPv6 (here: to a multicast MAC, as neighbour discovery is).
+    let (mut v6, _) = eth(
+        EthernetAddress([0x33, 0x33, 0xff, 0, 0, 1]),
+        EtherType::Unknown(0x86dd),
+        40,
+    );
+    v6[14] = 0x60;
+    r.rx(&v6);
+    // A UDP port nobody owns: the kernel's, not port unreachable.
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(5000, 9999, b"x"),
+        1,
+        None,
+    ));
+    // A TCP SYN to a port nobody listens on: the kernel's, not RST.
+    let mut syn = tcp_frame(40000, 1, 0, SYN, b"");
+    syn[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&8080u16.to_be_bytes());
+    let l4 = syn[34..].to_vec();
+    let mut p = TcpPacket::new_unchecked(l4);
+    p.fill_checksum(&HOST_IP, &OUR_IP);
+    syn[34..].copy_from_slice(&p.into_inner());
+    r.rx(&syn);
+    // An echo reply (to a ping the kernel sent) and an unknown protocol.
+    let mut reply = echo_request(1, 1, b"pong");
+    reply[0] = 0;
+    Icmpv4Packet::new_unchecked(&mut reply[..]).fill_checksum();
+    r.rx(&ipv4_frame(IpProtocol::Icmp, &reply, 1, None));
+    r.rx(&ipv4_frame(IpProtocol::Unknown(47), b"gre", 1, None));
+    assert!(r.take_tx().is_empty(), "nothing answered by the stack");
+    assert_eq!(drain_kernel(&k).len(), 5);
+    assert_eq!(r.core.net.counters.kni_to_kernel, 5);
+    assert_eq!(r.core.net.counters.icmp_errors_sent, 0);
+    assert_eq!(r.core.net.counters.tcp_rst_sent, 0);
+
+    // What the stack owns stays: echo requests, bound UDP ports, ARP
+    // (answered, and copied to the kernel).
+    r.rx(&ipv4_frame(
+        IpProtocol::Icmp,
+        &echo_request(1, 2, b"ping"),
+        1,
+        None,
+    ));
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(5000, 7, b"hi"),
+        1,
+        None,
+    ));
+    r.rx(&arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    ));
+    assert_eq!(r.take_tx().len(), 3);
+    let copies = drain_kernel(&k);
+    assert_eq!(copies.len(), 1, "the ARP copy");
+    assert_eq!(&copies[0][12..14], &[0x08, 0x06]);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn the_kernel_path_is_bounded_limited_and_follows_the_link() {
+    let policy = KniPolicy {
+        icmp_to_kernel: true,
+        ..KniPolicy::default()
+    };
+    let (mut r, k) = kni_rig(&[], policy, 100);
+    // ICMP echo goes to the kernel by policy.
+    r.rx(&ipv4_frame(
+        IpProtocol::Icmp,
+        &echo_request(1, 1, b"ping"),
+        1,
+        None,
+    ));
+    assert!(r.take_tx().is_empty());
+    assert_eq!(drain_kernel(&k).len(), 1);
+    // The queue holds 8: the rest is dropped and counted, not waited for.
+    for i in 0..20 {
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(5000, 9000 + i, b"x"),
+            1,
+            None,
+        ));
+    }
+    assert_eq!(r.core.net.counters.kni_queue_full, 12);
+    assert_eq!(drain_kernel(&k).len(), 8);
+    // The rate limit (100/s, burst 32): a burst of 100 at one instant.
+    for i in 0..100 {
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(5000, 9000 + i, b"x"),
+            1,
+            None,
+        ));
+        drain_kernel(&k);
+    }
+    assert!(r.core.net.counters.kni_rate_limited >= 60);
+    // The link down: dropped and counted.
+    k.set_link_up(false);
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(5000, 9999, b"x"),
+        1,
+        None,
+    ));
+    assert_eq!(r.core.net.counters.kni_link_down, 1);
+    assert!(r.dropped(DropReason::Kernel) > 60);
+    r.core.clear();
+    drain_kernel(&k);
+    assert_eq!(r.in_use(), 0);
+}
