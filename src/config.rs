@@ -89,6 +89,14 @@ pub struct Cli {
     /// Who answers ICMP echo: stack or kernel.
     #[arg(long, value_name = "WHO")]
     pub kni_icmp: Option<String>,
+    /// The device's RSS key, for a device that does not report it:
+    /// microsoft, symmetric, or 40 bytes in hex.
+    #[arg(long, value_name = "KEY")]
+    pub rss_key: Option<String>,
+    /// The device's redirection table, for a device that does not report
+    /// it: uniform:SIZE, or the queue of every entry, comma separated.
+    #[arg(long, value_name = "TABLE")]
+    pub reta: Option<String>,
 }
 
 /// The same options as a TOML file.
@@ -126,6 +134,8 @@ pub struct FileConfig {
     pub kni_unowned_ports: Option<bool>,
     /// The kernel gets a copy of every ARP frame (true).
     pub kni_arp_copy: Option<bool>,
+    pub rss_key: Option<String>,
+    pub reta: Option<String>,
 }
 
 /// The resolved configuration.
@@ -142,6 +152,18 @@ pub struct Config {
     pub checksum_offload: bool,
     pub tcp: TcpConfig,
     pub kni: KniConfig,
+    /// A stated RSS key (the device's own, when it reports one, wins).
+    pub rss_key: Option<Vec<u8>>,
+    /// A stated redirection table; `Uniform(n)` spreads n entries over the
+    /// queues round robin.
+    pub reta: Option<RetaSpec>,
+}
+
+/// A redirection table as the user states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetaSpec {
+    Uniform(usize),
+    Entries(Vec<u16>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -164,6 +186,8 @@ pub enum ConfigError {
     BadTcp(String),
     #[error("bad kernel-path option: {0}")]
     BadKni(String),
+    #[error("bad RSS option: {0}")]
+    BadRss(String),
     #[error("cannot read config file {0}: {1}")]
     File(String, String),
 }
@@ -228,7 +252,17 @@ impl Config {
         }
         let tcp = tcp_config(cli, file, mtu)?;
         let kni = kni_config(cli, file)?;
+        let rss_key = match cli.rss_key.clone().or_else(|| file.rss_key.clone()) {
+            None => None,
+            Some(k) => Some(parse_rss_key(&k).map_err(ConfigError::BadRss)?),
+        };
+        let reta = match cli.reta.clone().or_else(|| file.reta.clone()) {
+            None => None,
+            Some(r) => Some(parse_reta(&r).map_err(ConfigError::BadRss)?),
+        };
         Ok(Config {
+            rss_key,
+            reta,
             tcp,
             kni,
             ip,
@@ -242,6 +276,46 @@ impl Config {
             checksum_offload: !(cli.no_offload || file.no_offload.unwrap_or(false)),
         })
     }
+}
+
+/// `microsoft`, `symmetric`, or 40 bytes as 80 hex digits.
+pub fn parse_rss_key(s: &str) -> Result<Vec<u8>, String> {
+    match s {
+        "microsoft" => return Ok(rss::ToeplitzKey::MICROSOFT.as_bytes().to_vec()),
+        "symmetric" => return Ok(rss::ToeplitzKey::SYMMETRIC.as_bytes().to_vec()),
+        _ => {}
+    }
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 80 {
+        return Err(format!(
+            "--rss-key: expected microsoft, symmetric or 40 bytes of hex, got {} digits",
+            hex.len()
+        ));
+    }
+    (0..40)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| "--rss-key: not hex".to_string())
+}
+
+/// `uniform:SIZE` or `q,q,q,...`.
+pub fn parse_reta(s: &str) -> Result<RetaSpec, String> {
+    if let Some(n) = s.strip_prefix("uniform:") {
+        let n: usize = n.parse().map_err(|_| format!("--reta '{s}': bad size"))?;
+        if !(1..=4096).contains(&n) {
+            return Err(format!("--reta '{s}': size must be 1..=4096"));
+        }
+        return Ok(RetaSpec::Uniform(n));
+    }
+    let entries = s
+        .split(',')
+        .map(|q| q.trim().parse::<u16>())
+        .collect::<Result<Vec<u16>, _>>()
+        .map_err(|_| format!("--reta '{s}': expected uniform:SIZE or queue numbers"))?;
+    if entries.is_empty() || entries.len() > 4096 {
+        return Err(format!("--reta '{s}': 1..=4096 entries"));
+    }
+    Ok(RetaSpec::Entries(entries))
 }
 
 fn kni_config(cli: &Cli, file: &FileConfig) -> Result<KniConfig, ConfigError> {
@@ -452,6 +526,21 @@ mod tests {
                 Err(ConfigError::BadKni(_))
             ));
         }
+    }
+
+    #[test]
+    fn rss_options() {
+        assert_eq!(parse_rss_key("microsoft").unwrap()[0], 0x6d);
+        assert_eq!(parse_rss_key(&"6d5a".repeat(20)).unwrap().len(), 40);
+        assert!(parse_rss_key("abc").is_err());
+        assert!(parse_rss_key(&"zz".repeat(40)).is_err());
+        assert_eq!(parse_reta("uniform:128"), Ok(RetaSpec::Uniform(128)));
+        assert_eq!(
+            parse_reta("0,1,1,0"),
+            Ok(RetaSpec::Entries(vec![0, 1, 1, 0]))
+        );
+        assert!(parse_reta("uniform:0").is_err());
+        assert!(parse_reta("a,b").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use crate::app::{AppFactory, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
+use crate::config::RetaSpec;
 use crate::config::{Cli, Config};
 use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
 use crate::kni::{parse_port_range, ranges_overlap, KniMode, KniShared};
@@ -266,6 +267,38 @@ fn run(
         tcp: cfg.tcp,
         ..CoreLimits::default()
     };
+    // RSS prediction for active opens: the device's key and table where it
+    // reports them, what the user stated where it does not.
+    let key = caps.rss_key.clone().or_else(|| cfg.rss_key.clone());
+    let reta = caps.reta.clone().or_else(|| match &cfg.reta {
+        Some(RetaSpec::Uniform(size)) => Some((0..*size).map(|i| (i % n) as u16).collect()),
+        Some(RetaSpec::Entries(e)) => Some(e.clone()),
+        None => None,
+    });
+    let predictor = match (key, reta) {
+        (Some(k), Some(r)) if n > 1 => {
+            if let Some(bad) = r.iter().find(|&&q| usize::from(q) >= n) {
+                return Err(format!(
+                    "the redirection table names queue {bad}, but there are {n} queues"
+                ));
+            }
+            let key = rss::ToeplitzKey::new(&k).map_err(|e| format!("RSS key: {e}"))?;
+            let table = rss::RetaTable::from_entries(r).map_err(|e| format!("RETA: {e}"))?;
+            Some(Arc::new(rss::QueuePredictor::new(&key, table)))
+        }
+        _ => None,
+    };
+    if n > 1 {
+        println!(
+            "dpstack: rss prediction {} ({})",
+            if predictor.is_some() { "on" } else { "off" },
+            if predictor.is_some() {
+                "connections dpstack opens take ports whose replies reach their core"
+            } else {
+                "key or table unknown: segments reaching the wrong core are handed over"
+            }
+        );
+    }
     // Several cores: TCP segments that reach a core not owning their
     // connection are handed over (no device here lets us predict RSS yet).
     let steering = (n > 1).then(|| {
@@ -303,6 +336,7 @@ fn run(
                 .filter(|_| i == cfg.kni.core)
                 .map(|k| (k.id(), k.rx_queue(0), k.tx_queue(0))),
         }),
+        rss: predictor.clone(),
     };
     {
         let published = published.clone();

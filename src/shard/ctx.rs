@@ -289,6 +289,13 @@ impl<P: BufPool> Core<P> {
         }
     }
 
+    /// Predict the device's RSS for connections this core opens: their
+    /// source port is chosen so that replies reach this core's queue.
+    pub fn set_rss(&mut self, p: Arc<rss::QueuePredictor>) {
+        let local = self.net.iface.ip.address();
+        self.net.tcp.set_rss(p, self.net.info.index as u16, local);
+    }
+
     /// Share TCP flow ownership with the other cores: this core's
     /// connections go into the directory, and segments for connections
     /// another core owns are handed to it.

@@ -45,6 +45,8 @@ pub struct LcoreSetup {
     pub steering: Option<Arc<Steering<Mbuf>>>,
     /// The kernel exception path, when configured.
     pub kni: Option<KniSetup>,
+    /// The device's RSS, when it can be predicted.
+    pub rss: Option<Arc<rss::QueuePredictor>>,
 }
 
 /// A core's part of the exception path.
@@ -153,6 +155,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         tsc_zero,
         steering,
         kni,
+        rss,
     } = s;
     let hz = tsc_hz();
     let clock = Clock {
@@ -164,6 +167,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     let apps_period = hz; // 1 s
 
     let mut core = Core::new(iface, info, pool, arp, arp_writer, limits, &apps);
+    if let Some(p) = rss {
+        core.set_rss(p);
+    }
     let steered = steering.is_some();
     if let Some(s) = steering {
         core.set_steering(s);

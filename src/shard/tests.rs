@@ -1188,3 +1188,109 @@ fn the_kernel_path_is_bounded_limited_and_follows_the_link() {
     drain_kernel(&k);
     assert_eq!(r.in_use(), 0);
 }
+
+#[test]
+fn predicted_rss_brings_replies_to_the_opening_core_without_handoffs() {
+    // Two cores behind an emulated RSS NIC (Toeplitz, Microsoft key, a
+    // 128-entry table): every frame from the host goes to the core its
+    // hash names. Each core opens connections; the SYN-ACKs come back to
+    // the core that sent the SYN, and nothing is handed over.
+    let key = rss::ToeplitzKey::MICROSOFT;
+    let reta = rss::RetaTable::uniform(128, 2).unwrap();
+    let predictor = Arc::new(rss::QueuePredictor::new(&key, reta));
+    let peer = "tcp-client:198.18.0.2:5001:100:8"
+        .parse::<AppSpec>()
+        .unwrap();
+    let factories = vec![peer.factory()];
+    let arp = ArpShared::new(ArpConfig::default());
+    let pool = HeapPool::new(1024);
+    let view = pool.share();
+    let iface = IfaceConfig {
+        mac: OUR_MAC,
+        ip: "198.18.0.1/24".parse().unwrap(),
+        gateway: None,
+        mtu: 1500,
+        tx_ipv4_cksum: false,
+        tx_udp_cksum: false,
+        tx_tcp_cksum: false,
+    };
+    #[allow(clippy::arc_with_non_send_sync)]
+    let steering = Arc::new(Steering::new(2, 64, 16));
+    let now = Instant::from_secs(1);
+    let mut cores: Vec<Core<HeapPool>> = (0..2)
+        .map(|i| {
+            let info = CoreInfo {
+                index: i,
+                count: 2,
+                lcore: i as u32,
+            };
+            let mut c = Core::new(
+                iface,
+                info,
+                pool.share(),
+                arp.clone(),
+                i == 0,
+                CoreLimits::default(),
+                &factories,
+            );
+            c.set_steering(steering.clone());
+            c.set_rss(predictor.clone());
+            c.start(now).unwrap();
+            c.tx_queue().clear();
+            c
+        })
+        .collect();
+    // The host's MAC, learned by the ARP writer and published to both.
+    cores[0].begin_burst(now);
+    cores[0].process_frame(view.buf_from(&arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    )));
+    cores[0].tx_queue().clear(); // the ARP reply
+    cores[0].poll_timers(now);
+    // The clients connect on their first poll; SYNs leave.
+    // (Twice: the second round releases what waited for the ARP snapshot.)
+    let mut syns = Vec::new();
+    for ms in [1, 2] {
+        for (i, c) in cores.iter_mut().enumerate() {
+            c.poll_timers(now.plus(Duration::from_millis(ms)));
+            for f in c.tx_queue().drain(..) {
+                let (r, _) = tcp_out(f.data());
+                assert!(r.flags.syn());
+                syns.push((i, r));
+            }
+        }
+    }
+    assert_eq!(syns.len(), 8);
+    // SYN-ACKs through the emulated NIC.
+    for (opener, syn) in &syns {
+        let q = predictor.queue_for_ipv4_l4(HOST_IP, OUR_IP, 5001, syn.src_port);
+        assert_eq!(usize::from(q), *opener, "the reply hashes to the opener");
+        let mut f = tcp_frame(5001, 9000, syn.seq_number + 1, SYN | ACK, b"");
+        // tcp_frame targets port 80; aim it at the client's port.
+        f[36..38].copy_from_slice(&syn.src_port.to_be_bytes());
+        let l4 = f[34..].to_vec();
+        let mut p = TcpPacket::new_unchecked(l4);
+        p.fill_checksum(&HOST_IP, &OUR_IP);
+        f[34..].copy_from_slice(&p.into_inner());
+        let c = &mut cores[usize::from(q)];
+        c.begin_burst(now);
+        c.process_frame(view.buf_from(&f));
+        c.flush_handoffs();
+    }
+    let connected: u64 = cores.iter().map(|c| c.net.counters.tcp_connected).sum();
+    assert_eq!(connected, 8);
+    for c in &cores {
+        assert_eq!(c.net.counters.steer_handoffs_out, 0);
+        assert_eq!(c.net.counters.tcp_connected, 4, "4 connections per core");
+    }
+    for c in cores.iter_mut() {
+        c.clear();
+    }
+    drop(cores);
+    drop(steering);
+    assert_eq!(view.in_use(), 0);
+}

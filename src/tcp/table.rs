@@ -14,8 +14,9 @@ use crate::app::BindError;
 use crate::shard::FlowDirectory;
 use crate::time::Instant;
 use arrayvec::ArrayVec;
+use rss::QueuePredictor;
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 /// A connection as an application holds it: a slot and the slot's
@@ -61,6 +62,12 @@ pub struct TcpTable {
     /// This core's share of the ephemeral ports: those with
     /// `port % cores == index`, so two cores never pick the same 4-tuple.
     port_share: (u16, u16),
+    /// The device's RSS, when it can be predicted: (predictor, this core's
+    /// RX queue, our address). Active opens then take a port whose replies
+    /// hash to this core's queue.
+    rss: Option<(Arc<QueuePredictor>, u16, Ipv4Addr)>,
+    /// Ports looked at by active opens (the cost of prediction).
+    pub ports_probed: u64,
 }
 
 impl TcpTable {
@@ -85,7 +92,20 @@ impl TcpTable {
             directory: None,
             directory_full: 0,
             port_share: (0, 1),
+            rss: None,
+            ports_probed: 0,
         }
+    }
+
+    /// Predict the device's RSS for active opens (replaces the port share:
+    /// a port whose reply hashes to our queue is ours alone).
+    pub fn set_rss(&mut self, p: Arc<QueuePredictor>, queue: u16, local: Ipv4Addr) {
+        self.rss = Some((p, queue, local));
+        self.port_share = (0, 1);
+    }
+
+    pub fn predicts_rss(&self) -> bool {
+        self.rss.is_some()
     }
 
     /// Take only ports `p` with `p % cores == index` for active opens.
@@ -252,7 +272,14 @@ impl TcpTable {
                 local_port: port,
                 remote,
             };
-            if port % self.port_share.1 == self.port_share.0
+            self.ports_probed += 1;
+            let mine = match &self.rss {
+                Some((p, q, local)) => {
+                    p.queue_for_ipv4_l4(*remote.ip(), *local, remote.port(), port) == *q
+                }
+                None => port % self.port_share.1 == self.port_share.0,
+            };
+            if mine
                 && self.listener(port).is_none()
                 && !self.index.contains_key(&key)
                 && accept(port)
@@ -342,5 +369,27 @@ mod tests {
         t.free_slot(id.index);
         assert!(t.resolve(id).is_none());
         assert!(!t.is_full());
+    }
+
+    #[test]
+    fn predicted_ports_bring_replies_back_to_this_core() {
+        let cfg = TcpConfig::default();
+        let reta = rss::RetaTable::uniform(128, 4).unwrap();
+        let p = Arc::new(QueuePredictor::new(&rss::ToeplitzKey::MICROSOFT, reta));
+        let local = Ipv4Addr::new(198, 18, 0, 1);
+        for queue in 0..4u16 {
+            let mut t = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
+            t.set_rss(p.clone(), queue, local);
+            for i in 0..50u16 {
+                let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5000 + i);
+                let port = t.pick_port(remote, |_| true).unwrap();
+                assert_eq!(
+                    p.queue_for_ipv4_l4(*remote.ip(), local, remote.port(), port),
+                    queue
+                );
+            }
+            // About one port in four fits: a short scan, not 64K.
+            assert!(t.ports_probed < 50 * 16, "{}", t.ports_probed);
+        }
     }
 }

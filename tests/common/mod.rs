@@ -371,6 +371,12 @@ impl Dpstack {
             None => 1,
         });
         let qpairs: u32 = queues.sum();
+        Self::start_eal(net, &format!("-l {lcores}"), qpairs, opts)
+    }
+
+    /// Start dpstack with EAL lcore options `lcore_args` (e.g.
+    /// `--lcores=(0-3)@(0,1)`) making `qpairs` lcores.
+    pub fn start_eal(net: &TestNet, lcore_args: &str, qpairs: u32, opts: &str) -> Dpstack {
         let vdev = match net.link {
             Link::Veth | Link::Bridged => {
                 format!("net_af_packet0,iface={},qpairs={qpairs}", net.dp_if)
@@ -378,7 +384,7 @@ impl Dpstack {
             Link::Tap => format!("net_tap0,iface={}", net.dp_if),
         };
         let args = format!(
-            "-l {lcores} --no-pci {} --log-level=lib.eal:warning --vdev={vdev} -- --ip {}/24 --stats-interval 1 {opts}",
+            "{lcore_args} --no-pci {} --log-level=lib.eal:warning --vdev={vdev} -- --ip {}/24 --stats-interval 1 {opts}",
             eal_memory(&format!("dps{}", net.ns)),
             net.stack_ip()
         );
