@@ -60,7 +60,7 @@ fn main() {
         .allowlist_function("shim_.*")
         .allowlist_var("shim_.*")
         .allowlist_function("rte_eal_(init|cleanup|remote_launch|mp_wait_lcore|wait_lcore|process_type|hotplug_add|hotplug_remove)")
-        .allowlist_function("rte_eth_(dev_count_avail|dev_info_get|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|macaddr_get|stats_get|stats_reset|promiscuous_enable|allmulticast_enable|dev_adjust_nb_rx_tx_desc|dev_socket_id|dev_rss_hash_conf_get|dev_rss_reta_query|dev_get_mtu|dev_set_mtu|dev_get_name_by_port|dev_get_port_by_name|find_next_owned_by|link_get_nowait|dev_set_link_up)")
+        .allowlist_function("rte_eth_(dev_count_avail|dev_info_get|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|macaddr_get|stats_get|stats_reset|promiscuous_enable|allmulticast_enable|dev_adjust_nb_rx_tx_desc|dev_socket_id|dev_rss_hash_conf_get|dev_rss_reta_query|dev_rss_reta_update|dev_get_mtu|dev_set_mtu|dev_get_name_by_port|dev_get_port_by_name|find_next_owned_by|link_get_nowait|dev_set_link_up)")
         .allowlist_function("rte_pktmbuf_pool_create")
         .allowlist_function("rte_mempool_(avail_count|in_use_count|free|lookup)")
         .allowlist_function("rte_lcore_(count|index|to_socket_id)")

@@ -2,6 +2,7 @@
 //! optional TOML file. The command line wins over the file.
 
 use crate::app::AppSpec;
+use crate::dpdk::flow::FlowRule;
 use crate::kni::{KniConfig, KniMode};
 use crate::tcp::{Keepalive, TcpConfig};
 use crate::time::Duration;
@@ -97,6 +98,10 @@ pub struct Cli {
     /// it: uniform:SIZE, or the queue of every entry, comma separated.
     #[arg(long, value_name = "TABLE")]
     pub reta: Option<String>,
+    /// Steer a port to a queue with an rte_flow rule, e.g. tcp:8080@1
+    /// (repeatable); where the device refuses, RSS and the handoff do.
+    #[arg(long = "flow", value_name = "PROTO:PORT@QUEUE")]
+    pub flows: Vec<String>,
 }
 
 /// The same options as a TOML file.
@@ -136,6 +141,8 @@ pub struct FileConfig {
     pub kni_arp_copy: Option<bool>,
     pub rss_key: Option<String>,
     pub reta: Option<String>,
+    #[serde(default)]
+    pub flows: Vec<String>,
 }
 
 /// The resolved configuration.
@@ -157,6 +164,7 @@ pub struct Config {
     /// A stated redirection table; `Uniform(n)` spreads n entries over the
     /// queues round robin.
     pub reta: Option<RetaSpec>,
+    pub flows: Vec<FlowRule>,
 }
 
 /// A redirection table as the user states it.
@@ -260,7 +268,17 @@ impl Config {
             None => None,
             Some(r) => Some(parse_reta(&r).map_err(ConfigError::BadRss)?),
         };
+        let flow_texts = if cli.flows.is_empty() {
+            &file.flows
+        } else {
+            &cli.flows
+        };
+        let flows = flow_texts
+            .iter()
+            .map(|f| f.parse::<FlowRule>().map_err(ConfigError::BadRss))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
+            flows,
             rss_key,
             reta,
             tcp,

@@ -170,7 +170,16 @@ fn run(
     let caps = port.caps().clone();
     let rss = match (&caps.rss_key, &caps.reta) {
         _ if !caps.rss => "off".to_string(),
-        (Some(k), Some(r)) => format!("on (key {} B, reta {} read back)", k.len(), r.len()),
+        (Some(k), Some(r)) => format!(
+            "on (key {} B, reta {} {}read back)",
+            k.len(),
+            r.len(),
+            if caps.reta_programmed {
+                "programmed and "
+            } else {
+                ""
+            }
+        ),
         (None, Some(r)) => format!("on (reta {} read back, key not reported)", r.len()),
         _ => "on (key and reta not reported)".to_string(),
     };
@@ -267,6 +276,33 @@ fn run(
         tcp: cfg.tcp,
         ..CoreLimits::default()
     };
+    // rte_flow rules, where the device takes them.
+    let mut flows = Vec::new();
+    for rule in &cfg.flows {
+        if usize::from(rule.queue) >= n {
+            return Err(format!(
+                "--flow {:?}: queue {} does not exist ({n} queues)",
+                rule, rule.queue
+            ));
+        }
+        match dpdk::flow::install(port.id(), rule, cfg.ip.address()) {
+            Ok(f) => {
+                println!(
+                    "dpstack: rte_flow: {:?} port {} -> queue {}",
+                    rule.l4, rule.dst_port, rule.queue
+                );
+                flows.push(f);
+            }
+            Err(e) => {
+                println!(
+                    "dpstack: rte_flow: port {} does not take the rules ({e}); RSS and the handoff between cores steer instead",
+                    port.id()
+                );
+                break;
+            }
+        }
+    }
+
     // RSS prediction for active opens: the device's key and table where it
     // reports them, what the user stated where it does not.
     let key = caps.rss_key.clone().or_else(|| cfg.rss_key.clone());
@@ -401,6 +437,7 @@ fn run(
     drop(kni_shared);
     println!("dpstack: stopping");
     print_block("final", &published, None, Some(&port));
+    drop(flows);
     port.stop();
     drop(port);
     drop(kernel_port);

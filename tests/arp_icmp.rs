@@ -305,10 +305,13 @@ fn rss_read_back_and_a_flood_of_garbage_from_net_null() {
         .into_iter()
         .find(|l| l.contains(" port 0 "))
         .unwrap();
+    // net_null takes our redirection table and reports key and table: with
+    // both known, active opens are predicted.
     assert!(
-        banner.contains("rss on (key 40 B, reta 128 read back)"),
+        banner.contains("rss on (key 40 B, reta 128 programmed and read back)"),
         "{banner}"
     );
+    assert!(d.output().contains("rss prediction on"), "{}", d.output());
     let b = d.wait_for("the flood counted", Duration::from_secs(5), |b| {
         b.get("drop_not_for_us") > 100_000
     });

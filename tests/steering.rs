@@ -36,9 +36,18 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
         &net,
         "--lcores=(0-3)@(0,1)",
         4,
-        &format!("--app udp-echo:7 --app tcp-echo:7 --app tcp-client:{peer}:20000:64"),
+        &format!(
+            "--app udp-echo:7 --app tcp-echo:7 --app tcp-client:{peer}:20000:64 --flow tcp:7@1"
+        ),
     );
     assert!(d.output().contains("rss prediction off"), "{}", d.output());
+    // af_packet has no rte_flow: said once, and the stack goes on.
+    assert_eq!(
+        d.output().matches("does not take the rules").count(),
+        1,
+        "{}",
+        d.output()
+    );
     let ip = net.stack_ip();
 
     // 64 connections dpstack opens, spread over the 4 cores.
@@ -82,4 +91,25 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     );
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(2));
+}
+
+#[test]
+fn one_lcore_serves_tcp_and_udp() {
+    let _g = serial();
+    let net = TestNet::new(Link::Veth);
+    let d = Dpstack::start_on(&net, "0", "--app udp-echo:7 --app tcp-echo:7");
+    let ip = net.stack_ip();
+    net.tool("udp.py", &format!("flows {ip} 7 16 5"));
+    net.tool("tcp.py", &format!("concurrent {ip} 7 16 20000"));
+    let b = d.wait_for("counted", Duration::from_secs(5), |b| {
+        b.get("tcp_accepted") >= 16
+    });
+    assert_eq!(b.cores.len(), 1);
+    assert_eq!(
+        b.get("steer_handoffs_out"),
+        0,
+        "one core: nothing to hand over"
+    );
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
 }

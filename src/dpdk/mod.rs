@@ -4,6 +4,7 @@
 
 mod eal;
 mod error;
+pub mod flow;
 mod mempool;
 mod port;
 mod telemetry;

@@ -48,6 +48,8 @@ pub struct PortCaps {
     pub rss_key: Option<Vec<u8>>,
     /// The redirection table, as read back from the device.
     pub reta: Option<Vec<u16>>,
+    /// The device took our redirection table.
+    pub reta_programmed: bool,
     /// The device fills IPv4 header checksums on TX.
     pub tx_ipv4_cksum: bool,
     /// The device fills UDP checksums on TX.
@@ -205,10 +207,30 @@ impl Port {
             started: true,
         };
         if port.caps.rss {
+            // Program the redirection table explicitly (round robin over
+            // our queues) where the device takes it; then read back what it
+            // really uses, whichever it is.
+            port.caps.reta_programmed = port.program_reta(info.reta_size, cfg.rx_queues);
             port.caps.rss_key = port.rss_key(info.hash_key_size);
             port.caps.reta = port.reta(info.reta_size);
         }
         Ok(port)
+    }
+
+    fn program_reta(&self, size: u16, queues: u16) -> bool {
+        let groups = usize::from(size).div_ceil(64);
+        if groups == 0 || queues == 0 {
+            return false;
+        }
+        let mut conf = vec![ffi::rte_eth_rss_reta_entry64::default(); groups];
+        for (g, group) in conf.iter_mut().enumerate() {
+            group.mask = u64::MAX;
+            for (i, e) in group.reta.iter_mut().enumerate() {
+                *e = ((g * 64 + i) % usize::from(queues)) as u16;
+            }
+        }
+        // SAFETY: conf holds size.div_ceil(64) groups, as the call requires.
+        unsafe { ffi::rte_eth_dev_rss_reta_update(self.id, conf.as_mut_ptr(), size) == 0 }
     }
 
     pub fn id(&self) -> u16 {
