@@ -113,3 +113,126 @@ fn one_lcore_serves_tcp_and_udp() {
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
 }
+
+/// The emulated RSS NIC (perf/src/bin/rss_nic.rs), built if needed.
+fn rss_nic_bin() -> std::path::PathBuf {
+    let bin = root().join("target/debug/rss-nic");
+    if !bin.exists() {
+        run(&format!(
+            "cd {} && cargo build -q -p perf --bin rss-nic",
+            root().display()
+        ));
+    }
+    bin
+}
+
+#[test]
+fn predicted_rss_over_memif_brings_every_reply_home() {
+    let _g = serial();
+    // The wire: a TAP made by the emulated NIC, moved into the host's
+    // namespace; dpstack is a memif client of the NIC with 2 queues.
+    let net = TestNet::new(Link::Tap);
+    let sock = format!("/tmp/dps-rssnic-{}.sock", net.subnet);
+    let _ = std::fs::remove_file(&sock);
+    let nic = Command::new(rss_nic_bin())
+        .args(
+            format!(
+                "-l 1 --no-pci {} --log-level=lib.eal:warning --vdev=net_memif0,role=server,socket={sock} \
+                 --vdev=net_tap0,iface={} -- --queues 2 --key microsoft --reta-size 128 --seconds 40",
+                eal_memory("dpsnic"),
+                net.dp_if
+            )
+            .split_whitespace(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rss-nic");
+    struct Kill(Option<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut nic = Kill(Some(nic));
+    for _ in 0..100 {
+        if try_run(&format!("ip link show {}", net.dp_if))
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    net.adopt_tap();
+    let tool = root().join("tests/tools/tcp.py");
+    let server = Command::new("ip")
+        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
+        .arg(&tool)
+        .args(["echo-server", "5004", "32"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("echo server");
+    std::thread::sleep(Duration::from_millis(500));
+    let peer = format!("{}:5004", net.host_ip());
+    let d = Dpstack::spawn(&format!(
+        "-l 0-1 --no-pci {} --log-level=lib.eal:warning --vdev=net_memif0,role=client,socket={sock} \
+         -- --ip {}/24 --stats-interval 1 --rss-key microsoft --reta uniform:128 \
+         --app tcp-client:{peer}:20000:32",
+        eal_memory("dpsmemif"),
+        net.stack_ip()
+    ));
+    assert!(d.output().contains("rss prediction on"), "{}", d.output());
+    let app = format!("tcp-client:{peer}");
+    let b = d.wait_for("32 connections", Duration::from_secs(30), |b| {
+        b.app_total(&app, "completed") + b.app_total(&app, "failed") >= 32
+    });
+    assert_eq!(b.app_total(&app, "completed"), 32, "{:?}", b.apps);
+    for core in 0..2 {
+        assert!(b.core(core, "tcp_connected") > 0, "core {core}: {b:?}");
+    }
+    // Every reply reached the core that opened its connection.
+    assert_eq!(b.get("steer_handoffs_out"), 0, "{:?}", b.total);
+    assert_eq!(b.get("drop_tcp_no_connection"), 0);
+    let out = server.wait_with_output().unwrap();
+    assert_eq!(text(&out).matches("\"bytes\": 20000").count(), 32);
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+
+    // The control: the same NIC, dpstack not told its key and table. The
+    // connections still work, through handoffs.
+    let server = Command::new("ip")
+        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
+        .arg(&tool)
+        .args(["echo-server", "5004", "32"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("echo server");
+    std::thread::sleep(Duration::from_millis(500));
+    let d = Dpstack::spawn(&format!(
+        "-l 0-1 --no-pci {} --log-level=lib.eal:warning --vdev=net_memif0,role=client,socket={sock} \
+         -- --ip {}/24 --stats-interval 1 --app tcp-client:{peer}:20000:32",
+        eal_memory("dpsmemif2"),
+        net.stack_ip()
+    ));
+    assert!(d.output().contains("rss prediction off"), "{}", d.output());
+    let b = d.wait_for("32 connections", Duration::from_secs(30), |b| {
+        b.app_total(&app, "completed") + b.app_total(&app, "failed") >= 32
+    });
+    assert_eq!(b.app_total(&app, "completed"), 32, "{:?}", b.apps);
+    assert!(b.get("steer_handoffs_out") > 0, "{:?}", b.total);
+    let _ = server.wait_with_output();
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+
+    let mut c = nic.0.take().unwrap();
+    let _ = c.kill();
+    let o = c.wait_with_output().unwrap();
+    eprintln!("{}", text(&o));
+    let _ = std::fs::remove_file(&sock);
+}
