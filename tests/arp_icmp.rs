@@ -8,14 +8,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn ping_arp_both_cores_and_clean_exit() {
     let _g = serial();

@@ -9,14 +9,6 @@ use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// dpstack with a kernel interface, the interface given our address.
 fn start(net: &TestNet, opts: &str) -> (Dpstack, String) {
     let kif = format!("dpk{}", net.subnet);

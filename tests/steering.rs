@@ -9,28 +9,11 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     let _g = serial();
     let net = TestNet::new(Link::Veth);
-    let tool = root().join("tests/tools/tcp.py");
-    let server = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
-        .arg(&tool)
-        .args(["echo-server", "5003", "64"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("echo server");
-    std::thread::sleep(Duration::from_millis(500));
+    let server = echo_server(&net, 5003, 64);
     let peer = format!("{}:5003", net.host_ip());
     let d = Dpstack::start_eal(
         &net,
@@ -168,16 +151,7 @@ fn predicted_rss_over_memif_brings_every_reply_home() {
         std::thread::sleep(Duration::from_millis(100));
     }
     net.adopt_tap();
-    let tool = root().join("tests/tools/tcp.py");
-    let server = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
-        .arg(&tool)
-        .args(["echo-server", "5004", "32"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("echo server");
-    std::thread::sleep(Duration::from_millis(500));
+    let server = echo_server(&net, 5004, 32);
     let peer = format!("{}:5004", net.host_ip());
     let d = Dpstack::spawn(&format!(
         "-l 0-1 --no-pci {} --log-level=lib.eal:warning --vdev=net_memif0,role=client,socket={sock} \
@@ -205,15 +179,7 @@ fn predicted_rss_over_memif_brings_every_reply_home() {
 
     // The control: the same NIC, dpstack not told its key and table. The
     // connections still work, through handoffs.
-    let server = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
-        .arg(&tool)
-        .args(["echo-server", "5004", "32"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("echo server");
-    std::thread::sleep(Duration::from_millis(500));
+    let server = echo_server(&net, 5004, 32);
     let d = Dpstack::spawn(&format!(
         "-l 0-1 --no-pci {} --log-level=lib.eal:warning --vdev=net_memif0,role=client,socket={sock} \
          -- --ip {}/24 --stats-interval 1 --app tcp-client:{peer}:20000:32",

@@ -6,19 +6,11 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 const BODY: usize = 5000;
 const MB100: u64 = 100 * 1000 * 1000;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn tcp_tool(net: &TestNet, args: &str) -> String {
     let o = net.tool("tcp.py", args);
@@ -216,16 +208,7 @@ fn concurrent_refused_hostile_and_table_drains() {
 fn dpstack_connects_to_a_linux_listener() {
     let _g = serial();
     let net = TestNet::new(Link::Veth);
-    let tool = root().join("tests/tools/tcp.py");
-    let server = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
-        .arg(&tool)
-        .args(["echo-server", "5001", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("echo server");
-    std::thread::sleep(Duration::from_millis(500));
+    let server = echo_server(&net, 5001, 4);
     // Two lcores: af_packet's queue for a reply cannot be predicted, so
     // segments of a connection one core opened may reach the other, which
     // hands them over.

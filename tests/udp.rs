@@ -13,21 +13,13 @@ use std::time::Duration;
 
 const APPS: &str = "--app udp-echo:7 --app udp-sink:9";
 
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn udp_tool(net: &TestNet, args: &str) -> String {
     let o = net.host(&format!(
         "/usr/bin/python3 {} {args}",
         root().join("tests/tools/udp.py").display()
     ));
-    assert!(o.status.success(), "udp.py {args}: {}", out(&o));
-    out(&o)
+    assert!(o.status.success(), "udp.py {args}: {}", text(&o));
+    text(&o)
 }
 
 #[test]

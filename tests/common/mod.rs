@@ -26,6 +26,30 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A command's stdout and stderr, as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A Linux TCP echo listener on `port` in the test host (tests/tools/tcp.py
+/// echo-server): serves `count` connections, then prints what it saw.
+pub fn echo_server(net: &TestNet, port: u16, count: u32) -> Child {
+    let child = Command::new("ip")
+        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
+        .arg(root().join("tests/tools/tcp.py"))
+        .args(["echo-server", &port.to_string(), &count.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("echo server");
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
 /// Run a command, panic with its output if it fails.
 pub fn run(cmd: &str) -> Output {
     let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
