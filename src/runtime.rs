@@ -72,6 +72,13 @@ fn print_block(
             }
         }
     }
+    for (i, p) in published.iter().enumerate() {
+        if let Ok(l) = p.latency.lock() {
+            for line in l.lines() {
+                println!("{tag} latency core={i} {line}");
+            }
+        }
+    }
     if let Some(port) = port {
         if let Ok(s) = port.stats() {
             println!(
@@ -378,12 +385,22 @@ fn run(
         let published = published.clone();
         let provider: dpdk::StatsProvider = Box::new(move |param: &str| {
             let all: Vec<Counters> = published.iter().map(|p| p.counters.read()).collect();
-            let c = if param.is_empty() {
-                Counters::sum(all.iter())
+            let (c, lat) = if param.is_empty() {
+                let mut lat = crate::stats::latency::LatencySet::default();
+                for p in published.iter() {
+                    if let Ok(l) = p.latency.lock() {
+                        lat.merge(&l);
+                    }
+                }
+                (Counters::sum(all.iter()), lat)
             } else {
-                all.get(param.parse::<usize>().ok()?)?.clone()
+                let i = param.parse::<usize>().ok()?;
+                let lat = published.get(i)?.latency.lock().ok()?.clone();
+                (all.get(i)?.clone(), lat)
             };
-            Some(c.pairs())
+            let mut pairs = c.pairs();
+            pairs.extend(lat.pairs());
+            Some(pairs)
         });
         if let Err(e) = dpdk::register_stats(provider) {
             eprintln!("dpstack: telemetry: {e} (continuing without /dpstack/stats)");

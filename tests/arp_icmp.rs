@@ -279,6 +279,13 @@ fn counters_are_in_dpdk_telemetry() {
         "{t}"
     );
     assert!(field("/ethdev/stats,0", "ipackets").expect(&t) >= 10, "{t}");
+    // The latency histograms too, as percentiles beside the counters.
+    let lat = field("/dpstack/stats", "lat_icmp_count").expect(&t);
+    assert!(lat >= 10, "{t}");
+    assert!(
+        field("/dpstack/stats", "lat_icmp_p99_ns").expect(&t) > 0,
+        "{t}"
+    );
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
 }

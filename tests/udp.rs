@@ -65,6 +65,24 @@ fn echo_every_size_many_flows_sink_and_closed_port() {
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
     assert_eq!(e.final_block.get("udp_send_failed"), 0);
+    // RX-to-TX latency per kind, printed with the final counters: every
+    // UDP datagram counted once.
+    let udp_count: u64 = e
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("final latency core=") && l.contains(" kind=udp "))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("count="))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum();
+    assert_eq!(
+        udp_count,
+        e.final_block.get("udp_rx") + e.final_block.get("drop_no_socket"),
+        "{}",
+        e.lines.join("\n")
+    );
 }
 
 #[test]

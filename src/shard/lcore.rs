@@ -8,6 +8,7 @@ use crate::app::{AppFactory, CoreInfo};
 use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::kni::{KniPolicy, KniShared};
+use crate::stats::latency::{traffic_kind, LatencySet, TrafficKind};
 use crate::stats::{Counters, DropReason, PublishedCounters};
 use crate::time::Instant;
 use arrayvec::ArrayVec;
@@ -22,6 +23,8 @@ pub struct Published {
     pub apps: Mutex<Vec<String>>,
     /// Set when the core has left its loop and published its final counters.
     pub done: AtomicBool,
+    /// RX-to-TX latency histograms, per traffic kind (every second and on exit).
+    pub latency: Mutex<LatencySet>,
 }
 
 /// Everything a core needs, moved onto its lcore.
@@ -184,6 +187,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         }
     }
     let mut kburst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut latency = LatencySet::default();
+    let mut kinds = [0u64; TrafficKind::ALL.len()];
+    let ns_per_tick = 1e9 / hz as f64;
     let mut next_link_check = 0u64;
     if let Err((name, e)) = core.start(clock.now(rdtsc())) {
         eprintln!(
@@ -208,7 +214,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             core.poll_handoffs();
         }
         rx.rx_burst(&mut burst);
+        let t_rx = if burst.is_empty() { 0 } else { rdtsc() };
         for m in burst.drain(..) {
+            kinds[traffic_kind(crate::buf::PacketBuf::data(&m)) as usize] += 1;
             core.process_frame(m);
             if core.tx_queue().len() >= BURST {
                 let (txv, counters) = split(&mut core);
@@ -236,12 +244,25 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             let (txv, counters) = split(&mut core);
             flush(&mut tx, txv, counters);
         }
+        if t_rx != 0 {
+            // From the burst's arrival to its replies handed to the NIC.
+            let ns = (rdtsc().saturating_sub(t_rx) as f64 * ns_per_tick) as u64;
+            for (k, n) in kinds.iter_mut().enumerate() {
+                if *n > 0 {
+                    latency.record(TrafficKind::ALL[k], ns, *n);
+                    *n = 0;
+                }
+            }
+        }
         if tsc >= next_publish {
             published.counters.publish(&core.net.counters);
             next_publish = tsc + publish_period;
         }
         if tsc >= next_apps {
             publish_apps(&core, &published);
+            if let Ok(mut slot) = published.latency.try_lock() {
+                slot.clone_from(&latency);
+            }
             next_apps = tsc + apps_period;
         }
     }
@@ -250,6 +271,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     core.clear();
     published.counters.publish(&core.net.counters);
     publish_apps(&core, &published);
+    if let Ok(mut slot) = published.latency.lock() {
+        *slot = latency;
+    }
     drop(core);
     published.done.store(true, Ordering::Release);
     0

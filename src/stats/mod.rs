@@ -5,6 +5,8 @@
 //! [`PublishedCounters`] slot on its stats timer and on exit, and the printer
 //! reads that slot.
 
+pub mod latency;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
