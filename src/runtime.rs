@@ -103,7 +103,14 @@ fn print_mempool(tag: &str, pool: &Mempool) {
 /// Run dpstack with the process's command line; `apps` run on every core
 /// beside those chosen with `--app`.
 pub fn main_with_apps(apps: Vec<AppFactory>) -> ExitCode {
-    let (eal_args, our_args) = split_args(std::env::args().collect());
+    main_with_args(std::env::args().collect(), apps)
+}
+
+/// As [`main_with_apps`], with the command line given (program name first,
+/// EAL options, `--`, dpstack's options): for a binary that takes options
+/// of its own, such as perf's dpstack-gen.
+pub fn main_with_args(args: Vec<String>, apps: Vec<AppFactory>) -> ExitCode {
+    let (eal_args, our_args) = split_args(args);
     let cli = match Cli::try_parse_from(&our_args) {
         Ok(c) => c,
         Err(e) => {

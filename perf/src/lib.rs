@@ -6,6 +6,8 @@
 //! against in the same benchmark, as the baseline. The benchmark scripts
 //! (perf/bench-*.sh) print ratios against that baseline.
 
+pub mod gen;
+
 use serde::Serialize;
 use std::time::Duration;
 

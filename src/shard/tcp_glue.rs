@@ -59,7 +59,7 @@ impl<P: BufPool> Net<P> {
             }
             return;
         }
-        if self.tcp.is_full() {
+        if !self.tcp.make_room() {
             self.counters.tcp_syn_refused += 1;
             return self.send_tcp_reset(&repr, data.len(), ip.src_addr);
         }
@@ -210,6 +210,7 @@ impl<P: BufPool> Net<P> {
             self.next_tcp_gauges = self.now.plus(GAUGE_INTERVAL);
             self.counters.tcp_connections = self.tcp.len() as u64;
             self.counters.tcp_time_wait = self.tcp.count_state(crate::tcp::State::TimeWait) as u64;
+            self.counters.tcp_time_wait_recycled = self.tcp.time_wait_recycled;
         }
     }
 
@@ -272,7 +273,7 @@ impl<P: BufPool> Net<P> {
         if self.routes.next_hop(*dst.ip()).is_none() || dst.port() == 0 {
             return Err(TcpError::NoRoute);
         }
-        if self.tcp.is_full() {
+        if !self.tcp.make_room() {
             return Err(TcpError::TableFull);
         }
         let port = self.tcp.pick_port(dst, |_| true).ok_or(TcpError::NoPort)?;

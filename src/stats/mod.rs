@@ -240,6 +240,8 @@ counters! {
     tcp_timeouts,
     /// TIME_WAIT connections replaced by a new SYN (RFC 6191).
     tcp_time_wait_reused,
+    /// TIME-WAIT connections ended early because the table was full.
+    tcp_time_wait_recycled,
     /// Connections in the table now, TIME_WAIT included (gauge).
     tcp_connections,
     /// Connections in TIME_WAIT now (gauge).

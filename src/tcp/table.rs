@@ -68,6 +68,10 @@ pub struct TcpTable {
     rss: Option<(Arc<QueuePredictor>, u16, Ipv4Addr)>,
     /// Ports looked at by active opens (the cost of prediction).
     pub ports_probed: u64,
+    /// TIME-WAIT connections ended early to make room (table full).
+    pub time_wait_recycled: u64,
+    /// Where the search for a TIME-WAIT slot to recycle goes on from.
+    recycle_cursor: usize,
 }
 
 impl TcpTable {
@@ -91,6 +95,8 @@ impl TcpTable {
             fired: Vec::with_capacity(n),
             directory: None,
             directory_full: 0,
+            time_wait_recycled: 0,
+            recycle_cursor: 0,
             port_share: (0, 1),
             rss: None,
             ports_probed: 0,
@@ -168,7 +174,11 @@ impl TcpTable {
     }
 
     /// Add a connection; None when the table is full.
+    /// A full table ends a TIME-WAIT connection to make room (as Linux
+    /// does past tcp_max_tw_buckets): it only guards against old
+    /// duplicates, a live connection is worth more.
     pub fn insert(&mut self, now: Instant, tcb: Box<Tcb>) -> Option<ConnId> {
+        self.make_room();
         let index = self.free.pop()?;
         let key = FlowKey {
             local_port: tcb.local.port(),
@@ -217,6 +227,7 @@ impl TcpTable {
         if tcb.is_closed() {
             return self.free_slot(index);
         }
+        tcb.release_buffers();
         if let Some(d) = tcb.next_deadline() {
             let want = self.wheel.tick_of(d.max(now));
             if tcb.timer_tick.is_none_or(|t| want < t) {
@@ -224,6 +235,31 @@ impl TcpTable {
             }
         }
         self.slots[index as usize].tcb = Some(tcb);
+    }
+
+    /// Room for one more connection, recycling a TIME-WAIT one if need be.
+    pub fn make_room(&mut self) -> bool {
+        !self.free.is_empty() || self.recycle_time_wait()
+    }
+
+    /// Free one TIME-WAIT slot, searching on from where the last search
+    /// stopped. False if there is none.
+    fn recycle_time_wait(&mut self) -> bool {
+        let n = self.slots.len();
+        for k in 0..n {
+            let i = (self.recycle_cursor + k) % n;
+            if self.slots[i]
+                .tcb
+                .as_ref()
+                .is_some_and(|t| t.state == State::TimeWait)
+            {
+                self.recycle_cursor = (i + 1) % n;
+                self.free_slot(i as u32);
+                self.time_wait_recycled += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Free a slot whose connection was taken (and is done).
@@ -357,6 +393,7 @@ mod tests {
             0,
         );
         assert!(t.insert(Instant::ZERO, Box::new(tcb)).is_none());
+        assert_eq!(t.time_wait_recycled, 0);
         // Freed slots come back, and a stale id no longer resolves.
         let id = t.id_of(
             t.lookup(&FlowKey {
@@ -391,5 +428,42 @@ mod tests {
             // About one port in four fits: a short scan, not 64K.
             assert!(t.ports_probed < 50 * 16, "{}", t.ports_probed);
         }
+    }
+
+    #[test]
+    fn a_full_table_recycles_time_wait_but_never_a_live_connection() {
+        let cfg = TcpConfig {
+            max_connections: 3,
+            ..Default::default()
+        };
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
+        let local = Ipv4Addr::new(198, 18, 0, 1);
+        let conn = |t: &mut TcpTable, port: u16, tw: bool| {
+            let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), port);
+            let mut tcb = Tcb::connect(
+                &cfg,
+                Instant::ZERO,
+                SocketAddrV4::new(local, 5000),
+                remote,
+                1,
+                0,
+            );
+            if tw {
+                tcb.state = State::TimeWait;
+            }
+            t.insert(Instant::ZERO, Box::new(tcb))
+        };
+        assert!(conn(&mut t, 1, false).is_some());
+        let tw = conn(&mut t, 2, true).unwrap();
+        assert!(conn(&mut t, 3, false).is_some());
+        assert!(t.is_full());
+        // The TIME-WAIT one makes room, once.
+        assert!(conn(&mut t, 4, false).is_some());
+        assert_eq!(t.time_wait_recycled, 1);
+        assert_eq!(t.resolve(tw), None, "its id is stale");
+        assert!(t.is_full());
+        assert!(!t.make_room());
+        assert!(conn(&mut t, 5, false).is_none());
+        assert_eq!(t.len(), 3);
     }
 }

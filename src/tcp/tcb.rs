@@ -491,6 +491,26 @@ impl Tcb {
         self.close_deadline = None;
     }
 
+    /// Bytes of send and receive ring this connection holds.
+    pub fn buffer_bytes(&self) -> usize {
+        self.tx.capacity() + self.rx.capacity()
+    }
+
+    /// In TIME-WAIT nothing is sent and nothing more arrives: give the
+    /// rings back (the receive ring once the application has read it), so
+    /// a table full of TIME-WAIT costs slots, not buffers.
+    pub fn release_buffers(&mut self) {
+        if self.state != State::TimeWait {
+            return;
+        }
+        if self.tx.capacity() > 0 && self.tx.is_empty() {
+            self.tx = SendBuffer::new(0);
+        }
+        if self.rx.capacity() > 0 && (self.rx.is_empty() || self.app_closed) {
+            self.rx = RecvBuffer::new(0);
+        }
+    }
+
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
         self.rto_deadline = None;
