@@ -81,6 +81,21 @@ impl FuzzCore {
         );
     }
 
+    /// As [`feed`](Self::feed), returning the frames the core sent.
+    pub fn feed_and_take(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
+        use crate::buf::PacketBuf;
+        self.now = self.now.plus(Duration::from_millis(10));
+        let buf = self.pool.buf_from(frame);
+        self.core.begin_burst(self.now);
+        self.core.process_frame(buf);
+        self.core.poll_timers(self.now);
+        self.core
+            .tx_queue()
+            .drain(..)
+            .map(|b| b.data().to_vec())
+            .collect()
+    }
+
     pub fn counters(&self) -> &crate::stats::Counters {
         &self.core.net.counters
     }

@@ -349,7 +349,6 @@ mod tests {
         .unwrap();
     }
 
-    use super::*;
     use proptest::prelude::*;
 
     #[test]

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# make bench: every benchmark of issue 7 side by side in one run, and
+# docs/benchmarks.md regenerated from what it measured.
+#
+#   perf/bench.sh [SECONDS]            full run (default 5 s per measurement)
+#   perf/bench.sh --smoke OUTDIR       1 s each, results in OUTDIR (make test)
+#
+# The generator (dpstack-gen, wrk) runs on CPU 0 and the system under test
+# on CPU 1. Every ratio is against a baseline measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SMOKE=0
+if [ "${1:-}" = "--smoke" ]; then
+    SMOKE=1; SECS=1; OUT=${2:?OUTDIR}; DOC=$OUT/benchmarks.md; IMG=$OUT; N_INSTR=200
+else
+    SECS=${1:-5}; OUT=/tmp/dpsbench; DOC=docs/benchmarks.md; IMG=docs/img; N_INSTR=2000
+fi
+mkdir -p "$OUT" "$IMG"
+rm -f "$OUT"/*.json "$OUT"/*.hlog "$OUT"/*.txt
+cargo build --release -q -p perf -p dpstack
+BIN=$PWD/target/release
+SOCK=/tmp/dpsbench-memif.sock
+MEM="--in-memory"
+[ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 256 ] || MEM="--no-huge -m 512 --no-shconf"
+EAL="--no-pci $MEM --log-level=lib.eal:warning --log-level=pmd.net.memif:error"
+DUT=
+cleanup() {
+    [ -n "$DUT" ] && { kill -TERM "$DUT" 2>/dev/null; wait "$DUT" 2>/dev/null || true; }
+    DUT=
+    for ns in dpsbH dpsbK; do ip netns del $ns 2>/dev/null || true; done
+    ip link del dpsv0 2>/dev/null || true
+    ip link del dpsw1 2>/dev/null || true
+    rm -f "$SOCK"
+}
+trap cleanup EXIT
+cleanup
+log() { echo "bench: $*" >&2; }
+
+wait_ready() { # file
+    for _ in $(seq 100); do grep -q 'dpstack: ready' "$1" && return 0; sleep 0.1; done
+    cat "$1" >&2; return 1
+}
+
+# A DUT on the memif server side: dpstack LCORES APPS... or testpmd.
+dut_dpstack() { # lcores args...
+    local lc=$1; shift
+    rm -f "$SOCK"
+    # shellcheck disable=SC2086
+    $BIN/dpstack --lcores="$lc" $EAL --file-prefix dpsbdut \
+        --vdev=net_memif0,role=server,socket=$SOCK -- --ip 198.18.60.1/24 "$@" \
+        >"$OUT/dut.txt" 2>&1 &
+    DUT=$!
+    wait_ready "$OUT/dut.txt"
+}
+dut_testpmd() { # lcores mode nb-cores
+    rm -f "$SOCK"
+    # shellcheck disable=SC2086
+    (sleep 600 | dpdk-testpmd --lcores="$1" $EAL --file-prefix dpsbdut \
+        --vdev=net_memif0,role=server,socket=$SOCK -- --forward-mode="$2" \
+        --nb-cores="$3" --rxq="$3" --txq="$3" --auto-start --stats-period 0 \
+        >"$OUT/dut.txt" 2>&1) &
+    DUT=$!
+    sleep 1.5
+}
+stop_dut() {
+    if [ -n "$DUT" ]; then
+        pkill -TERM -f "file-prefix dpsbdut" 2>/dev/null || true
+        wait "$DUT" 2>/dev/null || true
+        DUT=
+    fi
+}
+
+# dpstack-gen over memif: NAME MODE QUEUES RATE [more gen options]
+gen_memif() {
+    local name=$1 mode=$2 q=$3 rate=$4; shift 4
+    # shellcheck disable=SC2086
+    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
+        --vdev=net_memif0,role=client,socket=$SOCK -- --mode "$mode" --src 198.18.60.2 \
+        --dst 198.18.60.1:7 --flows 8 --queues "$q" --rate "$rate" --seconds "$SECS" \
+        --json "$OUT/$name.json" --hdr-log "$OUT/$name.hlog" --quiet "$@" >/dev/null
+    log "$name: $(cat "$OUT/$name.json")"
+}
+rx_pps() { python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['rx_pps']))" "$1"; }
+
+# 1. memif: UDP echo and ICMP echo, flat out, then at half of that rate.
+# shellcheck disable=SC2317
+memif_pair() { # name mode queues start-dut-command...
+    local name=$1 mode=$2 q=$3; shift 3
+    local mac=()
+    [[ "$1" == dut_testpmd ]] && mac=(--dst-mac 02:00:00:00:00:01)
+    "$@"; gen_memif "$name" "$mode" "$q" 0 "${mac[@]}"; stop_dut
+    local half=$(( $(rx_pps "$OUT/$name.json") / 2 ))
+    "$@"; gen_memif "$name-half" "$mode" "$q" "$half" "${mac[@]}"; stop_dut
+}
+memif_pair memif-udp-dpstack-1 udp 1 dut_dpstack "0@1" --app udp-echo:7
+memif_pair memif-udp-testpmd-1 udp 1 dut_testpmd "0@1,1@1" macswap 1
+memif_pair memif-udp-dpstack-2 udp 2 dut_dpstack "0@0,1@1" --app udp-echo:7
+memif_pair memif-udp-testpmd-2 udp 2 dut_testpmd "0@1,1@0,2@1" macswap 2
+memif_pair memif-icmp-dpstack-1 icmp 1 dut_dpstack "0@1"
+memif_pair memif-icmp-testpmd-1 icmp 1 dut_testpmd "0@1,1@1" icmpecho 1
+
+# 3b. TCP over memif: dpstack-gen's HTTP against dpstack's http app.
+for m in tcp-rr tcp-crr; do
+    dut_dpstack "0@1" --app http:80:100
+    # shellcheck disable=SC2086
+    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
+        --vdev=net_memif0,role=client,socket=$SOCK -- --mode $m --src 198.18.60.2/24 \
+        --dst 198.18.60.1:80 --conns 32 --seconds "$SECS" --stack "--tcp-ports 1024-65535" \
+        --json "$OUT/memif-$m-dpstack-1.json" --hdr-log "$OUT/memif-$m-dpstack-1.hlog" \
+        --quiet >/dev/null 2>"$OUT/gen-$m.txt"
+    log "memif-$m: $(cat "$OUT/memif-$m-dpstack-1.json")"
+    stop_dut
+done
+
+# 2. veth + af_packet: dpstack udp-echo vs a Linux recvmmsg/sendmmsg echo.
+ip link add dpsv0 type veth peer name dpsv1
+for i in dpsv0 dpsv1; do ip link set $i up; ethtool -K $i tx off >/dev/null; done
+gen_veth() { # name rate
+    # shellcheck disable=SC2086
+    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
+        --vdev=net_af_packet0,iface=dpsv0,qpairs=1 -- --mode udp --src 198.18.61.2 \
+        --dst 198.18.61.1:7 --flows 8 --rate "$2" --seconds "$SECS" \
+        --json "$OUT/$1.json" --hdr-log "$OUT/$1.hlog" --quiet >/dev/null
+    log "$1: $(cat "$OUT/$1.json")"
+}
+veth_dpstack() {
+    # shellcheck disable=SC2086
+    $BIN/dpstack --lcores=0@1 $EAL --file-prefix dpsbdut \
+        --vdev=net_af_packet0,iface=dpsv1,qpairs=1 -- --ip 198.18.61.1/24 --app udp-echo:7 \
+        >"$OUT/dut.txt" 2>&1 &
+    DUT=$!
+    wait_ready "$OUT/dut.txt"
+}
+veth_dpstack; gen_veth veth-udp-dpstack 0; stop_dut
+HALF=$(( $(rx_pps "$OUT/veth-udp-dpstack.json") / 2 ))
+veth_dpstack; gen_veth veth-udp-dpstack-half $HALF; stop_dut
+ip netns add dpsbK
+ip link set dpsv1 netns dpsbK
+ip -n dpsbK addr add 198.18.61.1/24 dev dpsv1; ip -n dpsbK link set dpsv1 up
+ip -n dpsbK link set lo up
+ip netns exec dpsbK taskset -c 1 $BIN/udpecho-kernel --mmsg --listen 198.18.61.1:7 \
+    --seconds $((SECS * 2 + 20)) 2>/dev/null &
+KE=$!
+sleep 0.3
+gen_veth veth-udp-linux 0
+HALF=$(( $(rx_pps "$OUT/veth-udp-linux.json") / 2 ))
+gen_veth veth-udp-linux-half $HALF
+kill $KE 2>/dev/null; wait $KE 2>/dev/null || true
+ip netns del dpsbK; ip link del dpsv0 2>/dev/null || true
+
+# 3. TCP over veth: wrk against dpstack's http app and against nginx.
+ip netns add dpsbH
+ip link add dpsw1 type veth peer name dpsw0 netns dpsbH
+ip link set dpsw1 up; ethtool -K dpsw1 tx off >/dev/null
+ip -n dpsbH addr add 198.18.62.2/24 dev dpsw0; ip -n dpsbH link set dpsw0 up
+ip -n dpsbH link set lo up
+ip netns exec dpsbH ethtool -K dpsw0 tx off >/dev/null
+BODY=$(head -c 100 /dev/zero | tr '\0' 'x')
+run_wrk() { # name extra-header
+    local h=()
+    [ -n "$2" ] && h=(-H "$2")
+    ip netns exec dpsbH taskset -c 0 wrk -t1 -c32 -d"${SECS}s" --latency "${h[@]}" \
+        http://198.18.62.1/ >"$OUT/$1.txt" 2>&1 || true
+    log "$1: $(grep -E 'Requests/sec|Non-2xx|errors' "$OUT/$1.txt" | tr -s ' ' | tr '\n' ' ')"
+}
+# shellcheck disable=SC2086
+$BIN/dpstack --lcores=0@1 $EAL --file-prefix dpsbdut \
+    --vdev=net_af_packet0,iface=dpsw1,qpairs=1 -- --ip 198.18.62.1/24 --app http:80:100 \
+    --tcp-max-conns 65536 >"$OUT/dut.txt" 2>&1 &
+DUT=$!
+wait_ready "$OUT/dut.txt"
+ip netns exec dpsbH ping -c 1 -W 2 198.18.62.1 >/dev/null
+run_wrk wrk-rr-dpstack ""
+run_wrk wrk-crr-dpstack "Connection: close"
+stop_dut
+ip netns add dpsbK
+ip link set dpsw1 netns dpsbK
+ip -n dpsbK addr add 198.18.62.1/24 dev dpsw1; ip -n dpsbK link set dpsw1 up
+ip -n dpsbK link set lo up
+cat >"$OUT/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $OUT/nginx.pid;
+error_log $OUT/nginx.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen 198.18.62.1:80; location / { return 200 "$BODY"; } }
+}
+EOF
+ip netns exec dpsbK taskset -c 1 nginx -c "$OUT/nginx.conf" -e "$OUT/nginx.err" &
+NG=$!
+sleep 0.5
+run_wrk wrk-rr-nginx ""
+run_wrk wrk-crr-nginx "Connection: close"
+kill $NG 2>/dev/null; wait $NG 2>/dev/null || true
+ip netns del dpsbH; ip netns del dpsbK
+
+# 4. Instructions per packet on plain buffers (callgrind, deterministic).
+for c in udp-echo icmp-echo tcp-data-ack; do
+    for n in 0 $N_INSTR; do
+        valgrind --tool=callgrind --callgrind-out-file="$OUT/cg-$c-$n.out" \
+            $BIN/pathcost $c $n >/dev/null 2>&1
+    done
+    python3 - "$OUT" "$c" "$N_INSTR" <<'PY'
+import sys, re, json
+out, c, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tot = lambda k: int(re.search(r"^totals: (\d+)", open(f"{out}/cg-{c}-{k}.out").read(), re.M).group(1))
+json.dump({"case": c, "n": n, "instructions": (tot(n) - tot(0)) / n}, open(f"{out}/instr-{c}.json", "w"))
+PY
+    log "instructions $c: $(cat "$OUT/instr-$c.json")"
+done
+
+# Plots and the document.
+$BIN/dpstack-gen plot "$IMG/memif-udp-half-load.png" "UDP echo over memif at half load, 1 lcore" \
+    dpstack="$OUT/memif-udp-dpstack-1-half.hlog" testpmd-macswap="$OUT/memif-udp-testpmd-1-half.hlog"
+$BIN/dpstack-gen plot "$IMG/veth-udp-half-load.png" "UDP echo over veth at half load" \
+    dpstack="$OUT/veth-udp-dpstack-half.hlog" linux-mmsg="$OUT/veth-udp-linux-half.hlog"
+$BIN/dpstack-gen plot "$IMG/memif-tcp.png" "HTTP over memif, dpstack-gen -> dpstack http, 32 connections" \
+    kept-alive="$OUT/memif-tcp-rr-dpstack-1.hlog" new-connection="$OUT/memif-tcp-crr-dpstack-1.hlog"
+python3 perf/bench_report.py "$OUT" "$DOC" "$IMG" "$SECS" "$SMOKE"
+log "wrote $DOC"
