@@ -14,13 +14,16 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     let _g = serial();
     let net = TestNet::new(Link::Veth);
     let server = echo_server(&net, 5003, 64);
+    let udp_server = udp_echo_server(&net, 5007, 25);
     let peer = format!("{}:5003", net.host_ip());
+    let udp_peer = format!("{}:5007", net.host_ip());
     let d = Dpstack::start_eal(
         &net,
         "--lcores=(0-3)@(0,1)",
         4,
         &format!(
-            "--app udp-echo:7 --app tcp-echo:7 --app tcp-client:{peer}:20000:64 --flow tcp:7@1"
+            "--app udp-echo:7 --app tcp-echo:7 --app tcp-client:{peer}:20000:64 --flow tcp:7@1 \
+             --app udp-client:{udp_peer}:20:64"
         ),
     );
     assert!(d.output().contains("rss prediction off"), "{}", d.output());
@@ -47,6 +50,21 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
         "{}",
         text(&out)
     );
+
+    // 64 UDP flows dpstack opens (connected sockets), 20 datagrams each,
+    // every echo back on the socket that sent it: replies that the kernel's
+    // fanout put on another core were handed over.
+    let uapp = format!("udp-client:{udp_peer}");
+    let b = d.wait_for("64 UDP flows", Duration::from_secs(20), |b| {
+        b.app_total(&uapp, "completed") + b.app_total(&uapp, "failed") >= 64
+    });
+    assert_eq!(b.app_total(&uapp, "completed"), 64, "{:?}", b.apps);
+    assert_eq!(b.app_total(&uapp, "verified"), 64 * 20);
+    assert_eq!(b.app_total(&uapp, "mismatches"), 0);
+    assert_eq!(b.get("udp_connects"), 64);
+    for core in 0..4 {
+        assert_eq!(b.core(core, "udp_connects"), 16, "core {core}: {b:?}");
+    }
 
     // 256 UDP flows from the host, every datagram answered.
     net.tool("udp.py", &format!("flows {ip} 7 256 5"));
@@ -80,6 +98,8 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     );
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(2));
+    let out = text(&udp_server.wait_with_output().unwrap());
+    assert!(out.contains("\"peers\": 64"), "{out}");
 }
 
 #[test]
@@ -158,11 +178,13 @@ fn predicted_rss_over_memif_brings_every_reply_home() {
     }
     net.adopt_tap();
     let server = echo_server(&net, 5004, 32);
+    let udp_server = udp_echo_server(&net, 5008, 30);
     let peer = format!("{}:5004", net.host_ip());
+    let udp_peer = format!("{}:5008", net.host_ip());
     let d = Dpstack::spawn(&format!(
         "-l 0-1 --no-pci {} --log-level=lib.eal:warning --vdev=net_memif0,role=client,socket={sock} \
          -- --ip {}/24 --stats-interval 1 --rss-key microsoft --reta uniform:128 \
-         --app tcp-client:{peer}:20000:32",
+         --app tcp-client:{peer}:20000:32 --app udp-client:{udp_peer}:20:32",
         eal_memory("dpsmemif"),
         net.stack_ip()
     ));
@@ -175,7 +197,13 @@ fn predicted_rss_over_memif_brings_every_reply_home() {
     for core in 0..2 {
         assert!(b.core(core, "tcp_connected") > 0, "core {core}: {b:?}");
     }
-    // Every reply reached the core that opened its connection.
+    let uapp = format!("udp-client:{udp_peer}");
+    let b = d.wait_for("32 UDP flows", Duration::from_secs(20), |b| {
+        b.app_total(&uapp, "completed") + b.app_total(&uapp, "failed") >= 32
+    });
+    assert_eq!(b.app_total(&uapp, "completed"), 32, "{:?}", b.apps);
+    assert_eq!(b.app_total(&uapp, "verified"), 32 * 20);
+    // Every reply, TCP and UDP, reached the core that opened its flow.
     assert_eq!(b.get("steer_handoffs_out"), 0, "{:?}", b.total);
     assert_eq!(b.get("drop_tcp_no_connection"), 0);
     let out = server.wait_with_output().unwrap();
@@ -201,6 +229,7 @@ fn predicted_rss_over_memif_brings_every_reply_home() {
     let _ = server.wait_with_output();
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
+    let _ = udp_server.wait_with_output();
 
     let mut c = nic.0.take().unwrap();
     let _ = c.kill();

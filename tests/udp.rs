@@ -99,7 +99,9 @@ fn malformed_udp_is_dropped_and_echo_keeps_working() {
     let d = Dpstack::start(&net, &format!("--config {}", conf.display()));
     let ip = net.stack_ip();
     udp_tool(&net, &format!("big {ip} 7 100 3"));
-    let before = d.next_block();
+    let before = d.wait_for("the 3 echoes counted", Duration::from_secs(5), |b| {
+        b.app_total("udp-echo:7", "echoed") >= 3
+    });
     const N: u64 = 30;
     for (kind, reason) in [
         ("udp_bad_cksum", "drop_bad_checksum"),

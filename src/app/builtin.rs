@@ -1,8 +1,10 @@
 //! Built-in applications: `udp-echo:PORT`, `udp-sink:PORT`,
-//! `tcp-echo:PORT` and `http:PORT[:BODY_BYTES]`.
+//! `tcp-echo:PORT`, `http:PORT[:BODY_BYTES]`, and the clients
+//! `tcp-client:IP:PORT:BYTES[:CONNS]` and `udp-client:IP:PORT:COUNT[:FLOWS]`.
 
 use super::http::{self, Method, Parse};
 use super::{App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, TcpEvent};
+use crate::time::{Duration, Instant};
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::str::FromStr;
@@ -20,6 +22,9 @@ pub enum AppKind {
     Http,
     /// Open connections to a peer, send a pattern, check it comes back.
     TcpClient,
+    /// Open connected UDP sockets to an echo peer, send numbered
+    /// datagrams one at a time on each, check each comes back.
+    UdpClient,
 }
 
 /// The HTTP app's body size when none is given.
@@ -33,11 +38,12 @@ pub const MAX_HTTP_BODY: usize = 1 << 30;
 pub struct AppSpec {
     pub kind: AppKind,
     pub port: u16,
-    /// The HTTP body's size (http), or bytes per connection (tcp-client).
+    /// The HTTP body's size (http), bytes per connection (tcp-client), or
+    /// datagrams per flow (udp-client).
     pub body: usize,
-    /// The peer (tcp-client only).
+    /// The peer (clients only).
     pub peer: Option<SocketAddrV4>,
-    /// Connections to open (tcp-client only).
+    /// Connections or flows to open (clients only).
     pub conns: usize,
 }
 
@@ -45,7 +51,10 @@ impl FromStr for AppSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(rest) = s.strip_prefix("tcp-client:") {
-            return parse_client(rest);
+            return parse_client(AppKind::TcpClient, rest);
+        }
+        if let Some(rest) = s.strip_prefix("udp-client:") {
+            return parse_client(AppKind::UdpClient, rest);
         }
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or("");
@@ -59,7 +68,7 @@ impl FromStr for AppSpec {
             "http" => AppKind::Http,
             other => {
                 return Err(format!(
-                    "unknown application '{other}' (udp-echo, udp-sink, tcp-echo, http, tcp-client)"
+                    "unknown application '{other}' (udp-echo, udp-sink, tcp-echo, http, tcp-client, udp-client)"
                 ))
             }
         };
@@ -92,11 +101,14 @@ impl FromStr for AppSpec {
     }
 }
 
-/// `IP:PORT:BYTES[:CONNS]`.
-fn parse_client(s: &str) -> Result<AppSpec, String> {
+/// `IP:PORT:BYTES[:CONNS]` (tcp-client), `IP:PORT:COUNT[:FLOWS]` (udp-client).
+fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
     let f: Vec<&str> = s.split(':').collect();
     if !(3..=4).contains(&f.len()) {
-        return Err("expected tcp-client:IP:PORT:BYTES[:CONNS]".into());
+        return Err(match kind {
+            AppKind::UdpClient => "expected udp-client:IP:PORT:COUNT[:FLOWS]".into(),
+            _ => "expected tcp-client:IP:PORT:BYTES[:CONNS]".into(),
+        });
     }
     let ip = f[0]
         .parse()
@@ -114,7 +126,7 @@ fn parse_client(s: &str) -> Result<AppSpec, String> {
         return Err("connections must be 1..=65536".into());
     }
     Ok(AppSpec {
-        kind: AppKind::TcpClient,
+        kind,
         port,
         body,
         peer: Some(SocketAddrV4::new(ip, port)),
@@ -126,17 +138,16 @@ impl AppSpec {
     /// A factory making one instance per core.
     pub fn factory(self) -> AppFactory {
         Arc::new(move |core: &CoreInfo| -> Box<dyn App> {
+            // Core i opens connections i, i + N, i + 2N, ...
+            let mine = (0..self.conns)
+                .filter(|j| j % core.count == core.index)
+                .count();
+            let peer = self
+                .peer
+                .unwrap_or(SocketAddrV4::new([0; 4].into(), self.port));
             match self.kind {
-                AppKind::TcpClient => {
-                    // Core i opens connections i, i + N, i + 2N, ...
-                    let mine = (0..self.conns)
-                        .filter(|j| j % core.count == core.index)
-                        .count();
-                    let peer = self
-                        .peer
-                        .unwrap_or(SocketAddrV4::new([0; 4].into(), self.port));
-                    Box::new(TcpClient::new(peer, self.body, mine))
-                }
+                AppKind::TcpClient => Box::new(TcpClient::new(peer, self.body, mine)),
+                AppKind::UdpClient => Box::new(UdpClient::new(peer, self.body, mine)),
                 AppKind::UdpEcho => Box::new(UdpEcho::new(self.port)),
                 AppKind::UdpSink => Box::new(UdpSink::new(self.port)),
                 AppKind::TcpEcho => Box::new(TcpEcho::new(self.port)),
@@ -652,6 +663,170 @@ impl App for TcpClient {
     }
 }
 
+/// How long a udp-client datagram waits for its echo before it is sent again.
+const UDP_CLIENT_RETRY: Duration = Duration::from_millis(200);
+/// Sends of one datagram before its flow is given up.
+const UDP_CLIENT_TRIES: u32 = 10;
+
+struct UdpFlow {
+    port: u16,
+    /// The datagram awaiting its echo.
+    seq: u64,
+    sent_at: Instant,
+    tries: u32,
+}
+
+/// Opens `flows` connected UDP sockets to an echo service and sends `count`
+/// numbered datagrams on each, one at a time: each must come back intact,
+/// on the socket (and so the core) that sent it. A lost datagram is sent
+/// again after 200 ms, ten times at most.
+pub struct UdpClient {
+    peer: SocketAddrV4,
+    count: u64,
+    to_open: usize,
+    flows: Vec<UdpFlow>,
+    buf: [u8; 64],
+    opened: u64,
+    completed: u64,
+    failed: u64,
+    mismatches: u64,
+    sent: u64,
+    verified: u64,
+    retries: u64,
+}
+
+impl UdpClient {
+    pub fn new(peer: SocketAddrV4, count: usize, flows: usize) -> Self {
+        UdpClient {
+            peer,
+            count: count as u64,
+            to_open: flows,
+            flows: Vec::with_capacity(flows),
+            buf: [0; 64],
+            opened: 0,
+            completed: 0,
+            failed: 0,
+            mismatches: 0,
+            sent: 0,
+            verified: 0,
+            retries: 0,
+        }
+    }
+
+    /// The datagram `seq` of the flow on `port`: both numbers, then a
+    /// pattern derived from them.
+    fn fill(buf: &mut [u8; 64], port: u16, seq: u64) {
+        buf[..2].copy_from_slice(&port.to_be_bytes());
+        buf[2..10].copy_from_slice(&seq.to_be_bytes());
+        for (i, b) in buf[10..].iter_mut().enumerate() {
+            *b = (seq as u8).wrapping_mul(31).wrapping_add(i as u8) ^ (port as u8);
+        }
+    }
+
+    fn send(&mut self, net: &mut dyn NetCtx, i: usize) {
+        let (port, seq) = (self.flows[i].port, self.flows[i].seq);
+        Self::fill(&mut self.buf, port, seq);
+        let f = &mut self.flows[i];
+        f.sent_at = net.now();
+        f.tries += 1;
+        if net.send_udp(port, self.peer, &self.buf).is_ok() {
+            self.sent += 1;
+        }
+    }
+
+    fn finish(&mut self, net: &mut dyn NetCtx, i: usize, ok: bool) {
+        let f = self.flows.swap_remove(i);
+        net.unbind_udp(f.port);
+        if ok {
+            self.completed += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
+impl App for UdpClient {
+    fn name(&self) -> String {
+        format!("udp-client:{}", self.peer)
+    }
+    fn start(&mut self, _net: &mut dyn NetCtx) -> Result<(), BindError> {
+        Ok(())
+    }
+    fn on_datagram(&mut self, net: &mut dyn NetCtx, d: &Datagram<'_>) {
+        let Some(i) = self.flows.iter().position(|f| f.port == d.dst.port()) else {
+            return;
+        };
+        let (port, seq) = (self.flows[i].port, self.flows[i].seq);
+        Self::fill(&mut self.buf, port, seq);
+        if d.payload != self.buf {
+            // A late duplicate of the previous datagram is not a mismatch.
+            if d.payload.len() == 64 && d.payload[2..10] == (seq.wrapping_sub(1)).to_be_bytes() {
+                return;
+            }
+            self.mismatches += 1;
+            return self.finish(net, i, false);
+        }
+        self.verified += 1;
+        let f = &mut self.flows[i];
+        f.seq += 1;
+        f.tries = 0;
+        if f.seq == self.count {
+            return self.finish(net, i, true);
+        }
+        self.send(net, i);
+    }
+    fn poll(&mut self, net: &mut dyn NetCtx) {
+        while self.to_open > 0 {
+            self.to_open -= 1;
+            match net.udp_connect(self.peer) {
+                Ok(port) => {
+                    self.opened += 1;
+                    self.flows.push(UdpFlow {
+                        port,
+                        seq: 0,
+                        sent_at: net.now(),
+                        tries: 0,
+                    });
+                    if self.count == 0 {
+                        let i = self.flows.len() - 1;
+                        self.finish(net, i, true);
+                    } else {
+                        let i = self.flows.len() - 1;
+                        self.send(net, i);
+                    }
+                }
+                Err(_) => self.failed += 1,
+            }
+        }
+        let now = net.now();
+        let mut i = 0;
+        while i < self.flows.len() {
+            if now.since(self.flows[i].sent_at) < UDP_CLIENT_RETRY {
+                i += 1;
+                continue;
+            }
+            if self.flows[i].tries >= UDP_CLIENT_TRIES {
+                self.finish(net, i, false);
+                continue;
+            }
+            self.retries += 1;
+            self.send(net, i);
+            i += 1;
+        }
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("opened", self.opened),
+            ("completed", self.completed),
+            ("failed", self.failed),
+            ("mismatches", self.mismatches),
+            ("sent", self.sent),
+            ("verified", self.verified),
+            ("retries", self.retries),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,5 +866,9 @@ mod tests {
         assert_eq!((c.body, c.conns), (1000, 8));
         assert!("tcp-client:198.18.0.2:5001".parse::<AppSpec>().is_err());
         assert!("tcp-client:nope:5001:1".parse::<AppSpec>().is_err());
+        let u = "udp-client:198.18.0.2:7:50:32".parse::<AppSpec>().unwrap();
+        assert_eq!(u.kind, AppKind::UdpClient);
+        assert_eq!((u.body, u.conns), (50, 32));
+        assert!("udp-client:198.18.0.2:7".parse::<AppSpec>().is_err());
     }
 }

@@ -108,6 +108,13 @@ pub trait NetCtx {
     fn bind_udp(&mut self, port: u16) -> Result<(), BindError>;
     /// Release a port the calling application bound.
     fn unbind_udp(&mut self, port: u16) -> bool;
+    /// A UDP socket connected to `dst`: an ephemeral local port, bound for
+    /// the calling application, whose replies come back to this core (RSS
+    /// predicted where the device allows, handed over between cores where
+    /// not), taking datagrams from `dst` only. Send with
+    /// [`send_udp`](Self::send_udp) from the returned port; release it with
+    /// [`unbind_udp`](Self::unbind_udp).
+    fn udp_connect(&mut self, dst: SocketAddrV4) -> Result<u16, BindError>;
     /// Send `payload` from local `src_port` (bound by the caller) to `dst`:
     /// on-link directly, off-link through the gateway, fragmented if larger
     /// than the MTU. Never blocks.

@@ -266,9 +266,10 @@ impl<P: BufPool> Core<P> {
                 p.icmp_to_kernel || l4.first() != Some(&8)
             }
             IpProtocol::Udp => {
-                p.unowned_ports
-                    && l4.len() >= 4
-                    && !self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
+                p.unowned_ports && l4.len() >= 4 && {
+                    let port = u16::from_be_bytes([l4[2], l4[3]]);
+                    !self.net.udp.is_bound(port) && self.udp_owner_of(ip, l4).is_none()
+                }
             }
             IpProtocol::Tcp => {
                 if !p.unowned_ports || !ours || l4.len() < 4 {
@@ -303,6 +304,9 @@ impl<P: BufPool> Core<P> {
         self.net
             .tcp
             .set_directory(s.directory.clone(), self.net.info.index);
+        self.net
+            .udp
+            .set_directory(s.udp_directory.clone(), self.net.info.index);
         self.steering = Some(s);
     }
 
@@ -337,7 +341,8 @@ impl<P: BufPool> Core<P> {
                 self.net.counters.steer_handoffs_out += 1;
             }
         }
-        self.net.counters.steer_directory_full = self.net.tcp.directory_full;
+        self.net.counters.steer_directory_full =
+            self.net.tcp.directory_full + self.net.udp.directory_full;
     }
 
     /// Start the applications (they bind their ports) and, on the ARP
@@ -451,6 +456,11 @@ impl<P: BufPool> Core<P> {
     /// TCP connections in the table (TIME_WAIT included).
     pub fn tcp_connections(&self) -> usize {
         self.net.tcp.len()
+    }
+
+    /// Bound UDP ports (connected sockets included) on this core.
+    pub fn udp_sockets(&self) -> usize {
+        self.net.udp.len()
     }
 
     /// The TCP table, read-only (tests, diagnostics).
@@ -575,8 +585,13 @@ impl<P: BufPool> Core<P> {
             return;
         }
         let payload = packet.payload();
-        if ip.next_header == IpProtocol::Tcp && !handed_off {
-            if let Some(owner) = self.tcp_owner(&ip, payload) {
+        if !handed_off {
+            let owner = match ip.next_header {
+                IpProtocol::Tcp => self.tcp_owner(&ip, payload),
+                IpProtocol::Udp => self.udp_owner(&ip, payload),
+                _ => None,
+            };
+            if let Some(owner) = owner {
                 self.handoff_out.push((owner, buf));
                 return;
             }
@@ -608,6 +623,30 @@ impl<P: BufPool> Core<P> {
             return None;
         }
         s.directory
+            .owner(&key)
+            .filter(|&o| o != self.net.info.index)
+    }
+
+    /// Another core whose connected UDP socket this datagram is for, if no
+    /// socket here takes its port (only with steering).
+    #[inline]
+    fn udp_owner(&self, ip: &Ipv4Repr, l4: &[u8]) -> Option<usize> {
+        if self.steering.is_none()
+            || l4.len() < 4
+            || self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
+        {
+            return None;
+        }
+        self.udp_owner_of(ip, l4)
+    }
+
+    fn udp_owner_of(&self, ip: &Ipv4Repr, l4: &[u8]) -> Option<usize> {
+        let s = self.steering.as_ref()?;
+        let key = FlowKey {
+            local_port: u16::from_be_bytes([l4[2], l4[3]]),
+            remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
+        };
+        s.udp_directory
             .owner(&key)
             .filter(|&o| o != self.net.info.index)
     }
@@ -660,12 +699,13 @@ fn process_udp<P: BufPool>(
         Ok(r) => r,
         Err(e) => return net.drop_frame(e.into()),
     };
+    let src = SocketAddrV4::new(ip.src_addr, udp.src_port);
     let binding = match net.udp.lookup(udp.dst_port) {
-        Some(b) => {
+        Some(b) if b.accepts(src) => {
             b.rx += 1;
             b.app
         }
-        None => {
+        _ => {
             net.counters.drop(DropReason::NoSocket);
             if ip.dst_addr == net.iface.ip.address() {
                 // RFC 1122 3.2.2.1: port unreachable, never for broadcasts.
@@ -1236,6 +1276,19 @@ impl<P: BufPool> NetCtx for Net<P> {
             Some(b) if b.app == self.current_app => self.udp.unbind(port),
             _ => false,
         }
+    }
+    fn udp_connect(&mut self, dst: SocketAddrV4) -> Result<u16, BindError> {
+        // The same choice as a TCP active open: this core's share of the
+        // ephemeral ports, or, with the device's RSS known, a port whose
+        // replies hash to this core's queue.
+        let udp = &self.udp;
+        let port = self
+            .tcp
+            .pick_port(dst, |p| !udp.is_bound(p))
+            .ok_or(BindError::NoPort)?;
+        self.udp.connect(port, dst, self.current_app)?;
+        self.counters.udp_connects += 1;
+        Ok(port)
     }
     fn send_udp(
         &mut self,

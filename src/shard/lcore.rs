@@ -167,7 +167,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     };
     let timer_period = hz / 10_000; // 100 us
     let publish_period = hz / 10; // 100 ms
-    let apps_period = hz; // 1 s
+                                  // Applications' counters and the histograms with the stack's, so that a
+                                  // printed block is one moment's view.
+    let apps_period = publish_period;
 
     let mut core = Core::new(iface, info, pool, arp, arp_writer, limits, &apps);
     if let Some(p) = rss {

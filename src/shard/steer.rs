@@ -1,6 +1,7 @@
 //! Flow steering for devices whose RSS cannot be predicted (af_packet's
-//! fanout hash, tap, no RSS): a TCP segment that reaches a core that does
-//! not own its connection is handed to the owner.
+//! fanout hash, tap, no RSS): a TCP segment or a UDP datagram that reaches
+//! a core that does not own its connection (or connected UDP socket) is
+//! handed to the owner.
 //!
 //! The owner is found in a [`FlowDirectory`]: a fixed-size, lock-free
 //! open-addressing table written when a connection is made or freed (not
@@ -111,7 +112,10 @@ impl FlowDirectory {
 
 /// The directory and the handoff queues of all cores.
 pub struct Steering<B> {
+    /// TCP connections.
     pub directory: Arc<FlowDirectory>,
+    /// Connected UDP sockets.
+    pub udp_directory: Arc<FlowDirectory>,
     cores: usize,
     /// [dst * cores + src]
     queues: Vec<ArrayQueue<B>>,
@@ -121,6 +125,7 @@ impl<B> Steering<B> {
     pub fn new(cores: usize, flows: usize, queue: usize) -> Steering<B> {
         Steering {
             directory: Arc::new(FlowDirectory::new(flows)),
+            udp_directory: Arc::new(FlowDirectory::new(flows.min(64 * 1024))),
             cores,
             queues: (0..cores * cores)
                 .map(|_| ArrayQueue::new(queue.max(1)))

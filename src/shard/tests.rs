@@ -951,11 +951,16 @@ fn closed_ports_get_rst_and_a_full_table_refuses_syns() {
     assert_eq!(r.in_use(), 0);
 }
 
-#[test]
-fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
-    let factories: Vec<AppFactory> = vec!["tcp-echo:80".parse::<AppSpec>().unwrap().factory()];
+/// Two cores sharing one steering directory (and, with `predictor`, an
+/// emulated RSS NIC's hash), each running `factories`, both on this thread
+/// (heap buffers are not Send).
+#[allow(clippy::arc_with_non_send_sync)]
+fn two_cores(
+    factories: &[AppFactory],
+    predictor: Option<Arc<rss::QueuePredictor>>,
+) -> (Vec<Core<HeapPool>>, Arc<Steering<PooledHeapBuf>>, HeapPool) {
     let arp = ArpShared::new(ArpConfig::default());
-    let pool = HeapPool::new(512);
+    let pool = HeapPool::new(1024);
     let view = pool.share();
     let iface = IfaceConfig {
         mac: OUR_MAC,
@@ -966,10 +971,8 @@ fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
         tx_udp_cksum: false,
         tx_tcp_cksum: false,
     };
-    // Heap buffers are not Send; both cores run on this one thread here.
-    #[allow(clippy::arc_with_non_send_sync)]
     let steering = Arc::new(Steering::new(2, 64, 16));
-    let mut cores: Vec<Core<HeapPool>> = (0..2)
+    let cores = (0..2)
         .map(|i| {
             let info = CoreInfo {
                 index: i,
@@ -983,14 +986,24 @@ fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
                 arp.clone(),
                 i == 0,
                 CoreLimits::default(),
-                &factories,
+                factories,
             );
             c.set_steering(steering.clone());
+            if let Some(p) = &predictor {
+                c.set_rss(p.clone());
+            }
             c.start(Instant::from_secs(1)).unwrap();
             c.tx_queue().clear();
             c
         })
         .collect();
+    (cores, steering, view)
+}
+
+#[test]
+fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
+    let factories: Vec<AppFactory> = vec!["tcp-echo:80".parse::<AppSpec>().unwrap().factory()];
+    let (mut cores, steering, view) = two_cores(&factories, None);
     let now = Instant::from_secs(1);
     let rx = |c: &mut Core<HeapPool>, f: &[u8]| {
         c.begin_burst(now);
@@ -1202,44 +1215,8 @@ fn predicted_rss_brings_replies_to_the_opening_core_without_handoffs() {
         .parse::<AppSpec>()
         .unwrap();
     let factories = vec![peer.factory()];
-    let arp = ArpShared::new(ArpConfig::default());
-    let pool = HeapPool::new(1024);
-    let view = pool.share();
-    let iface = IfaceConfig {
-        mac: OUR_MAC,
-        ip: "198.18.0.1/24".parse().unwrap(),
-        gateway: None,
-        mtu: 1500,
-        tx_ipv4_cksum: false,
-        tx_udp_cksum: false,
-        tx_tcp_cksum: false,
-    };
-    #[allow(clippy::arc_with_non_send_sync)]
-    let steering = Arc::new(Steering::new(2, 64, 16));
+    let (mut cores, steering, view) = two_cores(&factories, Some(predictor.clone()));
     let now = Instant::from_secs(1);
-    let mut cores: Vec<Core<HeapPool>> = (0..2)
-        .map(|i| {
-            let info = CoreInfo {
-                index: i,
-                count: 2,
-                lcore: i as u32,
-            };
-            let mut c = Core::new(
-                iface,
-                info,
-                pool.share(),
-                arp.clone(),
-                i == 0,
-                CoreLimits::default(),
-                &factories,
-            );
-            c.set_steering(steering.clone());
-            c.set_rss(predictor.clone());
-            c.start(now).unwrap();
-            c.tx_queue().clear();
-            c
-        })
-        .collect();
     // The host's MAC, learned by the ARP writer and published to both.
     cores[0].begin_burst(now);
     cores[0].process_frame(view.buf_from(&arp_frame(
@@ -1293,4 +1270,139 @@ fn predicted_rss_brings_replies_to_the_opening_core_without_handoffs() {
     drop(cores);
     drop(steering);
     assert_eq!(view.in_use(), 0);
+}
+
+/// A UDP datagram from the host's `sport` to our `dport`.
+fn udp_to(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    ipv4_frame(IpProtocol::Udp, &udp_bytes(sport, dport, payload), 1, None)
+}
+
+/// The ports and payload of a UDP frame we sent.
+fn udp_out(frame: &[u8]) -> (u16, u16, Vec<u8>) {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    (udp.src_port(), udp.dst_port(), udp.payload().to_vec())
+}
+
+/// Runs udp-client on two cores against an echo "host" that answers every
+/// datagram through `nic` (which names the core the reply reaches), until
+/// every flow is done. Returns the cores for their counters.
+fn udp_client_exchange(
+    predictor: Option<Arc<rss::QueuePredictor>>,
+    nic: impl Fn(u16) -> usize,
+) -> (Vec<Core<HeapPool>>, HeapPool) {
+    let spec = "udp-client:198.18.0.2:7:5:8".parse::<AppSpec>().unwrap();
+    let (mut cores, steering, view) = two_cores(&[spec.factory()], predictor);
+    let now = Instant::from_secs(1);
+    cores[0].begin_burst(now);
+    cores[0].process_frame(view.buf_from(&arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    )));
+    cores[0].tx_queue().clear();
+    cores[0].poll_timers(now);
+    let mut t = now;
+    for _ in 0..50 {
+        t = t.plus(Duration::from_millis(1));
+        let mut out = Vec::new();
+        for (i, c) in cores.iter_mut().enumerate() {
+            c.begin_burst(t);
+            c.poll_timers(t);
+            out.extend(c.tx_queue().drain(..).map(|f| (i, udp_out(f.data()))));
+        }
+        for (_, (sport, dport, payload)) in out {
+            assert_eq!(dport, 7);
+            let c = &mut cores[nic(sport)];
+            c.begin_burst(t);
+            c.process_frame(view.buf_from(&udp_to(7, sport, &payload)));
+            c.flush_handoffs();
+        }
+        for c in cores.iter_mut() {
+            c.begin_burst(t);
+            c.poll_handoffs();
+        }
+    }
+    drop(steering);
+    (cores, view)
+}
+
+fn app_counter(c: &Core<HeapPool>, name: &str) -> u64 {
+    let apps = c.app_counters();
+    apps[0].1.iter().find(|(k, _)| *k == name).unwrap().1
+}
+
+#[test]
+fn udp_replies_reaching_the_wrong_core_are_handed_to_the_connected_socket() {
+    // No RSS: every reply lands on the other core, which hands it over.
+    let (mut cores, view) = udp_client_exchange(None, |port| {
+        // Core c took the ports with port % 2 == c: send to the other one.
+        usize::from(port % 2 == 0)
+    });
+    for c in &cores {
+        assert_eq!(app_counter(c, "opened"), 4);
+        assert_eq!(app_counter(c, "completed"), 4, "every flow completes");
+        assert_eq!(app_counter(c, "verified"), 20);
+        assert_eq!(app_counter(c, "mismatches") + app_counter(c, "failed"), 0);
+        assert_eq!(c.net.counters.udp_connects, 4);
+        assert_eq!(c.net.counters.steer_handoffs_out, 20);
+        assert_eq!(c.net.counters.steer_handoffs_in, 20);
+        assert_eq!(c.net.counters.dropped(DropReason::NoSocket), 0);
+        // Finished flows gave their ports back.
+        assert_eq!(c.udp_sockets(), 0);
+    }
+    // A reply after the flow ended finds no socket on either core.
+    cores[1].begin_burst(Instant::from_secs(2));
+    cores[1].process_frame(view.buf_from(&udp_to(7, 61001, b"late")));
+    cores[1].flush_handoffs();
+    assert_eq!(cores[1].net.counters.steer_handoffs_out, 20);
+    assert_eq!(cores[1].net.counters.dropped(DropReason::NoSocket), 1);
+    for c in cores.iter_mut() {
+        c.clear();
+    }
+    drop(cores);
+    assert_eq!(view.in_use(), 0);
+}
+
+#[test]
+fn udp_connect_picks_ports_whose_replies_hash_home() {
+    let key = rss::ToeplitzKey::MICROSOFT;
+    let reta = rss::RetaTable::uniform(128, 2).unwrap();
+    let predictor = Arc::new(rss::QueuePredictor::new(&key, reta));
+    let p = predictor.clone();
+    let (mut cores, view) = udp_client_exchange(Some(predictor), move |port| {
+        usize::from(p.queue_for_ipv4_l4(HOST_IP, OUR_IP, 7, port))
+    });
+    for c in &cores {
+        assert_eq!(app_counter(c, "completed"), 4);
+        assert_eq!(app_counter(c, "verified"), 20);
+        assert_eq!(c.net.counters.steer_handoffs_out, 0, "no handoffs");
+    }
+    for c in cores.iter_mut() {
+        c.clear();
+    }
+    drop(cores);
+    assert_eq!(view.in_use(), 0);
+}
+
+#[test]
+fn a_connected_socket_takes_only_its_peer() {
+    let spec = "udp-client:198.18.0.2:7:5:1".parse::<AppSpec>().unwrap();
+    let mut r = rig_with_factories(&[spec.factory()], CoreLimits::default());
+    r.learn_host(); // the client's first send goes with what this takes
+    r.tick(Duration::from_millis(250)); // sent again: unanswered
+    let sent: Vec<_> = r.take_tx().iter().map(|f| udp_out(f)).collect();
+    assert_eq!(sent.len(), 1);
+    let (port, _, payload) = sent[0].clone();
+    // The same bytes from another port of the host are not the peer's.
+    r.rx(&udp_to(8, port, &payload));
+    assert_eq!(r.dropped(DropReason::NoSocket), 1);
+    assert_eq!(app_counter(&r.core, "verified"), 0);
+    r.take_tx(); // port unreachable
+    r.rx(&udp_to(7, port, &payload));
+    assert_eq!(app_counter(&r.core, "verified"), 1);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
 }

@@ -180,6 +180,8 @@ counters! {
     udp_tx,
     /// UDP sends that failed (no buffer, queue full, no ARP slot).
     udp_send_failed,
+    /// Connected UDP sockets opened (`udp_connect`).
+    udp_connects,
     /// Learned neighbours the ARP table refused because it was full (writer core).
     arp_table_full,
     /// Entries in the ARP table (gauge, writer core).

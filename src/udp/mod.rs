@@ -3,8 +3,18 @@
 //! Each core binds the same ports for its own instance of each application,
 //! so a datagram is delivered on whichever core its flow landed. The table is
 //! a fixed-capacity `heapless` map: binding past capacity fails and says so.
+//!
+//! A connected socket (an active open, [`UdpTable::connect`]) is one core's
+//! alone: its ephemeral port is chosen so that replies come back to this
+//! core, and where the device's hash cannot be predicted it is written into
+//! the shared [`FlowDirectory`] so that another core receiving a reply hands
+//! it over. It takes datagrams from its remote end only.
 
+use crate::shard::FlowDirectory;
+use crate::tcp::table::FlowKey;
 use heapless::FnvIndexMap;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
 
 /// Sockets one core can hold.
 pub const MAX_SOCKETS: usize = 256;
@@ -18,6 +28,16 @@ pub struct Binding {
     pub rx: u64,
     /// Datagrams sent from this port.
     pub tx: u64,
+    /// The one remote end of a connected socket.
+    pub remote: Option<SocketAddrV4>,
+}
+
+impl Binding {
+    /// Whether a datagram from `src` belongs to this socket.
+    #[inline]
+    pub fn accepts(&self, src: SocketAddrV4) -> bool {
+        self.remote.is_none_or(|r| r == src)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,11 +48,18 @@ pub enum BindError {
     TableFull,
     #[error("port 0 cannot be bound")]
     PortZero,
+    #[error("no free local port")]
+    NoPort,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct UdpTable {
     map: FnvIndexMap<u16, Binding, MAX_SOCKETS>,
+    /// Where other cores look up who owns a connected socket (multi-core,
+    /// unpredictable RSS), and this core's index.
+    directory: Option<(Arc<FlowDirectory>, usize)>,
+    /// Connected sockets the directory had no room for.
+    pub directory_full: u64,
 }
 
 impl UdpTable {
@@ -48,14 +75,67 @@ impl UdpTable {
             return Err(BindError::InUse(port));
         }
         self.map
-            .insert(port, Binding { app, rx: 0, tx: 0 })
+            .insert(
+                port,
+                Binding {
+                    app,
+                    rx: 0,
+                    tx: 0,
+                    remote: None,
+                },
+            )
             .map_err(|_| BindError::TableFull)?;
+        Ok(())
+    }
+
+    /// Share connected sockets with the other cores through `dir`.
+    pub fn set_directory(&mut self, dir: Arc<FlowDirectory>, core: usize) {
+        self.directory = Some((dir, core));
+    }
+
+    /// Bind `port` as a socket connected to `remote` (the caller chose a
+    /// port whose replies reach this core, or that no other core uses).
+    pub fn connect(
+        &mut self,
+        port: u16,
+        remote: SocketAddrV4,
+        app: usize,
+    ) -> Result<(), BindError> {
+        self.bind(port, app)?;
+        if let Some(b) = self.map.get_mut(&port) {
+            b.remote = Some(remote);
+        }
+        if let Some((dir, core)) = &self.directory {
+            if !dir.insert(
+                &FlowKey {
+                    local_port: port,
+                    remote,
+                },
+                *core,
+            ) {
+                self.directory_full += 1;
+            }
+        }
         Ok(())
     }
 
     /// Release a port; true if it was bound.
     pub fn unbind(&mut self, port: u16) -> bool {
-        self.map.remove(&port).is_some()
+        match self.map.remove(&port) {
+            Some(b) => {
+                if let (Some(remote), Some((dir, core))) = (b.remote, &self.directory) {
+                    dir.remove(
+                        &FlowKey {
+                            local_port: port,
+                            remote,
+                        },
+                        *core,
+                    );
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     #[inline]
@@ -110,5 +190,29 @@ mod tests {
         assert!(t.unbind(1));
         t.bind(60000, 0).unwrap();
         assert!(t.lookup(60000).is_some());
+    }
+
+    #[test]
+    fn connected_sockets_take_their_remote_only_and_are_in_the_directory() {
+        let dir = Arc::new(FlowDirectory::new(16));
+        let mut t = UdpTable::new();
+        t.set_directory(dir.clone(), 1);
+        let peer: SocketAddrV4 = "198.18.0.2:7".parse().unwrap();
+        t.connect(61001, peer, 0).unwrap();
+        assert_eq!(t.connect(61001, peer, 0), Err(BindError::InUse(61001)));
+        let b = *t.lookup(61001).unwrap();
+        assert!(b.accepts(peer));
+        assert!(!b.accepts("198.18.0.3:7".parse().unwrap()));
+        assert!(!b.accepts("198.18.0.2:8".parse().unwrap()));
+        let key = FlowKey {
+            local_port: 61001,
+            remote: peer,
+        };
+        assert_eq!(dir.owner(&key), Some(1));
+        assert!(t.unbind(61001));
+        assert_eq!(dir.owner(&key), None);
+        // A plain binding takes anyone.
+        t.bind(7, 0).unwrap();
+        assert!(t.lookup(7).unwrap().accepts(peer));
     }
 }

@@ -50,6 +50,26 @@ pub fn echo_server(net: &TestNet, port: u16, count: u32) -> Child {
     child
 }
 
+/// A Linux UDP echo server on the test host's `port` (tests/tools/udp.py
+/// echo-server) for `seconds`; prints how many datagrams and peers it saw.
+pub fn udp_echo_server(net: &TestNet, port: u16, seconds: u32) -> Child {
+    let child = Command::new("ip")
+        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
+        .arg(root().join("tests/tools/udp.py"))
+        .args([
+            "echo-server",
+            &net.host_ip(),
+            &port.to_string(),
+            &seconds.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("udp echo server");
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
 /// Run a command, panic with its output if it fails.
 pub fn run(cmd: &str) -> Output {
     let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");

@@ -6,6 +6,8 @@
     udp.py flows HOST PORT FLOWS PER       FLOWS sockets at once, PER datagrams each
     udp.py refused HOST PORT               a connected socket must see ECONNREFUSED
     udp.py send HOST PORT COUNT SIZE       fire and forget (for udp-sink)
+    udp.py echo-server HOST PORT SECONDS   a Linux echo server on HOST:PORT for
+                                           SECONDS (for dpstack's udp-client)
 
 Prints one JSON object; exits non-zero when the check fails. Each echo is
 retried (up to 3 sends) only if no reply came within the timeout; every reply
@@ -135,6 +137,23 @@ def main():
         for i in range(count):
             s.sendto(payload(size, i), dest)
         out.update(sent=count)
+    elif mode == "echo-server":
+        import time
+        secs = float(sys.argv[4])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(dest)
+        s.settimeout(0.2)
+        echoed, peers = 0, set()
+        end = time.time() + secs
+        while time.time() < end:
+            try:
+                data, src = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            s.sendto(data, src)
+            echoed += 1
+            peers.add(src)
+        out.update(echoed=echoed, peers=len(peers))
     else:
         raise SystemExit("unknown mode " + mode)
     print(json.dumps(out))
