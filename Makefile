@@ -2,7 +2,8 @@
 # network namespace; `make test` runs every test. Both install what is missing.
 SHELL := /bin/bash
 APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config ethtool iproute2 \
-	iputils-ping iputils-arping python3 perl util-linux curl nftables python3-scapy
+	iputils-ping iputils-arping python3 perl util-linux curl nftables python3-scapy \
+	wrk nginx valgrind
 CARGO ?= cargo
 
 .PHONY: all deps hugepages build release demo test unit integration lint fuzz bench clean
@@ -50,8 +51,7 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: release
-	bash perf/bench-memif-sink.sh 6
-	bash perf/bench-udp-echo.sh 5 16 4 64
+	bash perf/bench.sh 5
 
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz

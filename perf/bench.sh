@@ -16,6 +16,7 @@ else
     SECS=${1:-5}; OUT=/tmp/dpsbench; DOC=docs/benchmarks.md; IMG=docs/img; N_INSTR=2000
 fi
 mkdir -p "$OUT" "$IMG"
+rm -f "$OUT/stdin"; mkfifo "$OUT/stdin"; exec 9<>"$OUT/stdin"
 rm -f "$OUT"/*.json "$OUT"/*.hlog "$OUT"/*.txt
 cargo build --release -q -p perf -p dpstack
 BIN=$PWD/target/release
@@ -54,17 +55,20 @@ dut_dpstack() { # lcores args...
 }
 dut_testpmd() { # lcores mode nb-cores
     rm -f "$SOCK"
+    # testpmd without a terminal exits when its stdin closes: give it a FIFO
+    # this script holds open (fd 9), so that it runs until it is killed.
     # shellcheck disable=SC2086
-    (sleep 600 | dpdk-testpmd --lcores="$1" $EAL --file-prefix dpsbdut \
+    dpdk-testpmd --lcores="$1" $EAL --file-prefix dpsbdut \
         --vdev=net_memif0,role=server,socket=$SOCK -- --forward-mode="$2" \
         --nb-cores="$3" --rxq="$3" --txq="$3" --auto-start --stats-period 0 \
-        >"$OUT/dut.txt" 2>&1) &
+        <&9 >"$OUT/dut.txt" 2>&1 &
     DUT=$!
-    sleep 1.5
+    for _ in $(seq 50); do grep -q 'Press enter to exit' "$OUT/dut.txt" 2>/dev/null && break; sleep 0.1; done
+    sleep 0.3
 }
 stop_dut() {
     if [ -n "$DUT" ]; then
-        pkill -TERM -f "file-prefix dpsbdut" 2>/dev/null || true
+        kill -TERM "$DUT" 2>/dev/null || true
         wait "$DUT" 2>/dev/null || true
         DUT=
     fi
@@ -105,7 +109,7 @@ for m in tcp-rr tcp-crr; do
     # shellcheck disable=SC2086
     $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
         --vdev=net_memif0,role=client,socket=$SOCK -- --mode $m --src 198.18.60.2/24 \
-        --dst 198.18.60.1:80 --conns 32 --seconds "$SECS" --stack "--tcp-ports 1024-65535" \
+        --dst 198.18.60.1:80 --conns 32 --seconds "$SECS" --stack="--tcp-ports 1024-65535" \
         --json "$OUT/memif-$m-dpstack-1.json" --hdr-log "$OUT/memif-$m-dpstack-1.hlog" \
         --quiet >/dev/null 2>"$OUT/gen-$m.txt"
     log "memif-$m: $(cat "$OUT/memif-$m-dpstack-1.json")"

@@ -26,12 +26,17 @@ fn body_pattern(n: usize) -> Vec<u8> {
 
 /// curl with `n` URLs on one command line; returns (code, size, connects)
 /// per transfer.
+/// `n` GETs in one curl run; (code, size, new connections) per request.
+/// Every body is kept and compared with what the http app serves.
 fn curl_many(net: &TestNet, n: usize, extra: &str) -> Vec<(u32, usize, u32)> {
     let cfg = format!("/tmp/dpstack-curl-{}.cfg", net.ns);
+    let dir = format!("/tmp/dpstack-curl-{}", net.ns);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
     let mut s = String::new();
     for i in 0..n {
         s.push_str(&format!(
-            "url = \"http://{}/{i}\"\noutput = \"/dev/null\"\n",
+            "url = \"http://{}/{i}\"\noutput = \"{dir}/{i}\"\n",
             net.stack_ip()
         ));
     }
@@ -41,6 +46,16 @@ fn curl_many(net: &TestNet, n: usize, extra: &str) -> Vec<(u32, usize, u32)> {
     ));
     let _ = std::fs::remove_file(&cfg);
     assert!(o.status.success(), "curl: {}", text(&o));
+    let want = body_pattern(BODY);
+    for i in 0..n {
+        let got = std::fs::read(format!("{dir}/{i}")).unwrap_or_default();
+        assert!(
+            got == want,
+            "request {i}: {} bytes, not the body",
+            got.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(|l| {

@@ -116,6 +116,15 @@ pub struct Net<P: BufPool> {
     scratch: Vec<u8>,
     /// The application calling into `NetCtx` now.
     current_app: usize,
+    /// The received frame may carry its own UDP reply (unfragmented, no IP
+    /// options, to our unicast address): set just before delivery.
+    inplace_ok: bool,
+    /// The datagram an application is being handed, when its frame may carry
+    /// the reply: (payload address, length, our port, the sender).
+    rx_inplace: Option<(usize, usize, u16, SocketAddrV4)>,
+    /// An application answered that datagram with its own bytes, to its
+    /// sender: the receive buffer becomes the reply, to this MAC.
+    reply_inplace: Option<EthernetAddress>,
     tcp: TcpTable,
     /// Events for applications, raised while a segment or timer ran.
     tcp_events: Vec<(usize, TcpEvent)>,
@@ -187,6 +196,9 @@ impl<P: BufPool> Core<P> {
                 icmp_limit: RateLimiter::new(limits.icmp_rate, limits.icmp_burst),
                 scratch: vec![0; 65536],
                 current_app: 0,
+                inplace_ok: false,
+                rx_inplace: None,
+                reply_inplace: None,
                 tcp,
                 tcp_events: Vec::with_capacity(256),
                 tcp_expired: Vec::with_capacity(limits.tcp.max_connections),
@@ -604,7 +616,12 @@ impl<P: BufPool> Core<P> {
             return self.net.process_icmp_in_place(buf, l2, &ip);
         }
         let header = &bytes[..header_len];
+        self.net.inplace_ok = header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address();
         deliver_datagram(&mut self.net, &mut self.apps, &ip, header, payload);
+        self.net.inplace_ok = false;
+        if let Some(mac) = self.net.reply_inplace.take() {
+            self.net.dispatch_udp_in_place(buf, l2, &ip, mac);
+        }
     }
 
     /// Another core that owns this segment's connection, if this one does
@@ -722,7 +739,12 @@ fn process_udp<P: BufPool>(
     };
     if let Some(app) = apps.get_mut(binding) {
         net.current_app = binding;
+        if std::mem::take(&mut net.inplace_ok) {
+            let p = dgram.payload;
+            net.rx_inplace = Some((p.as_ptr() as usize, p.len(), udp.dst_port, src));
+        }
         app.on_datagram(net, &dgram);
+        net.rx_inplace = None;
     }
 }
 
@@ -1171,6 +1193,75 @@ impl<P: BufPool> Net<P> {
 
     // ---- UDP output -----------------------------------------------------
 
+    /// Whether this send is the echo of the datagram being delivered (the
+    /// same bytes, back to its sender, from the port it came to) and its
+    /// frame can carry it: then the receive buffer is turned around instead
+    /// of copied (as the ICMP echo is). Once per datagram, and only with
+    /// the next hop resolved and room in the TX buffer, so that it cannot
+    /// fail later; anything else takes the ordinary path.
+    #[inline]
+    fn take_reply_in_place(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        let Some((addr, len, port, from)) = self.rx_inplace else {
+            return false;
+        };
+        if addr != payload.as_ptr() as usize
+            || len != payload.len()
+            || port != src_port
+            || from != dst
+            || self.tx.len() >= self.tx_cap
+        {
+            return false;
+        }
+        let mac = match self.routes.next_hop(*dst.ip()) {
+            Some(NextHop::Neighbor(ip)) => self.arp.lookup(&ip),
+            _ => None,
+        };
+        let Some(mac) = mac else {
+            return false;
+        };
+        self.rx_inplace = None;
+        self.reply_inplace = Some(mac);
+        true
+    }
+
+    /// Turn a received UDP datagram (no IP options, at `l2`) into its own
+    /// echo to `mac`. The UDP checksum stays valid: swapping the addresses
+    /// leaves the pseudo-header's sum as it was, and swapping the ports
+    /// leaves the header's.
+    fn dispatch_udp_in_place(
+        &mut self,
+        mut buf: P::Buf,
+        l2: usize,
+        ip: &Ipv4Repr,
+        mac: EthernetAddress,
+    ) {
+        let total = l2 + IP_LEN + ip.payload_len;
+        buf.set_len(total);
+        let ident = self.ident.next_ident();
+        let data = buf.data_mut();
+        {
+            let mut frame = EthernetFrame::new_unchecked(&mut data[..]);
+            frame.set_dst_addr(mac);
+            frame.set_src_addr(self.iface.mac);
+        }
+        {
+            let mut packet = Ipv4Packet::new_unchecked(&mut data[l2..total]);
+            packet.set_src_addr(self.iface.ip.address());
+            packet.set_dst_addr(ip.src_addr);
+            packet.set_hop_limit(DEFAULT_TTL);
+            packet.set_ident(ident);
+            // DF clear, as on the ordinary path.
+            packet.set_dont_frag(false);
+            packet.fill_checksum();
+        }
+        let udp = &mut data[l2 + IP_LEN..total];
+        let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
+        udp[0..2].copy_from_slice(&dport);
+        udp[2..4].copy_from_slice(&sport);
+        // Counted as sent by send_udp; a full TX buffer was ruled out.
+        let _ = self.push_tx(buf);
+    }
+
     fn dispatch_udp(
         &mut self,
         src_port: u16,
@@ -1299,7 +1390,11 @@ impl<P: BufPool> NetCtx for Net<P> {
         let result = match self.udp.lookup(src_port) {
             Some(b) if b.app == self.current_app => {
                 b.tx += 1;
-                self.dispatch_udp(src_port, dst, payload)
+                if self.take_reply_in_place(src_port, dst, payload) {
+                    Ok(())
+                } else {
+                    self.dispatch_udp(src_port, dst, payload)
+                }
             }
             _ => Err(SendError::NotBound),
         };

@@ -709,11 +709,32 @@ fn empty_pool_is_counted_not_fatal() {
     while let Some(b) = crate::buf::BufPool::alloc(&mut r.pool_view) {
         held.push(b);
     }
-    let frame = ipv4_frame(IpProtocol::Udp, &udp_bytes(1, 7, b"x"), 1, None);
+    // A datagram with IP options is answered from a new buffer: none.
+    let frame = ipv4_frame_with_options(IpProtocol::Udp, &udp_bytes(1, 7, b"x"), &[1, 1, 1, 0]);
     let buf = r.pool_view.buf_from(&frame);
     r.core.process_frame(buf);
     assert_eq!(r.dropped(DropReason::NoBuffer), 1);
     assert_eq!(r.core.net.counters.udp_send_failed, 1);
+    assert!(r.take_tx().is_empty());
+    // A plain one is turned around in its own buffer: it needs none.
+    let frame = ipv4_frame(IpProtocol::Udp, &udp_bytes(1, 7, b"echo me"), 1, None);
+    r.rx(&frame);
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    let reply = &out[0];
+    assert_eq!(&reply[0..6], HOST_MAC.as_bytes());
+    assert_eq!(&reply[6..12], OUR_MAC.as_bytes());
+    let ip = Ipv4Packet::new_checked(&reply[14..]).unwrap();
+    let ipr = Ipv4Repr::parse(&ip, true).expect("a valid IP header checksum");
+    assert_eq!(
+        (ipr.src_addr, ipr.dst_addr, ipr.hop_limit),
+        (OUR_IP, HOST_IP, 64)
+    );
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    let u = UdpRepr::parse(&udp, &OUR_IP, &HOST_IP, true).expect("a valid UDP checksum");
+    assert_eq!((u.src_port, u.dst_port), (7, 1));
+    assert_eq!(udp.payload(), b"echo me");
+    assert_eq!(r.dropped(DropReason::NoBuffer), 1);
     drop(held);
     assert_eq!(r.in_use(), 0);
 }

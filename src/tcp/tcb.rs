@@ -477,6 +477,10 @@ impl Tcb {
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
     }
+    /// The smoothed round-trip time, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
 
     fn finish(&mut self, reason: CloseReason) {
         if self.state != State::Closed {

@@ -514,6 +514,38 @@ fn rto_backs_off_then_gives_up() {
 }
 
 #[test]
+fn karn_no_rtt_sample_from_a_retransmitted_segment() {
+    // RFC 6298 3: without timestamps an ACK of a retransmitted segment is
+    // ambiguous and gives no sample.
+    let mut t = T::established(TcpConfig {
+        timestamps: false,
+        ..cfg()
+    });
+    let srtt0 = t.tcb.srtt().expect("the handshake was timed");
+    t.tcb.send(b"data");
+    assert_eq!(t.out().len(), 1);
+    // The tail loss probe sends it again 10 ms later.
+    assert_eq!(
+        t.advance(Duration::from_millis(10)),
+        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
+    );
+    // Its ACK, 150 ms after the first send: no sample.
+    t.now = t.now.plus(Duration::from_millis(140));
+    t.send(seg(ACK, IRS + 1, ISS + 5), b"");
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+    assert_eq!(t.tcb.srtt(), Some(srtt0));
+    // New data, sent once and acknowledged 80 ms later: a sample
+    // (SRTT = 7/8 SRTT + 1/8 R, RFC 6298 2.3).
+    t.tcb.send(b"more");
+    assert_eq!(t.out().len(), 1);
+    t.now = t.now.plus(Duration::from_millis(80));
+    t.send(seg(ACK, IRS + 1, ISS + 9), b"");
+    let want = (srtt0.micros() * 7 + 80_000) / 8;
+    let got = t.tcb.srtt().unwrap().micros();
+    assert!(got.abs_diff(want) <= 1, "srtt {got} us, want {want} us");
+}
+
+#[test]
 fn fast_retransmit_and_newreno_partial_ack() {
     let mut syn = seg(SYN, IRS, 0);
     syn.options.mss = Some(100);

@@ -1,0 +1,56 @@
+//! The short version of `make bench`: every benchmark of perf/bench.sh runs
+//! for one second and every number of docs/benchmarks.md must be produced
+//! (bench_report.py exits non-zero on a missing or zero figure). No ratio is
+//! asserted here: on two shared CPUs that is what `make bench` reports.
+
+mod common;
+
+use common::{root, serial, text};
+use std::process::Command;
+
+#[test]
+fn every_benchmark_produces_its_numbers() {
+    let _g = serial();
+    let out = std::env::temp_dir().join(format!("dpstack-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = Command::new("bash")
+        .arg(root().join("perf/bench.sh"))
+        .arg("--smoke")
+        .arg(&out)
+        .output()
+        .expect("bash");
+    let log = text(&run);
+    assert!(run.status.success(), "perf/bench.sh --smoke failed:\n{log}");
+    assert!(log.contains("every number produced"), "{log}");
+    let doc = std::fs::read_to_string(out.join("benchmarks.md")).expect("benchmarks.md");
+    for section in [
+        "## 1. UDP and ICMP echo over net_memif",
+        "## 2. UDP echo over veth",
+        "## 3. HTTP",
+        "## 4. Instructions per packet",
+        "## Targets",
+    ] {
+        assert!(doc.contains(section), "no {section:?} in\n{doc}");
+    }
+    // Every target line carries a measured figure, met or not.
+    let targets: Vec<&str> = doc.lines().filter(|l| l.starts_with("- ")).collect();
+    assert!(targets.len() >= 6, "targets: {targets:?}");
+    for png in [
+        "memif-udp-half-load.png",
+        "veth-udp-half-load.png",
+        "memif-tcp.png",
+    ] {
+        let len = std::fs::metadata(out.join(png))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "{png}: {len} bytes");
+    }
+    // Instruction counts are figures, not blanks.
+    for case in ["udp-echo", "icmp-echo", "tcp-data-ack"] {
+        let j = std::fs::read_to_string(out.join(format!("instr-{case}.json"))).expect(case);
+        let v: serde_json::Value = serde_json::from_str(&j).expect("json");
+        let n = v["instructions"].as_f64().unwrap_or(0.0);
+        assert!(n > 100.0, "{case}: {n} instructions");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
