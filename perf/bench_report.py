@@ -212,6 +212,23 @@ for name in ["memif-udp-dpstack-1-half", "veth-udp-dpstack-half"]:
         target_line(f"p99 <= 2x p50 at half load ({name}): {r:.2f}", r <= 2.0)
 w("")
 
+w("## Reading these figures")
+w("")
+w("- Two CPUs, shared: the generator and the target each have one. On veth the")
+w("  kernel's side of af_packet (the generator's sends, the veth crossing) costs")
+w("  more than either stack, so section 2's ratio is bounded by it: a floor for")
+w("  dpstack, not its rate. The same holds for wrk and its Linux TCP client in")
+w("  section 3.")
+w("- Tail latency (p99 at half load) on this machine is the scheduler's: a")
+w("  busy-polling lcore is preempted by the hypervisor and by the generator's")
+w("  own threads, milliseconds at a time. The p50 columns are the stack's.")
+w("- The 2-lcore rows put dpstack's second lcore on the generator's CPU: they")
+w("  show that both paths work across 2 queues, not scaling.")
+w("- Instruction counts are a whole core on heap buffers, harness included")
+w("  (the frame copied into a buffer and the reply copied out, a timer poll per")
+w("  packet); they move when the protocol path changes, which is their use.")
+w("")
+
 if missing:
     sys.exit(f"bench_report: not produced: {', '.join(sorted(set(missing)))}")
 # Every rate and latency must be a number above zero.

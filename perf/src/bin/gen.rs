@@ -441,6 +441,12 @@ fn tcp(a: &Args, eal_args: Vec<String>, kind: Kind) -> Result<(), String> {
             while shared.started.load(Ordering::Relaxed) == 0 {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            let waited = Instant::now();
+            while shared.connected.load(Ordering::Relaxed) == 0
+                && waited.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let t0 = Instant::now();
             let started = SystemTime::now();
             let mut rec = Recorder::default();

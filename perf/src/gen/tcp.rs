@@ -55,6 +55,9 @@ pub struct Shared {
     pub rx_bytes: AtomicU64,
     pub errors: AtomicU64,
     pub started: AtomicU64,
+    /// Connections established: the measurement starts at the first (a
+    /// SYN sent before the link came up waits for its retransmission).
+    pub connected: AtomicU64,
     pub stop: AtomicBool,
     /// Round trips (ns) since the monitor last took them.
     pub hist: Mutex<Option<Histogram<u64>>>,
@@ -257,7 +260,10 @@ impl App for TcpGen {
     }
     fn on_tcp(&mut self, net: &mut dyn NetCtx, event: TcpEvent) {
         match event {
-            TcpEvent::Connected { conn } => self.request(net, conn),
+            TcpEvent::Connected { conn } => {
+                self.shared.connected.fetch_add(1, Ordering::Relaxed);
+                self.request(net, conn)
+            }
             TcpEvent::Readable { conn } => self.readable(net, conn),
             TcpEvent::PeerClosed { conn } => {
                 self.readable(net, conn);
