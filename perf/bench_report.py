@@ -167,18 +167,21 @@ w("")
 # 4. instructions
 w("## 4. Instructions per packet on the protocol path")
 w("")
-w("perf/src/bin/pathcost.rs drives a whole core on heap buffers (no device);")
-w("callgrind counts instructions for N packets and for none, and the difference")
-w("is divided by N. Deterministic: the same build gives the same count.")
+w("perf/src/bin/pathcost.rs drives a whole core on heap buffers (no device),")
+w("one frame per burst; callgrind counts instructions inside")
+w("`FuzzCore::receive` only (`--toggle-collect`), per frame, and the harness")
+w("case (the same frame to another MAC, dropped at the first check: the copy")
+w("into a heap buffer and the burst's bookkeeping) is subtracted.")
+w("Deterministic: the same build gives the same count.")
 w("")
-w("| case | instructions |")
-w("|---|---|")
+w("| case | instructions, protocol path | counted in receive | harness |")
+w("|---|---|---|---|")
 for c, what in [("udp-echo", "UDP echo (64-byte frame in, echo out)"),
                 ("icmp-echo", "ICMP echo (request in, reply out)"),
                 ("tcp-data-ack", "TCP: 64-byte data segment in, echo out, its ACK in")]:
     r = j(f"instr-{c}")
     if r:
-        w(f"| {what} | {r['instructions']:.0f} |")
+        w(f"| {what} | {r['instructions']:.0f} | {r['raw']:.0f} | {r['harness']:.0f} |")
 w("")
 
 # Targets
@@ -224,9 +227,9 @@ w("  busy-polling lcore is preempted by the hypervisor and by the generator's")
 w("  own threads, milliseconds at a time. The p50 columns are the stack's.")
 w("- The 2-lcore rows put dpstack's second lcore on the generator's CPU: they")
 w("  show that both paths work across 2 queues, not scaling.")
-w("- Instruction counts are a whole core on heap buffers, harness included")
-w("  (the frame copied into a buffer and the reply copied out, a timer poll per")
-w("  packet); they move when the protocol path changes, which is their use.")
+w("- Instruction counts are a whole core on heap buffers, one frame per burst:")
+w("  the PMD, the mbuf frees and the timers (which run on the clock) are not in")
+w("  them.")
 w("")
 
 if missing:

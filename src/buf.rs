@@ -122,13 +122,19 @@ impl PacketBuf for HeapBuf {
     }
 }
 
+/// Buffers given back to a [`HeapPool`], reused as they are (not zeroed,
+/// like an mbuf from a mempool: code that reads bytes it did not write
+/// shows up in tests).
+type FreeList = std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>;
+
 /// A bounded pool of [`HeapBuf`]s that counts what is outstanding, so tests
-/// can check that nothing leaks.
+/// can check that nothing leaks, and recycles what is dropped.
 #[derive(Debug)]
 pub struct HeapPool {
     capacity: usize,
     outstanding: std::rc::Rc<std::cell::Cell<usize>>,
     limit: usize,
+    free: FreeList,
 }
 
 impl HeapPool {
@@ -137,6 +143,7 @@ impl HeapPool {
             capacity: HeapBuf::DEFAULT_CAPACITY,
             outstanding: Default::default(),
             limit,
+            free: Default::default(),
         }
     }
     /// Another handle to the same pool (same limit, same count).
@@ -145,6 +152,7 @@ impl HeapPool {
             capacity: self.capacity,
             outstanding: self.outstanding.clone(),
             limit: self.limit,
+            free: self.free.clone(),
         }
     }
     /// Buffers handed out and not yet dropped.
@@ -154,23 +162,55 @@ impl HeapPool {
     /// Wrap an existing frame as a buffer counted by this pool.
     pub fn buf_from(&self, data: &[u8]) -> PooledHeapBuf {
         self.outstanding.set(self.outstanding.get() + 1);
+        let buf = match self.recycled() {
+            Some(mut b) if HeapBuf::DEFAULT_HEADROOM + data.len() <= b.bytes.len() => {
+                b.set_len(data.len());
+                b.data_mut().copy_from_slice(data);
+                b
+            }
+            _ => HeapBuf::from_slice(data),
+        };
         PooledHeapBuf {
-            buf: HeapBuf::from_slice(data),
+            buf,
             outstanding: self.outstanding.clone(),
+            free: self.free.clone(),
         }
+    }
+
+    /// A dropped buffer of the default size, empty, with the default headroom.
+    fn recycled(&self) -> Option<HeapBuf> {
+        let bytes = self.free.borrow_mut().pop()?;
+        Some(HeapBuf {
+            bytes,
+            start: HeapBuf::DEFAULT_HEADROOM,
+            end: HeapBuf::DEFAULT_HEADROOM,
+        })
     }
 }
 
-/// A [`HeapBuf`] that tells its [`HeapPool`] when it is dropped.
+/// A [`HeapBuf`] that tells its [`HeapPool`] when it is dropped, and goes
+/// back to the pool's free list.
 #[derive(Debug)]
 pub struct PooledHeapBuf {
     buf: HeapBuf,
     outstanding: std::rc::Rc<std::cell::Cell<usize>>,
+    free: FreeList,
 }
 
 impl Drop for PooledHeapBuf {
     fn drop(&mut self) {
         self.outstanding.set(self.outstanding.get() - 1);
+        if self.buf.bytes.len() == HeapBuf::DEFAULT_CAPACITY {
+            if let Ok(mut free) = self.free.try_borrow_mut() {
+                let mut bytes = std::mem::take(&mut self.buf.bytes);
+                // In unit tests a reused buffer is all garbage, so that a
+                // header field left unwritten cannot pass for zero.
+                if cfg!(test) {
+                    bytes.fill(0xa5);
+                }
+                free.push(bytes);
+            }
+        }
     }
 }
 
@@ -205,9 +245,15 @@ impl BufPool for HeapPool {
             return None;
         }
         self.outstanding.set(self.outstanding.get() + 1);
+        let buf = match self.capacity == HeapBuf::DEFAULT_CAPACITY {
+            true => self.recycled(),
+            false => None,
+        }
+        .unwrap_or_else(|| HeapBuf::new(self.capacity, HeapBuf::DEFAULT_HEADROOM));
         Some(PooledHeapBuf {
-            buf: HeapBuf::new(self.capacity, HeapBuf::DEFAULT_HEADROOM),
+            buf,
             outstanding: self.outstanding.clone(),
+            free: self.free.clone(),
         })
     }
 }
@@ -240,5 +286,25 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn dropped_buffers_are_reused_unzeroed() {
+        let mut p = HeapPool::new(4);
+        let mut a = p.alloc().unwrap();
+        assert!(a.set_len(64));
+        a.data_mut().fill(1);
+        drop(a);
+        assert_eq!(p.free.borrow().len(), 1);
+        let mut b = p.alloc().unwrap();
+        assert_eq!(p.free.borrow().len(), 0);
+        assert_eq!((b.headroom(), b.len()), (HeapBuf::DEFAULT_HEADROOM, 0));
+        assert!(b.set_len(64));
+        // Like an mbuf: whatever was there (test builds: garbage).
+        assert!(b.data().iter().all(|&x| x == 0xa5));
+        drop(b);
+        let c = p.buf_from(b"frame");
+        assert_eq!(c.data(), b"frame");
+        assert_eq!(p.in_use(), 1);
     }
 }

@@ -96,6 +96,22 @@ impl FuzzCore {
             .collect()
     }
 
+    /// One frame as one burst of the run-to-completion loop, 1 us after the
+    /// last, without the timers (they run on the clock, not per frame):
+    /// returns how many frames the core sent, and drops them. For counting
+    /// the protocol path's work (perf/src/bin/pathcost.rs).
+    #[inline(never)]
+    pub fn receive(&mut self, frame: &[u8]) -> usize {
+        self.now = self.now.plus(Duration::from_micros(1));
+        let buf = self.pool.buf_from(frame);
+        self.core.begin_burst(self.now);
+        self.core.process_frame(buf);
+        let q = self.core.tx_queue();
+        let n = q.len();
+        q.clear();
+        n
+    }
+
     pub fn counters(&self) -> &crate::stats::Counters {
         &self.core.net.counters
     }

@@ -15,6 +15,7 @@ pub mod dpdk;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod fuzzing;
+pub mod hash;
 pub mod icmp;
 pub mod ipv4;
 pub mod kni;

@@ -4,8 +4,8 @@
 
 use super::http::{self, Method, Parse};
 use super::{App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, TcpEvent};
+use crate::hash::FlowMap as HashMap;
 use crate::time::{Duration, Instant};
-use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -253,7 +253,7 @@ impl TcpEcho {
     pub fn new(port: u16) -> Self {
         TcpEcho {
             port,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             buf: vec![0; CHUNK],
             accepted: 0,
             bytes: 0,
@@ -374,7 +374,7 @@ impl HttpServer {
         HttpServer {
             port,
             body,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             buf: vec![0; CHUNK],
             accepted: 0,
             requests: 0,
@@ -550,7 +550,7 @@ impl TcpClient {
             peer,
             bytes,
             to_open: conns,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             buf: vec![0; CHUNK],
             connected: 0,
             completed: 0,

@@ -14,11 +14,11 @@ mod pending;
 
 pub use pending::{ArpPending, PendingOutcome};
 
+use crate::hash::FlowMap;
 use crate::time::{Duration, Instant};
 use crate::wire::EthernetAddress;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub struct ArpEntry {
 /// An immutable view of the table.
 #[derive(Clone, Debug, Default)]
 pub struct ArpSnapshot {
-    entries: HashMap<Ipv4Addr, ArpEntry>,
+    entries: FlowMap<Ipv4Addr, ArpEntry>,
 }
 
 impl ArpSnapshot {
@@ -195,7 +195,7 @@ pub struct ArpWriterStats {
 #[derive(Debug)]
 pub struct ArpWriter {
     shared: Arc<ArpShared>,
-    master: HashMap<Ipv4Addr, ArpEntry>,
+    master: FlowMap<Ipv4Addr, ArpEntry>,
     pub stats: ArpWriterStats,
 }
 
@@ -204,7 +204,7 @@ impl ArpWriter {
         let cap = shared.config.capacity;
         ArpWriter {
             shared,
-            master: HashMap::with_capacity(cap),
+            master: FlowMap::with_capacity_and_hasher(cap, Default::default()),
             stats: ArpWriterStats::default(),
         }
     }

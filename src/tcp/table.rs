@@ -11,11 +11,11 @@ use super::tcb::{State, Tcb};
 use super::timer::TimerWheel;
 use super::TcpConfig;
 use crate::app::BindError;
+use crate::hash::FlowMap;
 use crate::shard::FlowDirectory;
 use crate::time::Instant;
 use arrayvec::ArrayVec;
 use rss::QueuePredictor;
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -48,7 +48,7 @@ pub struct TcpTable {
     pub cfg: TcpConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<FlowKey, u32>,
+    index: FlowMap<FlowKey, u32>,
     listeners: ArrayVec<(u16, usize), MAX_LISTENERS>,
     wheel: TimerWheel,
     pub isn: IsnGenerator,
@@ -87,7 +87,7 @@ impl TcpTable {
                 })
                 .collect(),
             free: (0..n as u32).rev().collect(),
-            index: HashMap::with_capacity(n),
+            index: FlowMap::with_capacity_and_hasher(n, Default::default()),
             listeners: ArrayVec::new(),
             wheel: TimerWheel::new(4096, 1000, now),
             isn,
