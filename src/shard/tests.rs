@@ -972,6 +972,29 @@ fn closed_ports_get_rst_and_a_full_table_refuses_syns() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// The host's MAC, learned by the ARP writer (core 0) and published to all.
+fn learn_host_on_the_writer(cores: &mut [Core<HeapPool>], view: &HeapPool, now: Instant) {
+    cores[0].begin_burst(now);
+    cores[0].process_frame(view.buf_from(&arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    )));
+    cores[0].tx_queue().clear(); // the ARP reply
+    cores[0].poll_timers(now);
+}
+
+/// Clear every core and check that each buffer came back to the pool.
+fn no_leaks(mut cores: Vec<Core<HeapPool>>, view: HeapPool) {
+    for c in cores.iter_mut() {
+        c.clear();
+    }
+    drop(cores);
+    assert_eq!(view.in_use(), 0);
+}
+
 /// Two cores sharing one steering directory (and, with `predictor`, an
 /// emulated RSS NIC's hash), each running `factories`, both on this thread
 /// (heap buffers are not Send).
@@ -1075,12 +1098,8 @@ fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
         cores[1].net.counters.dropped(DropReason::TcpNoConnection),
         0
     );
-    for c in cores.iter_mut() {
-        c.clear();
-    }
-    drop(cores);
     drop(steering);
-    assert_eq!(view.in_use(), 0);
+    no_leaks(cores, view);
 }
 
 // ---- the kernel exception path ---------------------------------------------
@@ -1238,17 +1257,7 @@ fn predicted_rss_brings_replies_to_the_opening_core_without_handoffs() {
     let factories = vec![peer.factory()];
     let (mut cores, steering, view) = two_cores(&factories, Some(predictor.clone()));
     let now = Instant::from_secs(1);
-    // The host's MAC, learned by the ARP writer and published to both.
-    cores[0].begin_burst(now);
-    cores[0].process_frame(view.buf_from(&arp_frame(
-        ArpOperation::Request,
-        HOST_MAC,
-        HOST_IP,
-        OUR_IP,
-        EthernetAddress::BROADCAST,
-    )));
-    cores[0].tx_queue().clear(); // the ARP reply
-    cores[0].poll_timers(now);
+    learn_host_on_the_writer(&mut cores, &view, now);
     // The clients connect on their first poll; SYNs leave.
     // (Twice: the second round releases what waited for the ARP snapshot.)
     let mut syns = Vec::new();
@@ -1285,12 +1294,8 @@ fn predicted_rss_brings_replies_to_the_opening_core_without_handoffs() {
         assert_eq!(c.net.counters.steer_handoffs_out, 0);
         assert_eq!(c.net.counters.tcp_connected, 4, "4 connections per core");
     }
-    for c in cores.iter_mut() {
-        c.clear();
-    }
-    drop(cores);
     drop(steering);
-    assert_eq!(view.in_use(), 0);
+    no_leaks(cores, view);
 }
 
 /// A UDP datagram from the host's `sport` to our `dport`.
@@ -1315,16 +1320,7 @@ fn udp_client_exchange(
     let spec = "udp-client:198.18.0.2:7:5:8".parse::<AppSpec>().unwrap();
     let (mut cores, steering, view) = two_cores(&[spec.factory()], predictor);
     let now = Instant::from_secs(1);
-    cores[0].begin_burst(now);
-    cores[0].process_frame(view.buf_from(&arp_frame(
-        ArpOperation::Request,
-        HOST_MAC,
-        HOST_IP,
-        OUR_IP,
-        EthernetAddress::BROADCAST,
-    )));
-    cores[0].tx_queue().clear();
-    cores[0].poll_timers(now);
+    learn_host_on_the_writer(&mut cores, &view, now);
     let mut t = now;
     for _ in 0..50 {
         t = t.plus(Duration::from_millis(1));
@@ -1380,11 +1376,7 @@ fn udp_replies_reaching_the_wrong_core_are_handed_to_the_connected_socket() {
     cores[1].flush_handoffs();
     assert_eq!(cores[1].net.counters.steer_handoffs_out, 20);
     assert_eq!(cores[1].net.counters.dropped(DropReason::NoSocket), 1);
-    for c in cores.iter_mut() {
-        c.clear();
-    }
-    drop(cores);
-    assert_eq!(view.in_use(), 0);
+    no_leaks(cores, view);
 }
 
 #[test]
@@ -1393,7 +1385,7 @@ fn udp_connect_picks_ports_whose_replies_hash_home() {
     let reta = rss::RetaTable::uniform(128, 2).unwrap();
     let predictor = Arc::new(rss::QueuePredictor::new(&key, reta));
     let p = predictor.clone();
-    let (mut cores, view) = udp_client_exchange(Some(predictor), move |port| {
+    let (cores, view) = udp_client_exchange(Some(predictor), move |port| {
         usize::from(p.queue_for_ipv4_l4(HOST_IP, OUR_IP, 7, port))
     });
     for c in &cores {
@@ -1401,11 +1393,7 @@ fn udp_connect_picks_ports_whose_replies_hash_home() {
         assert_eq!(app_counter(c, "verified"), 20);
         assert_eq!(c.net.counters.steer_handoffs_out, 0, "no handoffs");
     }
-    for c in cores.iter_mut() {
-        c.clear();
-    }
-    drop(cores);
-    assert_eq!(view.in_use(), 0);
+    no_leaks(cores, view);
 }
 
 #[test]
