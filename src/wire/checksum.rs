@@ -17,34 +17,23 @@ fn fold(mut sum: u64) -> u16 {
 
 /// One's complement sum of `bytes` (big-endian 16-bit words; an odd last
 /// byte is padded with zero).
-///
-/// RFC 1071 2(B): the sum does not depend on byte order, and it can be
-/// taken over wider words with end-around carry. So native-endian 64-bit
-/// words are added with carry, folded to 16 bits, and byte-swapped into
-/// network order at the end (a no-op on big-endian machines).
-#[inline]
 pub fn data(bytes: &[u8]) -> u16 {
     let mut acc: u64 = 0;
-    let mut add = |w: u64| {
-        let (s, carry) = acc.overflowing_add(w);
-        acc = s + u64::from(carry);
-    };
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        add(u64::from_ne_bytes(w));
+        // Four big-endian words at once; carries accumulate in the high bits.
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        acc += (w >> 48) + ((w >> 32) & 0xffff) + ((w >> 16) & 0xffff) + (w & 0xffff);
     }
     let rest = chunks.remainder();
-    if !rest.is_empty() {
-        // Zero padding: an odd last byte is the high half of its word.
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        add(u64::from_ne_bytes(w));
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
     }
-    let mut sum = (acc & 0xffff_ffff) + (acc >> 32);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    u16::from_be(fold(sum))
+    if let [last] = pairs.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    fold(acc)
 }
 
 /// Combine partial sums.
@@ -52,16 +41,21 @@ pub fn combine(sums: &[u16]) -> u16 {
     fold(sums.iter().map(|&s| u64::from(s)).sum())
 }
 
-/// The IPv4 pseudo-header sum for TCP and UDP (RFC 768, RFC 9293): the
-/// addresses as 32-bit words (their fold is the sum of their halves).
-#[inline]
+/// The IPv4 pseudo-header sum for TCP and UDP (RFC 768, RFC 9293).
 pub fn pseudo_header(src: &Ipv4Addr, dst: &Ipv4Addr, protocol: IpProtocol, length: u32) -> u16 {
+    let s = src.octets();
+    let d = dst.octets();
     let proto: u8 = protocol.into();
-    let sum = u64::from(u32::from(*src))
-        + u64::from(u32::from(*dst))
-        + u64::from(proto)
-        + u64::from(length);
-    fold(sum)
+    let words = [
+        u16::from_be_bytes([s[0], s[1]]),
+        u16::from_be_bytes([s[2], s[3]]),
+        u16::from_be_bytes([d[0], d[1]]),
+        u16::from_be_bytes([d[2], d[3]]),
+        u16::from(proto),
+        (length >> 16) as u16,
+        length as u16,
+    ];
+    combine(&words)
 }
 
 #[cfg(test)]
