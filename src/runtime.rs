@@ -100,6 +100,16 @@ fn print_mempool(tag: &str, pool: &Mempool) {
     );
 }
 
+/// Whether the device hashes TCP and UDP over IPv4 with their ports, from
+/// the hash types it reports (`rss_hf`, tested against the
+/// `RTE_ETH_RSS_NONFRAG_IPV4_TCP` and `_UDP` bits); unreported: both.
+fn l4_port_hashing(rss_hf: Option<u64>, tcp_bit: u64, udp_bit: u64) -> (bool, bool) {
+    match rss_hf {
+        Some(hf) => (hf & tcp_bit != 0, hf & udp_bit != 0),
+        None => (true, true),
+    }
+}
+
 /// Run dpstack with the process's command line; `apps` run on every core
 /// beside those chosen with `--app`.
 pub fn main_with_apps(apps: Vec<AppFactory>) -> ExitCode {
@@ -334,13 +344,39 @@ fn run(
             }
             let key = rss::ToeplitzKey::new(&k).map_err(|e| format!("RSS key: {e}"))?;
             let table = rss::RetaTable::from_entries(r).map_err(|e| format!("RETA: {e}"))?;
-            Some(Arc::new(rss::QueuePredictor::new(&key, table)))
+            // Which transports the device hashes with their ports, as it
+            // reports; a device that does not report is taken to hash the
+            // 4-tuple (what --rss-key and --reta state).
+            let (tcp, udp) = l4_port_hashing(
+                caps.rss_hf,
+                crate::ffi::flags::rte_eth_rss_nonfrag_ipv4_tcp(),
+                crate::ffi::flags::rte_eth_rss_nonfrag_ipv4_udp(),
+            );
+            Some(Arc::new(
+                rss::QueuePredictor::new(&key, table).with_ports(tcp, udp),
+            ))
         }
         _ => None,
     };
     if n > 1 {
+        let hashed = match &predictor {
+            Some(p) => format!(
+                "; ports hashed: tcp {}, udp {}",
+                if p.hashes_ports(rss::L4::Tcp) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                if p.hashes_ports(rss::L4::Udp) {
+                    "yes"
+                } else {
+                    "no"
+                }
+            ),
+            None => String::new(),
+        };
         println!(
-            "dpstack: rss prediction {} ({})",
+            "dpstack: rss prediction {} ({}{hashed})",
             if predictor.is_some() { "on" } else { "off" },
             if predictor.is_some() {
                 "connections dpstack opens take ports whose replies reach their core"
@@ -473,4 +509,18 @@ fn run(
         return Err(format!("lcores {failed:?} failed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_types_say_which_ports_count() {
+        let (tcp, udp) = (1 << 4, 1 << 5);
+        assert_eq!(l4_port_hashing(None, tcp, udp), (true, true));
+        assert_eq!(l4_port_hashing(Some(0), tcp, udp), (false, false));
+        assert_eq!(l4_port_hashing(Some(tcp | 1), tcp, udp), (true, false));
+        assert_eq!(l4_port_hashing(Some(tcp | udp), tcp, udp), (true, true));
+    }
 }

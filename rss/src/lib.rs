@@ -217,13 +217,53 @@ impl RetaTable {
 pub struct QueuePredictor {
     toeplitz: Toeplitz,
     reta: RetaTable,
+    /// Whether the device hashes TCP and UDP on ports too (the 4-tuple), or
+    /// on addresses only.
+    tcp_ports: bool,
+    udp_ports: bool,
+}
+
+/// The transport whose hash is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    Tcp,
+    Udp,
 }
 
 impl QueuePredictor {
+    /// A device hashing TCP and UDP on the 4-tuple (the usual setting).
     pub fn new(key: &ToeplitzKey, reta: RetaTable) -> QueuePredictor {
         QueuePredictor {
             toeplitz: Toeplitz::new(key),
             reta,
+            tcp_ports: true,
+            udp_ports: true,
+        }
+    }
+
+    /// Say which transports the device hashes with their ports (as its
+    /// `RTE_ETH_RSS_NONFRAG_IPV4_TCP` / `_UDP` hash types say).
+    pub fn with_ports(mut self, tcp: bool, udp: bool) -> QueuePredictor {
+        self.tcp_ports = tcp;
+        self.udp_ports = udp;
+        self
+    }
+
+    /// Whether the port of `l4` takes part in the hash: if not, no choice
+    /// of local port changes where a reply lands.
+    pub fn hashes_ports(&self, l4: L4) -> bool {
+        match l4 {
+            L4::Tcp => self.tcp_ports,
+            L4::Udp => self.udp_ports,
+        }
+    }
+
+    /// Where a `l4` packet lands, as the device hashes it.
+    pub fn queue_for(&self, l4: L4, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> u16 {
+        if self.hashes_ports(l4) {
+            self.queue_for_ipv4_l4(src, dst, sport, dport)
+        } else {
+            self.queue_for_ipv4(src, dst)
         }
     }
 
@@ -236,11 +276,13 @@ impl QueuePredictor {
         self.reta.queue_for_hash(self.toeplitz.hash_ipv4(src, dst))
     }
 
-    /// A local port for a connection to `remote` whose replies
+    /// A local `l4` port for a connection to `remote` whose replies
     /// (src = remote, dst = local) land on `wanted_queue`: searched in
     /// `range` from `start`, wrapping, skipping ports `is_free` refuses.
+    #[allow(clippy::too_many_arguments)] // one flow's parts, and the search's
     pub fn pick_local_port(
         &self,
+        l4: L4,
         local_ip: Ipv4Addr,
         remote: SocketAddrV4,
         wanted_queue: u16,
@@ -257,7 +299,7 @@ impl QueuePredictor {
         (0..span)
             .map(|k| lo + ((first + k) % span) as u16)
             .find(|&port| {
-                self.queue_for_ipv4_l4(*remote.ip(), local_ip, remote.port(), port) == wanted_queue
+                self.queue_for(l4, *remote.ip(), local_ip, remote.port(), port) == wanted_queue
                     && is_free(port)
             })
     }
@@ -275,6 +317,23 @@ pub fn software_queue(hash: u32, nb_queues: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_only_hashing_ignores_ports() {
+        let p = QueuePredictor::new(&ToeplitzKey::MICROSOFT, RetaTable::uniform(128, 4).unwrap())
+            .with_ports(true, false);
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 1));
+        assert!(p.hashes_ports(L4::Tcp) && !p.hashes_ports(L4::Udp));
+        let udp: std::collections::HashSet<u16> = (1000..1200)
+            .map(|port| p.queue_for(L4::Udp, a, b, 7, port))
+            .collect();
+        assert_eq!(udp.len(), 1, "UDP lands by addresses alone");
+        assert_eq!(udp.into_iter().next(), Some(p.queue_for_ipv4(a, b)));
+        let tcp: std::collections::HashSet<u16> = (1000..1200)
+            .map(|port| p.queue_for(L4::Tcp, a, b, 7, port))
+            .collect();
+        assert_eq!(tcp.len(), 4, "TCP spreads by ports");
+    }
     use proptest::prelude::*;
 
     fn ip(s: &str) -> Ipv4Addr {
@@ -371,6 +430,7 @@ mod tests {
         for q in 0..4 {
             let port = p
                 .pick_local_port(
+                    L4::Tcp,
                     local,
                     SocketAddrV4::new(remote, 80),
                     q,
@@ -384,6 +444,7 @@ mod tests {
         }
         assert_eq!(
             p.pick_local_port(
+                L4::Tcp,
                 local,
                 SocketAddrV4::new(remote, 80),
                 1,
@@ -395,6 +456,7 @@ mod tests {
         );
         // A one-port range either fits or does not.
         let only = p.pick_local_port(
+            L4::Tcp,
             local,
             SocketAddrV4::new(remote, 80),
             0,

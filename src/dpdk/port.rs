@@ -48,6 +48,9 @@ pub struct PortCaps {
     pub rss_key: Option<Vec<u8>>,
     /// The redirection table, as read back from the device.
     pub reta: Option<Vec<u16>>,
+    /// The hash types the device uses (`RTE_ETH_RSS_*`), as read back with
+    /// the key (None: it does not tell).
+    pub rss_hf: Option<u64>,
     /// The device took our redirection table.
     pub reta_programmed: bool,
     /// The device fills IPv4 header checksums on TX.
@@ -211,7 +214,10 @@ impl Port {
             // our queues) where the device takes it; then read back what it
             // really uses, whichever it is.
             port.caps.reta_programmed = port.program_reta(info.reta_size, cfg.rx_queues);
-            port.caps.rss_key = port.rss_key(info.hash_key_size);
+            if let Some((key, hf)) = port.rss_conf(info.hash_key_size) {
+                port.caps.rss_key = Some(key);
+                port.caps.rss_hf = Some(hf);
+            }
             port.caps.reta = port.reta(info.reta_size);
         }
         Ok(port)
@@ -253,9 +259,10 @@ impl Port {
         Ok(s)
     }
 
-    /// The RSS key the device uses, if it tells: `len` bytes as dev_info
-    /// says, or the common 40 where it says 0 (net_null does).
-    fn rss_key(&self, len: u8) -> Option<Vec<u8>> {
+    /// The RSS key and hash types the device uses, if it tells: `len` key
+    /// bytes as dev_info says, or the common 40 where it says 0 (net_null
+    /// does).
+    fn rss_conf(&self, len: u8) -> Option<(Vec<u8>, u64)> {
         let len = if len == 0 { 40 } else { len };
         let mut key = vec![0u8; usize::from(len)];
         let mut conf = ffi::rte_eth_rss_conf {
@@ -265,7 +272,7 @@ impl Port {
         };
         // SAFETY: conf points at a buffer of rss_key_len bytes.
         let ret = unsafe { ffi::rte_eth_dev_rss_hash_conf_get(self.id, &mut conf) };
-        (ret == 0).then_some(key)
+        (ret == 0).then_some((key, conf.rss_hf))
     }
 
     /// The redirection table of `size` entries, if the device tells.

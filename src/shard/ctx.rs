@@ -1375,7 +1375,7 @@ impl<P: BufPool> NetCtx for Net<P> {
         let udp = &self.udp;
         let port = self
             .tcp
-            .pick_port(dst, |p| !udp.is_bound(p))
+            .pick_port(rss::L4::Udp, dst, |p| !udp.is_bound(p))
             .ok_or(BindError::NoPort)?;
         self.udp.connect(port, dst, self.current_app)?;
         self.counters.udp_connects += 1;

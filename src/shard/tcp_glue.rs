@@ -276,7 +276,10 @@ impl<P: BufPool> Net<P> {
         if !self.tcp.make_room() {
             return Err(TcpError::TableFull);
         }
-        let port = self.tcp.pick_port(dst, |_| true).ok_or(TcpError::NoPort)?;
+        let port = self
+            .tcp
+            .pick_port(rss::L4::Tcp, dst, |_| true)
+            .ok_or(TcpError::NoPort)?;
         let local = SocketAddrV4::new(self.iface.ip.address(), port);
         let iss = self.tcp.isn.isn(self.now, local, dst);
         let tcb = Tcb::connect(&self.tcp.cfg, self.now, local, dst, iss, self.current_app);

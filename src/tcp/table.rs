@@ -15,7 +15,7 @@ use crate::hash::FlowMap;
 use crate::shard::FlowDirectory;
 use crate::time::Instant;
 use arrayvec::ArrayVec;
-use rss::QueuePredictor;
+use rss::{QueuePredictor, L4};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -103,11 +103,11 @@ impl TcpTable {
         }
     }
 
-    /// Predict the device's RSS for active opens (replaces the port share:
-    /// a port whose reply hashes to our queue is ours alone).
+    /// Predict the device's RSS for active opens: a port whose reply
+    /// hashes to our queue is ours alone (the port share stays for
+    /// transports the device hashes on addresses only).
     pub fn set_rss(&mut self, p: Arc<QueuePredictor>, queue: u16, local: Ipv4Addr) {
         self.rss = Some((p, queue, local));
-        self.port_share = (0, 1);
     }
 
     pub fn predicts_rss(&self) -> bool {
@@ -291,11 +291,16 @@ impl TcpTable {
         }
     }
 
-    /// A local port for a connection to `remote`, from the ephemeral range,
-    /// not in use with that remote end. `accept` may refuse a port (RSS:
-    /// the reply must come back to this core).
+    /// A local port for an `l4` connection to `remote`, from the ephemeral
+    /// range, not in use with that remote end; `accept` may refuse a port.
+    /// With the device's RSS predicted and hashing `l4` on ports, the port
+    /// is one whose replies hash to this core's queue; otherwise (no
+    /// prediction, or a device that hashes on addresses only, where no port
+    /// changes the queue) one of this core's share, and a reply that lands
+    /// elsewhere is handed over.
     pub fn pick_port(
         &mut self,
+        l4: L4,
         remote: SocketAddrV4,
         mut accept: impl FnMut(u16) -> bool,
     ) -> Option<u16> {
@@ -310,10 +315,10 @@ impl TcpTable {
             };
             self.ports_probed += 1;
             let mine = match &self.rss {
-                Some((p, q, local)) => {
+                Some((p, q, local)) if p.hashes_ports(l4) => {
                     p.queue_for_ipv4_l4(*remote.ip(), *local, remote.port(), port) == *q
                 }
-                None => port % self.port_share.1 == self.port_share.0,
+                _ => port % self.port_share.1 == self.port_share.0,
             };
             if mine
                 && self.listener(port).is_none()
@@ -368,7 +373,7 @@ mod tests {
         let local = Ipv4Addr::new(198, 18, 0, 1);
         let mut ports = Vec::new();
         for _ in 0..3 {
-            let p = t.pick_port(remote, |_| true).unwrap();
+            let p = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
             assert_eq!(p % 2, 1);
             ports.push(p);
             let tcb = Tcb::connect(
@@ -383,7 +388,7 @@ mod tests {
         }
         assert_eq!(ports, vec![61001, 61003, 61005]);
         assert!(t.is_full());
-        let p = t.pick_port(remote, |_| true).unwrap();
+        let p = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
         let tcb = Tcb::connect(
             &cfg,
             Instant::ZERO,
@@ -419,7 +424,7 @@ mod tests {
             t.set_rss(p.clone(), queue, local);
             for i in 0..50u16 {
                 let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5000 + i);
-                let port = t.pick_port(remote, |_| true).unwrap();
+                let port = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
                 assert_eq!(
                     p.queue_for_ipv4_l4(*remote.ip(), local, remote.port(), port),
                     queue
@@ -428,6 +433,35 @@ mod tests {
             // About one port in four fits: a short scan, not 64K.
             assert!(t.ports_probed < 50 * 16, "{}", t.ports_probed);
         }
+    }
+
+    #[test]
+    fn address_only_hashing_falls_back_to_the_port_share() {
+        // The device hashes UDP on addresses only: no port changes where a
+        // reply lands, so UDP takes this core's share (p % 2 == 1) and
+        // relies on the handoff; TCP is still predicted.
+        let cfg = TcpConfig::default();
+        let reta = rss::RetaTable::uniform(128, 2).unwrap();
+        let p = Arc::new(
+            QueuePredictor::new(&rss::ToeplitzKey::MICROSOFT, reta).with_ports(true, false),
+        );
+        let local = Ipv4Addr::new(198, 18, 0, 1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
+        t.set_port_share(1, 2);
+        t.set_rss(p.clone(), 1, local);
+        let mut tcp_even = false;
+        for i in 0..40u16 {
+            let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5000 + i);
+            let u = t.pick_port(L4::Udp, remote, |_| true).unwrap();
+            assert_eq!(u % 2, 1, "UDP port {u} is not this core's share");
+            let port = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
+            assert_eq!(
+                p.queue_for_ipv4_l4(*remote.ip(), local, remote.port(), port),
+                1
+            );
+            tcp_even |= port.is_multiple_of(2);
+        }
+        assert!(tcp_even, "TCP ports follow the hash, not the share");
     }
 
     #[test]
