@@ -119,6 +119,9 @@ pub struct ArpReader {
     shared: Arc<ArpShared>,
     cached: Arc<ArpSnapshot>,
     generation: u64,
+    /// The last address looked up in this snapshot and its MAC: replies in
+    /// a burst mostly go to one neighbour. Cleared with every new snapshot.
+    last: std::cell::Cell<Option<(Ipv4Addr, EthernetAddress)>>,
 }
 
 /// Why an update was not queued.
@@ -140,6 +143,7 @@ impl ArpReader {
             shared,
             cached,
             generation,
+            last: std::cell::Cell::new(None),
         }
     }
 
@@ -153,12 +157,20 @@ impl ArpReader {
         }
         self.cached = self.shared.snapshot.load_full();
         self.generation = g;
+        self.last.set(None);
         true
     }
 
     #[inline]
     pub fn lookup(&self, ip: &Ipv4Addr) -> Option<EthernetAddress> {
-        self.cached.lookup(ip).map(|e| e.mac)
+        if let Some((last, mac)) = self.last.get() {
+            if last == *ip {
+                return Some(mac);
+            }
+        }
+        let mac = self.cached.lookup(ip).map(|e| e.mac)?;
+        self.last.set(Some((*ip, mac)));
+        Some(mac)
     }
 
     pub fn snapshot(&self) -> &ArpSnapshot {
@@ -334,6 +346,31 @@ mod tests {
             r.learn(A, mac(1), Instant::from_secs(31)),
             LearnResult::Queued
         );
+    }
+
+    #[test]
+    fn the_last_lookup_is_remembered_only_for_its_snapshot() {
+        let shared = ArpShared::new(ArpConfig {
+            timeout: Duration::from_secs(10),
+            ..Default::default()
+        });
+        let mut w = ArpWriter::new(shared.clone());
+        let mut r = ArpReader::new(shared.clone());
+        w.insert(A, mac(1), Instant::ZERO);
+        r.refresh();
+        assert_eq!(r.lookup(&A), Some(mac(1)));
+        assert_eq!(r.lookup(&A), Some(mac(1)));
+        assert_eq!(r.lookup(&B), None);
+        // The neighbour moves; the next snapshot is believed, not the memo.
+        w.insert(A, mac(2), Instant::from_secs(1));
+        assert!(r.refresh());
+        assert_eq!(r.lookup(&A), Some(mac(2)));
+        // And it ages out.
+        w.insert(B, mac(3), Instant::from_secs(100));
+        w.expire(Instant::from_secs(100));
+        r.refresh();
+        assert_eq!(r.lookup(&A), None);
+        assert_eq!(r.lookup(&B), Some(mac(3)));
     }
 
     #[test]

@@ -42,15 +42,7 @@ impl RateLimiter {
     }
 }
 
-/// RFC 1624 incremental update of a one's complement checksum when one
-/// 16-bit word changes from `old` to `new`: HC' = ~(~HC + ~m + m').
-pub fn checksum_adjust(checksum: u16, old: u16, new: u16) -> u16 {
-    let mut sum = u32::from(!checksum) + u32::from(!old) + u32::from(new);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub use crate::wire::checksum::adjust as checksum_adjust;
 
 #[cfg(test)]
 mod tests {

@@ -1109,13 +1109,12 @@ impl<P: BufPool> Net<P> {
             frame.set_dst_addr(src_mac);
             frame.set_src_addr(self.iface.mac);
         }
-        {
-            let mut packet = Ipv4Packet::new_unchecked(&mut data[ip_start..total]);
-            packet.set_src_addr(self.iface.ip.address());
-            packet.set_dst_addr(ip.src_addr);
-            packet.set_hop_limit(DEFAULT_TTL);
-            packet.fill_checksum();
-        }
+        Ipv4Packet::new_unchecked(&mut data[ip_start..total]).rewrite_as_reply(
+            self.iface.ip.address(),
+            ip.src_addr,
+            DEFAULT_TTL,
+            None,
+        );
         echo_request_to_reply(&mut data[icmp_start..total]);
         if self.push_tx(buf).is_ok() {
             self.counters.icmp_echo_replies += 1;
@@ -1244,16 +1243,13 @@ impl<P: BufPool> Net<P> {
             frame.set_dst_addr(mac);
             frame.set_src_addr(self.iface.mac);
         }
-        {
-            let mut packet = Ipv4Packet::new_unchecked(&mut data[l2..total]);
-            packet.set_src_addr(self.iface.ip.address());
-            packet.set_dst_addr(ip.src_addr);
-            packet.set_hop_limit(DEFAULT_TTL);
-            packet.set_ident(ident);
-            // DF clear, as on the ordinary path.
-            packet.set_dont_frag(false);
-            packet.fill_checksum();
-        }
+        // DF clear and a new ident, as on the ordinary path.
+        Ipv4Packet::new_unchecked(&mut data[l2..total]).rewrite_as_reply(
+            self.iface.ip.address(),
+            ip.src_addr,
+            DEFAULT_TTL,
+            Some(ident),
+        );
         let udp = &mut data[l2 + IP_LEN..total];
         let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
         udp[0..2].copy_from_slice(&dport);

@@ -36,6 +36,18 @@ pub fn data(bytes: &[u8]) -> u16 {
     fold(acc)
 }
 
+/// RFC 1624 incremental update of a one's complement checksum when one
+/// 16-bit word changes from `old` to `new`: HC' = ~(~HC + ~m + m') (eqn. 3,
+/// which never yields the -0 that eqn. 2 can).
+#[inline]
+pub fn adjust(checksum: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!checksum) + u32::from(!old) + u32::from(new);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// Combine partial sums.
 pub fn combine(sums: &[u16]) -> u16 {
     fold(sums.iter().map(|&s| u64::from(s)).sum())
