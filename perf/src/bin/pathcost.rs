@@ -14,6 +14,12 @@
 //! peer's ACK of the echo: two segments in, one out; counted per pair).
 //! Each output is checked, so a case that stopped doing its work fails
 //! instead of looking cheap.
+//!
+//!   pathcost CASE N WARM
+//!
+//! runs WARM packets first and prints `allocs=`: the heap allocations the N
+//! packets after them made (a counting global allocator; perf/tests/
+//! no_alloc.rs asserts 0).
 
 use dpstack::fuzzing::FuzzCore;
 
@@ -124,65 +130,87 @@ fn seq_of(frame: &[u8]) -> (u32, u32, usize) {
     (seq, ack, total - 20 - hl)
 }
 
+/// Counts every heap allocation of the process, so that a run can say how
+/// many the measured packets made (the fast path makes none).
+struct Counting;
+
+static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let case = args.get(1).map(String::as_str).unwrap_or("udp-echo");
     let n: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    // Packets run before the counted ones (the allocation check warms the
+    // core up first; the instruction count runs none).
+    let warm: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut core = FuzzCore::new();
     // Setup, the same for N = 0: the peer is known by ARP.
     core.feed_and_take(&arp_request());
-    let expect = |out: Vec<Vec<u8>>, what: &str| {
-        assert!(!out.is_empty(), "{case}: no {what}");
-        out
-    };
-    let one = |sent: usize, what: &str| {
+    let one = move |sent: usize, what: &str| {
         assert_eq!(sent, 1, "{case}: no {what}");
     };
-    match case {
+    // One packet (or pair) of the case; its frames are built beforehand, so
+    // that only the core's own work runs between the counts.
+    let mut step: Box<dyn FnMut(&mut FuzzCore)> = match case {
         "harness" => {
             // The same frame to another station's MAC: dropped at the first
             // check, so this is the harness's own work per frame.
             let mut f = udp(18);
             f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
-            for _ in 0..n {
-                assert_eq!(core.receive(&f), 0);
-            }
+            Box::new(move |core| assert_eq!(core.receive(&f), 0))
         }
         "udp-echo" => {
             let f = udp(18);
-            for _ in 0..n {
-                one(core.receive(&f), "echo");
-            }
+            Box::new(move |core| one(core.receive(&f), "echo"))
         }
         "icmp-echo" => {
             let f = icmp(18);
-            for _ in 0..n {
-                one(core.receive(&f), "echo reply");
-            }
+            Box::new(move |core| one(core.receive(&f), "echo reply"))
         }
         "tcp-data-ack" => {
             let mut seq = 1000u32;
-            let out = expect(core.feed_and_take(&tcp(SYN, seq, 0, &[])), "SYN-ACK");
+            let out = core.feed_and_take(&tcp(SYN, seq, 0, &[]));
+            assert!(!out.is_empty(), "{case}: no SYN-ACK");
             let (iss, _, _) = seq_of(&out[0]);
             seq += 1;
             let mut their = iss.wrapping_add(1);
             core.feed_and_take(&tcp(ACK, seq, their, &[]));
             let data = [0x5au8; 64];
-            let before = core.counters().tcp_tx_bytes;
-            for _ in 0..n {
+            let mut frames = Vec::with_capacity((warm + n) as usize);
+            for _ in 0..warm + n {
                 let segment = tcp(ACK | PSH, seq, their, &data);
-                one(core.receive(&segment), "echo");
                 seq = seq.wrapping_add(64);
                 their = their.wrapping_add(64);
-                let ack = tcp(ACK, seq, their, &[]);
-                assert_eq!(core.receive(&ack), 0, "{case}: an ACK was answered");
+                frames.push((segment, tcp(ACK, seq, their, &[])));
             }
-            let echoed = core.counters().tcp_tx_bytes - before;
-            assert_eq!(
-                echoed,
-                64 * u64::from(n),
-                "{case}: not every segment was echoed"
-            );
+            let mut next = 0;
+            Box::new(move |core| {
+                let (segment, ack) = &frames[next];
+                next += 1;
+                one(core.receive(segment), "echo");
+                assert_eq!(core.receive(ack), 0, "{case}: an ACK was answered");
+            })
         }
         other => {
             eprintln!(
@@ -190,10 +218,27 @@ fn main() {
             );
             std::process::exit(2);
         }
+    };
+    for _ in 0..warm {
+        step(&mut core);
+    }
+    let tx_bytes = core.counters().tcp_tx_bytes;
+    let before = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..n {
+        step(&mut core);
+    }
+    let allocs = ALLOCS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    if case == "tcp-data-ack" {
+        let echoed = core.counters().tcp_tx_bytes - tx_bytes;
+        assert_eq!(
+            echoed,
+            64 * u64::from(n),
+            "{case}: not every segment was echoed"
+        );
     }
     let c = core.counters();
     println!(
-        "{case} n={n} udp_tx={} icmp_echo_replies={} tcp_rx_segments={} drops={}",
+        "{case} n={n} udp_tx={} icmp_echo_replies={} tcp_rx_segments={} drops={} allocs={allocs}",
         c.udp_tx,
         c.icmp_echo_replies,
         c.tcp_rx_segments,
