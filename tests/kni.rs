@@ -171,7 +171,7 @@ fn icmp_by_the_kernel_floods_are_limited_and_a_down_interface_drops() {
     let net = TestNet::new(Link::Tap);
     let (d, kif) = start(
         &net,
-        "--app udp-echo:7 --kni-icmp kernel --kni-rate 2000 --kni-queue 256",
+        "--app udp-echo:7 --kni-icmp kernel --kni-rate 2000 --kni-queue 256 --kni-core 1",
     );
     let ip = net.stack_ip();
 
@@ -180,6 +180,10 @@ fn icmp_by_the_kernel_floods_are_limited_and_a_down_interface_drops() {
     let b = d.next_block();
     assert_eq!(b.get("icmp_echo_replies"), 0, "the kernel answers");
     assert!(b.get("kni_to_kernel") >= 3);
+    // Core 1 was named to serve the kernel interface: it alone reads what
+    // the kernel sends (the echo replies) and puts it on the wire.
+    assert!(b.core(1, "kni_kernel_rx") >= 3, "{:?}", b.cores);
+    assert_eq!(b.core(0, "kni_kernel_rx"), 0, "{:?}", b.cores);
 
     // A flood toward the kernel (a UDP port nobody owns) while dpstack's own
     // echo keeps answering every datagram.
