@@ -170,6 +170,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
                                   // Applications' counters and the histograms with the stack's, so that a
                                   // printed block is one moment's view.
     let apps_period = publish_period;
+    let latency_period = hz;
 
     let mut core = Core::new(iface, info, pool, arp, arp_writer, limits, &apps);
     if let Some(p) = rss {
@@ -210,6 +211,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     let mut next_timer = tsc;
     let mut next_publish = tsc;
     let mut next_apps = tsc;
+    let mut next_latency = tsc;
     while !stop.load(Ordering::Relaxed) {
         core.begin_burst(clock.now(tsc));
         if steered {
@@ -262,10 +264,15 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         }
         if tsc >= next_apps {
             publish_apps(&core, &published);
+            next_apps = tsc + apps_period;
+        }
+        if tsc >= next_latency {
+            // About 1 MB of histograms: copied once a second, not with the
+            // counters, so that the copy does not stall the loop often.
             if let Ok(mut slot) = published.latency.try_lock() {
                 slot.clone_from(&latency);
             }
-            next_apps = tsc + apps_period;
+            next_latency = tsc + latency_period;
         }
     }
     let (txv, counters) = split(&mut core);
