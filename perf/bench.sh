@@ -77,12 +77,18 @@ stop_dut() {
 # dpstack-gen over memif: NAME MODE QUEUES RATE [more gen options]
 gen_memif() {
     local name=$1 mode=$2 q=$3 rate=$4; shift 4
-    # shellcheck disable=SC2086
-    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
-        --vdev=net_memif0,role=client,socket=$SOCK -- --mode "$mode" --src 198.18.60.2 \
-        --dst 198.18.60.1:7 --flows 8 --queues "$q" --rate "$rate" --seconds "$SECS" \
-        --json "$OUT/$name.json" --hdr-log "$OUT/$name.hlog" --quiet "$@" >/dev/null
-    log "$name: $(cat "$OUT/$name.json")"
+    for attempt in 1 2; do
+        # shellcheck disable=SC2086
+        $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
+            --vdev=net_memif0,role=client,socket=$SOCK -- --mode "$mode" --src 198.18.60.2 \
+            --dst 198.18.60.1:7 --flows 8 --queues "$q" --rate "$rate" --seconds "$SECS" \
+            --json "$OUT/$name.json" --hdr-log "$OUT/$name.hlog" --quiet "$@" >/dev/null
+        log "$name: $(cat "$OUT/$name.json")"
+        # A target that answered nothing (not yet forwarding) gets one more run.
+        [ "$(rx_pps "$OUT/$name.json")" -gt 0 ] && break
+        log "$name: nothing came back (attempt $attempt)"
+        sleep 1
+    done
 }
 rx_pps() { python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['rx_pps']))" "$1"; }
 

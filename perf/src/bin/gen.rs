@@ -222,6 +222,12 @@ fn raw(a: &Args, eal_args: Vec<String>, proto: Proto) -> Result<(), String> {
         ..Default::default()
     };
     let mut port = Port::start(0, &cfg, pool).map_err(|e| format!("port: {e}"))?;
+    // A memif client's link comes up when it has connected: sending before
+    // would measure nothing (with --dst-mac there is no ARP to wait for).
+    let up_by = Instant::now() + Duration::from_secs(5);
+    while !dpstack::dpdk::link_up(0) && Instant::now() < up_by {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mac = port.mac().0;
     let mut rxq: Vec<_> = (0..a.queues).map(|q| port.rx_queue(q)).collect();
     let mut txq: Vec<_> = (0..a.queues).map(|q| port.tx_queue(q)).collect();
