@@ -17,11 +17,17 @@ out, doc, img, secs, smoke = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4],
 missing = []
 
 
+# The baseline whose absence is reported, not fatal: testpmd with two
+# forwarding cores on memif has segfaulted on this machine now and then.
+OPTIONAL = {"memif-udp-testpmd-2", "memif-udp-testpmd-2-half"}
+absent = []
+
+
 def j(name):
     try:
         return json.load(open(f"{out}/{name}.json"))
     except (OSError, ValueError):
-        missing.append(name)
+        (absent if name in OPTIONAL else missing).append(name)
         return None
 
 
@@ -108,6 +114,10 @@ for proto, label in [("udp", "UDP echo"), ("icmp", "ICMP echo")]:
             w(f"| {label} | {name} | {fmt_m(r['rx_pps'])} | {rat} | {p50:.1f} us | {p99:.1f} us | {ratio(p99, p50):.2f} |")
             targets[(proto, lc, name.split(',')[0])] = (r, h)
 w("")
+if absent:
+    w(f"No figure in this run for {', '.join(sorted(set(absent)))}: testpmd answered nothing")
+    w("twice (perf/bench.sh logs why).")
+    w("")
 w("![UDP echo over memif at half load](img/memif-udp-half-load.png)")
 w("")
 
