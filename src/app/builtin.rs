@@ -787,11 +787,10 @@ impl App for UdpClient {
                         sent_at: net.now(),
                         tries: 0,
                     });
+                    let i = self.flows.len() - 1;
                     if self.count == 0 {
-                        let i = self.flows.len() - 1;
                         self.finish(net, i, true);
                     } else {
-                        let i = self.flows.len() - 1;
                         self.send(net, i);
                     }
                 }

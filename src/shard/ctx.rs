@@ -116,9 +116,6 @@ pub struct Net<P: BufPool> {
     scratch: Vec<u8>,
     /// The application calling into `NetCtx` now.
     current_app: usize,
-    /// The received frame may carry its own UDP reply (unfragmented, no IP
-    /// options, to our unicast address): set just before delivery.
-    inplace_ok: bool,
     /// The datagram an application is being handed, when its frame may carry
     /// the reply: (payload address, length, our port, the sender).
     rx_inplace: Option<(usize, usize, u16, SocketAddrV4)>,
@@ -196,7 +193,6 @@ impl<P: BufPool> Core<P> {
                 icmp_limit: RateLimiter::new(limits.icmp_rate, limits.icmp_burst),
                 scratch: vec![0; 65536],
                 current_app: 0,
-                inplace_ok: false,
                 rx_inplace: None,
                 reply_inplace: None,
                 tcp,
@@ -287,10 +283,7 @@ impl<P: BufPool> Core<P> {
                 if !p.unowned_ports || !ours || l4.len() < 4 {
                     return false;
                 }
-                let key = FlowKey {
-                    local_port: u16::from_be_bytes([l4[2], l4[3]]),
-                    remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
-                };
+                let key = flow_key(ip, l4);
                 self.net.tcp.lookup(&key).is_none()
                     && self.net.tcp.listener(key.local_port).is_none()
                     && self
@@ -584,6 +577,7 @@ impl<P: BufPool> Core<P> {
                         &ip,
                         done.header,
                         done.payload,
+                        false,
                     );
                 }
                 Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
@@ -616,9 +610,16 @@ impl<P: BufPool> Core<P> {
             return self.net.process_icmp_in_place(buf, l2, &ip);
         }
         let header = &bytes[..header_len];
-        self.net.inplace_ok = header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address();
-        deliver_datagram(&mut self.net, &mut self.apps, &ip, header, payload);
-        self.net.inplace_ok = false;
+        // The frame can carry its own UDP reply: no options, to our address.
+        let in_place = header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address();
+        deliver_datagram(
+            &mut self.net,
+            &mut self.apps,
+            &ip,
+            header,
+            payload,
+            in_place,
+        );
         if let Some(mac) = self.net.reply_inplace.take() {
             self.net.dispatch_udp_in_place(buf, l2, &ip, mac);
         }
@@ -632,10 +633,7 @@ impl<P: BufPool> Core<P> {
         if l4.len() < 4 {
             return None;
         }
-        let key = FlowKey {
-            local_port: u16::from_be_bytes([l4[2], l4[3]]),
-            remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
-        };
+        let key = flow_key(ip, l4);
         if self.net.tcp.lookup(&key).is_some() {
             return None;
         }
@@ -659,28 +657,37 @@ impl<P: BufPool> Core<P> {
 
     fn udp_owner_of(&self, ip: &Ipv4Repr, l4: &[u8]) -> Option<usize> {
         let s = self.steering.as_ref()?;
-        let key = FlowKey {
-            local_port: u16::from_be_bytes([l4[2], l4[3]]),
-            remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
-        };
+        let key = flow_key(ip, l4);
         s.udp_directory
             .owner(&key)
             .filter(|&o| o != self.net.info.index)
     }
 }
 
+/// A received TCP or UDP segment's flow as this host names it: our port
+/// and the sender. `l4` holds at least the two ports.
+#[inline]
+fn flow_key(ip: &Ipv4Repr, l4: &[u8]) -> FlowKey {
+    FlowKey {
+        local_port: u16::from_be_bytes([l4[2], l4[3]]),
+        remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
+    }
+}
+
 /// Hand a complete (possibly reassembled) datagram to its protocol.
-/// `header` is its IP header as received, options included.
+/// `header` is its IP header as received, options included; `in_place`:
+/// its received frame can be turned into a UDP reply.
 fn deliver_datagram<P: BufPool>(
     net: &mut Net<P>,
     apps: &mut [Box<dyn App>],
     ip: &Ipv4Repr,
     header: &[u8],
     payload: &[u8],
+    in_place: bool,
 ) {
     net.counters.ipv4_delivered += 1;
     match ip.next_header {
-        IpProtocol::Udp => process_udp(net, apps, ip, header, payload),
+        IpProtocol::Udp => process_udp(net, apps, ip, header, payload, in_place),
         IpProtocol::Icmp => net.process_icmp_copy(ip, payload),
         IpProtocol::Tcp => {
             net.process_tcp(ip, payload);
@@ -697,6 +704,7 @@ fn process_udp<P: BufPool>(
     ip: &Ipv4Repr,
     header: &[u8],
     payload: &[u8],
+    in_place: bool,
 ) {
     let packet = match UdpPacket::new_checked(payload) {
         Ok(p) => p,
@@ -739,7 +747,7 @@ fn process_udp<P: BufPool>(
     };
     if let Some(app) = apps.get_mut(binding) {
         net.current_app = binding;
-        if std::mem::take(&mut net.inplace_ok) {
+        if in_place {
             let p = dgram.payload;
             net.rx_inplace = Some((p.as_ptr() as usize, p.len(), udp.dst_port, src));
         }
@@ -1094,28 +1102,14 @@ impl<P: BufPool> Net<P> {
     /// Echo request in a plain (unfragmented, option-less) datagram: turn
     /// the same buffer into the reply.
     fn process_icmp_in_place(&mut self, mut buf: P::Buf, l2: usize, ip: &Ipv4Repr) {
-        let ip_start = l2;
         let icmp_start = l2 + IP_LEN;
         let total = l2 + IP_LEN + ip.payload_len;
         if !self.accept_echo_request(ip, &buf.data()[icmp_start..total]) {
             return;
         }
-        // Strip Ethernet padding and any VLAN tag room.
-        buf.set_len(total);
-        let data = buf.data_mut();
-        let src_mac = EthernetAddress::from_bytes(&data[6..12]);
-        {
-            let mut frame = EthernetFrame::new_unchecked(&mut data[..]);
-            frame.set_dst_addr(src_mac);
-            frame.set_src_addr(self.iface.mac);
-        }
-        Ipv4Packet::new_unchecked(&mut data[ip_start..total]).rewrite_as_reply(
-            self.iface.ip.address(),
-            ip.src_addr,
-            DEFAULT_TTL,
-            None,
-        );
-        echo_request_to_reply(&mut data[icmp_start..total]);
+        let src_mac = EthernetAddress::from_bytes(&buf.data()[6..12]);
+        self.turn_around(&mut buf, l2, ip, src_mac, None);
+        echo_request_to_reply(&mut buf.data_mut()[icmp_start..total]);
         if self.push_tx(buf).is_ok() {
             self.counters.icmp_echo_replies += 1;
         }
@@ -1223,6 +1217,30 @@ impl<P: BufPool> Net<P> {
         true
     }
 
+    /// The Ethernet and IPv4 headers of a received frame (no IP options, at
+    /// `l2`) turned into its reply's, to `mac`; Ethernet padding is cut off.
+    fn turn_around(
+        &self,
+        buf: &mut P::Buf,
+        l2: usize,
+        ip: &Ipv4Repr,
+        mac: EthernetAddress,
+        ident: Option<u16>,
+    ) {
+        let total = l2 + IP_LEN + ip.payload_len;
+        buf.set_len(total);
+        let data = buf.data_mut();
+        let mut frame = EthernetFrame::new_unchecked(&mut data[..]);
+        frame.set_dst_addr(mac);
+        frame.set_src_addr(self.iface.mac);
+        Ipv4Packet::new_unchecked(&mut data[l2..total]).rewrite_as_reply(
+            self.iface.ip.address(),
+            ip.src_addr,
+            DEFAULT_TTL,
+            ident,
+        );
+    }
+
     /// Turn a received UDP datagram (no IP options, at `l2`) into its own
     /// echo to `mac`. The UDP checksum stays valid: swapping the addresses
     /// leaves the pseudo-header's sum as it was, and swapping the ports
@@ -1235,22 +1253,10 @@ impl<P: BufPool> Net<P> {
         mac: EthernetAddress,
     ) {
         let total = l2 + IP_LEN + ip.payload_len;
-        buf.set_len(total);
-        let ident = self.ident.next_ident();
-        let data = buf.data_mut();
-        {
-            let mut frame = EthernetFrame::new_unchecked(&mut data[..]);
-            frame.set_dst_addr(mac);
-            frame.set_src_addr(self.iface.mac);
-        }
         // DF clear and a new ident, as on the ordinary path.
-        Ipv4Packet::new_unchecked(&mut data[l2..total]).rewrite_as_reply(
-            self.iface.ip.address(),
-            ip.src_addr,
-            DEFAULT_TTL,
-            Some(ident),
-        );
-        let udp = &mut data[l2 + IP_LEN..total];
+        let ident = self.ident.next_ident();
+        self.turn_around(&mut buf, l2, ip, mac, Some(ident));
+        let udp = &mut buf.data_mut()[l2 + IP_LEN..total];
         let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
         udp[0..2].copy_from_slice(&dport);
         udp[2..4].copy_from_slice(&sport);

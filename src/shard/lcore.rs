@@ -166,10 +166,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         per_us: (hz / 1_000_000).max(1),
     };
     let timer_period = hz / 10_000; // 100 us
+                                    // The stack's counters and the applications' together, so that a
+                                    // printed block is one moment's view.
     let publish_period = hz / 10; // 100 ms
-                                  // Applications' counters and the histograms with the stack's, so that a
-                                  // printed block is one moment's view.
-    let apps_period = publish_period;
     let latency_period = hz;
 
     let mut core = Core::new(iface, info, pool, arp, arp_writer, limits, &apps);
@@ -210,7 +209,6 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     let mut tsc = rdtsc();
     let mut next_timer = tsc;
     let mut next_publish = tsc;
-    let mut next_apps = tsc;
     let mut next_latency = tsc;
     while !stop.load(Ordering::Relaxed) {
         core.begin_burst(clock.now(tsc));
@@ -260,11 +258,8 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         }
         if tsc >= next_publish {
             published.counters.publish(&core.net.counters);
-            next_publish = tsc + publish_period;
-        }
-        if tsc >= next_apps {
             publish_apps(&core, &published);
-            next_apps = tsc + apps_period;
+            next_publish = tsc + publish_period;
         }
         if tsc >= next_latency {
             // About 1 MB of histograms: copied once a second, not with the

@@ -35,39 +35,43 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// A Linux TCP echo listener on `port` in the test host (tests/tools/tcp.py
-/// echo-server): serves `count` connections, then prints what it saw.
-pub fn echo_server(net: &TestNet, port: u16, count: u32) -> Child {
+/// A tool of tests/tools started in the background in the test host, its
+/// output piped; given `settle` to start listening.
+fn host_tool_bg(net: &TestNet, script: &str, args: &[&str], settle: Duration) -> Child {
     let child = Command::new("ip")
         .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
-        .arg(root().join("tests/tools/tcp.py"))
-        .args(["echo-server", &port.to_string(), &count.to_string()])
+        .arg(root().join("tests/tools").join(script))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("echo server");
-    std::thread::sleep(Duration::from_millis(500));
+        .expect(script);
+    std::thread::sleep(settle);
     child
+}
+
+/// A Linux TCP echo listener on `port` in the test host (tests/tools/tcp.py
+/// echo-server): serves `count` connections, then prints what it saw.
+pub fn echo_server(net: &TestNet, port: u16, count: u32) -> Child {
+    let (port, count) = (port.to_string(), count.to_string());
+    host_tool_bg(
+        net,
+        "tcp.py",
+        &["echo-server", &port, &count],
+        Duration::from_millis(500),
+    )
 }
 
 /// A Linux UDP echo server on the test host's `port` (tests/tools/udp.py
 /// echo-server) for `seconds`; prints how many datagrams and peers it saw.
 pub fn udp_echo_server(net: &TestNet, port: u16, seconds: u32) -> Child {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
-        .arg(root().join("tests/tools/udp.py"))
-        .args([
-            "echo-server",
-            &net.host_ip(),
-            &port.to_string(),
-            &seconds.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("udp echo server");
-    std::thread::sleep(Duration::from_millis(300));
-    child
+    let (ip, port, seconds) = (net.host_ip(), port.to_string(), seconds.to_string());
+    host_tool_bg(
+        net,
+        "udp.py",
+        &["echo-server", &ip, &port, &seconds],
+        Duration::from_millis(300),
+    )
 }
 
 /// Run a command, panic with its output if it fails.
