@@ -123,6 +123,8 @@ memif_pair memif-udp-dpstack-2 udp 2 dut_dpstack "0@0,1@1" --app udp-echo:7
 memif_pair memif-udp-testpmd-2 udp 2 dut_testpmd "0@1,1@0,2@1" macswap 2
 memif_pair memif-icmp-dpstack-1 icmp 1 dut_dpstack "0@1"
 memif_pair memif-icmp-testpmd-1 icmp 1 dut_testpmd "0@1,1@1" icmpecho 1
+memif_pair memif-icmp-dpstack-2 icmp 2 dut_dpstack "0@0,1@1"
+memif_pair memif-icmp-testpmd-2 icmp 2 dut_testpmd "0@1,1@0,2@1" icmpecho 2
 
 # 3b. TCP over memif: dpstack-gen's HTTP against dpstack's http app.
 for m in tcp-rr tcp-crr; do

@@ -19,7 +19,7 @@ missing = []
 
 # The baseline whose absence is reported, not fatal: testpmd with two
 # forwarding cores on memif has segfaulted on this machine now and then.
-OPTIONAL = {"memif-udp-testpmd-2", "memif-udp-testpmd-2-half"}
+OPTIONAL = {f"memif-{p}-testpmd-2{h}" for p in ("udp", "icmp") for h in ("", "-half")}
 absent = []
 
 
@@ -100,7 +100,7 @@ w("| test | target | flat out, replies/s | ratio to testpmd | half load p50 | p9
 w("|---|---|---|---|---|---|---|")
 targets = {}
 for proto, label in [("udp", "UDP echo"), ("icmp", "ICMP echo")]:
-    for lc in ([1, 2] if proto == "udp" else [1]):
+    for lc in [1, 2]:
         d = j(f"memif-{proto}-dpstack-{lc}")
         t = j(f"memif-{proto}-testpmd-{lc}")
         dh = j(f"memif-{proto}-dpstack-{lc}-half")
