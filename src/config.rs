@@ -102,6 +102,11 @@ pub struct Cli {
     /// (repeatable); where the device refuses, RSS and the handoff do.
     #[arg(long = "flow", value_name = "PROTO:PORT@QUEUE")]
     pub flows: Vec<String>,
+    /// Keep a record of up to N flows per core (which core handled each
+    /// TCP connection and UDP flow, packets and bytes each way); printed
+    /// on exit. 0: none.
+    #[arg(long, value_name = "N")]
+    pub flow_records: Option<usize>,
 }
 
 /// The same options as a TOML file.
@@ -143,6 +148,7 @@ pub struct FileConfig {
     pub reta: Option<String>,
     #[serde(default)]
     pub flows: Vec<String>,
+    pub flow_records: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -165,6 +171,8 @@ pub struct Config {
     /// queues round robin.
     pub reta: Option<RetaSpec>,
     pub flows: Vec<FlowRule>,
+    /// Flows each core keeps a record of (0: none).
+    pub flow_records: usize,
 }
 
 /// A redirection table as the user states it.
@@ -178,6 +186,8 @@ pub enum RetaSpec {
 pub enum ConfigError {
     #[error("--ip is required (e.g. --ip 198.18.0.1/24)")]
     MissingIp,
+    #[error("--flow-records {0}: must be 0..=1000000")]
+    BadFlowRecords(usize),
     #[error("bad --ip '{0}': expected ADDR/PREFIX, e.g. 198.18.0.1/24")]
     BadIp(String),
     #[error("bad --gateway '{0}': expected an IPv4 address")]
@@ -277,8 +287,13 @@ impl Config {
             .iter()
             .map(|f| f.parse::<FlowRule>().map_err(ConfigError::BadRss))
             .collect::<Result<Vec<_>, _>>()?;
+        let flow_records = cli.flow_records.or(file.flow_records).unwrap_or(0);
+        if flow_records > 1_000_000 {
+            return Err(ConfigError::BadFlowRecords(flow_records));
+        }
         Ok(Config {
             flows,
+            flow_records,
             rss_key,
             reta,
             tcp,
@@ -458,6 +473,10 @@ mod tests {
         assert_eq!(c.stats_interval, 5);
         assert_eq!(c.apps.len(), 1);
         assert_eq!(c.tcp.mss, 1460);
+        assert_eq!(c.flow_records, 0, "off unless asked for");
+        let file: FileConfig = toml::from_str("flow-records = 64\n").unwrap();
+        let c = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file).unwrap();
+        assert_eq!(c.flow_records, 64);
         let t = Config::merge(
             &cli(&[
                 "--ip",
@@ -504,6 +523,13 @@ mod tests {
             Err(ConfigError::BadApp(..))
         ));
         assert!(Cli::try_parse_from(["dpstack", "--bogus"]).is_err());
+        assert_eq!(
+            Config::merge(
+                &cli(&["--ip", "198.18.0.1/24", "--flow-records", "2000000"]),
+                &f
+            ),
+            Err(ConfigError::BadFlowRecords(2_000_000))
+        );
         for bad in [
             &["--tcp-ports", "70-60"][..],
             &["--tcp-ports", "x"],

@@ -19,6 +19,7 @@ use crate::shard::{run_lcore, CoreLimits, IfaceConfig, KniSetup, LcoreSetup, Pub
 
 /// Frames one core can have waiting for another.
 const HANDOFF_QUEUE: usize = 1024;
+use crate::stats::flows::FlowLine;
 use crate::stats::Counters;
 use crate::time::Duration;
 use clap::Parser;
@@ -89,6 +90,18 @@ fn print_block(
     }
     if let Some(pool) = pool {
         print_mempool(tag, pool);
+    }
+}
+
+/// Every core's flow records, one line a flow, sorted (`--flow-records`).
+fn print_flows(tag: &str, published: &[Arc<Published>]) {
+    for (i, p) in published.iter().enumerate() {
+        if let Ok(mut flows) = p.flows.lock() {
+            flows.sort_unstable_by_key(|(id, _)| *id);
+            for (id, r) in flows.iter() {
+                println!("{tag} flow core={i} {}", FlowLine(id, r));
+            }
+        }
     }
 }
 
@@ -298,6 +311,7 @@ fn run(
     // One ISN secret for every core (RFC 6528).
     let limits = CoreLimits {
         tcp: cfg.tcp,
+        flow_records: cfg.flow_records,
         ..CoreLimits::default()
     };
     // rte_flow rules, where the device takes them.
@@ -497,6 +511,7 @@ fn run(
     drop(kni_shared);
     println!("dpstack: stopping");
     print_block("final", &published, None, Some(&port));
+    print_flows("final", &published);
     drop(flows);
     port.stop();
     drop(port);

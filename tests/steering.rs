@@ -23,7 +23,7 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
         4,
         &format!(
             "--app udp-echo:7 --app tcp-echo:7 --app tcp-client:{peer}:20000:64 --flow tcp:7@1 \
-             --app udp-client:{udp_peer}:20:64"
+             --app udp-client:{udp_peer}:20:64 --flow-records 1024"
         ),
     );
     assert!(d.output().contains("rss prediction off"), "{}", d.output());
@@ -67,9 +67,11 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     }
 
     // 256 UDP flows from the host, every datagram answered.
-    net.tool("udp.py", &format!("flows {ip} 7 256 5"));
+    let udp_ports = ports_of(&net.tool("udp.py", &format!("flows {ip} 7 256 5")));
+    assert_eq!(udp_ports.len(), 256);
     // 64 inbound TCP connections at once.
-    net.tool("tcp.py", &format!("concurrent {ip} 7 64 50000"));
+    let tcp_ports = ports_of(&net.tool("tcp.py", &format!("concurrent {ip} 7 64 50000")));
+    assert_eq!(tcp_ports.len(), 64);
 
     let b = d.wait_for("inbound counted", Duration::from_secs(10), |b| {
         b.get("tcp_accepted") >= 64 && b.app_total("udp-echo:7", "echoed") >= 256 * 5
@@ -100,6 +102,83 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     assert_clean_exit(&e, Duration::from_secs(2));
     let out = text(&udp_server.wait_with_output().unwrap());
     assert!(out.contains("\"peers\": 64"), "{out}");
+
+    // The per-flow check, from every core's flow records: each flow was
+    // handled by exactly one core, and that core processed all of it
+    // (segments other cores received count there as handed in).
+    let recs = flow_records(&e.lines);
+    let host = net.host_ip();
+    let one_core = |proto: &str, local: Option<u16>, remote: &str| -> FlowRec {
+        let on: Vec<&FlowRec> = recs
+            .iter()
+            .filter(|r| {
+                r.proto == proto && r.remote == remote && local.is_none_or(|p| r.local_port == p)
+            })
+            .collect();
+        assert_eq!(on.len(), 1, "{proto} {remote}: handled by {on:?}");
+        on[0].clone()
+    };
+    let mut per_core = [0usize; 4];
+    for p in &udp_ports {
+        let r = one_core("udp", Some(7), &format!("{host}:{p}"));
+        assert_eq!((r.get("in"), r.get("out")), (5, 5), "{r:?}");
+        per_core[r.core] += 1;
+    }
+    eprintln!("inbound UDP flows per core: {per_core:?}");
+    let mut per_core = [0usize; 4];
+    for p in &tcp_ports {
+        let r = one_core("tcp", Some(7), &format!("{host}:{p}"));
+        assert!(
+            r.get("bytes_in") >= 50000 && r.get("bytes_out") >= 50000,
+            "{r:?}"
+        );
+        per_core[r.core] += 1;
+    }
+    eprintln!("inbound TCP connections per core: {per_core:?}");
+    // The flows dpstack opened: on the core that opened them.
+    let outbound = |remote: &str, unit: &str, min: u64| {
+        let mut per_core = [0usize; 4];
+        for r in recs.iter().filter(|r| r.remote == remote) {
+            one_core(&r.proto, Some(r.local_port), remote);
+            let (i, o) = (format!("{unit}in"), format!("{unit}out"));
+            assert!(r.get(&i) >= min && r.get(&o) >= min, "{r:?}");
+            per_core[r.core] += 1;
+        }
+        per_core
+    };
+    assert_eq!(outbound(&udp_peer, "", 20), [16; 4], "UDP flows opened");
+    let opened = outbound(&peer, "bytes_", 20000);
+    assert_eq!(opened.iter().sum::<usize>(), 64, "{opened:?}");
+    for (core, &n) in opened.iter().enumerate() {
+        assert_eq!(
+            n as u64,
+            e.final_block.core(core, "tcp_connected"),
+            "core {core}"
+        );
+    }
+    // Every handed-over frame is in the record of a flow its new core
+    // owned, but a segment whose connection had closed meanwhile.
+    let handed: u64 = recs.iter().map(|r| r.get("handed_in")).sum();
+    let total = e.final_block.get("steer_handoffs_in");
+    assert!(
+        handed <= total
+            && total - handed
+                <= e.final_block.get("drop_tcp_no_connection")
+                    + e.final_block.get("drop_no_socket"),
+        "handed in: {handed} in records, {total} counted"
+    );
+    assert_eq!(e.final_block.get("flow_records_full"), 0);
+}
+
+/// The source ports a host tool reports (`"ports": [...]`).
+fn ports_of(out: &std::process::Output) -> Vec<u16> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the tool's JSON report");
+    v["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| p.as_u64().unwrap() as u16)
+        .collect()
 }
 
 #[test]

@@ -18,6 +18,7 @@ use crate::icmp::{checksum_adjust, RateLimiter};
 use crate::ipv4::frag::{FragError, FragKey, Reassembler, ReassemblyConfig};
 use crate::ipv4::{IdentGen, NextHop, Routes};
 use crate::kni::{KniPolicy, KniShared};
+use crate::stats::flows::{FlowId, FlowLog, Transport};
 use crate::stats::{Counters, DropReason};
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::table::FlowKey;
@@ -77,6 +78,8 @@ pub struct CoreLimits {
     pub tcp: TcpConfig,
     /// The ISN secret, the same on every core.
     pub isn: IsnGenerator,
+    /// Flows each core keeps a record of (0: no records).
+    pub flow_records: usize,
 }
 
 impl Default for CoreLimits {
@@ -91,6 +94,7 @@ impl Default for CoreLimits {
             reassembly: ReassemblyConfig::default(),
             tcp: TcpConfig::default(),
             isn: IsnGenerator::new(),
+            flow_records: 0,
         }
     }
 }
@@ -130,6 +134,10 @@ pub struct Net<P: BufPool> {
     next_tcp_gauges: Instant,
     /// Connections applications wrote to in this callback round.
     tcp_dirty: Vec<u32>,
+    /// Which flows this core handled (`--flow-records`), if kept.
+    flows: Option<FlowLog>,
+    /// The frame being processed was handed over by another core.
+    rx_handed: bool,
 }
 
 /// One core: its network state, its reassembler, its applications, and on
@@ -200,6 +208,8 @@ impl<P: BufPool> Core<P> {
                 tcp_expired: Vec::with_capacity(limits.tcp.max_connections),
                 next_tcp_gauges: Instant::ZERO,
                 tcp_dirty: Vec::with_capacity(256),
+                flows: (limits.flow_records > 0).then(|| FlowLog::new(limits.flow_records)),
+                rx_handed: false,
             },
             frag,
             apps,
@@ -521,6 +531,7 @@ impl<P: BufPool> Core<P> {
     }
 
     fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
+        self.net.rx_handed = handed_off;
         let l2 = eth.buffer_len();
         let bytes = &buf.data()[l2..];
         let packet = match Ipv4Packet::new_checked(bytes) {
@@ -740,6 +751,7 @@ fn process_udp<P: BufPool>(
         }
     };
     net.counters.udp_rx += 1;
+    net.record_flow_in(Transport::Udp, udp.dst_port, src, packet.payload().len());
     let dgram = Datagram {
         src: SocketAddrV4::new(ip.src_addr, udp.src_port),
         dst: SocketAddrV4::new(ip.dst_addr, udp.dst_port),
@@ -757,6 +769,52 @@ fn process_udp<P: BufPool>(
 }
 
 impl<P: BufPool> Net<P> {
+    /// A segment or datagram of this flow processed here (flow records).
+    #[inline]
+    fn record_flow_in(
+        &mut self,
+        transport: Transport,
+        local_port: u16,
+        remote: SocketAddrV4,
+        bytes: usize,
+    ) {
+        if let Some(log) = self.flows.as_mut() {
+            let id = FlowId {
+                transport,
+                local_port,
+                remote,
+            };
+            log.record_in(self.now, id, bytes, self.rx_handed);
+            self.counters.flow_records_full = log.full;
+        }
+    }
+
+    /// Segments or datagrams of this flow sent from here (flow records).
+    #[inline]
+    fn record_flow_out(
+        &mut self,
+        transport: Transport,
+        local_port: u16,
+        remote: SocketAddrV4,
+        packets: u64,
+        bytes: u64,
+    ) {
+        if let Some(log) = self.flows.as_mut() {
+            let id = FlowId {
+                transport,
+                local_port,
+                remote,
+            };
+            log.record_out(self.now, id, packets, bytes);
+            self.counters.flow_records_full = log.full;
+        }
+    }
+
+    /// This core's flow records, when it keeps them.
+    pub fn flow_log(&self) -> Option<&FlowLog> {
+        self.flows.as_ref()
+    }
+
     #[inline]
     fn drop_frame(&mut self, reason: DropReason) {
         self.counters.drop(reason);
@@ -1401,7 +1459,10 @@ impl<P: BufPool> NetCtx for Net<P> {
             _ => Err(SendError::NotBound),
         };
         match result {
-            Ok(()) => self.counters.udp_tx += 1,
+            Ok(()) => {
+                self.counters.udp_tx += 1;
+                self.record_flow_out(Transport::Udp, src_port, dst, 1, payload.len() as u64);
+            }
             Err(_) => self.counters.udp_send_failed += 1,
         }
         result

@@ -8,6 +8,7 @@ use crate::app::{AppFactory, CoreInfo};
 use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::kni::{KniPolicy, KniShared};
+use crate::stats::flows::{FlowId, FlowRecord};
 use crate::stats::latency::{traffic_kind, LatencySet, TrafficKind};
 use crate::stats::{Counters, DropReason, PublishedCounters};
 use crate::time::Instant;
@@ -25,6 +26,8 @@ pub struct Published {
     pub done: AtomicBool,
     /// RX-to-TX latency histograms, per traffic kind (every second and on exit).
     pub latency: Mutex<LatencySet>,
+    /// The core's flow records, when it keeps them (every second and on exit).
+    pub flows: Mutex<Vec<(FlowId, FlowRecord)>>,
 }
 
 /// Everything a core needs, moved onto its lcore.
@@ -267,6 +270,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             if let Ok(mut slot) = published.latency.try_lock() {
                 slot.clone_from(&latency);
             }
+            if let (Some(log), Ok(mut slot)) = (core.net.flow_log(), published.flows.try_lock()) {
+                log.snapshot_into(&mut slot);
+            }
             next_latency = tsc + latency_period;
         }
     }
@@ -277,6 +283,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     publish_apps(&core, &published);
     if let Ok(mut slot) = published.latency.lock() {
         *slot = latency;
+    }
+    if let (Some(log), Ok(mut slot)) = (core.net.flow_log(), published.flows.lock()) {
+        log.snapshot_into(&mut slot);
     }
     drop(core);
     published.done.store(true, Ordering::Release);

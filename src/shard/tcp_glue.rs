@@ -37,6 +37,7 @@ impl<P: BufPool> Net<P> {
             let reuse =
                 f.syn() && !f.ack() && self.tcp.get(index).is_some_and(|t| t.reusable_by(&repr));
             if !reuse {
+                self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
                 return self.run_tcb(index, |t, now, c| t.process(now, &repr, data, c));
             }
             // RFC 6191: a new incarnation takes over a TIME_WAIT connection.
@@ -67,6 +68,7 @@ impl<P: BufPool> Net<P> {
         let iss = self.tcp.isn.isn(self.now, local, remote);
         let tcb = Tcb::accept(&self.tcp.cfg, self.now, local, remote, iss, app, &repr);
         if let Some(id) = self.tcp.insert(self.now, Box::new(tcb)) {
+            self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
             self.run_tcb(id.index, |_, _, _| {});
         }
     }
@@ -90,6 +92,13 @@ impl<P: BufPool> Net<P> {
             self.dispatch_tcp(dst, repr, a, b).is_ok()
         });
         let s = std::mem::take(&mut tcb.tx_stats);
+        self.record_flow_out(
+            Transport::Tcp,
+            tcb.local.port(),
+            tcb.remote,
+            s.segments,
+            s.bytes,
+        );
         let c = &mut self.counters;
         c.tcp_tx_segments += s.segments;
         c.tcp_tx_bytes += s.bytes;
@@ -211,6 +220,9 @@ impl<P: BufPool> Net<P> {
             self.counters.tcp_connections = self.tcp.len() as u64;
             self.counters.tcp_time_wait = self.tcp.count_state(crate::tcp::State::TimeWait) as u64;
             self.counters.tcp_time_wait_recycled = self.tcp.time_wait_recycled;
+            if let Some(log) = self.flows.as_ref() {
+                self.counters.flow_records = log.len() as u64;
+            }
         }
     }
 

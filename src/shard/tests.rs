@@ -6,6 +6,7 @@ use crate::app::{AppFactory, AppSpec, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
 use crate::buf::{HeapPool, PacketBuf, PooledHeapBuf};
 use crate::ipv4::frag::{fragments, FragKey, Reassembler, ReassemblyConfig};
+use crate::stats::flows::{FlowId, Transport};
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 use crate::wire::frame::{parse_frame, Parsed};
@@ -13,7 +14,7 @@ use crate::wire::{
     checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
@@ -1029,7 +1030,10 @@ fn two_cores(
                 pool.share(),
                 arp.clone(),
                 i == 0,
-                CoreLimits::default(),
+                CoreLimits {
+                    flow_records: 16,
+                    ..CoreLimits::default()
+                },
                 factories,
             );
             c.set_steering(steering.clone());
@@ -1098,6 +1102,19 @@ fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
         cores[1].net.counters.dropped(DropReason::TcpNoConnection),
         0
     );
+    // The flow records say the same: the connection was handled start to
+    // finish on core 0, two of its three segments received by core 1;
+    // core 1 handled no flow.
+    let id = FlowId {
+        transport: Transport::Tcp,
+        local_port: 80,
+        remote: SocketAddrV4::new(HOST_IP, 7),
+    };
+    let r = *cores[0].net.flow_log().unwrap().get(&id).unwrap();
+    assert_eq!((r.packets_in, r.bytes_in, r.handed_in), (3, 4, 2));
+    assert_eq!((r.packets_out, r.bytes_out), (2, 4), "SYN-ACK and the echo");
+    assert_eq!(cores[0].net.flow_log().unwrap().len(), 1);
+    assert!(cores[1].net.flow_log().unwrap().is_empty());
     drop(steering);
     no_leaks(cores, view);
 }
@@ -1358,7 +1375,7 @@ fn udp_replies_reaching_the_wrong_core_are_handed_to_the_connected_socket() {
         // Core c took the ports with port % 2 == c: send to the other one.
         usize::from(port % 2 == 0)
     });
-    for c in &cores {
+    for (me, c) in cores.iter().enumerate() {
         assert_eq!(app_counter(c, "opened"), 4);
         assert_eq!(app_counter(c, "completed"), 4, "every flow completes");
         assert_eq!(app_counter(c, "verified"), 20);
@@ -1369,6 +1386,16 @@ fn udp_replies_reaching_the_wrong_core_are_handed_to_the_connected_socket() {
         assert_eq!(c.net.counters.dropped(DropReason::NoSocket), 0);
         // Finished flows gave their ports back.
         assert_eq!(c.udp_sockets(), 0);
+        // Each core's records hold its own four flows, every reply handed in.
+        let log = c.net.flow_log().unwrap();
+        let mut v = Vec::new();
+        log.snapshot_into(&mut v);
+        assert_eq!(v.len(), 4);
+        for (id, r) in &v {
+            assert_eq!(id.transport, Transport::Udp);
+            assert_eq!(usize::from(id.local_port % 2), me, "{id:?} on core {me}");
+            assert_eq!((r.packets_out, r.packets_in, r.handed_in), (5, 5, 5));
+        }
     }
     // A reply after the flow ended finds no socket on either core.
     cores[1].begin_burst(Instant::from_secs(2));

@@ -5,6 +5,7 @@
 //! [`PublishedCounters`] slot on its stats timer and on exit, and the printer
 //! reads that slot.
 
+pub mod flows;
 pub mod latency;
 
 use std::fmt;
@@ -257,6 +258,10 @@ counters! {
     steer_handoff_dropped,
     /// Connections the flow directory had no room for.
     steer_directory_full,
+    /// Flows in this core's flow records (gauge; `--flow-records`).
+    flow_records,
+    /// New flows not recorded: the core's flow records were full.
+    flow_records_full,
     /// Frames this core queued for the kernel.
     kni_to_kernel,
     /// Frames for the kernel dropped: the core's queue was full.

@@ -367,6 +367,51 @@ pub fn parse_blocks(lines: &[String], tag: &str) -> Vec<Block> {
     out
 }
 
+/// One `final flow` line: what one core did for one flow (`--flow-records`).
+#[derive(Debug, Clone)]
+pub struct FlowRec {
+    pub core: usize,
+    pub proto: String,
+    pub local_port: u16,
+    /// The remote address, `IP:PORT`.
+    pub remote: String,
+    pub counts: HashMap<String, u64>,
+}
+
+impl FlowRec {
+    pub fn get(&self, name: &str) -> u64 {
+        *self
+            .counts
+            .get(name)
+            .unwrap_or_else(|| panic!("no field {name} in {self:?}"))
+    }
+}
+
+/// Every `final flow` line of a stopped dpstack.
+pub fn flow_records(lines: &[String]) -> Vec<FlowRec> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("final flow "))
+        .map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let field = |k: &str| {
+                words
+                    .iter()
+                    .find_map(|w| w.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                    .unwrap_or_else(|| panic!("no {k} in {rest}"))
+                    .to_string()
+            };
+            FlowRec {
+                core: field("core").parse().unwrap(),
+                proto: field("proto"),
+                local_port: field("local_port").parse().unwrap(),
+                remote: field("remote"),
+                counts: pairs(&words),
+            }
+        })
+        .collect()
+}
+
 /// A running dpstack.
 pub struct Dpstack {
     child: Option<Child>,

@@ -140,9 +140,10 @@ def concurrent(host, port, n, size):
             else:
                 st["in"] += b
     done = sum(1 for v in state.values() if v["done"] and bytes(v["in"]) == data)
+    ports = [s.getsockname()[1] for s in socks]
     for s in socks:
         s.close()
-    res = {"connections": n, "complete": done}
+    res = {"connections": n, "complete": done, "ports": ports}
     if done != n:
         fail("not all connections completed", **res)
     print(json.dumps(res))
