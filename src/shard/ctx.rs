@@ -286,7 +286,12 @@ impl<P: BufPool> Core<P> {
             IpProtocol::Udp => {
                 p.unowned_ports && l4.len() >= 4 && {
                     let port = u16::from_be_bytes([l4[2], l4[3]]);
-                    !self.net.udp.is_bound(port) && self.udp_owner_of(ip, l4).is_none()
+                    !self.net.udp.is_bound(port)
+                        && self.steering.as_ref().is_none_or(|s| {
+                            s.udp_directory
+                                .owner(&flow_key(ip, l4))
+                                .is_none_or(|o| o == self.net.info.index)
+                        })
                 }
             }
             IpProtocol::Tcp => {
@@ -582,14 +587,26 @@ impl<P: BufPool> Core<P> {
                         payload_len: done.payload.len(),
                         ..ip
                     };
-                    deliver_datagram(
-                        &mut self.net,
-                        &mut self.apps,
-                        &ip,
-                        done.header,
-                        done.payload,
-                        false,
-                    );
+                    let steering = self.steering.as_deref().filter(|_| !handed_off);
+                    if let Some(owner) = owner_of(steering, &self.net, &ip, done.payload) {
+                        hand_over_reassembled(
+                            &mut self.net,
+                            &mut self.handoff_out,
+                            owner,
+                            &ip,
+                            done.key.ident,
+                            done.payload,
+                        );
+                    } else {
+                        deliver_datagram(
+                            &mut self.net,
+                            &mut self.apps,
+                            &ip,
+                            done.header,
+                            done.payload,
+                            false,
+                        );
+                    }
                 }
                 Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
                 Err(FragError::TooBig) => self.net.counters.drop(DropReason::FragTooBig),
@@ -602,16 +619,10 @@ impl<P: BufPool> Core<P> {
             return;
         }
         let payload = packet.payload();
-        if !handed_off {
-            let owner = match ip.next_header {
-                IpProtocol::Tcp => self.tcp_owner(&ip, payload),
-                IpProtocol::Udp => self.udp_owner(&ip, payload),
-                _ => None,
-            };
-            if let Some(owner) = owner {
-                self.handoff_out.push((owner, buf));
-                return;
-            }
+        let steering = self.steering.as_deref().filter(|_| !handed_off);
+        if let Some(owner) = owner_of(steering, &self.net, &ip, payload) {
+            self.handoff_out.push((owner, buf));
+            return;
         }
         if self.kernel_wants(&ip, payload) {
             return self.dispatch_kernel(buf);
@@ -635,44 +646,77 @@ impl<P: BufPool> Core<P> {
             self.net.dispatch_udp_in_place(buf, l2, &ip, mac);
         }
     }
+}
 
-    /// Another core that owns this segment's connection, if this one does
-    /// not (only with steering: more than one core, RSS unpredictable).
-    #[inline]
-    fn tcp_owner(&self, ip: &Ipv4Repr, l4: &[u8]) -> Option<usize> {
-        let s = self.steering.as_ref()?;
-        if l4.len() < 4 {
-            return None;
-        }
-        let key = flow_key(ip, l4);
-        if self.net.tcp.lookup(&key).is_some() {
-            return None;
-        }
-        s.directory
-            .owner(&key)
-            .filter(|&o| o != self.net.info.index)
+/// Another core that owns this TCP segment's connection or UDP datagram's
+/// connected socket, if this one does not (only with `steering`: more than
+/// one core, RSS unpredictable). `l4` is the transport header and payload.
+#[inline]
+fn owner_of<P: BufPool>(
+    steering: Option<&Steering<P::Buf>>,
+    net: &Net<P>,
+    ip: &Ipv4Repr,
+    l4: &[u8],
+) -> Option<usize> {
+    let s = steering?;
+    if l4.len() < 4 {
+        return None;
     }
+    let key = flow_key(ip, l4);
+    let directory = match ip.next_header {
+        IpProtocol::Tcp if net.tcp.lookup(&key).is_none() => &s.directory,
+        // A socket here that takes the port answers it.
+        IpProtocol::Udp if !net.udp.is_bound(key.local_port) => &s.udp_directory,
+        _ => return None,
+    };
+    directory.owner(&key).filter(|&o| o != net.info.index)
+}
 
-    /// Another core whose connected UDP socket this datagram is for, if no
-    /// socket here takes its port (only with steering).
-    #[inline]
-    fn udp_owner(&self, ip: &Ipv4Repr, l4: &[u8]) -> Option<usize> {
-        if self.steering.is_none()
-            || l4.len() < 4
-            || self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
-        {
-            return None;
+/// A datagram reassembled here whose flow another core owns goes to that
+/// core as fragments again, each of which fits a buffer; it reassembles
+/// them (af_packet's fanout keeps a datagram's fragments together, but not
+/// on the core that owns the flow). A buffer short drops all of it.
+fn hand_over_reassembled<P: BufPool>(
+    net: &mut Net<P>,
+    out: &mut Vec<(usize, P::Buf)>,
+    owner: usize,
+    ip: &Ipv4Repr,
+    ident: u16,
+    payload: &[u8],
+) {
+    let start = out.len();
+    for (offset, len, more) in crate::ipv4::frag::fragments(payload.len(), IP_LEN, net.iface.mtu) {
+        // A buffer holds a frame of the MTU.
+        let buf = net
+            .pool
+            .alloc()
+            .and_then(|mut b| b.set_len(ETH_LEN + IP_LEN + len).then_some(b));
+        let Some(mut buf) = buf else {
+            out.truncate(start);
+            return net.drop_frame(DropReason::NoBuffer);
+        };
+        let data = buf.data_mut();
+        let eth = EthernetRepr {
+            src_addr: net.iface.mac,
+            dst_addr: net.iface.mac,
+            ethertype: EtherType::Ipv4,
+            vlan: None,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
+        let mut packet = Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]);
+        Ipv4Repr {
+            payload_len: len,
+            ..*ip
         }
-        self.udp_owner_of(ip, l4)
+        .emit(&mut packet, false);
+        packet.set_ident(ident);
+        packet.set_frag_offset(offset as u16);
+        packet.set_more_frags(more);
+        packet.fill_checksum();
+        data[ETH_LEN + IP_LEN..].copy_from_slice(&payload[offset..offset + len]);
+        out.push((owner, buf));
     }
-
-    fn udp_owner_of(&self, ip: &Ipv4Repr, l4: &[u8]) -> Option<usize> {
-        let s = self.steering.as_ref()?;
-        let key = flow_key(ip, l4);
-        s.udp_directory
-            .owner(&key)
-            .filter(|&o| o != self.net.info.index)
-    }
+    net.counters.steer_reassembled_out += 1;
 }
 
 /// A received TCP or UDP segment's flow as this host names it: our port

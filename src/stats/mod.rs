@@ -254,6 +254,9 @@ counters! {
     steer_handoffs_out,
     /// Segments other cores handed to this one.
     steer_handoffs_in,
+    /// Datagrams reassembled here for a flow another core owns, handed to
+    /// it as fragments (each fragment is one of `steer_handoffs_out`).
+    steer_reassembled_out,
     /// Handoffs dropped: the queue to the owner was full.
     steer_handoff_dropped,
     /// Connections the flow directory had no room for.
