@@ -1,10 +1,11 @@
 //! Built-in applications: `udp-echo:PORT`, `udp-sink:PORT`,
 //! `tcp-echo:PORT`, `http:PORT[:BODY_BYTES]`, and the clients
-//! `tcp-client:IP:PORT:BYTES[:CONNS]` and `udp-client:IP:PORT:COUNT[:FLOWS]`.
+//! `tcp-client:IP:PORT:BYTES[:CONNS]` and `udp-client:IP:PORT:COUNT[:FLOWS[:SIZE]]`.
 
 use super::http::{self, Method, Parse};
 use super::{App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, TcpEvent};
 use crate::hash::FlowMap as HashMap;
+use crate::shard::ctx::MAX_UDP_PAYLOAD;
 use crate::time::{Duration, Instant};
 use std::net::SocketAddrV4;
 use std::str::FromStr;
@@ -45,7 +46,14 @@ pub struct AppSpec {
     pub peer: Option<SocketAddrV4>,
     /// Connections or flows to open (clients only).
     pub conns: usize,
+    /// Bytes in each datagram (udp-client).
+    pub size: usize,
 }
+
+/// udp-client's datagram size when none is given.
+pub const DEFAULT_UDP_CLIENT_SIZE: usize = 64;
+/// The smallest udp-client datagram: the flow's port and sequence number.
+const MIN_UDP_CLIENT_SIZE: usize = 10;
 
 impl FromStr for AppSpec {
     type Err = String;
@@ -97,16 +105,19 @@ impl FromStr for AppSpec {
             body,
             peer: None,
             conns: 0,
+            size: 0,
         })
     }
 }
 
-/// `IP:PORT:BYTES[:CONNS]` (tcp-client), `IP:PORT:COUNT[:FLOWS]` (udp-client).
+/// `IP:PORT:BYTES[:CONNS]` (tcp-client), `IP:PORT:COUNT[:FLOWS[:SIZE]]`
+/// (udp-client).
 fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
     let f: Vec<&str> = s.split(':').collect();
-    if !(3..=4).contains(&f.len()) {
+    let most = if kind == AppKind::UdpClient { 5 } else { 4 };
+    if !(3..=most).contains(&f.len()) {
         return Err(match kind {
-            AppKind::UdpClient => "expected udp-client:IP:PORT:COUNT[:FLOWS]".into(),
+            AppKind::UdpClient => "expected udp-client:IP:PORT:COUNT[:FLOWS[:SIZE]]".into(),
             _ => "expected tcp-client:IP:PORT:BYTES[:CONNS]".into(),
         });
     }
@@ -125,12 +136,22 @@ fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
     if conns == 0 || conns > 65536 {
         return Err("connections must be 1..=65536".into());
     }
+    let size: usize = match f.get(4) {
+        Some(z) => z.parse().map_err(|_| format!("bad datagram size '{z}'"))?,
+        None => DEFAULT_UDP_CLIENT_SIZE,
+    };
+    if !(MIN_UDP_CLIENT_SIZE..=MAX_UDP_PAYLOAD).contains(&size) {
+        return Err(format!(
+            "datagram size must be {MIN_UDP_CLIENT_SIZE}..={MAX_UDP_PAYLOAD}"
+        ));
+    }
     Ok(AppSpec {
         kind,
         port,
         body,
         peer: Some(SocketAddrV4::new(ip, port)),
         conns,
+        size,
     })
 }
 
@@ -147,7 +168,7 @@ impl AppSpec {
                 .unwrap_or(SocketAddrV4::new([0; 4].into(), self.port));
             match self.kind {
                 AppKind::TcpClient => Box::new(TcpClient::new(peer, self.body, mine)),
-                AppKind::UdpClient => Box::new(UdpClient::new(peer, self.body, mine)),
+                AppKind::UdpClient => Box::new(UdpClient::new(peer, self.body, mine, self.size)),
                 AppKind::UdpEcho => Box::new(UdpEcho::new(self.port)),
                 AppKind::UdpSink => Box::new(UdpSink::new(self.port)),
                 AppKind::TcpEcho => Box::new(TcpEcho::new(self.port)),
@@ -685,7 +706,8 @@ pub struct UdpClient {
     count: u64,
     to_open: usize,
     flows: Vec<UdpFlow>,
-    buf: [u8; 64],
+    /// The datagram being sent or checked (its size is the flow's).
+    buf: Vec<u8>,
     opened: u64,
     completed: u64,
     failed: u64,
@@ -693,16 +715,19 @@ pub struct UdpClient {
     sent: u64,
     verified: u64,
     retries: u64,
+    /// Late echoes of datagrams already verified.
+    duplicates: u64,
 }
 
 impl UdpClient {
-    pub fn new(peer: SocketAddrV4, count: usize, flows: usize) -> Self {
+    /// `size`: bytes in each datagram, at least 10.
+    pub fn new(peer: SocketAddrV4, count: usize, flows: usize, size: usize) -> Self {
         UdpClient {
             peer,
             count: count as u64,
             to_open: flows,
             flows: Vec::with_capacity(flows),
-            buf: [0; 64],
+            buf: vec![0; size.max(MIN_UDP_CLIENT_SIZE)],
             opened: 0,
             completed: 0,
             failed: 0,
@@ -710,12 +735,13 @@ impl UdpClient {
             sent: 0,
             verified: 0,
             retries: 0,
+            duplicates: 0,
         }
     }
 
     /// The datagram `seq` of the flow on `port`: both numbers, then a
     /// pattern derived from them.
-    fn fill(buf: &mut [u8; 64], port: u16, seq: u64) {
+    fn fill(buf: &mut [u8], port: u16, seq: u64) {
         buf[..2].copy_from_slice(&port.to_be_bytes());
         buf[2..10].copy_from_slice(&seq.to_be_bytes());
         for (i, b) in buf[10..].iter_mut().enumerate() {
@@ -759,9 +785,18 @@ impl App for UdpClient {
         let (port, seq) = (self.flows[i].port, self.flows[i].seq);
         Self::fill(&mut self.buf, port, seq);
         if d.payload != self.buf {
-            // A late duplicate of the previous datagram is not a mismatch.
-            if d.payload.len() == 64 && d.payload[2..10] == (seq.wrapping_sub(1)).to_be_bytes() {
-                return;
+            // A late echo of an earlier datagram of this flow (one sent
+            // again, both copies answered) is not a mismatch.
+            let old = d
+                .payload
+                .get(2..10)
+                .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+            if let Some(old) = old.filter(|&o| o < seq && d.payload.len() == self.buf.len()) {
+                Self::fill(&mut self.buf, port, old);
+                if d.payload == self.buf {
+                    self.duplicates += 1;
+                    return;
+                }
             }
             self.mismatches += 1;
             return self.finish(net, i, false);
@@ -822,6 +857,7 @@ impl App for UdpClient {
             ("sent", self.sent),
             ("verified", self.verified),
             ("retries", self.retries),
+            ("duplicates", self.duplicates),
         ]
     }
 }
@@ -840,6 +876,7 @@ mod tests {
                 body: 0,
                 peer: None,
                 conns: 0,
+                size: 0,
             })
         );
         assert!("udp-sink:9".parse::<AppSpec>().is_ok());
@@ -867,7 +904,18 @@ mod tests {
         assert!("tcp-client:nope:5001:1".parse::<AppSpec>().is_err());
         let u = "udp-client:198.18.0.2:7:50:32".parse::<AppSpec>().unwrap();
         assert_eq!(u.kind, AppKind::UdpClient);
-        assert_eq!((u.body, u.conns), (50, 32));
+        assert_eq!((u.body, u.conns, u.size), (50, 32, DEFAULT_UDP_CLIENT_SIZE));
         assert!("udp-client:198.18.0.2:7".parse::<AppSpec>().is_err());
+        let u = "udp-client:198.18.0.2:7:5:2:4000"
+            .parse::<AppSpec>()
+            .unwrap();
+        assert_eq!((u.body, u.conns, u.size), (5, 2, 4000));
+        assert!("udp-client:198.18.0.2:7:5:2:9".parse::<AppSpec>().is_err());
+        assert!("udp-client:198.18.0.2:7:5:2:65508"
+            .parse::<AppSpec>()
+            .is_err());
+        assert!("tcp-client:198.18.0.2:7:5:2:100"
+            .parse::<AppSpec>()
+            .is_err());
     }
 }

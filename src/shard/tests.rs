@@ -1534,3 +1534,37 @@ fn a_connected_socket_takes_only_its_peer() {
     r.core.clear();
     assert_eq!(r.in_use(), 0);
 }
+
+#[test]
+fn udp_client_takes_late_echoes_of_earlier_datagrams_as_duplicates() {
+    let mut r = rig(&["udp-client:198.18.0.2:7:3:1:1000"]);
+    r.learn_host();
+    // Learning the host ran the poll that opened the flow and sent seq 0
+    // (taken away with the ARP traffic): it goes again after 200 ms.
+    r.tick(Duration::from_millis(250));
+    let mut sent: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut take = |r: &mut Rig| {
+        for f in r.take_tx() {
+            let (sport, dport, p) = udp_out(&f);
+            assert_eq!((dport, p.len()), (7, 1000));
+            sent.push((sport, p));
+        }
+        sent.last().cloned().unwrap()
+    };
+    let (port, seq0) = take(&mut r);
+    // Seq 0 is answered twice (it was sent twice, say).
+    r.rx(&udp_to(7, port, &seq0));
+    let (_, seq1) = take(&mut r);
+    r.rx(&udp_to(7, port, &seq1));
+    let (_, seq2) = take(&mut r);
+    assert_ne!(seq2, seq1);
+    // Two datagrams late: an old echo, not a mismatch.
+    r.rx(&udp_to(7, port, &seq0));
+    // A corrupted one is a mismatch.
+    let mut bad = seq2.clone();
+    bad[500] ^= 1;
+    r.rx(&udp_to(7, port, &bad));
+    assert_eq!(app_counter(&r.core, "duplicates"), 1);
+    assert_eq!(app_counter(&r.core, "mismatches"), 1);
+    assert_eq!(app_counter(&r.core, "verified"), 2);
+}
