@@ -284,15 +284,10 @@ impl<P: BufPool> Core<P> {
                 p.icmp_to_kernel || l4.first() != Some(&8)
             }
             IpProtocol::Udp => {
-                p.unowned_ports && l4.len() >= 4 && {
-                    let port = u16::from_be_bytes([l4[2], l4[3]]);
-                    !self.net.udp.is_bound(port)
-                        && self.steering.as_ref().is_none_or(|s| {
-                            s.udp_directory
-                                .owner(&flow_key(ip, l4))
-                                .is_none_or(|o| o == self.net.info.index)
-                        })
-                }
+                p.unowned_ports
+                    && l4.len() >= 4
+                    && !self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
+                    && owner_of(self.steering.as_deref(), &self.net, ip, l4).is_none()
             }
             IpProtocol::Tcp => {
                 if !p.unowned_ports || !ours || l4.len() < 4 {
