@@ -287,7 +287,10 @@ impl<P: BufPool> Core<P> {
                 p.unowned_ports
                     && l4.len() >= 4
                     && !self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
-                    && owner_of(self.steering.as_deref(), &self.net, ip, l4).is_none()
+                    && self
+                        .steering
+                        .as_deref()
+                        .is_none_or(|s| owner_of(s, &self.net, ip, l4).is_none())
             }
             IpProtocol::Tcp => {
                 if !p.unowned_ports || !ours || l4.len() < 4 {
@@ -582,8 +585,11 @@ impl<P: BufPool> Core<P> {
                         payload_len: done.payload.len(),
                         ..ip
                     };
-                    let steering = self.steering.as_deref().filter(|_| !handed_off);
-                    if let Some(owner) = owner_of(steering, &self.net, &ip, done.payload) {
+                    let owner = match self.steering.as_deref() {
+                        Some(s) if !handed_off => owner_of(s, &self.net, &ip, done.payload),
+                        _ => None,
+                    };
+                    if let Some(owner) = owner {
                         hand_over_reassembled(
                             &mut self.net,
                             &mut self.handoff_out,
@@ -614,10 +620,11 @@ impl<P: BufPool> Core<P> {
             return;
         }
         let payload = packet.payload();
-        let steering = self.steering.as_deref().filter(|_| !handed_off);
-        if let Some(owner) = owner_of(steering, &self.net, &ip, payload) {
-            self.handoff_out.push((owner, buf));
-            return;
+        if let Some(s) = self.steering.as_deref().filter(|_| !handed_off) {
+            if let Some(owner) = owner_of(s, &self.net, &ip, payload) {
+                self.handoff_out.push((owner, buf));
+                return;
+            }
         }
         if self.kernel_wants(&ip, payload) {
             return self.dispatch_kernel(buf);
@@ -644,25 +651,35 @@ impl<P: BufPool> Core<P> {
 }
 
 /// Another core that owns this TCP segment's connection or UDP datagram's
-/// connected socket, if this one does not (only with `steering`: more than
-/// one core, RSS unpredictable). `l4` is the transport header and payload.
+/// connected socket, if this one does not (asked only with steering: more
+/// than one core). `l4` is the transport header and payload.
 #[inline]
 fn owner_of<P: BufPool>(
-    steering: Option<&Steering<P::Buf>>,
+    s: &Steering<P::Buf>,
     net: &Net<P>,
     ip: &Ipv4Repr,
     l4: &[u8],
 ) -> Option<usize> {
-    let s = steering?;
+    let tcp = match ip.next_header {
+        IpProtocol::Tcp => true,
+        IpProtocol::Udp => false,
+        _ => return None,
+    };
     if l4.len() < 4 {
         return None;
     }
     let key = flow_key(ip, l4);
-    let directory = match ip.next_header {
-        IpProtocol::Tcp if net.tcp.lookup(&key).is_none() => &s.directory,
+    let directory = if tcp {
+        if net.tcp.lookup(&key).is_some() {
+            return None;
+        }
+        &s.directory
+    } else {
         // A socket here that takes the port answers it.
-        IpProtocol::Udp if !net.udp.is_bound(key.local_port) => &s.udp_directory,
-        _ => return None,
+        if net.udp.is_bound(key.local_port) {
+            return None;
+        }
+        &s.udp_directory
     };
     directory.owner(&key).filter(|&o| o != net.info.index)
 }
@@ -671,6 +688,7 @@ fn owner_of<P: BufPool>(
 /// core as fragments again, each of which fits a buffer; it reassembles
 /// them (af_packet's fanout keeps a datagram's fragments together, but not
 /// on the core that owns the flow). A buffer short drops all of it.
+#[cold]
 fn hand_over_reassembled<P: BufPool>(
     net: &mut Net<P>,
     out: &mut Vec<(usize, P::Buf)>,
@@ -817,14 +835,8 @@ impl<P: BufPool> Net<P> {
         remote: SocketAddrV4,
         bytes: usize,
     ) {
-        if let Some(log) = self.flows.as_mut() {
-            let id = FlowId {
-                transport,
-                local_port,
-                remote,
-            };
-            log.record_in(self.now, id, bytes, self.rx_handed);
-            self.counters.flow_records_full = log.full;
+        if self.flows.is_some() {
+            self.record_flow(transport, local_port, remote, Some(bytes as u64), 0, 0);
         }
     }
 
@@ -838,15 +850,37 @@ impl<P: BufPool> Net<P> {
         packets: u64,
         bytes: u64,
     ) {
-        if let Some(log) = self.flows.as_mut() {
-            let id = FlowId {
-                transport,
-                local_port,
-                remote,
-            };
-            log.record_out(self.now, id, packets, bytes);
-            self.counters.flow_records_full = log.full;
+        if self.flows.is_some() {
+            self.record_flow(transport, local_port, remote, None, packets, bytes);
         }
+    }
+
+    /// Out of line, so that a core without flow records pays one test on
+    /// the packet path: `bytes_in` is a received packet's payload, else
+    /// `packets` and `bytes` were sent.
+    #[inline(never)]
+    fn record_flow(
+        &mut self,
+        transport: Transport,
+        local_port: u16,
+        remote: SocketAddrV4,
+        bytes_in: Option<u64>,
+        packets: u64,
+        bytes: u64,
+    ) {
+        let Some(log) = self.flows.as_mut() else {
+            return;
+        };
+        let id = FlowId {
+            transport,
+            local_port,
+            remote,
+        };
+        match bytes_in {
+            Some(n) => log.record_in(self.now, id, n as usize, self.rx_handed),
+            None => log.record_out(self.now, id, packets, bytes),
+        }
+        self.counters.flow_records_full = log.full;
     }
 
     /// This core's flow records, when it keeps them.
