@@ -112,26 +112,16 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     // (segments other cores received count there as handed in).
     let recs = flow_records(&e.lines);
     let host = net.host_ip();
-    let one_core = |proto: &str, local: Option<u16>, remote: &str| -> FlowRec {
-        let on: Vec<&FlowRec> = recs
-            .iter()
-            .filter(|r| {
-                r.proto == proto && r.remote == remote && local.is_none_or(|p| r.local_port == p)
-            })
-            .collect();
-        assert_eq!(on.len(), 1, "{proto} {remote}: handled by {on:?}");
-        on[0].clone()
-    };
     let mut per_core = [0usize; 4];
     for p in &udp_ports {
-        let r = one_core("udp", Some(7), &format!("{host}:{p}"));
+        let r = only_record(&recs, "udp", Some(7), &format!("{host}:{p}"));
         assert_eq!((r.get("in"), r.get("out")), (5, 5), "{r:?}");
         per_core[r.core] += 1;
     }
     eprintln!("inbound UDP flows per core: {per_core:?}");
     let mut per_core = [0usize; 4];
     for p in &tcp_ports {
-        let r = one_core("tcp", Some(7), &format!("{host}:{p}"));
+        let r = only_record(&recs, "tcp", Some(7), &format!("{host}:{p}"));
         assert!(
             r.get("bytes_in") >= 50000 && r.get("bytes_out") >= 50000,
             "{r:?}"
@@ -143,7 +133,7 @@ fn four_lcores_on_two_cpus_udp_flows_and_tcp_both_ways() {
     let outbound = |remote: &str, unit: &str, min: u64| {
         let mut per_core = [0usize; 4];
         for r in recs.iter().filter(|r| r.remote == remote) {
-            one_core(&r.proto, Some(r.local_port), remote);
+            only_record(&recs, &r.proto, Some(r.local_port), remote);
             let (i, o) = (format!("{unit}in"), format!("{unit}out"));
             assert!(r.get(&i) >= min && r.get(&o) >= min, "{r:?}");
             per_core[r.core] += 1;
@@ -251,11 +241,7 @@ fn fragmented_replies_reach_the_core_that_opened_the_flow() {
     let flows: Vec<&FlowRec> = recs.iter().filter(|r| r.remote == udp_peer).collect();
     assert_eq!(flows.len(), 16, "{recs:?}");
     for r in &flows {
-        let same = flows
-            .iter()
-            .filter(|o| o.local_port == r.local_port)
-            .count();
-        assert_eq!(same, 1, "{r:?} on more than one core");
+        only_record(&recs, "udp", Some(r.local_port), &udp_peer);
         assert!(r.get("in") >= 10 && r.get("bytes_in") >= 40000, "{r:?}");
     }
     let _ = udp_server.wait_with_output();

@@ -6,7 +6,7 @@ use crate::app::{AppFactory, AppSpec, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
 use crate::buf::{HeapPool, PacketBuf, PooledHeapBuf};
 use crate::ipv4::frag::{fragments, FragKey, Reassembler, ReassemblyConfig};
-use crate::stats::flows::{FlowId, Transport};
+use crate::stats::flows::{FlowId, FlowRecord, Transport};
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 use crate::wire::frame::{parse_frame, Parsed};
@@ -1058,6 +1058,16 @@ fn two_cores(
     (cores, steering, view)
 }
 
+/// A core's flow record of the connection from the host's port 7 to our 80.
+fn host_port_7_record(c: &Core<HeapPool>) -> FlowRecord {
+    let id = FlowId {
+        transport: Transport::Tcp,
+        local_port: 80,
+        remote: SocketAddrV4::new(HOST_IP, 7),
+    };
+    *c.net.flow_log().unwrap().get(&id).expect("a record")
+}
+
 #[test]
 fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
     let factories: Vec<AppFactory> = vec!["tcp-echo:80".parse::<AppSpec>().unwrap().factory()];
@@ -1115,12 +1125,7 @@ fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
     // The flow records say the same: the connection was handled start to
     // finish on core 0, two of its three segments received by core 1;
     // core 1 handled no flow.
-    let id = FlowId {
-        transport: Transport::Tcp,
-        local_port: 80,
-        remote: SocketAddrV4::new(HOST_IP, 7),
-    };
-    let r = *cores[0].net.flow_log().unwrap().get(&id).unwrap();
+    let r = host_port_7_record(&cores[0]);
     assert_eq!((r.packets_in, r.bytes_in, r.handed_in), (3, 4, 2));
     assert_eq!((r.packets_out, r.bytes_out), (2, 4), "SYN-ACK and the echo");
     assert_eq!(cores[0].net.flow_log().unwrap().len(), 1);
@@ -1199,12 +1204,7 @@ fn a_datagram_reassembled_on_the_wrong_core_is_handed_over_as_fragments() {
         assert_eq!(c.net.counters.dropped(DropReason::TcpNoConnection), 0);
         assert_eq!(c.net.counters.total_drops(), 0);
     }
-    let id = FlowId {
-        transport: Transport::Tcp,
-        local_port: 80,
-        remote: SocketAddrV4::new(HOST_IP, 7),
-    };
-    let r = *cores[0].net.flow_log().unwrap().get(&id).unwrap();
+    let r = host_port_7_record(&cores[0]);
     assert_eq!((r.packets_in, r.bytes_in, r.handed_in), (13, 3000, 1));
     assert!(cores[1].net.flow_log().unwrap().is_empty());
     drop(steering);

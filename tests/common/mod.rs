@@ -412,6 +412,24 @@ pub fn flow_records(lines: &[String]) -> Vec<FlowRec> {
         .collect()
 }
 
+/// The one record of a flow (`local` port: any if None), asserting that
+/// exactly one core has it: the flow was handled by one core only.
+pub fn only_record<'a>(
+    recs: &'a [FlowRec],
+    proto: &str,
+    local: Option<u16>,
+    remote: &str,
+) -> &'a FlowRec {
+    let on: Vec<&FlowRec> = recs
+        .iter()
+        .filter(|r| {
+            r.proto == proto && r.remote == remote && local.is_none_or(|p| r.local_port == p)
+        })
+        .collect();
+    assert_eq!(on.len(), 1, "{proto} {remote}: handled by {on:?}");
+    on[0]
+}
+
 /// A running dpstack.
 pub struct Dpstack {
     child: Option<Child>,
