@@ -514,6 +514,12 @@ impl<P: BufPool> Core<P> {
         {
             return self.net.drop_frame(DropReason::NotForUs);
         }
+        if eth.src_addr == self.net.iface.mac && !handed_off {
+            // Our own frame back, or a station with our MAC: answering it,
+            // or giving it to the kernel (whose interface has our MAC too),
+            // would make us our own neighbour (IPv6 DAD fails on it).
+            return self.net.drop_frame(DropReason::Looped);
+        }
         if eth.vlan.is_some() {
             // No VLAN is configured on this interface.
             return self.net.drop_frame(DropReason::Unsupported);

@@ -1568,3 +1568,38 @@ fn udp_client_takes_late_echoes_of_earlier_datagrams_as_duplicates() {
     assert_eq!(app_counter(&r.core, "mismatches"), 1);
     assert_eq!(app_counter(&r.core, "verified"), 2);
 }
+
+#[test]
+fn frames_from_our_own_mac_are_neither_answered_nor_given_to_the_kernel() {
+    let (mut r, k) = kni_rig(&["udp-echo:7"], KniPolicy::default(), 1000);
+    // A station with our MAC (the kernel side of a TAP starts with the
+    // port's own) runs IPv6 duplicate address detection for the link-local
+    // address our kernel interface has too, then ARPs and sends a datagram.
+    let from_us = |mut f: Vec<u8>| {
+        f[6..12].copy_from_slice(&OUR_MAC.0);
+        f
+    };
+    let (mut ns, _) = eth(
+        EthernetAddress([0x33, 0x33, 0xff, 0, 0, 1]),
+        EtherType::Unknown(0x86dd),
+        40,
+    );
+    ns[14] = 0x60;
+    r.rx(&from_us(ns.clone()));
+    r.rx(&from_us(arp_frame(
+        ArpOperation::Request,
+        HOST_MAC,
+        HOST_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    )));
+    r.rx(&from_us(udp_to(5000, 7, b"echo?")));
+    assert!(r.take_tx().is_empty(), "nothing answered");
+    assert!(drain_kernel(&k).is_empty(), "nothing to the kernel");
+    assert_eq!(r.dropped(DropReason::Looped), 3);
+    assert_eq!(r.core.net.counters.kni_to_kernel, 0);
+    // From another station, the same frame goes to the kernel.
+    r.rx(&ns);
+    assert_eq!(drain_kernel(&k).len(), 1);
+    assert_eq!(r.in_use(), 0);
+}

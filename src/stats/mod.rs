@@ -53,10 +53,13 @@ pub enum DropReason {
     TcpNoConnection,
     /// Bound for the kernel, but its interface was down or the rate limit hit.
     Kernel,
+    /// Sent from our own MAC address: our own frame looped back, or another
+    /// station using our address (never answered, never given to the kernel).
+    Looped,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadChecksum,
@@ -77,6 +80,7 @@ impl DropReason {
         DropReason::TcpOutOfWindow,
         DropReason::TcpNoConnection,
         DropReason::Kernel,
+        DropReason::Looped,
     ];
 
     /// The snake_case name used in printed counters (`drop_<name>`).
@@ -101,6 +105,7 @@ impl DropReason {
             DropReason::TcpOutOfWindow => "tcp_out_of_window",
             DropReason::TcpNoConnection => "tcp_no_connection",
             DropReason::Kernel => "kernel",
+            DropReason::Looped => "looped",
         }
     }
 }
