@@ -2,7 +2,7 @@
 # make demo: a test host in a network namespace, dpstack on 2 lcores over a
 # veth pair (net_af_packet, qpairs=2), pinged and ARPed from the host, a UDP
 # echo round trip, HTTP with curl, 10 MB through TCP echo, then SIGTERM and
-# the final counters.
+# the final counters, with the flow records (which core handled which flow).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/dpstack}
@@ -32,11 +32,11 @@ ip netns exec "$NS" ethtool -K "$B" tx off >/dev/null
 
 HUGE="--in-memory"
 [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 256 ] || HUGE="--no-huge -m 512 --no-shconf"
-echo "+ $BIN -l 0-1 --no-pci $HUGE --file-prefix dpsdemo --vdev=net_af_packet0,iface=$A,qpairs=2 -- --ip 198.18.0.1/24 --stats-interval 2 --app udp-echo:7 --app tcp-echo:7 --app http:80:64"
+echo "+ $BIN -l 0-1 --no-pci $HUGE --file-prefix dpsdemo --vdev=net_af_packet0,iface=$A,qpairs=2 -- --ip 198.18.0.1/24 --stats-interval 2 --flow-records 64 --app udp-echo:7 --app tcp-echo:7 --app http:80:64"
 # shellcheck disable=SC2086
 "$BIN" -l 0-1 --no-pci $HUGE --file-prefix dpsdemo --log-level=lib.eal:warning \
     --vdev=net_af_packet0,iface=$A,qpairs=2 -- \
-    --ip 198.18.0.1/24 --stats-interval 2 --app udp-echo:7 --app tcp-echo:7 --app http:80:64 >"$OUT" 2>&1 &
+    --ip 198.18.0.1/24 --stats-interval 2 --flow-records 64 --app udp-echo:7 --app tcp-echo:7 --app http:80:64 >"$OUT" 2>&1 &
 PID=$!
 for _ in $(seq 100); do grep -q 'dpstack: ready' "$OUT" && break; sleep 0.1; done
 grep '^dpstack:' "$OUT" || { cat "$OUT"; exit 1; }
