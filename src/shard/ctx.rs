@@ -883,7 +883,7 @@ impl<P: BufPool> Net<P> {
             remote,
         };
         match bytes_in {
-            Some(n) => log.record_in(self.now, id, n as usize, self.rx_handed),
+            Some(n) => log.record_in(self.now, id, n, self.rx_handed),
             None => log.record_out(self.now, id, packets, bytes),
         }
         self.counters.flow_records_full = log.full;

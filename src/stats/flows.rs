@@ -107,10 +107,10 @@ impl FlowLog {
     /// One segment or datagram of `id` processed here, `bytes` of payload;
     /// `handed_in`: another core received it.
     #[inline]
-    pub fn record_in(&mut self, now: Instant, id: FlowId, bytes: usize, handed_in: bool) {
+    pub fn record_in(&mut self, now: Instant, id: FlowId, bytes: u64, handed_in: bool) {
         if let Some(r) = self.entry(now, id) {
             r.packets_in += 1;
-            r.bytes_in += bytes as u64;
+            r.bytes_in += bytes;
             r.handed_in += u64::from(handed_in);
         }
     }
