@@ -14,6 +14,7 @@ pub mod config;
 pub mod dpdk;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod flow;
 pub mod fuzzing;
 pub mod hash;
 pub mod icmp;

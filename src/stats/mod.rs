@@ -110,6 +110,19 @@ impl DropReason {
     }
 }
 
+/// Wire parse errors are drop reasons (stats knows wire's errors; wire
+/// knows no counters).
+impl From<crate::wire::Error> for DropReason {
+    fn from(e: crate::wire::Error) -> DropReason {
+        match e {
+            crate::wire::Error::Truncated => DropReason::Truncated,
+            crate::wire::Error::Malformed => DropReason::Malformed,
+            crate::wire::Error::BadChecksum => DropReason::BadChecksum,
+            crate::wire::Error::Unsupported => DropReason::Unsupported,
+        }
+    }
+}
+
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

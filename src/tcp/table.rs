@@ -10,10 +10,10 @@ use super::isn::IsnGenerator;
 use super::tcb::{State, Tcb};
 use super::timer::TimerWheel;
 use super::TcpConfig;
-use crate::app::BindError;
+use crate::flow::FlowDirectory;
 use crate::hash::FlowMap;
-use crate::shard::FlowDirectory;
 use crate::time::Instant;
+use crate::udp::BindError;
 use arrayvec::ArrayVec;
 use rss::{QueuePredictor, L4};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -27,13 +27,7 @@ pub struct ConnId {
     pub gen: u32,
 }
 
-/// The local address is the interface's, so a local port and the remote
-/// end name a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub local_port: u16,
-    pub remote: SocketAddrV4,
-}
+pub use crate::flow::FlowKey;
 
 struct Slot {
     gen: u32,

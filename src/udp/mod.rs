@@ -10,7 +10,7 @@
 //! the shared [`FlowDirectory`] so that another core receiving a reply hands
 //! it over. It takes datagrams from its remote end only.
 
-use crate::shard::FlowDirectory;
+use crate::flow::FlowDirectory;
 use crate::tcp::table::FlowKey;
 use heapless::FnvIndexMap;
 use std::net::SocketAddrV4;

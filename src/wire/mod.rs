@@ -21,7 +21,6 @@ pub use ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
 pub use tcp::{TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
 
-use crate::stats::DropReason;
 use std::fmt;
 
 /// Why bytes did not parse.
@@ -49,17 +48,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<Error> for DropReason {
-    fn from(e: Error) -> DropReason {
-        match e {
-            Error::Truncated => DropReason::Truncated,
-            Error::Malformed => DropReason::Malformed,
-            Error::BadChecksum => DropReason::BadChecksum,
-            Error::Unsupported => DropReason::Unsupported,
-        }
-    }
-}
 
 pub type Result<T> = core::result::Result<T, Error>;
 
