@@ -229,7 +229,9 @@ impl TcpTable {
         }
         tcb.release_buffers();
         if let Some(d) = tcb.next_deadline() {
-            let want = self.wheel.tick_of(d.max(now));
+            // Compared as `insert` rounds it: an unchanged deadline is
+            // never filed twice.
+            let want = self.wheel.tick_for(d.max(now));
             if tcb.timer_tick.is_none_or(|t| want < t) {
                 tcb.timer_tick = Some(self.wheel.insert(index, d));
             }
@@ -329,6 +331,11 @@ impl TcpTable {
             }
         }
         None
+    }
+
+    /// Entries in the timer wheel, live or stale (tests, diagnostics).
+    pub fn timer_entries(&self) -> usize {
+        self.wheel.entries()
     }
 
     /// Indices of every live connection (shutdown, tests).
@@ -462,6 +469,27 @@ mod tests {
             tcp_even |= port.is_multiple_of(2);
         }
         assert!(tcp_even, "TCP ports follow the hash, not the share");
+    }
+
+    #[test]
+    fn an_unchanged_deadline_is_filed_once() {
+        let cfg = TcpConfig::default();
+        // Half a tick past a millisecond: every deadline (now + RTO) falls
+        // between two ticks.
+        let now = Instant::from_micros(1_000_500);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 5000);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+        let mut tcb = Box::new(Tcb::connect(&cfg, now, local, remote, 1, 0));
+        tcb.dispatch(now, &mut |_, _, _| true);
+        assert!(tcb.next_deadline().is_some_and(|d| d.micros() % 1000 != 0));
+        let id = t.insert(now, tcb).unwrap();
+        assert_eq!(t.timer_entries(), 1);
+        for _ in 0..10 {
+            let tcb = t.take(id.index).unwrap();
+            t.put(now, id.index, tcb);
+        }
+        assert_eq!(t.timer_entries(), 1, "filed again on every put");
     }
 
     #[test]
