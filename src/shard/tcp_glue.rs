@@ -3,6 +3,7 @@
 //! application calls of [`NetCtx`].
 
 use super::*;
+use crate::tcp::TwVerdict;
 
 /// Refresh the TCP gauges this often.
 const GAUGE_INTERVAL: Duration = Duration::from_millis(100);
@@ -34,16 +35,25 @@ impl<P: BufPool> Net<P> {
         };
         let data = packet.payload();
         if let Some(index) = self.tcp.lookup(&key) {
-            let reuse =
-                f.syn() && !f.ack() && self.tcp.get(index).is_some_and(|t| t.reusable_by(&repr));
-            if !reuse {
-                self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
-                return self.run_tcb(index, |t, now, c| t.process(now, &repr, data, c));
+            let verdict =
+                self.tcp
+                    .process_time_wait(self.now, index, &repr, data.len(), &mut self.counters);
+            match verdict {
+                None => {
+                    self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
+                    return self.run_tcb(index, |t, now, c| t.process(now, &repr, data, c));
+                }
+                // RFC 6191: a new incarnation took over a TIME_WAIT
+                // connection; its SYN goes to the listener.
+                Some(TwVerdict::Reopen) => self.counters.tcp_time_wait_reused += 1,
+                Some(v) => {
+                    self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
+                    if let TwVerdict::Ack(ack) = v {
+                        self.send_time_wait_ack(remote, &ack);
+                    }
+                    return;
+                }
             }
-            // RFC 6191: a new incarnation takes over a TIME_WAIT connection.
-            self.tcp.take(index);
-            self.tcp.free_slot(index);
-            self.counters.tcp_time_wait_reused += 1;
         }
         // RFC 9293 3.10.7.1 (CLOSED) and 3.10.7.2 (LISTEN).
         let Some(app) = self.tcp.listener(repr.dst_port) else {
@@ -82,7 +92,26 @@ impl<P: BufPool> Net<P> {
         f(&mut tcb, self.now, &mut self.counters);
         self.dispatch_tcb(&mut tcb);
         self.collect_events(index, &mut tcb);
-        self.tcp.put(self.now, index, tcb);
+        self.put_tcb(index, tcb);
+    }
+
+    /// Put a connection back. One that becomes a TIME-WAIT record while its
+    /// application holds it is gone for the application: it is told CLOSED.
+    fn put_tcb(&mut self, index: u32, tcb: Box<Tcb>) {
+        let conn = self.tcp.id_of(index);
+        if let Some(app) = self.tcp.put(self.now, index, tcb) {
+            let reason = crate::tcp::CloseReason::Normal;
+            self.tcp_events
+                .push((app, TcpEvent::Closed { conn, reason }));
+        }
+    }
+
+    /// A TIME-WAIT record's ACK.
+    fn send_time_wait_ack(&mut self, remote: SocketAddrV4, ack: &TcpRepr) {
+        if self.dispatch_tcp(*remote.ip(), ack, &[], &[]).is_ok() {
+            self.counters.tcp_tx_segments += 1;
+            self.record_flow_out(Transport::Tcp, ack.src_port, remote, 1, 0);
+        }
     }
 
     fn dispatch_tcb(&mut self, tcb: &mut Tcb) {
@@ -217,9 +246,19 @@ impl<P: BufPool> Net<P> {
         self.tcp_expired = expired;
         if self.now >= self.next_tcp_gauges {
             self.next_tcp_gauges = self.now.plus(GAUGE_INTERVAL);
-            self.counters.tcp_connections = self.tcp.len() as u64;
-            self.counters.tcp_time_wait = self.tcp.count_state(crate::tcp::State::TimeWait) as u64;
-            self.counters.tcp_time_wait_recycled = self.tcp.time_wait_recycled;
+            use crate::tcp::State;
+            let (t, c) = (&self.tcp, &mut self.counters);
+            c.tcp_connections = t.len() as u64;
+            c.tcp_time_wait = t.count_state(State::TimeWait) as u64;
+            c.tcp_syn_sent = t.count_state(State::SynSent) as u64;
+            c.tcp_syn_received = t.count_state(State::SynReceived) as u64;
+            c.tcp_established = t.count_state(State::Established) as u64;
+            c.tcp_fin_wait1 = t.count_state(State::FinWait1) as u64;
+            c.tcp_fin_wait2 = t.count_state(State::FinWait2) as u64;
+            c.tcp_close_wait = t.count_state(State::CloseWait) as u64;
+            c.tcp_closing = t.count_state(State::Closing) as u64;
+            c.tcp_last_ack = t.count_state(State::LastAck) as u64;
+            c.tcp_time_wait_recycled = t.time_wait_recycled;
             if let Some(log) = self.flows.as_ref() {
                 self.counters.flow_records = log.len() as u64;
             }
@@ -237,7 +276,7 @@ impl<P: BufPool> Net<P> {
             return Err(TcpError::NoConnection);
         };
         if tcb.app != self.current_app || tcb.app_closed {
-            self.tcp.put(self.now, index, tcb);
+            self.put_tcb(index, tcb);
             return Err(TcpError::NoConnection);
         }
         let r = f(&mut tcb, self.now);
@@ -251,9 +290,10 @@ impl<P: BufPool> Net<P> {
             tcb.dispatch_queued = true;
             self.tcp_dirty.push(index);
         }
-        // The application caused whatever happened: it is not told.
+        // The application caused whatever happened: it is not told (but
+        // a connection that turns into a TIME-WAIT record is gone for it).
         tcb.take_events();
-        self.tcp.put(self.now, index, tcb);
+        self.put_tcb(index, tcb);
         r
     }
 
@@ -288,12 +328,17 @@ impl<P: BufPool> Net<P> {
         if !self.tcp.make_room() {
             return Err(TcpError::TableFull);
         }
-        let port = self
+        let (port, taken_over) = self
             .tcp
-            .pick_port(rss::L4::Tcp, dst, |_| true)
+            .pick_tcp_port(self.now, dst)
             .ok_or(TcpError::NoPort)?;
         let local = SocketAddrV4::new(self.iface.ip.address(), port);
-        let iss = self.tcp.isn.isn(self.now, local, dst);
+        let mut iss = self.tcp.isn.isn(self.now, local, dst);
+        if let Some(tw) = taken_over {
+            // Our own TIME-WAIT record gave its 4-tuple up (tcp_tw_reuse).
+            iss = tw.reuse_iss(iss);
+            self.counters.tcp_time_wait_reused_connect += 1;
+        }
         let tcb = Tcb::connect(&self.tcp.cfg, self.now, local, dst, iss, self.current_app);
         let id = self
             .tcp

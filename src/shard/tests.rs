@@ -983,6 +983,74 @@ fn closed_ports_get_rst_and_a_full_table_refuses_syns() {
     assert_eq!(r.in_use(), 0);
 }
 
+#[test]
+fn time_wait_is_a_record_that_answers_for_the_connection() {
+    let mut r = rig(&["http:80:100"]);
+    r.learn_host();
+    let iss = handshake(&mut r, 40000);
+    // Our side closes first (Connection: close): FIN after the response.
+    let req = b"GET / HTTP/1.0\r\n\r\n";
+    r.rx(&tcp_frame(40000, 101, iss + 1, ACK | TcpFlags::PSH, req));
+    let out: Vec<_> = r.take_tx().iter().map(|f| tcp_out(f)).collect();
+    assert!(out.last().unwrap().0.flags.fin());
+    let (last, data) = out.last().unwrap();
+    let our_end = last.seq_number + data.len() as u32 + 1;
+    let fin_seq = 101 + req.len() as u32;
+    // The host acknowledges everything and closes: TIME_WAIT, as a record.
+    r.rx(&tcp_frame(
+        40000,
+        fin_seq,
+        our_end,
+        ACK | TcpFlags::FIN,
+        b"",
+    ));
+    let (ack, _) = tcp_out(&r.take_tx()[0]);
+    assert_eq!((ack.seq_number, ack.ack_number), (our_end, fin_seq + 1));
+    let key = crate::tcp::table::FlowKey {
+        local_port: 80,
+        remote: SocketAddrV4::new(HOST_IP, 40000),
+    };
+    let index = r.core.tcp_table().lookup(&key).unwrap();
+    assert!(r.core.tcp_table().time_wait(index).is_some());
+    r.tick(Duration::from_millis(200));
+    let c = &r.core.net.counters;
+    assert_eq!(
+        (c.tcp_time_wait, c.tcp_established, c.tcp_connections),
+        (1, 0, 1)
+    );
+    // Its ACK was lost: the FIN comes again and is answered by the record.
+    r.rx(&tcp_frame(
+        40000,
+        fin_seq,
+        our_end,
+        ACK | TcpFlags::FIN,
+        b"",
+    ));
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    let (again, _) = tcp_out(&out[0]);
+    assert_eq!(
+        again,
+        TcpRepr {
+            window_len: 0,
+            ..ack
+        }
+    );
+    // Bare ACKs out of window: one answer per 500 ms.
+    for _ in 0..3 {
+        r.rx(&tcp_frame(40000, fin_seq + 5000, our_end, ACK, b""));
+    }
+    assert_eq!(r.take_tx().len(), 1);
+    assert_eq!(r.core.net.counters.tcp_time_wait_acks_limited, 2);
+    // A new incarnation (RFC 6191) takes over: SYN-ACK.
+    r.rx(&tcp_frame(40000, fin_seq + 100_000, 0, SYN, b""));
+    let (synack, _) = tcp_out(&r.take_tx()[0]);
+    assert_eq!(synack.flags, SYN | ACK);
+    assert_eq!(r.core.net.counters.tcp_time_wait_reused, 1);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
 /// The host's MAC, learned by the ARP writer (core 0) and published to all.
 fn learn_host_on_the_writer(cores: &mut [Core<HeapPool>], view: &HeapPool, now: Instant) {
     cores[0].begin_burst(now);

@@ -263,10 +263,32 @@ counters! {
     tcp_time_wait_reused,
     /// TIME-WAIT connections ended early because the table was full.
     tcp_time_wait_recycled,
+    /// TIME_WAIT 4-tuples taken over by an active open (as Linux's
+    /// `tcp_tw_reuse`: timestamps on, the record a second old).
+    tcp_time_wait_reused_connect,
+    /// ACKs a TIME_WAIT connection did not send to segments that could be
+    /// an ACK loop (at most one per 500 ms).
+    tcp_time_wait_acks_limited,
     /// Connections in the table now, TIME_WAIT included (gauge).
     tcp_connections,
     /// Connections in TIME_WAIT now (gauge).
     tcp_time_wait,
+    /// Connections in SYN_SENT now (gauge).
+    tcp_syn_sent,
+    /// Connections in SYN_RECEIVED now (gauge).
+    tcp_syn_received,
+    /// Connections in ESTABLISHED now (gauge).
+    tcp_established,
+    /// Connections in FIN_WAIT_1 now (gauge).
+    tcp_fin_wait1,
+    /// Connections in FIN_WAIT_2 now (gauge).
+    tcp_fin_wait2,
+    /// Connections in CLOSE_WAIT now (gauge).
+    tcp_close_wait,
+    /// Connections in CLOSING now (gauge).
+    tcp_closing,
+    /// Connections in LAST_ACK now (gauge).
+    tcp_last_ack,
     /// TCP segments this core received for a connection another core owns,
     /// and handed to it (devices whose RSS cannot be predicted).
     steer_handoffs_out,

@@ -11,6 +11,7 @@ pub mod seq;
 pub mod table;
 pub mod tcb;
 pub mod timer;
+pub mod timewait;
 
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ pub use cc::{CongestionControl, NewReno};
 pub use seq::Seq;
 pub use table::{ConnId, TcpTable};
 pub use tcb::{State, Tcb};
+pub use timewait::{TimeWait, TwVerdict};
 
 use crate::time::Duration;
 

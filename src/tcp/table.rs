@@ -5,17 +5,36 @@
 //! Connections are handed out by index and taken out of the slab while
 //! they run (`take`/`put`), so that the caller can hold a connection and
 //! the rest of the core's state at once.
+//!
+//! A connection that `put` finds in TIME-WAIT becomes a [`TimeWait`]
+//! record in its slot: the boxed [`Tcb`] and its buffers go, the slot's
+//! generation moves on (the application's id no longer resolves), and the
+//! slot joins a FIFO of TIME-WAIT slots, oldest first. The FIFO holds
+//! (index, generation) pairs: an entry whose slot has moved on is stale
+//! and skipped, so ending a record anywhere is O(1) and so is finding the
+//! oldest one, to expire it or to recycle it when the table is full. A
+//! record's entries are in order of their deadlines (each is filed at
+//! now + 2*MSL); a record whose 2*MSL restarts moves to the back under a
+//! new generation.
+//!
+//! Invariants: every keyed slot is counted under exactly one state in
+//! `counts` (the state it was last put in, or TIME-WAIT for a record), so
+//! the per-state counts are kept without walking the slab; the FIFO holds
+//! at most two entries per slot and never grows.
 
 use super::isn::IsnGenerator;
 use super::tcb::{State, Tcb};
 use super::timer::TimerWheel;
+use super::timewait::{TimeWait, TwVerdict};
 use super::TcpConfig;
 use crate::flow::FlowDirectory;
 use crate::hash::FlowMap;
+use crate::stats::Counters;
 use crate::time::Instant;
 use crate::udp::BindError;
 use arrayvec::ArrayVec;
 use rss::{QueuePredictor, L4};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -29,11 +48,24 @@ pub struct ConnId {
 
 pub use crate::flow::FlowKey;
 
+/// What a slot holds.
+enum Conn {
+    /// Nothing: free, or its connection taken out to run.
+    Empty,
+    Open(Box<Tcb>),
+    TimeWait(TimeWait),
+}
+
 struct Slot {
     gen: u32,
-    tcb: Option<Box<Tcb>>,
+    conn: Conn,
     key: Option<FlowKey>,
+    /// The state `counts` holds this connection under (keyed slots only).
+    counted: State,
 }
+
+/// Connection states, for the per-state counts (`State as usize`).
+const STATES: usize = State::TimeWait as usize + 1;
 
 /// Ports one core can listen on at once.
 pub const MAX_LISTENERS: usize = 64;
@@ -64,8 +96,11 @@ pub struct TcpTable {
     pub ports_probed: u64,
     /// TIME-WAIT connections ended early to make room (table full).
     pub time_wait_recycled: u64,
-    /// Where the search for a TIME-WAIT slot to recycle goes on from.
-    recycle_cursor: usize,
+    /// TIME-WAIT slots, oldest first, as (index, generation); see the
+    /// module's note.
+    time_wait_fifo: VecDeque<(u32, u32)>,
+    /// Connections per state, kept as they are put back and freed.
+    counts: [usize; STATES],
 }
 
 impl TcpTable {
@@ -76,8 +111,9 @@ impl TcpTable {
             slots: (0..n)
                 .map(|_| Slot {
                     gen: 0,
-                    tcb: None,
+                    conn: Conn::Empty,
                     key: None,
+                    counted: State::Closed,
                 })
                 .collect(),
             free: (0..n as u32).rev().collect(),
@@ -90,7 +126,8 @@ impl TcpTable {
             directory: None,
             directory_full: 0,
             time_wait_recycled: 0,
-            recycle_cursor: 0,
+            time_wait_fifo: VecDeque::with_capacity(2 * n),
+            counts: [0; STATES],
             port_share: (0, 1),
             rss: None,
             ports_probed: 0,
@@ -159,12 +196,10 @@ impl TcpTable {
         self.free.is_empty()
     }
 
-    /// Connections per state, for counters.
+    /// Connections in `state` (TIME-WAIT records included), kept as
+    /// connections are put back and freed: no walk.
     pub fn count_state(&self, state: State) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.tcb.as_ref().is_some_and(|t| t.state == state))
-            .count()
+        self.counts[state as usize]
     }
 
     /// Add a connection; None when the table is full.
@@ -186,14 +221,14 @@ impl TcpTable {
         }
         let slot = &mut self.slots[index as usize];
         slot.key = Some(key);
-        slot.tcb = Some(tcb);
+        slot.counted = tcb.state;
+        self.counts[tcb.state as usize] += 1;
         let id = ConnId {
             index,
             gen: slot.gen,
         };
-        if let Some(t) = self.slots[index as usize].tcb.take() {
-            self.put(now, index, t);
-        }
+        // A new connection is never in TIME-WAIT: nobody to tell.
+        let _ = self.put(now, index, tcb);
         Some(id)
     }
 
@@ -210,25 +245,133 @@ impl TcpTable {
         }
     }
 
-    /// Take a connection out to run it; `put` it back (or `remove` it).
+    /// Take a connection out to run it; `put` it back (or `free_slot` it).
+    /// None for a free slot and for a TIME-WAIT record.
     pub fn take(&mut self, index: u32) -> Option<Box<Tcb>> {
-        self.slots.get_mut(index as usize)?.tcb.take()
+        let slot = self.slots.get_mut(index as usize)?;
+        match std::mem::replace(&mut slot.conn, Conn::Empty) {
+            Conn::Open(t) => Some(t),
+            other => {
+                slot.conn = other;
+                None
+            }
+        }
     }
 
     /// Put a connection back, re-arming its timer if its earliest deadline
-    /// moved earlier than the one filed. A closed connection is freed.
-    pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) {
-        if tcb.is_closed() {
-            return self.free_slot(index);
+    /// moved earlier than the one filed, and counting it under its state. A
+    /// closed connection is freed; one in TIME-WAIT becomes a record unless
+    /// its application still has data to read (it becomes one at the put
+    /// after the read). Returns the application to tell CLOSED when the
+    /// connection became a record while its application still held it.
+    #[must_use]
+    pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
+        if tcb.is_closed() || self.slots[index as usize].key.is_none() {
+            self.free_slot(index);
+            return None;
+        }
+        if tcb.app_closed || tcb.recv_len() == 0 {
+            if let Some(tw) = tcb.time_wait_record(now) {
+                self.enter_time_wait(index, tw);
+                return (!tcb.app_closed).then_some(tcb.app);
+            }
         }
         tcb.release_buffers();
         if let Some(d) = tcb.next_deadline() {
-            let want = self.wheel.tick_of(d.max(now));
+            // Compared as `insert` rounds it: an unchanged deadline is
+            // never filed twice.
+            let want = self.wheel.tick_for(d.max(now));
             if tcb.timer_tick.is_none_or(|t| want < t) {
                 tcb.timer_tick = Some(self.wheel.insert(index, d));
             }
         }
-        self.slots[index as usize].tcb = Some(tcb);
+        self.recount(index, tcb.state);
+        self.slots[index as usize].conn = Conn::Open(tcb);
+        None
+    }
+
+    /// Count a keyed slot under `state` from now on.
+    fn recount(&mut self, index: u32, state: State) {
+        let slot = &mut self.slots[index as usize];
+        if slot.counted != state {
+            self.counts[slot.counted as usize] -= 1;
+            self.counts[state as usize] += 1;
+            slot.counted = state;
+        }
+    }
+
+    /// Replace a slot's connection by its TIME-WAIT record.
+    fn enter_time_wait(&mut self, index: u32, tw: TimeWait) {
+        self.recount(index, State::TimeWait);
+        let slot = &mut self.slots[index as usize];
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.conn = Conn::TimeWait(tw);
+        let gen = slot.gen;
+        self.file_time_wait(index, gen);
+    }
+
+    /// Add a record to the back of the FIFO. A full FIFO drops its stale
+    /// entries first: live ones are at most one per slot, so at least half
+    /// of a full FIFO is stale and the compaction is paid for by the
+    /// entries that went stale.
+    fn file_time_wait(&mut self, index: u32, gen: u32) {
+        if self.time_wait_fifo.len() >= 2 * self.slots.len() {
+            let slots = &self.slots;
+            self.time_wait_fifo
+                .retain(|&(i, g)| Self::record_of(slots, i, g).is_some());
+        }
+        self.time_wait_fifo.push_back((index, gen));
+    }
+
+    /// The record a FIFO entry stands for, if it is not stale.
+    fn record_of(slots: &[Slot], index: u32, gen: u32) -> Option<&TimeWait> {
+        match slots.get(index as usize) {
+            Some(Slot {
+                gen: g,
+                conn: Conn::TimeWait(tw),
+                ..
+            }) if *g == gen => Some(tw),
+            _ => None,
+        }
+    }
+
+    /// A TIME-WAIT record, read-only.
+    pub fn time_wait(&self, index: u32) -> Option<&TimeWait> {
+        match &self.slots.get(index as usize)?.conn {
+            Conn::TimeWait(tw) => Some(tw),
+            _ => None,
+        }
+    }
+
+    /// A segment for the connection at `index`, if it is a TIME-WAIT record
+    /// (None otherwise: run its Tcb). The table restarts, ends or hands over
+    /// the record as the verdict says; the caller sends the ACK, and for
+    /// `Reopen` passes the SYN to the listener.
+    pub fn process_time_wait(
+        &mut self,
+        now: Instant,
+        index: u32,
+        seg: &crate::wire::TcpRepr,
+        payload_len: usize,
+        c: &mut Counters,
+    ) -> Option<TwVerdict> {
+        let msl2 = self.cfg.time_wait;
+        let slot = self.slots.get_mut(index as usize)?;
+        let Conn::TimeWait(tw) = &mut slot.conn else {
+            return None;
+        };
+        let before = tw.deadline;
+        let verdict = tw.process(now, seg, payload_len, msl2, c);
+        if tw.deadline != before {
+            // 2*MSL restarted: to the back, under a new generation.
+            slot.gen = slot.gen.wrapping_add(1);
+            let gen = slot.gen;
+            self.file_time_wait(index, gen);
+        }
+        if matches!(verdict, TwVerdict::Close | TwVerdict::Reopen) {
+            self.free_slot(index);
+        }
+        Some(verdict)
     }
 
     /// Room for one more connection, recycling a TIME-WAIT one if need be.
@@ -236,19 +379,11 @@ impl TcpTable {
         !self.free.is_empty() || self.recycle_time_wait()
     }
 
-    /// Free one TIME-WAIT slot, searching on from where the last search
-    /// stopped. False if there is none.
+    /// Free the oldest TIME-WAIT record. False if there is none.
     fn recycle_time_wait(&mut self) -> bool {
-        let n = self.slots.len();
-        for k in 0..n {
-            let i = (self.recycle_cursor + k) % n;
-            if self.slots[i]
-                .tcb
-                .as_ref()
-                .is_some_and(|t| t.state == State::TimeWait)
-            {
-                self.recycle_cursor = (i + 1) % n;
-                self.free_slot(i as u32);
+        while let Some((i, g)) = self.time_wait_fifo.pop_front() {
+            if Self::record_of(&self.slots, i, g).is_some() {
+                self.free_slot(i);
                 self.time_wait_recycled += 1;
                 return true;
             }
@@ -256,11 +391,28 @@ impl TcpTable {
         false
     }
 
-    /// Free a slot whose connection was taken (and is done).
+    /// End the TIME-WAIT records whose 2*MSL is over (the oldest first).
+    fn expire_time_wait(&mut self, now: Instant) {
+        while let Some(&(i, g)) = self.time_wait_fifo.front() {
+            match Self::record_of(&self.slots, i, g) {
+                Some(tw) if !tw.expired(now) => break,
+                Some(_) => {
+                    self.time_wait_fifo.pop_front();
+                    self.free_slot(i);
+                }
+                None => {
+                    self.time_wait_fifo.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Free a slot whose connection was taken (and is done), or a record.
     pub fn free_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        slot.tcb = None;
+        slot.conn = Conn::Empty;
         if let Some(key) = slot.key.take() {
+            self.counts[slot.counted as usize] -= 1;
             self.index.remove(&key);
             if let Some((dir, core)) = &self.directory {
                 dir.remove(&key, *core);
@@ -272,11 +424,13 @@ impl TcpTable {
 
     /// Connections whose timer is due: (index), live entries only. The
     /// caller takes each, runs `on_timer`, dispatches and puts it back.
+    /// TIME-WAIT records whose 2*MSL is over are freed here.
     pub fn expired(&mut self, now: Instant, out: &mut Vec<u32>) {
+        self.expire_time_wait(now);
         self.fired.clear();
         self.wheel.advance(now, &mut self.fired);
         for &(index, tick) in &self.fired {
-            if let Some(t) = self.slots[index as usize].tcb.as_mut() {
+            if let Conn::Open(t) = &mut self.slots[index as usize].conn {
                 if t.timer_tick == Some(tick) {
                     t.timer_tick = None;
                     out.push(index);
@@ -296,8 +450,33 @@ impl TcpTable {
         &mut self,
         l4: L4,
         remote: SocketAddrV4,
-        mut accept: impl FnMut(u16) -> bool,
+        accept: impl FnMut(u16) -> bool,
     ) -> Option<u16> {
+        self.scan_ports(l4, remote, accept, None).map(|p| p.0)
+    }
+
+    /// A local port for an active TCP open to `remote`, as `pick_port`,
+    /// except that a 4-tuple held only by one of our TIME-WAIT records is
+    /// taken over when that is safe ([`TimeWait::reusable_by_connect`], as
+    /// Linux's `tcp_tw_reuse`): the record is freed and returned, and the
+    /// new connection's ISS must come from its [`TimeWait::reuse_iss`].
+    /// Ports are tried in turn from where the last search stopped, so the
+    /// record met is the one left longest ago.
+    pub fn pick_tcp_port(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+    ) -> Option<(u16, Option<TimeWait>)> {
+        self.scan_ports(L4::Tcp, remote, |_| true, Some(now))
+    }
+
+    fn scan_ports(
+        &mut self,
+        l4: L4,
+        remote: SocketAddrV4,
+        mut accept: impl FnMut(u16) -> bool,
+        reuse_time_wait: Option<Instant>,
+    ) -> Option<(u16, Option<TimeWait>)> {
         let (lo, hi) = self.cfg.ephemeral;
         let span = u32::from(hi.saturating_sub(lo)) + 1;
         for _ in 0..span {
@@ -314,15 +493,33 @@ impl TcpTable {
                 }
                 _ => port % self.port_share.1 == self.port_share.0,
             };
-            if mine
-                && self.listener(port).is_none()
-                && !self.index.contains_key(&key)
-                && accept(port)
-            {
-                return Some(port);
+            if !mine || self.listener(port).is_some() {
+                continue;
             }
+            let taken_over = match (self.index.get(&key), reuse_time_wait) {
+                (None, _) => None,
+                (Some(&i), Some(now)) => match self.time_wait(i) {
+                    Some(tw) if self.cfg.timestamps && tw.reusable_by_connect(now) => {
+                        Some((i, *tw))
+                    }
+                    _ => continue,
+                },
+                (Some(_), None) => continue,
+            };
+            if !accept(port) {
+                continue;
+            }
+            if let Some((i, _)) = taken_over {
+                self.free_slot(i);
+            }
+            return Some((port, taken_over.map(|t| t.1)));
         }
         None
+    }
+
+    /// Entries in the timer wheel, live or stale (tests, diagnostics).
+    pub fn timer_entries(&self) -> usize {
+        self.wheel.entries()
     }
 
     /// Indices of every live connection (shutdown, tests).
@@ -335,9 +532,12 @@ impl TcpTable {
             .collect()
     }
 
-    /// A connection, read-only.
+    /// A connection, read-only (None for a TIME-WAIT record).
     pub fn get(&self, index: u32) -> Option<&Tcb> {
-        self.slots.get(index as usize)?.tcb.as_deref()
+        match &self.slots.get(index as usize)?.conn {
+            Conn::Open(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// Drop every connection (shutdown).
@@ -345,6 +545,7 @@ impl TcpTable {
         for i in self.indices() {
             self.free_slot(i);
         }
+        self.time_wait_fifo.clear();
     }
 }
 
@@ -459,6 +660,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_deadline_is_filed_once() {
+        let cfg = TcpConfig::default();
+        // Half a tick past a millisecond: every deadline (now + RTO) falls
+        // between two ticks.
+        let now = Instant::from_micros(1_000_500);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 5000);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+        let mut tcb = Box::new(Tcb::connect(&cfg, now, local, remote, 1, 0));
+        tcb.dispatch(now, &mut |_, _, _| true);
+        assert!(tcb.next_deadline().is_some_and(|d| d.micros() % 1000 != 0));
+        let id = t.insert(now, tcb).unwrap();
+        assert_eq!(t.timer_entries(), 1);
+        for _ in 0..10 {
+            let tcb = t.take(id.index).unwrap();
+            assert_eq!(t.put(now, id.index, tcb), None);
+        }
+        assert_eq!(t.timer_entries(), 1, "filed again on every put");
+    }
+
+    #[test]
     fn a_full_table_recycles_time_wait_but_never_a_live_connection() {
         let cfg = TcpConfig {
             max_connections: 3,
@@ -493,5 +715,357 @@ mod tests {
         assert!(!t.make_room());
         assert!(conn(&mut t, 5, false).is_none());
         assert_eq!(t.len(), 3);
+    }
+
+    use crate::time::Duration;
+    use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+
+    /// A connection from local `port` to the server, established by a
+    /// SYN-ACK (the server's ISS 5000; TSval 100 if `ts`). Application 7.
+    fn established(cfg: &TcpConfig, now: Instant, port: u16, ts: bool) -> Box<Tcb> {
+        let local = SocketAddrV4::new(LOCAL, port);
+        let mut tcb = Box::new(Tcb::connect(cfg, now, local, SERVER, 1000, 7));
+        tcb.dispatch(now, &mut |_, _, _| true);
+        let mut synack = from_server(port, TcpFlags::SYN | TcpFlags::ACK, 5000);
+        synack.options.timestamps = ts.then_some((100, 1));
+        tcb.process(now, &synack, &[], &mut Counters::default());
+        assert_eq!(tcb.state, State::Established);
+        tcb
+    }
+
+    /// A segment from the server to local `port`.
+    fn from_server(port: u16, flags: TcpFlags, seq: u32) -> TcpRepr {
+        TcpRepr {
+            src_port: 80,
+            dst_port: port,
+            seq_number: seq,
+            ack_number: 1001,
+            flags,
+            window_len: 65535,
+            urgent_at: 0,
+            options: TcpOptions::default(),
+        }
+    }
+
+    /// Take a connection out, move it to `state`, put it back; returns
+    /// whom `put` says to tell CLOSED.
+    fn move_to(t: &mut TcpTable, now: Instant, index: u32, state: State) -> Option<usize> {
+        let mut tcb = t.take(index).unwrap();
+        tcb.state = state;
+        t.put(now, index, tcb)
+    }
+
+    impl TcpTable {
+        /// Connections per state by a walk of every slot: the oracle for
+        /// the counts kept as connections come and go.
+        fn walk_counts(&self) -> [usize; STATES] {
+            let mut n = [0; STATES];
+            for s in &self.slots {
+                match &s.conn {
+                    Conn::Open(t) => n[t.state as usize] += 1,
+                    Conn::TimeWait(_) => n[State::TimeWait as usize] += 1,
+                    Conn::Empty => assert!(s.key.is_none(), "a keyed slot left empty"),
+                }
+            }
+            n
+        }
+    }
+
+    #[test]
+    fn a_time_wait_connection_costs_a_slot() {
+        use std::mem::size_of;
+        let (tw, slot, tcb) = (size_of::<TimeWait>(), size_of::<Slot>(), size_of::<Tcb>());
+        println!("TimeWait {tw} B, Slot {slot} B, Tcb {tcb} B (boxed, plus its rings)");
+        assert!(tw <= 32, "TimeWait grew to {tw} bytes");
+        assert!(slot <= 48, "Slot grew to {slot} bytes");
+    }
+
+    #[test]
+    fn time_wait_becomes_a_record_and_ends_after_2msl() {
+        let cfg = TcpConfig::default();
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let id = t.insert(now, established(&cfg, now, 61000, true)).unwrap();
+        let key = FlowKey {
+            local_port: 61000,
+            remote: SERVER,
+        };
+        // Its application still holds it: it is to be told CLOSED.
+        assert_eq!(move_to(&mut t, now, id.index, State::TimeWait), Some(7));
+        assert!(t.get(id.index).is_none() && t.take(id.index).is_none());
+        let tw = *t.time_wait(id.index).expect("a record");
+        assert_eq!((tw.snd_nxt().0, tw.rcv_nxt().0), (1001, 5001));
+        assert_eq!(tw.ts_recent(), Some(100));
+        assert_eq!(tw.deadline, now.plus(cfg.time_wait));
+        assert_eq!(t.resolve(id), None, "the application's id is stale");
+        assert_eq!(t.lookup(&key), Some(id.index), "the 4-tuple stays held");
+        assert_eq!(t.count_state(State::TimeWait), 1);
+        assert_eq!(t.count_state(State::Established), 0);
+        let mut out = Vec::new();
+        t.expired(Instant(tw.deadline.micros() - 1), &mut out);
+        assert_eq!(t.len(), 1);
+        t.expired(tw.deadline, &mut out);
+        assert!(out.is_empty(), "records are no Tcb to run");
+        assert_eq!((t.len(), t.count_state(State::TimeWait)), (0, 0));
+        assert_eq!(t.lookup(&key), None);
+        // An application that closed is not told; one with data still to
+        // read keeps its Tcb until it has read it.
+        let id = t.insert(now, established(&cfg, now, 61001, true)).unwrap();
+        let mut tcb = t.take(id.index).unwrap();
+        tcb.close(now);
+        tcb.state = State::TimeWait;
+        assert_eq!(t.put(now, id.index, tcb), None);
+        assert!(t.time_wait(id.index).is_some());
+        let id = t.insert(now, established(&cfg, now, 61002, true)).unwrap();
+        let mut tcb = t.take(id.index).unwrap();
+        let data = from_server(61002, TcpFlags::ACK, 5001);
+        tcb.process(now, &data, b"unread", &mut Counters::default());
+        tcb.state = State::TimeWait;
+        assert_eq!(t.put(now, id.index, tcb), None);
+        assert!(t.get(id.index).is_some(), "still a Tcb");
+        let mut tcb = t.take(id.index).unwrap();
+        assert_eq!(tcb.recv(&mut [0; 16]), 6);
+        assert_eq!(t.put(now, id.index, tcb), Some(7));
+        assert!(t.time_wait(id.index).is_some());
+        assert_eq!(t.count_state(State::TimeWait), 2);
+        assert_eq!(t.counts, t.walk_counts());
+    }
+
+    #[test]
+    fn time_wait_segments_restart_end_or_reopen_the_record() {
+        let cfg = TcpConfig::default();
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let mut c = Counters::default();
+        let id = t.insert(now, established(&cfg, now, 61000, false)).unwrap();
+        let _ = move_to(&mut t, now, id.index, State::TimeWait);
+        // A retransmitted FIN: ACKed, and 2*MSL starts again.
+        let later = now.plus(Duration::from_secs(30));
+        let fin = from_server(61000, TcpFlags::FIN | TcpFlags::ACK, 5000);
+        let v = t.process_time_wait(later, id.index, &fin, 0, &mut c);
+        assert!(matches!(v, Some(TwVerdict::Ack(a)) if a.ack_number == 5001));
+        let deadline = later.plus(cfg.time_wait);
+        assert_eq!(t.time_wait(id.index).unwrap().deadline, deadline);
+        let mut out = Vec::new();
+        t.expired(now.plus(cfg.time_wait), &mut out);
+        assert_eq!(t.len(), 1, "restarted: not ended at the first deadline");
+        t.expired(deadline, &mut out);
+        assert_eq!(t.len(), 0);
+        // An exact RST ends it; a new incarnation's SYN frees it too.
+        for (seg, verdict) in [
+            (from_server(61000, TcpFlags::RST, 5001), TwVerdict::Close),
+            (from_server(61000, TcpFlags::SYN, 9000), TwVerdict::Reopen),
+        ] {
+            let id = t.insert(now, established(&cfg, now, 61000, false)).unwrap();
+            let _ = move_to(&mut t, now, id.index, State::TimeWait);
+            assert_eq!(
+                t.process_time_wait(now, id.index, &seg, 0, &mut c),
+                Some(verdict)
+            );
+            assert_eq!((t.len(), t.count_state(State::TimeWait)), (0, 0));
+        }
+        // A live connection is not the record's business.
+        let id = t.insert(now, established(&cfg, now, 61000, false)).unwrap();
+        let ack = from_server(61000, TcpFlags::ACK, 5001);
+        assert_eq!(t.process_time_wait(now, id.index, &ack, 0, &mut c), None);
+    }
+
+    #[test]
+    fn a_full_table_recycles_the_oldest_time_wait_record_first() {
+        let cfg = TcpConfig {
+            max_connections: 4,
+            ..Default::default()
+        };
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let mut c = Counters::default();
+        let mut ids = Vec::new();
+        for port in 61000..61003 {
+            let id = t.insert(now, established(&cfg, now, port, false)).unwrap();
+            let _ = move_to(&mut t, now, id.index, State::TimeWait);
+            ids.push(id.index);
+        }
+        let live = t.insert(now, established(&cfg, now, 61003, false)).unwrap();
+        assert!(t.is_full());
+        // The oldest is restarted by a retransmitted FIN: now the youngest.
+        let fin = from_server(61000, TcpFlags::FIN | TcpFlags::ACK, 5000);
+        let later = now.plus(Duration::from_secs(1));
+        t.process_time_wait(later, ids[0], &fin, 0, &mut c);
+        // The second ends by a RST: its entry goes stale.
+        let rst = from_server(61001, TcpFlags::RST, 5001);
+        t.process_time_wait(later, ids[1], &rst, 0, &mut c);
+        assert_eq!(t.len(), 3);
+        // A peer that keeps retransmitting its FIN grows no queue.
+        for _ in 0..100 {
+            t.process_time_wait(later, ids[0], &fin, 0, &mut c);
+        }
+        assert!(t.time_wait_fifo.len() <= 2 * 4);
+        let key = |port| FlowKey {
+            local_port: port,
+            remote: SERVER,
+        };
+        assert!(t
+            .insert(later, established(&cfg, later, 61004, false))
+            .is_some());
+        assert!(t.is_full());
+        // Full: the next insert recycles the oldest record, the third.
+        assert!(t
+            .insert(later, established(&cfg, later, 61005, false))
+            .is_some());
+        assert_eq!(t.lookup(&key(61002)), None, "the oldest went first");
+        assert!(t.lookup(&key(61000)).is_some(), "restarted: younger");
+        assert!(t
+            .insert(later, established(&cfg, later, 61006, false))
+            .is_some());
+        assert_eq!(t.lookup(&key(61000)), None);
+        assert_eq!(t.time_wait_recycled, 2);
+        assert_eq!(t.count_state(State::TimeWait), 0);
+        // No record left: a live connection is never recycled.
+        assert!(!t.make_room());
+        assert!(t
+            .insert(later, established(&cfg, later, 61007, false))
+            .is_none());
+        assert!(t.resolve(live).is_some());
+        assert_eq!(t.counts, t.walk_counts());
+    }
+
+    #[test]
+    fn per_state_counts_equal_a_walk_after_random_operations() {
+        const ALL: [State; STATES] = [
+            State::Closed,
+            State::SynSent,
+            State::SynReceived,
+            State::Established,
+            State::FinWait1,
+            State::FinWait2,
+            State::CloseWait,
+            State::Closing,
+            State::LastAck,
+            State::TimeWait,
+        ];
+        let cfg = TcpConfig {
+            max_connections: 32,
+            time_wait: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let mut now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let mut c = Counters::default();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut out = Vec::new();
+        for step in 0..20_000 {
+            now = now.plus(Duration::from_millis(next(20)));
+            let used = t.indices();
+            let pick = (!used.is_empty()).then(|| used[next(used.len() as u64) as usize]);
+            match (next(8), pick) {
+                (0..=2, _) | (_, None) => {
+                    let port = 61000 + next(64) as u16;
+                    let key = FlowKey {
+                        local_port: port,
+                        remote: SERVER,
+                    };
+                    if t.lookup(&key).is_none() {
+                        t.insert(now, established(&cfg, now, port, next(2) == 0));
+                    }
+                }
+                (3, Some(i)) if t.get(i).is_some() => {
+                    let state = ALL[next(STATES as u64) as usize];
+                    let _ = move_to(&mut t, now, i, state);
+                }
+                (4, Some(i)) => {
+                    t.take(i);
+                    t.free_slot(i);
+                }
+                (5, Some(i)) => {
+                    let flags = [TcpFlags::RST, TcpFlags::SYN, TcpFlags::ACK][next(3) as usize];
+                    let port = t.slots[i as usize].key.unwrap().local_port;
+                    let seg = from_server(port, flags, 5000 + next(3) as u32 * 5000);
+                    t.process_time_wait(now, i, &seg, 0, &mut c);
+                }
+                (6, _) => {
+                    t.make_room();
+                }
+                _ => {
+                    out.clear();
+                    t.expired(now, &mut out);
+                    for &i in &out {
+                        let tcb = t.take(i).unwrap();
+                        let _ = t.put(now, i, tcb);
+                    }
+                }
+            }
+            assert_eq!(t.counts, t.walk_counts(), "step {step}");
+            assert_eq!(t.counts.iter().sum::<usize>(), t.len());
+        }
+        assert!(t.time_wait_recycled > 0, "the table filled up");
+    }
+
+    #[test]
+    fn an_active_open_takes_over_its_own_time_wait_after_a_second() {
+        let cfg = TcpConfig {
+            ephemeral: (61000, 61001),
+            ..Default::default()
+        };
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        // Both ports to the server in TIME-WAIT: 61000 with timestamps,
+        // 61001 without.
+        for (port, ts) in [(61000, true), (61001, false)] {
+            let id = t.insert(now, established(&cfg, now, port, ts)).unwrap();
+            let _ = move_to(&mut t, now, id.index, State::TimeWait);
+        }
+        assert_eq!(t.pick_tcp_port(now, SERVER), None, "too young");
+        let soon = now.plus(Duration::from_millis(999));
+        assert_eq!(t.pick_tcp_port(soon, SERVER), None);
+        // UDP (and anything but an active TCP open) never takes one over.
+        let later = now.plus(Duration::from_secs(1));
+        assert_eq!(t.pick_port(L4::Tcp, SERVER, |_| true), None);
+        let (port, tw) = t.pick_tcp_port(later, SERVER).unwrap();
+        assert_eq!(port, 61000);
+        let tw = tw.expect("the record taken over");
+        assert_eq!(tw.snd_nxt().0, 1001);
+        assert_eq!(t.len(), 1, "the record is gone");
+        // The new ISS is above the old connection's.
+        assert_eq!(tw.reuse_iss(1002), 1001 + 65537);
+        // The one without timestamps is never taken over.
+        let key = FlowKey {
+            local_port: 61000,
+            remote: SERVER,
+        };
+        let local = SocketAddrV4::new(LOCAL, 61000);
+        let tcb = Tcb::connect(&cfg, later, local, SERVER, tw.reuse_iss(1), 7);
+        t.insert(later, Box::new(tcb)).unwrap();
+        assert!(t.lookup(&key).is_some());
+        let much_later = now.plus(Duration::from_secs(50));
+        assert_eq!(t.pick_tcp_port(much_later, SERVER), None);
+        assert_eq!(t.count_state(State::TimeWait), 1);
+        // Another server, or timestamps off here: no taking over either.
+        let other = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), 80);
+        assert!(matches!(
+            t.pick_tcp_port(much_later, other),
+            Some((_, None))
+        ));
+        let mut t = TcpTable::new(
+            TcpConfig {
+                timestamps: false,
+                ..cfg
+            },
+            IsnGenerator::new(),
+            now,
+        );
+        for port in [61000, 61001] {
+            let id = t.insert(now, established(&cfg, now, port, true)).unwrap();
+            let _ = move_to(&mut t, now, id.index, State::TimeWait);
+        }
+        assert_eq!(t.pick_tcp_port(much_later, SERVER), None);
     }
 }

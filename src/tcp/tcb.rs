@@ -13,6 +13,7 @@ use super::buffer::{RecvBuffer, SendBuffer};
 use super::cc::CongestionControl;
 use super::rtt::RttEstimator;
 use super::seq::Seq;
+use super::timewait::TimeWait;
 use super::{event, CloseReason, TcpConfig};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Duration, Instant};
@@ -69,7 +70,7 @@ pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
 /// Challenge ACKs per connection per second (RFC 5961 section 7).
 const CHALLENGE_ACK_LIMIT: u32 = 100;
 /// Our TSval clock: milliseconds.
-fn ts_now(now: Instant) -> u32 {
+pub(super) fn ts_now(now: Instant) -> u32 {
     now.millis() as u32
 }
 
@@ -523,16 +524,18 @@ impl Tcb {
         self.close_deadline = Some(now.plus(self.cfg.time_wait));
     }
 
-    /// Would a new SYN from the same 4-tuple be a new incarnation (RFC 1122
-    /// 4.2.2.13, RFC 6191)? Only in TIME_WAIT.
-    pub fn reusable_by(&self, syn: &TcpRepr) -> bool {
-        if self.state != State::TimeWait {
-            return false;
-        }
-        match (self.ts_enabled, syn.options.timestamps) {
-            (true, Some((val, _))) => (val.wrapping_sub(self.ts_recent) as i32) > 0,
-            _ => Seq(syn.seq_number) > self.rcv_nxt,
-        }
+    /// The compact record that stands for this connection once it is in
+    /// TIME-WAIT (see timewait.rs); None in any other state.
+    pub fn time_wait_record(&self, now: Instant) -> Option<TimeWait> {
+        (self.state == State::TimeWait).then(|| {
+            TimeWait::new(
+                self.snd_nxt,
+                self.rcv_nxt,
+                self.ts_enabled.then_some(self.ts_recent),
+                self.close_deadline.unwrap_or(now.plus(self.cfg.time_wait)),
+                now,
+            )
+        })
     }
 
     // ---- input ---------------------------------------------------------

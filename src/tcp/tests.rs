@@ -334,8 +334,13 @@ fn active_close_through_time_wait() {
     t2.out();
     t2.send(seg(FIN | ACK, IRS + 1, ISS + 2), b"");
     assert_eq!(t2.tcb.state, State::TimeWait);
-    assert!(t2.tcb.reusable_by(&seg(SYN, IRS + 100, 0)));
-    assert!(!t2.tcb.reusable_by(&seg(SYN, IRS, 0)));
+    // The table keeps it as a compact record (timewait.rs), which decides.
+    let tw = t2.tcb.time_wait_record(t2.now).unwrap();
+    assert_eq!((tw.snd_nxt().0, tw.rcv_nxt().0), (ISS + 2, IRS + 2));
+    assert_eq!(tw.deadline, t2.now.plus(cfg().time_wait));
+    assert!(tw.new_incarnation(&seg(SYN, IRS + 100, 0)));
+    assert!(!tw.new_incarnation(&seg(SYN, IRS, 0)));
+    assert!(T::established(cfg()).tcb.time_wait_record(t2.now).is_none());
 }
 
 #[test]

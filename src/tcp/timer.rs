@@ -28,11 +28,20 @@ impl TimerWheel {
         self.slots.len() as u64
     }
 
-    /// Schedule `handle` at `when` (rounded up to a tick, at least the next
-    /// tick, at most the horizon). Returns the tick it is filed under.
-    pub fn insert(&mut self, handle: u32, when: Instant) -> u64 {
+    /// The tick `insert` would file `when` under now: rounded up to a tick,
+    /// at least the next tick, at most the horizon. A caller that compares
+    /// a deadline with the tick it filed must use this rounding, not
+    /// [`TimerWheel::tick_of`]'s: an unchanged deadline between two ticks
+    /// then compares equal and is not filed again.
+    pub fn tick_for(&self, when: Instant) -> u64 {
         let tick = when.micros().div_ceil(self.tick_us);
-        let tick = tick.clamp(self.current + 1, self.current + self.len() - 1);
+        tick.clamp(self.current + 1, self.current + self.len() - 1)
+    }
+
+    /// Schedule `handle` at `when` (see [`TimerWheel::tick_for`]). Returns
+    /// the tick it is filed under.
+    pub fn insert(&mut self, handle: u32, when: Instant) -> u64 {
+        let tick = self.tick_for(when);
         let slot = (tick % self.len()) as usize;
         self.slots[slot].push((handle, tick));
         tick
@@ -105,5 +114,19 @@ mod tests {
         // Past deadlines fire on the next tick.
         let t = w.insert(4, Instant::ZERO);
         assert_eq!(t, 50_001);
+    }
+
+    #[test]
+    fn tick_for_is_the_tick_insert_files_under() {
+        let mut w = TimerWheel::new(8, 1000, Instant::from_micros(1500));
+        for us in [0, 1500, 1999, 2000, 2001, 2500, 3000, 7999, 8001, 50_000] {
+            let when = Instant::from_micros(us);
+            let want = w.tick_for(when);
+            assert_eq!(w.insert(9, when), want, "{us} us");
+        }
+        // Between two ticks, tick_of (the tick a time falls in) is one
+        // less than the tick it is filed under.
+        let when = Instant::from_micros(2500);
+        assert_eq!(w.tick_of(when) + 1, w.tick_for(when));
     }
 }
