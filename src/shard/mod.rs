@@ -6,6 +6,8 @@
 
 pub mod ctx;
 mod lcore;
+#[cfg(test)]
+mod sim_tests;
 pub mod steer;
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,17 @@
-//! Congestion control: a trait, so that CUBIC and others can be added, and
-//! NewReno (RFC 5681 slow start and congestion avoidance, RFC 6582 fast
-//! recovery). The connection owns loss detection (duplicate ACKs, RTO,
-//! recovery point); the controller owns cwnd and ssthresh.
+//! Congestion control: [`Cc`], an enum with one variant per algorithm,
+//! held by value in each connection, so that opening one allocates nothing
+//! for it (smoltcp's `AnyController` is the model). Each algorithm is a
+//! struct implementing [`CongestionControl`]; `Cc` dispatches with a match.
+//! Today there is NewReno (RFC 5681 slow start and congestion avoidance,
+//! RFC 6582 fast recovery); CUBIC (RFC 9438) is added as a struct, a `Cc`
+//! variant and a [`CcAlgorithm`] value. The connection owns loss detection
+//! (duplicate ACKs, RTO, recovery point); the controller owns cwnd and
+//! ssthresh.
+
+use super::CcAlgorithm;
 
 /// A congestion controller for one connection. All sizes are bytes.
-pub trait CongestionControl: Send {
+pub trait CongestionControl {
     fn name(&self) -> &'static str;
     /// The congestion window.
     fn window(&self) -> usize;
@@ -29,6 +36,75 @@ pub trait CongestionControl: Send {
     }
 }
 
+/// The congestion controller a connection holds: one variant per
+/// algorithm, each stored inline.
+#[derive(Debug, Clone)]
+pub enum Cc {
+    NewReno(NewReno),
+}
+
+impl Cc {
+    /// A controller of the configured algorithm for a connection whose
+    /// segments carry `mss` bytes.
+    pub fn new(algorithm: CcAlgorithm, mss: usize) -> Cc {
+        match algorithm {
+            CcAlgorithm::NewReno => Cc::NewReno(NewReno::new(mss)),
+        }
+    }
+
+    fn inner(&self) -> &dyn CongestionControl {
+        match self {
+            Cc::NewReno(c) => c,
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn CongestionControl {
+        match self {
+            Cc::NewReno(c) => c,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.inner().name()
+    }
+    /// The congestion window.
+    pub fn window(&self) -> usize {
+        self.inner().window()
+    }
+    pub fn ssthresh(&self) -> usize {
+        self.inner().ssthresh()
+    }
+    /// New data was acknowledged outside recovery.
+    pub fn on_ack(&mut self, acked: usize, mss: usize) {
+        self.inner_mut().on_ack(acked, mss)
+    }
+    /// Third duplicate ACK: entering fast recovery with `flight` bytes
+    /// outstanding.
+    pub fn on_fast_retransmit(&mut self, flight: usize, mss: usize) {
+        self.inner_mut().on_fast_retransmit(flight, mss)
+    }
+    /// A further duplicate ACK during recovery.
+    pub fn on_dup_ack_in_recovery(&mut self, mss: usize) {
+        self.inner_mut().on_dup_ack_in_recovery(mss)
+    }
+    /// A partial ACK during recovery.
+    pub fn on_partial_ack(&mut self, acked: usize, mss: usize) {
+        self.inner_mut().on_partial_ack(acked, mss)
+    }
+    /// The recovery point was acknowledged.
+    pub fn on_recovery_end(&mut self, flight: usize, mss: usize) {
+        self.inner_mut().on_recovery_end(flight, mss)
+    }
+    /// The retransmission timer expired.
+    pub fn on_rto(&mut self, flight: usize, mss: usize) {
+        self.inner_mut().on_rto(flight, mss)
+    }
+    /// After an idle period longer than the RTO.
+    pub fn on_idle_restart(&mut self, mss: usize) {
+        self.inner_mut().on_idle_restart(mss)
+    }
+}
+
 /// RFC 5681 section 3.1: the initial window.
 pub fn initial_window(mss: usize) -> usize {
     if mss > 2190 {
@@ -41,7 +117,7 @@ pub fn initial_window(mss: usize) -> usize {
 }
 
 /// NewReno.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReno {
     cwnd: usize,
     ssthresh: usize,
@@ -153,5 +229,35 @@ mod tests {
         assert_eq!(cc.window(), 12000);
         cc.on_recovery_end(8000, mss);
         assert_eq!(cc.window(), 9000);
+    }
+
+    #[test]
+    fn enum_dispatches_to_the_configured_algorithm() {
+        let mss = 1000;
+        let mut cc = Cc::new(CcAlgorithm::NewReno, mss);
+        let mut reno = NewReno::new(mss);
+        assert_eq!(cc.name(), "newreno");
+        // The same events through the enum and on the bare algorithm.
+        cc.on_ack(1000, mss);
+        reno.on_ack(1000, mss);
+        cc.on_fast_retransmit(20000, mss);
+        reno.on_fast_retransmit(20000, mss);
+        cc.on_dup_ack_in_recovery(mss);
+        reno.on_dup_ack_in_recovery(mss);
+        cc.on_partial_ack(3000, mss);
+        reno.on_partial_ack(3000, mss);
+        cc.on_recovery_end(8000, mss);
+        reno.on_recovery_end(8000, mss);
+        cc.on_rto(6000, mss);
+        reno.on_rto(6000, mss);
+        cc.on_idle_restart(mss);
+        reno.on_idle_restart(mss);
+        let Cc::NewReno(inner) = &cc;
+        assert_eq!(inner, &reno);
+        assert_eq!(cc.window(), reno.window());
+        assert_eq!(cc.ssthresh(), 3000);
+        // Held inline: the controller is its state, no pointer to a heap
+        // object.
+        assert_eq!(std::mem::size_of::<Cc>(), std::mem::size_of::<NewReno>());
     }
 }

@@ -27,6 +27,13 @@ impl IsnGenerator {
         }
     }
 
+    /// A generator with a chosen secret: the same sequence numbers in every
+    /// run, for seeded simulations and tests (never in production, where
+    /// the secret must be unpredictable).
+    pub fn with_secret(secret: [u64; 2]) -> IsnGenerator {
+        IsnGenerator { secret }
+    }
+
     pub fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
         let mut h = DefaultHasher::new();
         self.secret.hash(&mut h);

@@ -16,7 +16,7 @@ pub mod timewait;
 #[cfg(test)]
 mod tests;
 
-pub use cc::{CongestionControl, NewReno};
+pub use cc::{Cc, CongestionControl, NewReno};
 pub use seq::Seq;
 pub use table::{ConnId, TcpTable};
 pub use tcb::{State, Tcb};
@@ -75,10 +75,9 @@ pub struct TcpConfig {
 }
 
 impl TcpConfig {
-    pub fn new_cc(&self, mss: usize) -> Box<dyn CongestionControl> {
-        match self.cc {
-            CcAlgorithm::NewReno => Box::new(NewReno::new(mss)),
-        }
+    /// A congestion controller for a new connection (no allocation).
+    pub fn new_cc(&self, mss: usize) -> Cc {
+        Cc::new(self.cc, mss)
     }
 }
 

@@ -10,7 +10,7 @@
 //! [`Tcb::next_deadline`].
 
 use super::buffer::{RecvBuffer, SendBuffer};
-use super::cc::CongestionControl;
+use super::cc::Cc;
 use super::rtt::RttEstimator;
 use super::seq::Seq;
 use super::timewait::TimeWait;
@@ -148,7 +148,7 @@ pub struct Tcb {
     rtt: RttEstimator,
     /// Karn: the segment being timed (without timestamps).
     rtt_timed: Option<(Seq, Instant)>,
-    cc: Box<dyn CongestionControl>,
+    cc: Cc,
     dup_acks: u32,
     in_recovery: bool,
     recover: Seq,
