@@ -257,7 +257,8 @@ counters! {
     tcp_time_wait,
     /// SYN-ACKs sent with a SYN cookie (no state kept; RFC 4987 3.6).
     tcp_syncookies_sent,
-    /// ACKs carrying a valid cookie: connections built from them.
+    /// ACKs carrying a valid cookie (each builds a connection, table room
+    /// permitting: else `tcp_accept_table_full`).
     tcp_syncookies_ok,
     /// ACKs at a listener, while cookies were being sent, that matched no
     /// connection, no half-open one and no cookie (answered with RST).

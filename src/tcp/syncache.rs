@@ -390,6 +390,7 @@ impl SynDefence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{TcpFlags, TcpRepr};
     use std::net::{Ipv4Addr, SocketAddrV4};
 
     fn entry(port: u16, n: u16, sent: Instant) -> SynEntry {
@@ -410,6 +411,64 @@ mod tests {
             sent,
             retransmits: 0,
             next_retransmit: sent,
+        }
+    }
+
+    proptest::proptest! {
+        /// The cache's SYN-ACK is the one a Tcb sends for the same SYN,
+        /// whatever the SYN offers and whatever we are configured to take.
+        #[test]
+        fn the_syn_ack_is_what_a_tcb_sends(
+            mss in proptest::option::of(0u16..10000),
+            ws in proptest::option::of(0u8..20),
+            sack in proptest::bool::ANY,
+            ts in proptest::option::of(proptest::num::u32::ANY),
+            cfg_bits in 0u8..8,
+            rx_buffer in 4096usize..(4 << 20),
+            irs in proptest::num::u32::ANY,
+        ) {
+            use crate::wire::TcpOptions;
+            let cfg = TcpConfig {
+                window_scaling: cfg_bits & 1 != 0,
+                sack: cfg_bits & 2 != 0,
+                timestamps: cfg_bits & 4 != 0,
+                rx_buffer,
+                ..TcpConfig::default()
+            };
+            let opts = TcpOptions {
+                mss,
+                window_scale: ws,
+                sack_permitted: sack,
+                timestamps: ts.map(|v| (v, 0)),
+                ..Default::default()
+            };
+            let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+            let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 4000);
+            let syn = TcpRepr {
+                src_port: 4000,
+                dst_port: 80,
+                seq_number: irs,
+                ack_number: 0,
+                flags: TcpFlags::SYN,
+                window_len: 1234,
+                urgent_at: 0,
+                options: opts,
+            };
+            let now = Instant::from_millis(123_456);
+            let mut tcb = Tcb::accept(&cfg, now, local, remote, 99, 0, &syn);
+            let mut sent = Vec::new();
+            tcb.dispatch(now, &mut |r: &TcpRepr, _: &[u8], _: &[u8]| {
+                sent.push(*r);
+                true
+            });
+            let key = FlowKey { local_port: 80, remote };
+            let peer = PeerSyn::negotiate(&cfg, &opts);
+            let tsval = super::super::tcb::ts_now(now).max(1);
+            let ours = syn_ack(&cfg, &key, 99, irs, &peer, (tsval, ts.unwrap_or(0)));
+            proptest::prop_assert_eq!(sent, vec![ours]);
+            // And the Tcb built from the ACK negotiates the same again.
+            let rebuilt = Tcb::accept(&cfg, now, local, remote, 99, 0, &peer.syn_repr(80, 4000, irs, ts.unwrap_or(0), 1234));
+            proptest::prop_assert_eq!(rebuilt.mss, tcb.mss);
         }
     }
 
