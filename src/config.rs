@@ -475,6 +475,11 @@ fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, Confi
             .parse()
             .map_err(|e| ConfigError::BadTcp(format!("--tcp-syncookies {e}")))?;
     }
+    if t.syn_cache == 0 && t.syncookies == crate::tcp::SynCookieMode::Never {
+        return bad(
+            "--tcp-syn-cache 0 with --tcp-syncookies never: no SYN would be answered".into(),
+        );
+    }
     Ok(t)
 }
 
@@ -529,11 +534,11 @@ mod tests {
         assert_eq!(t.syn_cache, 64);
         assert_eq!(t.syncookies, crate::tcp::SynCookieMode::Always);
         let file: FileConfig =
-            toml::from_str("tcp-syn-cache = 0\ntcp-syncookies = \"never\"\n").unwrap();
+            toml::from_str("tcp-syn-cache = 16\ntcp-syncookies = \"never\"\n").unwrap();
         let t = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file)
             .unwrap()
             .tcp;
-        assert_eq!(t.syn_cache, 0);
+        assert_eq!(t.syn_cache, 16);
         assert_eq!(t.syncookies, crate::tcp::SynCookieMode::Never);
         let d = TcpConfig::default();
         assert_eq!(
@@ -581,6 +586,7 @@ mod tests {
             &["--tcp-max-conns", "0"],
             &["--tcp-syncookies", "sometimes"],
             &["--tcp-syn-cache", "2000000"],
+            &["--tcp-syn-cache", "0", "--tcp-syncookies", "never"],
         ] {
             let mut a = vec!["--ip", "198.18.0.1/24"];
             a.extend_from_slice(bad);

@@ -196,10 +196,15 @@ impl<P: BufPool> Net<P> {
                 }
                 return self.dispatch_half_open(&SynEntry { ts_recent, ..e }, true);
             }
-            // Fourth check: a SYN in a passive SYN-RECEIVED returns it to
-            // LISTEN (as Tcb does); the peer's next SYN starts afresh.
-            self.syn.cache.remove(key);
-            return self.drop_frame(DropReason::TcpNoConnection);
+            // First check: in the receive window (a fresh ring's)? Then
+            // fourth: a SYN in a passive SYN-RECEIVED returns it to LISTEN
+            // (as Tcb does); the peer's next SYN starts afresh.
+            let offset = seg.seq_number.wrapping_sub(e.irs.wrapping_add(1));
+            if (offset as usize) < self.tcp.cfg.rx_buffer {
+                self.syn.cache.remove(key);
+                return self.drop_frame(DropReason::TcpNoConnection);
+            }
+            return self.drop_frame(DropReason::TcpOutOfWindow);
         }
         if !f.ack() {
             // Fifth check: no ACK, no use.

@@ -2058,9 +2058,11 @@ fn a_cache_entry_takes_resets_syns_and_its_ack_as_syn_received_would() {
     assert_eq!(r.core.syn_cache().len(), 1);
     rst(&mut r, 11);
     assert_eq!(r.core.syn_cache().len(), 0);
-    // A SYN with another ISS returns it to LISTEN (dropped); the next
-    // one starts afresh.
+    // A SYN with another ISS: outside the window, dropped; inside, it
+    // returns the entry to LISTEN (dropped too); the next one starts afresh.
     assert_eq!(syn(&mut r, 10).len(), 1);
+    assert!(syn(&mut r, 10u32.wrapping_sub(5000)).is_empty());
+    assert_eq!(r.core.syn_cache().len(), 1);
     assert!(syn(&mut r, 5000).is_empty());
     assert_eq!(r.core.syn_cache().len(), 0);
     let s = syn(&mut r, 10);
