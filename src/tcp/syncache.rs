@@ -11,7 +11,7 @@
 //! the entry even when it lands elsewhere (af_packet's fanout rolls flows
 //! over when a ring is full, as under a flood).
 //!
-//! Bounded: `capacity` entries of about 50 bytes, a hash index sized once,
+//! Bounded: `capacity` slots of 64 bytes, a hash index sized once,
 //! and its own timer wheel (handles are entry indices; a stale wheel entry,
 //! whose tick is not the one its entry last armed, is ignored).
 //!
@@ -500,6 +500,13 @@ mod tests {
         assert!(c.is_empty());
         assert_eq!(c.half_open(80), 0);
         assert_eq!(c.wheel.entries(), 0);
+    }
+
+    #[test]
+    fn entries_are_compact() {
+        // Tens of bytes an entry, against a Tcb and two rings.
+        assert!(std::mem::size_of::<SynEntry>() <= 48);
+        assert!(std::mem::size_of::<Slot>() <= 64);
     }
 
     #[test]
