@@ -503,6 +503,62 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_built_from_the_ack_takes_it_as_if_it_had_sent_the_syn_ack() {
+        use crate::stats::Counters;
+        use crate::tcp::State;
+        let cfg = TcpConfig::default();
+        let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 4000);
+        let peer = PeerSyn {
+            mss: 1460,
+            window_scale: Some(2),
+            sack: true,
+            timestamps: false,
+        };
+        let syn = peer.syn_repr(80, 4000, 1000, 0, 100);
+        let sent = Instant::from_millis(1000);
+        let now = Instant::from_millis(1030);
+        let ack = TcpRepr {
+            src_port: 4000,
+            dst_port: 80,
+            seq_number: 1001,
+            ack_number: 501,
+            flags: TcpFlags::ACK,
+            window_len: 100,
+            urgent_at: 0,
+            options: Default::default(),
+        };
+        let mut c = Counters::default();
+        let sent_by = |t: &mut Tcb| {
+            let mut out = Vec::new();
+            t.dispatch(now, &mut |r: &TcpRepr, _: &[u8], _: &[u8]| {
+                out.push(*r);
+                true
+            });
+            out
+        };
+        let mut t = Tcb::accept(&cfg, sent, local, remote, 500, 0, &syn);
+        t.syn_ack_sent(now, Some(sent));
+        t.process(now, &ack, b"", &mut c);
+        let out = sent_by(&mut t);
+        assert_eq!(t.state, State::Established);
+        assert_eq!(c.tcp_accepted, 1);
+        assert!(out.is_empty(), "no SYN-ACK again: {out:?}");
+        assert_eq!(t.next_deadline(), None);
+        assert_eq!(
+            t.srtt(),
+            Some(Duration::from_millis(30)),
+            "timed from the first SYN-ACK"
+        );
+        // Without it, the ACK acknowledges a SYN-ACK never sent: RST.
+        let mut t = Tcb::accept(&cfg, sent, local, remote, 500, 0, &syn);
+        t.process(now, &ack, b"", &mut c);
+        let out = sent_by(&mut t);
+        assert_eq!(t.state, State::SynReceived);
+        assert!(out[0].flags.rst(), "{out:?}");
+    }
+
+    #[test]
     fn entries_are_compact() {
         // Tens of bytes an entry, against a Tcb and two rings.
         assert!(std::mem::size_of::<SynEntry>() <= 48);
