@@ -32,7 +32,8 @@
 //! (same 4-tuple, same RSS hash); but a segment that lands elsewhere (a
 //! handoff, the RSS table changed between SYN and ACK) still validates
 //! there, and the connection lives on the core that received its ACK,
-//! which is where the rest of its segments land. One secret per core would
+//! which is where the rest of its segments land (if that core, too, sent
+//! cookies lately: the caller's gate is per core). One secret per core would
 //! buy nothing: a core's secret is no better hidden than the process's.
 
 use super::TcpConfig;
