@@ -503,6 +503,23 @@ mod tests {
     }
 
     #[test]
+    fn waits_past_the_wheels_horizon_are_filed_again() {
+        // A 3 s RTO: the last waits (48 s, 96 s) pass the 51 s horizon.
+        let t0 = Instant::from_secs(10);
+        let mut c = SynCache::new(1, Duration::from_secs(3), t0);
+        assert!(c.insert(entry(80, 1, t0)));
+        let mut out = Vec::new();
+        let mut secs = Vec::new();
+        for s in 1..=400 {
+            out.clear();
+            c.expired(t0.plus(Duration::from_secs(s)), &mut out);
+            secs.extend(out.iter().map(|_| s));
+        }
+        assert_eq!(secs, vec![3, 9, 21, 45, 93, 189]);
+        assert!(c.is_empty());
+    }
+
+    #[test]
     fn a_connection_built_from_the_ack_takes_it_as_if_it_had_sent_the_syn_ack() {
         use crate::stats::Counters;
         use crate::tcp::State;
