@@ -74,6 +74,14 @@ pub struct Cli {
     /// Local ports for connections dpstack opens, LO-HI.
     #[arg(long, value_name = "LO-HI")]
     pub tcp_ports: Option<String>,
+    /// Half-open connections each core keeps in its SYN cache (0: none,
+    /// every SYN gets a cookie unless cookies are off).
+    #[arg(long, value_name = "N")]
+    pub tcp_syn_cache: Option<usize>,
+    /// SYN cookies: auto (when the SYN cache or the connection table has no
+    /// room), always, or never.
+    #[arg(long, value_name = "MODE")]
+    pub tcp_syncookies: Option<String>,
     /// The kernel exception path: off, tap[:IFNAME] or virtio-user[:IFNAME]
     /// (IFNAME defaults to dpk0).
     #[arg(long, value_name = "MODE")]
@@ -131,6 +139,8 @@ pub struct FileConfig {
     pub tcp_keepalive: Option<u64>,
     pub tcp_min_rto_ms: Option<u64>,
     pub tcp_ports: Option<String>,
+    pub tcp_syn_cache: Option<usize>,
+    pub tcp_syncookies: Option<String>,
     pub kni: Option<String>,
     pub kni_core: Option<usize>,
     pub kni_rate: Option<u64>,
@@ -450,6 +460,26 @@ fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, Confi
             }
         }
     }
+    if let Some(n) = cli.tcp_syn_cache.or(file.tcp_syn_cache) {
+        if n > 1_000_000 {
+            return bad(format!("--tcp-syn-cache {n}: at most 1000000"));
+        }
+        t.syn_cache = n;
+    }
+    if let Some(m) = cli
+        .tcp_syncookies
+        .clone()
+        .or_else(|| file.tcp_syncookies.clone())
+    {
+        t.syncookies = m
+            .parse()
+            .map_err(|e| ConfigError::BadTcp(format!("--tcp-syncookies {e}")))?;
+    }
+    if t.syn_cache == 0 && t.syncookies == crate::tcp::SynCookieMode::Never {
+        return bad(
+            "--tcp-syn-cache 0 with --tcp-syncookies never: no SYN would be answered".into(),
+        );
+    }
     Ok(t)
 }
 
@@ -488,6 +518,10 @@ mod tests {
                 "--tcp-nodelay",
                 "--tcp-time-wait-ms",
                 "500",
+                "--tcp-syn-cache",
+                "64",
+                "--tcp-syncookies",
+                "always",
             ]),
             &FileConfig::default(),
         )
@@ -497,6 +531,20 @@ mod tests {
         assert_eq!(t.delayed_ack, None);
         assert!(!t.nagle);
         assert_eq!(t.time_wait, Duration::from_millis(500));
+        assert_eq!(t.syn_cache, 64);
+        assert_eq!(t.syncookies, crate::tcp::SynCookieMode::Always);
+        let file: FileConfig =
+            toml::from_str("tcp-syn-cache = 16\ntcp-syncookies = \"never\"\n").unwrap();
+        let t = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file)
+            .unwrap()
+            .tcp;
+        assert_eq!(t.syn_cache, 16);
+        assert_eq!(t.syncookies, crate::tcp::SynCookieMode::Never);
+        let d = TcpConfig::default();
+        assert_eq!(
+            (d.syn_cache, d.syncookies),
+            (1024, crate::tcp::SynCookieMode::Auto)
+        );
     }
 
     #[test]
@@ -536,6 +584,9 @@ mod tests {
             &["--tcp-buffer", "10"],
             &["--tcp-delayed-ack-ms", "900"],
             &["--tcp-max-conns", "0"],
+            &["--tcp-syncookies", "sometimes"],
+            &["--tcp-syn-cache", "2000000"],
+            &["--tcp-syn-cache", "0", "--tcp-syncookies", "never"],
         ] {
             let mut a = vec!["--ip", "198.18.0.1/24"];
             a.extend_from_slice(bad);

@@ -404,7 +404,7 @@ fn run(
     let steering = (n > 1).then(|| {
         Arc::new(Steering::<dpdk::Mbuf>::new(
             n,
-            cfg.tcp.max_connections * n,
+            (cfg.tcp.max_connections + cfg.tcp.syn_cache) * n,
             HANDOFF_QUEUE,
         ))
     });

@@ -21,8 +21,10 @@ use crate::kni::{KniPolicy, KniShared};
 use crate::stats::flows::{FlowId, FlowLog, Transport};
 use crate::stats::{Counters, DropReason};
 use crate::tcp::isn::IsnGenerator;
+use crate::tcp::syncache::{syn_ack, Expired, SynAction, SynCache, SynDefence, SynEntry};
+use crate::tcp::syncookie::{PeerSyn, SynCookies};
 use crate::tcp::table::FlowKey;
-use crate::tcp::{event, tcb, Tcb, TcpConfig, TcpTable};
+use crate::tcp::{event, tcb, SynCookieMode, Tcb, TcpConfig, TcpTable};
 use crate::time::{Duration, Instant};
 use crate::udp::UdpTable;
 use crate::wire::{
@@ -78,6 +80,8 @@ pub struct CoreLimits {
     pub tcp: TcpConfig,
     /// The ISN secret, the same on every core.
     pub isn: IsnGenerator,
+    /// The SYN cookie secret, the same on every core (see syncookie.rs).
+    pub cookies: SynCookies,
     /// Flows each core keeps a record of (0: no records).
     pub flow_records: usize,
 }
@@ -94,6 +98,7 @@ impl Default for CoreLimits {
             reassembly: ReassemblyConfig::default(),
             tcp: TcpConfig::default(),
             isn: IsnGenerator::new(),
+            cookies: SynCookies::new(),
             flow_records: 0,
         }
     }
@@ -127,6 +132,8 @@ pub struct Net<P: BufPool> {
     /// sender: the receive buffer becomes the reply, to this MAC.
     reply_inplace: Option<EthernetAddress>,
     tcp: TcpTable,
+    /// Half-open connections and SYN cookies (SYN flood defence).
+    syn: SynDefence,
     /// Events for applications, raised while a segment or timer ran.
     tcp_events: Vec<(usize, TcpEvent)>,
     /// Connections whose timers fired (scratch).
@@ -204,6 +211,13 @@ impl<P: BufPool> Core<P> {
                 rx_inplace: None,
                 reply_inplace: None,
                 tcp,
+                syn: SynDefence::new(
+                    limits.tcp.syn_cache,
+                    limits.tcp.syncookies,
+                    limits.cookies,
+                    limits.tcp.rto_initial,
+                    Instant::ZERO,
+                ),
                 tcp_events: Vec::with_capacity(256),
                 tcp_expired: Vec::with_capacity(limits.tcp.max_connections),
                 next_tcp_gauges: Instant::ZERO,
@@ -323,6 +337,10 @@ impl<P: BufPool> Core<P> {
             .tcp
             .set_directory(s.directory.clone(), self.net.info.index);
         self.net
+            .syn
+            .cache
+            .set_directory(s.directory.clone(), self.net.info.index);
+        self.net
             .udp
             .set_directory(s.udp_directory.clone(), self.net.info.index);
         self.steering = Some(s);
@@ -359,8 +377,9 @@ impl<P: BufPool> Core<P> {
                 self.net.counters.steer_handoffs_out += 1;
             }
         }
-        self.net.counters.steer_directory_full =
-            self.net.tcp.directory_full + self.net.udp.directory_full;
+        self.net.counters.steer_directory_full = self.net.tcp.directory_full
+            + self.net.udp.directory_full
+            + self.net.syn.cache.directory_full;
     }
 
     /// Start the applications (they bind their ports) and, on the ARP
@@ -461,6 +480,7 @@ impl<P: BufPool> Core<P> {
         self.net.tx.clear();
         self.net.pending.clear();
         self.net.tcp.clear();
+        self.net.syn.cache.clear();
         self.handoff_out.clear();
         if let Some(s) = self.steering.as_ref() {
             // Frames handed to this core and never processed.
@@ -479,6 +499,11 @@ impl<P: BufPool> Core<P> {
     /// Bound UDP ports (connected sockets included) on this core.
     pub fn udp_sockets(&self) -> usize {
         self.net.udp.len()
+    }
+
+    /// The SYN cache, read-only (tests, diagnostics).
+    pub fn syn_cache(&self) -> &SynCache {
+        &self.net.syn.cache
     }
 
     /// The TCP table, read-only (tests, diagnostics).

@@ -60,27 +60,215 @@ impl<P: BufPool> Net<P> {
             self.drop_frame(DropReason::TcpNoConnection);
             return self.send_tcp_reset(&repr, data.len(), ip.src_addr);
         };
+        if self.syn.cache.get(&key).is_some() {
+            return self.process_half_open(&key, app, &repr, data);
+        }
         if f.rst() {
             return self.drop_frame(DropReason::TcpNoConnection);
         }
-        if f.ack() || !f.syn() {
+        if f.ack() {
+            // The ACK of a handshake answered with a cookie (RFC 4987 3.6),
+            // looked for only while cookies are out.
+            if !f.syn() && self.syn.cookies_recent(self.now) {
+                let local = SocketAddrV4::new(self.iface.ip.address(), repr.dst_port);
+                if let Some(c) = self.syn.cookies.check(self.now, local, remote, &repr) {
+                    self.counters.tcp_syncookies_ok += 1;
+                    let ts_recent = repr.options.timestamps.map_or(0, |t| t.0);
+                    let half = (c.irs, c.iss, c.peer, ts_recent, None);
+                    return self.establish(&key, app, half, &repr, data);
+                }
+                self.counters.tcp_syncookies_failed += 1;
+            }
             self.drop_frame(DropReason::TcpNoConnection);
-            if f.ack() {
-                self.send_tcp_reset(&repr, data.len(), ip.src_addr);
+            return self.send_tcp_reset(&repr, data.len(), ip.src_addr);
+        }
+        if !f.syn() {
+            return self.drop_frame(DropReason::TcpNoConnection);
+        }
+        self.process_listen_syn(&key, &repr);
+    }
+
+    /// RFC 9293 3.10.7.2, LISTEN, third check (a SYN), by the SYN flood
+    /// policy (syncache.rs): a SYN cache entry, a cookie, or no room.
+    /// Either way no connection yet: it is built from the ACK.
+    fn process_listen_syn(&mut self, key: &FlowKey, syn: &TcpRepr) {
+        let port = key.local_port;
+        let mode = self.syn.mode;
+        let table_full = if mode == SynCookieMode::Never {
+            !self.tcp.make_room()
+        } else {
+            // No TIME-WAIT recycled per SYN of a flood: that waits for the
+            // ACK.
+            self.tcp.is_full()
+        };
+        if mode != SynCookieMode::Always && !self.syn.has_room(port) {
+            self.counters.tcp_syn_cache_full += 1;
+        }
+        let peer = PeerSyn::negotiate(&self.tcp.cfg, &syn.options);
+        let mut action = self.syn.decide(port, table_full);
+        if action == SynAction::Cache {
+            let local = SocketAddrV4::new(self.iface.ip.address(), port);
+            let entry = SynEntry {
+                key: *key,
+                irs: syn.seq_number,
+                iss: self.tcp.isn.isn(self.now, local, key.remote),
+                peer,
+                ts_recent: syn.options.timestamps.map_or(0, |t| t.0),
+                sent: self.now,
+                retransmits: 0,
+                next_retransmit: self.now,
+            };
+            if self.syn.cache.insert(entry) {
+                self.counters.tcp_syn_cache_added += 1;
+                return self.dispatch_half_open(&entry, false);
+            }
+            // Only a table of ports full of closed listeners' entries.
+            action = if mode == SynCookieMode::Never {
+                SynAction::Drop
+            } else {
+                SynAction::Cookie
+            };
+        }
+        match action {
+            SynAction::Cookie => self.dispatch_cookie(key, syn.seq_number, peer, syn),
+            SynAction::Refuse => {
+                self.counters.tcp_syn_refused += 1;
+                self.send_tcp_reset(syn, 0, *key.remote.ip());
+            }
+            _ => self.drop_frame(DropReason::QueueFull),
+        }
+    }
+
+    /// Answer a SYN with a cookie: nothing kept (RFC 4987 3.6).
+    fn dispatch_cookie(&mut self, key: &FlowKey, irs: u32, peer: PeerSyn, syn: &TcpRepr) {
+        let mut p = peer.for_cookie();
+        let tsval = if p.timestamps {
+            SynCookies::tsval(tcb::ts_now(self.now), &p)
+        } else {
+            None
+        };
+        if tsval.is_none() {
+            // No timestamp to carry the options in.
+            p = PeerSyn {
+                timestamps: false,
+                ..p
+            }
+            .for_cookie();
+        }
+        let local = SocketAddrV4::new(self.iface.ip.address(), key.local_port);
+        let iss = self.syn.cookies.iss(self.now, local, key.remote, irs, &p);
+        let ecr = syn.options.timestamps.map_or(0, |t| t.0);
+        let repr = syn_ack(&self.tcp.cfg, key, iss, irs, &p, (tsval.unwrap_or(0), ecr));
+        if self.dispatch_tcp(*key.remote.ip(), &repr, &[], &[]).is_ok() {
+            self.counters.tcp_tx_segments += 1;
+            self.counters.tcp_syncookies_sent += 1;
+            self.syn.cookie_sent(self.now);
+        }
+    }
+
+    /// Send a half-open connection's SYN-ACK (again, if `retransmit`).
+    fn dispatch_half_open(&mut self, e: &SynEntry, retransmit: bool) {
+        let ts = (tcb::ts_now(self.now).max(1), e.ts_recent);
+        let repr = syn_ack(&self.tcp.cfg, &e.key, e.iss, e.irs, &e.peer, ts);
+        if self
+            .dispatch_tcp(*e.key.remote.ip(), &repr, &[], &[])
+            .is_ok()
+        {
+            self.counters.tcp_tx_segments += 1;
+            self.counters.tcp_retransmits += retransmit as u64;
+        }
+    }
+
+    /// A segment for a half-open connection in the SYN cache: SYN-RECEIVED
+    /// of RFC 9293 3.10.7.4 until the ACK, which builds the connection.
+    fn process_half_open(&mut self, key: &FlowKey, app: usize, seg: &TcpRepr, data: &[u8]) {
+        let Some(&e) = self.syn.cache.get(key) else {
+            return;
+        };
+        let f = seg.flags;
+        if f.rst() {
+            // RFC 5961 3.2: only the exact sequence number resets; then
+            // the passive open returns to LISTEN.
+            if seg.seq_number == e.irs.wrapping_add(1) {
+                self.syn.cache.remove(key);
+                self.counters.tcp_rst_received += 1;
+            } else {
+                self.drop_frame(DropReason::TcpOutOfWindow);
             }
             return;
         }
+        if f.syn() {
+            if !f.ack() && seg.seq_number == e.irs {
+                // The same SYN again: our SYN-ACK was lost.
+                let ts_recent = seg.options.timestamps.map_or(e.ts_recent, |t| t.0);
+                if let Some(x) = self.syn.cache.get_mut(key) {
+                    x.ts_recent = ts_recent;
+                }
+                return self.dispatch_half_open(&SynEntry { ts_recent, ..e }, true);
+            }
+            // First check: in the receive window (a fresh ring's)? Then
+            // fourth: a SYN in a passive SYN-RECEIVED returns it to LISTEN
+            // (as Tcb does); the peer's next SYN starts afresh.
+            let offset = seg.seq_number.wrapping_sub(e.irs.wrapping_add(1));
+            if (offset as usize) < self.tcp.cfg.rx_buffer {
+                self.syn.cache.remove(key);
+                return self.drop_frame(DropReason::TcpNoConnection);
+            }
+            return self.drop_frame(DropReason::TcpOutOfWindow);
+        }
+        if !f.ack() {
+            // Fifth check: no ACK, no use.
+            return self.drop_frame(DropReason::TcpNoConnection);
+        }
+        if seg.ack_number != e.iss.wrapping_add(1) {
+            // An unacceptable ACK in SYN-RECEIVED: <SEQ=SEG.ACK><CTL=RST>.
+            self.counters.tcp_bad_ack += 1;
+            self.drop_frame(DropReason::TcpNoConnection);
+            return self.send_tcp_reset(seg, data.len(), *key.remote.ip());
+        }
         if !self.tcp.make_room() {
-            self.counters.tcp_syn_refused += 1;
-            return self.send_tcp_reset(&repr, data.len(), ip.src_addr);
+            // Keep the entry: its next SYN-ACK draws the ACK again.
+            self.counters.tcp_accept_table_full += 1;
+            return self.drop_frame(DropReason::QueueFull);
         }
-        let local = SocketAddrV4::new(self.iface.ip.address(), repr.dst_port);
-        let iss = self.tcp.isn.isn(self.now, local, remote);
-        let tcb = Tcb::accept(&self.tcp.cfg, self.now, local, remote, iss, app, &repr);
-        if let Some(id) = self.tcp.insert(self.now, Box::new(tcb)) {
-            self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
-            self.run_tcb(id.index, |_, _, _| {});
-        }
+        let first_sent = (e.retransmits == 0).then_some(e.sent);
+        let half = (e.irs, e.iss, e.peer, e.ts_recent, first_sent);
+        self.establish(key, app, half, seg, data);
+        // Now that the connection is in the table (and the directory: no
+        // moment where another core finds neither).
+        self.syn.cache.remove(key);
+    }
+
+    /// The handshake of `key` completed (`ack` acknowledged our SYN-ACK):
+    /// build the connection as `Tcb::accept` would have from the SYN, mark
+    /// its SYN-ACK sent, and let it take the ACK and its data. `half`:
+    /// (IRS, ISS, the SYN's options, the peer's latest TSval, when the only
+    /// SYN-ACK left).
+    fn establish(
+        &mut self,
+        key: &FlowKey,
+        app: usize,
+        half: (u32, u32, PeerSyn, u32, Option<Instant>),
+        ack: &TcpRepr,
+        data: &[u8],
+    ) {
+        let (irs, iss, peer, ts_recent, first_sent) = half;
+        let local = SocketAddrV4::new(self.iface.ip.address(), key.local_port);
+        let syn = peer.syn_repr(
+            key.local_port,
+            key.remote.port(),
+            irs,
+            ts_recent,
+            ack.window_len,
+        );
+        let mut tcb = Tcb::accept(&self.tcp.cfg, self.now, local, key.remote, iss, app, &syn);
+        tcb.syn_ack_sent(self.now, first_sent);
+        let Some(id) = self.tcp.insert(self.now, Box::new(tcb)) else {
+            self.counters.tcp_accept_table_full += 1;
+            return self.drop_frame(DropReason::QueueFull);
+        };
+        self.record_flow_in(Transport::Tcp, key.local_port, key.remote, data.len());
+        self.run_tcb(id.index, |t, now, c| t.process(now, ack, data, c));
     }
 
     /// Take a connection out, run `f` on it, send what it has to send,
@@ -244,6 +432,7 @@ impl<P: BufPool> Net<P> {
             self.run_tcb(index, |t, now, c| t.on_timer(now, c));
         }
         self.tcp_expired = expired;
+        self.poll_syn_cache();
         if self.now >= self.next_tcp_gauges {
             self.next_tcp_gauges = self.now.plus(GAUGE_INTERVAL);
             use crate::tcp::State;
@@ -259,10 +448,31 @@ impl<P: BufPool> Net<P> {
             c.tcp_closing = t.count_state(State::Closing) as u64;
             c.tcp_last_ack = t.count_state(State::LastAck) as u64;
             c.tcp_time_wait_recycled = t.time_wait_recycled;
+            c.tcp_half_open = self.syn.cache.len() as u64;
             if let Some(log) = self.flows.as_ref() {
                 self.counters.flow_records = log.len() as u64;
             }
         }
+    }
+
+    /// Retransmit the SYN cache's SYN-ACKs that are due, forget the entries
+    /// out of retransmissions (and those whose listener went away).
+    fn poll_syn_cache(&mut self) {
+        let mut expired = std::mem::take(&mut self.syn.expired);
+        expired.clear();
+        self.syn.cache.expired(self.now, &mut expired);
+        for x in &expired {
+            match x {
+                Expired::Retransmit(e) if self.tcp.listener(e.key.local_port).is_some() => {
+                    self.dispatch_half_open(e, true)
+                }
+                Expired::Retransmit(e) => {
+                    self.syn.cache.remove(&e.key);
+                }
+                Expired::TimedOut(_) => self.counters.tcp_syn_cache_timeouts += 1,
+            }
+        }
+        self.syn.expired = expired;
     }
 
     /// Run an application's call on its own connection.

@@ -954,6 +954,8 @@ fn closed_ports_get_rst_and_a_full_table_refuses_syns() {
     let limits = CoreLimits {
         tcp: crate::tcp::TcpConfig {
             max_connections: 2,
+            // Otherwise a cookie answers: see the SYN flood tests.
+            syncookies: crate::tcp::SynCookieMode::Never,
             ..Default::default()
         },
         ..Default::default()
@@ -1191,11 +1193,13 @@ fn segments_reaching_the_wrong_core_are_handed_to_the_owner() {
         0
     );
     // The flow records say the same: the connection was handled start to
-    // finish on core 0, two of its three segments received by core 1;
-    // core 1 handled no flow.
+    // finish on core 0, its two segments after the SYN received by core 1;
+    // core 1 handled no flow. (A flow is recorded from the ACK that makes
+    // it a connection: the SYN and SYN-ACK of a half-open one are not, or
+    // a spoofed SYN flood would fill the records.)
     let r = host_port_7_record(&cores[0]);
-    assert_eq!((r.packets_in, r.bytes_in, r.handed_in), (3, 4, 2));
-    assert_eq!((r.packets_out, r.bytes_out), (2, 4), "SYN-ACK and the echo");
+    assert_eq!((r.packets_in, r.bytes_in, r.handed_in), (2, 4, 2));
+    assert_eq!((r.packets_out, r.bytes_out), (1, 4), "the echo");
     assert_eq!(cores[0].net.flow_log().unwrap().len(), 1);
     assert!(cores[1].net.flow_log().unwrap().is_empty());
     drop(steering);
@@ -1273,7 +1277,7 @@ fn a_datagram_reassembled_on_the_wrong_core_is_handed_over_as_fragments() {
         assert_eq!(c.net.counters.total_drops(), 0);
     }
     let r = host_port_7_record(&cores[0]);
-    assert_eq!((r.packets_in, r.bytes_in, r.handed_in), (13, 3000, 1));
+    assert_eq!((r.packets_in, r.bytes_in, r.handed_in), (12, 3000, 1));
     assert!(cores[1].net.flow_log().unwrap().is_empty());
     drop(steering);
     no_leaks(cores, view);
@@ -1669,5 +1673,503 @@ fn frames_from_our_own_mac_are_neither_answered_nor_given_to_the_kernel() {
     // From another station, the same frame goes to the kernel.
     r.rx(&ns);
     assert_eq!(drain_kernel(&k).len(), 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+// ---- SYN flood defence -----------------------------------------------------
+
+use crate::tcp::syncookie::TS_BITS;
+use crate::tcp::table::FlowKey;
+use crate::tcp::SynCookieMode;
+
+const GW_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+const GW_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xfe]);
+
+/// A TCP segment from `src` (any address) to our port 80.
+fn tcp_seg_from(
+    src: SocketAddrV4,
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+    window: u16,
+    options: TcpOptions,
+    payload: &[u8],
+) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: src.port(),
+        dst_port: 80,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: window,
+        urgent_at: 0,
+        options,
+    };
+    let hl = repr.header_len();
+    let mut l4 = vec![0u8; hl + payload.len()];
+    l4[hl..].copy_from_slice(payload);
+    let mut p = TcpPacket::new_unchecked(&mut l4[..]);
+    repr.emit(&mut p);
+    p.fill_checksum(src.ip(), &OUR_IP);
+    let ip = Ipv4Repr {
+        src_addr: *src.ip(),
+        dst_addr: OUR_IP,
+        next_header: IpProtocol::Tcp,
+        payload_len: l4.len(),
+        hop_limit: 64,
+    };
+    let (mut v, l2) = eth(OUR_MAC, EtherType::Ipv4, ip.buffer_len() + l4.len());
+    let mut p = Ipv4Packet::new_unchecked(&mut v[l2..]);
+    ip.emit(&mut p, false);
+    p.payload_mut().copy_from_slice(&l4);
+    p.fill_checksum();
+    v
+}
+
+/// The TCP segments we sent to `dst`: header and payload.
+fn tcp_to(frames: &[Vec<u8>], dst: Ipv4Addr) -> Vec<(TcpRepr, Vec<u8>)> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let ip = Ipv4Packet::new_checked(&f[14..]).ok()?;
+            if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != dst {
+                return None;
+            }
+            let p = TcpPacket::new_checked(ip.payload()).unwrap();
+            let r = TcpRepr::parse(&p, &OUR_IP, &dst, true).expect("valid checksum");
+            Some((r, p.payload().to_vec()))
+        })
+        .collect()
+}
+
+fn opts(mss: u16, ws: Option<u8>, sack: bool, ts: Option<(u32, u32)>) -> TcpOptions {
+    TcpOptions {
+        mss: Some(mss),
+        window_scale: ws,
+        sack_permitted: sack,
+        timestamps: ts,
+        ..Default::default()
+    }
+}
+
+/// A rig that knows the host's and the gateway's MACs (replies to spoofed
+/// off-link sources go to the gateway).
+fn flood_rig(apps: &[&str], tcp: crate::tcp::TcpConfig) -> Rig {
+    let mut r = rig_with(
+        apps,
+        CoreLimits {
+            tcp,
+            ..Default::default()
+        },
+    );
+    r.learn_host();
+    r.rx(&arp_frame(
+        ArpOperation::Request,
+        GW_MAC,
+        GW_IP,
+        OUR_IP,
+        EthernetAddress::BROADCAST,
+    ));
+    r.tick(Duration::from_millis(1));
+    r.take_tx();
+    r
+}
+
+/// A client at the host opens a connection to the http app (timestamps,
+/// window scale, SACK, as Linux) and asks for a page; true if served.
+fn http_client_served(r: &mut Rig, sport: u16) -> bool {
+    let me = SocketAddrV4::new(HOST_IP, sport);
+    let ts = r.now.millis() as u32;
+    r.rx(&tcp_seg_from(
+        me,
+        1000,
+        0,
+        SYN,
+        64240,
+        opts(1460, Some(7), true, Some((ts, 0))),
+        b"",
+    ));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    let Some((synack, _)) = out.first() else {
+        return false;
+    };
+    assert_eq!(synack.flags, SYN | ACK);
+    let echo = synack.options.timestamps.map_or(0, |t| t.0);
+    let ack = synack.seq_number.wrapping_add(1);
+    let o = TcpOptions {
+        timestamps: Some((ts + 1, echo)),
+        ..Default::default()
+    };
+    r.rx(&tcp_seg_from(me, 1001, ack, ACK, 502, o, b""));
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    r.rx(&tcp_seg_from(
+        me,
+        1001,
+        ack,
+        ACK | TcpFlags::PSH,
+        502,
+        o,
+        req,
+    ));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    out.iter()
+        .any(|(_, d)| d.starts_with(b"HTTP/1.1 200 OK\r\n"))
+}
+
+/// One spoofed SYN from off-link source `i` (no options, as hping3's).
+fn spoofed_syn(i: u32) -> Vec<u8> {
+    let src = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | i), 1024 + (i % 60000) as u16);
+    tcp_seg_from(
+        src,
+        i.wrapping_mul(2654435761),
+        0,
+        SYN,
+        512,
+        TcpOptions::default(),
+        b"",
+    )
+}
+
+#[test]
+fn a_spoofed_syn_flood_does_not_keep_clients_out() {
+    let tcp = crate::tcp::TcpConfig {
+        syn_cache: 64,
+        max_connections: 256,
+        ..Default::default()
+    };
+    let mut r = flood_rig(&["http:80:100"], tcp);
+    let mut served = 0;
+    for i in 0..4000u32 {
+        r.rx(&spoofed_syn(i));
+        // Every SYN is answered (a cache entry or a cookie), none refused.
+        assert_eq!(
+            tcp_to(&r.take_tx(), GW_IP).len(),
+            0,
+            "via the gateway's MAC"
+        );
+        if i % 100 == 99 {
+            r.tick(Duration::from_millis(50));
+            r.take_tx();
+        }
+        if i % 500 == 499 {
+            assert!(
+                http_client_served(&mut r, 20000 + i as u16),
+                "during, at {i}"
+            );
+            served += 1;
+        }
+        assert!(r.core.syn_cache().len() <= 64);
+    }
+    let c = &r.core.net.counters;
+    assert_eq!(
+        c.tcp_syn_cache_added, 32,
+        "the listener's half of the cache"
+    );
+    assert_eq!(c.tcp_syncookies_sent, 4000 - 32 + served);
+    assert_eq!(c.tcp_syncookies_ok, served);
+    assert_eq!(c.tcp_accepted, served);
+    assert_eq!((c.tcp_rst_sent, c.tcp_syn_refused), (0, 0));
+    // Only the clients' connections hold a Tcb.
+    assert_eq!(r.core.tcp_connections(), served as usize);
+    // After it: the cache's entries time out, and a client takes one.
+    for _ in 0..70 {
+        r.tick(Duration::from_secs(1));
+        r.take_tx();
+    }
+    assert_eq!(r.core.syn_cache().len(), 0);
+    assert_eq!(r.core.net.counters.tcp_syn_cache_timeouts, 32);
+    assert!(http_client_served(&mut r, 1));
+    assert_eq!(r.core.net.counters.tcp_syn_cache_added, 33);
+    assert_eq!(r.core.net.counters.tcp_syncookies_ok, served);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+
+    // The control: without cookies the same flood keeps the client out.
+    let mut r = flood_rig(
+        &["http:80:100"],
+        crate::tcp::TcpConfig {
+            syncookies: SynCookieMode::Never,
+            ..tcp
+        },
+    );
+    for i in 0..100u32 {
+        r.rx(&spoofed_syn(i));
+        r.take_tx();
+    }
+    assert!(!http_client_served(&mut r, 2));
+    assert_eq!(r.core.net.counters.tcp_syn_cache_full, 100 - 32 + 1);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn a_full_connection_table_answers_with_cookies_not_resets() {
+    let tcp = crate::tcp::TcpConfig {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let mut r = flood_rig(&["http:80:100"], tcp);
+    assert!(http_client_served(&mut r, 1));
+    assert!(http_client_served(&mut r, 2));
+    assert_eq!(r.core.net.counters.tcp_syn_cache_added, 2);
+    // The table is full: a cookie answers, and its ACK finds no room: it
+    // is dropped (no RST), counted; the client's retransmission would try
+    // again.
+    assert!(!http_client_served(&mut r, 3));
+    let c = &r.core.net.counters;
+    assert_eq!((c.tcp_syncookies_sent, c.tcp_syncookies_ok), (1, 2));
+    assert_eq!(c.tcp_accept_table_full, 2, "the ACK and the request");
+    assert_eq!((c.tcp_rst_sent, c.tcp_syn_refused), (0, 0));
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn a_cookie_connection_has_the_negotiated_mss_wscale_sack_and_timestamps() {
+    let tcp = crate::tcp::TcpConfig {
+        syncookies: SynCookieMode::Always,
+        ..Default::default()
+    };
+    let mut r = flood_rig(&["tcp-echo:80"], tcp);
+    let me = SocketAddrV4::new(HOST_IP, 5555);
+    let syn_opts = opts(1400, Some(7), true, Some((5000, 0)));
+    r.rx(&tcp_seg_from(me, 100, 0, SYN, 65535, syn_opts, b""));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    assert_eq!(out.len(), 1);
+    let synack = out[0].0;
+    assert_eq!(r.core.tcp_connections(), 0, "no state for a cookie");
+    assert_eq!(r.core.syn_cache().len(), 0);
+    assert_eq!(synack.flags, SYN | ACK);
+    assert_eq!(synack.ack_number, 101);
+    assert_eq!(synack.options.mss, Some(1460));
+    assert_eq!(synack.options.window_scale, Some(3), "256 KiB ring");
+    assert!(synack.options.sack_permitted);
+    let (tsval, tsecr) = synack.options.timestamps.unwrap();
+    assert_eq!(tsecr, 5000);
+    assert_eq!(tsval & ((1 << TS_BITS) - 1), 7 | 16, "wscale 7, SACK");
+    assert!(tsval <= r.now.millis() as u32);
+    // An ACK with a wrong cookie is refused, and creates nothing.
+    let o = TcpOptions {
+        timestamps: Some((5001, tsval)),
+        ..Default::default()
+    };
+    let iss = synack.seq_number;
+    r.rx(&tcp_seg_from(
+        me,
+        101,
+        iss.wrapping_add(2),
+        ACK,
+        1000,
+        o,
+        b"",
+    ));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    assert!(out[0].0.flags.rst());
+    assert_eq!(r.core.net.counters.tcp_syncookies_failed, 1);
+    // The right one makes the connection; its first data segment too.
+    let data: Vec<u8> = (0..1400u32).map(|i| i as u8).collect();
+    r.rx(&tcp_seg_from(
+        me,
+        101,
+        iss.wrapping_add(1),
+        ACK,
+        1000,
+        o,
+        &data,
+    ));
+    assert_eq!(r.core.net.counters.tcp_syncookies_ok, 1);
+    assert_eq!(r.core.tcp_connections(), 1);
+    let key = FlowKey {
+        local_port: 80,
+        remote: me,
+    };
+    let t = r.core.tcp_table();
+    let tcb = t.get(t.lookup(&key).unwrap()).unwrap();
+    assert_eq!(
+        tcb.mss,
+        1300 - 12,
+        "1400 rounds down to 1300, less timestamps"
+    );
+    r.tick(Duration::from_millis(1));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    let echoed: Vec<&(TcpRepr, Vec<u8>)> = out.iter().filter(|s| !s.1.is_empty()).collect();
+    // A full segment of the cookie's MSS (the rest waits for its ACK:
+    // Nagle), which the peer's window 1000 holds only scaled by 2^7.
+    let lens: Vec<usize> = echoed.iter().map(|s| s.1.len()).collect();
+    assert_eq!(lens, vec![1288]);
+    let (_, ecr) = echoed[0].0.options.timestamps.expect("timestamps on");
+    assert_eq!(ecr, 5001);
+    assert_eq!(echoed[0].0.ack_number, 101 + 1400);
+    // SACK: data past a hole is reported (on the ACK that also lets the
+    // last 112 bytes go).
+    let next = 101 + 1400;
+    let o = TcpOptions {
+        timestamps: Some((5002, tsval)),
+        ..Default::default()
+    };
+    let ack = iss.wrapping_add(1 + 1288);
+    r.rx(&tcp_seg_from(
+        me,
+        next + 100,
+        ack,
+        ACK,
+        1000,
+        o,
+        b"after a hole",
+    ));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (seg, rest) = &out[0];
+    assert_eq!(rest.len(), 112);
+    assert_eq!(seg.options.sack_blocks[0], Some((next + 100, next + 112)));
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn the_syn_cache_retransmits_then_forgets_and_stays_bounded() {
+    let tcp = crate::tcp::TcpConfig {
+        syn_cache: 16,
+        syncookies: SynCookieMode::Never,
+        ..Default::default()
+    };
+    let mut r = flood_rig(&["tcp-echo:80"], tcp);
+    let me = SocketAddrV4::new(HOST_IP, 6000);
+    let syn_opts = opts(1400, Some(2), false, None);
+    r.rx(&tcp_seg_from(me, 7, 0, SYN, 65535, syn_opts, b""));
+    let first = tcp_to(&r.take_tx(), HOST_IP)[0].0;
+    assert_eq!(first.options.window_scale, Some(3));
+    assert!(!first.options.sack_permitted && first.options.timestamps.is_none());
+    assert_eq!((r.core.syn_cache().len(), r.core.tcp_connections()), (1, 0));
+    // SYN-ACK again after 1, 2, 4, 8, 16 s (times since the first: 1, 3,
+    // 7, 15, 31), identical; forgotten 32 s after the last.
+    let mut at = Vec::new();
+    for ms in (10..=70_000u64).step_by(10) {
+        r.tick(Duration::from_millis(10));
+        for (s, _) in tcp_to(&r.take_tx(), HOST_IP) {
+            assert_eq!(s, first);
+            // (The wheel's 50 ms ticks make the first wait up to 50 ms long.)
+            at.push(ms / 1000);
+        }
+        if ms == 62_000 {
+            assert_eq!(r.core.syn_cache().len(), 1);
+        }
+    }
+    assert_eq!(at, vec![1, 3, 7, 15, 31]);
+    assert_eq!(r.core.net.counters.tcp_retransmits, 5);
+    assert_eq!(r.core.net.counters.tcp_syn_cache_timeouts, 1);
+    assert_eq!(r.core.syn_cache().len(), 0);
+    // Its ACK now finds nothing (and no cookie was sent): RST.
+    r.rx(&tcp_seg_from(
+        me,
+        8,
+        first.seq_number + 1,
+        ACK,
+        100,
+        TcpOptions::default(),
+        b"",
+    ));
+    assert!(tcp_to(&r.take_tx(), HOST_IP)[0].0.flags.rst());
+    assert_eq!(r.core.tcp_connections(), 0);
+
+    // A flood of 1000 SYNs: 8 entries (one listener holds at most half the
+    // cache), no connection, nothing else held.
+    for i in 0..1000u32 {
+        r.rx(&spoofed_syn(i));
+        r.take_tx();
+    }
+    assert_eq!(r.core.syn_cache().len(), 8);
+    assert_eq!(r.core.tcp_connections(), 0);
+    assert_eq!(r.core.net.counters.tcp_syn_cache_full, 1000 - 8);
+    assert_eq!(r.dropped(DropReason::QueueFull), 1000 - 8);
+    assert_eq!(r.in_use(), 0, "no frame held for half-open connections");
+    r.core.clear();
+}
+
+#[test]
+fn a_cache_entry_takes_resets_syns_and_its_ack_as_syn_received_would() {
+    let mut r = flood_rig(&["tcp-echo:80"], crate::tcp::TcpConfig::default());
+    let me = SocketAddrV4::new(HOST_IP, 7000);
+    let syn = |r: &mut Rig, seq: u32| {
+        r.rx(&tcp_seg_from(
+            me,
+            seq,
+            0,
+            SYN,
+            65535,
+            opts(1400, None, true, Some((77, 0))),
+            b"",
+        ));
+        tcp_to(&r.take_tx(), HOST_IP)
+    };
+    let first = syn(&mut r, 10)[0].0;
+    // The same SYN again: the same SYN-ACK, as a retransmission.
+    let again = syn(&mut r, 10)[0].0;
+    assert_eq!(
+        (again.seq_number, again.options.mss),
+        (first.seq_number, first.options.mss)
+    );
+    assert_eq!(r.core.net.counters.tcp_retransmits, 1);
+    // A RST off by one is ignored (RFC 5961); the exact one ends it.
+    let rst = |r: &mut Rig, seq| {
+        r.rx(&tcp_seg_from(
+            me,
+            seq,
+            0,
+            TcpFlags::RST,
+            0,
+            TcpOptions::default(),
+            b"",
+        ))
+    };
+    rst(&mut r, 12);
+    assert_eq!(r.core.syn_cache().len(), 1);
+    rst(&mut r, 11);
+    assert_eq!(r.core.syn_cache().len(), 0);
+    // A SYN with another ISS: outside the window, dropped; inside, it
+    // returns the entry to LISTEN (dropped too); the next one starts afresh.
+    assert_eq!(syn(&mut r, 10).len(), 1);
+    assert!(syn(&mut r, 10u32.wrapping_sub(5000)).is_empty());
+    assert_eq!(r.core.syn_cache().len(), 1);
+    assert!(syn(&mut r, 5000).is_empty());
+    assert_eq!(r.core.syn_cache().len(), 0);
+    let s = syn(&mut r, 10);
+    assert_eq!((s[0].0.flags, r.core.syn_cache().len()), (SYN | ACK, 1));
+    let iss = s[0].0.seq_number;
+    // An ACK of something else: RST <SEQ=SEG.ACK>, the entry stays.
+    let o = TcpOptions {
+        timestamps: Some((78, 1)),
+        ..Default::default()
+    };
+    r.rx(&tcp_seg_from(me, 11, iss.wrapping_add(9), ACK, 100, o, b""));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    assert_eq!(
+        (out[0].0.flags, out[0].0.seq_number),
+        (TcpFlags::RST, iss.wrapping_add(9))
+    );
+    assert_eq!(r.core.syn_cache().len(), 1);
+    // The right ACK, with data: a connection with the SYN's exact MSS, and
+    // the data echoed.
+    r.rx(&tcp_seg_from(
+        me,
+        11,
+        iss.wrapping_add(1),
+        ACK,
+        100,
+        o,
+        b"hello",
+    ));
+    assert_eq!((r.core.syn_cache().len(), r.core.tcp_connections()), (0, 1));
+    assert_eq!(r.core.net.counters.tcp_accepted, 1);
+    let t = r.core.tcp_table();
+    let key = FlowKey {
+        local_port: 80,
+        remote: me,
+    };
+    assert_eq!(t.get(t.lookup(&key).unwrap()).unwrap().mss, 1400 - 12);
+    r.tick(Duration::from_millis(1));
+    let out = tcp_to(&r.take_tx(), HOST_IP);
+    assert!(out.iter().any(|(s, d)| d == b"hello" && s.ack_number == 16));
+    r.core.clear();
     assert_eq!(r.in_use(), 0);
 }

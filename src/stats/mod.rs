@@ -223,7 +223,8 @@ counters! {
     tcp_accepted,
     /// Connections established by connect (active opens).
     tcp_connected,
-    /// SYNs refused because the connection table was full.
+    /// SYNs refused with RST because the connection table was full
+    /// (`--tcp-syncookies never` only: otherwise a cookie answers).
     tcp_syn_refused,
     /// Segments retransmitted (RTO, fast retransmit, partial ACK).
     tcp_retransmits,
@@ -289,6 +290,27 @@ counters! {
     tcp_closing,
     /// Connections in LAST_ACK now (gauge).
     tcp_last_ack,
+    /// SYN-ACKs sent with a SYN cookie (no state kept; RFC 4987 3.6).
+    tcp_syncookies_sent,
+    /// ACKs carrying a valid cookie (each builds a connection, table room
+    /// permitting: else `tcp_accept_table_full`).
+    tcp_syncookies_ok,
+    /// ACKs at a listener, while cookies were being sent, that matched no
+    /// connection, no half-open one and no cookie (answered with RST).
+    tcp_syncookies_failed,
+    /// SYNs that took a SYN cache entry (a half-open connection).
+    tcp_syn_cache_added,
+    /// SYNs the SYN cache had no room for (cache full, or the listener at
+    /// its share): answered with a cookie, or dropped with cookies off.
+    tcp_syn_cache_full,
+    /// Half-open connections forgotten after their last SYN-ACK went
+    /// unanswered.
+    tcp_syn_cache_timeouts,
+    /// Handshakes completed (cache or cookie) whose connection found the
+    /// table full: the ACK is dropped, the peer's retransmission retries.
+    tcp_accept_table_full,
+    /// Half-open connections in the SYN cache now (gauge).
+    tcp_half_open,
     /// TCP segments this core received for a connection another core owns,
     /// and handed to it (devices whose RSS cannot be predicted).
     steer_handoffs_out,

@@ -8,6 +8,8 @@ pub mod cc;
 pub mod isn;
 pub mod rtt;
 pub mod seq;
+pub mod syncache;
+pub mod syncookie;
 pub mod table;
 pub mod tcb;
 pub mod timer;
@@ -18,6 +20,7 @@ mod tests;
 
 pub use cc::{Cc, CongestionControl, NewReno};
 pub use seq::Seq;
+pub use syncache::SynCookieMode;
 pub use table::{ConnId, TcpTable};
 pub use tcb::{State, Tcb};
 pub use timewait::{TimeWait, TwVerdict};
@@ -72,6 +75,11 @@ pub struct TcpConfig {
     /// Local ports for active opens, inclusive.
     pub ephemeral: (u16, u16),
     pub cc: CcAlgorithm,
+    /// Half-open connections a core keeps in its SYN cache (SYN flood
+    /// defence, see `syncache`).
+    pub syn_cache: usize,
+    /// When listeners answer with SYN cookies.
+    pub syncookies: SynCookieMode,
 }
 
 impl TcpConfig {
@@ -103,6 +111,8 @@ impl Default for TcpConfig {
             sack: true,
             ephemeral: (61000, 65535),
             cc: CcAlgorithm::NewReno,
+            syn_cache: 1024,
+            syncookies: SynCookieMode::Auto,
         }
     }
 }

@@ -70,7 +70,7 @@ pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
 /// Challenge ACKs per connection per second (RFC 5961 section 7).
 const CHALLENGE_ACK_LIMIT: u32 = 100;
 /// Our TSval clock: milliseconds.
-pub(super) fn ts_now(now: Instant) -> u32 {
+pub(crate) fn ts_now(now: Instant) -> u32 {
     now.millis() as u32
 }
 
@@ -263,7 +263,7 @@ impl Tcb {
 
     /// Our receive window's scale: the smallest shift that lets the buffer
     /// be advertised (RFC 7323 2.2).
-    fn wanted_shift(cfg: &TcpConfig) -> u8 {
+    pub(crate) fn wanted_shift(cfg: &TcpConfig) -> u8 {
         let mut shift = 0;
         while shift < 14 && (cfg.rx_buffer >> shift) > 65535 {
             shift += 1;
@@ -1068,15 +1068,14 @@ impl Tcb {
             self.rcv_adv = edge;
         }
         if syn {
-            repr.options.mss = Some(self.cfg.mss.min(65535) as u16);
-            let offer_ws = self.cfg.window_scaling
-                && (self.state == State::SynSent || self.snd_shift > 0 || self.rcv_shift > 0);
-            if offer_ws {
-                repr.options.window_scale = Some(self.rcv_shift);
-            }
-        }
-        if syn && self.cfg.sack && (self.state == State::SynSent || self.sack_ok) {
-            repr.options.sack_permitted = true;
+            let active = self.state == State::SynSent;
+            repr.options = syn_options(
+                &self.cfg,
+                active,
+                self.snd_shift,
+                self.rcv_shift,
+                self.sack_ok,
+            );
         }
         if !syn && self.sack_ok && repr.flags.ack() && self.rx.has_out_of_order() {
             self.fill_sack_blocks(repr);
@@ -1535,6 +1534,49 @@ impl Tcb {
             self.snd_nxt = self.iss;
         }
         self.rto_deadline = Some(now.plus(self.rtt.rto()));
+    }
+}
+
+// ---- handshakes completed without a Tcb (SYN cache, SYN cookies) ---------
+
+/// The options of a SYN (`active`) or SYN-ACK we send, but timestamps: our
+/// MSS (RFC 9293 3.7.1); our window scale (RFC 7323 2.2: in a SYN-ACK only
+/// when the SYN offered one) and SACK-permitted (RFC 2018: likewise).
+/// `Tcb` and the SYN cache both build their SYN-ACKs with it, so that a
+/// half-open connection answers exactly as a connection would.
+pub fn syn_options(
+    cfg: &TcpConfig,
+    active: bool,
+    snd_shift: u8,
+    rcv_shift: u8,
+    sack_ok: bool,
+) -> TcpOptions {
+    let offer_ws = cfg.window_scaling && (active || snd_shift > 0 || rcv_shift > 0);
+    TcpOptions {
+        mss: Some(cfg.mss.min(65535) as u16),
+        window_scale: offer_ws.then_some(rcv_shift),
+        sack_permitted: cfg.sack && (active || sack_ok),
+        ..TcpOptions::default()
+    }
+}
+
+impl Tcb {
+    /// The SYN-ACK already left: the SYN cache or a cookie answered the SYN,
+    /// and this connection, just made by [`Tcb::accept`] from the SYN's
+    /// options, is being built from the handshake's ACK, which
+    /// [`Tcb::process`] takes next. As if `dispatch` had sent the SYN-ACK:
+    /// SND.NXT = SND.MAX = ISS + 1, the window it advertised, an RTO armed
+    /// (for an ACK `process` does not take). `first_sent`: when the only
+    /// SYN-ACK left, for an RTT sample without timestamps (Karn: None after
+    /// a retransmission).
+    pub fn syn_ack_sent(&mut self, now: Instant, first_sent: Option<Instant>) {
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_nxt;
+        self.rcv_adv = self.rcv_nxt + self.rx.window().min(65535);
+        self.rto_deadline = Some(now.plus(self.rtt.rto()));
+        if let (false, Some(sent)) = (self.ts_enabled, first_sent) {
+            self.rtt_timed = Some((self.iss, sent));
+        }
     }
 }
 
