@@ -220,6 +220,11 @@ impl<P: BufPool> Net<P> {
             self.counters.tcp_connections = self.tcp.len() as u64;
             self.counters.tcp_time_wait = self.tcp.count_state(crate::tcp::State::TimeWait) as u64;
             self.counters.tcp_time_wait_recycled = self.tcp.time_wait_recycled;
+            let mem = crate::tcp::buffer::core_stats();
+            self.counters.tcp_mem_bytes = mem.bytes as u64;
+            self.counters.tcp_mem_peak = mem.peak as u64;
+            self.counters.tcp_mem_limit = mem.limit as u64;
+            self.counters.tcp_mem_refused = mem.refused;
             if let Some(log) = self.flows.as_ref() {
                 self.counters.flow_records = log.len() as u64;
             }

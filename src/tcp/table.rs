@@ -227,7 +227,6 @@ impl TcpTable {
         if tcb.is_closed() {
             return self.free_slot(index);
         }
-        tcb.release_buffers();
         if let Some(d) = tcb.next_deadline() {
             let want = self.wheel.tick_of(d.max(now));
             if tcb.timer_tick.is_none_or(|t| want < t) {
