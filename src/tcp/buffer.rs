@@ -176,6 +176,9 @@ struct Chunks {
     capacity: u32,
     /// Chunks in the table.
     held: u32,
+    /// Bytes stored contiguously from the head: unacknowledged (send) or
+    /// readable (receive). Kept here, in the padding, not in the buffers.
+    len: u32,
 }
 
 impl Chunks {
@@ -185,10 +188,18 @@ impl Chunks {
             head: 0,
             capacity: capacity.min(MAX_CAPACITY) as u32,
             held: 0,
+            len: 0,
         }
     }
     fn capacity(&self) -> usize {
         self.capacity as usize
+    }
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+    /// At most `capacity`, which fits a `u32`.
+    fn set_len(&mut self, len: usize) {
+        self.len = len as u32;
     }
     /// Chunk positions in the ring: `capacity` bytes from any point of a
     /// chunk end at most `capacity / CHUNK + 1` chunks further.
@@ -337,7 +348,6 @@ impl<'a> Iterator for Pieces<'a> {
 /// first byte is the one at SND.UNA (or ISS+1 before the SYN is acked).
 pub struct SendBuffer {
     ring: Chunks,
-    len: usize,
 }
 
 impl SendBuffer {
@@ -345,20 +355,19 @@ impl SendBuffer {
     pub fn new(capacity: usize) -> SendBuffer {
         SendBuffer {
             ring: Chunks::new(capacity),
-            len: 0,
         }
     }
     pub fn capacity(&self) -> usize {
         self.ring.capacity()
     }
     pub fn len(&self) -> usize {
-        self.len
+        self.ring.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ring.len() == 0
     }
     pub fn free(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity() - self.ring.len()
     }
     /// Bytes of memory held now (chunks and their table).
     pub fn memory(&self) -> usize {
@@ -377,9 +386,9 @@ impl SendBuffer {
         if n == 0 {
             return 0;
         }
+        let at = self.ring.len();
+        let first = at == 0;
         let ring = &mut self.ring;
-        let at = self.len;
-        let first = self.len == 0;
         let k = with_pool(|p| {
             let mut avail = p.available();
             if first {
@@ -393,14 +402,14 @@ impl SendBuffer {
             k
         })
         .unwrap_or(0);
-        self.len += k;
+        self.ring.set_len(self.ring.len() + k);
         k
     }
 
     /// `len` bytes from `offset`, as up to two slices: the whole range
     /// when `len` is at most [`CHUNK`] (a segment, [`MAX_SEGMENT`]).
     pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
-        let len = len.min(self.len.saturating_sub(offset));
+        let len = len.min(self.ring.len().saturating_sub(offset));
         debug_assert!(len <= CHUNK, "a segment longer than a chunk");
         let mut p = self.ring.pieces(offset, len);
         (p.next().unwrap_or(&[]), p.next().unwrap_or(&[]))
@@ -409,12 +418,12 @@ impl SendBuffer {
     /// Drop `n` acknowledged bytes from the front, giving back the chunks
     /// they emptied.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let n = n.min(self.ring.len());
         if n == 0 {
             return;
         }
-        self.len -= n;
-        let live = if self.len > 0 { 0 } else { usize::MAX };
+        self.ring.set_len(self.ring.len() - n);
+        let live = if self.ring.len() > 0 { 0 } else { usize::MAX };
         let ring = &mut self.ring;
         if with_pool(|p| ring.advance(Some(p), n, live)).is_none() {
             ring.advance(None, n, live);
@@ -511,7 +520,6 @@ impl Assembler {
 /// for out-of-order data up to the capacity.
 pub struct RecvBuffer {
     ring: Chunks,
-    len: usize,
     ooo: Assembler,
 }
 
@@ -534,7 +542,6 @@ impl RecvBuffer {
     pub fn new(capacity: usize) -> RecvBuffer {
         RecvBuffer {
             ring: Chunks::new(capacity),
-            len: 0,
             ooo: Assembler::default(),
         }
     }
@@ -543,14 +550,14 @@ impl RecvBuffer {
     }
     /// Readable bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.ring.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ring.len() == 0
     }
     /// Room past RCV.NXT: the receive window.
     pub fn window(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity() - self.ring.len()
     }
     pub fn has_out_of_order(&self) -> bool {
         !self.ooo.is_empty()
@@ -584,8 +591,8 @@ impl RecvBuffer {
             return w;
         }
         let n = data.len().min(window - offset);
-        let at = self.len + offset;
-        let forced = self.len == 0 && offset == 0;
+        let at = self.ring.len() + offset;
+        let forced = self.ring.len() == 0 && offset == 0;
         let out_of_order = offset > 0 || !self.ooo.is_empty();
         let (ring, ooo) = (&mut self.ring, &mut self.ooo);
         let stored = with_pool(|p| {
@@ -629,13 +636,13 @@ impl RecvBuffer {
         } else {
             w.in_order = k;
         }
-        self.len += w.in_order;
+        self.ring.set_len(self.ring.len() + w.in_order);
         w
     }
 
     /// Copy readable bytes into `out`, consuming them.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.len);
+        let n = out.len().min(self.ring.len());
         let mut at = 0;
         for piece in self.ring.pieces(0, n) {
             out[at..at + piece.len()].copy_from_slice(piece);
@@ -647,18 +654,18 @@ impl RecvBuffer {
 
     /// The readable bytes, one slice per chunk, without consuming them.
     pub fn peek(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.ring.pieces(0, self.len)
+        self.ring.pieces(0, self.ring.len())
     }
 
     /// Consume `n` readable bytes, giving back the chunks they emptied.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let n = n.min(self.ring.len());
         if n == 0 {
             return;
         }
-        self.len -= n;
+        self.ring.set_len(self.ring.len() - n);
         // Out-of-order data keeps its chunks (it starts past RCV.NXT).
-        let live = if self.len > 0 {
+        let live = if self.ring.len() > 0 {
             0
         } else {
             self.ooo.ranges().first().map_or(usize::MAX, |r| r.0)
@@ -890,6 +897,180 @@ mod tests {
                 s.consume(step);
                 una += step.min(end - una);
             }
+        });
+    }
+
+    /// What an idle connection costs: connections accepted through a
+    /// table, a request read and a response sent and acknowledged on each,
+    /// hold no buffer memory once idle. Prints the cost per connection
+    /// (`cargo test --lib idle_established -- --nocapture`).
+    #[test]
+    fn idle_established_connections_hold_no_buffer_memory() {
+        use crate::hash::FlowMap;
+        use crate::stats::Counters;
+        use crate::tcp::isn::IsnGenerator;
+        use crate::tcp::table::FlowKey;
+        use crate::tcp::{State, Tcb, TcpConfig, TcpTable};
+        use crate::time::Instant;
+        use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+        use std::mem::size_of;
+        use std::net::{Ipv4Addr, SocketAddrV4};
+        on_fresh_core(|| {
+            const N: usize = 2000;
+            // The default buffers: 256 KiB each way, 1 GiB per 2000
+            // connections as fixed rings.
+            let cfg = TcpConfig {
+                max_connections: N,
+                ..Default::default()
+            };
+            let mut table = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
+            let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+            let (iss, irs) = (1000u32, 5000u32);
+            let now = Instant::from_secs(1);
+            let mut c = Counters::default();
+            let mut ids = Vec::new();
+            for i in 0..N {
+                let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 2), 1024 + i as u16);
+                let seg = |flags, seq, ack| TcpRepr {
+                    src_port: remote.port(),
+                    dst_port: local.port(),
+                    seq_number: seq,
+                    ack_number: ack,
+                    flags,
+                    window_len: 65535,
+                    urgent_at: 0,
+                    options: TcpOptions::default(),
+                };
+                let mut syn = seg(TcpFlags::SYN, irs, 0);
+                syn.options.mss = Some(1460);
+                let tcb = Tcb::accept(&cfg, now, local, remote, iss, 0, &syn);
+                assert_eq!(
+                    tcb.buffer_bytes(),
+                    0,
+                    "a half-open connection holds no buffer"
+                );
+                let id = table.insert(now, Box::new(tcb)).unwrap();
+                let mut tcb = table.take(id.index).unwrap();
+                tcb.dispatch(now, &mut |_, _, _| true);
+                let request = b"GET / HTTP/1.1\r\n\r\n";
+                let ack = TcpFlags::ACK;
+                tcb.process(
+                    now,
+                    &seg(ack | TcpFlags::PSH, irs + 1, iss + 1),
+                    request,
+                    &mut c,
+                );
+                assert_eq!(tcb.state, State::Established);
+                assert!(tcb.buffer_bytes() > 0);
+                assert_eq!(tcb.recv(&mut [0; 64]), request.len());
+                // Two full segments (Nagle would hold a third, short one).
+                assert_eq!(tcb.send(&[b'x'; 2920]), 2920);
+                let mut sent = 0;
+                tcb.dispatch(now, &mut |_, a, b| {
+                    sent += a.len() + b.len();
+                    true
+                });
+                assert_eq!(sent, 2920);
+                let acked = iss + 1 + 2920;
+                tcb.process(
+                    now,
+                    &seg(ack, irs + 1 + request.len() as u32, acked),
+                    b"",
+                    &mut c,
+                );
+                table.put(now, id.index, tcb);
+                ids.push(id);
+            }
+            let st = core_stats();
+            assert_eq!(st.bytes, 0, "idle connections hold no chunk");
+            assert!(st.peak > 0);
+            for id in &ids {
+                let tcb = table.take(id.index).unwrap();
+                assert_eq!(tcb.state, State::Established);
+                assert_eq!(tcb.unsent_or_unacked(), 0);
+                assert_eq!(tcb.buffer_bytes(), 0);
+                table.put(now, id.index, tcb);
+            }
+            assert_eq!(table.len(), N);
+
+            // What one costs: the Tcb on the heap (glibc: an 8-byte header,
+            // 16-byte granules), its slot in the table (the layout of
+            // `table::Slot`: generation, connection, key) and its entry in
+            // the 4-tuple index (entry and control byte per bucket, at the
+            // index's load).
+            let tcb = size_of::<Tcb>();
+            let boxed = (tcb + 8).next_multiple_of(16);
+            let slot = size_of::<(u32, Option<Box<Tcb>>, Option<FlowKey>)>();
+            let map: FlowMap<FlowKey, u32> =
+                FlowMap::with_capacity_and_hasher(N, Default::default());
+            let buckets = (map.capacity() * 8).div_ceil(7).next_power_of_two();
+            let index = (buckets * (size_of::<(FlowKey, u32)>() + 1)).div_ceil(N);
+            let total = boxed + slot + index;
+            eprintln!(
+                "idle established connection: Tcb {tcb} B (boxed {boxed}) + slot {slot} \
+                 + index {index} = {total} B; buffer memory 0 (was {} B of rings)",
+                cfg.rx_buffer + cfg.tx_buffer
+            );
+            // The issue's bound: at most 8 KB, TCB included.
+            assert!(total <= 8 * 1024, "{total} B");
+        });
+    }
+
+    /// A connection at the budget: the segment is counted as dropped for
+    /// memory and acknowledged at once (RCV.NXT unchanged), and the peer's
+    /// retransmission is taken once memory is back.
+    #[test]
+    fn a_connection_at_the_budget_drops_acks_and_recovers() {
+        use crate::stats::{Counters, DropReason};
+        use crate::tcp::{State, Tcb, TcpConfig};
+        use crate::time::Instant;
+        use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+        use std::net::{Ipv4Addr, SocketAddrV4};
+        on_fresh_core(|| {
+            let cfg = TcpConfig::default();
+            let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+            let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000);
+            let (iss, irs) = (1000u32, 5000u32);
+            let seg = |flags, seq, ack| TcpRepr {
+                src_port: remote.port(),
+                dst_port: local.port(),
+                seq_number: seq,
+                ack_number: ack,
+                flags,
+                window_len: 65535,
+                urgent_at: 0,
+                options: TcpOptions::default(),
+            };
+            let now = Instant::from_secs(1);
+            let mut c = Counters::default();
+            let syn = seg(TcpFlags::SYN, irs, 0);
+            let mut tcb = Tcb::accept(&cfg, now, local, remote, iss, 0, &syn);
+            tcb.dispatch(now, &mut |_, _, _| true);
+            let ack = TcpFlags::ACK;
+            tcb.process(now, &seg(ack, irs + 1, iss + 1), b"", &mut c);
+            assert_eq!(tcb.state, State::Established);
+
+            set_core_budget(0);
+            // Out of order past the budget: not stored, counted, and
+            // acknowledged at once.
+            let far = irs + 1 + 3 * CHUNK as u32;
+            tcb.process(now, &seg(ack, far, iss + 1), &[7; 100], &mut c);
+            assert_eq!(c.dropped(DropReason::TcpNoMemory), 1);
+            assert_eq!(c.tcp_ooo_segments, 0);
+            assert_eq!(tcb.buffer_bytes(), 0);
+            let mut acks = Vec::new();
+            tcb.dispatch(now, &mut |r, _, _| {
+                acks.push(r.ack_number);
+                true
+            });
+            assert_eq!(acks, vec![irs + 1]);
+
+            // Memory is back: the retransmission is kept.
+            set_core_budget(usize::MAX);
+            tcb.process(now, &seg(ack, far, iss + 1), &[7; 100], &mut c);
+            assert_eq!(c.dropped(DropReason::TcpNoMemory), 1);
+            assert_eq!(c.tcp_ooo_segments, 1);
+            assert!(tcb.buffer_bytes() > 0);
         });
     }
 
