@@ -9,8 +9,9 @@
 //!
 //! Invariants:
 //! - A buffer is a ring of `slots` chunk positions (`capacity / CHUNK + 2`,
-//!   enough for `capacity` bytes starting anywhere in a chunk); a slot
-//!   holds a chunk only while some byte in it is stored and not consumed.
+//!   enough for `capacity` bytes starting anywhere in a chunk, rounded up
+//!   to a power of two); a slot holds a chunk only while some byte in it
+//!   is stored and not consumed.
 //! - Any range of at most [`CHUNK`] bytes touches at most two chunks, and
 //!   [`CHUNK`] is at least the largest segment ([`MAX_SEGMENT`]): a segment
 //!   goes out as two slices (the `Tcb`'s emit closure takes two).
@@ -40,9 +41,9 @@ pub const CHUNK: usize = 9 * 1024;
 pub const MAX_SEGMENT: usize = 9000 - 40;
 const _: () = assert!(MAX_SEGMENT <= CHUNK);
 
-/// The largest capacity a buffer takes (`--tcp-buffer` is at most 64 MiB);
-/// positions in the ring fit in a `u32`.
-const MAX_CAPACITY: usize = 1 << 30;
+/// The largest capacity a buffer takes (`--tcp-buffer` is at most 64 MiB):
+/// ring positions fit in a `u32` and chunk counts in a `u16`.
+const MAX_CAPACITY: usize = 256 << 20;
 
 /// Free chunks (and tables) the pool keeps for reuse, in bytes. A fresh
 /// chunk is a zeroing, page-faulting allocation; a freed one is most often
@@ -51,7 +52,7 @@ const MAX_CAPACITY: usize = 1 << 30;
 /// back to the allocator.
 pub const SPARE_BYTES: usize = 16 << 20;
 
-type Chunk = Box<[u8]>;
+type Chunk = Box<[u8; CHUNK]>;
 type Table = Box<[Option<Chunk>]>;
 
 fn table_bytes(slots: usize) -> usize {
@@ -132,7 +133,7 @@ impl Pool {
                 self.stats.spare -= CHUNK;
                 c
             }
-            None => vec![0; CHUNK].into_boxed_slice(),
+            None => Box::new([0; CHUNK]),
         }
     }
     fn put_chunk(&mut self, c: Chunk) {
@@ -174,11 +175,13 @@ struct Chunks {
     /// Where offset 0 is, as a position in the ring of `slots * CHUNK`.
     head: u32,
     capacity: u32,
-    /// Chunks in the table.
-    held: u32,
     /// Bytes stored contiguously from the head: unacknowledged (send) or
     /// readable (receive). Kept here, in the padding, not in the buffers.
     len: u32,
+    /// Chunks in the table.
+    held: u16,
+    /// log2 of the slots: a power of two, so that a slot is a mask away.
+    slot_bits: u8,
 }
 
 impl Chunks {
@@ -187,8 +190,11 @@ impl Chunks {
             table: None,
             head: 0,
             capacity: capacity.min(MAX_CAPACITY) as u32,
-            held: 0,
             len: 0,
+            held: 0,
+            slot_bits: (capacity.min(MAX_CAPACITY) / CHUNK + 2)
+                .next_power_of_two()
+                .trailing_zeros() as u8,
         }
     }
     fn capacity(&self) -> usize {
@@ -204,16 +210,13 @@ impl Chunks {
     /// Chunk positions in the ring: `capacity` bytes from any point of a
     /// chunk end at most `capacity / CHUNK + 1` chunks further.
     fn slots(&self) -> usize {
-        if self.capacity == 0 {
-            0
-        } else {
-            self.capacity() / CHUNK + 2
-        }
+        1 << self.slot_bits
     }
     /// (slot, index in the chunk) of `offset` past the head.
+    #[inline]
     fn locate(&self, offset: usize) -> (usize, usize) {
-        let p = (self.head as usize + offset) % (self.slots() * CHUNK);
-        (p / CHUNK, p % CHUNK)
+        let p = self.head as usize + offset;
+        ((p / CHUNK) & (self.slots() - 1), p % CHUNK)
     }
     /// Bytes of buffer memory held.
     fn memory(&self) -> usize {
@@ -255,11 +258,11 @@ impl Chunks {
         if data.is_empty() || self.capacity == 0 {
             return;
         }
+        let slots = self.slots();
         let mut done = 0;
         while done < data.len() {
             let (slot, at) = self.locate(offset + done);
             let n = (CHUNK - at).min(data.len() - done);
-            let slots = self.slots();
             let table = self.table.get_or_insert_with(|| pool.take_table(slots));
             let chunk = table[slot].get_or_insert_with(|| {
                 self.held += 1;
@@ -291,10 +294,10 @@ impl Chunks {
         let mut pool = pool;
         let mut start = head - head % CHUNK;
         for _ in 0..slots {
-            if start + CHUNK > dead_end {
+            if start + CHUNK > dead_end || self.held == 0 {
                 break;
             }
-            if let Some(c) = table[(start / CHUNK) % slots].take() {
+            if let Some(c) = table[(start / CHUNK) & (slots - 1)].take() {
                 self.held -= 1;
                 match pool.as_deref_mut() {
                     Some(p) => p.put_chunk(c),
@@ -680,6 +683,11 @@ impl RecvBuffer {
 mod tests {
     use super::*;
 
+    /// The chunk table of a buffer of `capacity`.
+    fn table_for(capacity: usize) -> usize {
+        table_bytes((capacity / CHUNK + 2).next_power_of_two())
+    }
+
     /// Run `f` on a thread of its own: a fresh pool, budget unlimited.
     fn on_fresh_core(f: impl FnOnce() + Send + 'static) {
         std::thread::spawn(f).join().unwrap();
@@ -700,7 +708,7 @@ mod tests {
     #[test]
     fn chunks_go_back_as_they_are_consumed() {
         on_fresh_core(|| {
-            let table = table_bytes(256 * 1024 / CHUNK + 2);
+            let table = table_for(256 * 1024);
             let mut s = SendBuffer::new(256 * 1024);
             let data: Vec<u8> = (0..3 * CHUNK).map(|i| i as u8).collect();
             assert_eq!(s.write(&data), 3 * CHUNK);
@@ -771,7 +779,7 @@ mod tests {
     fn out_of_order_far_in_the_window() {
         on_fresh_core(|| {
             let cap = 256 * 1024;
-            let table = table_bytes(cap / CHUNK + 2);
+            let table = table_for(cap);
             let data: Vec<u8> = (0..cap).map(|i| (i % 251) as u8).collect();
             let mut r = RecvBuffer::new(cap);
             // At the right edge of the window: one chunk for it, none for
@@ -817,7 +825,7 @@ mod tests {
     fn budget_refuses_then_recovers() {
         on_fresh_core(|| {
             let cap = 64 * 1024;
-            let table = table_bytes(cap / CHUNK + 2);
+            let table = table_for(cap);
             // Room for one buffer's table and two chunks.
             set_core_budget(table + 2 * CHUNK);
             let mut a = SendBuffer::new(cap);
