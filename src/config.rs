@@ -56,6 +56,10 @@ pub struct Cli {
     /// TCP send and receive buffer, each, per connection.
     #[arg(long, value_name = "BYTES")]
     pub tcp_buffer: Option<usize>,
+    /// TCP buffer memory per core (all connections' send and receive
+    /// data together); past it sends are short and data is not stored.
+    #[arg(long, value_name = "BYTES")]
+    pub tcp_memory: Option<usize>,
     /// TIME_WAIT (2*MSL), in milliseconds.
     #[arg(long, value_name = "MS")]
     pub tcp_time_wait_ms: Option<u64>,
@@ -133,6 +137,7 @@ pub struct FileConfig {
     pub no_offload: Option<bool>,
     pub tcp_max_conns: Option<usize>,
     pub tcp_buffer: Option<usize>,
+    pub tcp_memory: Option<usize>,
     pub tcp_time_wait_ms: Option<u64>,
     pub tcp_delayed_ack_ms: Option<u64>,
     pub tcp_nodelay: Option<bool>,
@@ -174,6 +179,8 @@ pub struct Config {
     pub arp_timeout: u64,
     pub checksum_offload: bool,
     pub tcp: TcpConfig,
+    /// TCP buffer memory per core, in bytes.
+    pub tcp_memory: usize,
     pub kni: KniConfig,
     /// A stated RSS key (the device's own, when it reports one, wins).
     pub rss_key: Option<Vec<u8>>,
@@ -184,6 +191,16 @@ pub struct Config {
     /// Flows each core keeps a record of (0: none).
     pub flow_records: usize,
 }
+
+/// TCP buffer memory per core unless `--tcp-memory` says otherwise: 1 GiB,
+/// four thousand connections' worth of full 256 KiB buffers (idle ones
+/// hold none).
+pub const DEFAULT_TCP_MEMORY: usize = 1 << 30;
+/// At least a few hundred chunks: below that, a handful of busy
+/// connections would starve the rest.
+const MIN_TCP_MEMORY: usize = 4 << 20;
+/// 1 TiB: a guard against a mistyped unit, not a real bound.
+const MAX_TCP_MEMORY: usize = 1 << 40;
 
 /// A redirection table as the user states it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +296,15 @@ impl Config {
             return Err(ConfigError::BadMbufs(mbufs));
         }
         let tcp = tcp_config(cli, file, mtu)?;
+        let tcp_memory = cli
+            .tcp_memory
+            .or(file.tcp_memory)
+            .unwrap_or(DEFAULT_TCP_MEMORY);
+        if !(MIN_TCP_MEMORY..=MAX_TCP_MEMORY).contains(&tcp_memory) {
+            return Err(ConfigError::BadTcp(format!(
+                "--tcp-memory {tcp_memory}: must be {MIN_TCP_MEMORY}..={MAX_TCP_MEMORY}"
+            )));
+        }
         let kni = kni_config(cli, file)?;
         let rss_key = match cli.rss_key.clone().or_else(|| file.rss_key.clone()) {
             None => None,
@@ -307,6 +333,7 @@ impl Config {
             rss_key,
             reta,
             tcp,
+            tcp_memory,
             kni,
             ip,
             gateway,
@@ -507,6 +534,19 @@ mod tests {
         let file: FileConfig = toml::from_str("flow-records = 64\n").unwrap();
         let c = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file).unwrap();
         assert_eq!(c.flow_records, 64);
+        assert_eq!(c.tcp_memory, DEFAULT_TCP_MEMORY);
+        let file: FileConfig = toml::from_str(
+            "tcp-memory = 67108864
+",
+        )
+        .unwrap();
+        let c = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file).unwrap();
+        assert_eq!(c.tcp_memory, 64 << 20);
+        let c = Config::merge(
+            &cli(&["--ip", "198.18.0.1/24", "--tcp-memory", "8388608"]),
+            &file,
+        );
+        assert_eq!(c.unwrap().tcp_memory, 8 << 20);
         let t = Config::merge(
             &cli(&[
                 "--ip",
@@ -587,6 +627,8 @@ mod tests {
             &["--tcp-syncookies", "sometimes"],
             &["--tcp-syn-cache", "2000000"],
             &["--tcp-syn-cache", "0", "--tcp-syncookies", "never"],
+            &["--tcp-memory", "1000"],
+            &["--tcp-memory", "2000000000000"],
         ] {
             let mut a = vec!["--ip", "198.18.0.1/24"];
             a.extend_from_slice(bad);

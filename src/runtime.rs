@@ -312,6 +312,7 @@ fn run(
     let limits = CoreLimits {
         tcp: cfg.tcp,
         flow_records: cfg.flow_records,
+        tcp_memory: cfg.tcp_memory,
         ..CoreLimits::default()
     };
     // rte_flow rules, where the device takes them.

@@ -84,6 +84,9 @@ pub struct CoreLimits {
     pub cookies: SynCookies,
     /// Flows each core keeps a record of (0: no records).
     pub flow_records: usize,
+    /// Bytes of TCP send and receive buffer the core may hold
+    /// (`--tcp-memory`; `usize::MAX`: no limit).
+    pub tcp_memory: usize,
 }
 
 impl Default for CoreLimits {
@@ -100,6 +103,7 @@ impl Default for CoreLimits {
             isn: IsnGenerator::new(),
             cookies: SynCookies::new(),
             flow_records: 0,
+            tcp_memory: usize::MAX,
         }
     }
 }
@@ -177,11 +181,14 @@ impl<P: BufPool> Core<P> {
         factories: &[AppFactory],
     ) -> Self {
         let apps = factories.iter().map(|f| f(&info)).collect();
+        // The buffer pool is this thread's: the core's, as this runs on it.
+        crate::tcp::buffer::set_core_budget(limits.tcp_memory);
         let mut tcp = TcpTable::new(limits.tcp, limits.isn, Instant::ZERO);
         tcp.set_port_share(info.index, info.count);
         let frag = Reassembler::new(limits.reassembly);
         let counters = Counters {
             frag_bytes_limit: frag.bytes_capacity() as u64,
+            tcp_mem_limit: limits.tcp_memory as u64,
             ..Default::default()
         };
         Core {

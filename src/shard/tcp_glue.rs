@@ -449,6 +449,11 @@ impl<P: BufPool> Net<P> {
             c.tcp_last_ack = t.count_state(State::LastAck) as u64;
             c.tcp_time_wait_recycled = t.time_wait_recycled;
             c.tcp_half_open = self.syn.cache.len() as u64;
+            let mem = crate::tcp::buffer::core_stats();
+            c.tcp_mem_bytes = mem.bytes as u64;
+            c.tcp_mem_peak = mem.peak as u64;
+            c.tcp_mem_limit = mem.limit as u64;
+            c.tcp_mem_refused = mem.refused;
             if let Some(log) = self.flows.as_ref() {
                 self.counters.flow_records = log.len() as u64;
             }

@@ -950,6 +950,40 @@ fn http_request_through_the_whole_core() {
 }
 
 #[test]
+fn tcp_buffer_memory_is_budgeted_and_shown_per_core() {
+    // On a thread of its own: the buffer pool is the thread's (the core's).
+    std::thread::spawn(|| {
+        let limits = CoreLimits {
+            tcp_memory: 4 << 20,
+            ..Default::default()
+        };
+        let mut r = rig_with(&["http:80:100"], limits);
+        r.learn_host();
+        let iss = handshake(&mut r, 40000);
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        r.rx(&tcp_frame(40000, 101, iss + 1, ACK | TcpFlags::PSH, req));
+        let (_, data) = tcp_out(&r.take_tx()[0]);
+        // The response waits for its ACK: it holds a chunk.
+        r.tick(Duration::from_millis(150));
+        let c = &r.core.net.counters;
+        assert_eq!(c.tcp_mem_limit, 4 << 20);
+        assert!(c.tcp_mem_bytes >= crate::tcp::buffer::CHUNK as u64);
+        assert!(c.tcp_mem_peak >= c.tcp_mem_bytes);
+        // Acknowledged: the connection is idle and holds nothing.
+        let next = iss + 1 + data.len() as u32;
+        r.rx(&tcp_frame(40000, 101 + req.len() as u32, next, ACK, b""));
+        r.tick(Duration::from_millis(150));
+        let c = &r.core.net.counters;
+        assert_eq!(r.core.tcp_connections(), 1);
+        assert_eq!(c.tcp_mem_bytes, 0);
+        assert_eq!(c.tcp_mem_refused, 0);
+        r.core.clear();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn closed_ports_get_rst_and_a_full_table_refuses_syns() {
     let limits = CoreLimits {
         tcp: crate::tcp::TcpConfig {

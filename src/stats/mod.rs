@@ -56,10 +56,13 @@ pub enum DropReason {
     /// Sent from our own MAC address: our own frame looped back, or another
     /// station using our address (never answered, never given to the kernel).
     Looped,
+    /// TCP data not stored: the core's buffer memory budget was spent
+    /// (`--tcp-memory`; acknowledged, the peer sends it again).
+    TcpNoMemory,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadChecksum,
@@ -81,6 +84,7 @@ impl DropReason {
         DropReason::TcpNoConnection,
         DropReason::Kernel,
         DropReason::Looped,
+        DropReason::TcpNoMemory,
     ];
 
     /// The snake_case name used in printed counters (`drop_<name>`).
@@ -106,6 +110,7 @@ impl DropReason {
             DropReason::TcpNoConnection => "tcp_no_connection",
             DropReason::Kernel => "kernel",
             DropReason::Looped => "looped",
+            DropReason::TcpNoMemory => "tcp_no_memory",
         }
     }
 }
@@ -311,6 +316,15 @@ counters! {
     tcp_accept_table_full,
     /// Half-open connections in the SYN cache now (gauge).
     tcp_half_open,
+    /// Bytes of TCP buffer memory held now (gauge; chunks and their tables).
+    tcp_mem_bytes,
+    /// Most TCP buffer memory ever held, in bytes (high-water mark).
+    tcp_mem_peak,
+    /// The core's TCP buffer memory budget, in bytes (`--tcp-memory`).
+    tcp_mem_limit,
+    /// Buffer chunks refused at the budget: short sends, and received data
+    /// not stored (`drop_tcp_no_memory`).
+    tcp_mem_refused,
     /// TCP segments this core received for a connection another core owns,
     /// and handed to it (devices whose RSS cannot be predicted).
     steer_handoffs_out,

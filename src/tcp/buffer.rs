@@ -1,141 +1,436 @@
-//! Fixed-capacity send and receive buffers. Both are rings allocated once
-//! when the connection is made; nothing here allocates afterwards.
+//! Send and receive buffers that hold memory only while they hold data.
+//!
+//! A buffer's capacity is a limit (the window it may offer), not memory it
+//! owns. Bytes live in chunks of [`CHUNK`] bytes, taken from this core's
+//! pool when data needs them and given back as soon as every byte in them
+//! is consumed: an empty buffer holds no chunk, and no chunk table either,
+//! so an idle connection costs its `Tcb` and nothing more (the design's
+//! "TCP memory": kilobytes per connection, as on Linux).
+//!
+//! Invariants:
+//! - A buffer is a ring of `slots` chunk positions (`capacity / CHUNK + 2`,
+//!   enough for `capacity` bytes starting anywhere in a chunk, rounded up
+//!   to a power of two); a slot holds a chunk only while some byte in it
+//!   is stored and not consumed.
+//! - Any range of at most [`CHUNK`] bytes touches at most two chunks, and
+//!   [`CHUNK`] is at least the largest segment ([`MAX_SEGMENT`]): a segment
+//!   goes out as two slices (the `Tcb`'s emit closure takes two).
+//! - The pool ([`set_core_budget`], [`core_stats`]) is per thread, and a
+//!   core is one thread; it counts every chunk and table buffers hold, and
+//!   refuses new ones past the budget. Free chunks kept for reuse are
+//!   bounded ([`SPARE_BYTES`]); beyond that they go back to the allocator.
 //!
 //! The receive side also keeps out-of-order data: bytes beyond the
-//! contiguous part are written where they belong and their ranges tracked
-//! by an [`Assembler`] of bounded size.
+//! contiguous part are written where they belong (taking the chunks for
+//! that offset then) and their ranges tracked by an [`Assembler`] of
+//! bounded size.
 
 use arrayvec::ArrayVec;
+use std::cell::RefCell;
 
-/// A byte ring.
-struct Ring {
-    buf: Box<[u8]>,
-    head: usize,
+/// Bytes per chunk: 9 KiB, the smallest size that holds the largest
+/// segment (an MTU of 9000 less 40 bytes of IP and TCP headers), so that
+/// any segment spans at most two chunks and goes out as two slices with
+/// no change to the emit path. FreeBSD sizes its jumbo clusters the same
+/// way (`MJUM9BYTES`). With a 1500-byte MTU a chunk holds six segments;
+/// smaller chunks would waste less on a connection holding a few bytes,
+/// but would make a jumbo segment span three.
+pub const CHUNK: usize = 9 * 1024;
+
+/// The largest segment payload a `Tcb` may send: `--mtu` is at most 9000.
+pub const MAX_SEGMENT: usize = 9000 - 40;
+const _: () = assert!(MAX_SEGMENT <= CHUNK);
+
+/// The largest capacity a buffer takes (`--tcp-buffer` is at most 64 MiB):
+/// ring positions fit in a `u32` and chunk counts in a `u16`.
+const MAX_CAPACITY: usize = 256 << 20;
+
+/// Free chunks (and tables) the pool keeps for reuse, in bytes. A fresh
+/// chunk is a zeroing, page-faulting allocation; a freed one is most often
+/// taken again within the same poll (a request read, a response acked),
+/// so a few thousand spare chunks absorb bursts. Beyond this, memory goes
+/// back to the allocator.
+pub const SPARE_BYTES: usize = 16 << 20;
+
+type Chunk = Box<[u8; CHUNK]>;
+type Table = Box<[Option<Chunk>]>;
+
+fn table_bytes(slots: usize) -> usize {
+    slots * std::mem::size_of::<Option<Chunk>>()
 }
 
-/// Rings of closed connections, kept for the next ones on this thread (a
-/// core): a fresh ring is a page-faulting, zeroing allocation that cost
-/// more than the whole handshake (measured: connections per second
-/// bounded by `clear_page`). Bounded in bytes; a ring's old contents are
-/// never read (only bytes written since are).
-const SPARE_BYTES: usize = 64 << 20;
+/// The buffer memory of one core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes of chunks and chunk tables that buffers hold now.
+    pub bytes: usize,
+    /// The most `bytes` has been.
+    pub peak: usize,
+    /// The budget (`usize::MAX`: none).
+    pub limit: usize,
+    /// Requests for a chunk refused because the budget was reached.
+    pub refused: u64,
+    /// Free bytes kept for reuse (not in `bytes`).
+    pub spare: usize,
+}
+
+struct Pool {
+    stats: PoolStats,
+    chunks: Vec<Chunk>,
+    tables: Vec<Table>,
+}
 
 thread_local! {
-    static SPARE: std::cell::RefCell<(Vec<Box<[u8]>>, usize)> =
-        const { std::cell::RefCell::new((Vec::new(), 0)) };
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            stats: PoolStats {
+                bytes: 0,
+                peak: 0,
+                limit: usize::MAX,
+                refused: 0,
+                spare: 0,
+            },
+            chunks: Vec::new(),
+            tables: Vec::new(),
+        })
+    };
 }
 
-impl Ring {
-    fn new(capacity: usize) -> Ring {
-        let reused = if capacity == 0 {
-            None
-        } else {
-            SPARE.with(|s| {
-                let (list, bytes) = &mut *s.borrow_mut();
-                let i = list.iter().rposition(|b| b.len() == capacity)?;
-                *bytes -= capacity;
-                Some(list.swap_remove(i))
-            })
-        };
-        Ring {
-            buf: reused.unwrap_or_else(|| vec![0; capacity].into_boxed_slice()),
+/// Set this core's budget for buffer memory, in bytes; call on the core,
+/// before its connections carry data. Past it, a send buffer takes less
+/// (a short write) and a receive buffer stores less (the peer
+/// retransmits); see [`SendBuffer::write`] and [`RecvBuffer::write`].
+pub fn set_core_budget(bytes: usize) {
+    POOL.with(|p| p.borrow_mut().stats.limit = bytes);
+}
+
+/// This core's buffer memory now.
+pub fn core_stats() -> PoolStats {
+    POOL.with(|p| p.borrow().stats)
+}
+
+/// Run `f` on this thread's pool. None while the thread is being torn
+/// down (its buffers then free their memory to the allocator directly).
+fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
+    POOL.try_with(|p| p.try_borrow_mut().ok().map(|mut p| f(&mut p)))
+        .ok()
+        .flatten()
+}
+
+impl Pool {
+    /// New bytes the budget allows now.
+    fn available(&self) -> usize {
+        self.stats.limit.saturating_sub(self.stats.bytes)
+    }
+    fn charge(&mut self, bytes: usize) {
+        self.stats.bytes += bytes;
+        self.stats.peak = self.stats.peak.max(self.stats.bytes);
+    }
+    fn take_chunk(&mut self) -> Chunk {
+        self.charge(CHUNK);
+        match self.chunks.pop() {
+            Some(c) => {
+                self.stats.spare -= CHUNK;
+                c
+            }
+            None => Box::new([0; CHUNK]),
+        }
+    }
+    fn put_chunk(&mut self, c: Chunk) {
+        self.stats.bytes -= CHUNK;
+        if self.stats.spare + CHUNK <= SPARE_BYTES {
+            self.stats.spare += CHUNK;
+            self.chunks.push(c);
+        }
+    }
+    fn take_table(&mut self, slots: usize) -> Table {
+        let bytes = table_bytes(slots);
+        self.charge(bytes);
+        // Every connection of a core has the same capacities: the last
+        // table is almost always the right size.
+        match self.tables.iter().rposition(|t| t.len() == slots) {
+            Some(i) => {
+                self.stats.spare -= bytes;
+                self.tables.swap_remove(i)
+            }
+            None => (0..slots).map(|_| None).collect(),
+        }
+    }
+    /// The table's slots are all empty.
+    fn put_table(&mut self, t: Table) {
+        let bytes = table_bytes(t.len());
+        self.stats.bytes -= bytes;
+        if self.stats.spare + bytes <= SPARE_BYTES && self.tables.len() < 64 {
+            self.stats.spare += bytes;
+            self.tables.push(t);
+        }
+    }
+}
+
+/// A ring of up to `capacity` bytes stored in chunks. Offsets are from the
+/// head (the first byte not consumed).
+struct Chunks {
+    /// None while no chunk is held.
+    table: Option<Table>,
+    /// Where offset 0 is, as a position in the ring of `slots * CHUNK`.
+    head: u32,
+    capacity: u32,
+    /// Bytes stored contiguously from the head: unacknowledged (send) or
+    /// readable (receive). Kept here, in the padding, not in the buffers.
+    len: u32,
+    /// Chunks in the table.
+    held: u16,
+    /// log2 of the slots: a power of two, so that a slot is a mask away.
+    slot_bits: u8,
+}
+
+impl Chunks {
+    fn new(capacity: usize) -> Chunks {
+        Chunks {
+            table: None,
             head: 0,
+            capacity: capacity.min(MAX_CAPACITY) as u32,
+            len: 0,
+            held: 0,
+            slot_bits: (capacity.min(MAX_CAPACITY) / CHUNK + 2)
+                .next_power_of_two()
+                .trailing_zeros() as u8,
         }
     }
-    #[inline]
     fn capacity(&self) -> usize {
-        self.buf.len()
+        self.capacity as usize
     }
-    /// The two slices holding `len` bytes from `offset` past the head.
-    fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
-        let cap = self.capacity();
-        if len == 0 || cap == 0 {
-            return (&[], &[]);
-        }
-        let start = (self.head + offset) % cap;
-        let first = len.min(cap - start);
-        (&self.buf[start..start + first], &self.buf[..len - first])
+    fn len(&self) -> usize {
+        self.len as usize
     }
-    /// Write `data` at `offset` past the head (the caller checked it fits).
-    fn write_at(&mut self, offset: usize, data: &[u8]) {
-        let cap = self.capacity();
-        if data.is_empty() || cap == 0 {
-            return;
-        }
-        let start = (self.head + offset) % cap;
-        let first = data.len().min(cap - start);
-        self.buf[start..start + first].copy_from_slice(&data[..first]);
-        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+    /// At most `capacity`, which fits a `u32`.
+    fn set_len(&mut self, len: usize) {
+        self.len = len as u32;
     }
-    fn advance(&mut self, n: usize) {
-        if self.capacity() > 0 {
-            self.head = (self.head + n) % self.capacity();
-        }
+    /// Chunk positions in the ring: `capacity` bytes from any point of a
+    /// chunk end at most `capacity / CHUNK + 1` chunks further.
+    fn slots(&self) -> usize {
+        1 << self.slot_bits
     }
-}
+    /// (slot, index in the chunk) of `offset` past the head.
+    #[inline]
+    fn locate(&self, offset: usize) -> (usize, usize) {
+        let p = self.head as usize + offset;
+        ((p / CHUNK) & (self.slots() - 1), p % CHUNK)
+    }
+    /// Bytes of buffer memory held.
+    fn memory(&self) -> usize {
+        self.table.as_ref().map_or(0, |t| table_bytes(t.len())) + self.held as usize * CHUNK
+    }
 
-impl Drop for Ring {
-    fn drop(&mut self) {
-        let cap = self.buf.len();
-        if cap == 0 {
+    /// How much of `[offset, offset + len)` can be stored with at most
+    /// `avail` bytes of new memory: all of it, or up to the first chunk
+    /// that cannot be had.
+    fn storable(&self, offset: usize, len: usize, mut avail: usize) -> usize {
+        if len == 0 || self.capacity == 0 {
+            return 0;
+        }
+        let table = self.table.as_deref();
+        if table.is_none() {
+            let t = table_bytes(self.slots());
+            if avail < t {
+                return 0;
+            }
+            avail -= t;
+        }
+        let mut done = 0;
+        while done < len {
+            let (slot, at) = self.locate(offset + done);
+            if table.is_none_or(|t| t[slot].is_none()) {
+                if avail < CHUNK {
+                    break;
+                }
+                avail -= CHUNK;
+            }
+            done += (CHUNK - at).min(len - done);
+        }
+        done
+    }
+
+    /// Copy `data` to `offset`, taking the chunks it needs (the caller
+    /// checked with `storable` that the pool may give them).
+    fn write_at(&mut self, pool: &mut Pool, offset: usize, data: &[u8]) {
+        if data.is_empty() || self.capacity == 0 {
             return;
         }
-        let buf = std::mem::take(&mut self.buf);
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                let (list, bytes) = &mut *s;
-                if *bytes + cap <= SPARE_BYTES {
-                    *bytes += cap;
-                    list.push(buf);
+        let slots = self.slots();
+        let mut done = 0;
+        while done < data.len() {
+            let (slot, at) = self.locate(offset + done);
+            let n = (CHUNK - at).min(data.len() - done);
+            let table = self.table.get_or_insert_with(|| pool.take_table(slots));
+            let chunk = table[slot].get_or_insert_with(|| {
+                self.held += 1;
+                pool.take_chunk()
+            });
+            chunk[at..at + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+    }
+
+    /// The stored bytes of `[offset, offset + len)`, chunk by chunk.
+    fn pieces(&self, offset: usize, len: usize) -> Pieces<'_> {
+        Pieces {
+            chunks: self,
+            offset,
+            end: offset + len,
+        }
+    }
+
+    /// Move the head `n` bytes on, and give back every chunk that holds no
+    /// byte from `live` past the new head on (`usize::MAX`: none is live).
+    fn advance(&mut self, pool: Option<&mut Pool>, n: usize, live: usize) {
+        let slots = self.slots();
+        let Some(table) = self.table.as_mut() else {
+            return;
+        };
+        let head = self.head as usize;
+        let dead_end = (head + n).saturating_add(live);
+        let mut pool = pool;
+        let mut start = head - head % CHUNK;
+        for _ in 0..slots {
+            if start + CHUNK > dead_end || self.held == 0 {
+                break;
+            }
+            if let Some(c) = table[(start / CHUNK) & (slots - 1)].take() {
+                self.held -= 1;
+                match pool.as_deref_mut() {
+                    Some(p) => p.put_chunk(c),
+                    None => drop(c),
                 }
             }
-        });
+            start += CHUNK;
+        }
+        self.head = ((head + n) % (slots * CHUNK)) as u32;
+        if self.held == 0 {
+            // Nothing stored: the next byte goes to the start of a chunk.
+            self.head = 0;
+            if let (Some(t), Some(p)) = (self.table.take(), pool) {
+                p.put_table(t);
+            }
+        }
+    }
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        if self.table.is_some() && with_pool(|p| self.advance(Some(p), 0, usize::MAX)).is_none() {
+            self.advance(None, 0, usize::MAX);
+        }
+    }
+}
+
+/// The stored bytes of a range, one slice per chunk.
+struct Pieces<'a> {
+    chunks: &'a Chunks,
+    offset: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.offset >= self.end {
+            return None;
+        }
+        let (slot, at) = self.chunks.locate(self.offset);
+        let n = (CHUNK - at).min(self.end - self.offset);
+        let chunk = self.chunks.table.as_ref()?[slot].as_ref();
+        debug_assert!(chunk.is_some(), "stored bytes in a missing chunk");
+        self.offset += n;
+        Some(&chunk?[at..at + n])
     }
 }
 
 /// Bytes the application wrote and the peer has not acknowledged yet. The
 /// first byte is the one at SND.UNA (or ISS+1 before the SYN is acked).
 pub struct SendBuffer {
-    ring: Ring,
-    len: usize,
+    ring: Chunks,
 }
 
 impl SendBuffer {
+    /// A buffer of up to `capacity` bytes; it holds no memory until written.
     pub fn new(capacity: usize) -> SendBuffer {
         SendBuffer {
-            ring: Ring::new(capacity),
-            len: 0,
+            ring: Chunks::new(capacity),
         }
     }
     pub fn capacity(&self) -> usize {
         self.ring.capacity()
     }
     pub fn len(&self) -> usize {
-        self.len
+        self.ring.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ring.len() == 0
     }
     pub fn free(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity() - self.ring.len()
     }
-    /// Append as much of `data` as fits; returns how much was taken.
+    /// Bytes of memory held now (chunks and their table).
+    pub fn memory(&self) -> usize {
+        self.ring.memory()
+    }
+
+    /// Append as much of `data` as fits; returns how much was taken: less
+    /// than all when the buffer is full, or when the core's budget allows
+    /// no new chunk (backpressure either way; the application hears it as
+    /// a short write). An empty buffer always gets its first chunk, past
+    /// the budget if need be: with nothing in flight no ACK would come to
+    /// announce room (Linux forces memory for a socket whose queues are
+    /// empty the same way, `tcp_stream_alloc_skb`'s `force_schedule`).
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        self.ring.write_at(self.len, &data[..n]);
-        self.len += n;
-        n
+        if n == 0 {
+            return 0;
+        }
+        let at = self.ring.len();
+        let first = at == 0;
+        let ring = &mut self.ring;
+        let k = with_pool(|p| {
+            let mut avail = p.available();
+            if first {
+                avail = avail.max(CHUNK + table_bytes(ring.slots()));
+            }
+            let k = ring.storable(at, n, avail);
+            if k < n {
+                p.stats.refused += 1;
+            }
+            ring.write_at(p, at, &data[..k]);
+            k
+        })
+        .unwrap_or(0);
+        self.ring.set_len(self.ring.len() + k);
+        k
     }
-    /// `len` bytes from `offset`, as up to two slices.
+
+    /// `len` bytes from `offset`, as up to two slices: the whole range
+    /// when `len` is at most [`CHUNK`] (a segment, [`MAX_SEGMENT`]).
     pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
-        let len = len.min(self.len.saturating_sub(offset));
-        self.ring.slices(offset, len)
+        let len = len.min(self.ring.len().saturating_sub(offset));
+        debug_assert!(len <= CHUNK, "a segment longer than a chunk");
+        let mut p = self.ring.pieces(offset, len);
+        (p.next().unwrap_or(&[]), p.next().unwrap_or(&[]))
     }
-    /// Drop `n` acknowledged bytes from the front.
+
+    /// Drop `n` acknowledged bytes from the front, giving back the chunks
+    /// they emptied.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.ring.advance(n);
-        self.len -= n;
+        let n = n.min(self.ring.len());
+        if n == 0 {
+            return;
+        }
+        self.ring.set_len(self.ring.len() - n);
+        let live = if self.ring.len() > 0 { 0 } else { usize::MAX };
+        let ring = &mut self.ring;
+        if with_pool(|p| ring.advance(Some(p), n, live)).is_none() {
+            ring.advance(None, n, live);
+        }
     }
 }
 
@@ -144,6 +439,8 @@ impl SendBuffer {
 pub struct Assembler {
     ranges: ArrayVec<(usize, usize), { Assembler::MAX_RANGES }>,
 }
+
+type Ranges = ArrayVec<(usize, usize), { Assembler::MAX_RANGES }>;
 
 impl Assembler {
     /// Holes the receiver tracks; a segment that would need more is dropped.
@@ -155,34 +452,40 @@ impl Assembler {
 
     /// Record `[start, end)`. False if it needs more ranges than we keep.
     pub fn add(&mut self, start: usize, end: usize) -> bool {
+        match self.with(start, end) {
+            Some(r) => {
+                self.ranges = r;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ranges with `[start, end)` added, None if they would be too many.
+    fn with(&self, start: usize, end: usize) -> Option<Ranges> {
         if start >= end {
-            return true;
+            return Some(self.ranges.clone());
         }
         let mut merged = (start, end);
-        let mut out: ArrayVec<(usize, usize), { Assembler::MAX_RANGES }> = ArrayVec::new();
+        let mut out = Ranges::new();
         let mut placed = false;
         for &(s, e) in &self.ranges {
             if e < merged.0 {
                 out.push((s, e));
             } else if s > merged.1 {
                 if !placed {
-                    if out.try_push(merged).is_err() {
-                        return false;
-                    }
+                    out.try_push(merged).ok()?;
                     placed = true;
                 }
-                if out.try_push((s, e)).is_err() {
-                    return false;
-                }
+                out.try_push((s, e)).ok()?;
             } else {
                 merged = (merged.0.min(s), merged.1.max(e));
             }
         }
-        if !placed && out.try_push(merged).is_err() {
-            return false;
+        if !placed {
+            out.try_push(merged).ok()?;
         }
-        self.ranges = out;
-        true
+        Some(out)
     }
 
     /// If a range starts at 0, remove it and return its length; shift the
@@ -219,8 +522,7 @@ impl Assembler {
 /// Bytes received: `len` in order, readable by the application, then room
 /// for out-of-order data up to the capacity.
 pub struct RecvBuffer {
-    ring: Ring,
-    len: usize,
+    ring: Chunks,
     ooo: Assembler,
 }
 
@@ -233,13 +535,16 @@ pub struct Written {
     pub queued: bool,
     /// The segment needed more out-of-order ranges than we keep.
     pub dropped: bool,
+    /// The segment, or its tail from the first chunk the core's budget
+    /// refused, was not stored (the peer will send it again).
+    pub no_memory: bool,
 }
 
 impl RecvBuffer {
+    /// A buffer of up to `capacity` bytes; it holds no memory until written.
     pub fn new(capacity: usize) -> RecvBuffer {
         RecvBuffer {
-            ring: Ring::new(capacity),
-            len: 0,
+            ring: Chunks::new(capacity),
             ooo: Assembler::default(),
         }
     }
@@ -248,14 +553,14 @@ impl RecvBuffer {
     }
     /// Readable bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.ring.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ring.len() == 0
     }
     /// Room past RCV.NXT: the receive window.
     pub fn window(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity() - self.ring.len()
     }
     pub fn has_out_of_order(&self) -> bool {
         !self.ooo.is_empty()
@@ -263,90 +568,518 @@ impl RecvBuffer {
     pub fn assembler(&self) -> &Assembler {
         &self.ooo
     }
+    /// Bytes of memory held now (chunks and their table).
+    pub fn memory(&self) -> usize {
+        self.ring.memory()
+    }
 
     /// Store `data`, which starts `offset` bytes past RCV.NXT. Bytes beyond
     /// the window are cut off (the caller trimmed to the window already).
+    /// Past the core's budget, only the part that fits in chunks already
+    /// held (a prefix) is stored and `no_memory` is set; the segment that
+    /// starts at RCV.NXT while nothing is readable always gets its first
+    /// chunk, so that a connection whose application has read everything
+    /// still makes progress (Linux's `tcp_data_queue` forces memory for an
+    /// empty receive queue).
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Written {
         let window = self.window();
-        if offset >= window || data.is_empty() {
-            return Written {
-                in_order: 0,
-                queued: false,
-                dropped: offset >= window && !data.is_empty(),
-            };
-        }
-        let n = data.len().min(window - offset);
-        if offset > 0 || !self.ooo.is_empty() {
-            if !self.ooo.add(offset, offset + n) {
-                return Written {
-                    in_order: 0,
-                    queued: false,
-                    dropped: true,
-                };
-            }
-            self.ring.write_at(self.len + offset, &data[..n]);
-            let in_order = self.ooo.take_front();
-            self.len += in_order;
-            return Written {
-                in_order,
-                queued: offset > 0,
-                dropped: false,
-            };
-        }
-        self.ring.write_at(self.len, &data[..n]);
-        self.len += n;
-        Written {
-            in_order: n,
+        let mut w = Written {
+            in_order: 0,
             queued: false,
             dropped: false,
+            no_memory: false,
+        };
+        if offset >= window || data.is_empty() {
+            w.dropped = offset >= window && !data.is_empty();
+            return w;
         }
+        let n = data.len().min(window - offset);
+        let at = self.ring.len() + offset;
+        let forced = self.ring.len() == 0 && offset == 0;
+        let out_of_order = offset > 0 || !self.ooo.is_empty();
+        let (ring, ooo) = (&mut self.ring, &mut self.ooo);
+        let stored = with_pool(|p| {
+            let mut avail = p.available();
+            if forced {
+                avail = avail.max(CHUNK + table_bytes(ring.slots()));
+            }
+            let k = ring.storable(at, n, avail);
+            let ranges = if out_of_order && k > 0 {
+                match ooo.with(offset, offset + k) {
+                    Some(r) => Some(r),
+                    None => return Err(()),
+                }
+            } else {
+                None
+            };
+            if k < n {
+                p.stats.refused += 1;
+            }
+            ring.write_at(p, at, &data[..k]);
+            if let Some(r) = ranges {
+                ooo.ranges = r;
+            }
+            Ok(k)
+        })
+        .unwrap_or(Ok(0));
+        let k = match stored {
+            Ok(k) => k,
+            Err(()) => {
+                w.dropped = true;
+                return w;
+            }
+        };
+        w.no_memory = k < n;
+        if k == 0 {
+            return w;
+        }
+        if out_of_order {
+            w.in_order = self.ooo.take_front();
+            w.queued = offset > 0;
+        } else {
+            w.in_order = k;
+        }
+        self.ring.set_len(self.ring.len() + w.in_order);
+        w
     }
 
     /// Copy readable bytes into `out`, consuming them.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.len);
-        let (a, b) = self.ring.slices(0, n);
-        out[..a.len()].copy_from_slice(a);
-        out[a.len()..n].copy_from_slice(b);
-        self.ring.advance(n);
-        self.len -= n;
+        let n = out.len().min(self.ring.len());
+        let mut at = 0;
+        for piece in self.ring.pieces(0, n) {
+            out[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        self.consume(n);
         n
     }
 
-    /// The readable bytes as up to two slices, without consuming them.
-    pub fn peek(&self) -> (&[u8], &[u8]) {
-        self.ring.slices(0, self.len)
+    /// The readable bytes, one slice per chunk, without consuming them.
+    pub fn peek(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.ring.pieces(0, self.ring.len())
     }
 
-    /// Consume `n` readable bytes.
+    /// Consume `n` readable bytes, giving back the chunks they emptied.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.ring.advance(n);
-        self.len -= n;
+        let n = n.min(self.ring.len());
+        if n == 0 {
+            return;
+        }
+        self.ring.set_len(self.ring.len() - n);
+        // Out-of-order data keeps its chunks (it starts past RCV.NXT).
+        let live = if self.ring.len() > 0 {
+            0
+        } else {
+            self.ooo.ranges().first().map_or(usize::MAX, |r| r.0)
+        };
+        let ring = &mut self.ring;
+        if with_pool(|p| ring.advance(Some(p), n, live)).is_none() {
+            ring.advance(None, n, live);
+        }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The chunk table of a buffer of `capacity`.
+    fn table_for(capacity: usize) -> usize {
+        table_bytes((capacity / CHUNK + 2).next_power_of_two())
+    }
+
+    /// Run `f` on a thread of its own: a fresh pool, budget unlimited.
+    fn on_fresh_core(f: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(f).join().unwrap();
+    }
+
     #[test]
-    fn rings_of_closed_connections_are_reused_on_their_thread() {
-        std::thread::spawn(|| {
-            let a = SendBuffer::new(12_345);
-            let p = a.ring.buf.as_ptr();
-            drop(a);
-            let b = RecvBuffer::new(12_345);
-            assert_eq!(b.ring.buf.as_ptr(), p, "the spare ring is taken");
-            let c = SendBuffer::new(12_345);
-            assert_ne!(c.ring.buf.as_ptr(), p);
-            assert_eq!(c.capacity(), 12_345);
-            // Another size is not confused with it.
-            drop(b);
-            assert_eq!(SendBuffer::new(999).capacity(), 999);
-        })
-        .join()
-        .unwrap();
+    fn idle_buffers_hold_no_memory() {
+        on_fresh_core(|| {
+            let s = SendBuffer::new(256 * 1024);
+            let r = RecvBuffer::new(256 * 1024);
+            assert_eq!((s.memory(), r.memory()), (0, 0));
+            assert_eq!(s.capacity(), 256 * 1024);
+            assert_eq!(r.window(), 256 * 1024);
+            assert_eq!(core_stats().bytes, 0);
+        });
+    }
+
+    #[test]
+    fn chunks_go_back_as_they_are_consumed() {
+        on_fresh_core(|| {
+            let table = table_for(256 * 1024);
+            let mut s = SendBuffer::new(256 * 1024);
+            let data: Vec<u8> = (0..3 * CHUNK).map(|i| i as u8).collect();
+            assert_eq!(s.write(&data), 3 * CHUNK);
+            assert_eq!(s.memory(), 3 * CHUNK + table);
+            assert_eq!(core_stats().bytes, s.memory());
+            // Not quite a chunk: nothing emptied.
+            s.consume(CHUNK - 1);
+            assert_eq!(s.memory(), 3 * CHUNK + table);
+            // The first chunk's last byte: it goes back.
+            s.consume(1);
+            assert_eq!(s.memory(), 2 * CHUNK + table);
+            let (a, b) = s.slices(CHUNK - 10, 20);
+            assert_eq!([a, b].concat(), &data[2 * CHUNK - 10..2 * CHUNK + 10]);
+            // Drained: no chunk and no table left, and the pool keeps them.
+            s.consume(2 * CHUNK);
+            assert_eq!(s.memory(), 0);
+            let st = core_stats();
+            assert_eq!((st.bytes, st.peak), (0, 3 * CHUNK + table));
+            assert_eq!(st.spare, 3 * CHUNK + table);
+
+            // The receive side, through read.
+            let mut r = RecvBuffer::new(256 * 1024);
+            assert_eq!(r.write(0, &data[..CHUNK + 5]).in_order, CHUNK + 5);
+            assert_eq!(r.memory(), 2 * CHUNK + table);
+            // Reused from the pool, not allocated.
+            assert_eq!(core_stats().spare, CHUNK);
+            let mut out = vec![0; CHUNK];
+            assert_eq!(r.read(&mut out), CHUNK);
+            assert_eq!(out, &data[..CHUNK]);
+            assert_eq!(r.memory(), CHUNK + table);
+            assert_eq!(r.read(&mut out), 5);
+            assert_eq!(r.memory(), 0);
+            assert_eq!(core_stats().bytes, 0);
+        });
+    }
+
+    #[test]
+    fn dropping_a_buffer_gives_its_chunks_back() {
+        on_fresh_core(|| {
+            let mut s = SendBuffer::new(64 * 1024);
+            s.write(&[1; 20_000]);
+            let mut r = RecvBuffer::new(64 * 1024);
+            r.write(30_000, &[2; 100]);
+            assert!(core_stats().bytes > 0);
+            drop((s, r));
+            assert_eq!(core_stats().bytes, 0);
+        });
+    }
+
+    #[test]
+    fn spare_chunks_are_bounded() {
+        on_fresh_core(|| {
+            let n = SPARE_BYTES / CHUNK + 100;
+            let mut bufs: Vec<SendBuffer> = (0..n).map(|_| SendBuffer::new(CHUNK)).collect();
+            for b in bufs.iter_mut() {
+                assert_eq!(b.write(&[0; 10]), 10);
+            }
+            assert!(core_stats().bytes >= n * CHUNK);
+            drop(bufs);
+            let st = core_stats();
+            assert_eq!(st.bytes, 0);
+            assert!(st.spare <= SPARE_BYTES);
+            assert!(st.spare + 100 * CHUNK > SPARE_BYTES);
+        });
+    }
+
+    #[test]
+    fn out_of_order_far_in_the_window() {
+        on_fresh_core(|| {
+            let cap = 256 * 1024;
+            let table = table_for(cap);
+            let data: Vec<u8> = (0..cap).map(|i| (i % 251) as u8).collect();
+            let mut r = RecvBuffer::new(cap);
+            // At the right edge of the window: one chunk for it, none for
+            // the hole before it.
+            let far = cap - 100;
+            let w = r.write(far, &data[far..]);
+            assert!(w.queued && !w.no_memory && w.in_order == 0);
+            assert_eq!(r.memory(), CHUNK + table);
+            // Across a chunk boundary: two more.
+            let mid = 5 * CHUNK - 50;
+            assert!(r.write(mid, &data[mid..mid + 100]).queued);
+            assert_eq!(r.memory(), 3 * CHUNK + table);
+            // The front arrives; reading it gives back the chunk it
+            // emptied, while the out-of-order data keeps its chunks.
+            assert_eq!(r.write(0, &data[..1000]).in_order, 1000);
+            assert_eq!(r.memory(), 4 * CHUNK + table);
+            let mut out = vec![0; 1000];
+            assert_eq!(r.read(&mut out), 1000);
+            assert_eq!(out, &data[..1000]);
+            assert_eq!(r.memory(), 3 * CHUNK + table);
+            assert_eq!(
+                r.assembler().ranges(),
+                &[(mid - 1000, mid - 900), (far - 1000, cap - 1000)]
+            );
+            // The rest in order, in segments: the stream comes out whole.
+            let mut nxt = 1000;
+            let mut stream = out;
+            while nxt < cap {
+                let n = (cap - nxt).min(1460);
+                let w = r.write(0, &data[nxt..nxt + n]);
+                nxt += w.in_order;
+                let mut buf = vec![0; r.len()];
+                r.read(&mut buf);
+                stream.extend_from_slice(&buf);
+            }
+            assert!(stream == data);
+            assert_eq!(r.memory(), 0);
+            assert_eq!(core_stats().bytes, 0);
+        });
+    }
+
+    #[test]
+    fn budget_refuses_then_recovers() {
+        on_fresh_core(|| {
+            let cap = 64 * 1024;
+            let table = table_for(cap);
+            // Room for one buffer's table and two chunks.
+            set_core_budget(table + 2 * CHUNK);
+            let mut a = SendBuffer::new(cap);
+            assert_eq!(a.write(&vec![1; 3 * CHUNK]), 2 * CHUNK, "a short write");
+            assert_eq!(core_stats().refused, 1);
+            assert_eq!(a.write(&[1]), 0);
+            assert_eq!(core_stats().refused, 2);
+
+            // The receive side: an empty buffer's in-order segment gets
+            // its first chunk past the budget.
+            let mut r = RecvBuffer::new(cap);
+            let w = r.write(0, &vec![2; CHUNK - 100]);
+            assert_eq!((w.in_order, w.no_memory), (CHUNK - 100, false));
+            // Out of order into that chunk: stored.
+            let w = r.write(50, &[4; 10]);
+            assert!(w.queued && !w.no_memory);
+            // A segment that needs a new chunk: the part that fits in the
+            // chunk held is stored, the rest is not.
+            let w = r.write(0, &[2; 200]);
+            assert_eq!(w.in_order, 100);
+            assert!(w.no_memory && !w.dropped);
+            assert_eq!(core_stats().refused, 3);
+            // Out of order past the budget: nothing stored, nothing tracked.
+            let w = r.write(3 * CHUNK, &[3; 10]);
+            assert!(w.no_memory && !w.queued && !w.dropped);
+            assert!(!r.has_out_of_order());
+            assert_eq!(w.in_order, 0);
+            let st = core_stats();
+            assert_eq!(st.refused, 4);
+            assert_eq!(st.bytes, 2 * table + 3 * CHUNK);
+            assert!(st.peak > st.limit);
+
+            // Memory comes back as the peer acknowledges and the
+            // application reads: both sides go on.
+            a.consume(2 * CHUNK);
+            assert_eq!(a.memory(), 0);
+            let mut out = vec![0; CHUNK];
+            assert_eq!(r.read(&mut out), CHUNK);
+            assert_eq!(r.memory(), 0);
+            let w = r.write(0, &vec![2; CHUNK + 10]);
+            assert_eq!((w.in_order, w.no_memory), (CHUNK + 10, false));
+            assert_eq!(a.write(&[1; 10]), 10);
+            assert_eq!(core_stats().refused, 4);
+        });
+    }
+
+    #[test]
+    fn an_empty_send_buffer_always_takes_a_chunk() {
+        on_fresh_core(|| {
+            set_core_budget(0);
+            let mut s = SendBuffer::new(64 * 1024);
+            // One chunk past a budget of nothing: no write waits forever
+            // for an ACK that cannot come.
+            assert_eq!(s.write(&vec![1; 2 * CHUNK]), CHUNK);
+            assert_eq!(s.write(&[1]), 0);
+            s.consume(CHUNK);
+            assert_eq!(s.write(&[1; 5]), 5);
+        });
+    }
+
+    #[test]
+    fn a_segment_is_two_slices_at_any_alignment() {
+        on_fresh_core(|| {
+            let data: Vec<u8> = (0..40 * CHUNK).map(|i| (i % 253) as u8).collect();
+            let mut s = SendBuffer::new(3 * CHUNK);
+            // `una` walks the stream and the head around the ring.
+            let (mut una, mut end) = (0, 0);
+            for step in [1, CHUNK - MAX_SEGMENT, 7, CHUNK - 1, CHUNK, 4000, 3 * CHUNK] {
+                end += s.write(&data[end..end + 3 * CHUNK]);
+                for offset in [0, 1, 255, 256, CHUNK - 1, CHUNK, 2 * CHUNK - 13] {
+                    if una + offset + MAX_SEGMENT <= end {
+                        let (a, b) = s.slices(offset, MAX_SEGMENT);
+                        let at = una + offset;
+                        assert!([a, b].concat() == data[at..at + MAX_SEGMENT]);
+                    }
+                }
+                s.consume(step);
+                una += step.min(end - una);
+            }
+        });
+    }
+
+    /// What an idle connection costs: connections accepted through a
+    /// table, a request read and a response sent and acknowledged on each,
+    /// hold no buffer memory once idle. Prints the cost per connection
+    /// (`cargo test --lib idle_established -- --nocapture`).
+    #[test]
+    fn idle_established_connections_hold_no_buffer_memory() {
+        use crate::hash::FlowMap;
+        use crate::stats::Counters;
+        use crate::tcp::isn::IsnGenerator;
+        use crate::tcp::table::FlowKey;
+        use crate::tcp::{State, Tcb, TcpConfig, TcpTable};
+        use crate::time::Instant;
+        use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+        use std::mem::size_of;
+        use std::net::{Ipv4Addr, SocketAddrV4};
+        on_fresh_core(|| {
+            const N: usize = 2000;
+            // The default buffers: 256 KiB each way, 1 GiB per 2000
+            // connections as fixed rings.
+            let cfg = TcpConfig {
+                max_connections: N,
+                ..Default::default()
+            };
+            let mut table = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
+            let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+            let (iss, irs) = (1000u32, 5000u32);
+            let now = Instant::from_secs(1);
+            let mut c = Counters::default();
+            let mut ids = Vec::new();
+            for i in 0..N {
+                let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 2), 1024 + i as u16);
+                let seg = |flags, seq, ack| TcpRepr {
+                    src_port: remote.port(),
+                    dst_port: local.port(),
+                    seq_number: seq,
+                    ack_number: ack,
+                    flags,
+                    window_len: 65535,
+                    urgent_at: 0,
+                    options: TcpOptions::default(),
+                };
+                let mut syn = seg(TcpFlags::SYN, irs, 0);
+                syn.options.mss = Some(1460);
+                let tcb = Tcb::accept(&cfg, now, local, remote, iss, 0, &syn);
+                assert_eq!(
+                    tcb.buffer_bytes(),
+                    0,
+                    "a half-open connection holds no buffer"
+                );
+                let id = table.insert(now, Box::new(tcb)).unwrap();
+                let mut tcb = table.take(id.index).unwrap();
+                tcb.dispatch(now, &mut |_, _, _| true);
+                let request = b"GET / HTTP/1.1\r\n\r\n";
+                let ack = TcpFlags::ACK;
+                tcb.process(
+                    now,
+                    &seg(ack | TcpFlags::PSH, irs + 1, iss + 1),
+                    request,
+                    &mut c,
+                );
+                assert_eq!(tcb.state, State::Established);
+                assert!(tcb.buffer_bytes() > 0);
+                assert_eq!(tcb.recv(&mut [0; 64]), request.len());
+                // Two full segments (Nagle would hold a third, short one).
+                assert_eq!(tcb.send(&[b'x'; 2920]), 2920);
+                let mut sent = 0;
+                tcb.dispatch(now, &mut |_, a, b| {
+                    sent += a.len() + b.len();
+                    true
+                });
+                assert_eq!(sent, 2920);
+                let acked = iss + 1 + 2920;
+                tcb.process(
+                    now,
+                    &seg(ack, irs + 1 + request.len() as u32, acked),
+                    b"",
+                    &mut c,
+                );
+                assert_eq!(table.put(now, id.index, tcb), None);
+                ids.push(id);
+            }
+            let st = core_stats();
+            assert_eq!(st.bytes, 0, "idle connections hold no chunk");
+            assert!(st.peak > 0);
+            for id in &ids {
+                let tcb = table.take(id.index).unwrap();
+                assert_eq!(tcb.state, State::Established);
+                assert_eq!(tcb.unsent_or_unacked(), 0);
+                assert_eq!(tcb.buffer_bytes(), 0);
+                assert_eq!(table.put(now, id.index, tcb), None);
+            }
+            assert_eq!(table.len(), N);
+
+            // What one costs: the Tcb on the heap (glibc: an 8-byte header,
+            // 16-byte granules), its slot in the table (with its share of
+            // the table's per-slot lists) and its entry in
+            // the 4-tuple index (entry and control byte per bucket, at the
+            // index's load).
+            let tcb = size_of::<Tcb>();
+            let boxed = (tcb + 8).next_multiple_of(16);
+            let slot = TcpTable::fixed_bytes_per_slot();
+            let map: FlowMap<FlowKey, u32> =
+                FlowMap::with_capacity_and_hasher(N, Default::default());
+            let buckets = (map.capacity() * 8).div_ceil(7).next_power_of_two();
+            let index = (buckets * (size_of::<(FlowKey, u32)>() + 1)).div_ceil(N);
+            let total = boxed + slot + index;
+            eprintln!(
+                "idle established connection: Tcb {tcb} B (boxed {boxed}) + slot {slot} \
+                 + index {index} = {total} B; buffer memory 0 (was {} B of rings)",
+                cfg.rx_buffer + cfg.tx_buffer
+            );
+            // The issue's bound: at most 8 KB, TCB included.
+            assert!(total <= 8 * 1024, "{total} B");
+        });
+    }
+
+    /// A connection at the budget: the segment is counted as dropped for
+    /// memory and acknowledged at once (RCV.NXT unchanged), and the peer's
+    /// retransmission is taken once memory is back.
+    #[test]
+    fn a_connection_at_the_budget_drops_acks_and_recovers() {
+        use crate::stats::{Counters, DropReason};
+        use crate::tcp::{State, Tcb, TcpConfig};
+        use crate::time::Instant;
+        use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+        use std::net::{Ipv4Addr, SocketAddrV4};
+        on_fresh_core(|| {
+            let cfg = TcpConfig::default();
+            let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+            let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000);
+            let (iss, irs) = (1000u32, 5000u32);
+            let seg = |flags, seq, ack| TcpRepr {
+                src_port: remote.port(),
+                dst_port: local.port(),
+                seq_number: seq,
+                ack_number: ack,
+                flags,
+                window_len: 65535,
+                urgent_at: 0,
+                options: TcpOptions::default(),
+            };
+            let now = Instant::from_secs(1);
+            let mut c = Counters::default();
+            let syn = seg(TcpFlags::SYN, irs, 0);
+            let mut tcb = Tcb::accept(&cfg, now, local, remote, iss, 0, &syn);
+            tcb.dispatch(now, &mut |_, _, _| true);
+            let ack = TcpFlags::ACK;
+            tcb.process(now, &seg(ack, irs + 1, iss + 1), b"", &mut c);
+            assert_eq!(tcb.state, State::Established);
+
+            set_core_budget(0);
+            // Out of order past the budget: not stored, counted, and
+            // acknowledged at once.
+            let far = irs + 1 + 3 * CHUNK as u32;
+            tcb.process(now, &seg(ack, far, iss + 1), &[7; 100], &mut c);
+            assert_eq!(c.dropped(DropReason::TcpNoMemory), 1);
+            assert_eq!(c.tcp_ooo_segments, 0);
+            assert_eq!(tcb.buffer_bytes(), 0);
+            let mut acks = Vec::new();
+            tcb.dispatch(now, &mut |r, _, _| {
+                acks.push(r.ack_number);
+                true
+            });
+            assert_eq!(acks, vec![irs + 1]);
+
+            // Memory is back: the retransmission is kept.
+            set_core_budget(usize::MAX);
+            tcb.process(now, &seg(ack, far, iss + 1), &[7; 100], &mut c);
+            assert_eq!(c.dropped(DropReason::TcpNoMemory), 1);
+            assert_eq!(c.tcp_ooo_segments, 1);
+            assert!(tcb.buffer_bytes() > 0);
+        });
     }
 
     use proptest::prelude::*;
@@ -406,6 +1139,21 @@ mod tests {
         assert_eq!(r.window(), 0);
     }
 
+    #[derive(Clone, Debug)]
+    enum SendOp {
+        Write(usize),
+        Consume(usize),
+        Segment(usize, usize),
+    }
+
+    fn send_op() -> impl Strategy<Value = SendOp> {
+        prop_oneof![
+            (0usize..3 * CHUNK).prop_map(SendOp::Write),
+            (0usize..3 * CHUNK).prop_map(SendOp::Consume),
+            (0usize..3 * CHUNK, 0usize..=MAX_SEGMENT).prop_map(|(o, l)| SendOp::Segment(o, l)),
+        ]
+    }
+
     proptest! {
         /// Any arrival order of a stream's segments reassembles it exactly.
         #[test]
@@ -443,6 +1191,45 @@ mod tests {
                 let mut out = vec![0; total];
                 prop_assert_eq!(r.read(&mut out), total);
                 prop_assert_eq!(out, data);
+            }
+        }
+
+        /// The send buffer behaves as a byte queue of bounded length
+        /// (a Vec model), and holds memory exactly while it holds bytes.
+        #[test]
+        fn send_buffer_is_a_bounded_queue(
+            capacity in 1usize..4 * CHUNK,
+            ops in proptest::collection::vec(send_op(), 1..60),
+        ) {
+            let mut s = SendBuffer::new(capacity);
+            let mut model: Vec<u8> = Vec::new();
+            let mut next = 0u8;
+            for op in ops {
+                match op {
+                    SendOp::Write(n) => {
+                        let data: Vec<u8> = (0..n).map(|i| next.wrapping_add(i as u8)).collect();
+                        next = next.wrapping_add(n as u8).wrapping_add(1);
+                        let k = s.write(&data);
+                        prop_assert_eq!(k, n.min(capacity - model.len()));
+                        model.extend_from_slice(&data[..k]);
+                    }
+                    SendOp::Consume(n) => {
+                        s.consume(n);
+                        model.drain(..n.min(model.len()));
+                    }
+                    SendOp::Segment(offset, len) => {
+                        let (a, b) = s.slices(offset, len);
+                        let from = offset.min(model.len());
+                        let to = (offset + len).min(model.len()).max(from);
+                        prop_assert!([a, b].concat() == model[from..to]);
+                    }
+                }
+                prop_assert_eq!(s.len(), model.len());
+                prop_assert_eq!(s.free(), capacity - model.len());
+                let chunks = s.memory() / CHUNK;
+                prop_assert_eq!(chunks == 0, model.is_empty());
+                // Only chunks with unacknowledged bytes are held.
+                prop_assert!(chunks <= model.len().div_ceil(CHUNK) + 1);
             }
         }
     }

@@ -134,6 +134,14 @@ impl TcpTable {
         }
     }
 
+    /// Bytes every slot costs whether used or not: the slot itself, its
+    /// place on the free list, in the fired-timer list and in the TIME-WAIT
+    /// FIFO (all allocated once, in `new`). The 4-tuple index is extra.
+    pub fn fixed_bytes_per_slot() -> usize {
+        use std::mem::size_of;
+        size_of::<Slot>() + size_of::<u32>() + size_of::<(u32, u64)>() + 2 * size_of::<(u32, u32)>()
+    }
+
     /// Predict the device's RSS for active opens: a port whose reply
     /// hashes to our queue is ours alone (the port share stays for
     /// transports the device hashes on addresses only).
@@ -276,7 +284,6 @@ impl TcpTable {
                 return (!tcb.app_closed).then_some(tcb.app);
             }
         }
-        tcb.release_buffers();
         if let Some(d) = tcb.next_deadline() {
             // Compared as `insert` rounds it: an unchanged deadline is
             // never filed twice.

@@ -6,7 +6,7 @@
 //! A `Tcb` never touches a packet buffer. Input is a parsed header and a
 //! payload slice ([`Tcb::process`]); output goes through an emit closure
 //! ([`Tcb::dispatch`]) that receives a header and the payload as two slices
-//! of the send ring. Timers are deadlines the table's wheel reads with
+//! of the send buffer. Timers are deadlines the table's wheel reads with
 //! [`Tcb::next_deadline`].
 
 use super::buffer::{RecvBuffer, SendBuffer};
@@ -496,24 +496,11 @@ impl Tcb {
         self.close_deadline = None;
     }
 
-    /// Bytes of send and receive ring this connection holds.
+    /// Bytes of buffer memory this connection holds now: none unless data
+    /// waits to be acknowledged or read (the buffers give chunks back to
+    /// the core's pool as they drain).
     pub fn buffer_bytes(&self) -> usize {
-        self.tx.capacity() + self.rx.capacity()
-    }
-
-    /// In TIME-WAIT nothing is sent and nothing more arrives: give the
-    /// rings back (the receive ring once the application has read it), so
-    /// a table full of TIME-WAIT costs slots, not buffers.
-    pub fn release_buffers(&mut self) {
-        if self.state != State::TimeWait {
-            return;
-        }
-        if self.tx.capacity() > 0 && self.tx.is_empty() {
-            self.tx = SendBuffer::new(0);
-        }
-        if self.rx.capacity() > 0 && (self.rx.is_empty() || self.app_closed) {
-            self.rx = RecvBuffer::new(0);
-        }
+        self.tx.memory() + self.rx.memory()
     }
 
     fn enter_time_wait(&mut self, now: Instant) {
@@ -942,6 +929,11 @@ impl Tcb {
             if w.dropped {
                 c.drop(DropReason::QueueFull);
                 c.tcp_ooo_dropped += 1;
+                self.ack_now = true;
+            }
+            if w.no_memory {
+                // The core's buffer budget is spent: the peer sends it again.
+                c.drop(DropReason::TcpNoMemory);
                 self.ack_now = true;
             }
             if w.queued {
