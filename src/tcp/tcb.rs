@@ -1204,9 +1204,12 @@ impl Tcb {
                         }
                         self.snd_nxt = self.iss + 1;
                         self.snd_max = self.snd_max.max(self.snd_nxt);
-                        self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
                         self.tx_stats.segments += 1;
                     }
+                    // Sent or not (no buffer, TX full, ARP queue full), the
+                    // SYN is due: the retransmission timer tries it again,
+                    // as if it had been lost on the wire.
+                    self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
                 }
                 return;
             }
@@ -1267,7 +1270,7 @@ impl Tcb {
             if emit(&repr, &[], &[]) {
                 self.tx_stats.segments += 1;
             } else {
-                self.ack_now = true;
+                self.ack_not_sent(now);
             }
         }
         if self.snd_wnd == 0
@@ -1277,6 +1280,17 @@ impl Tcb {
             && self.state.synchronized()
         {
             self.persist_deadline = Some(now.plus(self.persist_interval()));
+        }
+    }
+
+    /// An ACK (alone or on data) could not be sent: keep it due and try
+    /// again from the delayed-ACK timer, at most 200 ms on (Linux
+    /// `tcp_send_ack` on allocation failure, TCP_DELACK_MAX).
+    fn ack_not_sent(&mut self, now: Instant) {
+        self.ack_now = true;
+        let retry = now.plus(Duration::from_millis(200));
+        if self.ack_deadline.is_none_or(|d| d > retry) {
+            self.ack_deadline = Some(retry);
         }
     }
 
@@ -1314,7 +1328,11 @@ impl Tcb {
         self.finish_header(now, &mut repr);
         let (a, b) = self.tx.slices(offset, len);
         if !emit(&repr, a, b) {
-            self.ack_now = flags.ack();
+            // Not sent (no buffer, TX full, ARP queue full): the data stays
+            // due, and the retransmission timer makes sure it is tried
+            // again even if nothing else is in flight to draw an ACK.
+            self.ack_not_sent(now);
+            self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
             return None;
         }
         let end = seq + len + fin as usize;

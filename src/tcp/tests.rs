@@ -93,6 +93,17 @@ impl T {
         v
     }
 
+    /// Dispatch with every send failing (TX full, no buffer, ARP queue
+    /// full); returns how many segments were tried.
+    fn out_failing(&mut self) -> usize {
+        let mut tried = 0;
+        self.tcb.dispatch(self.now, &mut |_, _, _| {
+            tried += 1;
+            false
+        });
+        tried
+    }
+
     fn out(&mut self) -> Vec<Out> {
         self.out_full()
             .into_iter()
@@ -832,4 +843,65 @@ fn simulation_lossy_reordering_duplicating_link() {
         let (_, _, c) = simulate(seed, 5, 3, 4, 200_000);
         assert!(c.tcp_ooo_segments > 0 || c.tcp_dup_segments > 0);
     }
+}
+
+// ---- B1: a send that fails arms a timer ------------------------------------
+
+// The harness dispatches on every step, as the core would not: each case
+// checks the deadline the failure armed, then lets exactly it fire.
+
+#[test]
+fn failed_sends_are_retried_by_a_timer() {
+    // A SYN that could not be sent (e.g. the ARP queue was full) goes
+    // again on the retransmission timer.
+    let mut t = T::active(cfg());
+    assert_eq!(t.out_failing(), 1);
+    assert_eq!(t.tcb.state, State::SynSent);
+    assert_eq!(
+        t.tcb.next_deadline(),
+        Some(t.now.plus(Duration::from_secs(1)))
+    );
+    let out = t.advance(Duration::from_secs(1));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, out[0].1), (SYN, ISS));
+    assert_eq!(t.c.tcp_rto, 1);
+
+    // A SYN-ACK likewise.
+    let mut p = T::passive(cfg(), seg(SYN, IRS, 0));
+    assert_eq!(p.out_failing(), 1);
+    assert_eq!(
+        p.tcb.next_deadline(),
+        Some(p.now.plus(Duration::from_secs(1)))
+    );
+    assert_eq!(
+        p.advance(Duration::from_secs(1)),
+        vec![o(SYN | ACK, ISS, IRS + 1, b"")]
+    );
+
+    // Data with nothing else in flight: the RTO (200 ms) sends it.
+    let mut d = T::established(cfg());
+    d.tcb.send(b"data");
+    assert!(d.out_failing() >= 1);
+    assert_eq!(
+        d.tcb.next_deadline(),
+        Some(d.now.plus(Duration::from_millis(200)))
+    );
+    assert_eq!(
+        d.advance(Duration::from_millis(200)),
+        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
+    );
+
+    // An ACK that could not be sent goes on the delayed-ACK timer.
+    let mut a = T::established(cfg());
+    a.tcb
+        .process(a.now, &seg(ACK, IRS + 6, ISS + 1), b"later", &mut a.c);
+    assert_eq!(a.out_failing(), 1);
+    assert_eq!(
+        a.tcb.next_deadline(),
+        Some(a.now.plus(Duration::from_millis(200)))
+    );
+    assert_eq!(
+        a.advance(Duration::from_millis(200)),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
 }
