@@ -1075,7 +1075,7 @@ impl Tcb {
         if syn && self.cfg.sack && (self.state == State::SynSent || self.sack_ok) {
             repr.options.sack_permitted = true;
         }
-        if !syn && self.sack_ok && repr.flags.ack() && self.rx.has_out_of_order() {
+        if !syn && repr.flags.ack() && self.sack_blocks_due() > 0 {
             self.fill_sack_blocks(repr);
         }
         let offer_ts = if syn && self.state == State::SynSent {
@@ -1094,6 +1094,30 @@ impl Tcb {
             self.unacked_segments = 0;
         }
         self.last_send = now;
+    }
+
+    /// How many SACK blocks (RFC 2018) the next ACK we send carries: one per
+    /// out-of-order range, at most three (with timestamps, 12 + 4 + 3 * 8
+    /// bytes fill the 40 bytes of option space).
+    fn sack_blocks_due(&self) -> usize {
+        if self.sack_ok && self.rx.has_out_of_order() {
+            self.rx.assembler().ranges().len().min(3)
+        } else {
+            0
+        }
+    }
+
+    /// Payload bytes a data segment sent now may carry: the MSS (already
+    /// less the timestamps every segment carries) less the SACK blocks this
+    /// one will carry. Options are paid out of the segment, never on top of
+    /// it (RFC 6691; Linux `tcp_current_mss`), or a full segment with SACK
+    /// blocks exceeds the peer's MSS and the path MTU.
+    fn send_mss(&self) -> usize {
+        let sack = match self.sack_blocks_due() {
+            0 => 0,
+            n => 4 + 8 * n,
+        };
+        self.mss.saturating_sub(sack).max(1)
     }
 
     /// RFC 2018 4: report the out-of-order ranges, the one that changed
@@ -1231,10 +1255,10 @@ impl Tcb {
                         _ if i == 0 => (self.snd_una, self.mss),
                         _ => break,
                     };
-                    if self.send_segment(now, seq, len, emit).is_none() {
+                    let Some(sent) = self.send_segment(now, seq, len, emit) else {
                         break;
-                    }
-                    self.high_rxt = self.high_rxt.max(seq + len.max(1));
+                    };
+                    self.high_rxt = self.high_rxt.max(seq + sent.max(1));
                 }
             }
             let before = self.snd_max;
@@ -1244,7 +1268,7 @@ impl Tcb {
                 if self.snd_max == before && self.snd_max > self.snd_una {
                     let data_end = self.snd_una + self.tx.len();
                     let end = self.snd_max.min(data_end);
-                    let len = end.since(self.snd_una).min(self.mss);
+                    let len = end.since(self.snd_una).min(self.send_mss());
                     if len > 0 {
                         self.send_segment(now, end - len, len, emit);
                     } else if self.fin_seq.is_some() {
@@ -1310,7 +1334,7 @@ impl Tcb {
     ) -> Option<usize> {
         let offset = seq.since(self.snd_una);
         let avail = self.tx.len().saturating_sub(offset);
-        let len = avail.min(max);
+        let len = avail.min(max).min(self.send_mss());
         let fin = self.fin_queued
             && offset + len == self.tx.len()
             && self.fin_seq.is_none_or(|f| seq + len <= f);
@@ -1424,15 +1448,16 @@ impl Tcb {
             let flight = self.snd_nxt.since(self.snd_una);
             let wnd = self.snd_wnd.min(self.cc.window());
             let usable = wnd.saturating_sub(flight);
-            let len = unsent.min(self.mss).min(usable);
+            let mss = self.send_mss();
+            let len = unsent.min(mss).min(usable);
             if len < unsent || (unsent > 0 && len == 0) {
                 // Not all of it fits: send only a full segment, or half the
                 // largest window the peer offered.
-                let ok = len == self.mss || (len > 0 && len >= self.max_snd_wnd / 2);
+                let ok = len == mss || (len > 0 && len >= self.max_snd_wnd / 2);
                 if !ok {
                     return;
                 }
-            } else if len > 0 && len < self.mss && self.cfg.nagle && flight > 0 && !fin_due {
+            } else if len > 0 && len < mss && self.cfg.nagle && flight > 0 && !fin_due {
                 // Nagle: a small segment waits for the outstanding ACK.
                 return;
             }

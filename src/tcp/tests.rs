@@ -48,6 +48,26 @@ struct T {
     now: Instant,
     c: Counters,
     events: u8,
+    /// The largest segment the peer takes: its MSS (536 if its SYN had
+    /// none, RFC 9293 3.7.1), capped by ours (our MTU).
+    mss_limit: usize,
+}
+
+/// Options are paid out of the segment (RFC 6691, Linux
+/// `tcp_current_mss`): payload plus options never exceed the MSS, so that
+/// no segment exceeds the peer's MSS or the MTU.
+fn assert_fits(r: &TcpRepr, payload: usize, mss_limit: usize) {
+    let options = r.header_len() - 20;
+    assert!(
+        payload + options <= mss_limit,
+        "segment seq {} of {payload} bytes with {options} bytes of options exceeds the MSS {mss_limit}",
+        r.seq_number
+    );
+}
+
+/// The MSS a SYN announces (536 without the option).
+fn syn_mss(syn: &TcpRepr) -> usize {
+    syn.options.mss.map_or(536, usize::from)
 }
 
 /// What we expect back: flags, seq, ack, payload.
@@ -61,6 +81,7 @@ impl T {
             now,
             c: Counters::default(),
             events: 0,
+            mss_limit: syn_mss(&syn).min(cfg.mss),
         }
     }
 
@@ -71,6 +92,7 @@ impl T {
             now,
             c: Counters::default(),
             events: 0,
+            mss_limit: cfg.mss,
         }
     }
 
@@ -86,7 +108,9 @@ impl T {
 
     fn out_full(&mut self) -> Vec<(TcpRepr, Vec<u8>)> {
         let mut v = Vec::new();
+        let limit = self.mss_limit;
         self.tcb.dispatch(self.now, &mut |r, a, b| {
+            assert_fits(r, a.len() + b.len(), limit);
             v.push((*r, [a, b].concat()));
             true
         });
@@ -112,6 +136,9 @@ impl T {
     }
 
     fn send(&mut self, s: TcpRepr, payload: &[u8]) -> Vec<Out> {
+        if s.flags.syn() {
+            self.mss_limit = self.mss_limit.min(syn_mss(&s));
+        }
         self.tcb.process(self.now, &s, payload, &mut self.c);
         self.events |= self.tcb.take_events();
         self.out()
@@ -798,6 +825,8 @@ fn simulate(
         {
             let mut out = Vec::new();
             t.dispatch(now, &mut |r, x, y| {
+                // Both sides announce (and cap at) cfg.mss.
+                assert_fits(r, x.len() + y.len(), cfg.mss);
                 out.push((*r, [x, y].concat()));
                 true
             });
@@ -904,4 +933,56 @@ fn failed_sends_are_retried_by_a_timer() {
         a.advance(Duration::from_millis(200)),
         vec![o(ACK, ISS + 1, IRS + 1, b"")]
     );
+}
+
+// ---- B2: options are paid out of the segment -------------------------------
+
+#[test]
+fn sack_blocks_are_paid_out_of_the_segment() {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options = TcpOptions {
+        mss: Some(1000),
+        sack_permitted: true,
+        timestamps: Some((100, 0)),
+        ..Default::default()
+    };
+    let mut t = T::passive(cfg(), syn);
+    t.out();
+    let mut ack = seg(ACK, IRS + 1, ISS + 1);
+    ack.options.timestamps = Some((101, 1000));
+    t.send(ack, b"");
+    assert_eq!(t.tcb.state, State::Established);
+    // 1000 less 12 bytes of timestamps.
+    assert_eq!(t.tcb.mss, 988);
+    // Data after a hole: our segments carry a SACK block (4 + 8 bytes).
+    let mut ooo = ack;
+    ooo.seq_number = IRS + 101;
+    let sack = t.send(ooo, &[1; 100]);
+    assert_eq!(sack.len(), 1);
+    // A full window of data now: every segment carries the SACK block, so
+    // each carries 12 bytes less than the MSS (the harness asserts the
+    // limit on every segment it sees).
+    t.tcb.send(&[7; 3000]);
+    let out = t.out_full();
+    assert_eq!(out.len(), 3);
+    for (r, p) in &out {
+        assert_eq!(r.options.sack_count(), 1);
+        assert_eq!(p.len(), 976);
+    }
+    // With a second hole (two blocks, 20 bytes) the tail loss probe (the
+    // last bytes sent) and the retransmission on the RTO shrink too.
+    ooo.seq_number = IRS + 301;
+    t.send(ooo, &[1; 100]);
+    let mut next = || {
+        (0..100)
+            .map(|_| t.advance(Duration::from_millis(10)))
+            .find(|o| !o.is_empty())
+            .unwrap()
+    };
+    let tlp = next();
+    assert_eq!(tlp.len(), 1);
+    // (Nagle holds the last 72 bytes: three segments are out.)
+    assert_eq!((tlp[0].1, tlp[0].3.len()), (ISS + 1 + 3 * 976 - 968, 968));
+    let rto = next();
+    assert_eq!((rto[0].1, rto[0].3.len()), (ISS + 1, 968));
 }
