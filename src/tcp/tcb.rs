@@ -638,6 +638,32 @@ impl Tcb {
             return;
         }
 
+        // Simultaneous open (RFC 9293 3.5, figure 8): after its SYN, the
+        // peer's SYN-ACK of our SYN. By the letter of 3.10.7.4 it is old
+        // (its SYN is below RCV.NXT) and only draws an ACK; as Linux
+        // (`tcp_validate_incoming`), take its ACK now and answer it, so
+        // that each side completes on the other's SYN-ACK.
+        if self.state == State::SynReceived
+            && !self.passive
+            && flags.syn()
+            && flags.ack()
+            && !flags.rst()
+            && seq == self.irs
+        {
+            let ack = Seq(seg.ack_number);
+            if self.snd_una < ack && ack <= self.snd_max {
+                self.establish(now, seg, seq, ack, c);
+                self.ack_now = true;
+                if !payload.is_empty() || flags.fin() {
+                    self.process_text(now, seq + 1, payload, flags.fin(), c);
+                }
+            } else {
+                self.pending_rst = Some(self.bare_rst(ack));
+                c.tcp_bad_ack += 1;
+            }
+            return;
+        }
+
         // RFC 7323 5.3: PAWS.
         if self.ts_enabled && !flags.rst() {
             if let Some((val, _)) = seg.options.timestamps {
@@ -708,16 +734,7 @@ impl Tcb {
         let ack = Seq(seg.ack_number);
         if self.state == State::SynReceived {
             if self.snd_una < ack && ack <= self.snd_max {
-                self.state = State::Established;
-                self.snd_una = self.iss + 1;
-                self.snd_wnd = usize::from(seg.window_len) << self.snd_shift;
-                self.max_snd_wnd = self.snd_wnd;
-                self.snd_wl1 = seq;
-                self.snd_wl2 = ack;
-                self.events |= event::CONNECTED;
-                self.sample_rtt(now, seg, ack);
-                self.rto_deadline = None;
-                c.tcp_accepted += 1;
+                self.establish(now, seg, seq, ack, c);
             } else {
                 self.pending_rst = Some(self.bare_rst(ack));
                 c.tcp_bad_ack += 1;
@@ -780,6 +797,27 @@ impl Tcb {
                 return;
             }
             self.process_text(now, seq, data, fin, c);
+        }
+    }
+
+    /// SYN-RECEIVED to ESTABLISHED: `seg` acknowledged our SYN (RFC 9293
+    /// 3.10.7.4, fifth check).
+    fn establish(&mut self, now: Instant, seg: &TcpRepr, seq: Seq, ack: Seq, c: &mut Counters) {
+        self.state = State::Established;
+        self.snd_una = self.iss + 1;
+        // RFC 7323 2.2: the window of a SYN is never scaled.
+        let shift = if seg.flags.syn() { 0 } else { self.snd_shift };
+        self.snd_wnd = usize::from(seg.window_len) << shift;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+        self.events |= event::CONNECTED;
+        self.sample_rtt(now, seg, ack);
+        self.rto_deadline = None;
+        if self.passive {
+            c.tcp_accepted += 1;
+        } else {
+            c.tcp_connected += 1;
         }
     }
 
@@ -1234,6 +1272,18 @@ impl Tcb {
                     // SYN is due: the retransmission timer tries it again,
                     // as if it had been lost on the wire.
                     self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
+                } else if self.state == State::SynReceived && self.ack_now {
+                    // RFC 9293 3.10.7.4, first check: an unacceptable
+                    // segment is answered with an ACK, in SYN-RECEIVED too
+                    // (in a simultaneous open, an RFC-strict peer's
+                    // SYN-ACK is one, and it waits for this ACK).
+                    let mut repr = self.header(self.snd_nxt, TcpFlags::ACK);
+                    self.finish_header(now, &mut repr);
+                    if emit(&repr, &[], &[]) {
+                        self.tx_stats.segments += 1;
+                    } else {
+                        self.ack_not_sent(now);
+                    }
                 }
                 return;
             }

@@ -262,11 +262,32 @@ fn simultaneous_open() {
         vec![o(SYN | ACK, ISS, IRS + 1, b"")]
     );
     assert_eq!(t.tcb.state, State::SynReceived);
-    // Their SYN-ACK (of our SYN) arrives.
-    t.send(seg(SYN | ACK, IRS, ISS + 1), b"");
-    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    // Their SYN-ACK (of our SYN) arrives: we are established, and ACK it
+    // (their side completes on this ACK, or on our SYN-ACK).
+    assert_eq!(
+        t.send(seg(SYN | ACK, IRS, ISS + 1), b""),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
     assert_eq!(t.tcb.state, State::Established);
     assert_ne!(t.take_events() & event::CONNECTED, 0);
+    assert_eq!(t.c.tcp_connected, 1);
+
+    // If its SYN-ACK is lost, its ACK alone completes the handshake.
+    let mut l = T::active(cfg());
+    l.out();
+    l.send(seg(SYN, IRS, 0), b"");
+    assert!(l.send(seg(ACK, IRS + 1, ISS + 1), b"").is_empty());
+    assert_eq!(l.tcb.state, State::Established);
+
+    // In SYN-RECEIVED an unacceptable segment draws an ACK (RFC 9293
+    // 3.10.7.4, first check), passive opens included.
+    let mut p = T::passive(cfg(), seg(SYN, IRS, 0));
+    p.out();
+    assert_eq!(
+        p.send(seg(ACK, IRS + 1_000_000, ISS + 1), b"x"),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(p.tcb.state, State::SynReceived);
 }
 
 #[test]
@@ -985,4 +1006,75 @@ fn sack_blocks_are_paid_out_of_the_segment() {
     assert_eq!((tlp[0].1, tlp[0].3.len()), (ISS + 1 + 3 * 976 - 968, 968));
     let rto = next();
     assert_eq!((rto[0].1, rto[0].3.len()), (ISS + 1, 968));
+}
+
+// ---- B4: simultaneous open between two of our connections -----------------
+
+/// Segments one connection sends now.
+fn drain(t: &mut Tcb, now: Instant, mss_limit: usize) -> Vec<(TcpRepr, Vec<u8>)> {
+    let mut v = Vec::new();
+    t.dispatch(now, &mut |r, a, b| {
+        assert_fits(r, a.len() + b.len(), mss_limit);
+        v.push((*r, [a, b].concat()));
+        true
+    });
+    v
+}
+
+/// Exchange segments between `a` and `b` in rounds (each sends, then each
+/// receives what the other sent) until neither has anything to send.
+/// Returns the segments a sent and the segments b sent, in order.
+type Trace = Vec<(TcpRepr, Vec<u8>)>;
+fn exchange(a: &mut Tcb, b: &mut Tcb, now: Instant, c: &mut Counters) -> (Trace, Trace) {
+    let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let from_a = drain(a, now, 1460);
+        let from_b = drain(b, now, 1460);
+        if from_a.is_empty() && from_b.is_empty() {
+            return (all_a, all_b);
+        }
+        for (r, p) in &from_a {
+            b.process(now, r, p, c);
+        }
+        for (r, p) in &from_b {
+            a.process(now, r, p, c);
+        }
+        all_a.extend(from_a);
+        all_b.extend(from_b);
+    }
+    panic!("the exchange never settles");
+}
+
+#[test]
+fn simultaneous_open_between_two_connects() {
+    // Two active opens whose SYNs cross (RFC 9293 3.5, figure 8), no
+    // injected segment: each answers the other's SYN with a SYN-ACK of
+    // its own SYN, and each SYN-ACK draws the ACK that completes it.
+    let cfg = cfg();
+    let now = Instant::from_secs(1);
+    let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, ISS, 0);
+    let mut b = Tcb::connect(&cfg, now, REMOTE, LOCAL, IRS, 0);
+    let mut c = Counters::default();
+    let (sa, sb) = exchange(&mut a, &mut b, now, &mut c);
+    assert_eq!(a.state, State::Established, "a sent {sa:?}");
+    assert_eq!(b.state, State::Established, "b sent {sb:?}");
+    assert_ne!(a.take_events() & event::CONNECTED, 0);
+    assert_ne!(b.take_events() & event::CONNECTED, 0);
+    // SYN, SYN-ACK, ACK each.
+    let flags = |s: &Trace| s.iter().map(|(r, _)| r.flags).collect::<Vec<_>>();
+    assert_eq!(flags(&sa), vec![SYN, SYN | ACK, ACK]);
+    assert_eq!(flags(&sb), vec![SYN, SYN | ACK, ACK]);
+    // Both negotiated what both offered.
+    assert_eq!(a.mss, 1460 - 12);
+    assert_eq!(b.mss, 1460 - 12);
+    // Data both ways.
+    assert_eq!(a.send(b"from a"), 6);
+    assert_eq!(b.send(b"from b"), 6);
+    exchange(&mut a, &mut b, now, &mut c);
+    let mut buf = [0u8; 16];
+    assert_eq!(b.recv(&mut buf), 6);
+    assert_eq!(&buf[..6], b"from a");
+    assert_eq!(a.recv(&mut buf), 6);
+    assert_eq!(&buf[..6], b"from b");
+    assert_eq!(c.tcp_connected, 2);
 }
