@@ -595,7 +595,9 @@ impl Tcb {
         }
         if self.snd_una > self.iss {
             self.state = State::Established;
-            self.snd_wnd = usize::from(seg.window_len) << self.snd_shift;
+            // RFC 7323 2.2: the window of a SYN (SYN-ACK too) is never
+            // scaled.
+            self.snd_wnd = usize::from(seg.window_len);
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = self.irs;
             self.snd_wl2 = ack;

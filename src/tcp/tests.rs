@@ -1078,3 +1078,30 @@ fn simultaneous_open_between_two_connects() {
     assert_eq!(&buf[..6], b"from b");
     assert_eq!(c.tcp_connected, 2);
 }
+
+// ---- B7: the window of a SYN-ACK is not scaled ----------------------------
+
+#[test]
+fn syn_ack_window_is_not_scaled() {
+    let mut t = T::active(cfg());
+    t.out();
+    let mut syn_ack = seg(SYN | ACK, IRS, ISS + 1);
+    syn_ack.options.window_scale = Some(7);
+    syn_ack.options.mss = Some(1460);
+    syn_ack.window_len = 1000;
+    assert_eq!(t.send(syn_ack, b""), vec![o(ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(t.tcb.state, State::Established);
+    // 1000 bytes of window (RFC 7323 2.2), not 1000 << 7: one segment of
+    // 1000 bytes (half the largest window offered, RFC 9293 3.8.6.2.1),
+    // where four full ones fit the initial congestion window.
+    t.tcb.send(&[5; 5000]);
+    assert_eq!(t.out(), vec![o(ACK, ISS + 1, IRS + 1, &[5; 1000])]);
+    // MAX.SND.WND is 1000: an ACK 2000 below SND.UNA is too old (RFC 5961
+    // 5.2) and draws a challenge ACK.
+    let mut ack = seg(ACK, IRS + 1, ISS + 1001);
+    ack.window_len = 8; // 1024 bytes, scaled
+    t.send(ack, b"");
+    assert_eq!(t.c.tcp_bad_ack, 0);
+    t.send(seg(ACK, IRS + 1, (ISS + 1001).wrapping_sub(2000)), b"");
+    assert_eq!(t.c.tcp_bad_ack, 1);
+}
