@@ -68,6 +68,10 @@ pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
 
 /// Challenge ACKs per connection per second (RFC 5961 section 7).
 const CHALLENGE_ACK_LIMIT: u32 = 100;
+/// RFC 8985 7.2, WCDelAckT: the longest a receiver may hold the ACK of a
+/// lone segment (RFC 1122 4.2.3.2 allows 500 ms; 200 ms is what stacks
+/// use, Linux's TCP_DELACK_MAX among them).
+const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
 /// Our TSval clock: milliseconds.
 fn ts_now(now: Instant) -> u32 {
     now.millis() as u32
@@ -1454,8 +1458,10 @@ impl Tcb {
         Some(len)
     }
 
-    /// RFC 8985 7.2: PTO = 2 SRTT (at least 10 ms here, as Linux), only
-    /// with a measured RTT, outside recovery, and once per flight.
+    /// RFC 8985 7.2: PTO = 2 SRTT (at least 10 ms here, as Linux), plus the
+    /// worst-case delayed-ACK time when one segment is in flight (its ACK
+    /// may be held that long); only with a measured RTT, outside recovery,
+    /// once per flight, and only if it comes before the RTO.
     fn arm_tlp(&mut self, now: Instant) {
         // Not after a timeout either (RFC 8985 7.2): the RTO owns the flight.
         if self.tlp_fired
@@ -1468,8 +1474,11 @@ impl Tcb {
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        let pto = Duration::from_micros((2 * srtt.micros()).max(10_000));
-        let at = now.plus(pto);
+        let mut pto = (2 * srtt.micros()).max(10_000);
+        if self.snd_max.since(self.snd_una) <= self.mss {
+            pto += WC_DEL_ACK_T.micros();
+        }
+        let at = now.plus(Duration::from_micros(pto));
         if self.rto_deadline.is_none_or(|r| at < r) {
             self.tlp_deadline = Some(at);
         }

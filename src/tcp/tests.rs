@@ -542,18 +542,10 @@ fn rto_backs_off_then_gives_up() {
     t.tcb.send(b"data");
     assert_eq!(t.out().len(), 1);
     // The handshake measured an RTT of ~0: the RTO is its 200 ms floor,
-    // then doubles: 400 ms, 800 ms.
+    // then doubles: 400 ms, 800 ms. (One segment in flight: a tail loss
+    // probe would wait for a delayed ACK, 200 ms, and the RTO is sooner.)
     assert_eq!(t.tcb.rto(), Duration::from_millis(200));
-    // First a tail loss probe (RFC 8985) after max(2 SRTT, 10 ms): the
-    // last segment again, cwnd untouched.
-    assert!(t.advance(Duration::from_millis(9)).is_empty());
-    assert_eq!(
-        t.advance(Duration::from_millis(1)),
-        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
-    );
-    assert_eq!(t.c.tcp_tail_loss_probes, 1);
-    assert_eq!(t.c.tcp_rto, 0);
-    assert!(t.advance(Duration::from_millis(189)).is_empty());
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
     assert_eq!(
         t.advance(Duration::from_millis(1)),
         vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
@@ -562,6 +554,7 @@ fn rto_backs_off_then_gives_up() {
     assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
     assert_eq!(t.advance(Duration::from_millis(800)).len(), 1);
     assert_eq!(t.c.tcp_rto, 3);
+    assert_eq!(t.c.tcp_tail_loss_probes, 0);
     assert_eq!(t.tcb.cwnd(), t.tcb.mss);
     // The fourth expiry: reset and give up.
     assert_eq!(
@@ -583,13 +576,13 @@ fn karn_no_rtt_sample_from_a_retransmitted_segment() {
     let srtt0 = t.tcb.srtt().expect("the handshake was timed");
     t.tcb.send(b"data");
     assert_eq!(t.out().len(), 1);
-    // The tail loss probe sends it again 10 ms later.
+    // The RTO sends it again 200 ms later.
     assert_eq!(
-        t.advance(Duration::from_millis(10)),
+        t.advance(Duration::from_millis(200)),
         vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
     );
-    // Its ACK, 150 ms after the first send: no sample.
-    t.now = t.now.plus(Duration::from_millis(140));
+    // Its ACK, 250 ms after the first send: no sample.
+    t.now = t.now.plus(Duration::from_millis(50));
     t.send(seg(ACK, IRS + 1, ISS + 5), b"");
     assert_eq!(t.tcb.unsent_or_unacked(), 0);
     assert_eq!(t.tcb.srtt(), Some(srtt0));
@@ -1104,4 +1097,59 @@ fn syn_ack_window_is_not_scaled() {
     assert_eq!(t.c.tcp_bad_ack, 0);
     t.send(seg(ACK, IRS + 1, (ISS + 1001).wrapping_sub(2000)), b"");
     assert_eq!(t.c.tcp_bad_ack, 1);
+}
+
+// ---- B8: the tail loss probe waits for a delayed ACK ----------------------
+
+/// Established by a passive open whose handshake measured `rtt`.
+fn established_with_rtt(cfg: TcpConfig, rtt: Duration) -> T {
+    let mut t = T::passive(cfg, seg(SYN, IRS, 0));
+    t.out();
+    t.now = t.now.plus(rtt);
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(t.tcb.srtt(), Some(rtt));
+    t.take_events();
+    t
+}
+
+#[test]
+fn tail_loss_probe_allows_for_a_delayed_ack() {
+    let cfg = TcpConfig {
+        timestamps: false,
+        ..cfg()
+    };
+    // SRTT 10 ms: RTO 200 ms (its floor). A one-segment response to a
+    // peer that holds its ACK 40 ms (RFC 1122 delayed ACK) is sent once:
+    // the probe would come at 2 SRTT + WCDelAckT (RFC 8985 7.2), after the
+    // RTO, so only the RTO is armed.
+    let mut t = established_with_rtt(cfg, Duration::from_millis(10));
+    t.tcb.send(b"response");
+    assert_eq!(t.out().len(), 1);
+    for _ in 0..5 {
+        assert!(t.advance(Duration::from_millis(10)).is_empty());
+    }
+    assert!(t.send(seg(ACK, IRS + 1, ISS + 9), b"").is_empty());
+    assert_eq!(t.c.tcp_tail_loss_probes, 0);
+    assert_eq!(t.tcb.next_deadline(), None);
+
+    // Two segments in flight (the peer's MSS is 536): the probe comes
+    // after 2 SRTT (at least 10 ms), the last segment again.
+    let mut two = established_with_rtt(cfg, Duration::from_millis(10));
+    two.tcb.send(&[1; 2 * 536]);
+    assert_eq!(two.out().len(), 2);
+    assert!(two.advance(Duration::from_millis(19)).is_empty());
+    let probe = two.advance(Duration::from_millis(1));
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].1, ISS + 1 + 536);
+    assert_eq!(two.c.tcp_tail_loss_probes, 1);
+
+    // A long RTT (SRTT 100 ms, RTO 300 ms): one segment is probed after
+    // 2 SRTT + 200 ms = 400 ms, after the RTO: the RTO resends it.
+    let mut far = established_with_rtt(cfg, Duration::from_millis(100));
+    assert_eq!(far.tcb.rto(), Duration::from_millis(300));
+    far.tcb.send(b"x");
+    far.out();
+    assert!(far.advance(Duration::from_millis(299)).is_empty());
+    assert_eq!(far.advance(Duration::from_millis(1)).len(), 1);
+    assert_eq!((far.c.tcp_tail_loss_probes, far.c.tcp_rto), (0, 1));
 }
