@@ -544,20 +544,26 @@ impl Tcb {
     /// Process a segment for this connection (RFC 9293 3.10.7.3 and
     /// 3.10.7.4). `payload` is the segment's data.
     pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
-        if self.keepalive_sent > 0 || self.keepalive_deadline.is_some() {
-            self.keepalive_sent = 0;
-            self.keepalive_deadline = None;
-        }
         match self.state {
             State::Closed => {}
             State::SynSent => self.process_syn_sent(now, seg, payload, c),
             _ => self.process_synchronized(now, seg, payload, c),
         }
-        if let Some(ka) = self.cfg.keepalive {
-            if self.state.synchronized() && self.state != State::TimeWait {
-                self.keepalive_deadline = Some(now.plus(ka.idle));
+    }
+
+    /// The peer is alive: an acceptable segment arrived (it passed the
+    /// sequence check, RFC 9293 3.10.7.4, and PAWS), or the handshake
+    /// completed. Restart the keepalive idle time and its probe count
+    /// (RFC 1122 4.2.3.6). A segment that fails the checks proves nothing
+    /// (anyone can send one) and restarts nothing.
+    fn peer_alive(&mut self, now: Instant) {
+        self.keepalive_sent = 0;
+        self.keepalive_deadline = match self.cfg.keepalive {
+            Some(ka) if self.state.synchronized() && self.state != State::TimeWait => {
+                Some(now.plus(ka.idle))
             }
-        }
+            _ => None,
+        };
     }
 
     fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
@@ -608,6 +614,7 @@ impl Tcb {
             self.events |= event::CONNECTED;
             self.ack_now = true;
             c.tcp_connected += 1;
+            self.peer_alive(now);
             // Data or FIN on the SYN-ACK.
             if !payload.is_empty() || seg.flags.fin() {
                 self.process_text(now, Seq(seg.seq_number) + 1, payload, seg.flags.fin(), c);
@@ -701,6 +708,7 @@ impl Tcb {
             }
             return;
         }
+        self.peer_alive(now);
 
         // Second, the RST bit (RFC 5961 3.2).
         if flags.rst() {
@@ -825,6 +833,7 @@ impl Tcb {
         } else {
             c.tcp_connected += 1;
         }
+        self.peer_alive(now);
     }
 
     /// RFC 9293 3.10.7.4, fifth check, from ESTABLISHED on.

@@ -1153,3 +1153,55 @@ fn tail_loss_probe_allows_for_a_delayed_ack() {
     assert_eq!(far.advance(Duration::from_millis(1)).len(), 1);
     assert_eq!((far.c.tcp_tail_loss_probes, far.c.tcp_rto), (0, 1));
 }
+
+// ---- B11: only acceptable segments restart keepalive ----------------------
+
+#[test]
+fn keepalive_is_restarted_only_by_acceptable_segments() {
+    let mut t = T::established(TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 2,
+        }),
+        ..cfg()
+    });
+    // The handshake armed it.
+    assert_eq!(
+        t.tcb.next_deadline(),
+        Some(t.now.plus(Duration::from_secs(10)))
+    );
+    // At 9 s a segment outside the window (a blind attacker, or an old
+    // duplicate): answered, but it does not prove the peer alive.
+    t.advance(Duration::from_secs(9));
+    t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x");
+    assert_eq!(
+        t.advance(Duration::from_secs(1)),
+        vec![o(ACK, ISS, IRS + 1, b"")]
+    );
+    // Nor do they reset the probe count: two probes, then the end.
+    t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x");
+    assert_eq!(t.advance(Duration::from_secs(1)).len(), 1);
+    t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x");
+    assert_eq!(
+        t.advance(Duration::from_secs(1)),
+        vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+
+    // An acceptable segment does restart it.
+    let mut a = T::established(TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 2,
+        }),
+        ..cfg()
+    });
+    a.advance(Duration::from_secs(9));
+    a.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(
+        a.tcb.next_deadline(),
+        Some(a.now.plus(Duration::from_secs(10)))
+    );
+}
