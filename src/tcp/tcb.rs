@@ -417,11 +417,14 @@ impl Tcb {
         }
     }
 
-    /// Shut down the sending side: a FIN follows the queued data.
+    /// Shut down the sending side: a FIN follows the queued data. Before
+    /// the handshake completes the FIN waits for it (as Linux: a half close
+    /// is not an abort, and the application still reads what comes).
     pub fn shutdown(&mut self) {
         match self.state {
-            State::SynSent => self.finish(CloseReason::Normal),
-            State::SynReceived | State::Established | State::CloseWait => self.fin_queued = true,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
+                self.fin_queued = true
+            }
             _ => {}
         }
     }
@@ -433,6 +436,10 @@ impl Tcb {
         if !self.rx.is_empty() {
             // Unread data: reset rather than pretend it was delivered.
             return self.abort();
+        }
+        if self.state == State::SynSent {
+            // RFC 9293 3.10.4: CLOSE in SYN-SENT deletes the TCB.
+            return self.finish(CloseReason::Normal);
         }
         self.shutdown();
         if self.state == State::FinWait2 {

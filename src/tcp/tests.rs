@@ -1205,3 +1205,36 @@ fn keepalive_is_restarted_only_by_acceptable_segments() {
         Some(a.now.plus(Duration::from_secs(10)))
     );
 }
+
+// ---- B12: shutdown before the handshake completes -------------------------
+
+#[test]
+fn shutdown_in_syn_sent_sends_the_fin_once_established() {
+    let mut t = T::active(cfg());
+    t.out();
+    t.tcb.send(b"hi");
+    t.tcb.shutdown();
+    // Still connecting; nothing is lost and nothing is sent yet.
+    assert_eq!(t.tcb.state, State::SynSent);
+    assert!(!t.tcb.can_send());
+    assert!(t.out().is_empty());
+    assert_eq!(t.take_events(), 0);
+    // The SYN-ACK: the data and the FIN go with the handshake's ACK.
+    assert_eq!(
+        t.send(seg(SYN | ACK, IRS, ISS + 1), b""),
+        vec![o(FIN | ACK | PSH, ISS + 1, IRS + 1, b"hi")]
+    );
+    assert_eq!(t.tcb.state, State::FinWait1);
+    assert_eq!(t.take_events(), event::CONNECTED);
+    // The half-closed connection still receives.
+    t.send(seg(ACK, IRS + 1, ISS + 4), b"reply");
+    assert_eq!(t.tcb.state, State::FinWait2);
+    assert_eq!(t.tcb.recv_len(), 5);
+
+    // close() in SYN-SENT still deletes the connection (RFC 9293 3.10.4).
+    let mut c = T::active(cfg());
+    c.out();
+    c.tcb.close(c.now);
+    assert!(c.tcb.is_closed());
+    assert!(c.out().is_empty());
+}
