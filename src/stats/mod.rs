@@ -230,6 +230,9 @@ counters! {
     tcp_dup_segments,
     /// Challenge ACKs sent (RFC 5961).
     tcp_challenge_acks,
+    /// ACKs not sent for segments that failed the checks (out of window,
+    /// PAWS, challenges): one per connection per 500 ms, as Linux.
+    tcp_invalid_acks_limited,
     /// ACKs for data never sent, or too old.
     tcp_bad_ack,
     /// Segments refused by PAWS (RFC 7323).

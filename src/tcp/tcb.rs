@@ -68,6 +68,11 @@ pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
 
 /// Challenge ACKs per connection per second (RFC 5961 section 7).
 const CHALLENGE_ACK_LIMIT: u32 = 100;
+/// ACKs for segments that failed the checks (out of window, PAWS, RFC 5961
+/// challenges): at most one per connection per this interval (Linux
+/// `tcp_invalid_ratelimit`), so two ends that disagree about the window,
+/// or a forger, cannot make a connection answer every segment.
+const INVALID_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// RFC 8985 7.2, WCDelAckT: the longest a receiver may hold the ACK of a
 /// lone segment (RFC 1122 4.2.3.2 allows 500 ms; 200 ms is what stacks
 /// use, Linux's TCP_DELACK_MAX among them).
@@ -177,6 +182,8 @@ pub struct Tcb {
     pending_rst: Option<TcpRepr>,
     challenge_second: u64,
     challenge_count: u32,
+    /// When we last answered a segment that failed the checks.
+    last_invalid_ack: Option<Instant>,
     want_writable: bool,
     events: u8,
     pub close_reason: Option<CloseReason>,
@@ -257,6 +264,7 @@ impl Tcb {
             pending_rst: None,
             challenge_second: 0,
             challenge_count: 0,
+            last_invalid_ack: None,
             want_writable: false,
             events: 0,
             close_reason: None,
@@ -690,7 +698,7 @@ impl Tcb {
                 if (val.wrapping_sub(self.ts_recent) as i32) < 0 {
                     c.drop(DropReason::TcpOutOfWindow);
                     c.tcp_paws_rejected += 1;
-                    self.ack_now = true;
+                    self.ack_invalid(now, seg_len, flags.syn(), c);
                     return;
                 }
             }
@@ -707,7 +715,7 @@ impl Tcb {
         if !acceptable {
             c.drop(DropReason::TcpOutOfWindow);
             if !flags.rst() {
-                self.ack_now = true;
+                self.ack_invalid(now, seg_len, flags.syn(), c);
                 if self.state == State::TimeWait && flags.fin() {
                     // A retransmitted FIN: our last ACK was lost.
                     self.close_deadline = Some(now.plus(self.cfg.time_wait));
@@ -720,7 +728,7 @@ impl Tcb {
         // Second, the RST bit (RFC 5961 3.2).
         if flags.rst() {
             if seq != self.rcv_nxt {
-                self.challenge_ack(now, c);
+                self.challenge_ack(now, seg_len, flags.syn(), c);
                 return;
             }
             c.tcp_rst_received += 1;
@@ -743,7 +751,7 @@ impl Tcb {
                 self.state = State::Closed;
                 return;
             }
-            self.challenge_ack(now, c);
+            self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
 
@@ -765,12 +773,12 @@ impl Tcb {
         // RFC 5961 5.2: acceptable if SND.UNA - MAX.SND.WND <= ACK <= SND.NXT.
         if ack > self.snd_max {
             c.tcp_bad_ack += 1;
-            self.challenge_ack(now, c);
+            self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
         if ack < self.snd_una - self.max_snd_wnd.max(1) {
             c.tcp_bad_ack += 1;
-            self.challenge_ack(now, c);
+            self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
         self.process_ack(now, seg, seq, ack, payload.len(), c);
@@ -1064,7 +1072,47 @@ impl Tcb {
         }
     }
 
-    fn challenge_ack(&mut self, now: Instant, c: &mut Counters) {
+    /// Answer a segment that failed the checks with an ACK (RFC 9293
+    /// 3.10.7.4; RFC 7323 5.3), rate-limited. As Linux
+    /// (`tcp_oow_rate_limited`), a segment that carries data or a FIN and
+    /// no SYN is always answered: it is no part of an ACK loop, and it may
+    /// be a retransmission whose ACK was lost (a FIN in TIME-WAIT).
+    fn ack_invalid(&mut self, now: Instant, seg_len: usize, syn: bool, c: &mut Counters) {
+        if self.invalid_ack_allowed(now, seg_len, syn, c) {
+            self.ack_now = true;
+        }
+    }
+
+    /// The rate limit of [`Tcb::ack_invalid`]: false if the ACK is to be
+    /// suppressed (and counts it).
+    fn invalid_ack_allowed(
+        &mut self,
+        now: Instant,
+        seg_len: usize,
+        syn: bool,
+        c: &mut Counters,
+    ) -> bool {
+        if seg_len > 0 && !syn {
+            return true;
+        }
+        if self
+            .last_invalid_ack
+            .is_some_and(|t| now.since(t) < INVALID_ACK_INTERVAL)
+        {
+            c.tcp_invalid_acks_limited += 1;
+            return false;
+        }
+        self.last_invalid_ack = Some(now);
+        true
+    }
+
+    /// RFC 5961 3.2, 4.2, 5.2: a challenge ACK, limited per connection as
+    /// any answer to an invalid segment, and to 100 per second (RFC 5961 7)
+    /// for those that always get one.
+    fn challenge_ack(&mut self, now: Instant, seg_len: usize, syn: bool, c: &mut Counters) {
+        if !self.invalid_ack_allowed(now, seg_len, syn, c) {
+            return;
+        }
         let second = now.micros() / 1_000_000;
         if second != self.challenge_second {
             self.challenge_second = second;

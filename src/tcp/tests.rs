@@ -451,7 +451,9 @@ fn rfc5961_resets_and_syns() {
     // Outside the window: silently dropped.
     assert!(t.send(seg(RST, IRS + 1_000_000, 0), b"").is_empty());
     assert_eq!(t.c.dropped(DropReason::TcpOutOfWindow), 1);
-    // A SYN in a synchronized state: a challenge ACK.
+    // A SYN in a synchronized state: a challenge ACK (once the rate limit,
+    // one per 500 ms, allows another).
+    t.advance(Duration::from_millis(500));
     assert_eq!(
         t.send(seg(SYN, IRS + 1, 0), b""),
         vec![o(ACK, ISS + 1, IRS + 1, b"")]
@@ -1237,4 +1239,52 @@ fn shutdown_in_syn_sent_sends_the_fin_once_established() {
     c.tcb.close(c.now);
     assert!(c.tcb.is_closed());
     assert!(c.out().is_empty());
+}
+
+// ---- B13: answers to invalid segments are rate-limited --------------------
+
+#[test]
+fn acks_for_invalid_segments_are_rate_limited() {
+    let mut t = T::established(cfg());
+    let blind = seg(ACK, IRS + 1 + 1_000_000, ISS + 1);
+    // A flood of out-of-window ACKs: one answer per 500 ms.
+    assert_eq!(t.send(blind, b""), vec![o(ACK, ISS + 1, IRS + 1, b"")]);
+    for _ in 0..9 {
+        assert!(t.send(blind, b"").is_empty());
+    }
+    assert_eq!(t.c.tcp_invalid_acks_limited, 9);
+    assert_eq!(t.c.dropped(DropReason::TcpOutOfWindow), 10);
+    // Challenge ACKs share the limit: an in-window SYN or RST gets none.
+    assert!(t.send(seg(SYN, IRS + 1, 0), b"").is_empty());
+    assert!(t.send(seg(RST, IRS + 100, 0), b"").is_empty());
+    assert_eq!(t.c.tcp_challenge_acks, 0);
+    assert_eq!(t.c.tcp_invalid_acks_limited, 11);
+    assert_eq!(t.tcb.state, State::Established);
+    // Data out of the window is always answered (as Linux: it may be a
+    // retransmission whose ACK was lost, and it is no ACK loop).
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x"),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    // 500 ms on, the next invalid segment is answered again.
+    assert!(t.advance(Duration::from_millis(499)).is_empty());
+    assert!(t.send(blind, b"").is_empty());
+    t.advance(Duration::from_millis(1));
+    assert_eq!(t.send(blind, b""), vec![o(ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(t.c.tcp_invalid_acks_limited, 12);
+
+    // PAWS: the same limit.
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.timestamps = Some((100, 0));
+    let mut p = T::passive(cfg(), syn);
+    p.out();
+    let mut ack = seg(ACK, IRS + 1, ISS + 1);
+    ack.options.timestamps = Some((101, 1000));
+    p.send(ack, b"");
+    let mut old = ack;
+    old.options.timestamps = Some((50, 1000));
+    assert_eq!(p.send(old, b"").len(), 1);
+    assert!(p.send(old, b"").is_empty());
+    assert_eq!(p.c.tcp_paws_rejected, 2);
+    assert_eq!(p.c.tcp_invalid_acks_limited, 1);
 }
