@@ -892,6 +892,10 @@ impl Tcb {
                 self.cc.on_ack(acked, self.mss);
             }
             self.dup_acks = 0;
+            // Progress: the persist timer (if the window still holds data
+            // back) starts again from one RTO.
+            self.persist_backoff = 0;
+            self.persist_deadline = None;
             self.rto_deadline = if self.snd_una == self.snd_max {
                 None
             } else {
@@ -1399,13 +1403,30 @@ impl Tcb {
         }
         if self.probe_now {
             self.probe_now = false;
-            // Zero-window probe and keepalive: an old sequence number makes
-            // the peer answer with its ACK and window (RFC 9293 3.8.6.1).
-            let mut repr = self.header(self.snd_una - 1, TcpFlags::ACK);
-            self.finish_header(now, &mut repr);
-            if emit(&repr, &[], &[]) {
-                self.tx_stats.segments += 1;
-                self.tx_stats.probes += 1;
+            let flight = self.snd_nxt.since(self.snd_una);
+            let usable = self.snd_wnd.min(self.cc.window()).saturating_sub(flight);
+            if self.window_blocked() && usable > 0 {
+                // RFC 9293 3.8.6.2.1, the override timeout: the window
+                // stays below what sender SWS avoidance waits for, and no
+                // ACK is due to open it: send what fits (as Linux
+                // `tcp_write_wakeup`).
+                let unsent = self.tx.len().saturating_sub(flight);
+                if self
+                    .send_segment(now, self.snd_nxt, unsent.min(usable), emit)
+                    .is_some()
+                {
+                    self.tx_stats.probes += 1;
+                }
+            } else {
+                // Zero-window probe and keepalive: an old sequence number
+                // makes the peer answer with its ACK and window (RFC 9293
+                // 3.8.6.1).
+                let mut repr = self.header(self.snd_una - 1, TcpFlags::ACK);
+                self.finish_header(now, &mut repr);
+                if emit(&repr, &[], &[]) {
+                    self.tx_stats.segments += 1;
+                    self.tx_stats.probes += 1;
+                }
             }
         }
         if self.ack_now {
@@ -1417,14 +1438,22 @@ impl Tcb {
                 self.ack_not_sent(now);
             }
         }
-        if self.snd_wnd == 0
-            && self.tx.len() > self.snd_nxt.since(self.snd_una).min(self.tx.len())
-            && self.snd_max == self.snd_una
-            && self.persist_deadline.is_none()
-            && self.state.synchronized()
-        {
+        if self.window_blocked() && self.persist_deadline.is_none() {
             self.persist_deadline = Some(now.plus(self.persist_interval()));
         }
+    }
+
+    /// Data waits that the peer's window does not let out (zero, or below
+    /// what sender SWS avoidance waits for), and nothing is in flight whose
+    /// ACK could open it: the persist timer's business (RFC 9293 3.8.6.1,
+    /// zero-window probes; 3.8.6.2.1, the override timeout). Checked after
+    /// `send_data`, which sends whatever the window allows.
+    fn window_blocked(&self) -> bool {
+        self.state.synchronized()
+            && self.state != State::TimeWait
+            && self.snd_nxt == self.snd_una
+            && !self.tx.is_empty()
+            && self.snd_wnd < self.tx.len().min(self.send_mss())
     }
 
     /// An ACK (alone or on data) could not be sent: keep it due and try
@@ -1638,7 +1667,7 @@ impl Tcb {
         }
         if self.persist_deadline.is_some_and(|d| d <= now) {
             self.persist_deadline = None;
-            if self.snd_wnd == 0 && !self.tx.is_empty() {
+            if self.window_blocked() {
                 self.probe_now = true;
                 self.persist_backoff += 1;
                 self.persist_deadline = Some(now.plus(self.persist_interval()));
@@ -1663,6 +1692,23 @@ impl Tcb {
     /// RFC 6298 5.4-5.7 and RFC 5681 3.1: the retransmission timer fired.
     fn on_rto(&mut self, now: Instant, c: &mut Counters) {
         self.rto_deadline = None;
+        if self.state.synchronized() && self.snd_wnd == 0 && !self.tx.is_empty() {
+            // The peer shrank its window to zero under data in flight (RFC
+            // 9293 3.8.6.1 lets a receiver do so): the data is not lost,
+            // the peer cannot take it, and no retransmission would be
+            // taken either. Not a retransmission failure: probe the window
+            // as the persist timer does (Linux `tcp_retransmit_timer`, a
+            // shrunk window), and resend from SND.UNA when it opens.
+            self.snd_nxt = self.snd_una;
+            self.tlp_fired = false;
+            self.probe_tail = false;
+            self.retransmit_una = false;
+            self.rtt_timed = None;
+            self.probe_now = true;
+            self.persist_backoff += 1;
+            self.persist_deadline = Some(now.plus(self.persist_interval()));
+            return;
+        }
         let limit = if self.state.synchronized() {
             self.cfg.max_retries
         } else {

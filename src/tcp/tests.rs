@@ -1288,3 +1288,82 @@ fn acks_for_invalid_segments_are_rate_limited() {
     assert_eq!(p.c.tcp_paws_rejected, 2);
     assert_eq!(p.c.tcp_invalid_acks_limited, 1);
 }
+
+// ---- B6: small and shrunk windows -----------------------------------------
+
+/// A segment from the peer with window `wnd` (no scaling: our tests' peers
+/// send no window scale option).
+fn win(ack: u32, wnd: u16) -> TcpRepr {
+    TcpRepr {
+        window_len: wnd,
+        ..seg(ACK, IRS + 1, ack)
+    }
+}
+
+#[test]
+fn small_window_is_filled_by_the_override_timeout() {
+    // The peer offered 65535 at first, now 100 bytes (less than an MSS of
+    // 536 and less than half its largest window): sender SWS avoidance
+    // holds the data, and with nothing in flight no ACK will come to
+    // change that. RFC 9293 3.8.6.2.1: after the override timeout (the
+    // persist timer, one RTO: 200 ms) send what fits.
+    let mut t = T::established(cfg());
+    t.send(win(ISS + 1, 100), b"");
+    t.tcb.send(&[3; 1000]);
+    assert!(t.out().is_empty());
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_millis(1)),
+        vec![o(ACK, ISS + 1, IRS + 1, &[3; 100])]
+    );
+    // Acknowledged, the window still 100: the next 100 after another
+    // 200 ms (progress restarts the backoff).
+    assert!(t.send(win(ISS + 101, 100), b"").is_empty());
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_millis(1)),
+        vec![o(ACK, ISS + 101, IRS + 1, &[3; 100])]
+    );
+    // A window that opens lets full segments go at once (Nagle holds the
+    // last 264 bytes for this one's ACK).
+    let open = t.send(win(ISS + 201, 65535), b"");
+    assert_eq!(open, vec![o(ACK, ISS + 201, IRS + 1, &[3; 536])]);
+}
+
+#[test]
+fn window_shrunk_to_zero_under_data_in_flight_is_probed_not_timed_out() {
+    let mut t = T::established(TcpConfig {
+        max_retries: 3,
+        ..cfg()
+    });
+    t.tcb.send(&[4; 1072]);
+    assert_eq!(t.out().len(), 2);
+    // The peer takes nothing more and closes its window (it may, RFC
+    // 9293 3.8.6.1).
+    assert!(t.send(win(ISS + 1, 0), b"").is_empty());
+    // (First the tail loss probe, 10 ms on: the last segment again.)
+    let tlp = t.advance(Duration::from_millis(10));
+    assert_eq!((tlp.len(), tlp[0].1), (1, ISS + 1 + 536));
+    t.send(win(ISS + 1, 0), b"");
+    // The RTO (200 ms) finds the window zero: the data is not lost, a
+    // window probe goes (not a retransmission), and more follow, backed
+    // off, for as long as the peer answers them: far past max_retries.
+    let mut probes = 0;
+    for _ in 0..200 {
+        let out = t.advance(Duration::from_millis(100));
+        for p in &out {
+            assert_eq!(*p, o(ACK, ISS, IRS + 1, b""));
+            probes += 1;
+            t.send(win(ISS + 1, 0), b"");
+        }
+    }
+    assert!(probes > 5, "{probes} probes");
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!(t.c.tcp_timeouts, 0);
+    // The window opens: everything from SND.UNA goes again.
+    let out = t.send(win(ISS + 1, 65535), b"");
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].1, ISS + 1);
+    t.send(win(ISS + 1073, 65535), b"");
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+}
