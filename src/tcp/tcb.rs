@@ -172,7 +172,15 @@ pub struct Tcb {
     ack_deadline: Option<Instant>,
     unacked_segments: u32,
     persist_deadline: Option<Instant>,
+    /// Persist timer expirations since the window last opened or data was
+    /// last acknowledged (it doubles the interval).
     persist_backoff: u32,
+    /// Window probes unanswered in a row (Linux `icsk_probes_out`): any
+    /// acceptable ACK resets it.
+    persist_probes: u32,
+    /// Since when data (or our SYN) has waited for an acknowledgment or a
+    /// window without progress: the RFC 5482 user timeout runs from here.
+    stalled_since: Option<Instant>,
     probe_now: bool,
     keepalive_deadline: Option<Instant>,
     keepalive_sent: u32,
@@ -256,6 +264,8 @@ impl Tcb {
             unacked_segments: 0,
             persist_deadline: None,
             persist_backoff: 0,
+            persist_probes: 0,
+            stalled_since: None,
             probe_now: false,
             keepalive_deadline: None,
             keepalive_sent: 0,
@@ -629,6 +639,7 @@ impl Tcb {
             self.events |= event::CONNECTED;
             self.ack_now = true;
             c.tcp_connected += 1;
+            self.stalled_since = None;
             self.peer_alive(now);
             // Data or FIN on the SYN-ACK.
             if !payload.is_empty() || seg.flags.fin() {
@@ -843,6 +854,7 @@ impl Tcb {
         self.events |= event::CONNECTED;
         self.sample_rtt(now, seg, ack);
         self.rto_deadline = None;
+        self.stalled_since = None;
         if self.passive {
             c.tcp_accepted += 1;
         } else {
@@ -862,6 +874,11 @@ impl Tcb {
         c: &mut Counters,
     ) {
         let window = usize::from(seg.window_len) << self.snd_shift;
+        if ack >= self.snd_una {
+            // The peer answers (Linux `tcp_ack`): window probes so far
+            // were not in vain.
+            self.persist_probes = 0;
+        }
         if self.sack_ok && seg.options.sack_blocks[0].is_some() {
             self.take_sack_blocks(seg);
         }
@@ -896,6 +913,7 @@ impl Tcb {
             // back) starts again from one RTO.
             self.persist_backoff = 0;
             self.persist_deadline = None;
+            self.stalled_since = (self.snd_una != self.snd_max).then_some(now);
             self.rto_deadline = if self.snd_una == self.snd_max {
                 None
             } else {
@@ -963,6 +981,9 @@ impl Tcb {
             if reopened {
                 self.persist_deadline = None;
                 self.persist_backoff = 0;
+                if self.snd_una == self.snd_max {
+                    self.stalled_since = None;
+                }
             }
         }
         match self.state {
@@ -1346,6 +1367,7 @@ impl Tcb {
                     // SYN is due: the retransmission timer tries it again,
                     // as if it had been lost on the wire.
                     self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
+                    self.stalled_since.get_or_insert(now);
                 } else if self.state == State::SynReceived && self.ack_now {
                     // RFC 9293 3.10.7.4, first check: an unacceptable
                     // segment is answered with an ACK, in SYN-RECEIVED too
@@ -1438,8 +1460,12 @@ impl Tcb {
                 self.ack_not_sent(now);
             }
         }
-        if self.window_blocked() && self.persist_deadline.is_none() {
-            self.persist_deadline = Some(now.plus(self.persist_interval()));
+        if self.window_blocked() {
+            self.stalled_since.get_or_insert(now);
+            if self.persist_deadline.is_none() {
+                let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
+                self.persist_deadline = Some(at);
+            }
         }
     }
 
@@ -1490,6 +1516,7 @@ impl Tcb {
         if len == 0 && !fin {
             return Some(0);
         }
+        self.stalled_since.get_or_insert(now);
         let mut flags = TcpFlags::ACK;
         if len > 0 && len == avail {
             flags |= TcpFlags::PSH;
@@ -1668,19 +1695,16 @@ impl Tcb {
         if self.persist_deadline.is_some_and(|d| d <= now) {
             self.persist_deadline = None;
             if self.window_blocked() {
-                self.probe_now = true;
-                self.persist_backoff += 1;
-                self.persist_deadline = Some(now.plus(self.persist_interval()));
+                if self.persist_gives_up(now, c) {
+                    return;
+                }
+                self.probe_window(now);
             }
         }
         if let (Some(d), Some(ka)) = (self.keepalive_deadline, self.cfg.keepalive) {
             if d <= now {
                 if self.keepalive_sent >= ka.probes {
-                    c.tcp_timeouts += 1;
-                    self.pending_rst =
-                        Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
-                    self.finish(CloseReason::TimedOut);
-                    return;
+                    return self.time_out(c);
                 }
                 self.keepalive_sent += 1;
                 self.probe_now = true;
@@ -1704,23 +1728,29 @@ impl Tcb {
             self.probe_tail = false;
             self.retransmit_una = false;
             self.rtt_timed = None;
-            self.probe_now = true;
-            self.persist_backoff += 1;
-            self.persist_deadline = Some(now.plus(self.persist_interval()));
+            if !self.persist_gives_up(now, c) {
+                self.probe_window(now);
+            }
             return;
         }
-        let limit = if self.state.synchronized() {
-            self.cfg.max_retries
-        } else {
-            self.cfg.syn_retries
-        };
-        if self.rtt.backoffs() >= limit {
-            c.tcp_timeouts += 1;
-            if self.state.synchronized() {
-                self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+        // With a user timeout (RFC 5482), time decides, not a count (as
+        // Linux `retransmits_timed_out`).
+        if let Some(timeout) = self.cfg.user_timeout {
+            if self.stalled_since.is_some_and(|t| now.since(t) >= timeout) {
+                c.tcp_user_timeouts += 1;
+                return self.time_out(c);
             }
-            self.finish(CloseReason::TimedOut);
-            return;
+        } else if !self.state.synchronized() {
+            if self.rtt.backoffs() >= self.cfg.syn_retries {
+                return self.time_out(c);
+            }
+        } else if self.app_closed && self.rtt.backoffs() >= self.cfg.orphan_retries {
+            if self.cfg.orphan_retries < self.cfg.max_retries {
+                c.tcp_orphan_timeouts += 1;
+            }
+            return self.time_out(c);
+        } else if self.rtt.backoffs() >= self.cfg.max_retries {
+            return self.time_out(c);
         }
         c.tcp_rto += 1;
         if self.state.synchronized() && self.snd_max > self.snd_una {
@@ -1745,7 +1775,68 @@ impl Tcb {
         if matches!(self.state, State::SynSent | State::SynReceived) {
             self.snd_nxt = self.iss;
         }
-        self.rto_deadline = Some(now.plus(self.rtt.rto()));
+        self.rto_deadline = Some(self.clamp_to_user_timeout(now.plus(self.rtt.rto())));
+    }
+
+    /// Give up: retransmissions or probes went unanswered (counted in
+    /// `tcp_timeouts`; the caller counts the cause).
+    fn time_out(&mut self, c: &mut Counters) {
+        c.tcp_timeouts += 1;
+        if self.state.synchronized() {
+            self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+        }
+        self.finish(CloseReason::TimedOut);
+    }
+
+    /// The limits on window probing, checked before each probe (Linux
+    /// `tcp_probe_timer`). RFC 1122 4.2.2.17 keeps a connection open for as
+    /// long as the peer answers its probes, but not past the user timeout
+    /// (RFC 5482), nor past `max_retries` probes unanswered in a row, nor,
+    /// once the application has closed it, past `orphan_retries` probes
+    /// answered or not: a peer that holds its window at zero must not pin
+    /// a connection nobody waits for. True if the connection timed out.
+    fn persist_gives_up(&mut self, now: Instant, c: &mut Counters) -> bool {
+        let user = self
+            .cfg
+            .user_timeout
+            .zip(self.stalled_since)
+            .is_some_and(|(timeout, t)| now.since(t) >= timeout);
+        if user {
+            c.tcp_user_timeouts += 1;
+        } else if self.app_closed && self.persist_backoff >= self.cfg.orphan_retries {
+            c.tcp_orphan_timeouts += 1;
+        } else if self.persist_probes >= self.cfg.max_retries {
+            c.tcp_persist_timeouts += 1;
+        } else {
+            return false;
+        }
+        self.time_out(c);
+        true
+    }
+
+    /// Send a window probe now and arm the next, backed off.
+    fn probe_window(&mut self, now: Instant) {
+        self.probe_now = true;
+        self.persist_backoff += 1;
+        self.persist_probes += 1;
+        let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
+        self.persist_deadline = Some(at);
+    }
+
+    /// A retransmission or persist deadline no later than the user
+    /// timeout's (Linux `tcp_clamp_rto_to_user_timeout`), so that it ends
+    /// the connection on time.
+    fn clamp_to_user_timeout(&self, at: Instant) -> Instant {
+        match self.cfg.user_timeout.zip(self.stalled_since) {
+            Some((timeout, t)) => at.min(t.plus(timeout)),
+            None => at,
+        }
+    }
+
+    /// RFC 5482: the user timeout of this connection (None: off), in place
+    /// of the configured one.
+    pub fn set_user_timeout(&mut self, timeout: Option<Duration>) {
+        self.cfg.user_timeout = timeout;
     }
 }
 

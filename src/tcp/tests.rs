@@ -1367,3 +1367,163 @@ fn window_shrunk_to_zero_under_data_in_flight_is_probed_not_timed_out() {
     t.send(win(ISS + 1073, 65535), b"");
     assert_eq!(t.tcb.unsent_or_unacked(), 0);
 }
+
+// ---- B5: window probing gives up ------------------------------------------
+
+/// Advance in 100 ms steps for up to `ms`, answering every zero-window
+/// probe (an ACK below SND.UNA, no data) with a zero window, as a peer that
+/// holds its window shut does. Returns the probes answered and the other
+/// segments sent.
+fn hold_window_shut(t: &mut T, ms: u64) -> (usize, Vec<Out>) {
+    let (mut probes, mut other) = (0, Vec::new());
+    for _ in 0..ms / 100 {
+        for s in t.advance(Duration::from_millis(100)) {
+            if s.0 == ACK && s.3.is_empty() && s.1 == t.tcb.snd_una().0.wrapping_sub(1) {
+                probes += 1;
+                let una = t.tcb.snd_una().0;
+                t.send(win(una, 0), b"");
+            } else {
+                other.push(s);
+            }
+        }
+        if t.tcb.is_closed() {
+            break;
+        }
+    }
+    (probes, other)
+}
+
+#[test]
+fn zero_window_probing_gives_up_when_unanswered() {
+    let mut t = T::established(TcpConfig {
+        max_retries: 3,
+        ..cfg()
+    });
+    t.send(win(ISS + 1, 0), b"");
+    t.tcb.send(b"stuck");
+    assert!(t.out().is_empty());
+    // Probes at 200, 600 and 1400 ms (the interval doubles), none
+    // answered; at 3000 ms a fourth would be the fourth unanswered in a
+    // row: reset and give up (Linux tcp_probe_timer, tcp_retries2).
+    let mut at = Vec::new();
+    let start = t.now;
+    for _ in 0..40 {
+        let out = t.advance(Duration::from_millis(100));
+        if !out.is_empty() {
+            at.push((t.now.since(start).micros() / 1000, out));
+        }
+    }
+    let probe = vec![o(ACK, ISS, IRS + 1, b"")];
+    assert_eq!(
+        at,
+        vec![
+            (200, probe.clone()),
+            (600, probe.clone()),
+            (1400, probe.clone()),
+            (3000, vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]),
+        ]
+    );
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+    assert_eq!((t.c.tcp_persist_timeouts, t.c.tcp_timeouts), (1, 1));
+
+    // Answered probes keep it open (RFC 1122 4.2.2.17), far past
+    // max_retries.
+    let mut a = T::established(TcpConfig {
+        max_retries: 3,
+        ..cfg()
+    });
+    a.send(win(ISS + 1, 0), b"");
+    a.tcb.send(b"stuck");
+    let (probes, other) = hold_window_shut(&mut a, 300_000);
+    assert!(probes >= 10, "{probes}");
+    assert!(other.is_empty(), "{other:?}");
+    assert_eq!(a.tcb.state, State::Established);
+}
+
+#[test]
+fn closed_connection_behind_a_zero_window_is_an_orphan_with_a_limit() {
+    // The application sent, closed and left; the peer answers every probe
+    // but never opens its window. Default orphan_retries (8, Linux's): the
+    // ninth expiry gives up instead of probing forever.
+    assert_eq!(TcpConfig::default().orphan_retries, 8);
+    let mut t = T::established(cfg());
+    t.send(win(ISS + 1, 0), b"");
+    t.tcb.send(b"response");
+    t.tcb.close(t.now);
+    let (probes, other) = hold_window_shut(&mut t, 600_000);
+    assert_eq!(probes, 8);
+    assert_eq!(other, vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+    assert_eq!((t.c.tcp_orphan_timeouts, t.c.tcp_timeouts), (1, 1));
+
+    // An orphan's retransmissions stop after orphan_retries too (here 2,
+    // below max_retries 15): FIN-WAIT-1, the peer silent.
+    let mut f = T::established(TcpConfig {
+        orphan_retries: 2,
+        ..cfg()
+    });
+    f.tcb.send(b"bye");
+    f.tcb.close(f.now);
+    assert_eq!(f.out(), vec![o(FIN | ACK | PSH, ISS + 1, IRS + 1, b"bye")]);
+    let mut sent = 0;
+    for _ in 0..100 {
+        sent += f.advance(Duration::from_millis(100)).len();
+        if f.tcb.is_closed() {
+            break;
+        }
+    }
+    // Two retransmissions, then the reset.
+    assert_eq!(sent, 3);
+    assert_eq!(f.c.tcp_orphan_timeouts, 1);
+}
+
+#[test]
+fn user_timeout_ends_unacknowledged_and_window_stuck_connections() {
+    // RFC 5482, set on the connection: data unacknowledged for 1 s ends
+    // it, though max_retries (15) is far off: RTOs at 200 and 600 ms, and
+    // the third, due at 1400 ms, is brought forward to the timeout.
+    let mut t = T::established(cfg());
+    assert_eq!(TcpConfig::default().user_timeout, None);
+    t.tcb.set_user_timeout(Some(Duration::from_secs(1)));
+    let start = t.now;
+    t.tcb.send(b"data");
+    assert_eq!(t.out().len(), 1);
+    let mut at = Vec::new();
+    for _ in 0..30 {
+        for s in t.advance(Duration::from_millis(100)) {
+            at.push((t.now.since(start).micros() / 1000, s.0));
+        }
+    }
+    assert_eq!(
+        at,
+        vec![(200, ACK | PSH), (600, ACK | PSH), (1000, RST | ACK)]
+    );
+    assert_eq!((t.c.tcp_user_timeouts, t.c.tcp_timeouts), (1, 1));
+
+    // From the configuration: data stuck behind a zero window for 2 s,
+    // though the peer answers every probe.
+    let mut z = T::established(TcpConfig {
+        user_timeout: Some(Duration::from_secs(2)),
+        ..cfg()
+    });
+    z.send(win(ISS + 1, 0), b"");
+    let start = z.now;
+    z.tcb.send(b"stuck");
+    z.out();
+    let (probes, other) = hold_window_shut(&mut z, 10_000);
+    assert_eq!(probes, 3);
+    assert_eq!(other, vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(z.now.since(start), Duration::from_secs(2));
+    assert_eq!(z.c.tcp_user_timeouts, 1);
+    // Progress restarts the clock: a connection whose data keeps being
+    // acknowledged lives on.
+    let mut p = T::established(cfg());
+    p.tcb.set_user_timeout(Some(Duration::from_millis(500)));
+    for i in 0..20u32 {
+        p.tcb.send(b"tick");
+        assert_eq!(p.out().len(), 1);
+        p.advance(Duration::from_millis(150));
+        p.send(seg(ACK, IRS + 1, ISS + 1 + 4 * (i + 1)), b"");
+    }
+    assert_eq!(p.tcb.state, State::Established);
+}
