@@ -845,6 +845,9 @@ impl Tcb {
     fn establish(&mut self, now: Instant, seg: &TcpRepr, seq: Seq, ack: Seq, c: &mut Counters) {
         self.state = State::Established;
         self.snd_una = self.iss + 1;
+        // A repeated SYN may have set SND.NXT back to resend the SYN-ACK
+        // (not sent yet, or its send failed): the peer has it.
+        self.snd_nxt = self.snd_nxt.max(self.snd_una);
         // RFC 7323 2.2: the window of a SYN is never scaled.
         let shift = if seg.flags.syn() { 0 } else { self.snd_shift };
         self.snd_wnd = usize::from(seg.window_len) << shift;
