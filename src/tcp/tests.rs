@@ -761,133 +761,171 @@ fn simulate(
     jitter: u64,
     len: usize,
 ) -> (Vec<u8>, Vec<u8>, Counters) {
-    simulate_open(seed, loss, dup, jitter, len, false)
+    Sim::new(seed, loss, dup, jitter, len).run()
 }
 
-/// `simulate`, with b opening actively too if `simultaneous` (both SYNs
-/// cross; RFC 9293 3.5, figure 8).
-fn simulate_open(
+/// A simulation's settings: those of `simulate`, and more.
+#[derive(Clone, Copy)]
+struct Sim {
     seed: u64,
     loss: u64,
     dup: u64,
     jitter: u64,
     len: usize,
+    /// b opens actively too: both SYNs cross (RFC 9293 3.5, figure 8).
     simultaneous: bool,
-) -> (Vec<u8>, Vec<u8>, Counters) {
-    let cfg = TcpConfig {
-        rx_buffer: 32 * 1024,
-        tx_buffer: 32 * 1024,
-        mss: 1000,
-        ..cfg()
-    };
-    let mut rng = Rng(seed | 1);
-    let mut now = Instant::from_secs(1);
-    let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, 1_000_000, 0);
-    let mut b_opt: Option<Tcb> =
-        simultaneous.then(|| Tcb::connect(&cfg, now, REMOTE, LOCAL, 7_000_000, 0));
-    let mut c = Counters::default();
-    let mut link: Vec<InFlight> = Vec::new();
-    let data_a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-    let data_b: Vec<u8> = (0..len).map(|i| (i * 17 + 3) as u8).collect();
-    let (mut sent_a, mut sent_b) = (0, 0);
-    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-    let mut buf = vec![0u8; 65536];
-    let flip = |s: &TcpRepr| TcpRepr {
-        src_port: s.src_port,
-        dst_port: s.dst_port,
-        ..*s
-    };
-    for _step in 0..2_000_000 {
-        // Deliver what is due.
-        let mut due = Vec::new();
-        let mut i = 0;
-        while i < link.len() {
-            if link[i].at <= now {
-                due.push(link.swap_remove(i));
-            } else {
-                i += 1;
-            }
+    /// b's application reads nothing from this time to that (in ms from
+    /// the start): its window closes.
+    b_deaf_ms: (u64, u64),
+}
+
+impl Sim {
+    fn new(seed: u64, loss: u64, dup: u64, jitter: u64, len: usize) -> Sim {
+        Sim {
+            seed,
+            loss,
+            dup,
+            jitter,
+            len,
+            simultaneous: false,
+            b_deaf_ms: (0, 0),
         }
-        for f in due {
-            if f.to_b {
-                if b_opt.is_none() && f.seg.flags.syn() && !f.seg.flags.ack() {
-                    b_opt = Some(Tcb::accept(&cfg, now, REMOTE, LOCAL, 7_000_000, 0, &f.seg));
-                } else if let Some(b) = b_opt.as_mut() {
-                    b.process(now, &flip(&f.seg), &f.data, &mut c);
-                }
-            } else {
-                a.process(now, &f.seg, &f.data, &mut c);
-            }
-        }
-        // Applications: write what fits, read everything.
-        for (t, data, sent, got, _to_b) in [(&mut a, &data_a, &mut sent_a, &mut got_a, true)]
-            .into_iter()
-            .chain(
-                b_opt
-                    .as_mut()
-                    .map(|b| (b, &data_b, &mut sent_b, &mut got_b, false)),
-            )
-        {
-            if t.state != State::SynSent && t.state != State::SynReceived {
-                if *sent < data.len() {
-                    *sent += t.send(&data[*sent..]);
-                    if *sent == data.len() {
-                        t.shutdown();
-                    }
-                }
-                loop {
-                    let n = t.recv(&mut buf);
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
-            }
-            t.take_events();
-            if t.next_deadline().is_some_and(|d| d <= now) {
-                t.on_timer(now, &mut c);
-            }
-        }
-        // Transmit.
-        for (t, to_b) in [(&mut a, true)]
-            .into_iter()
-            .chain(b_opt.as_mut().map(|b| (b, false)))
-        {
-            let mut out = Vec::new();
-            t.dispatch(now, &mut |r, x, y| {
-                // Both sides announce (and cap at) cfg.mss.
-                assert_fits(r, x.len() + y.len(), cfg.mss);
-                out.push((*r, [x, y].concat()));
-                true
-            });
-            for (seg, data) in out {
-                if rng.percent(loss) {
-                    continue;
-                }
-                let copies = if rng.percent(dup) { 2 } else { 1 };
-                for _ in 0..copies {
-                    let delay = 1000 + rng.next() % (jitter * 1000).max(1);
-                    link.push(InFlight {
-                        at: now.plus(Duration::from_micros(delay)),
-                        to_b,
-                        seg,
-                        data: data.clone(),
-                    });
-                }
-            }
-        }
-        let b_done = b_opt
-            .as_ref()
-            .is_some_and(|b| matches!(b.state, State::Closed | State::TimeWait));
-        let a_done = matches!(a.state, State::Closed | State::TimeWait);
-        if a_done && b_done && got_a.len() == len && got_b.len() == len {
-            break;
-        }
-        now = now.plus(Duration::from_micros(100));
     }
-    assert_eq!(got_b, data_a, "a -> b (seed {seed})");
-    assert_eq!(got_a, data_b, "b -> a (seed {seed})");
-    (got_a, got_b, c)
+
+    /// Run it: what a received, what b received, and the counters (both
+    /// connections' `tx_stats` probes included, as a core counts them).
+    fn run(self) -> (Vec<u8>, Vec<u8>, Counters) {
+        let Sim {
+            seed,
+            loss,
+            dup,
+            jitter,
+            len,
+            simultaneous,
+            b_deaf_ms,
+        } = self;
+        let cfg = TcpConfig {
+            rx_buffer: 32 * 1024,
+            tx_buffer: 32 * 1024,
+            mss: 1000,
+            ..cfg()
+        };
+        let mut rng = Rng(seed | 1);
+        let start = Instant::from_secs(1);
+        let mut now = start;
+        let b_deaf = (
+            start.plus(Duration::from_millis(b_deaf_ms.0)),
+            start.plus(Duration::from_millis(b_deaf_ms.1)),
+        );
+        let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, 1_000_000, 0);
+        let mut b_opt: Option<Tcb> =
+            simultaneous.then(|| Tcb::connect(&cfg, now, REMOTE, LOCAL, 7_000_000, 0));
+        let mut c = Counters::default();
+        let mut link: Vec<InFlight> = Vec::new();
+        let data_a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        let data_b: Vec<u8> = (0..len).map(|i| (i * 17 + 3) as u8).collect();
+        let (mut sent_a, mut sent_b) = (0, 0);
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 65536];
+        let flip = |s: &TcpRepr| TcpRepr {
+            src_port: s.src_port,
+            dst_port: s.dst_port,
+            ..*s
+        };
+        for _step in 0..2_000_000 {
+            // Deliver what is due.
+            let mut due = Vec::new();
+            let mut i = 0;
+            while i < link.len() {
+                if link[i].at <= now {
+                    due.push(link.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            for f in due {
+                if f.to_b {
+                    if b_opt.is_none() && f.seg.flags.syn() && !f.seg.flags.ack() {
+                        b_opt = Some(Tcb::accept(&cfg, now, REMOTE, LOCAL, 7_000_000, 0, &f.seg));
+                    } else if let Some(b) = b_opt.as_mut() {
+                        b.process(now, &flip(&f.seg), &f.data, &mut c);
+                    }
+                } else {
+                    a.process(now, &f.seg, &f.data, &mut c);
+                }
+            }
+            // Applications: write what fits, read everything.
+            for (t, data, sent, got, is_a) in [(&mut a, &data_a, &mut sent_a, &mut got_a, true)]
+                .into_iter()
+                .chain(
+                    b_opt
+                        .as_mut()
+                        .map(|b| (b, &data_b, &mut sent_b, &mut got_b, false)),
+                )
+            {
+                if t.state != State::SynSent && t.state != State::SynReceived {
+                    if *sent < data.len() {
+                        *sent += t.send(&data[*sent..]);
+                        if *sent == data.len() {
+                            t.shutdown();
+                        }
+                    }
+                    let deaf = !is_a && b_deaf.0 <= now && now < b_deaf.1;
+                    loop {
+                        let n = if deaf { 0 } else { t.recv(&mut buf) };
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+                t.take_events();
+                if t.next_deadline().is_some_and(|d| d <= now) {
+                    t.on_timer(now, &mut c);
+                }
+            }
+            // Transmit.
+            for (t, to_b) in [(&mut a, true)]
+                .into_iter()
+                .chain(b_opt.as_mut().map(|b| (b, false)))
+            {
+                let mut out = Vec::new();
+                t.dispatch(now, &mut |r, x, y| {
+                    // Both sides announce (and cap at) cfg.mss.
+                    assert_fits(r, x.len() + y.len(), cfg.mss);
+                    out.push((*r, [x, y].concat()));
+                    true
+                });
+                for (seg, data) in out {
+                    if rng.percent(loss) {
+                        continue;
+                    }
+                    let copies = if rng.percent(dup) { 2 } else { 1 };
+                    for _ in 0..copies {
+                        let delay = 1000 + rng.next() % (jitter * 1000).max(1);
+                        link.push(InFlight {
+                            at: now.plus(Duration::from_micros(delay)),
+                            to_b,
+                            seg,
+                            data: data.clone(),
+                        });
+                    }
+                }
+            }
+            let b_done = b_opt
+                .as_ref()
+                .is_some_and(|b| matches!(b.state, State::Closed | State::TimeWait));
+            let a_done = matches!(a.state, State::Closed | State::TimeWait);
+            if a_done && b_done && got_a.len() == len && got_b.len() == len {
+                break;
+            }
+            now = now.plus(Duration::from_micros(100));
+        }
+        assert_eq!(got_b, data_a, "a -> b (seed {seed})");
+        assert_eq!(got_a, data_b, "b -> a (seed {seed})");
+        c.tcp_probes_sent += a.tx_stats.probes + b_opt.map_or(0, |b| b.tx_stats.probes);
+        (got_a, got_b, c)
+    }
 }
 
 #[test]
@@ -1548,7 +1586,11 @@ fn simulation_simultaneous_open_over_a_lossy_link() {
     // lost, repeated and overtaken (seed 44 once stalled a side whose
     // repeated SYN came with the ACK that completed it).
     for seed in 40..50 {
-        let (_, _, c) = simulate_open(seed, 10, 5, 8, 30_000, true);
+        let (_, _, c) = Sim {
+            simultaneous: true,
+            ..Sim::new(seed, 10, 5, 8, 30_000)
+        }
+        .run();
         assert_eq!(c.tcp_connected, 2, "seed {seed}");
         assert_eq!(c.tcp_accepted, 0);
     }
@@ -1568,4 +1610,20 @@ fn repeated_syn_then_ack_in_syn_received() {
     assert_eq!(t.tcb.state, State::Established);
     t.tcb.send(b"x");
     assert_eq!(t.out(), vec![o(ACK | PSH, ISS + 1, IRS + 1, b"x")]);
+}
+
+#[test]
+fn simulation_receiver_stops_reading_then_resumes() {
+    // b's application reads nothing for 5 s: a fills b's window (32 KiB)
+    // and probes it, b answers every probe with a zero window; then b
+    // reads, its window update (or the answer to a probe) lets a go on.
+    for seed in [3, 5, 7] {
+        let (_, _, c) = Sim {
+            b_deaf_ms: (100, 5_100),
+            ..Sim::new(seed, 3, 2, 4, 200_000)
+        }
+        .run();
+        assert!(c.tcp_probes_sent > 0, "seed {seed}");
+        assert_eq!(c.tcp_timeouts, 0, "seed {seed}");
+    }
 }
