@@ -1,7 +1,17 @@
 //! One TCP connection: the state machine of RFC 9293 section 3.10, with
 //! RFC 5961 (blind reset, SYN and data injection), RFC 7323 (window scale,
 //! timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582 (congestion control,
-//! NewReno) and RFC 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
+//! NewReno), RFC 8985 (tail loss probe), RFC 5482 (user timeout) and RFC
+//! 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
+//!
+//! Invariants: a segment we send never carries more than the MSS of
+//! payload and options together (options are paid out of the segment); a
+//! connection with something due (SYN, data, FIN, ACK) that could not be
+//! sent has a timer armed to try again; retransmissions and window probes
+//! the peer leaves unanswered end by count or by the user timeout, and a
+//! connection its application has closed cannot be held open by a peer
+//! that answers but never takes its data (orphan limits); answers to
+//! segments that fail the checks are rate-limited.
 //!
 //! A `Tcb` never touches a packet buffer. Input is a parsed header and a
 //! payload slice ([`Tcb::process`]); output goes through an emit closure
