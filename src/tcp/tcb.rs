@@ -701,6 +701,13 @@ impl Tcb {
         {
             let ack = Seq(seg.ack_number);
             if self.snd_una < ack && ack <= self.snd_max {
+                // RFC 7323 4.3: its SEG.SEQ is at the left edge; our ACK
+                // echoes its TSval.
+                if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
+                    if (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                        self.ts_recent = val;
+                    }
+                }
                 self.establish(now, seg, seq, ack, c);
                 self.ack_now = true;
                 if !payload.is_empty() || flags.fin() {

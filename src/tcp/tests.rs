@@ -272,6 +272,20 @@ fn simultaneous_open() {
     assert_ne!(t.take_events() & event::CONNECTED, 0);
     assert_eq!(t.c.tcp_connected, 1);
 
+    // With timestamps, the ACK for its SYN-ACK echoes the SYN-ACK's
+    // TSval (RFC 7323 4.3), not its SYN's.
+    let mut ts = T::active(cfg());
+    ts.out();
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.timestamps = Some((100, 0));
+    ts.send(syn, b"");
+    let mut syn_ack = seg(SYN | ACK, IRS, ISS + 1);
+    syn_ack.options.timestamps = Some((150, 1000));
+    ts.tcb.process(ts.now, &syn_ack, b"", &mut ts.c);
+    let out = ts.out_full();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.options.timestamps.map(|t| t.1), Some(150));
+
     // If its SYN-ACK is lost, its ACK alone completes the handshake.
     let mut l = T::active(cfg());
     l.out();
