@@ -1754,8 +1754,11 @@ impl Tcb {
             return;
         }
         // With a user timeout (RFC 5482), time decides, not a count (as
-        // Linux `retransmits_timed_out`).
-        if let Some(timeout) = self.cfg.user_timeout {
+        // Linux `retransmits_timed_out`); not for a passive open's SYN-ACK,
+        // which no application waits for yet (as Linux, whose request
+        // sockets retry by tcp_synack_retries alone).
+        let embryonic = self.passive && self.state == State::SynReceived;
+        if let Some(timeout) = self.cfg.user_timeout.filter(|_| !embryonic) {
             if self.stalled_since.is_some_and(|t| now.since(t) >= timeout) {
                 c.tcp_user_timeouts += 1;
                 return self.time_out(c);

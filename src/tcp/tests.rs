@@ -1581,6 +1581,22 @@ fn user_timeout_ends_unacknowledged_and_window_stuck_connections() {
     assert_eq!(other, vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]);
     assert_eq!(z.now.since(start), Duration::from_secs(2));
     assert_eq!(z.c.tcp_user_timeouts, 1);
+    // A passive open's SYN-ACK retries by syn_retries alone (3 here), not
+    // for the user timeout (an hour): a half-open connection must not
+    // linger.
+    let mut h = T::passive(
+        TcpConfig {
+            user_timeout: Some(Duration::from_secs(3600)),
+            syn_retries: 3,
+            ..cfg()
+        },
+        seg(SYN, IRS, 0),
+    );
+    h.out();
+    for _ in 0..20 {
+        h.advance(Duration::from_secs(1));
+    }
+    assert!(h.tcb.is_closed());
     // Progress restarts the clock: a connection whose data keeps being
     // acknowledged lives on.
     let mut p = T::established(cfg());
