@@ -485,7 +485,8 @@ impl Tcb {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+            self.pending_rst =
+                Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
         }
         self.finish(CloseReason::Normal);
     }
@@ -848,7 +849,8 @@ impl Tcb {
         if (!data.is_empty() || fin) && self.state != State::SynReceived {
             if self.app_closed && !data.is_empty() && self.state.receives() {
                 // Data for an application that closed: RFC 2525 2.17.
-                self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+                self.pending_rst =
+                    Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
                 c.tcp_rst_sent_data_after_close += 1;
                 self.finish(CloseReason::Normal);
                 return;
@@ -1472,7 +1474,7 @@ impl Tcb {
             }
         }
         if self.ack_now {
-            let mut repr = self.header(self.snd_nxt, TcpFlags::ACK);
+            let mut repr = self.header(self.pure_ack_seq(), TcpFlags::ACK);
             self.finish_header(now, &mut repr);
             if emit(&repr, &[], &[]) {
                 self.tx_stats.segments += 1;
@@ -1500,6 +1502,21 @@ impl Tcb {
             && self.snd_nxt == self.snd_una
             && !self.tx.is_empty()
             && self.snd_wnd < self.tx.len().min(self.send_mss())
+    }
+
+    /// The sequence number of an ACK or RST without data. Not SND.NXT once a
+    /// timeout has set it back to SND.UNA: the peer may have received up to
+    /// SND.MAX, and would find such an ACK old, drop it unread and answer
+    /// with an ACK we would find just as old (FreeBSD `tcp_output` sends
+    /// SND.MAX). Not past the right edge of the peer's window either (Linux
+    /// `tcp_acceptable_seq`).
+    fn pure_ack_seq(&self) -> Seq {
+        let window_end = self.snd_una + self.snd_wnd;
+        if self.snd_max <= window_end {
+            self.snd_max
+        } else {
+            window_end.max(self.snd_nxt)
+        }
     }
 
     /// An ACK (alone or on data) could not be sent: keep it due and try
@@ -1806,7 +1823,8 @@ impl Tcb {
     fn time_out(&mut self, c: &mut Counters) {
         c.tcp_timeouts += 1;
         if self.state.synchronized() {
-            self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+            self.pending_rst =
+                Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
         }
         self.finish(CloseReason::TimedOut);
     }

@@ -1657,3 +1657,37 @@ fn simulation_receiver_stops_reading_then_resumes() {
         assert_eq!(c.tcp_timeouts, 0, "seed {seed}");
     }
 }
+
+// ---- pure ACKs after a timeout --------------------------------------------
+
+#[test]
+fn pure_acks_carry_snd_max_after_a_timeout() {
+    // Two segments out; the RTO sends the first again (SND.NXT back to
+    // SND.UNA + 536). The peer, which has both (its ACKs were lost), sends
+    // data: our ACK must carry SND.MAX, which its RCV.NXT has reached; with
+    // the rewound SND.NXT it would be old, dropped unread, and answered by
+    // an ACK old to us: an endless exchange (the shard simulation's seed
+    // 106 without SACK).
+    let mut t = T::established(TcpConfig {
+        delayed_ack: None,
+        ..cfg()
+    });
+    t.tcb.send(&[9; 2 * 536]);
+    assert_eq!(t.out().len(), 2);
+    let mut rto = Vec::new();
+    for _ in 0..10 {
+        rto.extend(t.advance(Duration::from_millis(100)));
+        if t.c.tcp_rto > 0 {
+            break;
+        }
+    }
+    assert_eq!(rto.last().map(|s| (s.1, s.3.len())), Some((ISS + 1, 536)));
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 1), b"data"),
+        vec![o(ACK, ISS + 1 + 2 * 536, IRS + 5, b"")]
+    );
+    // A reset likewise (RFC 9293 3.10.5; Linux tcp_acceptable_seq): at
+    // SND.MAX the peer takes it, at the rewound SND.NXT it would not.
+    t.tcb.abort();
+    assert_eq!(t.out(), vec![o(RST | ACK, ISS + 1 + 2 * 536, IRS + 5, b"")]);
+}
