@@ -249,6 +249,9 @@ counters! {
     tcp_dup_segments,
     /// Challenge ACKs sent (RFC 5961).
     tcp_challenge_acks,
+    /// ACKs not sent for segments that failed the checks (out of window,
+    /// PAWS, challenges): one per connection per 500 ms, as Linux.
+    tcp_invalid_acks_limited,
     /// ACKs for data never sent, or too old.
     tcp_bad_ack,
     /// Segments refused by PAWS (RFC 7323).
@@ -263,8 +266,15 @@ counters! {
     tcp_delayed_acks,
     /// Zero-window probes and keepalives sent.
     tcp_probes_sent,
-    /// Connections dropped: retransmissions or keepalives unanswered.
+    /// Connections dropped: retransmissions or keepalives unanswered (all
+    /// timeouts, those below included).
     tcp_timeouts,
+    /// Of those: zero-window probes unanswered `max_retries` times.
+    tcp_persist_timeouts,
+    /// Of those: the RFC 5482 user timeout expired.
+    tcp_user_timeouts,
+    /// Of those: closed by the application, out of `orphan_retries`.
+    tcp_orphan_timeouts,
     /// TIME_WAIT connections replaced by a new SYN (RFC 6191).
     tcp_time_wait_reused,
     /// TIME-WAIT connections ended early because the table was full.

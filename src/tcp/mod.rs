@@ -62,9 +62,20 @@ pub struct TcpConfig {
     pub rto_initial: Duration,
     pub rto_min: Duration,
     pub rto_max: Duration,
-    /// RTO expirations in a row before a connection is dropped.
+    /// RTO expirations in a row before a connection is dropped; also the
+    /// unanswered zero-window probes in a row (Linux tcp_retries2).
     pub max_retries: u32,
     pub syn_retries: u32,
+    /// RFC 5482 user timeout: a connection whose data has gone
+    /// unacknowledged, or waited behind the peer's zero window, this long
+    /// is dropped (in place of the `max_retries` count on the RTO path).
+    /// None: off. Per connection: `Tcb::set_user_timeout`.
+    pub user_timeout: Option<Duration>,
+    /// RTO expirations, and zero-window probes answered or not, before a
+    /// connection the application closed is dropped (Linux
+    /// tcp_orphan_retries; 8 is its default): nobody waits for it, and a
+    /// peer that holds its window at zero must not pin it.
+    pub orphan_retries: u32,
     /// How long an orphaned FIN_WAIT_2 connection (closed by the
     /// application, peer silent) is kept.
     pub fin_wait2_timeout: Duration,
@@ -105,6 +116,8 @@ impl Default for TcpConfig {
             rto_max: Duration::from_secs(60),
             max_retries: 15,
             syn_retries: 6,
+            user_timeout: None,
+            orphan_retries: 8,
             fin_wait2_timeout: Duration::from_secs(60),
             window_scaling: true,
             timestamps: true,

@@ -1,7 +1,17 @@
 //! One TCP connection: the state machine of RFC 9293 section 3.10, with
 //! RFC 5961 (blind reset, SYN and data injection), RFC 7323 (window scale,
 //! timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582 (congestion control,
-//! NewReno) and RFC 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
+//! NewReno), RFC 8985 (tail loss probe), RFC 5482 (user timeout) and RFC
+//! 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
+//!
+//! Invariants: a segment we send never carries more than the MSS of
+//! payload and options together (options are paid out of the segment); a
+//! connection with something due (SYN, data, FIN, ACK) that could not be
+//! sent has a timer armed to try again; retransmissions and window probes
+//! the peer leaves unanswered end by count or by the user timeout, and a
+//! connection its application has closed cannot be held open by a peer
+//! that answers but never takes its data (orphan limits); answers to
+//! segments that fail the checks are rate-limited.
 //!
 //! A `Tcb` never touches a packet buffer. Input is a parsed header and a
 //! payload slice ([`Tcb::process`]); output goes through an emit closure
@@ -69,6 +79,15 @@ pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
 
 /// Challenge ACKs per connection per second (RFC 5961 section 7).
 const CHALLENGE_ACK_LIMIT: u32 = 100;
+/// ACKs for segments that failed the checks (out of window, PAWS, RFC 5961
+/// challenges): at most one per connection per this interval (Linux
+/// `tcp_invalid_ratelimit`), so two ends that disagree about the window,
+/// or a forger, cannot make a connection answer every segment.
+const INVALID_ACK_INTERVAL: Duration = Duration::from_millis(500);
+/// RFC 8985 7.2, WCDelAckT: the longest a receiver may hold the ACK of a
+/// lone segment (RFC 1122 4.2.3.2 allows 500 ms; 200 ms is what stacks
+/// use, Linux's TCP_DELACK_MAX among them).
+const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
 /// Our TSval clock: milliseconds.
 pub(crate) fn ts_now(now: Instant) -> u32 {
     now.millis() as u32
@@ -164,7 +183,15 @@ pub struct Tcb {
     ack_deadline: Option<Instant>,
     unacked_segments: u32,
     persist_deadline: Option<Instant>,
+    /// Persist timer expirations since the window last opened or data was
+    /// last acknowledged (it doubles the interval).
     persist_backoff: u32,
+    /// Window probes unanswered in a row (Linux `icsk_probes_out`): any
+    /// acceptable ACK resets it.
+    persist_probes: u32,
+    /// Since when data (or our SYN) has waited for an acknowledgment or a
+    /// window without progress: the RFC 5482 user timeout runs from here.
+    stalled_since: Option<Instant>,
     probe_now: bool,
     keepalive_deadline: Option<Instant>,
     keepalive_sent: u32,
@@ -174,6 +201,8 @@ pub struct Tcb {
     pending_rst: Option<TcpRepr>,
     challenge_second: u64,
     challenge_count: u32,
+    /// When we last answered a segment that failed the checks.
+    last_invalid_ack: Option<Instant>,
     want_writable: bool,
     events: u8,
     pub close_reason: Option<CloseReason>,
@@ -246,6 +275,8 @@ impl Tcb {
             unacked_segments: 0,
             persist_deadline: None,
             persist_backoff: 0,
+            persist_probes: 0,
+            stalled_since: None,
             probe_now: false,
             keepalive_deadline: None,
             keepalive_sent: 0,
@@ -254,6 +285,7 @@ impl Tcb {
             pending_rst: None,
             challenge_second: 0,
             challenge_count: 0,
+            last_invalid_ack: None,
             want_writable: false,
             events: 0,
             close_reason: None,
@@ -414,11 +446,14 @@ impl Tcb {
         }
     }
 
-    /// Shut down the sending side: a FIN follows the queued data.
+    /// Shut down the sending side: a FIN follows the queued data. Before
+    /// the handshake completes the FIN waits for it (as Linux: a half close
+    /// is not an abort, and the application still reads what comes).
     pub fn shutdown(&mut self) {
         match self.state {
-            State::SynSent => self.finish(CloseReason::Normal),
-            State::SynReceived | State::Established | State::CloseWait => self.fin_queued = true,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
+                self.fin_queued = true
+            }
             _ => {}
         }
     }
@@ -430,6 +465,10 @@ impl Tcb {
         if !self.rx.is_empty() {
             // Unread data: reset rather than pretend it was delivered.
             return self.abort();
+        }
+        if self.state == State::SynSent {
+            // RFC 9293 3.10.4: CLOSE in SYN-SENT deletes the TCB.
+            return self.finish(CloseReason::Normal);
         }
         self.shutdown();
         if self.state == State::FinWait2 {
@@ -447,7 +486,8 @@ impl Tcb {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+            self.pending_rst =
+                Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
         }
         self.finish(CloseReason::Normal);
     }
@@ -530,20 +570,26 @@ impl Tcb {
     /// Process a segment for this connection (RFC 9293 3.10.7.3 and
     /// 3.10.7.4). `payload` is the segment's data.
     pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
-        if self.keepalive_sent > 0 || self.keepalive_deadline.is_some() {
-            self.keepalive_sent = 0;
-            self.keepalive_deadline = None;
-        }
         match self.state {
             State::Closed => {}
             State::SynSent => self.process_syn_sent(now, seg, payload, c),
             _ => self.process_synchronized(now, seg, payload, c),
         }
-        if let Some(ka) = self.cfg.keepalive {
-            if self.state.synchronized() && self.state != State::TimeWait {
-                self.keepalive_deadline = Some(now.plus(ka.idle));
+    }
+
+    /// The peer is alive: an acceptable segment arrived (it passed the
+    /// sequence check, RFC 9293 3.10.7.4, and PAWS), or the handshake
+    /// completed. Restart the keepalive idle time and its probe count
+    /// (RFC 1122 4.2.3.6). A segment that fails the checks proves nothing
+    /// (anyone can send one) and restarts nothing.
+    fn peer_alive(&mut self, now: Instant) {
+        self.keepalive_sent = 0;
+        self.keepalive_deadline = match self.cfg.keepalive {
+            Some(ka) if self.state.synchronized() && self.state != State::TimeWait => {
+                Some(now.plus(ka.idle))
             }
-        }
+            _ => None,
+        };
     }
 
     fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
@@ -585,13 +631,17 @@ impl Tcb {
         }
         if self.snd_una > self.iss {
             self.state = State::Established;
-            self.snd_wnd = usize::from(seg.window_len) << self.snd_shift;
+            // RFC 7323 2.2: the window of a SYN (SYN-ACK too) is never
+            // scaled.
+            self.snd_wnd = usize::from(seg.window_len);
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = self.irs;
             self.snd_wl2 = ack;
             self.events |= event::CONNECTED;
             self.ack_now = true;
             c.tcp_connected += 1;
+            self.stalled_since = None;
+            self.peer_alive(now);
             // Data or FIN on the SYN-ACK.
             if !payload.is_empty() || seg.flags.fin() {
                 self.process_text(now, Seq(seg.seq_number) + 1, payload, seg.flags.fin(), c);
@@ -628,13 +678,46 @@ impl Tcb {
             return;
         }
 
+        // Simultaneous open (RFC 9293 3.5, figure 8): after its SYN, the
+        // peer's SYN-ACK of our SYN. By the letter of 3.10.7.4 it is old
+        // (its SYN is below RCV.NXT) and only draws an ACK; as Linux
+        // (`tcp_validate_incoming`), take its ACK now and answer it, so
+        // that each side completes on the other's SYN-ACK.
+        if self.state == State::SynReceived
+            && !self.passive
+            && flags.syn()
+            && flags.ack()
+            && !flags.rst()
+            && seq == self.irs
+        {
+            let ack = Seq(seg.ack_number);
+            if self.snd_una < ack && ack <= self.snd_max {
+                // RFC 7323 4.3: its SEG.SEQ is at the left edge; our ACK
+                // echoes its TSval.
+                if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
+                    if (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                        self.ts_recent = val;
+                    }
+                }
+                self.establish(now, seg, seq, ack, c);
+                self.ack_now = true;
+                if !payload.is_empty() || flags.fin() {
+                    self.process_text(now, seq + 1, payload, flags.fin(), c);
+                }
+            } else {
+                self.pending_rst = Some(self.bare_rst(ack));
+                c.tcp_bad_ack += 1;
+            }
+            return;
+        }
+
         // RFC 7323 5.3: PAWS.
         if self.ts_enabled && !flags.rst() {
             if let Some((val, _)) = seg.options.timestamps {
                 if (val.wrapping_sub(self.ts_recent) as i32) < 0 {
                     c.drop(DropReason::TcpOutOfWindow);
                     c.tcp_paws_rejected += 1;
-                    self.ack_now = true;
+                    self.ack_invalid(now, seg_len, flags.syn(), c);
                     return;
                 }
             }
@@ -651,7 +734,7 @@ impl Tcb {
         if !acceptable {
             c.drop(DropReason::TcpOutOfWindow);
             if !flags.rst() {
-                self.ack_now = true;
+                self.ack_invalid(now, seg_len, flags.syn(), c);
                 if self.state == State::TimeWait && flags.fin() {
                     // A retransmitted FIN: our last ACK was lost.
                     self.close_deadline = Some(now.plus(self.cfg.time_wait));
@@ -659,11 +742,12 @@ impl Tcb {
             }
             return;
         }
+        self.peer_alive(now);
 
         // Second, the RST bit (RFC 5961 3.2).
         if flags.rst() {
             if seq != self.rcv_nxt {
-                self.challenge_ack(now, c);
+                self.challenge_ack(now, seg_len, flags.syn(), c);
                 return;
             }
             c.tcp_rst_received += 1;
@@ -686,7 +770,7 @@ impl Tcb {
                 self.state = State::Closed;
                 return;
             }
-            self.challenge_ack(now, c);
+            self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
 
@@ -698,16 +782,7 @@ impl Tcb {
         let ack = Seq(seg.ack_number);
         if self.state == State::SynReceived {
             if self.snd_una < ack && ack <= self.snd_max {
-                self.state = State::Established;
-                self.snd_una = self.iss + 1;
-                self.snd_wnd = usize::from(seg.window_len) << self.snd_shift;
-                self.max_snd_wnd = self.snd_wnd;
-                self.snd_wl1 = seq;
-                self.snd_wl2 = ack;
-                self.events |= event::CONNECTED;
-                self.sample_rtt(now, seg, ack);
-                self.rto_deadline = None;
-                c.tcp_accepted += 1;
+                self.establish(now, seg, seq, ack, c);
             } else {
                 self.pending_rst = Some(self.bare_rst(ack));
                 c.tcp_bad_ack += 1;
@@ -717,12 +792,12 @@ impl Tcb {
         // RFC 5961 5.2: acceptable if SND.UNA - MAX.SND.WND <= ACK <= SND.NXT.
         if ack > self.snd_max {
             c.tcp_bad_ack += 1;
-            self.challenge_ack(now, c);
+            self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
         if ack < self.snd_una - self.max_snd_wnd.max(1) {
             c.tcp_bad_ack += 1;
-            self.challenge_ack(now, c);
+            self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
         self.process_ack(now, seg, seq, ack, payload.len(), c);
@@ -764,13 +839,40 @@ impl Tcb {
         if (!data.is_empty() || fin) && self.state != State::SynReceived {
             if self.app_closed && !data.is_empty() && self.state.receives() {
                 // Data for an application that closed: RFC 2525 2.17.
-                self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+                self.pending_rst =
+                    Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
                 c.tcp_rst_sent_data_after_close += 1;
                 self.finish(CloseReason::Normal);
                 return;
             }
             self.process_text(now, seq, data, fin, c);
         }
+    }
+
+    /// SYN-RECEIVED to ESTABLISHED: `seg` acknowledged our SYN (RFC 9293
+    /// 3.10.7.4, fifth check).
+    fn establish(&mut self, now: Instant, seg: &TcpRepr, seq: Seq, ack: Seq, c: &mut Counters) {
+        self.state = State::Established;
+        self.snd_una = self.iss + 1;
+        // A repeated SYN may have set SND.NXT back to resend the SYN-ACK
+        // (not sent yet, or its send failed): the peer has it.
+        self.snd_nxt = self.snd_nxt.max(self.snd_una);
+        // RFC 7323 2.2: the window of a SYN is never scaled.
+        let shift = if seg.flags.syn() { 0 } else { self.snd_shift };
+        self.snd_wnd = usize::from(seg.window_len) << shift;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+        self.events |= event::CONNECTED;
+        self.sample_rtt(now, seg, ack);
+        self.rto_deadline = None;
+        self.stalled_since = None;
+        if self.passive {
+            c.tcp_accepted += 1;
+        } else {
+            c.tcp_connected += 1;
+        }
+        self.peer_alive(now);
     }
 
     /// RFC 9293 3.10.7.4, fifth check, from ESTABLISHED on.
@@ -784,6 +886,11 @@ impl Tcb {
         c: &mut Counters,
     ) {
         let window = usize::from(seg.window_len) << self.snd_shift;
+        if ack >= self.snd_una {
+            // The peer answers (Linux `tcp_ack`): window probes so far
+            // were not in vain.
+            self.persist_probes = 0;
+        }
         if self.sack_ok && seg.options.sack_blocks[0].is_some() {
             self.take_sack_blocks(seg);
         }
@@ -814,6 +921,11 @@ impl Tcb {
                 self.cc.on_ack(acked, self.mss);
             }
             self.dup_acks = 0;
+            // Progress: the persist timer (if the window still holds data
+            // back) starts again from one RTO.
+            self.persist_backoff = 0;
+            self.persist_deadline = None;
+            self.stalled_since = (self.snd_una != self.snd_max).then_some(now);
             self.rto_deadline = if self.snd_una == self.snd_max {
                 None
             } else {
@@ -881,6 +993,9 @@ impl Tcb {
             if reopened {
                 self.persist_deadline = None;
                 self.persist_backoff = 0;
+                if self.snd_una == self.snd_max {
+                    self.stalled_since = None;
+                }
             }
         }
         match self.state {
@@ -999,7 +1114,47 @@ impl Tcb {
         }
     }
 
-    fn challenge_ack(&mut self, now: Instant, c: &mut Counters) {
+    /// Answer a segment that failed the checks with an ACK (RFC 9293
+    /// 3.10.7.4; RFC 7323 5.3), rate-limited. As Linux
+    /// (`tcp_oow_rate_limited`), a segment that carries data or a FIN and
+    /// no SYN is always answered: it is no part of an ACK loop, and it may
+    /// be a retransmission whose ACK was lost (a FIN in TIME-WAIT).
+    fn ack_invalid(&mut self, now: Instant, seg_len: usize, syn: bool, c: &mut Counters) {
+        if self.invalid_ack_allowed(now, seg_len, syn, c) {
+            self.ack_now = true;
+        }
+    }
+
+    /// The rate limit of [`Tcb::ack_invalid`]: false if the ACK is to be
+    /// suppressed (and counts it).
+    fn invalid_ack_allowed(
+        &mut self,
+        now: Instant,
+        seg_len: usize,
+        syn: bool,
+        c: &mut Counters,
+    ) -> bool {
+        if seg_len > 0 && !syn {
+            return true;
+        }
+        if self
+            .last_invalid_ack
+            .is_some_and(|t| now.since(t) < INVALID_ACK_INTERVAL)
+        {
+            c.tcp_invalid_acks_limited += 1;
+            return false;
+        }
+        self.last_invalid_ack = Some(now);
+        true
+    }
+
+    /// RFC 5961 3.2, 4.2, 5.2: a challenge ACK, limited per connection as
+    /// any answer to an invalid segment, and to 100 per second (RFC 5961 7)
+    /// for those that always get one.
+    fn challenge_ack(&mut self, now: Instant, seg_len: usize, syn: bool, c: &mut Counters) {
+        if !self.invalid_ack_allowed(now, seg_len, syn, c) {
+            return;
+        }
         let second = now.micros() / 1_000_000;
         if second != self.challenge_second {
             self.challenge_second = second;
@@ -1069,7 +1224,7 @@ impl Tcb {
                 self.sack_ok,
             );
         }
-        if !syn && self.sack_ok && repr.flags.ack() && self.rx.has_out_of_order() {
+        if !syn && repr.flags.ack() && self.sack_blocks_due() > 0 {
             self.fill_sack_blocks(repr);
         }
         let offer_ts = if syn && self.state == State::SynSent {
@@ -1088,6 +1243,30 @@ impl Tcb {
             self.unacked_segments = 0;
         }
         self.last_send = now;
+    }
+
+    /// How many SACK blocks (RFC 2018) the next ACK we send carries: one per
+    /// out-of-order range, at most three (with timestamps, 12 + 4 + 3 * 8
+    /// bytes fill the 40 bytes of option space).
+    fn sack_blocks_due(&self) -> usize {
+        if self.sack_ok && self.rx.has_out_of_order() {
+            self.rx.assembler().ranges().len().min(3)
+        } else {
+            0
+        }
+    }
+
+    /// Payload bytes a data segment sent now may carry: the MSS (already
+    /// less the timestamps every segment carries) less the SACK blocks this
+    /// one will carry. Options are paid out of the segment, never on top of
+    /// it (RFC 6691; Linux `tcp_current_mss`), or a full segment with SACK
+    /// blocks exceeds the peer's MSS and the path MTU.
+    fn send_mss(&self) -> usize {
+        let sack = match self.sack_blocks_due() {
+            0 => 0,
+            n => 4 + 8 * n,
+        };
+        self.mss.saturating_sub(sack).max(1)
     }
 
     /// RFC 2018 4: report the out-of-order ranges, the one that changed
@@ -1198,8 +1377,24 @@ impl Tcb {
                         }
                         self.snd_nxt = self.iss + 1;
                         self.snd_max = self.snd_max.max(self.snd_nxt);
-                        self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
                         self.tx_stats.segments += 1;
+                    }
+                    // Sent or not (no buffer, TX full, ARP queue full), the
+                    // SYN is due: the retransmission timer tries it again,
+                    // as if it had been lost on the wire.
+                    self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
+                    self.stalled_since.get_or_insert(now);
+                } else if self.state == State::SynReceived && self.ack_now {
+                    // RFC 9293 3.10.7.4, first check: an unacceptable
+                    // segment is answered with an ACK, in SYN-RECEIVED too
+                    // (in a simultaneous open, an RFC-strict peer's
+                    // SYN-ACK is one, and it waits for this ACK).
+                    let mut repr = self.header(self.snd_nxt, TcpFlags::ACK);
+                    self.finish_header(now, &mut repr);
+                    if emit(&repr, &[], &[]) {
+                        self.tx_stats.segments += 1;
+                    } else {
+                        self.ack_not_sent(now);
                     }
                 }
                 return;
@@ -1222,10 +1417,10 @@ impl Tcb {
                         _ if i == 0 => (self.snd_una, self.mss),
                         _ => break,
                     };
-                    if self.send_segment(now, seq, len, emit).is_none() {
+                    let Some(sent) = self.send_segment(now, seq, len, emit) else {
                         break;
-                    }
-                    self.high_rxt = self.high_rxt.max(seq + len.max(1));
+                    };
+                    self.high_rxt = self.high_rxt.max(seq + sent.max(1));
                 }
             }
             let before = self.snd_max;
@@ -1235,7 +1430,7 @@ impl Tcb {
                 if self.snd_max == before && self.snd_max > self.snd_una {
                     let data_end = self.snd_una + self.tx.len();
                     let end = self.snd_max.min(data_end);
-                    let len = end.since(self.snd_una).min(self.mss);
+                    let len = end.since(self.snd_una).min(self.send_mss());
                     if len > 0 {
                         self.send_segment(now, end - len, len, emit);
                     } else if self.fin_seq.is_some() {
@@ -1246,31 +1441,86 @@ impl Tcb {
         }
         if self.probe_now {
             self.probe_now = false;
-            // Zero-window probe and keepalive: an old sequence number makes
-            // the peer answer with its ACK and window (RFC 9293 3.8.6.1).
-            let mut repr = self.header(self.snd_una - 1, TcpFlags::ACK);
-            self.finish_header(now, &mut repr);
-            if emit(&repr, &[], &[]) {
-                self.tx_stats.segments += 1;
-                self.tx_stats.probes += 1;
+            let flight = self.snd_nxt.since(self.snd_una);
+            let usable = self.snd_wnd.min(self.cc.window()).saturating_sub(flight);
+            if self.window_blocked() && usable > 0 {
+                // RFC 9293 3.8.6.2.1, the override timeout: the window
+                // stays below what sender SWS avoidance waits for, and no
+                // ACK is due to open it: send what fits (as Linux
+                // `tcp_write_wakeup`).
+                let unsent = self.tx.len().saturating_sub(flight);
+                if self
+                    .send_segment(now, self.snd_nxt, unsent.min(usable), emit)
+                    .is_some()
+                {
+                    self.tx_stats.probes += 1;
+                }
+            } else {
+                // Zero-window probe and keepalive: an old sequence number
+                // makes the peer answer with its ACK and window (RFC 9293
+                // 3.8.6.1).
+                let mut repr = self.header(self.snd_una - 1, TcpFlags::ACK);
+                self.finish_header(now, &mut repr);
+                if emit(&repr, &[], &[]) {
+                    self.tx_stats.segments += 1;
+                    self.tx_stats.probes += 1;
+                }
             }
         }
         if self.ack_now {
-            let mut repr = self.header(self.snd_nxt, TcpFlags::ACK);
+            let mut repr = self.header(self.pure_ack_seq(), TcpFlags::ACK);
             self.finish_header(now, &mut repr);
             if emit(&repr, &[], &[]) {
                 self.tx_stats.segments += 1;
             } else {
-                self.ack_now = true;
+                self.ack_not_sent(now);
             }
         }
-        if self.snd_wnd == 0
-            && self.tx.len() > self.snd_nxt.since(self.snd_una).min(self.tx.len())
-            && self.snd_max == self.snd_una
-            && self.persist_deadline.is_none()
-            && self.state.synchronized()
-        {
-            self.persist_deadline = Some(now.plus(self.persist_interval()));
+        if self.window_blocked() {
+            self.stalled_since.get_or_insert(now);
+            if self.persist_deadline.is_none() {
+                let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
+                self.persist_deadline = Some(at);
+            }
+        }
+    }
+
+    /// Data waits that the peer's window does not let out (zero, or below
+    /// what sender SWS avoidance waits for), and nothing is in flight whose
+    /// ACK could open it: the persist timer's business (RFC 9293 3.8.6.1,
+    /// zero-window probes; 3.8.6.2.1, the override timeout). Checked after
+    /// `send_data`, which sends whatever the window allows.
+    fn window_blocked(&self) -> bool {
+        self.state.synchronized()
+            && self.state != State::TimeWait
+            && self.snd_nxt == self.snd_una
+            && !self.tx.is_empty()
+            && self.snd_wnd < self.tx.len().min(self.send_mss())
+    }
+
+    /// The sequence number of an ACK or RST without data. Not SND.NXT once a
+    /// timeout has set it back to SND.UNA: the peer may have received up to
+    /// SND.MAX, and would find such an ACK old, drop it unread and answer
+    /// with an ACK we would find just as old (FreeBSD `tcp_output` sends
+    /// SND.MAX). Not past the right edge of the peer's window either (Linux
+    /// `tcp_acceptable_seq`).
+    fn pure_ack_seq(&self) -> Seq {
+        let window_end = self.snd_una + self.snd_wnd;
+        if self.snd_max <= window_end {
+            self.snd_max
+        } else {
+            window_end.max(self.snd_nxt)
+        }
+    }
+
+    /// An ACK (alone or on data) could not be sent: keep it due and try
+    /// again from the delayed-ACK timer, at most 200 ms on (Linux
+    /// `tcp_send_ack` on allocation failure, TCP_DELACK_MAX).
+    fn ack_not_sent(&mut self, now: Instant) {
+        self.ack_now = true;
+        let retry = now.plus(Duration::from_millis(200));
+        if self.ack_deadline.is_none_or(|d| d > retry) {
+            self.ack_deadline = Some(retry);
         }
     }
 
@@ -1290,13 +1540,14 @@ impl Tcb {
     ) -> Option<usize> {
         let offset = seq.since(self.snd_una);
         let avail = self.tx.len().saturating_sub(offset);
-        let len = avail.min(max);
+        let len = avail.min(max).min(self.send_mss());
         let fin = self.fin_queued
             && offset + len == self.tx.len()
             && self.fin_seq.is_none_or(|f| seq + len <= f);
         if len == 0 && !fin {
             return Some(0);
         }
+        self.stalled_since.get_or_insert(now);
         let mut flags = TcpFlags::ACK;
         if len > 0 && len == avail {
             flags |= TcpFlags::PSH;
@@ -1308,7 +1559,11 @@ impl Tcb {
         self.finish_header(now, &mut repr);
         let (a, b) = self.tx.slices(offset, len);
         if !emit(&repr, a, b) {
-            self.ack_now = flags.ack();
+            // Not sent (no buffer, TX full, ARP queue full): the data stays
+            // due, and the retransmission timer makes sure it is tried
+            // again even if nothing else is in flight to draw an ACK.
+            self.ack_not_sent(now);
+            self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
             return None;
         }
         let end = seq + len + fin as usize;
@@ -1354,8 +1609,10 @@ impl Tcb {
         Some(len)
     }
 
-    /// RFC 8985 7.2: PTO = 2 SRTT (at least 10 ms here, as Linux), only
-    /// with a measured RTT, outside recovery, and once per flight.
+    /// RFC 8985 7.2: PTO = 2 SRTT (at least 10 ms here, as Linux), plus the
+    /// worst-case delayed-ACK time when one segment is in flight (its ACK
+    /// may be held that long); only with a measured RTT, outside recovery,
+    /// once per flight, and only if it comes before the RTO.
     fn arm_tlp(&mut self, now: Instant) {
         // Not after a timeout either (RFC 8985 7.2): the RTO owns the flight.
         if self.tlp_fired
@@ -1368,8 +1625,11 @@ impl Tcb {
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        let pto = Duration::from_micros((2 * srtt.micros()).max(10_000));
-        let at = now.plus(pto);
+        let mut pto = (2 * srtt.micros()).max(10_000);
+        if self.snd_max.since(self.snd_una) <= self.mss {
+            pto += WC_DEL_ACK_T.micros();
+        }
+        let at = now.plus(Duration::from_micros(pto));
         if self.rto_deadline.is_none_or(|r| at < r) {
             self.tlp_deadline = Some(at);
         }
@@ -1400,15 +1660,16 @@ impl Tcb {
             let flight = self.snd_nxt.since(self.snd_una);
             let wnd = self.snd_wnd.min(self.cc.window());
             let usable = wnd.saturating_sub(flight);
-            let len = unsent.min(self.mss).min(usable);
+            let mss = self.send_mss();
+            let len = unsent.min(mss).min(usable);
             if len < unsent || (unsent > 0 && len == 0) {
                 // Not all of it fits: send only a full segment, or half the
                 // largest window the peer offered.
-                let ok = len == self.mss || (len > 0 && len >= self.max_snd_wnd / 2);
+                let ok = len == mss || (len > 0 && len >= self.max_snd_wnd / 2);
                 if !ok {
                     return;
                 }
-            } else if len > 0 && len < self.mss && self.cfg.nagle && flight > 0 && !fin_due {
+            } else if len > 0 && len < mss && self.cfg.nagle && flight > 0 && !fin_due {
                 // Nagle: a small segment waits for the outstanding ACK.
                 return;
             }
@@ -1464,20 +1725,17 @@ impl Tcb {
         }
         if self.persist_deadline.is_some_and(|d| d <= now) {
             self.persist_deadline = None;
-            if self.snd_wnd == 0 && !self.tx.is_empty() {
-                self.probe_now = true;
-                self.persist_backoff += 1;
-                self.persist_deadline = Some(now.plus(self.persist_interval()));
+            if self.window_blocked() {
+                if self.persist_gives_up(now, c) {
+                    return;
+                }
+                self.probe_window(now);
             }
         }
         if let (Some(d), Some(ka)) = (self.keepalive_deadline, self.cfg.keepalive) {
             if d <= now {
                 if self.keepalive_sent >= ka.probes {
-                    c.tcp_timeouts += 1;
-                    self.pending_rst =
-                        Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
-                    self.finish(CloseReason::TimedOut);
-                    return;
+                    return self.time_out(c);
                 }
                 self.keepalive_sent += 1;
                 self.probe_now = true;
@@ -1489,18 +1747,44 @@ impl Tcb {
     /// RFC 6298 5.4-5.7 and RFC 5681 3.1: the retransmission timer fired.
     fn on_rto(&mut self, now: Instant, c: &mut Counters) {
         self.rto_deadline = None;
-        let limit = if self.state.synchronized() {
-            self.cfg.max_retries
-        } else {
-            self.cfg.syn_retries
-        };
-        if self.rtt.backoffs() >= limit {
-            c.tcp_timeouts += 1;
-            if self.state.synchronized() {
-                self.pending_rst = Some(self.header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK));
+        if self.state.synchronized() && self.snd_wnd == 0 && !self.tx.is_empty() {
+            // The peer shrank its window to zero under data in flight (RFC
+            // 9293 3.8.6.1 lets a receiver do so): the data is not lost,
+            // the peer cannot take it, and no retransmission would be
+            // taken either. Not a retransmission failure: probe the window
+            // as the persist timer does (Linux `tcp_retransmit_timer`, a
+            // shrunk window), and resend from SND.UNA when it opens.
+            self.snd_nxt = self.snd_una;
+            self.tlp_fired = false;
+            self.probe_tail = false;
+            self.retransmit_una = false;
+            self.rtt_timed = None;
+            if !self.persist_gives_up(now, c) {
+                self.probe_window(now);
             }
-            self.finish(CloseReason::TimedOut);
             return;
+        }
+        // With a user timeout (RFC 5482), time decides, not a count (as
+        // Linux `retransmits_timed_out`); not for a passive open's SYN-ACK,
+        // which no application waits for yet (as Linux, whose request
+        // sockets retry by tcp_synack_retries alone).
+        let embryonic = self.passive && self.state == State::SynReceived;
+        if let Some(timeout) = self.cfg.user_timeout.filter(|_| !embryonic) {
+            if self.stalled_since.is_some_and(|t| now.since(t) >= timeout) {
+                c.tcp_user_timeouts += 1;
+                return self.time_out(c);
+            }
+        } else if !self.state.synchronized() {
+            if self.rtt.backoffs() >= self.cfg.syn_retries {
+                return self.time_out(c);
+            }
+        } else if self.app_closed && self.rtt.backoffs() >= self.cfg.orphan_retries {
+            if self.cfg.orphan_retries < self.cfg.max_retries {
+                c.tcp_orphan_timeouts += 1;
+            }
+            return self.time_out(c);
+        } else if self.rtt.backoffs() >= self.cfg.max_retries {
+            return self.time_out(c);
         }
         c.tcp_rto += 1;
         if self.state.synchronized() && self.snd_max > self.snd_una {
@@ -1525,7 +1809,69 @@ impl Tcb {
         if matches!(self.state, State::SynSent | State::SynReceived) {
             self.snd_nxt = self.iss;
         }
-        self.rto_deadline = Some(now.plus(self.rtt.rto()));
+        self.rto_deadline = Some(self.clamp_to_user_timeout(now.plus(self.rtt.rto())));
+    }
+
+    /// Give up: retransmissions or probes went unanswered (counted in
+    /// `tcp_timeouts`; the caller counts the cause).
+    fn time_out(&mut self, c: &mut Counters) {
+        c.tcp_timeouts += 1;
+        if self.state.synchronized() {
+            self.pending_rst =
+                Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
+        }
+        self.finish(CloseReason::TimedOut);
+    }
+
+    /// The limits on window probing, checked before each probe (Linux
+    /// `tcp_probe_timer`). RFC 1122 4.2.2.17 keeps a connection open for as
+    /// long as the peer answers its probes, but not past the user timeout
+    /// (RFC 5482), nor past `max_retries` probes unanswered in a row, nor,
+    /// once the application has closed it, past `orphan_retries` probes
+    /// answered or not: a peer that holds its window at zero must not pin
+    /// a connection nobody waits for. True if the connection timed out.
+    fn persist_gives_up(&mut self, now: Instant, c: &mut Counters) -> bool {
+        let user = self
+            .cfg
+            .user_timeout
+            .zip(self.stalled_since)
+            .is_some_and(|(timeout, t)| now.since(t) >= timeout);
+        if user {
+            c.tcp_user_timeouts += 1;
+        } else if self.app_closed && self.persist_backoff >= self.cfg.orphan_retries {
+            c.tcp_orphan_timeouts += 1;
+        } else if self.persist_probes >= self.cfg.max_retries {
+            c.tcp_persist_timeouts += 1;
+        } else {
+            return false;
+        }
+        self.time_out(c);
+        true
+    }
+
+    /// Send a window probe now and arm the next, backed off.
+    fn probe_window(&mut self, now: Instant) {
+        self.probe_now = true;
+        self.persist_backoff += 1;
+        self.persist_probes += 1;
+        let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
+        self.persist_deadline = Some(at);
+    }
+
+    /// A retransmission or persist deadline no later than the user
+    /// timeout's (Linux `tcp_clamp_rto_to_user_timeout`), so that it ends
+    /// the connection on time.
+    fn clamp_to_user_timeout(&self, at: Instant) -> Instant {
+        match self.cfg.user_timeout.zip(self.stalled_since) {
+            Some((timeout, t)) => at.min(t.plus(timeout)),
+            None => at,
+        }
+    }
+
+    /// RFC 5482: the user timeout of this connection (None: off), in place
+    /// of the configured one.
+    pub fn set_user_timeout(&mut self, timeout: Option<Duration>) {
+        self.cfg.user_timeout = timeout;
     }
 }
 

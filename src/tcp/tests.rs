@@ -48,6 +48,26 @@ struct T {
     now: Instant,
     c: Counters,
     events: u8,
+    /// The largest segment the peer takes: its MSS (536 if its SYN had
+    /// none, RFC 9293 3.7.1), capped by ours (our MTU).
+    mss_limit: usize,
+}
+
+/// Options are paid out of the segment (RFC 6691, Linux
+/// `tcp_current_mss`): payload plus options never exceed the MSS, so that
+/// no segment exceeds the peer's MSS or the MTU.
+fn assert_fits(r: &TcpRepr, payload: usize, mss_limit: usize) {
+    let options = r.header_len() - 20;
+    assert!(
+        payload + options <= mss_limit,
+        "segment seq {} of {payload} bytes with {options} bytes of options exceeds the MSS {mss_limit}",
+        r.seq_number
+    );
+}
+
+/// The MSS a SYN announces (536 without the option).
+fn syn_mss(syn: &TcpRepr) -> usize {
+    syn.options.mss.map_or(536, usize::from)
 }
 
 /// What we expect back: flags, seq, ack, payload.
@@ -61,6 +81,7 @@ impl T {
             now,
             c: Counters::default(),
             events: 0,
+            mss_limit: syn_mss(&syn).min(cfg.mss),
         }
     }
 
@@ -71,6 +92,7 @@ impl T {
             now,
             c: Counters::default(),
             events: 0,
+            mss_limit: cfg.mss,
         }
     }
 
@@ -86,11 +108,24 @@ impl T {
 
     fn out_full(&mut self) -> Vec<(TcpRepr, Vec<u8>)> {
         let mut v = Vec::new();
+        let limit = self.mss_limit;
         self.tcb.dispatch(self.now, &mut |r, a, b| {
+            assert_fits(r, a.len() + b.len(), limit);
             v.push((*r, [a, b].concat()));
             true
         });
         v
+    }
+
+    /// Dispatch with every send failing (TX full, no buffer, ARP queue
+    /// full); returns how many segments were tried.
+    fn out_failing(&mut self) -> usize {
+        let mut tried = 0;
+        self.tcb.dispatch(self.now, &mut |_, _, _| {
+            tried += 1;
+            false
+        });
+        tried
     }
 
     fn out(&mut self) -> Vec<Out> {
@@ -101,6 +136,9 @@ impl T {
     }
 
     fn send(&mut self, s: TcpRepr, payload: &[u8]) -> Vec<Out> {
+        if s.flags.syn() {
+            self.mss_limit = self.mss_limit.min(syn_mss(&s));
+        }
         self.tcb.process(self.now, &s, payload, &mut self.c);
         self.events |= self.tcb.take_events();
         self.out()
@@ -224,11 +262,46 @@ fn simultaneous_open() {
         vec![o(SYN | ACK, ISS, IRS + 1, b"")]
     );
     assert_eq!(t.tcb.state, State::SynReceived);
-    // Their SYN-ACK (of our SYN) arrives.
-    t.send(seg(SYN | ACK, IRS, ISS + 1), b"");
-    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    // Their SYN-ACK (of our SYN) arrives: we are established, and ACK it
+    // (their side completes on this ACK, or on our SYN-ACK).
+    assert_eq!(
+        t.send(seg(SYN | ACK, IRS, ISS + 1), b""),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
     assert_eq!(t.tcb.state, State::Established);
     assert_ne!(t.take_events() & event::CONNECTED, 0);
+    assert_eq!(t.c.tcp_connected, 1);
+
+    // With timestamps, the ACK for its SYN-ACK echoes the SYN-ACK's
+    // TSval (RFC 7323 4.3), not its SYN's.
+    let mut ts = T::active(cfg());
+    ts.out();
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.timestamps = Some((100, 0));
+    ts.send(syn, b"");
+    let mut syn_ack = seg(SYN | ACK, IRS, ISS + 1);
+    syn_ack.options.timestamps = Some((150, 1000));
+    ts.tcb.process(ts.now, &syn_ack, b"", &mut ts.c);
+    let out = ts.out_full();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.options.timestamps.map(|t| t.1), Some(150));
+
+    // If its SYN-ACK is lost, its ACK alone completes the handshake.
+    let mut l = T::active(cfg());
+    l.out();
+    l.send(seg(SYN, IRS, 0), b"");
+    assert!(l.send(seg(ACK, IRS + 1, ISS + 1), b"").is_empty());
+    assert_eq!(l.tcb.state, State::Established);
+
+    // In SYN-RECEIVED an unacceptable segment draws an ACK (RFC 9293
+    // 3.10.7.4, first check), passive opens included.
+    let mut p = T::passive(cfg(), seg(SYN, IRS, 0));
+    p.out();
+    assert_eq!(
+        p.send(seg(ACK, IRS + 1_000_000, ISS + 1), b"x"),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(p.tcb.state, State::SynReceived);
 }
 
 #[test]
@@ -395,7 +468,9 @@ fn rfc5961_resets_and_syns() {
     // Outside the window: silently dropped.
     assert!(t.send(seg(RST, IRS + 1_000_000, 0), b"").is_empty());
     assert_eq!(t.c.dropped(DropReason::TcpOutOfWindow), 1);
-    // A SYN in a synchronized state: a challenge ACK.
+    // A SYN in a synchronized state: a challenge ACK (once the rate limit,
+    // one per 500 ms, allows another).
+    t.advance(Duration::from_millis(500));
     assert_eq!(
         t.send(seg(SYN, IRS + 1, 0), b""),
         vec![o(ACK, ISS + 1, IRS + 1, b"")]
@@ -486,18 +561,10 @@ fn rto_backs_off_then_gives_up() {
     t.tcb.send(b"data");
     assert_eq!(t.out().len(), 1);
     // The handshake measured an RTT of ~0: the RTO is its 200 ms floor,
-    // then doubles: 400 ms, 800 ms.
+    // then doubles: 400 ms, 800 ms. (One segment in flight: a tail loss
+    // probe would wait for a delayed ACK, 200 ms, and the RTO is sooner.)
     assert_eq!(t.tcb.rto(), Duration::from_millis(200));
-    // First a tail loss probe (RFC 8985) after max(2 SRTT, 10 ms): the
-    // last segment again, cwnd untouched.
-    assert!(t.advance(Duration::from_millis(9)).is_empty());
-    assert_eq!(
-        t.advance(Duration::from_millis(1)),
-        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
-    );
-    assert_eq!(t.c.tcp_tail_loss_probes, 1);
-    assert_eq!(t.c.tcp_rto, 0);
-    assert!(t.advance(Duration::from_millis(189)).is_empty());
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
     assert_eq!(
         t.advance(Duration::from_millis(1)),
         vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
@@ -506,6 +573,7 @@ fn rto_backs_off_then_gives_up() {
     assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
     assert_eq!(t.advance(Duration::from_millis(800)).len(), 1);
     assert_eq!(t.c.tcp_rto, 3);
+    assert_eq!(t.c.tcp_tail_loss_probes, 0);
     assert_eq!(t.tcb.cwnd(), t.tcb.mss);
     // The fourth expiry: reset and give up.
     assert_eq!(
@@ -527,13 +595,13 @@ fn karn_no_rtt_sample_from_a_retransmitted_segment() {
     let srtt0 = t.tcb.srtt().expect("the handshake was timed");
     t.tcb.send(b"data");
     assert_eq!(t.out().len(), 1);
-    // The tail loss probe sends it again 10 ms later.
+    // The RTO sends it again 200 ms later.
     assert_eq!(
-        t.advance(Duration::from_millis(10)),
+        t.advance(Duration::from_millis(200)),
         vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
     );
-    // Its ACK, 150 ms after the first send: no sample.
-    t.now = t.now.plus(Duration::from_millis(140));
+    // Its ACK, 250 ms after the first send: no sample.
+    t.now = t.now.plus(Duration::from_millis(50));
     t.send(seg(ACK, IRS + 1, ISS + 5), b"");
     assert_eq!(t.tcb.unsent_or_unacked(), 0);
     assert_eq!(t.tcb.srtt(), Some(srtt0));
@@ -710,117 +778,171 @@ fn simulate(
     jitter: u64,
     len: usize,
 ) -> (Vec<u8>, Vec<u8>, Counters) {
-    let cfg = TcpConfig {
-        rx_buffer: 32 * 1024,
-        tx_buffer: 32 * 1024,
-        mss: 1000,
-        ..cfg()
-    };
-    let mut rng = Rng(seed | 1);
-    let mut now = Instant::from_secs(1);
-    let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, 1_000_000, 0);
-    let mut b_opt: Option<Tcb> = None;
-    let mut c = Counters::default();
-    let mut link: Vec<InFlight> = Vec::new();
-    let data_a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-    let data_b: Vec<u8> = (0..len).map(|i| (i * 17 + 3) as u8).collect();
-    let (mut sent_a, mut sent_b) = (0, 0);
-    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-    let mut buf = vec![0u8; 65536];
-    let flip = |s: &TcpRepr| TcpRepr {
-        src_port: s.src_port,
-        dst_port: s.dst_port,
-        ..*s
-    };
-    for _step in 0..2_000_000 {
-        // Deliver what is due.
-        let mut due = Vec::new();
-        let mut i = 0;
-        while i < link.len() {
-            if link[i].at <= now {
-                due.push(link.swap_remove(i));
-            } else {
-                i += 1;
-            }
+    Sim::new(seed, loss, dup, jitter, len).run()
+}
+
+/// A simulation's settings: those of `simulate`, and more.
+#[derive(Clone, Copy)]
+struct Sim {
+    seed: u64,
+    loss: u64,
+    dup: u64,
+    jitter: u64,
+    len: usize,
+    /// b opens actively too: both SYNs cross (RFC 9293 3.5, figure 8).
+    simultaneous: bool,
+    /// b's application reads nothing from this time to that (in ms from
+    /// the start): its window closes.
+    b_deaf_ms: (u64, u64),
+}
+
+impl Sim {
+    fn new(seed: u64, loss: u64, dup: u64, jitter: u64, len: usize) -> Sim {
+        Sim {
+            seed,
+            loss,
+            dup,
+            jitter,
+            len,
+            simultaneous: false,
+            b_deaf_ms: (0, 0),
         }
-        for f in due {
-            if f.to_b {
-                if b_opt.is_none() && f.seg.flags.syn() && !f.seg.flags.ack() {
-                    b_opt = Some(Tcb::accept(&cfg, now, REMOTE, LOCAL, 7_000_000, 0, &f.seg));
-                } else if let Some(b) = b_opt.as_mut() {
-                    b.process(now, &flip(&f.seg), &f.data, &mut c);
-                }
-            } else {
-                a.process(now, &f.seg, &f.data, &mut c);
-            }
-        }
-        // Applications: write what fits, read everything.
-        for (t, data, sent, got, _to_b) in [(&mut a, &data_a, &mut sent_a, &mut got_a, true)]
-            .into_iter()
-            .chain(
-                b_opt
-                    .as_mut()
-                    .map(|b| (b, &data_b, &mut sent_b, &mut got_b, false)),
-            )
-        {
-            if t.state != State::SynSent && t.state != State::SynReceived {
-                if *sent < data.len() {
-                    *sent += t.send(&data[*sent..]);
-                    if *sent == data.len() {
-                        t.shutdown();
-                    }
-                }
-                loop {
-                    let n = t.recv(&mut buf);
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
-            }
-            t.take_events();
-            if t.next_deadline().is_some_and(|d| d <= now) {
-                t.on_timer(now, &mut c);
-            }
-        }
-        // Transmit.
-        for (t, to_b) in [(&mut a, true)]
-            .into_iter()
-            .chain(b_opt.as_mut().map(|b| (b, false)))
-        {
-            let mut out = Vec::new();
-            t.dispatch(now, &mut |r, x, y| {
-                out.push((*r, [x, y].concat()));
-                true
-            });
-            for (seg, data) in out {
-                if rng.percent(loss) {
-                    continue;
-                }
-                let copies = if rng.percent(dup) { 2 } else { 1 };
-                for _ in 0..copies {
-                    let delay = 1000 + rng.next() % (jitter * 1000).max(1);
-                    link.push(InFlight {
-                        at: now.plus(Duration::from_micros(delay)),
-                        to_b,
-                        seg,
-                        data: data.clone(),
-                    });
-                }
-            }
-        }
-        let b_done = b_opt
-            .as_ref()
-            .is_some_and(|b| matches!(b.state, State::Closed | State::TimeWait));
-        let a_done = matches!(a.state, State::Closed | State::TimeWait);
-        if a_done && b_done && got_a.len() == len && got_b.len() == len {
-            break;
-        }
-        now = now.plus(Duration::from_micros(100));
     }
-    assert_eq!(got_b, data_a, "a -> b (seed {seed})");
-    assert_eq!(got_a, data_b, "b -> a (seed {seed})");
-    (got_a, got_b, c)
+
+    /// Run it: what a received, what b received, and the counters (both
+    /// connections' `tx_stats` probes included, as a core counts them).
+    fn run(self) -> (Vec<u8>, Vec<u8>, Counters) {
+        let Sim {
+            seed,
+            loss,
+            dup,
+            jitter,
+            len,
+            simultaneous,
+            b_deaf_ms,
+        } = self;
+        let cfg = TcpConfig {
+            rx_buffer: 32 * 1024,
+            tx_buffer: 32 * 1024,
+            mss: 1000,
+            ..cfg()
+        };
+        let mut rng = Rng(seed | 1);
+        let start = Instant::from_secs(1);
+        let mut now = start;
+        let b_deaf = (
+            start.plus(Duration::from_millis(b_deaf_ms.0)),
+            start.plus(Duration::from_millis(b_deaf_ms.1)),
+        );
+        let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, 1_000_000, 0);
+        let mut b_opt: Option<Tcb> =
+            simultaneous.then(|| Tcb::connect(&cfg, now, REMOTE, LOCAL, 7_000_000, 0));
+        let mut c = Counters::default();
+        let mut link: Vec<InFlight> = Vec::new();
+        let data_a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        let data_b: Vec<u8> = (0..len).map(|i| (i * 17 + 3) as u8).collect();
+        let (mut sent_a, mut sent_b) = (0, 0);
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 65536];
+        let flip = |s: &TcpRepr| TcpRepr {
+            src_port: s.src_port,
+            dst_port: s.dst_port,
+            ..*s
+        };
+        for _step in 0..2_000_000 {
+            // Deliver what is due.
+            let mut due = Vec::new();
+            let mut i = 0;
+            while i < link.len() {
+                if link[i].at <= now {
+                    due.push(link.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            for f in due {
+                if f.to_b {
+                    if b_opt.is_none() && f.seg.flags.syn() && !f.seg.flags.ack() {
+                        b_opt = Some(Tcb::accept(&cfg, now, REMOTE, LOCAL, 7_000_000, 0, &f.seg));
+                    } else if let Some(b) = b_opt.as_mut() {
+                        b.process(now, &flip(&f.seg), &f.data, &mut c);
+                    }
+                } else {
+                    a.process(now, &f.seg, &f.data, &mut c);
+                }
+            }
+            // Applications: write what fits, read everything.
+            for (t, data, sent, got, is_a) in [(&mut a, &data_a, &mut sent_a, &mut got_a, true)]
+                .into_iter()
+                .chain(
+                    b_opt
+                        .as_mut()
+                        .map(|b| (b, &data_b, &mut sent_b, &mut got_b, false)),
+                )
+            {
+                if t.state != State::SynSent && t.state != State::SynReceived {
+                    if *sent < data.len() {
+                        *sent += t.send(&data[*sent..]);
+                        if *sent == data.len() {
+                            t.shutdown();
+                        }
+                    }
+                    let deaf = !is_a && b_deaf.0 <= now && now < b_deaf.1;
+                    loop {
+                        let n = if deaf { 0 } else { t.recv(&mut buf) };
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+                t.take_events();
+                if t.next_deadline().is_some_and(|d| d <= now) {
+                    t.on_timer(now, &mut c);
+                }
+            }
+            // Transmit.
+            for (t, to_b) in [(&mut a, true)]
+                .into_iter()
+                .chain(b_opt.as_mut().map(|b| (b, false)))
+            {
+                let mut out = Vec::new();
+                t.dispatch(now, &mut |r, x, y| {
+                    // Both sides announce (and cap at) cfg.mss.
+                    assert_fits(r, x.len() + y.len(), cfg.mss);
+                    out.push((*r, [x, y].concat()));
+                    true
+                });
+                for (seg, data) in out {
+                    if rng.percent(loss) {
+                        continue;
+                    }
+                    let copies = if rng.percent(dup) { 2 } else { 1 };
+                    for _ in 0..copies {
+                        let delay = 1000 + rng.next() % (jitter * 1000).max(1);
+                        link.push(InFlight {
+                            at: now.plus(Duration::from_micros(delay)),
+                            to_b,
+                            seg,
+                            data: data.clone(),
+                        });
+                    }
+                }
+            }
+            let b_done = b_opt
+                .as_ref()
+                .is_some_and(|b| matches!(b.state, State::Closed | State::TimeWait));
+            let a_done = matches!(a.state, State::Closed | State::TimeWait);
+            if a_done && b_done && got_a.len() == len && got_b.len() == len {
+                break;
+            }
+            now = now.plus(Duration::from_micros(100));
+        }
+        assert_eq!(got_b, data_a, "a -> b (seed {seed})");
+        assert_eq!(got_a, data_b, "b -> a (seed {seed})");
+        c.tcp_probes_sent += a.tx_stats.probes + b_opt.map_or(0, |b| b.tx_stats.probes);
+        (got_a, got_b, c)
+    }
 }
 
 #[test]
@@ -835,4 +957,740 @@ fn simulation_lossy_reordering_duplicating_link() {
         let (_, _, c) = simulate(seed, 5, 3, 4, 200_000);
         assert!(c.tcp_ooo_segments > 0 || c.tcp_dup_segments > 0);
     }
+}
+
+// ---- B1: a send that fails arms a timer ------------------------------------
+
+// The harness dispatches on every step, as the core would not: each case
+// checks the deadline the failure armed, then lets exactly it fire.
+
+#[test]
+fn failed_sends_are_retried_by_a_timer() {
+    // A SYN that could not be sent (e.g. the ARP queue was full) goes
+    // again on the retransmission timer.
+    let mut t = T::active(cfg());
+    assert_eq!(t.out_failing(), 1);
+    assert_eq!(t.tcb.state, State::SynSent);
+    assert_eq!(
+        t.tcb.next_deadline(),
+        Some(t.now.plus(Duration::from_secs(1)))
+    );
+    let out = t.advance(Duration::from_secs(1));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, out[0].1), (SYN, ISS));
+    assert_eq!(t.c.tcp_rto, 1);
+
+    // A SYN-ACK likewise.
+    let mut p = T::passive(cfg(), seg(SYN, IRS, 0));
+    assert_eq!(p.out_failing(), 1);
+    assert_eq!(
+        p.tcb.next_deadline(),
+        Some(p.now.plus(Duration::from_secs(1)))
+    );
+    assert_eq!(
+        p.advance(Duration::from_secs(1)),
+        vec![o(SYN | ACK, ISS, IRS + 1, b"")]
+    );
+
+    // Data with nothing else in flight: the RTO (200 ms) sends it.
+    let mut d = T::established(cfg());
+    d.tcb.send(b"data");
+    assert!(d.out_failing() >= 1);
+    assert_eq!(
+        d.tcb.next_deadline(),
+        Some(d.now.plus(Duration::from_millis(200)))
+    );
+    assert_eq!(
+        d.advance(Duration::from_millis(200)),
+        vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
+    );
+
+    // An ACK that could not be sent goes on the delayed-ACK timer.
+    let mut a = T::established(cfg());
+    a.tcb
+        .process(a.now, &seg(ACK, IRS + 6, ISS + 1), b"later", &mut a.c);
+    assert_eq!(a.out_failing(), 1);
+    assert_eq!(
+        a.tcb.next_deadline(),
+        Some(a.now.plus(Duration::from_millis(200)))
+    );
+    assert_eq!(
+        a.advance(Duration::from_millis(200)),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+}
+
+// ---- B2: options are paid out of the segment -------------------------------
+
+#[test]
+fn sack_blocks_are_paid_out_of_the_segment() {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options = TcpOptions {
+        mss: Some(1000),
+        sack_permitted: true,
+        timestamps: Some((100, 0)),
+        ..Default::default()
+    };
+    let mut t = T::passive(cfg(), syn);
+    t.out();
+    let mut ack = seg(ACK, IRS + 1, ISS + 1);
+    ack.options.timestamps = Some((101, 1000));
+    t.send(ack, b"");
+    assert_eq!(t.tcb.state, State::Established);
+    // 1000 less 12 bytes of timestamps.
+    assert_eq!(t.tcb.mss, 988);
+    // Data after a hole: our segments carry a SACK block (4 + 8 bytes).
+    let mut ooo = ack;
+    ooo.seq_number = IRS + 101;
+    let sack = t.send(ooo, &[1; 100]);
+    assert_eq!(sack.len(), 1);
+    // A full window of data now: every segment carries the SACK block, so
+    // each carries 12 bytes less than the MSS (the harness asserts the
+    // limit on every segment it sees).
+    t.tcb.send(&[7; 3000]);
+    let out = t.out_full();
+    assert_eq!(out.len(), 3);
+    for (r, p) in &out {
+        assert_eq!(r.options.sack_count(), 1);
+        assert_eq!(p.len(), 976);
+    }
+    // With a second hole (two blocks, 20 bytes) the tail loss probe (the
+    // last bytes sent) and the retransmission on the RTO shrink too.
+    ooo.seq_number = IRS + 301;
+    t.send(ooo, &[1; 100]);
+    let mut next = || {
+        (0..100)
+            .map(|_| t.advance(Duration::from_millis(10)))
+            .find(|o| !o.is_empty())
+            .unwrap()
+    };
+    let tlp = next();
+    assert_eq!(tlp.len(), 1);
+    // (Nagle holds the last 72 bytes: three segments are out.)
+    assert_eq!((tlp[0].1, tlp[0].3.len()), (ISS + 1 + 3 * 976 - 968, 968));
+    let rto = next();
+    assert_eq!((rto[0].1, rto[0].3.len()), (ISS + 1, 968));
+}
+
+// ---- B4: simultaneous open between two of our connections -----------------
+
+/// Segments one connection sends now.
+fn drain(t: &mut Tcb, now: Instant, mss_limit: usize) -> Vec<(TcpRepr, Vec<u8>)> {
+    let mut v = Vec::new();
+    t.dispatch(now, &mut |r, a, b| {
+        assert_fits(r, a.len() + b.len(), mss_limit);
+        v.push((*r, [a, b].concat()));
+        true
+    });
+    v
+}
+
+/// Exchange segments between `a` and `b` in rounds (each sends, then each
+/// receives what the other sent) until neither has anything to send.
+/// Returns the segments a sent and the segments b sent, in order.
+type Trace = Vec<(TcpRepr, Vec<u8>)>;
+fn exchange(a: &mut Tcb, b: &mut Tcb, now: Instant, c: &mut Counters) -> (Trace, Trace) {
+    let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let from_a = drain(a, now, 1460);
+        let from_b = drain(b, now, 1460);
+        if from_a.is_empty() && from_b.is_empty() {
+            return (all_a, all_b);
+        }
+        for (r, p) in &from_a {
+            b.process(now, r, p, c);
+        }
+        for (r, p) in &from_b {
+            a.process(now, r, p, c);
+        }
+        all_a.extend(from_a);
+        all_b.extend(from_b);
+    }
+    panic!("the exchange never settles");
+}
+
+#[test]
+fn simultaneous_open_between_two_connects() {
+    // Two active opens whose SYNs cross (RFC 9293 3.5, figure 8), no
+    // injected segment: each answers the other's SYN with a SYN-ACK of
+    // its own SYN, and each SYN-ACK draws the ACK that completes it.
+    let cfg = cfg();
+    let now = Instant::from_secs(1);
+    let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, ISS, 0);
+    let mut b = Tcb::connect(&cfg, now, REMOTE, LOCAL, IRS, 0);
+    let mut c = Counters::default();
+    let (sa, sb) = exchange(&mut a, &mut b, now, &mut c);
+    assert_eq!(a.state, State::Established, "a sent {sa:?}");
+    assert_eq!(b.state, State::Established, "b sent {sb:?}");
+    assert_ne!(a.take_events() & event::CONNECTED, 0);
+    assert_ne!(b.take_events() & event::CONNECTED, 0);
+    // SYN, SYN-ACK, ACK each.
+    let flags = |s: &Trace| s.iter().map(|(r, _)| r.flags).collect::<Vec<_>>();
+    assert_eq!(flags(&sa), vec![SYN, SYN | ACK, ACK]);
+    assert_eq!(flags(&sb), vec![SYN, SYN | ACK, ACK]);
+    // Both negotiated what both offered.
+    assert_eq!(a.mss, 1460 - 12);
+    assert_eq!(b.mss, 1460 - 12);
+    // Data both ways.
+    assert_eq!(a.send(b"from a"), 6);
+    assert_eq!(b.send(b"from b"), 6);
+    exchange(&mut a, &mut b, now, &mut c);
+    let mut buf = [0u8; 16];
+    assert_eq!(b.recv(&mut buf), 6);
+    assert_eq!(&buf[..6], b"from a");
+    assert_eq!(a.recv(&mut buf), 6);
+    assert_eq!(&buf[..6], b"from b");
+    assert_eq!(c.tcp_connected, 2);
+}
+
+// ---- B7: the window of a SYN-ACK is not scaled ----------------------------
+
+#[test]
+fn syn_ack_window_is_not_scaled() {
+    let mut t = T::active(cfg());
+    t.out();
+    let mut syn_ack = seg(SYN | ACK, IRS, ISS + 1);
+    syn_ack.options.window_scale = Some(7);
+    syn_ack.options.mss = Some(1460);
+    syn_ack.window_len = 1000;
+    assert_eq!(t.send(syn_ack, b""), vec![o(ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(t.tcb.state, State::Established);
+    // 1000 bytes of window (RFC 7323 2.2), not 1000 << 7: one segment of
+    // 1000 bytes (half the largest window offered, RFC 9293 3.8.6.2.1),
+    // where four full ones fit the initial congestion window.
+    t.tcb.send(&[5; 5000]);
+    assert_eq!(t.out(), vec![o(ACK, ISS + 1, IRS + 1, &[5; 1000])]);
+    // MAX.SND.WND is 1000: an ACK 2000 below SND.UNA is too old (RFC 5961
+    // 5.2) and draws a challenge ACK.
+    let mut ack = seg(ACK, IRS + 1, ISS + 1001);
+    ack.window_len = 8; // 1024 bytes, scaled
+    t.send(ack, b"");
+    assert_eq!(t.c.tcp_bad_ack, 0);
+    t.send(seg(ACK, IRS + 1, (ISS + 1001).wrapping_sub(2000)), b"");
+    assert_eq!(t.c.tcp_bad_ack, 1);
+}
+
+// ---- B8: the tail loss probe waits for a delayed ACK ----------------------
+
+/// Established by a passive open whose handshake measured `rtt`.
+fn established_with_rtt(cfg: TcpConfig, rtt: Duration) -> T {
+    let mut t = T::passive(cfg, seg(SYN, IRS, 0));
+    t.out();
+    t.now = t.now.plus(rtt);
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(t.tcb.srtt(), Some(rtt));
+    t.take_events();
+    t
+}
+
+#[test]
+fn tail_loss_probe_allows_for_a_delayed_ack() {
+    let cfg = TcpConfig {
+        timestamps: false,
+        ..cfg()
+    };
+    // SRTT 10 ms: RTO 200 ms (its floor). A one-segment response to a
+    // peer that holds its ACK 40 ms (RFC 1122 delayed ACK) is sent once:
+    // the probe would come at 2 SRTT + WCDelAckT (RFC 8985 7.2), after the
+    // RTO, so only the RTO is armed.
+    let mut t = established_with_rtt(cfg, Duration::from_millis(10));
+    t.tcb.send(b"response");
+    assert_eq!(t.out().len(), 1);
+    for _ in 0..5 {
+        assert!(t.advance(Duration::from_millis(10)).is_empty());
+    }
+    assert!(t.send(seg(ACK, IRS + 1, ISS + 9), b"").is_empty());
+    assert_eq!(t.c.tcp_tail_loss_probes, 0);
+    assert_eq!(t.tcb.next_deadline(), None);
+
+    // Two segments in flight (the peer's MSS is 536): the probe comes
+    // after 2 SRTT (at least 10 ms), the last segment again.
+    let mut two = established_with_rtt(cfg, Duration::from_millis(10));
+    two.tcb.send(&[1; 2 * 536]);
+    assert_eq!(two.out().len(), 2);
+    assert!(two.advance(Duration::from_millis(19)).is_empty());
+    let probe = two.advance(Duration::from_millis(1));
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].1, ISS + 1 + 536);
+    assert_eq!(two.c.tcp_tail_loss_probes, 1);
+
+    // A long RTT (SRTT 100 ms, RTO 300 ms): one segment is probed after
+    // 2 SRTT + 200 ms = 400 ms, after the RTO: the RTO resends it.
+    let mut far = established_with_rtt(cfg, Duration::from_millis(100));
+    assert_eq!(far.tcb.rto(), Duration::from_millis(300));
+    far.tcb.send(b"x");
+    far.out();
+    assert!(far.advance(Duration::from_millis(299)).is_empty());
+    assert_eq!(far.advance(Duration::from_millis(1)).len(), 1);
+    assert_eq!((far.c.tcp_tail_loss_probes, far.c.tcp_rto), (0, 1));
+}
+
+// ---- B11: only acceptable segments restart keepalive ----------------------
+
+#[test]
+fn keepalive_is_restarted_only_by_acceptable_segments() {
+    let mut t = T::established(TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 2,
+        }),
+        ..cfg()
+    });
+    // The handshake armed it.
+    assert_eq!(
+        t.tcb.next_deadline(),
+        Some(t.now.plus(Duration::from_secs(10)))
+    );
+    // At 9 s a segment outside the window (a blind attacker, or an old
+    // duplicate): answered, but it does not prove the peer alive.
+    t.advance(Duration::from_secs(9));
+    t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x");
+    assert_eq!(
+        t.advance(Duration::from_secs(1)),
+        vec![o(ACK, ISS, IRS + 1, b"")]
+    );
+    // Nor do they reset the probe count: two probes, then the end.
+    t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x");
+    assert_eq!(t.advance(Duration::from_secs(1)).len(), 1);
+    t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x");
+    assert_eq!(
+        t.advance(Duration::from_secs(1)),
+        vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]
+    );
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+
+    // An acceptable segment does restart it.
+    let mut a = T::established(TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 2,
+        }),
+        ..cfg()
+    });
+    a.advance(Duration::from_secs(9));
+    a.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(
+        a.tcb.next_deadline(),
+        Some(a.now.plus(Duration::from_secs(10)))
+    );
+}
+
+// ---- B12: shutdown before the handshake completes -------------------------
+
+#[test]
+fn shutdown_in_syn_sent_sends_the_fin_once_established() {
+    let mut t = T::active(cfg());
+    t.out();
+    t.tcb.send(b"hi");
+    t.tcb.shutdown();
+    // Still connecting; nothing is lost and nothing is sent yet.
+    assert_eq!(t.tcb.state, State::SynSent);
+    assert!(!t.tcb.can_send());
+    assert!(t.out().is_empty());
+    assert_eq!(t.take_events(), 0);
+    // The SYN-ACK: the data and the FIN go with the handshake's ACK.
+    assert_eq!(
+        t.send(seg(SYN | ACK, IRS, ISS + 1), b""),
+        vec![o(FIN | ACK | PSH, ISS + 1, IRS + 1, b"hi")]
+    );
+    assert_eq!(t.tcb.state, State::FinWait1);
+    assert_eq!(t.take_events(), event::CONNECTED);
+    // The half-closed connection still receives.
+    t.send(seg(ACK, IRS + 1, ISS + 4), b"reply");
+    assert_eq!(t.tcb.state, State::FinWait2);
+    assert_eq!(t.tcb.recv_len(), 5);
+
+    // close() in SYN-SENT still deletes the connection (RFC 9293 3.10.4).
+    let mut c = T::active(cfg());
+    c.out();
+    c.tcb.close(c.now);
+    assert!(c.tcb.is_closed());
+    assert!(c.out().is_empty());
+}
+
+// ---- B13: answers to invalid segments are rate-limited --------------------
+
+#[test]
+fn acks_for_invalid_segments_are_rate_limited() {
+    let mut t = T::established(cfg());
+    let blind = seg(ACK, IRS + 1 + 1_000_000, ISS + 1);
+    // A flood of out-of-window ACKs: one answer per 500 ms.
+    assert_eq!(t.send(blind, b""), vec![o(ACK, ISS + 1, IRS + 1, b"")]);
+    for _ in 0..9 {
+        assert!(t.send(blind, b"").is_empty());
+    }
+    assert_eq!(t.c.tcp_invalid_acks_limited, 9);
+    assert_eq!(t.c.dropped(DropReason::TcpOutOfWindow), 10);
+    // Challenge ACKs share the limit: an in-window SYN or RST gets none.
+    assert!(t.send(seg(SYN, IRS + 1, 0), b"").is_empty());
+    assert!(t.send(seg(RST, IRS + 100, 0), b"").is_empty());
+    assert_eq!(t.c.tcp_challenge_acks, 0);
+    assert_eq!(t.c.tcp_invalid_acks_limited, 11);
+    assert_eq!(t.tcb.state, State::Established);
+    // Data out of the window is always answered (as Linux: it may be a
+    // retransmission whose ACK was lost, and it is no ACK loop).
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1 + 1_000_000, ISS + 1), b"x"),
+        vec![o(ACK, ISS + 1, IRS + 1, b"")]
+    );
+    // 500 ms on, the next invalid segment is answered again.
+    assert!(t.advance(Duration::from_millis(499)).is_empty());
+    assert!(t.send(blind, b"").is_empty());
+    t.advance(Duration::from_millis(1));
+    assert_eq!(t.send(blind, b""), vec![o(ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(t.c.tcp_invalid_acks_limited, 12);
+
+    // PAWS: the same limit.
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.timestamps = Some((100, 0));
+    let mut p = T::passive(cfg(), syn);
+    p.out();
+    let mut ack = seg(ACK, IRS + 1, ISS + 1);
+    ack.options.timestamps = Some((101, 1000));
+    p.send(ack, b"");
+    let mut old = ack;
+    old.options.timestamps = Some((50, 1000));
+    assert_eq!(p.send(old, b"").len(), 1);
+    assert!(p.send(old, b"").is_empty());
+    assert_eq!(p.c.tcp_paws_rejected, 2);
+    assert_eq!(p.c.tcp_invalid_acks_limited, 1);
+}
+
+// ---- B6: small and shrunk windows -----------------------------------------
+
+/// A segment from the peer with window `wnd` (no scaling: our tests' peers
+/// send no window scale option).
+fn win(ack: u32, wnd: u16) -> TcpRepr {
+    TcpRepr {
+        window_len: wnd,
+        ..seg(ACK, IRS + 1, ack)
+    }
+}
+
+#[test]
+fn small_window_is_filled_by_the_override_timeout() {
+    // The peer offered 65535 at first, now 100 bytes (less than an MSS of
+    // 536 and less than half its largest window): sender SWS avoidance
+    // holds the data, and with nothing in flight no ACK will come to
+    // change that. RFC 9293 3.8.6.2.1: after the override timeout (the
+    // persist timer, one RTO: 200 ms) send what fits.
+    let mut t = T::established(cfg());
+    t.send(win(ISS + 1, 100), b"");
+    t.tcb.send(&[3; 1000]);
+    assert!(t.out().is_empty());
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_millis(1)),
+        vec![o(ACK, ISS + 1, IRS + 1, &[3; 100])]
+    );
+    // Acknowledged, the window still 100: the next 100 after another
+    // 200 ms (progress restarts the backoff).
+    assert!(t.send(win(ISS + 101, 100), b"").is_empty());
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    assert_eq!(
+        t.advance(Duration::from_millis(1)),
+        vec![o(ACK, ISS + 101, IRS + 1, &[3; 100])]
+    );
+    // A window that opens lets full segments go at once (Nagle holds the
+    // last 264 bytes for this one's ACK).
+    let open = t.send(win(ISS + 201, 65535), b"");
+    assert_eq!(open, vec![o(ACK, ISS + 201, IRS + 1, &[3; 536])]);
+}
+
+#[test]
+fn window_shrunk_to_zero_under_data_in_flight_is_probed_not_timed_out() {
+    let mut t = T::established(TcpConfig {
+        max_retries: 3,
+        ..cfg()
+    });
+    t.tcb.send(&[4; 1072]);
+    assert_eq!(t.out().len(), 2);
+    // The peer takes nothing more and closes its window (it may, RFC
+    // 9293 3.8.6.1).
+    assert!(t.send(win(ISS + 1, 0), b"").is_empty());
+    // (First the tail loss probe, 10 ms on: the last segment again.)
+    let tlp = t.advance(Duration::from_millis(10));
+    assert_eq!((tlp.len(), tlp[0].1), (1, ISS + 1 + 536));
+    t.send(win(ISS + 1, 0), b"");
+    // The RTO (200 ms) finds the window zero: the data is not lost, a
+    // window probe goes (not a retransmission), and more follow, backed
+    // off, for as long as the peer answers them: far past max_retries.
+    let mut probes = 0;
+    for _ in 0..200 {
+        let out = t.advance(Duration::from_millis(100));
+        for p in &out {
+            assert_eq!(*p, o(ACK, ISS, IRS + 1, b""));
+            probes += 1;
+            t.send(win(ISS + 1, 0), b"");
+        }
+    }
+    assert!(probes > 5, "{probes} probes");
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!(t.c.tcp_timeouts, 0);
+    // The window opens: everything from SND.UNA goes again.
+    let out = t.send(win(ISS + 1, 65535), b"");
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].1, ISS + 1);
+    t.send(win(ISS + 1073, 65535), b"");
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+}
+
+// ---- B5: window probing gives up ------------------------------------------
+
+/// Advance in 100 ms steps for up to `ms`, answering every zero-window
+/// probe (an ACK below SND.UNA, no data) with a zero window, as a peer that
+/// holds its window shut does. Returns the probes answered and the other
+/// segments sent.
+fn hold_window_shut(t: &mut T, ms: u64) -> (usize, Vec<Out>) {
+    let (mut probes, mut other) = (0, Vec::new());
+    for _ in 0..ms / 100 {
+        for s in t.advance(Duration::from_millis(100)) {
+            if s.0 == ACK && s.3.is_empty() && s.1 == t.tcb.snd_una().0.wrapping_sub(1) {
+                probes += 1;
+                let una = t.tcb.snd_una().0;
+                t.send(win(una, 0), b"");
+            } else {
+                other.push(s);
+            }
+        }
+        if t.tcb.is_closed() {
+            break;
+        }
+    }
+    (probes, other)
+}
+
+#[test]
+fn zero_window_probing_gives_up_when_unanswered() {
+    let mut t = T::established(TcpConfig {
+        max_retries: 3,
+        ..cfg()
+    });
+    t.send(win(ISS + 1, 0), b"");
+    t.tcb.send(b"stuck");
+    assert!(t.out().is_empty());
+    // Probes at 200, 600 and 1400 ms (the interval doubles), none
+    // answered; at 3000 ms a fourth would be the fourth unanswered in a
+    // row: reset and give up (Linux tcp_probe_timer, tcp_retries2).
+    let mut at = Vec::new();
+    let start = t.now;
+    for _ in 0..40 {
+        let out = t.advance(Duration::from_millis(100));
+        if !out.is_empty() {
+            at.push((t.now.since(start).micros() / 1000, out));
+        }
+    }
+    let probe = vec![o(ACK, ISS, IRS + 1, b"")];
+    assert_eq!(
+        at,
+        vec![
+            (200, probe.clone()),
+            (600, probe.clone()),
+            (1400, probe.clone()),
+            (3000, vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]),
+        ]
+    );
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+    assert_eq!((t.c.tcp_persist_timeouts, t.c.tcp_timeouts), (1, 1));
+
+    // Answered probes keep it open (RFC 1122 4.2.2.17), far past
+    // max_retries.
+    let mut a = T::established(TcpConfig {
+        max_retries: 3,
+        ..cfg()
+    });
+    a.send(win(ISS + 1, 0), b"");
+    a.tcb.send(b"stuck");
+    let (probes, other) = hold_window_shut(&mut a, 300_000);
+    assert!(probes >= 10, "{probes}");
+    assert!(other.is_empty(), "{other:?}");
+    assert_eq!(a.tcb.state, State::Established);
+}
+
+#[test]
+fn closed_connection_behind_a_zero_window_is_an_orphan_with_a_limit() {
+    // The application sent, closed and left; the peer answers every probe
+    // but never opens its window. Default orphan_retries (8, Linux's): the
+    // ninth expiry gives up instead of probing forever.
+    assert_eq!(TcpConfig::default().orphan_retries, 8);
+    let mut t = T::established(cfg());
+    t.send(win(ISS + 1, 0), b"");
+    t.tcb.send(b"response");
+    t.tcb.close(t.now);
+    let (probes, other) = hold_window_shut(&mut t, 600_000);
+    assert_eq!(probes, 8);
+    assert_eq!(other, vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(t.tcb.close_reason, Some(CloseReason::TimedOut));
+    assert_eq!((t.c.tcp_orphan_timeouts, t.c.tcp_timeouts), (1, 1));
+
+    // An orphan's retransmissions stop after orphan_retries too (here 2,
+    // below max_retries 15): FIN-WAIT-1, the peer silent.
+    let mut f = T::established(TcpConfig {
+        orphan_retries: 2,
+        ..cfg()
+    });
+    f.tcb.send(b"bye");
+    f.tcb.close(f.now);
+    assert_eq!(f.out(), vec![o(FIN | ACK | PSH, ISS + 1, IRS + 1, b"bye")]);
+    let mut sent = 0;
+    for _ in 0..100 {
+        sent += f.advance(Duration::from_millis(100)).len();
+        if f.tcb.is_closed() {
+            break;
+        }
+    }
+    // Two retransmissions, then the reset.
+    assert_eq!(sent, 3);
+    assert_eq!(f.c.tcp_orphan_timeouts, 1);
+}
+
+#[test]
+fn user_timeout_ends_unacknowledged_and_window_stuck_connections() {
+    // RFC 5482, set on the connection: data unacknowledged for 1 s ends
+    // it, though max_retries (15) is far off: RTOs at 200 and 600 ms, and
+    // the third, due at 1400 ms, is brought forward to the timeout.
+    let mut t = T::established(cfg());
+    assert_eq!(TcpConfig::default().user_timeout, None);
+    t.tcb.set_user_timeout(Some(Duration::from_secs(1)));
+    let start = t.now;
+    t.tcb.send(b"data");
+    assert_eq!(t.out().len(), 1);
+    let mut at = Vec::new();
+    for _ in 0..30 {
+        for s in t.advance(Duration::from_millis(100)) {
+            at.push((t.now.since(start).micros() / 1000, s.0));
+        }
+    }
+    assert_eq!(
+        at,
+        vec![(200, ACK | PSH), (600, ACK | PSH), (1000, RST | ACK)]
+    );
+    assert_eq!((t.c.tcp_user_timeouts, t.c.tcp_timeouts), (1, 1));
+
+    // From the configuration: data stuck behind a zero window for 2 s,
+    // though the peer answers every probe.
+    let mut z = T::established(TcpConfig {
+        user_timeout: Some(Duration::from_secs(2)),
+        ..cfg()
+    });
+    z.send(win(ISS + 1, 0), b"");
+    let start = z.now;
+    z.tcb.send(b"stuck");
+    z.out();
+    let (probes, other) = hold_window_shut(&mut z, 10_000);
+    assert_eq!(probes, 3);
+    assert_eq!(other, vec![o(RST | ACK, ISS + 1, IRS + 1, b"")]);
+    assert_eq!(z.now.since(start), Duration::from_secs(2));
+    assert_eq!(z.c.tcp_user_timeouts, 1);
+    // A passive open's SYN-ACK retries by syn_retries alone (3 here), not
+    // for the user timeout (an hour): a half-open connection must not
+    // linger.
+    let mut h = T::passive(
+        TcpConfig {
+            user_timeout: Some(Duration::from_secs(3600)),
+            syn_retries: 3,
+            ..cfg()
+        },
+        seg(SYN, IRS, 0),
+    );
+    h.out();
+    for _ in 0..20 {
+        h.advance(Duration::from_secs(1));
+    }
+    assert!(h.tcb.is_closed());
+    // Progress restarts the clock: a connection whose data keeps being
+    // acknowledged lives on.
+    let mut p = T::established(cfg());
+    p.tcb.set_user_timeout(Some(Duration::from_millis(500)));
+    for i in 0..20u32 {
+        p.tcb.send(b"tick");
+        assert_eq!(p.out().len(), 1);
+        p.advance(Duration::from_millis(150));
+        p.send(seg(ACK, IRS + 1, ISS + 1 + 4 * (i + 1)), b"");
+    }
+    assert_eq!(p.tcb.state, State::Established);
+}
+
+#[test]
+fn simulation_simultaneous_open_over_a_lossy_link() {
+    // 10% loss, 5% duplicates, 1-8 ms of jitter: SYNs, SYN-ACKs and ACKs
+    // lost, repeated and overtaken (seed 44 once stalled a side whose
+    // repeated SYN came with the ACK that completed it).
+    for seed in 40..50 {
+        let (_, _, c) = Sim {
+            simultaneous: true,
+            ..Sim::new(seed, 10, 5, 8, 30_000)
+        }
+        .run();
+        assert_eq!(c.tcp_connected, 2, "seed {seed}");
+        assert_eq!(c.tcp_accepted, 0);
+    }
+}
+
+#[test]
+fn repeated_syn_then_ack_in_syn_received() {
+    // A repeated SYN asks for the SYN-ACK again; before it goes (or when
+    // its send fails), the peer's ACK of the first arrives: established,
+    // and sending carries on from ISS + 1, not from the SYN-ACK's ISS.
+    // (Found by simulation_simultaneous_open_over_a_lossy_link's seeds:
+    // a duplicated SYN and a reordered segment in one batch.)
+    let mut t = T::passive(cfg(), seg(SYN, IRS, 0));
+    t.out();
+    t.tcb.process(t.now, &seg(SYN, IRS, 0), b"", &mut t.c);
+    assert!(t.send(seg(ACK, IRS + 1, ISS + 1), b"").is_empty());
+    assert_eq!(t.tcb.state, State::Established);
+    t.tcb.send(b"x");
+    assert_eq!(t.out(), vec![o(ACK | PSH, ISS + 1, IRS + 1, b"x")]);
+}
+
+#[test]
+fn simulation_receiver_stops_reading_then_resumes() {
+    // b's application reads nothing for 5 s: a fills b's window (32 KiB)
+    // and probes it, b answers every probe with a zero window; then b
+    // reads, its window update (or the answer to a probe) lets a go on.
+    for seed in [3, 5, 7] {
+        let (_, _, c) = Sim {
+            b_deaf_ms: (100, 5_100),
+            ..Sim::new(seed, 3, 2, 4, 200_000)
+        }
+        .run();
+        assert!(c.tcp_probes_sent > 0, "seed {seed}");
+        assert_eq!(c.tcp_timeouts, 0, "seed {seed}");
+    }
+}
+
+// ---- pure ACKs after a timeout --------------------------------------------
+
+#[test]
+fn pure_acks_carry_snd_max_after_a_timeout() {
+    // Two segments out; the RTO sends the first again (SND.NXT back to
+    // SND.UNA + 536). The peer, which has both (its ACKs were lost), sends
+    // data: our ACK must carry SND.MAX, which its RCV.NXT has reached; with
+    // the rewound SND.NXT it would be old, dropped unread, and answered by
+    // an ACK old to us: an endless exchange (the shard simulation's seed
+    // 106 without SACK).
+    let mut t = T::established(TcpConfig {
+        delayed_ack: None,
+        ..cfg()
+    });
+    t.tcb.send(&[9; 2 * 536]);
+    assert_eq!(t.out().len(), 2);
+    let mut rto = Vec::new();
+    for _ in 0..10 {
+        rto.extend(t.advance(Duration::from_millis(100)));
+        if t.c.tcp_rto > 0 {
+            break;
+        }
+    }
+    assert_eq!(rto.last().map(|s| (s.1, s.3.len())), Some((ISS + 1, 536)));
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 1), b"data"),
+        vec![o(ACK, ISS + 1 + 2 * 536, IRS + 5, b"")]
+    );
+    // A reset likewise (RFC 9293 3.10.5; Linux tcp_acceptable_seq): at
+    // SND.MAX the peer takes it, at the rewound SND.NXT it would not.
+    t.tcb.abort();
+    assert_eq!(t.out(), vec![o(RST | ACK, ISS + 1 + 2 * 536, IRS + 5, b"")]);
 }
