@@ -18,6 +18,12 @@
 //! ([`Tcb::dispatch`]) that receives a header and the payload as two slices
 //! of the send buffer. Timers are deadlines the table's wheel reads with
 //! [`Tcb::next_deadline`].
+//!
+//! State is grouped as the RFC names it, as Seastar's `tcp.hh` does: the
+//! send sequence space ([`SendSeq`], `snd`), the receive sequence space
+//! ([`RecvSeq`], `rcv`), loss recovery ([`Recovery`], `rec`), and one
+//! deadline per [`Timer`] in [`Timers`]; congestion control is the `Cc`
+//! enum, held inline.
 
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::cc::Cc;
@@ -104,6 +110,111 @@ pub struct TxStats {
     pub probes: u64,
 }
 
+/// The send sequence space (RFC 9293 3.3.1). `max` is the highest
+/// sequence number sent; `nxt` goes back to `una` on an RTO.
+#[derive(Clone, Copy, Debug)]
+struct SendSeq {
+    iss: Seq,
+    una: Seq,
+    nxt: Seq,
+    max: Seq,
+    /// SND.WND, in bytes (scaled).
+    wnd: usize,
+    /// The largest window the peer offered (RFC 5961 5.2, sender SWS).
+    max_wnd: usize,
+    /// The segment that last updated the window (SND.WL1, SND.WL2).
+    wl1: Seq,
+    wl2: Seq,
+    /// The peer's window scale (RFC 7323).
+    shift: u8,
+}
+
+/// The receive sequence space (RFC 9293 3.3.1) and what we last told the
+/// peer about it.
+#[derive(Clone, Copy, Debug)]
+struct RecvSeq {
+    irs: Seq,
+    nxt: Seq,
+    /// Our window scale (RFC 7323).
+    shift: u8,
+    /// The right edge of the window we last advertised.
+    adv: Seq,
+    /// TS.Recent (RFC 7323 4.3).
+    ts_recent: u32,
+    /// RCV.NXT in the last ACK we sent (RFC 7323's Last.ACK.sent).
+    last_ack_sent: Seq,
+    /// The start of the out-of-order range that grew last (reported first).
+    last_ooo: Option<Seq>,
+}
+
+/// Loss detection and recovery: the peer's SACK reports, fast recovery
+/// (RFC 5681, 6582, 6675) and the tail loss probe (RFC 8985 7).
+#[derive(Clone, Debug)]
+struct Recovery {
+    /// Ranges above SND.UNA the peer reported holding (sorted, disjoint).
+    sacked: ArrayVec<(Seq, Seq), 8>,
+    /// The highest sequence number retransmitted in this recovery.
+    high_rxt: Seq,
+    dup_acks: u32,
+    in_recovery: bool,
+    /// RFC 6582's RECOVER: SND.MAX when recovery (or an RTO) began.
+    recover: Seq,
+    /// Retransmit the next hole on the next dispatch.
+    retransmit_una: bool,
+    /// A probe went out for this flight (one per flight).
+    tlp_fired: bool,
+    /// Send the probe on the next dispatch.
+    probe_tail: bool,
+}
+
+/// A connection's timers. Each is a deadline or nothing; the table's wheel
+/// files the earliest ([`Tcb::next_deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// RFC 6298 retransmission timer (also the SYN and SYN-ACK's).
+    Retransmit,
+    /// Tail loss probe (RFC 8985 7): a last segment lost draws no
+    /// duplicate ACKs; a probe after two round trips makes the peer report.
+    TailLossProbe,
+    /// Delayed ACK (RFC 1122 4.2.3.2), and the retry of an ACK that could
+    /// not be sent.
+    DelayedAck,
+    /// Zero-window probes and the small-window override (RFC 9293 3.8.6.1).
+    Persist,
+    /// Keepalive (RFC 1122 4.2.3.6).
+    Keepalive,
+    /// TIME_WAIT's 2*MSL, or an orphaned FIN_WAIT_2's timeout.
+    Close,
+}
+
+const TIMERS: usize = Timer::Close as usize + 1;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Timers([Option<Instant>; TIMERS]);
+
+impl Timers {
+    /// The earliest deadline of any timer.
+    fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+    fn clear_all(&mut self) {
+        self.0 = [None; TIMERS];
+    }
+}
+
+impl std::ops::Index<Timer> for Timers {
+    type Output = Option<Instant>;
+    fn index(&self, t: Timer) -> &Option<Instant> {
+        &self.0[t as usize]
+    }
+}
+
+impl std::ops::IndexMut<Timer> for Timers {
+    fn index_mut(&mut self, t: Timer) -> &mut Option<Instant> {
+        &mut self.0[t as usize]
+    }
+}
+
 pub struct Tcb {
     pub state: State,
     /// The core will dispatch it once the application's callback returns.
@@ -119,39 +230,20 @@ pub struct Tcb {
     pub app_closed: bool,
     cfg: TcpConfig,
 
-    // Send sequence space (RFC 9293 3.3.1). `snd_max` is the highest
-    // sequence number sent; `snd_nxt` goes back to `snd_una` on an RTO.
-    iss: Seq,
-    snd_una: Seq,
-    snd_nxt: Seq,
-    snd_max: Seq,
-    snd_wnd: usize,
-    max_snd_wnd: usize,
-    snd_wl1: Seq,
-    snd_wl2: Seq,
-    snd_shift: u8,
+    /// Send sequence space (RFC 9293 3.3.1).
+    snd: SendSeq,
     /// Data bytes per segment we send (the peer's MSS, less options).
     pub mss: usize,
-
-    // Receive sequence space.
-    irs: Seq,
-    rcv_nxt: Seq,
-    rcv_shift: u8,
-    /// The right edge of the window we last advertised.
-    rcv_adv: Seq,
-
+    /// Receive sequence space and what we last told the peer.
+    rcv: RecvSeq,
     ts_enabled: bool,
     /// SACK negotiated (RFC 2018): we report holes, and use the peer's
     /// reports to retransmit more than one hole per round trip.
     sack_ok: bool,
-    /// Ranges above SND.UNA the peer reported holding (sorted, disjoint).
-    sacked: ArrayVec<(Seq, Seq), 8>,
-    /// The highest sequence number retransmitted in this recovery.
-    high_rxt: Seq,
-    /// The start of the out-of-order range that grew last (reported first).
-    last_ooo: Option<Seq>,
-    ts_recent: u32,
-    last_ack_sent: Seq,
+    /// Loss detection and recovery.
+    rec: Recovery,
+    /// Every deadline this connection has, one per [`Timer`].
+    timers: Timers,
 
     tx: SendBuffer,
     rx: RecvBuffer,
@@ -168,21 +260,9 @@ pub struct Tcb {
     /// Karn: the segment being timed (without timestamps).
     rtt_timed: Option<(Seq, Instant)>,
     cc: Cc,
-    dup_acks: u32,
-    in_recovery: bool,
-    recover: Seq,
-    retransmit_una: bool,
 
-    rto_deadline: Option<Instant>,
-    /// Tail loss probe (RFC 8985 7): a last segment lost draws no
-    /// duplicate ACKs; a probe after two round trips makes the peer report.
-    tlp_deadline: Option<Instant>,
-    tlp_fired: bool,
-    probe_tail: bool,
     ack_now: bool,
-    ack_deadline: Option<Instant>,
     unacked_segments: u32,
-    persist_deadline: Option<Instant>,
     /// Persist timer expirations since the window last opened or data was
     /// last acknowledged (it doubles the interval).
     persist_backoff: u32,
@@ -193,10 +273,7 @@ pub struct Tcb {
     /// window without progress: the RFC 5482 user timeout runs from here.
     stalled_since: Option<Instant>,
     probe_now: bool,
-    keepalive_deadline: Option<Instant>,
     keepalive_sent: u32,
-    /// TIME_WAIT's 2*MSL, or an orphaned FIN_WAIT_2's timeout.
-    close_deadline: Option<Instant>,
     last_send: Instant,
     pending_rst: Option<TcpRepr>,
     challenge_second: u64,
@@ -231,27 +308,40 @@ impl Tcb {
             passive: false,
             app_closed: false,
             cfg: *cfg,
-            iss,
-            snd_una: iss,
-            snd_nxt: iss,
-            snd_max: iss,
-            snd_wnd: 0,
-            max_snd_wnd: 0,
-            snd_wl1: Seq(0),
-            snd_wl2: iss,
-            snd_shift: 0,
+            snd: SendSeq {
+                iss,
+                una: iss,
+                nxt: iss,
+                max: iss,
+                wnd: 0,
+                max_wnd: 0,
+                wl1: Seq(0),
+                wl2: iss,
+                shift: 0,
+            },
             mss,
-            irs: Seq(0),
-            rcv_nxt: Seq(0),
-            rcv_shift: 0,
-            rcv_adv: Seq(0),
+            rcv: RecvSeq {
+                irs: Seq(0),
+                nxt: Seq(0),
+                shift: 0,
+                adv: Seq(0),
+                ts_recent: 0,
+                last_ack_sent: Seq(0),
+                last_ooo: None,
+            },
             ts_enabled: false,
             sack_ok: false,
-            sacked: ArrayVec::new(),
-            high_rxt: iss,
-            last_ooo: None,
-            ts_recent: 0,
-            last_ack_sent: Seq(0),
+            rec: Recovery {
+                sacked: ArrayVec::new(),
+                high_rxt: iss,
+                dup_acks: 0,
+                in_recovery: false,
+                recover: iss,
+                retransmit_una: false,
+                tlp_fired: false,
+                probe_tail: false,
+            },
+            timers: Timers::default(),
             tx: SendBuffer::new(cfg.tx_buffer),
             rx: RecvBuffer::new(cfg.rx_buffer),
             fin_queued: false,
@@ -262,25 +352,13 @@ impl Tcb {
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_timed: None,
             cc: cfg.new_cc(mss),
-            dup_acks: 0,
-            in_recovery: false,
-            recover: iss,
-            retransmit_una: false,
-            rto_deadline: None,
-            tlp_deadline: None,
-            tlp_fired: false,
-            probe_tail: false,
             ack_now: false,
-            ack_deadline: None,
             unacked_segments: 0,
-            persist_deadline: None,
             persist_backoff: 0,
             persist_probes: 0,
             stalled_since: None,
             probe_now: false,
-            keepalive_deadline: None,
             keepalive_sent: 0,
-            close_deadline: None,
             last_send: now,
             pending_rst: None,
             challenge_second: 0,
@@ -315,7 +393,7 @@ impl Tcb {
     ) -> Tcb {
         let mut t = Tcb::blank(cfg, now, local, remote, iss, app);
         t.state = State::SynSent;
-        t.rcv_shift = if cfg.window_scaling {
+        t.rcv.shift = if cfg.window_scaling {
             Self::wanted_shift(cfg)
         } else {
             0
@@ -338,15 +416,15 @@ impl Tcb {
         t.state = State::SynReceived;
         t.passive = true;
         t.take_syn_options(syn);
-        t.irs = Seq(syn.seq_number);
-        t.rcv_nxt = t.irs + 1;
-        t.rcv_adv = t.rcv_nxt;
-        t.snd_wnd = usize::from(syn.window_len); // never scaled in a SYN
-        t.max_snd_wnd = t.snd_wnd;
-        t.snd_wl1 = t.irs;
-        t.last_ack_sent = t.rcv_nxt;
+        t.rcv.irs = Seq(syn.seq_number);
+        t.rcv.nxt = t.rcv.irs + 1;
+        t.rcv.adv = t.rcv.nxt;
+        t.snd.wnd = usize::from(syn.window_len); // never scaled in a SYN
+        t.snd.max_wnd = t.snd.wnd;
+        t.snd.wl1 = t.rcv.irs;
+        t.rcv.last_ack_sent = t.rcv.nxt;
         if let (true, Some((val, _))) = (t.ts_enabled, syn.options.timestamps) {
-            t.ts_recent = val;
+            t.rcv.ts_recent = val;
         }
         t
     }
@@ -357,12 +435,12 @@ impl Tcb {
         let peer_mss = syn.options.mss.map_or(536, usize::from).max(64);
         match (self.cfg.window_scaling, syn.options.window_scale) {
             (true, Some(shift)) => {
-                self.snd_shift = shift.min(14);
-                self.rcv_shift = Self::wanted_shift(&self.cfg);
+                self.snd.shift = shift.min(14);
+                self.rcv.shift = Self::wanted_shift(&self.cfg);
             }
             _ => {
-                self.snd_shift = 0;
-                self.rcv_shift = 0;
+                self.snd.shift = 0;
+                self.rcv.shift = 0;
             }
         }
         self.ts_enabled = self.cfg.timestamps && syn.options.timestamps.is_some();
@@ -431,13 +509,13 @@ impl Tcb {
     /// of less than two segments' room); otherwise the ACKs its next
     /// segments draw carry the new window anyway.
     fn window_opened(&mut self, before: usize) {
-        let now_edge = self.rcv_nxt + self.rx.window();
-        let known = if self.rcv_adv > self.rcv_nxt {
-            self.rcv_adv.since(self.rcv_nxt).min(before)
+        let now_edge = self.rcv.nxt + self.rx.window();
+        let known = if self.rcv.adv > self.rcv.nxt {
+            self.rcv.adv.since(self.rcv.nxt).min(before)
         } else {
             0
         };
-        let grown = now_edge.since(self.rcv_nxt).saturating_sub(known);
+        let grown = now_edge.since(self.rcv.nxt).saturating_sub(known);
         if known < 2 * self.cfg.mss
             && grown >= (self.rx.capacity() / 2).min(self.cfg.mss)
             && self.state.receives()
@@ -472,7 +550,7 @@ impl Tcb {
         }
         self.shutdown();
         if self.state == State::FinWait2 {
-            self.close_deadline = Some(now.plus(self.cfg.fin_wait2_timeout));
+            self.timers[Timer::Close] = Some(now.plus(self.cfg.fin_wait2_timeout));
         }
     }
 
@@ -504,10 +582,10 @@ impl Tcb {
     }
 
     pub fn snd_una(&self) -> Seq {
-        self.snd_una
+        self.snd.una
     }
     pub fn rcv_nxt(&self) -> Seq {
-        self.rcv_nxt
+        self.rcv.nxt
     }
     pub fn unsent_or_unacked(&self) -> usize {
         self.tx.len()
@@ -529,11 +607,7 @@ impl Tcb {
             self.close_reason.get_or_insert(reason);
             self.events |= event::CLOSED;
         }
-        self.rto_deadline = None;
-        self.ack_deadline = None;
-        self.persist_deadline = None;
-        self.keepalive_deadline = None;
-        self.close_deadline = None;
+        self.timers.clear_all();
     }
 
     /// Bytes of buffer memory this connection holds now: none unless data
@@ -545,10 +619,10 @@ impl Tcb {
 
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        self.rto_deadline = None;
-        self.persist_deadline = None;
-        self.keepalive_deadline = None;
-        self.close_deadline = Some(now.plus(self.cfg.time_wait));
+        self.timers[Timer::Retransmit] = None;
+        self.timers[Timer::Persist] = None;
+        self.timers[Timer::Keepalive] = None;
+        self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
     }
 
     /// The compact record that stands for this connection once it is in
@@ -556,10 +630,10 @@ impl Tcb {
     pub fn time_wait_record(&self, now: Instant) -> Option<TimeWait> {
         (self.state == State::TimeWait).then(|| {
             TimeWait::new(
-                self.snd_nxt,
-                self.rcv_nxt,
-                self.ts_enabled.then_some(self.ts_recent),
-                self.close_deadline.unwrap_or(now.plus(self.cfg.time_wait)),
+                self.snd.nxt,
+                self.rcv.nxt,
+                self.ts_enabled.then_some(self.rcv.ts_recent),
+                self.timers[Timer::Close].unwrap_or(now.plus(self.cfg.time_wait)),
                 now,
             )
         })
@@ -584,7 +658,7 @@ impl Tcb {
     /// (anyone can send one) and restarts nothing.
     fn peer_alive(&mut self, now: Instant) {
         self.keepalive_sent = 0;
-        self.keepalive_deadline = match self.cfg.keepalive {
+        self.timers[Timer::Keepalive] = match self.cfg.keepalive {
             Some(ka) if self.state.synchronized() && self.state != State::TimeWait => {
                 Some(now.plus(ka.idle))
             }
@@ -596,7 +670,7 @@ impl Tcb {
         let flags = seg.flags;
         let ack = Seq(seg.ack_number);
         // First, check the ACK bit.
-        if flags.ack() && (ack <= self.iss || ack > self.snd_max) {
+        if flags.ack() && (ack <= self.snd.iss || ack > self.snd.max) {
             if !flags.rst() {
                 self.pending_rst = Some(self.bare_rst(ack));
                 c.tcp_bad_ack += 1;
@@ -616,27 +690,27 @@ impl Tcb {
             return;
         }
         self.take_syn_options(seg);
-        self.irs = Seq(seg.seq_number);
-        self.rcv_nxt = self.irs + 1;
-        self.rcv_adv = self.rcv_nxt;
-        self.last_ack_sent = self.rcv_nxt;
+        self.rcv.irs = Seq(seg.seq_number);
+        self.rcv.nxt = self.rcv.irs + 1;
+        self.rcv.adv = self.rcv.nxt;
+        self.rcv.last_ack_sent = self.rcv.nxt;
         if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
-            self.ts_recent = val;
+            self.rcv.ts_recent = val;
         }
         if flags.ack() {
-            self.snd_una = ack;
-            self.snd_nxt = self.snd_nxt.max(ack);
-            self.rto_deadline = None;
+            self.snd.una = ack;
+            self.snd.nxt = self.snd.nxt.max(ack);
+            self.timers[Timer::Retransmit] = None;
             self.sample_rtt(now, seg, ack);
         }
-        if self.snd_una > self.iss {
+        if self.snd.una > self.snd.iss {
             self.state = State::Established;
             // RFC 7323 2.2: the window of a SYN (SYN-ACK too) is never
             // scaled.
-            self.snd_wnd = usize::from(seg.window_len);
-            self.max_snd_wnd = self.snd_wnd;
-            self.snd_wl1 = self.irs;
-            self.snd_wl2 = ack;
+            self.snd.wnd = usize::from(seg.window_len);
+            self.snd.max_wnd = self.snd.wnd;
+            self.snd.wl1 = self.rcv.irs;
+            self.snd.wl2 = ack;
             self.events |= event::CONNECTED;
             self.ack_now = true;
             c.tcp_connected += 1;
@@ -650,9 +724,9 @@ impl Tcb {
             // Simultaneous open: SYN_RECEIVED, our SYN goes out again with
             // an ACK.
             self.state = State::SynReceived;
-            self.snd_wnd = usize::from(seg.window_len);
-            self.snd_wl1 = self.irs;
-            self.snd_nxt = self.iss;
+            self.snd.wnd = usize::from(seg.window_len);
+            self.snd.wl1 = self.rcv.irs;
+            self.snd.nxt = self.snd.iss;
         }
     }
 
@@ -672,9 +746,9 @@ impl Tcb {
             && flags.syn()
             && !flags.ack()
             && !flags.rst()
-            && seq == self.irs
+            && seq == self.rcv.irs
         {
-            self.snd_nxt = self.iss;
+            self.snd.nxt = self.snd.iss;
             return;
         }
 
@@ -688,15 +762,15 @@ impl Tcb {
             && flags.syn()
             && flags.ack()
             && !flags.rst()
-            && seq == self.irs
+            && seq == self.rcv.irs
         {
             let ack = Seq(seg.ack_number);
-            if self.snd_una < ack && ack <= self.snd_max {
+            if self.snd.una < ack && ack <= self.snd.max {
                 // RFC 7323 4.3: its SEG.SEQ is at the left edge; our ACK
                 // echoes its TSval.
                 if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
-                    if (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                        self.ts_recent = val;
+                    if (val.wrapping_sub(self.rcv.ts_recent) as i32) >= 0 {
+                        self.rcv.ts_recent = val;
                     }
                 }
                 self.establish(now, seg, seq, ack, c);
@@ -714,7 +788,7 @@ impl Tcb {
         // RFC 7323 5.3: PAWS.
         if self.ts_enabled && !flags.rst() {
             if let Some((val, _)) = seg.options.timestamps {
-                if (val.wrapping_sub(self.ts_recent) as i32) < 0 {
+                if (val.wrapping_sub(self.rcv.ts_recent) as i32) < 0 {
                     c.drop(DropReason::TcpOutOfWindow);
                     c.tcp_paws_rejected += 1;
                     self.ack_invalid(now, seg_len, flags.syn(), c);
@@ -726,9 +800,9 @@ impl Tcb {
         // First, check the sequence number (3.10.7.4, the table).
         let wnd = self.rcv_window();
         let acceptable = match (seg_len, wnd) {
-            (0, 0) => seq == self.rcv_nxt,
+            (0, 0) => seq == self.rcv.nxt,
             (0, _) => self.in_window(seq, wnd),
-            (_, 0) => seq == self.rcv_nxt, // only its ACK and RST count
+            (_, 0) => seq == self.rcv.nxt, // only its ACK and RST count
             (_, _) => self.in_window(seq, wnd) || self.in_window(seq + (seg_len - 1), wnd),
         };
         if !acceptable {
@@ -737,7 +811,7 @@ impl Tcb {
                 self.ack_invalid(now, seg_len, flags.syn(), c);
                 if self.state == State::TimeWait && flags.fin() {
                     // A retransmitted FIN: our last ACK was lost.
-                    self.close_deadline = Some(now.plus(self.cfg.time_wait));
+                    self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
                 }
             }
             return;
@@ -746,7 +820,7 @@ impl Tcb {
 
         // Second, the RST bit (RFC 5961 3.2).
         if flags.rst() {
-            if seq != self.rcv_nxt {
+            if seq != self.rcv.nxt {
                 self.challenge_ack(now, seg_len, flags.syn(), c);
                 return;
             }
@@ -781,7 +855,7 @@ impl Tcb {
         }
         let ack = Seq(seg.ack_number);
         if self.state == State::SynReceived {
-            if self.snd_una < ack && ack <= self.snd_max {
+            if self.snd.una < ack && ack <= self.snd.max {
                 self.establish(now, seg, seq, ack, c);
             } else {
                 self.pending_rst = Some(self.bare_rst(ack));
@@ -790,12 +864,12 @@ impl Tcb {
             }
         }
         // RFC 5961 5.2: acceptable if SND.UNA - MAX.SND.WND <= ACK <= SND.NXT.
-        if ack > self.snd_max {
+        if ack > self.snd.max {
             c.tcp_bad_ack += 1;
             self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
-        if ack < self.snd_una - self.max_snd_wnd.max(1) {
+        if ack < self.snd.una - self.snd.max_wnd.max(1) {
             c.tcp_bad_ack += 1;
             self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
@@ -807,11 +881,11 @@ impl Tcb {
         // Trim what we already have (the front) or cannot hold (the tail).
         let mut data = payload;
         let mut fin = flags.fin();
-        if seq < self.rcv_nxt {
-            let dup = self.rcv_nxt.since(seq).min(data.len());
+        if seq < self.rcv.nxt {
+            let dup = self.rcv.nxt.since(seq).min(data.len());
             data = &data[dup..];
             seq = seq + dup;
-            if data.is_empty() && !(fin && seq == self.rcv_nxt) {
+            if data.is_empty() && !(fin && seq == self.rcv.nxt) {
                 if !payload.is_empty() {
                     c.tcp_dup_segments += 1;
                     self.ack_now = true;
@@ -819,7 +893,7 @@ impl Tcb {
                 fin = false;
             }
         }
-        let room = self.rcv_window().saturating_sub(seq.since(self.rcv_nxt));
+        let room = self.rcv_window().saturating_sub(seq.since(self.rcv.nxt));
         if data.len() > room {
             // Past the window's right edge: keep what fits, say where the
             // window is (RFC 9293 3.10.7.4, zero-window allowance).
@@ -830,8 +904,8 @@ impl Tcb {
 
         // RFC 7323 4.3: remember the newest timestamp at the left edge.
         if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
-            if seq <= self.last_ack_sent {
-                self.ts_recent = val;
+            if seq <= self.rcv.last_ack_sent {
+                self.rcv.ts_recent = val;
             }
         }
 
@@ -853,19 +927,19 @@ impl Tcb {
     /// 3.10.7.4, fifth check).
     fn establish(&mut self, now: Instant, seg: &TcpRepr, seq: Seq, ack: Seq, c: &mut Counters) {
         self.state = State::Established;
-        self.snd_una = self.iss + 1;
+        self.snd.una = self.snd.iss + 1;
         // A repeated SYN may have set SND.NXT back to resend the SYN-ACK
         // (not sent yet, or its send failed): the peer has it.
-        self.snd_nxt = self.snd_nxt.max(self.snd_una);
+        self.snd.nxt = self.snd.nxt.max(self.snd.una);
         // RFC 7323 2.2: the window of a SYN is never scaled.
-        let shift = if seg.flags.syn() { 0 } else { self.snd_shift };
-        self.snd_wnd = usize::from(seg.window_len) << shift;
-        self.max_snd_wnd = self.snd_wnd;
-        self.snd_wl1 = seq;
-        self.snd_wl2 = ack;
+        let shift = if seg.flags.syn() { 0 } else { self.snd.shift };
+        self.snd.wnd = usize::from(seg.window_len) << shift;
+        self.snd.max_wnd = self.snd.wnd;
+        self.snd.wl1 = seq;
+        self.snd.wl2 = ack;
         self.events |= event::CONNECTED;
         self.sample_rtt(now, seg, ack);
-        self.rto_deadline = None;
+        self.timers[Timer::Retransmit] = None;
         self.stalled_since = None;
         if self.passive {
             c.tcp_accepted += 1;
@@ -885,8 +959,8 @@ impl Tcb {
         data_len: usize,
         c: &mut Counters,
     ) {
-        let window = usize::from(seg.window_len) << self.snd_shift;
-        if ack >= self.snd_una {
+        let window = usize::from(seg.window_len) << self.snd.shift;
+        if ack >= self.snd.una {
             // The peer answers (Linux `tcp_ack`): window probes so far
             // were not in vain.
             self.persist_probes = 0;
@@ -894,106 +968,107 @@ impl Tcb {
         if self.sack_ok && seg.options.sack_blocks[0].is_some() {
             self.take_sack_blocks(seg);
         }
-        if ack > self.snd_una {
-            let acked = ack.since(self.snd_una);
+        if ack > self.snd.una {
+            let acked = ack.since(self.snd.una);
             let data_acked = acked.min(self.tx.len());
             self.tx.consume(data_acked);
             if acked > data_acked && self.fin_seq.is_some() {
                 self.fin_acked = true;
             }
-            let flight_before = self.snd_max.since(self.snd_una);
-            self.snd_una = ack;
-            if self.snd_nxt < ack {
-                self.snd_nxt = ack;
+            let flight_before = self.snd.max.since(self.snd.una);
+            self.snd.una = ack;
+            if self.snd.nxt < ack {
+                self.snd.nxt = ack;
             }
             self.sample_rtt(now, seg, ack);
-            if self.in_recovery {
-                if ack >= self.recover {
-                    self.in_recovery = false;
+            if self.rec.in_recovery {
+                if ack >= self.rec.recover {
+                    self.rec.in_recovery = false;
                     self.cc
-                        .on_recovery_end(self.snd_max.since(self.snd_una), self.mss);
+                        .on_recovery_end(self.snd.max.since(self.snd.una), self.mss);
                 } else {
                     // RFC 6582 3.2 step 5: partial ACK, retransmit the next hole.
                     self.cc.on_partial_ack(acked, self.mss);
-                    self.retransmit_una = true;
+                    self.rec.retransmit_una = true;
                 }
             } else if flight_before > 0 {
                 self.cc.on_ack(acked, self.mss);
             }
-            self.dup_acks = 0;
+            self.rec.dup_acks = 0;
             // Progress: the persist timer (if the window still holds data
             // back) starts again from one RTO.
             self.persist_backoff = 0;
-            self.persist_deadline = None;
-            self.stalled_since = (self.snd_una != self.snd_max).then_some(now);
-            self.rto_deadline = if self.snd_una == self.snd_max {
+            self.timers[Timer::Persist] = None;
+            self.stalled_since = (self.snd.una != self.snd.max).then_some(now);
+            self.timers[Timer::Retransmit] = if self.snd.una == self.snd.max {
                 None
             } else {
                 Some(now.plus(self.rtt.rto()))
             };
-            self.tlp_fired = false;
-            self.tlp_deadline = None;
+            self.rec.tlp_fired = false;
+            self.timers[Timer::TailLossProbe] = None;
             self.arm_tlp(now);
             if self.want_writable && self.tx.free() > 0 {
                 self.want_writable = false;
                 self.events |= event::WRITABLE;
             }
-        } else if ack == self.snd_una
+        } else if ack == self.snd.una
             && data_len == 0
             && !seg.flags.fin()
-            && (window == self.snd_wnd || seg.options.sack_blocks[0].is_some())
-            && self.snd_max > self.snd_una
+            && (window == self.snd.wnd || seg.options.sack_blocks[0].is_some())
+            && self.snd.max > self.snd.una
         {
             // RFC 5681 2: a duplicate ACK; with SACK (RFC 6675 2), an ACK
             // reporting new out-of-order data counts even if the window
             // moved (receivers that autotune their buffer move it often).
-            self.dup_acks += 1;
+            self.rec.dup_acks += 1;
             c.tcp_dup_acks += 1;
             // RFC 5827 early retransmit, with SACK as the evidence: when
             // fewer than four segments are out, three duplicate ACKs may
             // never come; a reported block above the hole is enough.
-            let out_segments = self.snd_max.since(self.snd_una).div_ceil(self.mss.max(1));
+            let out_segments = self.snd.max.since(self.snd.una).div_ceil(self.mss.max(1));
             // After a tail loss probe, a SACK above the hole is the loss
             // signal RACK would act on (RFC 8985 7.4).
-            let early =
-                self.sack_ok && !self.sacked.is_empty() && (out_segments < 4 || self.tlp_fired);
+            let early = self.sack_ok
+                && !self.rec.sacked.is_empty()
+                && (out_segments < 4 || self.rec.tlp_fired);
             // After a timeout, NewReno waits for RECOVER before it trusts
             // duplicate ACKs again (RFC 6582 4.1); SACK tells real losses
             // from the retransmissions' echoes, so it need not wait.
-            if (self.dup_acks == 3 || early && self.dup_acks < 3)
-                && !self.in_recovery
-                && (ack >= self.recover || self.sack_ok)
+            if (self.rec.dup_acks == 3 || early && self.rec.dup_acks < 3)
+                && !self.rec.in_recovery
+                && (ack >= self.rec.recover || self.sack_ok)
             {
-                self.dup_acks = 3;
+                self.rec.dup_acks = 3;
                 // RFC 6582 3.2 step 2: enter fast recovery.
-                self.in_recovery = true;
-                self.recover = self.snd_max;
-                self.high_rxt = self.snd_una;
+                self.rec.in_recovery = true;
+                self.rec.recover = self.snd.max;
+                self.rec.high_rxt = self.snd.una;
                 self.cc
-                    .on_fast_retransmit(self.snd_max.since(self.snd_una), self.mss);
-                self.retransmit_una = true;
+                    .on_fast_retransmit(self.snd.max.since(self.snd.una), self.mss);
+                self.rec.retransmit_una = true;
                 self.rtt_timed = None;
                 c.tcp_fast_retransmits += 1;
-            } else if self.dup_acks > 3 && self.in_recovery {
+            } else if self.rec.dup_acks > 3 && self.rec.in_recovery {
                 self.cc.on_dup_ack_in_recovery(self.mss);
                 // With SACK, each further duplicate ACK can repair one more
                 // hole.
                 if self.sack_ok && self.next_hole().is_some() {
-                    self.retransmit_una = true;
+                    self.rec.retransmit_una = true;
                 }
             }
         }
         // Window update (SND.WL1/WL2 rule).
-        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
-            let reopened = self.snd_wnd == 0 && window > 0;
-            self.snd_wnd = window;
-            self.max_snd_wnd = self.max_snd_wnd.max(window);
-            self.snd_wl1 = seq;
-            self.snd_wl2 = ack;
+        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) {
+            let reopened = self.snd.wnd == 0 && window > 0;
+            self.snd.wnd = window;
+            self.snd.max_wnd = self.snd.max_wnd.max(window);
+            self.snd.wl1 = seq;
+            self.snd.wl2 = ack;
             if reopened {
-                self.persist_deadline = None;
+                self.timers[Timer::Persist] = None;
                 self.persist_backoff = 0;
-                if self.snd_una == self.snd_max {
+                if self.snd.una == self.snd.max {
                     self.stalled_since = None;
                 }
             }
@@ -1002,7 +1077,7 @@ impl Tcb {
             State::FinWait1 if self.fin_acked => {
                 self.state = State::FinWait2;
                 if self.app_closed {
-                    self.close_deadline = Some(now.plus(self.cfg.fin_wait2_timeout));
+                    self.timers[Timer::Close] = Some(now.plus(self.cfg.fin_wait2_timeout));
                 }
             }
             State::Closing if self.fin_acked => self.enter_time_wait(now),
@@ -1039,7 +1114,7 @@ impl Tcb {
         }
         let had_ooo = self.rx.has_out_of_order();
         if !data.is_empty() && self.state.receives() {
-            let offset = seq.since(self.rcv_nxt);
+            let offset = seq.since(self.rcv.nxt);
             let w = self.rx.write(offset, data);
             if w.dropped {
                 c.drop(DropReason::QueueFull);
@@ -1052,13 +1127,13 @@ impl Tcb {
                 self.ack_now = true;
             }
             if w.queued {
-                self.last_ooo = Some(seq);
+                self.rcv.last_ooo = Some(seq);
                 c.tcp_ooo_segments += 1;
                 // RFC 5681 4.2: out of order is acknowledged at once.
                 self.ack_now = true;
             }
             if w.in_order > 0 {
-                self.rcv_nxt = self.rcv_nxt + w.in_order;
+                self.rcv.nxt = self.rcv.nxt + w.in_order;
                 self.events |= event::READABLE;
                 c.tcp_rx_bytes += w.in_order as u64;
                 if had_ooo {
@@ -1068,8 +1143,8 @@ impl Tcb {
                 self.unacked_segments += 1;
                 match self.cfg.delayed_ack {
                     Some(d) if self.unacked_segments < 2 => {
-                        if self.ack_deadline.is_none() {
-                            self.ack_deadline = Some(now.plus(d));
+                        if self.timers[Timer::DelayedAck].is_none() {
+                            self.timers[Timer::DelayedAck] = Some(now.plus(d));
                         }
                     }
                     _ => self.ack_now = true,
@@ -1080,15 +1155,15 @@ impl Tcb {
             self.fin_pending = Some(seq + data.len());
         }
         if let Some(fin_seq) = self.fin_pending {
-            if fin_seq == self.rcv_nxt && !self.fin_received {
+            if fin_seq == self.rcv.nxt && !self.fin_received {
                 self.fin_pending = None;
                 self.receive_fin(now);
-            } else if self.fin_received && fin_seq + 1 == self.rcv_nxt {
+            } else if self.fin_received && fin_seq + 1 == self.rcv.nxt {
                 // A retransmitted FIN.
                 self.fin_pending = None;
                 self.ack_now = true;
                 if self.state == State::TimeWait {
-                    self.close_deadline = Some(now.plus(self.cfg.time_wait));
+                    self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
                 }
             }
         }
@@ -1097,7 +1172,7 @@ impl Tcb {
     /// RFC 9293 3.10.7.4, eighth: the FIN bit, in order.
     fn receive_fin(&mut self, now: Instant) {
         self.fin_received = true;
-        self.rcv_nxt = self.rcv_nxt + 1;
+        self.rcv.nxt = self.rcv.nxt + 1;
         self.ack_now = true;
         self.events |= event::PEER_CLOSED;
         match self.state {
@@ -1168,13 +1243,13 @@ impl Tcb {
     }
 
     fn in_window(&self, seq: Seq, wnd: usize) -> bool {
-        self.rcv_nxt <= seq && seq < self.rcv_nxt + wnd
+        self.rcv.nxt <= seq && seq < self.rcv.nxt + wnd
     }
 
     /// RCV.WND: what we advertised, never less (no shrinking).
     fn rcv_window(&self) -> usize {
-        let adv = if self.rcv_adv > self.rcv_nxt {
-            self.rcv_adv.since(self.rcv_nxt)
+        let adv = if self.rcv.adv > self.rcv.nxt {
+            self.rcv.adv.since(self.rcv.nxt)
         } else {
             0
         };
@@ -1188,7 +1263,7 @@ impl Tcb {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
             seq_number: seq.0,
-            ack_number: if flags.ack() { self.rcv_nxt.0 } else { 0 },
+            ack_number: if flags.ack() { self.rcv.nxt.0 } else { 0 },
             flags,
             window_len: 0,
             urgent_at: 0,
@@ -1207,20 +1282,20 @@ impl Tcb {
     fn finish_header(&mut self, now: Instant, repr: &mut TcpRepr) {
         let syn = repr.flags.syn();
         let wnd = self.rx.window();
-        let shift = if syn { 0 } else { self.rcv_shift };
+        let shift = if syn { 0 } else { self.rcv.shift };
         let adv = (wnd >> shift).min(65535);
         repr.window_len = adv as u16;
-        let edge = self.rcv_nxt + (adv << shift);
-        if edge > self.rcv_adv || !self.state.synchronized() {
-            self.rcv_adv = edge;
+        let edge = self.rcv.nxt + (adv << shift);
+        if edge > self.rcv.adv || !self.state.synchronized() {
+            self.rcv.adv = edge;
         }
         if syn {
             let active = self.state == State::SynSent;
             repr.options = syn_options(
                 &self.cfg,
                 active,
-                self.snd_shift,
-                self.rcv_shift,
+                self.snd.shift,
+                self.rcv.shift,
                 self.sack_ok,
             );
         }
@@ -1233,13 +1308,17 @@ impl Tcb {
             self.ts_enabled
         };
         if offer_ts {
-            let ecr = if repr.flags.ack() { self.ts_recent } else { 0 };
+            let ecr = if repr.flags.ack() {
+                self.rcv.ts_recent
+            } else {
+                0
+            };
             repr.options.timestamps = Some((ts_now(now).max(1), ecr));
         }
         if repr.flags.ack() {
-            self.last_ack_sent = self.rcv_nxt;
+            self.rcv.last_ack_sent = self.rcv.nxt;
             self.ack_now = false;
-            self.ack_deadline = None;
+            self.timers[Timer::DelayedAck] = None;
             self.unacked_segments = 0;
         }
         self.last_send = now;
@@ -1273,8 +1352,8 @@ impl Tcb {
     /// last first.
     fn fill_sack_blocks(&self, repr: &mut TcpRepr) {
         let ranges = self.rx.assembler().ranges();
-        let base = self.rcv_nxt;
-        let recent = self.last_ooo.and_then(|s| {
+        let base = self.rcv.nxt;
+        let recent = self.rcv.last_ooo.and_then(|s| {
             ranges
                 .iter()
                 .position(|&(a, b)| base + a <= s && s < base + b)
@@ -1290,39 +1369,40 @@ impl Tcb {
 
     /// Record the peer's SACK blocks (RFC 2018) above SND.UNA.
     fn take_sack_blocks(&mut self, seg: &TcpRepr) {
-        let una = self.snd_una;
-        self.sacked.retain(|r| r.1 > una);
+        let una = self.snd.una;
+        self.rec.sacked.retain(|r| r.1 > una);
         for (l, r) in seg.options.sack_blocks.iter().flatten() {
             let (mut l, mut r) = (Seq(*l), Seq(*r));
-            if r <= l || r <= una || r > self.snd_max {
+            if r <= l || r <= una || r > self.snd.max {
                 continue;
             }
             l = l.max(una);
             // Merge with what overlaps or touches.
             let mut i = 0;
-            while i < self.sacked.len() {
-                let (a, b) = self.sacked[i];
+            while i < self.rec.sacked.len() {
+                let (a, b) = self.rec.sacked[i];
                 if b < l || a > r {
                     i += 1;
                 } else {
                     l = l.min(a);
                     r = r.max(b);
-                    self.sacked.remove(i);
+                    self.rec.sacked.remove(i);
                 }
             }
             let at = self
+                .rec
                 .sacked
                 .iter()
                 .position(|x| x.0 > l)
-                .unwrap_or(self.sacked.len());
-            if self.sacked.is_full() {
+                .unwrap_or(self.rec.sacked.len());
+            if self.rec.sacked.is_full() {
                 // Keep the lowest ranges: they are the next holes.
-                if at == self.sacked.len() {
+                if at == self.rec.sacked.len() {
                     continue;
                 }
-                self.sacked.pop();
+                self.rec.sacked.pop();
             }
-            self.sacked.insert(at, (l, r));
+            self.rec.sacked.insert(at, (l, r));
         }
     }
 
@@ -1331,9 +1411,9 @@ impl Tcb {
     /// already retransmitted that the peer has not reported, below the
     /// highest it has reported. Returns (start, length).
     fn next_hole(&self) -> Option<(Seq, usize)> {
-        let high = self.sacked.last()?.1;
-        let mut start = self.snd_una.max(self.high_rxt);
-        for &(a, b) in &self.sacked {
+        let high = self.rec.sacked.last()?.1;
+        let mut start = self.snd.una.max(self.rec.high_rxt);
+        for &(a, b) in &self.rec.sacked {
             if start >= a && start < b {
                 start = b;
             }
@@ -1342,6 +1422,7 @@ impl Tcb {
             return None;
         }
         let end = self
+            .rec
             .sacked
             .iter()
             .find(|r| r.0 > start)
@@ -1361,35 +1442,35 @@ impl Tcb {
         match self.state {
             State::Closed => return,
             State::SynSent | State::SynReceived => {
-                if self.snd_nxt == self.iss {
+                if self.snd.nxt == self.snd.iss {
                     let flags = if self.state == State::SynSent {
                         TcpFlags::SYN
                     } else {
                         TcpFlags::SYN | TcpFlags::ACK
                     };
-                    let mut repr = self.header(self.iss, flags);
+                    let mut repr = self.header(self.snd.iss, flags);
                     self.finish_header(now, &mut repr);
                     if emit(&repr, &[], &[]) {
-                        if self.snd_max != self.iss {
+                        if self.snd.max != self.snd.iss {
                             self.tx_stats.retransmits += 1;
                         } else if !self.ts_enabled {
-                            self.rtt_timed = Some((self.iss, now));
+                            self.rtt_timed = Some((self.snd.iss, now));
                         }
-                        self.snd_nxt = self.iss + 1;
-                        self.snd_max = self.snd_max.max(self.snd_nxt);
+                        self.snd.nxt = self.snd.iss + 1;
+                        self.snd.max = self.snd.max.max(self.snd.nxt);
                         self.tx_stats.segments += 1;
                     }
                     // Sent or not (no buffer, TX full, ARP queue full), the
                     // SYN is due: the retransmission timer tries it again,
                     // as if it had been lost on the wire.
-                    self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
+                    self.timers[Timer::Retransmit].get_or_insert(now.plus(self.rtt.rto()));
                     self.stalled_since.get_or_insert(now);
                 } else if self.state == State::SynReceived && self.ack_now {
                     // RFC 9293 3.10.7.4, first check: an unacceptable
                     // segment is answered with an ACK, in SYN-RECEIVED too
                     // (in a simultaneous open, an RFC-strict peer's
                     // SYN-ACK is one, and it waits for this ACK).
-                    let mut repr = self.header(self.snd_nxt, TcpFlags::ACK);
+                    let mut repr = self.header(self.snd.nxt, TcpFlags::ACK);
                     self.finish_header(now, &mut repr);
                     if emit(&repr, &[], &[]) {
                         self.tx_stats.segments += 1;
@@ -1402,35 +1483,35 @@ impl Tcb {
             _ => {}
         }
         if self.state.synchronized() && self.state != State::TimeWait {
-            if self.retransmit_una {
-                self.retransmit_una = false;
+            if self.rec.retransmit_una {
+                self.rec.retransmit_una = false;
                 // With SACK, repair up to a few holes per ACK (a bounded
                 // burst; the RFC 6675 pipe would allow what cwnd allows).
-                let holes = if self.sack_ok && self.in_recovery {
+                let holes = if self.sack_ok && self.rec.in_recovery {
                     4
                 } else {
                     1
                 };
                 for i in 0..holes {
                     let (seq, len) = match self.next_hole() {
-                        Some(h) if self.in_recovery => h,
-                        _ if i == 0 => (self.snd_una, self.mss),
+                        Some(h) if self.rec.in_recovery => h,
+                        _ if i == 0 => (self.snd.una, self.mss),
                         _ => break,
                     };
                     let Some(sent) = self.send_segment(now, seq, len, emit) else {
                         break;
                     };
-                    self.high_rxt = self.high_rxt.max(seq + sent.max(1));
+                    self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
                 }
             }
-            let before = self.snd_max;
+            let before = self.snd.max;
             self.send_data(now, emit);
-            if self.probe_tail {
-                self.probe_tail = false;
-                if self.snd_max == before && self.snd_max > self.snd_una {
-                    let data_end = self.snd_una + self.tx.len();
-                    let end = self.snd_max.min(data_end);
-                    let len = end.since(self.snd_una).min(self.send_mss());
+            if self.rec.probe_tail {
+                self.rec.probe_tail = false;
+                if self.snd.max == before && self.snd.max > self.snd.una {
+                    let data_end = self.snd.una + self.tx.len();
+                    let end = self.snd.max.min(data_end);
+                    let len = end.since(self.snd.una).min(self.send_mss());
                     if len > 0 {
                         self.send_segment(now, end - len, len, emit);
                     } else if self.fin_seq.is_some() {
@@ -1441,8 +1522,8 @@ impl Tcb {
         }
         if self.probe_now {
             self.probe_now = false;
-            let flight = self.snd_nxt.since(self.snd_una);
-            let usable = self.snd_wnd.min(self.cc.window()).saturating_sub(flight);
+            let flight = self.snd.nxt.since(self.snd.una);
+            let usable = self.snd.wnd.min(self.cc.window()).saturating_sub(flight);
             if self.window_blocked() && usable > 0 {
                 // RFC 9293 3.8.6.2.1, the override timeout: the window
                 // stays below what sender SWS avoidance waits for, and no
@@ -1450,7 +1531,7 @@ impl Tcb {
                 // `tcp_write_wakeup`).
                 let unsent = self.tx.len().saturating_sub(flight);
                 if self
-                    .send_segment(now, self.snd_nxt, unsent.min(usable), emit)
+                    .send_segment(now, self.snd.nxt, unsent.min(usable), emit)
                     .is_some()
                 {
                     self.tx_stats.probes += 1;
@@ -1459,7 +1540,7 @@ impl Tcb {
                 // Zero-window probe and keepalive: an old sequence number
                 // makes the peer answer with its ACK and window (RFC 9293
                 // 3.8.6.1).
-                let mut repr = self.header(self.snd_una - 1, TcpFlags::ACK);
+                let mut repr = self.header(self.snd.una - 1, TcpFlags::ACK);
                 self.finish_header(now, &mut repr);
                 if emit(&repr, &[], &[]) {
                     self.tx_stats.segments += 1;
@@ -1478,9 +1559,9 @@ impl Tcb {
         }
         if self.window_blocked() {
             self.stalled_since.get_or_insert(now);
-            if self.persist_deadline.is_none() {
+            if self.timers[Timer::Persist].is_none() {
                 let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
-                self.persist_deadline = Some(at);
+                self.timers[Timer::Persist] = Some(at);
             }
         }
     }
@@ -1493,9 +1574,9 @@ impl Tcb {
     fn window_blocked(&self) -> bool {
         self.state.synchronized()
             && self.state != State::TimeWait
-            && self.snd_nxt == self.snd_una
+            && self.snd.nxt == self.snd.una
             && !self.tx.is_empty()
-            && self.snd_wnd < self.tx.len().min(self.send_mss())
+            && self.snd.wnd < self.tx.len().min(self.send_mss())
     }
 
     /// The sequence number of an ACK or RST without data. Not SND.NXT once a
@@ -1505,11 +1586,11 @@ impl Tcb {
     /// SND.MAX). Not past the right edge of the peer's window either (Linux
     /// `tcp_acceptable_seq`).
     fn pure_ack_seq(&self) -> Seq {
-        let window_end = self.snd_una + self.snd_wnd;
-        if self.snd_max <= window_end {
-            self.snd_max
+        let window_end = self.snd.una + self.snd.wnd;
+        if self.snd.max <= window_end {
+            self.snd.max
         } else {
-            window_end.max(self.snd_nxt)
+            window_end.max(self.snd.nxt)
         }
     }
 
@@ -1519,8 +1600,8 @@ impl Tcb {
     fn ack_not_sent(&mut self, now: Instant) {
         self.ack_now = true;
         let retry = now.plus(Duration::from_millis(200));
-        if self.ack_deadline.is_none_or(|d| d > retry) {
-            self.ack_deadline = Some(retry);
+        if self.timers[Timer::DelayedAck].is_none_or(|d| d > retry) {
+            self.timers[Timer::DelayedAck] = Some(retry);
         }
     }
 
@@ -1538,7 +1619,7 @@ impl Tcb {
         max: usize,
         emit: &mut Emit<'_>,
     ) -> Option<usize> {
-        let offset = seq.since(self.snd_una);
+        let offset = seq.since(self.snd.una);
         let avail = self.tx.len().saturating_sub(offset);
         let len = avail.min(max).min(self.send_mss());
         let fin = self.fin_queued
@@ -1563,13 +1644,13 @@ impl Tcb {
             // due, and the retransmission timer makes sure it is tried
             // again even if nothing else is in flight to draw an ACK.
             self.ack_not_sent(now);
-            self.rto_deadline.get_or_insert(now.plus(self.rtt.rto()));
+            self.timers[Timer::Retransmit].get_or_insert(now.plus(self.rtt.rto()));
             return None;
         }
         let end = seq + len + fin as usize;
         self.tx_stats.segments += 1;
         self.tx_stats.bytes += len as u64;
-        if seq < self.snd_max {
+        if seq < self.snd.max {
             self.tx_stats.retransmits += 1;
             if let Some((timed, _)) = self.rtt_timed {
                 if timed >= seq {
@@ -1588,22 +1669,22 @@ impl Tcb {
                 _ => {}
             }
         }
-        if end > self.snd_nxt {
-            self.snd_nxt = end;
+        if end > self.snd.nxt {
+            self.snd.nxt = end;
         }
-        if end > self.snd_max {
-            if self.snd_max == self.snd_una
+        if end > self.snd.max {
+            if self.snd.max == self.snd.una
                 && now.since(self.last_send) > self.rtt.rto()
                 && self.last_send != Instant::ZERO
             {
                 self.cc.on_idle_restart(self.mss);
             }
-            self.snd_max = end;
+            self.snd.max = end;
         }
-        if self.rto_deadline.is_none() {
-            self.rto_deadline = Some(now.plus(self.rtt.rto()));
+        if self.timers[Timer::Retransmit].is_none() {
+            self.timers[Timer::Retransmit] = Some(now.plus(self.rtt.rto()));
         }
-        if self.tlp_deadline.is_none() {
+        if self.timers[Timer::TailLossProbe].is_none() {
             self.arm_tlp(now);
         }
         Some(len)
@@ -1615,9 +1696,9 @@ impl Tcb {
     /// once per flight, and only if it comes before the RTO.
     fn arm_tlp(&mut self, now: Instant) {
         // Not after a timeout either (RFC 8985 7.2): the RTO owns the flight.
-        if self.tlp_fired
-            || self.in_recovery
-            || self.snd_max == self.snd_una
+        if self.rec.tlp_fired
+            || self.rec.in_recovery
+            || self.snd.max == self.snd.una
             || self.rtt.backoffs() > 0
         {
             return;
@@ -1626,12 +1707,12 @@ impl Tcb {
             return;
         };
         let mut pto = (2 * srtt.micros()).max(10_000);
-        if self.snd_max.since(self.snd_una) <= self.mss {
+        if self.snd.max.since(self.snd.una) <= self.mss {
             pto += WC_DEL_ACK_T.micros();
         }
         let at = now.plus(Duration::from_micros(pto));
-        if self.rto_deadline.is_none_or(|r| at < r) {
-            self.tlp_deadline = Some(at);
+        if self.timers[Timer::Retransmit].is_none_or(|r| at < r) {
+            self.timers[Timer::TailLossProbe] = Some(at);
         }
     }
 
@@ -1641,31 +1722,32 @@ impl Tcb {
         loop {
             // Going back after a timeout: skip what the peer reported
             // holding.
-            if self.snd_nxt < self.snd_max {
+            if self.snd.nxt < self.snd.max {
                 if let Some(&(_, b)) = self
+                    .rec
                     .sacked
                     .iter()
-                    .find(|r| r.0 <= self.snd_nxt && self.snd_nxt < r.1)
+                    .find(|r| r.0 <= self.snd.nxt && self.snd.nxt < r.1)
                 {
-                    self.snd_nxt = b.min(self.snd_max);
+                    self.snd.nxt = b.min(self.snd.max);
                     continue;
                 }
             }
-            let offset = self.snd_nxt.since(self.snd_una);
+            let offset = self.snd.nxt.since(self.snd.una);
             let unsent = self.tx.len().saturating_sub(offset);
-            let fin_due = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd_nxt <= f);
+            let fin_due = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd.nxt <= f);
             if unsent == 0 && !fin_due {
                 return;
             }
-            let flight = self.snd_nxt.since(self.snd_una);
-            let wnd = self.snd_wnd.min(self.cc.window());
+            let flight = self.snd.nxt.since(self.snd.una);
+            let wnd = self.snd.wnd.min(self.cc.window());
             let usable = wnd.saturating_sub(flight);
             let mss = self.send_mss();
             let len = unsent.min(mss).min(usable);
             if len < unsent || (unsent > 0 && len == 0) {
                 // Not all of it fits: send only a full segment, or half the
                 // largest window the peer offered.
-                let ok = len == mss || (len > 0 && len >= self.max_snd_wnd / 2);
+                let ok = len == mss || (len > 0 && len >= self.snd.max_wnd / 2);
                 if !ok {
                     return;
                 }
@@ -1673,7 +1755,7 @@ impl Tcb {
                 // Nagle: a small segment waits for the outstanding ACK.
                 return;
             }
-            match self.send_segment(now, self.snd_nxt, len, emit) {
+            match self.send_segment(now, self.snd.nxt, len, emit) {
                 Some(n) if n > 0 => {}
                 _ => return,
             }
@@ -1684,47 +1766,37 @@ impl Tcb {
 
     /// The earliest deadline of any timer.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.rto_deadline,
-            self.tlp_deadline,
-            self.ack_deadline,
-            self.persist_deadline,
-            self.keepalive_deadline,
-            self.close_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next()
     }
 
     /// Run the timers due by `now`.
     pub fn on_timer(&mut self, now: Instant, c: &mut Counters) {
-        if self.close_deadline.is_some_and(|d| d <= now) {
-            self.close_deadline = None;
+        if self.timers[Timer::Close].is_some_and(|d| d <= now) {
+            self.timers[Timer::Close] = None;
             if matches!(self.state, State::TimeWait | State::FinWait2) {
                 self.finish(CloseReason::Normal);
                 return;
             }
         }
-        if self.ack_deadline.is_some_and(|d| d <= now) {
-            self.ack_deadline = None;
+        if self.timers[Timer::DelayedAck].is_some_and(|d| d <= now) {
+            self.timers[Timer::DelayedAck] = None;
             self.ack_now = true;
             c.tcp_delayed_acks += 1;
         }
-        if self.rto_deadline.is_some_and(|d| d <= now) {
-            self.tlp_deadline = None;
+        if self.timers[Timer::Retransmit].is_some_and(|d| d <= now) {
+            self.timers[Timer::TailLossProbe] = None;
             self.on_rto(now, c);
         }
-        if self.tlp_deadline.is_some_and(|d| d <= now) {
-            self.tlp_deadline = None;
-            if self.snd_max > self.snd_una && !self.in_recovery && self.state.synchronized() {
-                self.tlp_fired = true;
-                self.probe_tail = true;
+        if self.timers[Timer::TailLossProbe].is_some_and(|d| d <= now) {
+            self.timers[Timer::TailLossProbe] = None;
+            if self.snd.max > self.snd.una && !self.rec.in_recovery && self.state.synchronized() {
+                self.rec.tlp_fired = true;
+                self.rec.probe_tail = true;
                 c.tcp_tail_loss_probes += 1;
             }
         }
-        if self.persist_deadline.is_some_and(|d| d <= now) {
-            self.persist_deadline = None;
+        if self.timers[Timer::Persist].is_some_and(|d| d <= now) {
+            self.timers[Timer::Persist] = None;
             if self.window_blocked() {
                 if self.persist_gives_up(now, c) {
                     return;
@@ -1732,32 +1804,32 @@ impl Tcb {
                 self.probe_window(now);
             }
         }
-        if let (Some(d), Some(ka)) = (self.keepalive_deadline, self.cfg.keepalive) {
+        if let (Some(d), Some(ka)) = (self.timers[Timer::Keepalive], self.cfg.keepalive) {
             if d <= now {
                 if self.keepalive_sent >= ka.probes {
                     return self.time_out(c);
                 }
                 self.keepalive_sent += 1;
                 self.probe_now = true;
-                self.keepalive_deadline = Some(now.plus(ka.interval));
+                self.timers[Timer::Keepalive] = Some(now.plus(ka.interval));
             }
         }
     }
 
     /// RFC 6298 5.4-5.7 and RFC 5681 3.1: the retransmission timer fired.
     fn on_rto(&mut self, now: Instant, c: &mut Counters) {
-        self.rto_deadline = None;
-        if self.state.synchronized() && self.snd_wnd == 0 && !self.tx.is_empty() {
+        self.timers[Timer::Retransmit] = None;
+        if self.state.synchronized() && self.snd.wnd == 0 && !self.tx.is_empty() {
             // The peer shrank its window to zero under data in flight (RFC
             // 9293 3.8.6.1 lets a receiver do so): the data is not lost,
             // the peer cannot take it, and no retransmission would be
             // taken either. Not a retransmission failure: probe the window
             // as the persist timer does (Linux `tcp_retransmit_timer`, a
             // shrunk window), and resend from SND.UNA when it opens.
-            self.snd_nxt = self.snd_una;
-            self.tlp_fired = false;
-            self.probe_tail = false;
-            self.retransmit_una = false;
+            self.snd.nxt = self.snd.una;
+            self.rec.tlp_fired = false;
+            self.rec.probe_tail = false;
+            self.rec.retransmit_una = false;
             self.rtt_timed = None;
             if !self.persist_gives_up(now, c) {
                 self.probe_window(now);
@@ -1787,29 +1859,29 @@ impl Tcb {
             return self.time_out(c);
         }
         c.tcp_rto += 1;
-        if self.state.synchronized() && self.snd_max > self.snd_una {
-            self.cc.on_rto(self.snd_max.since(self.snd_una), self.mss);
+        if self.state.synchronized() && self.snd.max > self.snd.una {
+            self.cc.on_rto(self.snd.max.since(self.snd.una), self.mss);
         }
         self.rtt.back_off();
-        self.in_recovery = false;
-        self.recover = self.snd_max;
-        self.dup_acks = 0;
+        self.rec.in_recovery = false;
+        self.rec.recover = self.snd.max;
+        self.rec.dup_acks = 0;
         self.rtt_timed = None;
-        self.retransmit_una = false;
+        self.rec.retransmit_una = false;
         // RFC 2018 8: the receiver may renege on what it reported; keep
         // trusting the report for one timeout (go-back-N skips what it
         // holds), not for two in a row.
         if self.rtt.backoffs() > 1 {
-            self.sacked.clear();
+            self.rec.sacked.clear();
         }
-        self.tlp_fired = false;
-        self.probe_tail = false;
-        self.high_rxt = self.snd_una;
-        self.snd_nxt = self.snd_una;
+        self.rec.tlp_fired = false;
+        self.rec.probe_tail = false;
+        self.rec.high_rxt = self.snd.una;
+        self.snd.nxt = self.snd.una;
         if matches!(self.state, State::SynSent | State::SynReceived) {
-            self.snd_nxt = self.iss;
+            self.snd.nxt = self.snd.iss;
         }
-        self.rto_deadline = Some(self.clamp_to_user_timeout(now.plus(self.rtt.rto())));
+        self.timers[Timer::Retransmit] = Some(self.clamp_to_user_timeout(now.plus(self.rtt.rto())));
     }
 
     /// Give up: retransmissions or probes went unanswered (counted in
@@ -1855,7 +1927,7 @@ impl Tcb {
         self.persist_backoff += 1;
         self.persist_probes += 1;
         let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
-        self.persist_deadline = Some(at);
+        self.timers[Timer::Persist] = Some(at);
     }
 
     /// A retransmission or persist deadline no later than the user
@@ -1908,12 +1980,12 @@ impl Tcb {
     /// SYN-ACK left, for an RTT sample without timestamps (Karn: None after
     /// a retransmission).
     pub fn syn_ack_sent(&mut self, now: Instant, first_sent: Option<Instant>) {
-        self.snd_nxt = self.iss + 1;
-        self.snd_max = self.snd_nxt;
-        self.rcv_adv = self.rcv_nxt + self.rx.window().min(65535);
-        self.rto_deadline = Some(now.plus(self.rtt.rto()));
+        self.snd.nxt = self.snd.iss + 1;
+        self.snd.max = self.snd.nxt;
+        self.rcv.adv = self.rcv.nxt + self.rx.window().min(65535);
+        self.timers[Timer::Retransmit] = Some(now.plus(self.rtt.rto()));
         if let (false, Some(sent)) = (self.ts_enabled, first_sent) {
-            self.rtt_timed = Some((self.iss, sent));
+            self.rtt_timed = Some((self.snd.iss, sent));
         }
     }
 }

@@ -1694,3 +1694,22 @@ fn pure_acks_carry_snd_max_after_a_timeout() {
     t.tcb.abort();
     assert_eq!(t.out(), vec![o(RST | ACK, ISS + 1 + 2 * 536, IRS + 5, b"")]);
 }
+
+/// Every timer goes when a connection ends: one list of timers, cleared at
+/// once (before, `finish` cleared five deadlines of six and left an armed
+/// tail loss probe behind).
+#[test]
+fn an_aborted_connection_keeps_no_timer() {
+    let mut t = T::established(cfg());
+    // The handshake timed the SYN-ACK: a measured RTT arms the probe.
+    assert!(t.tcb.srtt().is_some());
+    // Segments in flight: the probe comes before the RTO.
+    assert_eq!(t.tcb.send(&[b'x'; 3000]), 3000);
+    assert!(t.out().len() > 1);
+    let probe = t.tcb.next_deadline().expect("armed");
+    assert!(probe < t.now.plus(t.tcb.rto()), "the probe is first");
+    t.tcb.abort();
+    assert_eq!(t.out()[0].0, RST | ACK);
+    assert!(t.tcb.is_closed());
+    assert_eq!(t.tcb.next_deadline(), None);
+}
