@@ -20,9 +20,9 @@
 //! [`Tcb::next_deadline`].
 //!
 //! State is grouped as the RFC names it, as Seastar's `tcp.hh` does: the
-//! send sequence space ([`SendSeq`], `snd`), the receive sequence space
-//! ([`RecvSeq`], `rcv`), loss recovery ([`Recovery`], `rec`), and one
-//! deadline per [`Timer`] in [`Timers`]; congestion control is the `Cc`
+//! send sequence space (`SendSeq`, `snd`), the receive sequence space
+//! (`RecvSeq`, `rcv`), loss recovery (`Recovery`, `rec`), and one
+//! deadline per `Timer` in `Timers`; congestion control is the `Cc`
 //! enum, held inline.
 
 use super::buffer::{RecvBuffer, SendBuffer};
