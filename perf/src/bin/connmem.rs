@@ -20,9 +20,10 @@
 //! Per connection: (after - before) / N, the table's own slots and index
 //! included, and (after - empty table) / N without them.
 //!
-//! Bounded: with resident memory grown past `--max-rss-mb` (default: a
-//! quarter of MemAvailable) it stops opening connections and reports how
-//! many it reached; the figure per connection stands, measured over those.
+//! Bounded: with resident memory grown past `--max-rss-mb` (default: half
+//! of MemAvailable, at most 10 GiB: a million at 8 KB each fits) it stops
+//! opening connections and reports how many it reached; the figure per
+//! connection stands, measured over those.
 //! Prints one JSON line (also written to FILE).
 
 use dpstack::stats::Counters;
@@ -228,7 +229,7 @@ fn main() {
 fn run() {
     let mut conns: u32 = 1_000_000;
     let mut exchange = false;
-    let mut max_rss_kb = mem_available_kb() / 4;
+    let mut max_rss_kb = (mem_available_kb() / 2).min(10 << 20);
     let mut json = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
