@@ -224,6 +224,12 @@ run_wrk wrk-crr-nginx "Connection: close"
 kill $NG 2>/dev/null; wait $NG 2>/dev/null || true
 ip netns del dpsbH; ip netns del dpsbK
 
+# 5. Memory per idle connection: kept-alive connections over veth to
+# dpstack's http app and to nginx, then a million in process (perf's connmem).
+if [ "$SMOKE" = 1 ]; then CM=(--smoke "$OUT"); else CM=("$OUT"); fi
+bash perf/bench-conn-memory.sh "${CM[@]}" >"$OUT/connmem.txt"
+while read -r l; do log "$l"; done <"$OUT/connmem.txt"
+
 # 4. Instructions per packet on plain buffers (callgrind, deterministic),
 # counted inside FuzzCore::receive only, net of the harness's own work.
 cg() { # case -> instructions per frame (or per pair for tcp-data-ack)

@@ -194,6 +194,54 @@ for c, what in [("udp-echo", "UDP echo (64-byte frame in, echo out)"),
         w(f"| {what} | {r['instructions']:.0f} | {r['raw']:.0f} | {r['harness']:.0f} |")
 w("")
 
+# 5. connection memory
+def kb(x):
+    return f"{x / 1024:.2f} KB"
+
+
+w("## 5. Memory per idle connection")
+w("")
+cd, cn = j("connmem-dpstack"), j("connmem-nginx")
+ci, cx = j("connmem-inproc"), j("connmem-inproc-exchange")
+if cd and cn:
+    w(f"{cd['conns']} connections from a Linux host namespace over veth")
+    w("(perf/idle_clients.py, spread over processes), each sending one GET and")
+    w("then kept open and idle, to dpstack `http:80:100` (1 lcore,")
+    w("`--tcp-max-conns 65536`) and to nginx (1 worker) on the same veth end.")
+    w("dpstack: its process's VmRSS (and RssAnon) after minus before. nginx: master")
+    w("and worker VmRSS after minus before, plus the kernel's sockets: the slab")
+    w("caches a socket uses (TCP, sock_inode_cache, filp, dentry, eventpoll) are")
+    w("machine-wide and grow by the client's sockets too, so nginx's share is the")
+    w("growth in the nginx run less the growth in the dpstack run (the client's")
+    w("sockets alone), plus any growth of /proc/net/sockstat's `TCP: mem` pages.")
+    w("perf/bench-conn-memory.sh; perf/src/bin/connmem.rs for the in-process rows.")
+    w("")
+    w("| server | connections held | per connection | of which | ratio to nginx |")
+    w("|---|---|---|---|---|")
+    gauges = ""
+    if cd.get("tcp_mem_bytes") is not None:
+        gauges = f"; tcp_mem_bytes {cd['tcp_mem_bytes'] / max(cd['held'], 1):.0f} B each, peak {cd['tcp_mem_peak']}"
+    w(f"| dpstack http | {cd['held']} ({cd['failed']} failed) | {kb(cd['bytes_per_conn'])} | "
+      f"RssAnon {kb(cd['anon_bytes_per_conn'])}{gauges} | {ratio(cd['bytes_per_conn'], cn['bytes_per_conn']):.2f} |")
+    w(f"| nginx + Linux | {cn['held']} ({cn['failed']} failed) | {kb(cn['bytes_per_conn'])} | "
+      f"nginx {kb(cn['rss_bytes_per_conn'])}, kernel {kb(cn['kernel_bytes_per_conn'])}; "
+      f"nginx's whole RSS counted: {kb(cn['bytes_per_conn_whole_rss'])} |  |")
+    w("")
+if ci and cx:
+    w("In process, on one core's TcpTable (heap, no device): connections opened")
+    w("through the real state machine (a SYN with Linux's options, `Tcb::accept`,")
+    w("the SYN-ACK checked, the ACK processed), left idle; VmRSS after minus")
+    w("before, the table's own slots and index included. Page tables (VmPTE)")
+    w("are not in VmRSS and are shown apart.")
+    w("")
+    w("| connections | each did | per connection | page tables | time to open |")
+    w("|---|---|---|---|---|")
+    for r in (ci, cx):
+        reached = f"{r['conns']:,}" + ("" if r["conns"] == r["target"] else f" of {r['target']:,} ({r['stopped']})")
+        what = "one GET and a 100-byte response" if r["exchange"] else "the handshake"
+        w(f"| {reached} | {what} | {kb(r['bytes_per_conn'])} | {kb(r['pte_bytes_per_conn'])} | {r['seconds']:.1f} s |")
+    w("")
+
 # Targets
 w("## Targets")
 w("")
@@ -216,6 +264,18 @@ for what, ours, base, key, want, unit in [
     if ours and base:
         r = ratio(ours[key], base[key])
         target_line(f"{what}: {r:.2f}{unit}", r >= want)
+if cd and cn:
+    target_line(f"an idle kept-alive connection costs <= 8 KB (dpstack http, {cd['held']} over veth): "
+                f"{kb(cd['bytes_per_conn'])}", cd["held"] > 0 and cd["bytes_per_conn"] <= 8192)
+    target_line(f"... and no more than on Linux (nginx + kernel sockets, same run): "
+                f"{ratio(cd['bytes_per_conn'], cn['bytes_per_conn']):.2f}x",
+                cd["bytes_per_conn"] <= cn["bytes_per_conn"])
+for r in (ci, cx):
+    if r:
+        target_line(f"{r['target']:,} idle connections in process, <= 8 KB each "
+                    f"({'after one request' if r['exchange'] else 'handshake only'}): "
+                    f"{r['conns']:,} opened, {kb(r['bytes_per_conn'])} each",
+                    r["conns"] == r["target"] and r["bytes_per_conn"] <= 8192)
 for name in ["memif-udp-dpstack-1-half", "veth-udp-dpstack-half"]:
     h = j(name)
     if h:
@@ -238,13 +298,25 @@ w("  show that both paths work across 2 queues, not scaling.")
 w("- Instruction counts are a whole core on heap buffers, one frame per burst:")
 w("  the PMD, the mbuf frees and the timers (which run on the clock) are not in")
 w("  them.")
+w("- Memory per connection counts resident pages, not allocations: a buffer")
+w("  allocated but never written costs address space and page tables only. The")
+w("  in-process rows and the server's row can differ for that reason (which")
+w("  pages of a connection's buffers get written). The kernel's share for")
+w("  nginx comes from machine-wide slab counts: other work on the machine")
+w("  during the run shows up in it.")
 w("")
 
+for r in (cd, cn):
+    if r and not (r["held"] > 0 and r["bytes_per_conn"] > 0):
+        sys.exit(f"bench_report: no connection held or no memory measured: {r}")
+for r in (ci, cx):
+    if r and not (r["conns"] > 0 and r["bytes_per_conn"] > 0):
+        sys.exit(f"bench_report: connmem measured nothing: {r}")
 if missing:
     sys.exit(f"bench_report: not produced: {', '.join(sorted(set(missing)))}")
 # Every rate and latency must be a number above zero.
 for f in os.listdir(out):
-    if f.endswith(".json") and not f.startswith("instr-"):
+    if f.endswith(".json") and not f.startswith(("instr-", "connmem-")):
         r = json.load(open(f"{out}/{f}"))
         if not (r["rx_pps"] > 0 and r["latency"]["p50_us"] > 0):
             sys.exit(f"bench_report: {f} has no rate or latency: {r}")

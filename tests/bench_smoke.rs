@@ -28,6 +28,7 @@ fn every_benchmark_produces_its_numbers() {
         "## 2. UDP echo over veth",
         "## 3. HTTP",
         "## 4. Instructions per packet",
+        "## 5. Memory per idle connection",
         "## Targets",
     ] {
         assert!(doc.contains(section), "no {section:?} in\n{doc}");
@@ -44,6 +45,26 @@ fn every_benchmark_produces_its_numbers() {
             .map(|m| m.len())
             .unwrap_or(0);
         assert!(len > 1000, "{png}: {len} bytes");
+    }
+    // Connection memory: every connection held, a figure for each server
+    // and for the in-process table (no size asserted: `make bench` reports).
+    for (name, held) in [("connmem-dpstack", "held"), ("connmem-nginx", "held")] {
+        let j = std::fs::read_to_string(out.join(format!("{name}.json"))).expect(name);
+        let v: serde_json::Value = serde_json::from_str(&j).expect("json");
+        assert_eq!(v[held], v["conns"], "{name}: {j}");
+        assert!(
+            v["bytes_per_conn"].as_f64().unwrap_or(0.0) > 0.0,
+            "{name}: {j}"
+        );
+    }
+    for name in ["connmem-inproc", "connmem-inproc-exchange"] {
+        let j = std::fs::read_to_string(out.join(format!("{name}.json"))).expect(name);
+        let v: serde_json::Value = serde_json::from_str(&j).expect("json");
+        assert_eq!(v["conns"], v["target"], "{name}: {j}");
+        assert!(
+            v["bytes_per_conn"].as_f64().unwrap_or(0.0) > 0.0,
+            "{name}: {j}"
+        );
     }
     // Instruction counts are figures, not blanks.
     for case in ["udp-echo", "icmp-echo", "tcp-data-ack"] {
