@@ -159,10 +159,14 @@ impl<P: BufPool> Net<P> {
         let iss = self.syn.cookies.iss(self.now, local, key.remote, irs, &p);
         let ecr = syn.options.timestamps.map_or(0, |t| t.0);
         let repr = syn_ack(&self.tcp.cfg, key, iss, irs, &p, (tsval.unwrap_or(0), ecr));
+        // Counted when issued, as Linux's SyncookiesSent: a SYN-ACK whose
+        // next hop cannot be resolved (a spoofed source behind a silent
+        // gateway) is a cookie all the same, and counted again under its
+        // drop reason.
+        self.counters.tcp_syncookies_sent += 1;
+        self.syn.cookie_sent(self.now);
         if self.dispatch_tcp(*key.remote.ip(), &repr, &[], &[]).is_ok() {
             self.counters.tcp_tx_segments += 1;
-            self.counters.tcp_syncookies_sent += 1;
-            self.syn.cookie_sent(self.now);
         }
     }
 

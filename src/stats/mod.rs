@@ -305,7 +305,9 @@ counters! {
     tcp_closing,
     /// Connections in LAST_ACK now (gauge).
     tcp_last_ack,
-    /// SYN-ACKs sent with a SYN cookie (no state kept; RFC 4987 3.6).
+    /// SYNs answered with a SYN cookie (no state kept; RFC 4987 3.6),
+    /// counted when issued: one whose SYN-ACK could not go out is also
+    /// counted under its drop reason (e.g. `drop_no_arp`).
     tcp_syncookies_sent,
     /// ACKs carrying a valid cookie (each builds a connection, table room
     /// permitting: else `tcp_accept_table_full`).
