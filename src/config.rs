@@ -78,6 +78,15 @@ pub struct Cli {
     /// Local ports for connections dpstack opens, LO-HI.
     #[arg(long, value_name = "LO-HI")]
     pub tcp_ports: Option<String>,
+    /// RFC 5482 user timeout: drop a connection whose data has gone
+    /// unacknowledged (or waited behind a zero window) this long, in
+    /// milliseconds (0: off, retransmissions are counted instead).
+    #[arg(long, value_name = "MS")]
+    pub tcp_user_timeout_ms: Option<u64>,
+    /// Retransmission timeouts before a connection the application closed
+    /// is dropped, as Linux tcp_orphan_retries (0: the default, 8).
+    #[arg(long, value_name = "N")]
+    pub tcp_orphan_retries: Option<u32>,
     /// Half-open connections each core keeps in its SYN cache (0: none,
     /// every SYN gets a cookie unless cookies are off).
     #[arg(long, value_name = "N")]
@@ -144,6 +153,8 @@ pub struct FileConfig {
     pub tcp_keepalive: Option<u64>,
     pub tcp_min_rto_ms: Option<u64>,
     pub tcp_ports: Option<String>,
+    pub tcp_user_timeout_ms: Option<u64>,
+    pub tcp_orphan_retries: Option<u32>,
     pub tcp_syn_cache: Option<usize>,
     pub tcp_syncookies: Option<String>,
     pub kni: Option<String>,
@@ -201,6 +212,12 @@ pub const DEFAULT_TCP_MEMORY: usize = 1 << 30;
 const MIN_TCP_MEMORY: usize = 4 << 20;
 /// 1 TiB: a guard against a mistyped unit, not a real bound.
 const MAX_TCP_MEMORY: usize = 1 << 40;
+
+/// The longest RFC 5482 user timeout: Linux's (`TCP_USER_TIMEOUT` is an
+/// int of milliseconds), about 24.8 days.
+pub const MAX_TCP_USER_TIMEOUT_MS: u64 = i32::MAX as u64;
+/// Linux `tcp_orphan_retries`: 0 stands for this.
+const DEFAULT_TCP_ORPHAN_RETRIES: u32 = 8;
 
 /// A redirection table as the user states it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -474,6 +491,30 @@ fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, Confi
         }
         t.rto_min = Duration::from_millis(ms);
     }
+    if let Some(ms) = cli.tcp_user_timeout_ms.or(file.tcp_user_timeout_ms) {
+        if ms > MAX_TCP_USER_TIMEOUT_MS {
+            return bad(format!(
+                "--tcp-user-timeout-ms {ms}: at most {MAX_TCP_USER_TIMEOUT_MS} (as Linux)"
+            ));
+        }
+        t.user_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if let Some(n) = cli.tcp_orphan_retries.or(file.tcp_orphan_retries) {
+        // An orphan is also bound by `max_retries`: more would change
+        // nothing. 0 means 8, as in Linux (`tcp_orphan_retries()`), not
+        // "give up at the first timeout".
+        if n > t.max_retries {
+            return bad(format!(
+                "--tcp-orphan-retries {n}: must be 0..={} (0: {DEFAULT_TCP_ORPHAN_RETRIES})",
+                t.max_retries
+            ));
+        }
+        t.orphan_retries = if n == 0 {
+            DEFAULT_TCP_ORPHAN_RETRIES
+        } else {
+            n
+        };
+    }
     if let Some(r) = cli.tcp_ports.clone().or_else(|| file.tcp_ports.clone()) {
         let parsed = r
             .split_once('-')
@@ -588,6 +629,45 @@ mod tests {
     }
 
     #[test]
+    fn user_timeout_and_orphan_retries() {
+        let ip = ["--ip", "198.18.0.1/24"];
+        let none = FileConfig::default();
+        let d = Config::merge(&cli(&ip), &none).unwrap().tcp;
+        assert_eq!((d.user_timeout, d.orphan_retries), (None, 8));
+        let mut a = ip.to_vec();
+        a.extend([
+            "--tcp-user-timeout-ms",
+            "30000",
+            "--tcp-orphan-retries",
+            "3",
+        ]);
+        let t = Config::merge(&cli(&a), &none).unwrap().tcp;
+        assert_eq!(t.user_timeout, Some(Duration::from_millis(30_000)));
+        assert_eq!(t.orphan_retries, 3);
+        // The file, and the command line over it; 0 turns the user timeout
+        // off and gives the orphans Linux's 8.
+        let file: FileConfig =
+            toml::from_str("tcp-user-timeout-ms = 5000\ntcp-orphan-retries = 2\n").unwrap();
+        let t = Config::merge(&cli(&ip), &file).unwrap().tcp;
+        assert_eq!(t.user_timeout, Some(Duration::from_millis(5000)));
+        assert_eq!(t.orphan_retries, 2);
+        let mut a = ip.to_vec();
+        a.extend(["--tcp-user-timeout-ms", "0", "--tcp-orphan-retries", "0"]);
+        let t = Config::merge(&cli(&a), &file).unwrap().tcp;
+        assert_eq!((t.user_timeout, t.orphan_retries), (None, 8));
+        let mut a = ip.to_vec();
+        a.extend([
+            "--tcp-user-timeout-ms",
+            "2147483647",
+            "--tcp-orphan-retries",
+            "15",
+        ]);
+        let t = Config::merge(&cli(&a), &none).unwrap().tcp;
+        assert_eq!(t.user_timeout, Some(Duration::from_millis(2_147_483_647)));
+        assert_eq!(t.orphan_retries, 15);
+    }
+
+    #[test]
     fn bad_values_are_one_clear_error() {
         let f = FileConfig::default();
         assert_eq!(Config::merge(&cli(&[]), &f), Err(ConfigError::MissingIp));
@@ -629,6 +709,8 @@ mod tests {
             &["--tcp-syn-cache", "0", "--tcp-syncookies", "never"],
             &["--tcp-memory", "1000"],
             &["--tcp-memory", "2000000000000"],
+            &["--tcp-user-timeout-ms", "2147483648"],
+            &["--tcp-orphan-retries", "16"],
         ] {
             let mut a = vec!["--ip", "198.18.0.1/24"];
             a.extend_from_slice(bad);
@@ -683,5 +765,13 @@ mod tests {
     #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<FileConfig>("ipp = \"x\"").is_err());
+        for bad in ["tcp-user-timeout-ms = -1", "tcp-orphan-retries = \"8\""] {
+            assert!(toml::from_str::<FileConfig>(bad).is_err(), "{bad}");
+        }
+        let file: FileConfig = toml::from_str("tcp-orphan-retries = 99\n").unwrap();
+        assert!(matches!(
+            Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file),
+            Err(ConfigError::BadTcp(_))
+        ));
     }
 }

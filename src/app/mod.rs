@@ -14,7 +14,7 @@ pub use crate::tcp::{CloseReason, ConnId};
 pub use crate::udp::BindError;
 pub use builtin::{AppKind, AppSpec, HttpServer, TcpEcho, UdpEcho, UdpSink};
 
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -148,6 +148,19 @@ pub trait NetCtx {
     fn tcp_close(&mut self, conn: ConnId) -> Result<(), TcpError>;
     /// Reset the connection now.
     fn tcp_abort(&mut self, conn: ConnId) -> Result<(), TcpError>;
+    /// RFC 5482 user timeout of this connection, in place of
+    /// `--tcp-user-timeout-ms`: once its data has gone unacknowledged, or
+    /// waited behind the peer's zero window, this long, it is reset and
+    /// [`TcpEvent::Closed`] with [`CloseReason::TimedOut`] follows
+    /// (counted in `tcp_user_timeouts`). `None`, or a zero duration, turns
+    /// it off (retransmissions are counted instead, as Linux
+    /// `TCP_USER_TIMEOUT` 0). Checked when the retransmission or window
+    /// probe timer next fires.
+    fn tcp_set_user_timeout(
+        &mut self,
+        conn: ConnId,
+        timeout: Option<Duration>,
+    ) -> Result<(), TcpError>;
 }
 
 /// An application instance on one core.

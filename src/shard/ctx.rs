@@ -1605,4 +1605,11 @@ impl<P: BufPool> NetCtx for Net<P> {
     fn tcp_abort(&mut self, conn: ConnId) -> Result<(), TcpError> {
         self.tcp_abort_impl(conn)
     }
+    fn tcp_set_user_timeout(
+        &mut self,
+        conn: ConnId,
+        timeout: Option<Duration>,
+    ) -> Result<(), TcpError> {
+        self.tcp_set_user_timeout_impl(conn, timeout)
+    }
 }

@@ -606,6 +606,20 @@ impl<P: BufPool> Net<P> {
         })
     }
 
+    pub(super) fn tcp_set_user_timeout_impl(
+        &mut self,
+        conn: ConnId,
+        timeout: Option<Duration>,
+    ) -> Result<(), TcpError> {
+        // A zero timeout is none, as Linux TCP_USER_TIMEOUT 0 (a zero one
+        // would end the connection at its first retransmission timeout).
+        let timeout = timeout.filter(|d| d.micros() > 0);
+        self.with_conn(conn, |t, _| {
+            t.set_user_timeout(timeout);
+            Ok(())
+        })
+    }
+
     pub(super) fn tcp_abort_impl(&mut self, conn: ConnId) -> Result<(), TcpError> {
         self.with_conn(conn, |t, _| {
             t.abort();

@@ -2207,3 +2207,137 @@ fn a_cache_entry_takes_resets_syns_and_its_ack_as_syn_received_would() {
     r.core.clear();
     assert_eq!(r.in_use(), 0);
 }
+
+/// Per-connection options of the application API (`NetCtx::tcp_set_*`).
+mod connection_options {
+    use super::*;
+    use crate::app::{App, BindError, CloseReason, Datagram, NetCtx, TcpError, TcpEvent};
+
+    /// Sends 100 bytes on every connection it accepts; the ones from
+    /// `limited_port` get a user timeout.
+    struct Talker {
+        limited_port: u16,
+        timeout: Option<Duration>,
+        timed_out: u64,
+        other_closes: u64,
+        stale_refused: u64,
+    }
+
+    impl App for Talker {
+        fn name(&self) -> String {
+            "talker".into()
+        }
+        fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError> {
+            net.tcp_listen(80)
+        }
+        fn on_datagram(&mut self, _net: &mut dyn NetCtx, _d: &Datagram<'_>) {}
+        fn on_tcp(&mut self, net: &mut dyn NetCtx, ev: TcpEvent) {
+            match ev {
+                TcpEvent::Accepted { conn, remote, .. } => {
+                    if remote.port() == self.limited_port {
+                        net.tcp_set_user_timeout(conn, self.timeout).unwrap();
+                    }
+                    assert_eq!(net.tcp_send(conn, &[b'x'; 100]), Ok(100));
+                }
+                TcpEvent::Closed { conn, reason } => {
+                    if reason == CloseReason::TimedOut {
+                        self.timed_out += 1;
+                    } else {
+                        self.other_closes += 1;
+                    }
+                    if net.tcp_set_user_timeout(conn, None) == Err(TcpError::NoConnection) {
+                        self.stale_refused += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            vec![
+                ("timed_out", self.timed_out),
+                ("other_closes", self.other_closes),
+                ("stale_refused", self.stale_refused),
+            ]
+        }
+    }
+
+    fn talker_rig(timeout: Option<Duration>) -> Rig {
+        let factory: AppFactory = Arc::new(move |_: &CoreInfo| -> Box<dyn App> {
+            Box::new(Talker {
+                limited_port: 40000,
+                timeout,
+                timed_out: 0,
+                other_closes: 0,
+                stale_refused: 0,
+            })
+        });
+        let mut r = rig_with_factories(&[factory], CoreLimits::default());
+        r.learn_host();
+        r
+    }
+
+    /// RFC 5482 through the API: the peer acknowledges the handshake and
+    /// then nothing. The connection with a 2 s user timeout is reset 2 s
+    /// after its data went out, well before 15 retransmission timeouts,
+    /// and its application hears `Closed { TimedOut }`; the other one,
+    /// without, keeps retransmitting.
+    #[test]
+    fn a_per_connection_user_timeout_ends_a_connection_whose_peer_went_silent() {
+        let mut r = talker_rig(Some(Duration::from_secs(2)));
+        let start = r.now;
+        let iss = handshake(&mut r, 40000);
+        let mut sent = tcp_to(&r.take_tx(), HOST_IP);
+        handshake(&mut r, 40001);
+        sent.extend(tcp_to(&r.take_tx(), HOST_IP));
+        assert_eq!(sent.len(), 2, "each connection's 100 bytes");
+        assert!(sent.iter().all(|(_, data)| data.len() == 100));
+        let mut retransmits = 0;
+        let mut rst = None;
+        while r.now.since(start) < Duration::from_millis(2900) {
+            r.tick(Duration::from_millis(50));
+            for (seg, data) in tcp_to(&r.take_tx(), HOST_IP) {
+                if seg.flags.rst() {
+                    rst = Some((seg, r.now));
+                } else if seg.dst_port == 40000 && data.len() == 100 {
+                    retransmits += 1;
+                }
+            }
+            if r.now.since(start) < Duration::from_millis(1950) {
+                assert_eq!(r.core.tcp_connections(), 2, "at {:?}", r.now);
+            }
+        }
+        assert!(retransmits >= 1, "retransmitted before giving up");
+        let (rst, at) = rst.expect("the limited connection was reset");
+        // At SND.MAX, after the 100 bytes never acknowledged.
+        assert_eq!((rst.dst_port, rst.seq_number), (40000, iss + 101));
+        assert!(at.since(start) <= Duration::from_millis(2050), "{at:?}");
+        let c = &r.core.net.counters;
+        assert_eq!((c.tcp_user_timeouts, c.tcp_timeouts), (1, 1));
+        assert_eq!(r.core.tcp_connections(), 1, "the one without stays");
+        assert_eq!(app_counter(&r.core, "timed_out"), 1);
+        assert_eq!(app_counter(&r.core, "other_closes"), 0);
+        assert_eq!(app_counter(&r.core, "stale_refused"), 1);
+        r.core.clear();
+        assert_eq!(r.in_use(), 0);
+    }
+
+    /// `None` and a zero duration both mean no user timeout: the silent
+    /// peer's connection outlives 2 s and is still retransmitting.
+    #[test]
+    fn a_zero_or_absent_user_timeout_is_off() {
+        for timeout in [None, Some(Duration::from_micros(0))] {
+            let mut r = talker_rig(timeout);
+            handshake(&mut r, 40000);
+            r.take_tx();
+            for _ in 0..60 {
+                r.tick(Duration::from_millis(50));
+                r.take_tx();
+            }
+            let c = &r.core.net.counters;
+            assert_eq!((c.tcp_user_timeouts, c.tcp_timeouts), (0, 0), "{timeout:?}");
+            assert!(c.tcp_rto >= 1);
+            assert_eq!(r.core.tcp_connections(), 1);
+            r.core.clear();
+        }
+    }
+}
