@@ -10,7 +10,7 @@
 mod builtin;
 pub mod http;
 
-pub use crate::tcp::{CloseReason, ConnId};
+pub use crate::tcp::{CloseReason, ConnId, Keepalive};
 pub use crate::udp::BindError;
 pub use builtin::{AppKind, AppSpec, HttpServer, TcpEcho, UdpEcho, UdpSink};
 
@@ -94,6 +94,8 @@ pub enum TcpError {
     NoPort,
     #[error("no route to the destination")]
     NoRoute,
+    #[error("invalid argument")]
+    InvalidArgument,
 }
 
 /// The stack as an application sees it, on its own core.
@@ -160,6 +162,22 @@ pub trait NetCtx {
         &mut self,
         conn: ConnId,
         timeout: Option<Duration>,
+    ) -> Result<(), TcpError>;
+    /// Nagle's algorithm off (`true`, Linux `TCP_NODELAY`) or on for this
+    /// connection, in place of `--tcp-nodelay`. Turned off, what it held
+    /// back leaves when the callback returns.
+    fn tcp_set_nodelay(&mut self, conn: ConnId, nodelay: bool) -> Result<(), TcpError>;
+    /// Keepalive (RFC 1122 4.2.3.6) for this connection, in place of
+    /// `--tcp-keepalive`: after `idle` without a segment from the peer,
+    /// up to `probes` probes `interval` apart, then reset and
+    /// [`TcpEvent::Closed`] with [`CloseReason::TimedOut`]. The idle time
+    /// runs from now; `None` stops it. Idle and interval of at least a
+    /// second and at least one probe, as Linux (`TCP_KEEPIDLE`,
+    /// `TCP_KEEPINTVL`, `TCP_KEEPCNT`), or [`TcpError::InvalidArgument`].
+    fn tcp_set_keepalive(
+        &mut self,
+        conn: ConnId,
+        keepalive: Option<Keepalive>,
     ) -> Result<(), TcpError>;
 }
 

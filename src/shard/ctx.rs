@@ -1612,4 +1612,14 @@ impl<P: BufPool> NetCtx for Net<P> {
     ) -> Result<(), TcpError> {
         self.tcp_set_user_timeout_impl(conn, timeout)
     }
+    fn tcp_set_nodelay(&mut self, conn: ConnId, nodelay: bool) -> Result<(), TcpError> {
+        self.tcp_set_nodelay_impl(conn, nodelay)
+    }
+    fn tcp_set_keepalive(
+        &mut self,
+        conn: ConnId,
+        keepalive: Option<crate::tcp::Keepalive>,
+    ) -> Result<(), TcpError> {
+        self.tcp_set_keepalive_impl(conn, keepalive)
+    }
 }

@@ -3,7 +3,7 @@
 //! application calls of [`NetCtx`].
 
 use super::*;
-use crate::tcp::TwVerdict;
+use crate::tcp::{Keepalive, TwVerdict};
 
 /// Refresh the TCP gauges this often.
 const GAUGE_INTERVAL: Duration = Duration::from_millis(100);
@@ -616,6 +616,34 @@ impl<P: BufPool> Net<P> {
         let timeout = timeout.filter(|d| d.micros() > 0);
         self.with_conn(conn, |t, _| {
             t.set_user_timeout(timeout);
+            Ok(())
+        })
+    }
+
+    pub(super) fn tcp_set_nodelay_impl(
+        &mut self,
+        conn: ConnId,
+        nodelay: bool,
+    ) -> Result<(), TcpError> {
+        self.with_conn(conn, |t, _| {
+            t.set_nagle(!nodelay);
+            Ok(())
+        })
+    }
+
+    pub(super) fn tcp_set_keepalive_impl(
+        &mut self,
+        conn: ConnId,
+        keepalive: Option<Keepalive>,
+    ) -> Result<(), TcpError> {
+        // Linux's floors (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT >= 1):
+        // a zero interval would probe on every timer tick.
+        let second = Duration::from_secs(1);
+        if keepalive.is_some_and(|k| k.idle < second || k.interval < second || k.probes == 0) {
+            return Err(TcpError::InvalidArgument);
+        }
+        self.with_conn(conn, |t, now| {
+            t.set_keepalive(now, keepalive);
             Ok(())
         })
     }

@@ -2211,7 +2211,7 @@ fn a_cache_entry_takes_resets_syns_and_its_ack_as_syn_received_would() {
 /// Per-connection options of the application API (`NetCtx::tcp_set_*`).
 mod connection_options {
     use super::*;
-    use crate::app::{App, BindError, CloseReason, Datagram, NetCtx, TcpError, TcpEvent};
+    use crate::app::{App, BindError, CloseReason, ConnId, Datagram, NetCtx, TcpError, TcpEvent};
 
     /// Sends 100 bytes on every connection it accepts; the ones from
     /// `limited_port` get a user timeout.
@@ -2339,5 +2339,140 @@ mod connection_options {
             assert_eq!(r.core.tcp_connections(), 1);
             r.core.clear();
         }
+    }
+
+    /// Set up each accepted connection with `setup`, send 100 bytes, and
+    /// answer whatever arrives with 10 bytes.
+    struct Chatter {
+        setup: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError>,
+        setup_failed: u64,
+        timed_out: u64,
+        buf: [u8; 256],
+    }
+
+    impl App for Chatter {
+        fn name(&self) -> String {
+            "chatter".into()
+        }
+        fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError> {
+            net.tcp_listen(80)
+        }
+        fn on_datagram(&mut self, _net: &mut dyn NetCtx, _d: &Datagram<'_>) {}
+        fn on_tcp(&mut self, net: &mut dyn NetCtx, ev: TcpEvent) {
+            match ev {
+                TcpEvent::Accepted { conn, .. } => {
+                    if (self.setup)(net, conn).is_err() {
+                        self.setup_failed += 1;
+                    }
+                    assert_eq!(net.tcp_send(conn, &[b'x'; 100]), Ok(100));
+                }
+                TcpEvent::Readable { conn } => {
+                    while net.tcp_recv(conn, &mut self.buf) != Ok(0) {}
+                    assert_eq!(net.tcp_send(conn, &[b'y'; 10]), Ok(10));
+                }
+                TcpEvent::Closed {
+                    reason: CloseReason::TimedOut,
+                    ..
+                } => self.timed_out += 1,
+                _ => {}
+            }
+        }
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            vec![
+                ("setup_failed", self.setup_failed),
+                ("timed_out", self.timed_out),
+            ]
+        }
+    }
+
+    fn chatter_rig(setup: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError>) -> Rig {
+        let factory: AppFactory = Arc::new(move |_: &CoreInfo| -> Box<dyn App> {
+            Box::new(Chatter {
+                setup,
+                setup_failed: 0,
+                timed_out: 0,
+                buf: [0; 256],
+            })
+        });
+        let mut r = rig_with_factories(&[factory], CoreLimits::default());
+        r.learn_host();
+        r
+    }
+
+    /// The peer sends a request while our 100 bytes are unacknowledged:
+    /// Nagle (RFC 1122 4.2.3.4) holds the 10-byte answer back, unless the
+    /// application turned it off for the connection.
+    #[test]
+    fn nodelay_per_connection_sends_a_small_segment_behind_unacknowledged_data() {
+        let leave: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError> = |_, _| Ok(());
+        let nodelay: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError> =
+            |net, conn| net.tcp_set_nodelay(conn, true);
+        for (setup, answered) in [(leave, false), (nodelay, true)] {
+            let mut r = chatter_rig(setup);
+            let iss = handshake(&mut r, 40000);
+            let sent = tcp_to(&r.take_tx(), HOST_IP);
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].1.len(), 100);
+            // Data that acknowledges our SYN only.
+            r.rx(&tcp_frame(40000, 101, iss + 1, ACK | TcpFlags::PSH, b"hi"));
+            r.tick(Duration::from_micros(100));
+            let small = tcp_to(&r.take_tx(), HOST_IP)
+                .into_iter()
+                .filter(|(_, d)| d.as_slice() == [b'y'; 10].as_slice())
+                .count();
+            assert_eq!(small, usize::from(answered), "nodelay {answered}");
+            assert_eq!(app_counter(&r.core, "setup_failed"), 0);
+            r.core.clear();
+        }
+    }
+
+    /// Keepalive set on one connection: the peer acknowledges our data and
+    /// goes silent; after 1 s idle, 2 probes 1 s apart, then a reset and
+    /// `Closed { TimedOut }`. Intervals under a second are refused.
+    #[test]
+    fn keepalive_per_connection_probes_then_times_out_a_silent_peer() {
+        let ka = |net: &mut dyn NetCtx, conn| {
+            let probe = |interval| crate::app::Keepalive {
+                idle: Duration::from_secs(1),
+                interval,
+                probes: 2,
+            };
+            assert_eq!(
+                net.tcp_set_keepalive(conn, Some(probe(Duration::from_millis(10)))),
+                Err(TcpError::InvalidArgument)
+            );
+            net.tcp_set_keepalive(conn, Some(probe(Duration::from_secs(1))))
+        };
+        let mut r = chatter_rig(ka);
+        let iss = handshake(&mut r, 40000);
+        r.take_tx();
+        r.rx(&tcp_frame(40000, 101, iss + 101, ACK, b""));
+        let start = r.now;
+        let mut probes = Vec::new();
+        let mut reset = None;
+        for _ in 0..80 {
+            r.tick(Duration::from_millis(50));
+            for (seg, _) in tcp_to(&r.take_tx(), HOST_IP) {
+                if seg.flags.rst() {
+                    reset = Some(r.now.since(start));
+                } else {
+                    probes.push(r.now.since(start));
+                }
+            }
+        }
+        assert_eq!(probes.len(), 2, "{probes:?}");
+        assert!(probes[0] >= Duration::from_secs(1), "{probes:?}");
+        assert!(probes[1] >= Duration::from_secs(2), "{probes:?}");
+        assert!(
+            reset.is_some_and(|t| t >= Duration::from_secs(3)),
+            "{reset:?}"
+        );
+        let c = &r.core.net.counters;
+        assert_eq!((c.tcp_timeouts, c.tcp_user_timeouts), (1, 0));
+        assert_eq!(r.core.tcp_connections(), 0);
+        assert_eq!(app_counter(&r.core, "timed_out"), 1);
+        assert_eq!(app_counter(&r.core, "setup_failed"), 0);
+        r.core.clear();
+        assert_eq!(r.in_use(), 0);
     }
 }

@@ -30,7 +30,7 @@ use super::cc::Cc;
 use super::rtt::RttEstimator;
 use super::seq::Seq;
 use super::timewait::TimeWait;
-use super::{event, CloseReason, TcpConfig};
+use super::{event, CloseReason, Keepalive, TcpConfig};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Duration, Instant};
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
@@ -1944,6 +1944,22 @@ impl Tcb {
     /// of the configured one.
     pub fn set_user_timeout(&mut self, timeout: Option<Duration>) {
         self.cfg.user_timeout = timeout;
+    }
+
+    /// Nagle's algorithm (RFC 1122 4.2.3.4) for this connection, in place
+    /// of the configured one (off: Linux `TCP_NODELAY`). What it held back
+    /// goes at the next dispatch.
+    pub fn set_nagle(&mut self, on: bool) {
+        self.cfg.nagle = on;
+    }
+
+    /// Keepalive (RFC 1122 4.2.3.6) for this connection, in place of the
+    /// configured one (Linux `SO_KEEPALIVE` with `TCP_KEEPIDLE`,
+    /// `TCP_KEEPINTVL`, `TCP_KEEPCNT`): the idle time runs from `now`, and
+    /// probes already sent are forgotten; None stops probing.
+    pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<Keepalive>) {
+        self.cfg.keepalive = keepalive;
+        self.peer_alive(now);
     }
 }
 
