@@ -27,14 +27,13 @@ use super::ctx::{Core, CoreLimits, IfaceConfig};
 use crate::app::{AppSpec, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
 use crate::buf::{HeapPool, PacketBuf, PooledHeapBuf};
+use crate::fuzzing::oracle::{check_emitted_frame, Emitted};
 use crate::stats::{Counters, DropReason};
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::TcpConfig;
 use crate::time::{Duration, Instant};
-use crate::wire::{
-    ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
-};
+use crate::wire::frame::Parsed;
+use crate::wire::EthernetAddress;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
@@ -264,42 +263,24 @@ impl Sim {
             (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
         });
         s.largest_frame = s.largest_frame.max(f.len());
-        let eth = EthernetRepr::parse(&EthernetFrame::new_checked(f).unwrap()).unwrap();
-        assert_eq!(eth.src_addr, self.nodes[from].mac, "seed {seed}");
-        let l2 = eth.buffer_len();
-        match eth.ethertype {
-            EtherType::Arp => {
+        let node = &self.nodes[from];
+        let emitted = check_emitted_frame(f, MTU, node.mac).unwrap_or_else(|e| {
+            panic!(
+                "seed {seed}, t={}us: node {from} sent a bad frame: {e}",
+                self.now.micros()
+            )
+        });
+        match emitted {
+            Emitted::Other(Parsed::Arp(_)) => {
                 s.arp_frames += 1;
                 if self.trace {
                     println!("t={}us {from}->{} ARP", self.now.micros(), 1 - from);
                 }
-                assert!(f.len() <= MAX_FRAME);
-                let arp = ArpRepr::parse(&ArpPacket::new_checked(&f[l2..]).unwrap());
-                assert!(arp.is_ok(), "seed {seed}: {arp:?}");
                 None
             }
-            EtherType::Ipv4 => {
-                let p = Ipv4Packet::new_checked(&f[l2..]).unwrap();
-                let total = usize::from(p.total_len());
-                assert!(
-                    total <= MTU && f.len() <= MAX_FRAME,
-                    "seed {seed}, t={}us: node {from} sent a {}-byte frame, {total} bytes of IP \
-                     (MTU {MTU}): {:?}",
-                    self.now.micros(),
-                    f.len(),
-                    TcpPacket::new_checked(p.payload())
-                        .ok()
-                        .and_then(|t| TcpRepr::parse(&t, &p.src_addr(), &p.dst_addr(), false).ok())
-                );
-                assert_eq!(f.len(), l2 + total, "seed {seed}: no trailing bytes");
-                let ip = Ipv4Repr::parse(&p, true).expect("IPv4 checksum");
-                assert!(!p.is_fragment(), "seed {seed}: TCP is never fragmented");
-                assert_eq!(ip.src_addr, self.nodes[from].ip);
-                assert_eq!(ip.dst_addr, self.nodes[1 - from].ip);
-                assert_eq!(ip.next_header, IpProtocol::Tcp, "seed {seed}");
-                let t = TcpPacket::new_checked(p.payload()).unwrap();
-                let tcp = TcpRepr::parse(&t, &ip.src_addr, &ip.dst_addr, true)
-                    .unwrap_or_else(|e| panic!("seed {seed}: TCP checksum or options: {e:?}"));
+            Emitted::Tcp { ip, tcp, payload } => {
+                assert_eq!(ip.src_addr, node.ip, "seed {seed}");
+                assert_eq!(ip.dst_addr, self.nodes[1 - from].ip, "seed {seed}");
                 s.tcp_segments += 1;
                 if self.trace {
                     println!(
@@ -309,20 +290,20 @@ impl Sim {
                         tcp.flags,
                         tcp.seq_number,
                         tcp.ack_number,
-                        t.payload().len(),
+                        payload.len(),
                         (tcp.src_port, tcp.dst_port)
                     );
                 }
-                if t.payload().is_empty() {
+                if payload.is_empty() {
                     return None;
                 }
                 s.tcp_data_segments += 1;
                 if tcp.options.sack_blocks[0].is_some() {
                     s.data_with_sack += 1;
                 }
-                Some(l2 + usize::from(p.header_len()) + t.header_len())
+                Some(f.len() - payload.len())
             }
-            other => panic!("seed {seed}: node {from} sent ethertype {other:?}"),
+            other => panic!("seed {seed}: node {from} sent {other:?}"),
         }
     }
 

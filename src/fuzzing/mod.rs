@@ -1,6 +1,9 @@
 //! A whole core on heap buffers, for the fuzzer (tests/fuzz) and property
 //! tests: feed it any bytes as a received frame; it must not panic, and
 //! every buffer taken from the pool must be accounted for afterwards.
+//! [`oracle`] says what every frame a core sends must satisfy.
+
+pub mod oracle;
 
 use crate::app::{AppSpec, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};
