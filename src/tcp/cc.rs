@@ -208,15 +208,13 @@ enum HyPhase {
 
 /// HyStart++ state. A round ends when the ACK for the data that was in
 /// flight at its start arrives (RFC 9406 windowEnd = SND.NXT); counted
-/// here in bytes delivered, which is the same thing without sequence
-/// numbers.
+/// here as the bytes still to be acknowledged, which is the same thing
+/// without sequence numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HyStart {
     phase: HyPhase,
-    /// Bytes acknowledged so far (in slow start).
-    delivered: u64,
-    /// The current round ends when `delivered` reaches this.
-    window_end: u64,
+    /// Bytes to be acknowledged before the current round ends.
+    round_left: usize,
     last_round_min: u32,
     current_round_min: u32,
     samples: u8,
@@ -226,8 +224,7 @@ impl HyStart {
     fn new() -> HyStart {
         HyStart {
             phase: HyPhase::SlowStart,
-            delivered: 0,
-            window_end: 0,
+            round_left: 0,
             last_round_min: NO_RTT,
             current_round_min: NO_RTT,
             samples: 0,
@@ -244,13 +241,12 @@ impl HyStart {
         if self.phase == HyPhase::Off {
             return false;
         }
-        self.delivered += ack.acked as u64;
-        if self.delivered >= self.window_end {
+        if ack.acked >= self.round_left {
             // A new round: the last one's minimum is the reference.
             self.last_round_min = self.current_round_min;
             self.current_round_min = NO_RTT;
             self.samples = 0;
-            self.window_end = self.delivered + ack.flight as u64;
+            self.round_left = ack.flight;
             if let HyPhase::Css { rounds, .. } = &mut self.phase {
                 *rounds += 1;
                 if *rounds >= CSS_ROUNDS {
@@ -258,6 +254,8 @@ impl HyStart {
                     return true;
                 }
             }
+        } else {
+            self.round_left -= ack.acked;
         }
         if let Some(rtt) = ack.rtt {
             let us = u32::try_from(rtt.micros()).unwrap_or(NO_RTT - 1);
@@ -300,8 +298,10 @@ struct SlowStart {
     backed_off: bool,
     /// In the slow start that follows a timeout: L = 1 SMSS (RFC 3465 2.2).
     after_rto: bool,
-    /// Since when nothing has been in flight (the ACK that emptied it).
-    idle_since: Option<Instant>,
+    /// Since when nothing has been in flight (the ACK that emptied it);
+    /// `Instant::ZERO`: something is, or the idle time was taken (not an
+    /// Option, to keep every connection 8 bytes smaller).
+    idle_since: Instant,
 }
 
 impl SlowStart {
@@ -310,7 +310,7 @@ impl SlowStart {
             hystart: HyStart::new(),
             backed_off: false,
             after_rto: false,
-            idle_since: None,
+            idle_since: Instant::ZERO,
         }
     }
 
@@ -327,7 +327,7 @@ impl SlowStart {
     /// Bookkeeping for every ACK of new data or end of recovery.
     fn note_ack(&mut self, now: Instant, flight: usize) {
         self.backed_off = false;
-        self.idle_since = (flight == 0).then_some(now);
+        self.idle_since = if flight == 0 { now } else { Instant::ZERO };
     }
 
     /// The slow-start increase this ACK earns, and whether HyStart++ ends
@@ -356,7 +356,8 @@ impl SlowStart {
 
     /// How long the flight was empty, once.
     fn take_idle(&mut self, now: Instant) -> Option<Duration> {
-        self.idle_since.take().map(|t| now.since(t))
+        let since = std::mem::replace(&mut self.idle_since, Instant::ZERO);
+        (since != Instant::ZERO).then(|| now.since(since))
     }
 }
 
@@ -479,10 +480,8 @@ const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA_CUBIC) / (1.0 + BETA_CUBIC);
 struct Epoch {
     /// When it began; moved later by idle time (RFC 9438 5.8).
     start: Instant,
-    /// K: the seconds the curve takes to reach `w_max`.
+    /// K: the seconds the curve takes to reach W_max.
     k: f64,
-    /// W_max for this stage, bytes.
-    w_max: f64,
     /// W_est, the window Reno would have now (RFC 9438 4.3), bytes.
     w_est: f64,
 }
@@ -505,7 +504,8 @@ pub struct Cubic {
     carry: f64,
     /// W_max: the window before the last reduction, lowered by fast
     /// convergence (RFC 9438 4.7); 0 after a timeout, so that the next
-    /// stage starts its curve where it is (4.8).
+    /// stage starts its curve where it is (4.8). Raised to cwnd_epoch when
+    /// a stage starts above it; the current stage's from then on.
     w_max: f64,
     /// cwnd_prior: the window before the last reduction, where W_est's
     /// growth switches to Reno's rate (RFC 9438 4.3).
@@ -541,7 +541,7 @@ impl Cubic {
     /// W_max (bytes): that of the current stage, or the one the next stage
     /// will aim for.
     pub fn w_max(&self) -> f64 {
-        self.epoch.map_or(self.w_max, |e| e.w_max)
+        self.w_max
     }
 
     /// W_est of the current stage (bytes).
@@ -552,7 +552,7 @@ impl Cubic {
     /// W_cubic(t) of the current stage, bytes, `t` seconds after it began
     /// (RFC 9438 4.2, eq. 1).
     pub fn w_cubic(&self, t: f64, mss: usize) -> Option<f64> {
-        self.epoch.map(|e| w_cubic(&e, t, mss))
+        self.epoch.map(|e| w_cubic(&e, self.w_max, t, mss))
     }
 
     /// In HyStart++'s conservative slow start.
@@ -589,7 +589,6 @@ impl Cubic {
         Epoch {
             start: now,
             k,
-            w_max,
             w_est: cwnd,
         }
     }
@@ -613,13 +612,13 @@ impl Cubic {
             ALPHA_CUBIC
         };
         e.w_est += alpha * mss * acked / cwnd;
-        let next = if w_cubic(&e, t, ack.mss) < e.w_est {
+        let next = if w_cubic(&e, self.w_max, t, ack.mss) < e.w_est {
             e.w_est
         } else {
             // Concave (4.4) and convex (4.5) regions: aim one RTT ahead on
             // the curve, at most 1.5 times the window, and get there over a
             // window of ACKs.
-            let target = w_cubic(&e, t + rtt, ack.mss).clamp(cwnd, 1.5 * cwnd);
+            let target = w_cubic(&e, self.w_max, t + rtt, ack.mss).clamp(cwnd, 1.5 * cwnd);
             cwnd + (target - cwnd) * acked / cwnd
         };
         // Never shrink in avoidance: the window may already be past W_est
@@ -630,8 +629,8 @@ impl Cubic {
 }
 
 /// RFC 9438 eq. 1, in bytes: C is in MSS per second cubed.
-fn w_cubic(e: &Epoch, t: f64, mss: usize) -> f64 {
-    C_CUBIC * mss as f64 * (t - e.k).powi(3) + e.w_max
+fn w_cubic(e: &Epoch, w_max: f64, t: f64, mss: usize) -> f64 {
+    C_CUBIC * mss as f64 * (t - e.k).powi(3) + w_max
 }
 
 fn secs(d: Duration) -> f64 {
@@ -670,7 +669,7 @@ impl CongestionControl for Cubic {
         let cwnd = self.window_f64();
         // RFC 9438 4.7, fast convergence: a loss below the last W_max means
         // another flow took bandwidth; give some up by aiming lower.
-        self.w_max = if cwnd < self.w_max() {
+        self.w_max = if cwnd < self.w_max {
             cwnd * (1.0 + BETA_CUBIC) / 2.0
         } else {
             cwnd
@@ -922,7 +921,7 @@ mod tests {
         // object; and small, as every connection holds one.
         assert!(std::mem::size_of::<Cc>() <= std::mem::size_of::<Cubic>() + 8);
         assert!(
-            std::mem::size_of::<Cc>() <= 160,
+            std::mem::size_of::<Cc>() <= 120,
             "{}",
             std::mem::size_of::<Cc>()
         );
