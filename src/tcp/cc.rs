@@ -1162,11 +1162,12 @@ mod tests {
 
     #[test]
     fn hystart_does_not_exit_on_a_flat_rtt() {
-        // 20 ms every round, or jitter below the 4 ms threshold: slow start
-        // doubles the window each round and never leaves.
+        // 20 ms every round, or steps of 3 ms, below the 4 ms floor of the
+        // threshold (an eighth of 20 ms would be 2.5): slow start doubles
+        // the window each round and never leaves.
         for rtt in [
             Box::new(|_| 20 * MS) as Box<dyn Fn(u32) -> u64>,
-            Box::new(|r| 20 * MS + (r as u64 % 3) * MS),
+            Box::new(|r| if r % 4 < 2 { 20 * MS } else { 23 * MS }),
         ] {
             let (cc, log) = slow_start(rtt, 9);
             assert_eq!(cc.ssthresh(), usize::MAX);
@@ -1208,6 +1209,16 @@ mod tests {
             1000,
         ));
         assert_eq!(cc.k(), Some(0.0));
+    }
+
+    #[test]
+    fn hystart_threshold_is_at_most_16_ms() {
+        // At 200 ms an eighth would be 25 ms; the threshold stops at 16:
+        // a rise to 217 ms is a queue.
+        let (_, log) = slow_start(|r| if r < 4 { 200 * MS } else { 217 * MS }, 7);
+        assert!(log.iter().any(|l| l.1), "{log:?}");
+        let (_, log) = slow_start(|r| if r < 4 { 200 * MS } else { 215 * MS }, 7);
+        assert!(!log.iter().any(|l| l.1), "{log:?}");
     }
 
     #[test]

@@ -1795,3 +1795,74 @@ fn window_restarts_after_an_idle_period() {
         assert_eq!(t.tcb.cwnd(), 10 * mss);
     }
 }
+
+/// A bulk sender's window after each round trip, the peer acknowledging
+/// every segment `rtt_ms(round)` after it went, echoing its timestamp:
+/// the RTT samples HyStart++ sees come from the connection's own
+/// timestamp arithmetic.
+fn window_per_round(cc: CcAlgorithm, rtt_ms: impl Fn(usize) -> u64, rounds: usize) -> Vec<usize> {
+    let cfg = TcpConfig {
+        tx_buffer: 4 << 20,
+        cc,
+        ..cfg()
+    };
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.mss = Some(1012);
+    syn.options.window_scale = Some(7);
+    syn.options.timestamps = Some((1, 0));
+    let mut t = T::passive(cfg, syn);
+    let synack = t.out_full();
+    let mut peer_ts = 2;
+    let mut a = seg(ACK, IRS + 1, ISS + 1);
+    a.options.timestamps = Some((peer_ts, synack[0].0.options.timestamps.unwrap().0));
+    t.send(a, b"");
+    assert_eq!(t.tcb.state, State::Established);
+    let data = vec![5u8; 4 << 20];
+    t.tcb.send(&data);
+    let mut flight = t.out_full();
+    let mut windows = Vec::new();
+    for r in 0..rounds {
+        t.now = t.now.plus(Duration::from_millis(rtt_ms(r)));
+        let mut next = Vec::new();
+        for (s, p) in &flight {
+            peer_ts += 1;
+            let mut a = seg(ACK, IRS + 1, s.seq_number.wrapping_add(p.len() as u32));
+            a.options.timestamps = Some((peer_ts, s.options.timestamps.unwrap().0));
+            t.tcb.process(t.now, &a, b"", &mut t.c);
+            next.extend(t.out_full());
+        }
+        assert_eq!(t.c.tcp_rto + t.c.tcp_fast_retransmits, 0);
+        windows.push(t.tcb.cwnd() / 1000);
+        flight = next;
+    }
+    windows
+}
+
+#[test]
+fn hystart_leaves_slow_start_when_the_rtt_rises() {
+    for cc in [CcAlgorithm::Cubic, CcAlgorithm::NewReno] {
+        // A flat 20 ms: slow start doubles the window every round trip.
+        let flat = window_per_round(cc, |_| 20, 7);
+        assert!(
+            flat.windows(2).all(|w| w[1] >= 2 * w[0] - 1),
+            "{cc:?} {flat:?}"
+        );
+        // From the fifth round on 40 ms, with no loss: HyStart++ sees the
+        // rise, the window grows by a quarter per round (CSS), then in
+        // congestion avoidance (by far less).
+        // Slow start would have reached 160 << 7 segments by the end.
+        let rising = window_per_round(cc, |r| if r < 4 { 20 } else { 40 }, 11);
+        assert_eq!(rising[..4], flat[..4]);
+        let css: Vec<_> = rising
+            .windows(2)
+            .filter(|w| (120..=130).contains(&(w[1] * 100 / w[0])))
+            .collect();
+        assert!((4..=5).contains(&css.len()), "{cc:?} {rising:?}");
+        let last = rising.len() - 1;
+        assert!(rising[last] < 8 * rising[3], "{cc:?} {rising:?}");
+        assert!(
+            rising[last] * 100 < rising[last - 1] * 105,
+            "{cc:?} {rising:?}"
+        );
+    }
+}
