@@ -294,9 +294,11 @@ impl HyStart {
 struct SlowStart {
     hystart: HyStart,
     /// Timed out, and no new data acknowledged since: a further timeout
-    /// keeps ssthresh (RFC 5681 3.1, after equation 4).
+    /// keeps ssthresh (RFC 5681 3.1, with equation 4).
     backed_off: bool,
-    /// In the slow start that follows a timeout: L = 1 SMSS (RFC 3465 2.2).
+    /// In the slow start that follows a timeout: L = 1 SMSS (RFC 3465; a
+    /// cumulative ACK for a retransmission can cover much, and must not
+    /// release a burst).
     after_rto: bool,
     /// Since when nothing has been in flight (the ACK that emptied it);
     /// `Instant::ZERO`: something is, or the idle time was taken (not an
@@ -469,7 +471,7 @@ fn deflate(cwnd: usize, acked: usize, mss: usize) -> usize {
 
 /// RFC 9438 4.6: the multiplicative decrease factor.
 const BETA_CUBIC: f64 = 0.7;
-/// RFC 9438 5.1: the aggressiveness constant, in MSS per second cubed.
+/// RFC 9438 4.1.1: the aggressiveness constant, in MSS per second cubed.
 const C_CUBIC: f64 = 0.4;
 /// RFC 9438 4.3: the Reno-friendly additive increase, 3(1-b)/(1+b) MSS
 /// per RTT, so that CUBIC takes the same average rate as Reno's 1 and 0.5.
@@ -492,9 +494,10 @@ struct Epoch {
 /// (the Reno-friendly region).
 ///
 /// The curve is computed in f64, on bytes (C is scaled by the MSS): a cube
-/// root and a cube per ACK of congestion avoidance, no allocation, and the
-/// range of f64 where fixed point (Linux's `cubic_root` and its shifts)
-/// would need care at large windows and long epochs. Growth below a byte
+/// root per stage and two cubes per ACK of congestion avoidance, no
+/// allocation, and the range of f64 where fixed point (Linux's
+/// `cubic_root` and its shifts) would need care at large windows and long
+/// stages. Growth below a byte
 /// is carried to the next ACK, so that none is lost to rounding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cubic {
