@@ -95,6 +95,11 @@ pub struct Cli {
     /// room), always, or never.
     #[arg(long, value_name = "MODE")]
     pub tcp_syncookies: Option<String>,
+    /// Congestion control of new connections: cubic (RFC 9438, the
+    /// default) or newreno (RFC 5681/6582); both with HyStart++ and an
+    /// initial window of 10 segments.
+    #[arg(long, value_name = "ALGORITHM")]
+    pub tcp_cc: Option<String>,
     /// The kernel exception path: off, tap[:IFNAME] or virtio-user[:IFNAME]
     /// (IFNAME defaults to dpk0).
     #[arg(long, value_name = "MODE")]
@@ -157,6 +162,7 @@ pub struct FileConfig {
     pub tcp_orphan_retries: Option<u32>,
     pub tcp_syn_cache: Option<usize>,
     pub tcp_syncookies: Option<String>,
+    pub tcp_cc: Option<String>,
     pub kni: Option<String>,
     pub kni_core: Option<usize>,
     pub kni_rate: Option<u64>,
@@ -543,6 +549,11 @@ fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, Confi
             .parse()
             .map_err(|e| ConfigError::BadTcp(format!("--tcp-syncookies {e}")))?;
     }
+    if let Some(a) = cli.tcp_cc.clone().or_else(|| file.tcp_cc.clone()) {
+        t.cc = a
+            .parse()
+            .map_err(|e| ConfigError::BadTcp(format!("--tcp-cc {e}")))?;
+    }
     if t.syn_cache == 0 && t.syncookies == crate::tcp::SynCookieMode::Never {
         return bad(
             "--tcp-syn-cache 0 with --tcp-syncookies never: no SYN would be answered".into(),
@@ -711,6 +722,8 @@ mod tests {
             &["--tcp-memory", "2000000000000"],
             &["--tcp-user-timeout-ms", "2147483648"],
             &["--tcp-orphan-retries", "16"],
+            &["--tcp-cc", "bbr"],
+            &["--tcp-cc", "CUBIC"],
         ] {
             let mut a = vec!["--ip", "198.18.0.1/24"];
             a.extend_from_slice(bad);
@@ -719,6 +732,24 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn congestion_control_option() {
+        use crate::tcp::CcAlgorithm;
+        let merge = |args: &[&str], file: &FileConfig| {
+            let mut a = vec!["--ip", "198.18.0.1/24"];
+            a.extend_from_slice(args);
+            Config::merge(&cli(&a), file).unwrap().tcp.cc
+        };
+        let none = FileConfig::default();
+        assert_eq!(merge(&[], &none), CcAlgorithm::Cubic);
+        assert_eq!(merge(&["--tcp-cc", "newreno"], &none), CcAlgorithm::NewReno);
+        assert_eq!(merge(&["--tcp-cc", "cubic"], &none), CcAlgorithm::Cubic);
+        let file: FileConfig = toml::from_str("tcp-cc = \"newreno\"\n").unwrap();
+        assert_eq!(merge(&[], &file), CcAlgorithm::NewReno);
+        // The command line wins.
+        assert_eq!(merge(&["--tcp-cc", "cubic"], &file), CcAlgorithm::Cubic);
     }
 
     #[test]

@@ -2,13 +2,42 @@
 //! held by value in each connection, so that opening one allocates nothing
 //! for it (smoltcp's `AnyController` is the model). Each algorithm is a
 //! struct implementing [`CongestionControl`]; `Cc` dispatches with a match.
-//! Today there is NewReno (RFC 5681 slow start and congestion avoidance,
-//! RFC 6582 fast recovery); CUBIC (RFC 9438) is added as a struct, a `Cc`
-//! variant and a [`CcAlgorithm`] value. The connection owns loss detection
-//! (duplicate ACKs, RTO, recovery point); the controller owns cwnd and
-//! ssthresh.
+//!
+//! Two algorithms, chosen per connection ([`CcAlgorithm`], `--tcp-cc`):
+//! - [`Cubic`] (RFC 9438), the default, as in Linux;
+//! - [`NewReno`] (RFC 5681 slow start and congestion avoidance, RFC 6582
+//!   fast recovery).
+//!
+//! Both start from the RFC 6928 initial window ([`initial_window`]), count
+//! bytes as RFC 3465 does (L = 2 SMSS per ACK in slow start, 1 SMSS in the
+//! slow start after a timeout), leave their initial slow start by HyStart++
+//! (RFC 9406) when the RTT rises, grow only while the window is what limits
+//! the sender (RFC 7661; RFC 9438 5.8), and restart from the initial window
+//! after an idle period longer than the RTO (RFC 5681 4.1).
+//!
+//! The connection owns loss detection (duplicate ACKs, RTO, recovery
+//! point); the controller owns cwnd and ssthresh. Every size is in bytes.
+//! Invariant: `window() >= mss` once any event has been applied.
 
 use super::CcAlgorithm;
+use crate::time::{Duration, Instant};
+
+/// What an acknowledgment of new data tells the controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub now: Instant,
+    /// Bytes newly acknowledged (how far SND.UNA moved).
+    pub acked: usize,
+    /// Bytes still in flight after it (SND.MAX - SND.UNA), before anything
+    /// new is sent.
+    pub flight: usize,
+    /// The round-trip sample this ACK gave (timestamps, or the timed
+    /// segment under Karn's rule), if any.
+    pub rtt: Option<Duration>,
+    /// The smoothed round-trip time, once measured.
+    pub srtt: Option<Duration>,
+    pub mss: usize,
+}
 
 /// A congestion controller for one connection. All sizes are bytes.
 pub trait CongestionControl {
@@ -17,7 +46,7 @@ pub trait CongestionControl {
     fn window(&self) -> usize;
     fn ssthresh(&self) -> usize;
     /// New data was acknowledged outside recovery.
-    fn on_ack(&mut self, acked: usize, mss: usize);
+    fn on_ack(&mut self, ack: &Ack);
     /// Third duplicate ACK: entering fast recovery with `flight` bytes
     /// outstanding (RFC 5681 3.2 steps 2 and 3).
     fn on_fast_retransmit(&mut self, flight: usize, mss: usize);
@@ -26,14 +55,17 @@ pub trait CongestionControl {
     /// A partial ACK during recovery (RFC 6582 3.2 step 5: deflate by the
     /// amount acked, add back one MSS).
     fn on_partial_ack(&mut self, acked: usize, mss: usize);
-    /// The recovery point was acknowledged (RFC 6582 step 5, full ACK).
-    fn on_recovery_end(&mut self, flight: usize, mss: usize);
+    /// The recovery point was acknowledged (RFC 6582 step 5, full ACK),
+    /// leaving `flight` bytes outstanding.
+    fn on_recovery_end(&mut self, now: Instant, flight: usize, mss: usize);
     /// The retransmission timer expired (RFC 5681 3.1, equation 4).
     fn on_rto(&mut self, flight: usize, mss: usize);
-    /// After an idle period longer than the RTO (RFC 5681 4.1).
-    fn on_idle_restart(&mut self, mss: usize) {
-        let _ = mss;
-    }
+    /// New data goes out with nothing in flight. The controller knows
+    /// since when the flight was empty (the ACK that emptied it): after
+    /// longer than `rto` it restarts from the initial window (RFC 5681
+    /// 4.1); CUBIC also leaves the idle time out of its curve (RFC 9438
+    /// 5.8).
+    fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize);
 }
 
 /// The congestion controller a connection holds: one variant per
@@ -41,6 +73,7 @@ pub trait CongestionControl {
 #[derive(Debug, Clone)]
 pub enum Cc {
     NewReno(NewReno),
+    Cubic(Cubic),
 }
 
 impl Cc {
@@ -49,18 +82,45 @@ impl Cc {
     pub fn new(algorithm: CcAlgorithm, mss: usize) -> Cc {
         match algorithm {
             CcAlgorithm::NewReno => Cc::NewReno(NewReno::new(mss)),
+            CcAlgorithm::Cubic => Cc::Cubic(Cubic::new(mss)),
         }
+    }
+
+    /// Which algorithm this is.
+    pub fn algorithm(&self) -> CcAlgorithm {
+        match self {
+            Cc::NewReno(_) => CcAlgorithm::NewReno,
+            Cc::Cubic(_) => CcAlgorithm::Cubic,
+        }
+    }
+
+    /// Change the algorithm of a running connection: the new controller
+    /// takes over this one's cwnd and ssthresh (as Linux's
+    /// `tcp_set_congestion_control`, which keeps both), so switching
+    /// neither bursts nor stalls. Before any data was sent that is the
+    /// initial window, as if the connection had started with it.
+    pub fn switch_to(&mut self, algorithm: CcAlgorithm, mss: usize) {
+        if algorithm == self.algorithm() {
+            return;
+        }
+        let (cwnd, ssthresh) = (self.window(), self.ssthresh());
+        *self = match algorithm {
+            CcAlgorithm::NewReno => Cc::NewReno(NewReno::resume(cwnd, ssthresh, mss)),
+            CcAlgorithm::Cubic => Cc::Cubic(Cubic::resume(cwnd, ssthresh, mss)),
+        };
     }
 
     fn inner(&self) -> &dyn CongestionControl {
         match self {
             Cc::NewReno(c) => c,
+            Cc::Cubic(c) => c,
         }
     }
 
     fn inner_mut(&mut self) -> &mut dyn CongestionControl {
         match self {
             Cc::NewReno(c) => c,
+            Cc::Cubic(c) => c,
         }
     }
 
@@ -75,8 +135,8 @@ impl Cc {
         self.inner().ssthresh()
     }
     /// New data was acknowledged outside recovery.
-    pub fn on_ack(&mut self, acked: usize, mss: usize) {
-        self.inner_mut().on_ack(acked, mss)
+    pub fn on_ack(&mut self, ack: &Ack) {
+        self.inner_mut().on_ack(ack)
     }
     /// Third duplicate ACK: entering fast recovery with `flight` bytes
     /// outstanding.
@@ -92,29 +152,218 @@ impl Cc {
         self.inner_mut().on_partial_ack(acked, mss)
     }
     /// The recovery point was acknowledged.
-    pub fn on_recovery_end(&mut self, flight: usize, mss: usize) {
-        self.inner_mut().on_recovery_end(flight, mss)
+    pub fn on_recovery_end(&mut self, now: Instant, flight: usize, mss: usize) {
+        self.inner_mut().on_recovery_end(now, flight, mss)
     }
     /// The retransmission timer expired.
     pub fn on_rto(&mut self, flight: usize, mss: usize) {
         self.inner_mut().on_rto(flight, mss)
     }
-    /// After an idle period longer than the RTO.
-    pub fn on_idle_restart(&mut self, mss: usize) {
-        self.inner_mut().on_idle_restart(mss)
+    /// New data goes out with nothing in flight.
+    pub fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
+        self.inner_mut().on_send_after_idle(now, rto, mss)
     }
 }
 
-/// RFC 5681 section 3.1: the initial window.
+/// RFC 6928 2: the initial window, min(10*MSS, max(2*MSS, 14600)).
 pub fn initial_window(mss: usize) -> usize {
-    if mss > 2190 {
-        2 * mss
-    } else if mss > 1095 {
-        3 * mss
-    } else {
-        4 * mss
+    (10 * mss).min((2 * mss).max(14600))
+}
+
+/// RFC 3465 2.2: the most one ACK may grow cwnd by in slow start, in MSS.
+const ABC_LIMIT: usize = 2;
+
+/// RFC 7661 (and RFC 9438 5.8 for CUBIC): grow the window only while it is
+/// what limits the sender: at least half of it was in flight when this
+/// ACK came (Linux `tcp_is_cwnd_limited` asks the same in slow start). An
+/// application that sends little, or a peer's window that holds the flight
+/// down, would otherwise let cwnd grow without ever being tested.
+fn cwnd_limited(ack: &Ack, cwnd: usize) -> bool {
+    2 * (ack.flight + ack.acked) >= cwnd
+}
+
+// ---- HyStart++ (RFC 9406) ---------------------------------------------
+
+/// RFC 9406 4.3 constants (RTTs in microseconds).
+const MIN_RTT_THRESH: u32 = 4_000;
+const MAX_RTT_THRESH: u32 = 16_000;
+const MIN_RTT_DIVISOR: u32 = 8;
+const N_RTT_SAMPLE: u8 = 8;
+const CSS_GROWTH_DIVISOR: usize = 4;
+const CSS_ROUNDS: u8 = 5;
+/// No sample yet this round ("infinity" in RFC 9406).
+const NO_RTT: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HyPhase {
+    /// Standard slow start, watching each round's minimum RTT.
+    SlowStart,
+    /// Conservative slow start: the RTT rose to `baseline` (us); `rounds`
+    /// rounds have ended since.
+    Css { baseline: u32, rounds: u8 },
+    /// Off: it ended slow start, or a loss did (RFC 9406 4.3: only the
+    /// initial slow start uses HyStart++).
+    Off,
+}
+
+/// HyStart++ state. A round ends when the ACK for the data that was in
+/// flight at its start arrives (RFC 9406 windowEnd = SND.NXT); counted
+/// here as the bytes still to be acknowledged, which is the same thing
+/// without sequence numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HyStart {
+    phase: HyPhase,
+    /// Bytes to be acknowledged before the current round ends.
+    round_left: usize,
+    last_round_min: u32,
+    current_round_min: u32,
+    samples: u8,
+}
+
+impl HyStart {
+    fn new() -> HyStart {
+        HyStart {
+            phase: HyPhase::SlowStart,
+            round_left: 0,
+            last_round_min: NO_RTT,
+            current_round_min: NO_RTT,
+            samples: 0,
+        }
+    }
+
+    fn in_css(&self) -> bool {
+        matches!(self.phase, HyPhase::Css { .. })
+    }
+
+    /// One ACK in slow start (RFC 9406 4.2). True: slow start is over, set
+    /// ssthresh to cwnd (CSS_ROUNDS rounds of CSS have passed).
+    fn on_ack(&mut self, ack: &Ack) -> bool {
+        if self.phase == HyPhase::Off {
+            return false;
+        }
+        if ack.acked >= self.round_left {
+            // A new round: the last one's minimum is the reference.
+            self.last_round_min = self.current_round_min;
+            self.current_round_min = NO_RTT;
+            self.samples = 0;
+            self.round_left = ack.flight;
+            if let HyPhase::Css { rounds, .. } = &mut self.phase {
+                *rounds += 1;
+                if *rounds >= CSS_ROUNDS {
+                    self.phase = HyPhase::Off;
+                    return true;
+                }
+            }
+        } else {
+            self.round_left -= ack.acked;
+        }
+        if let Some(rtt) = ack.rtt {
+            let us = u32::try_from(rtt.micros()).unwrap_or(NO_RTT - 1);
+            self.current_round_min = self.current_round_min.min(us);
+            self.samples = self.samples.saturating_add(1);
+        }
+        if self.samples < N_RTT_SAMPLE || self.current_round_min == NO_RTT {
+            return false;
+        }
+        match self.phase {
+            HyPhase::SlowStart if self.last_round_min != NO_RTT => {
+                // The delay-increase test: a rise of an eighth of the last
+                // round's RTT, between 4 and 16 ms, is a queue building.
+                let thresh =
+                    (self.last_round_min / MIN_RTT_DIVISOR).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH);
+                if self.current_round_min >= self.last_round_min.saturating_add(thresh) {
+                    self.phase = HyPhase::Css {
+                        baseline: self.current_round_min,
+                        rounds: 0,
+                    };
+                }
+            }
+            HyPhase::Css { baseline, .. } if self.current_round_min < baseline => {
+                // The rise was spurious: back to slow start.
+                self.phase = HyPhase::SlowStart;
+            }
+            _ => {}
+        }
+        false
     }
 }
+
+/// Slow start as both algorithms run it: RFC 3465 byte counting, HyStart++,
+/// and the bookkeeping of timeouts and idle periods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SlowStart {
+    hystart: HyStart,
+    /// Timed out, and no new data acknowledged since: a further timeout
+    /// keeps ssthresh (RFC 5681 3.1, with equation 4).
+    backed_off: bool,
+    /// In the slow start that follows a timeout: L = 1 SMSS (RFC 3465; a
+    /// cumulative ACK for a retransmission can cover much, and must not
+    /// release a burst).
+    after_rto: bool,
+    /// Since when nothing has been in flight (the ACK that emptied it);
+    /// `Instant::ZERO`: something is, or the idle time was taken (not an
+    /// Option, to keep every connection 8 bytes smaller).
+    idle_since: Instant,
+}
+
+impl SlowStart {
+    fn new() -> SlowStart {
+        SlowStart {
+            hystart: HyStart::new(),
+            backed_off: false,
+            after_rto: false,
+            idle_since: Instant::ZERO,
+        }
+    }
+
+    /// Taking over a connection's window: HyStart++ only while no loss has
+    /// set ssthresh.
+    fn resume(ssthresh: usize) -> SlowStart {
+        let mut ss = SlowStart::new();
+        if ssthresh != usize::MAX {
+            ss.hystart.phase = HyPhase::Off;
+        }
+        ss
+    }
+
+    /// Bookkeeping for every ACK of new data or end of recovery.
+    fn note_ack(&mut self, now: Instant, flight: usize) {
+        self.backed_off = false;
+        self.idle_since = if flight == 0 { now } else { Instant::ZERO };
+    }
+
+    /// The slow-start increase this ACK earns, and whether HyStart++ ends
+    /// slow start with it.
+    fn on_ack(&mut self, ack: &Ack, grow: bool) -> (usize, bool) {
+        let css = self.hystart.in_css();
+        let leave = self.hystart.on_ack(ack);
+        if !grow {
+            return (0, leave);
+        }
+        let limit = if self.after_rto { 1 } else { ABC_LIMIT };
+        let inc = ack.acked.min(limit * ack.mss);
+        (if css { inc / CSS_GROWTH_DIVISOR } else { inc }, leave)
+    }
+
+    fn on_loss(&mut self) {
+        self.hystart.phase = HyPhase::Off;
+        self.after_rto = false;
+    }
+
+    fn on_rto(&mut self) {
+        self.hystart.phase = HyPhase::Off;
+        self.backed_off = true;
+        self.after_rto = true;
+    }
+
+    /// How long the flight was empty, once.
+    fn take_idle(&mut self, now: Instant) -> Option<Duration> {
+        let since = std::mem::replace(&mut self.idle_since, Instant::ZERO);
+        (since != Instant::ZERO).then(|| now.since(since))
+    }
+}
+
+// ---- NewReno ------------------------------------------------------------
 
 /// NewReno.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,14 +372,21 @@ pub struct NewReno {
     ssthresh: usize,
     /// Bytes acked in congestion avoidance, toward the next MSS of growth.
     acked_in_ca: usize,
+    ss: SlowStart,
 }
 
 impl NewReno {
     pub fn new(mss: usize) -> NewReno {
+        NewReno::resume(initial_window(mss), usize::MAX, mss)
+    }
+
+    /// Taking over another controller's window.
+    pub fn resume(cwnd: usize, ssthresh: usize, mss: usize) -> NewReno {
         NewReno {
-            cwnd: initial_window(mss),
-            ssthresh: usize::MAX,
+            cwnd: cwnd.max(mss),
+            ssthresh,
             acked_in_ca: 0,
+            ss: SlowStart::resume(ssthresh),
         }
     }
 }
@@ -145,17 +401,26 @@ impl CongestionControl for NewReno {
     fn ssthresh(&self) -> usize {
         self.ssthresh
     }
-    fn on_ack(&mut self, acked: usize, mss: usize) {
+    fn on_ack(&mut self, ack: &Ack) {
+        let grow = cwnd_limited(ack, self.cwnd);
+        self.ss.note_ack(ack.now, ack.flight);
         if self.cwnd < self.ssthresh {
-            // Slow start: at most one MSS per ACK (RFC 5681 3.1, eq. 2).
-            self.cwnd += acked.min(mss);
-        } else {
-            // Congestion avoidance: about one MSS per RTT (RFC 5681 3.1,
-            // counting bytes acked as RFC 3465 does).
-            self.acked_in_ca += acked;
+            // Slow start (RFC 5681 3.1, eq. 2, counting bytes).
+            let (inc, leave) = self.ss.on_ack(ack, grow);
+            self.cwnd += inc;
+            if leave {
+                self.ssthresh = self.cwnd;
+            }
+            if self.cwnd >= self.ssthresh {
+                self.ss.after_rto = false;
+            }
+        } else if grow {
+            // Congestion avoidance: one MSS per window of bytes acked
+            // (RFC 5681 3.1, counting as RFC 3465 does).
+            self.acked_in_ca += ack.acked;
             if self.acked_in_ca >= self.cwnd {
                 self.acked_in_ca -= self.cwnd;
-                self.cwnd += mss;
+                self.cwnd += ack.mss;
             }
         }
     }
@@ -163,28 +428,309 @@ impl CongestionControl for NewReno {
         self.ssthresh = (flight / 2).max(2 * mss);
         self.cwnd = self.ssthresh + 3 * mss;
         self.acked_in_ca = 0;
+        self.ss.on_loss();
     }
     fn on_dup_ack_in_recovery(&mut self, mss: usize) {
         self.cwnd += mss;
     }
     fn on_partial_ack(&mut self, acked: usize, mss: usize) {
-        self.cwnd = self.cwnd.saturating_sub(acked);
-        if acked >= mss {
-            self.cwnd += mss;
-        }
-        self.cwnd = self.cwnd.max(mss);
+        self.cwnd = deflate(self.cwnd, acked, mss);
     }
-    fn on_recovery_end(&mut self, flight: usize, mss: usize) {
+    fn on_recovery_end(&mut self, now: Instant, flight: usize, mss: usize) {
         // RFC 6582 3.2 step 3, option 1.
         self.cwnd = self.ssthresh.min(flight.max(mss) + mss);
+        self.ss.note_ack(now, flight);
     }
     fn on_rto(&mut self, flight: usize, mss: usize) {
-        self.ssthresh = (flight / 2).max(2 * mss);
+        if !self.ss.backed_off {
+            self.ssthresh = (flight / 2).max(2 * mss);
+        }
         self.cwnd = mss;
         self.acked_in_ca = 0;
+        self.ss.on_rto();
     }
-    fn on_idle_restart(&mut self, mss: usize) {
-        self.cwnd = self.cwnd.min(initial_window(mss));
+    fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
+        if self.ss.take_idle(now).is_some_and(|idle| idle > rto) {
+            // RFC 5681 4.1: RW = min(IW, cwnd).
+            self.cwnd = self.cwnd.min(initial_window(mss));
+        }
+    }
+}
+
+/// RFC 6582 3.2 step 5: a partial ACK deflates the window by the amount
+/// acknowledged and adds back one MSS if that was at least one.
+fn deflate(cwnd: usize, acked: usize, mss: usize) -> usize {
+    let mut cwnd = cwnd.saturating_sub(acked);
+    if acked >= mss {
+        cwnd += mss;
+    }
+    cwnd.max(mss)
+}
+
+// ---- CUBIC (RFC 9438) ---------------------------------------------------
+
+/// RFC 9438 4.6: the multiplicative decrease factor.
+const BETA_CUBIC: f64 = 0.7;
+/// RFC 9438 4.1.1: the aggressiveness constant, in MSS per second cubed.
+const C_CUBIC: f64 = 0.4;
+/// RFC 9438 4.3: the Reno-friendly additive increase, 3(1-b)/(1+b) MSS
+/// per RTT, so that CUBIC takes the same average rate as Reno's 1 and 0.5.
+const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA_CUBIC) / (1.0 + BETA_CUBIC);
+
+/// One congestion avoidance stage (RFC 9438 4.2): where the curve starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Epoch {
+    /// When it began; moved later by idle time (RFC 9438 5.8).
+    start: Instant,
+    /// K: the seconds the curve takes to reach W_max.
+    k: f64,
+    /// W_est, the window Reno would have now (RFC 9438 4.3), bytes.
+    w_est: f64,
+}
+
+/// CUBIC (RFC 9438): after a reduction, the window follows
+/// W_cubic(t) = C*(t-K)^3 + W_max, concave up to the window before the
+/// loss and convex beyond it, never slower than Reno would grow
+/// (the Reno-friendly region).
+///
+/// The curve is computed in f64, on bytes (C is scaled by the MSS): a cube
+/// root per stage and two cubes per ACK of congestion avoidance, no
+/// allocation, and the range of f64 where fixed point (Linux's
+/// `cubic_root` and its shifts) would need care at large windows and long
+/// stages. Growth below a byte
+/// is carried to the next ACK, so that none is lost to rounding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cubic {
+    cwnd: usize,
+    ssthresh: usize,
+    /// Growth owed below one byte.
+    carry: f64,
+    /// W_max: the window before the last reduction, lowered by fast
+    /// convergence (RFC 9438 4.7); 0 after a timeout, so that the next
+    /// stage starts its curve where it is (4.8). Raised to cwnd_epoch when
+    /// a stage starts above it; the current stage's from then on.
+    w_max: f64,
+    /// cwnd_prior: the window before the last reduction, where W_est's
+    /// growth switches to Reno's rate (RFC 9438 4.3).
+    cwnd_prior: f64,
+    /// The current congestion avoidance stage; None until its first ACK.
+    epoch: Option<Epoch>,
+    ss: SlowStart,
+}
+
+impl Cubic {
+    pub fn new(mss: usize) -> Cubic {
+        Cubic::resume(initial_window(mss), usize::MAX, mss)
+    }
+
+    /// Taking over another controller's window.
+    pub fn resume(cwnd: usize, ssthresh: usize, mss: usize) -> Cubic {
+        Cubic {
+            cwnd: cwnd.max(mss),
+            ssthresh,
+            carry: 0.0,
+            w_max: 0.0,
+            cwnd_prior: 0.0,
+            epoch: None,
+            ss: SlowStart::resume(ssthresh),
+        }
+    }
+
+    /// K of the current stage, in seconds (RFC 9438 4.2, eq. 2).
+    pub fn k(&self) -> Option<f64> {
+        self.epoch.map(|e| e.k)
+    }
+
+    /// W_max (bytes): that of the current stage, or the one the next stage
+    /// will aim for.
+    pub fn w_max(&self) -> f64 {
+        self.w_max
+    }
+
+    /// W_est of the current stage (bytes).
+    pub fn w_est(&self) -> Option<f64> {
+        self.epoch.map(|e| e.w_est)
+    }
+
+    /// W_cubic(t) of the current stage, bytes, `t` seconds after it began
+    /// (RFC 9438 4.2, eq. 1).
+    pub fn w_cubic(&self, t: f64, mss: usize) -> Option<f64> {
+        self.epoch.map(|e| w_cubic(&e, self.w_max, t, mss))
+    }
+
+    /// In HyStart++'s conservative slow start.
+    pub fn in_css(&self) -> bool {
+        self.ss.hystart.in_css()
+    }
+
+    fn window_f64(&self) -> f64 {
+        self.cwnd as f64 + self.carry
+    }
+
+    fn set_window(&mut self, w: f64) {
+        let w = w.max(0.0);
+        self.cwnd = w as usize;
+        self.carry = (w - self.cwnd as f64).clamp(0.0, 1.0);
+    }
+
+    /// RFC 9438 4.2: the first ACK of a congestion avoidance stage fixes
+    /// its curve. K from eq. 2 with cwnd_epoch; when the window is already
+    /// at or above W_max (after a timeout, 4.8, or a slow start that ended
+    /// without loss) the curve starts here, on its plateau: W_max =
+    /// cwnd_epoch, K = 0.
+    fn start_epoch(&mut self, now: Instant, mss: usize) -> Epoch {
+        let cwnd = self.window_f64();
+        let (w_max, k) = if self.w_max > cwnd {
+            (
+                self.w_max,
+                ((self.w_max - cwnd) / (C_CUBIC * mss as f64)).cbrt(),
+            )
+        } else {
+            (cwnd, 0.0)
+        };
+        self.w_max = w_max;
+        Epoch {
+            start: now,
+            k,
+            w_est: cwnd,
+        }
+    }
+
+    /// RFC 9438 4.3-4.5: one ACK in congestion avoidance.
+    fn congestion_avoidance(&mut self, ack: &Ack) {
+        let mut e = match self.epoch {
+            Some(e) => e,
+            None => self.start_epoch(ack.now, ack.mss),
+        };
+        let cwnd = self.window_f64();
+        let mss = ack.mss as f64;
+        let acked = ack.acked as f64;
+        let t = secs(ack.now.since(e.start));
+        let rtt = ack.srtt.map_or(0.0, secs);
+        // Reno-friendly region (4.3): W_est grows by alpha per window acked,
+        // by 1 once it has reached the window before the last reduction.
+        let alpha = if e.w_est >= self.cwnd_prior {
+            1.0
+        } else {
+            ALPHA_CUBIC
+        };
+        e.w_est += alpha * mss * acked / cwnd;
+        let next = if w_cubic(&e, self.w_max, t, ack.mss) < e.w_est {
+            e.w_est
+        } else {
+            // Concave (4.4) and convex (4.5) regions: aim one RTT ahead on
+            // the curve, at most 1.5 times the window, and get there over a
+            // window of ACKs.
+            let target = w_cubic(&e, self.w_max, t + rtt, ack.mss).clamp(cwnd, 1.5 * cwnd);
+            cwnd + (target - cwnd) * acked / cwnd
+        };
+        // Never shrink in avoidance: the window may already be past W_est
+        // (it aims one RTT ahead).
+        self.set_window(next.max(cwnd));
+        self.epoch = Some(e);
+    }
+}
+
+/// RFC 9438 eq. 1, in bytes: C is in MSS per second cubed.
+fn w_cubic(e: &Epoch, w_max: f64, t: f64, mss: usize) -> f64 {
+    C_CUBIC * mss as f64 * (t - e.k).powi(3) + w_max
+}
+
+fn secs(d: Duration) -> f64 {
+    d.micros() as f64 / 1e6
+}
+
+impl CongestionControl for Cubic {
+    fn name(&self) -> &'static str {
+        "cubic"
+    }
+    fn window(&self) -> usize {
+        self.cwnd
+    }
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
+    }
+    fn on_ack(&mut self, ack: &Ack) {
+        let grow = cwnd_limited(ack, self.cwnd);
+        self.ss.note_ack(ack.now, ack.flight);
+        if self.cwnd < self.ssthresh {
+            let (inc, leave) = self.ss.on_ack(ack, grow);
+            self.cwnd += inc;
+            if leave {
+                self.ssthresh = self.cwnd;
+            }
+            if self.cwnd >= self.ssthresh {
+                self.ss.after_rto = false;
+            }
+        } else if grow {
+            // RFC 9438 5.8: no growth while the application or the peer's
+            // window limits the flight.
+            self.congestion_avoidance(ack);
+        }
+    }
+    fn on_fast_retransmit(&mut self, flight: usize, mss: usize) {
+        let cwnd = self.window_f64();
+        // RFC 9438 4.7, fast convergence: a loss below the last W_max means
+        // another flow took bandwidth; give some up by aiming lower.
+        self.w_max = if cwnd < self.w_max {
+            cwnd * (1.0 + BETA_CUBIC) / 2.0
+        } else {
+            cwnd
+        };
+        self.cwnd_prior = cwnd;
+        // RFC 9438 4.6: ssthresh = flight_size * beta_cubic, at least 2 MSS.
+        // cwnd = ssthresh, inflated by the three segments the duplicate
+        // ACKs say have left (RFC 5681 3.2 step 3), as the connection's
+        // fast recovery expects.
+        self.ssthresh = ((flight as f64 * BETA_CUBIC) as usize).max(2 * mss);
+        self.cwnd = self.ssthresh + 3 * mss;
+        self.carry = 0.0;
+        self.epoch = None;
+        self.ss.on_loss();
+    }
+    fn on_dup_ack_in_recovery(&mut self, mss: usize) {
+        self.cwnd += mss;
+    }
+    fn on_partial_ack(&mut self, acked: usize, mss: usize) {
+        self.cwnd = deflate(self.cwnd, acked, mss);
+    }
+    fn on_recovery_end(&mut self, now: Instant, flight: usize, mss: usize) {
+        // RFC 6582 3.2 step 3, option 1: deflate to ssthresh, or less if
+        // little is in flight (no burst). The curve starts on the next ACK.
+        self.cwnd = self.ssthresh.min(flight.max(mss) + mss);
+        self.carry = 0.0;
+        self.ss.note_ack(now, flight);
+    }
+    fn on_rto(&mut self, flight: usize, mss: usize) {
+        // RFC 9438 4.8: the loss window of RFC 5681, ssthresh as for a
+        // loss (4.6), kept on a repeated timeout (RFC 5681 3.1); the next
+        // stage's curve starts where it begins (K = 0, W_max = cwnd_epoch,
+        // W_est = cwnd_epoch).
+        if !self.ss.backed_off {
+            self.cwnd_prior = self.window_f64();
+            self.ssthresh = ((flight as f64 * BETA_CUBIC) as usize).max(2 * mss);
+        }
+        self.w_max = 0.0;
+        self.cwnd = mss;
+        self.carry = 0.0;
+        self.epoch = None;
+        self.ss.on_rto();
+    }
+    fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
+        let Some(idle) = self.ss.take_idle(now) else {
+            return;
+        };
+        let iw = initial_window(mss);
+        if idle > rto && self.cwnd > iw {
+            // RFC 5681 4.1: RW = min(IW, cwnd); a new stage follows.
+            self.cwnd = iw;
+            self.carry = 0.0;
+            self.epoch = None;
+        } else if let Some(e) = &mut self.epoch {
+            // RFC 9438 5.8: t leaves out the time nothing was in flight
+            // (as Linux shifts epoch_start on CA_EVENT_TX_START).
+            e.start = e.start.plus(idle).min(now);
+        }
     }
 }
 
@@ -192,72 +738,530 @@ impl CongestionControl for NewReno {
 mod tests {
     use super::*;
 
+    const MS: u64 = 1000;
+
+    fn ack(now: Instant, acked: usize, flight: usize, rtt: Option<Duration>, mss: usize) -> Ack {
+        Ack {
+            now,
+            acked,
+            flight,
+            rtt,
+            srtt: rtt,
+            mss,
+        }
+    }
+
+    /// One round trip of a sender that keeps its window full: a window of
+    /// ACKs of one MSS each, spread evenly over `rtt`, each with `rtt` as
+    /// its sample. Returns the time at the end.
+    fn round(
+        cc: &mut impl CongestionControl,
+        mut now: Instant,
+        rtt: Duration,
+        mss: usize,
+    ) -> Instant {
+        let n = (cc.window() / mss).max(1);
+        let step = rtt.micros() / n as u64;
+        for _ in 0..n {
+            now = now.plus(Duration::from_micros(step));
+            let flight = cc.window().saturating_sub(mss);
+            cc.on_ack(&ack(now, mss, flight, Some(rtt), mss));
+        }
+        now
+    }
+
+    #[test]
+    fn initial_window_is_rfc6928() {
+        // min(10*MSS, max(2*MSS, 14600)).
+        assert_eq!(initial_window(536), 5360);
+        assert_eq!(initial_window(1000), 10_000);
+        assert_eq!(initial_window(1460), 14_600);
+        assert_eq!(initial_window(1448), 14_480);
+        assert_eq!(initial_window(4000), 14_600);
+        assert_eq!(initial_window(8960), 17_920);
+        assert_eq!(NewReno::new(1460).window(), 14_600);
+        assert_eq!(Cubic::new(1000).window(), 10_000);
+    }
+
     #[test]
     fn slow_start_then_avoidance() {
         let mss = 1000;
+        let t0 = Instant::from_secs(1);
         let mut cc = NewReno::new(mss);
-        assert_eq!(cc.window(), 4000);
-        cc.on_ack(1000, mss);
-        cc.on_ack(5000, mss);
-        assert_eq!(cc.window(), 6000);
-        cc.on_rto(20000, mss);
+        assert_eq!(cc.window(), 10_000);
+        // RFC 3465: an ACK of one MSS grows by one; a stretch ACK of five
+        // by two (L = 2 SMSS).
+        cc.on_ack(&ack(t0, 1000, 9000, None, mss));
+        assert_eq!(cc.window(), 11_000);
+        cc.on_ack(&ack(t0, 5000, 6000, None, mss));
+        assert_eq!(cc.window(), 13_000);
+        cc.on_rto(20_000, mss);
         assert_eq!(cc.window(), 1000);
-        assert_eq!(cc.ssthresh(), 10000);
-        for _ in 0..9 {
-            cc.on_ack(1000, mss);
+        assert_eq!(cc.ssthresh(), 10_000);
+        // After a timeout, L = 1 SMSS: the stretch ACK grows by one only.
+        cc.on_ack(&ack(t0, 2000, 0, None, mss));
+        assert_eq!(cc.window(), 2000);
+        for _ in 0..8 {
+            cc.on_ack(&ack(t0, 1000, cc.window(), None, mss));
         }
-        assert_eq!(cc.window(), 10000);
+        assert_eq!(cc.window(), 10_000);
         // Avoidance: one MSS after a window's worth of bytes.
         for _ in 0..9 {
-            cc.on_ack(1000, mss);
+            cc.on_ack(&ack(t0, 1000, 9000, None, mss));
         }
-        assert_eq!(cc.window(), 10000);
-        cc.on_ack(1000, mss);
-        assert_eq!(cc.window(), 11000);
+        assert_eq!(cc.window(), 10_000);
+        cc.on_ack(&ack(t0, 1000, 9000, None, mss));
+        assert_eq!(cc.window(), 11_000);
+    }
+
+    #[test]
+    fn no_growth_while_application_limited() {
+        let mss = 1000;
+        let t0 = Instant::from_secs(1);
+        for algorithm in [CcAlgorithm::NewReno, CcAlgorithm::Cubic] {
+            let mut cc = Cc::new(algorithm, mss);
+            // Two segments out of a window of ten: the window was not
+            // tested, it does not grow.
+            cc.on_ack(&ack(t0, 1000, 1000, None, mss));
+            assert_eq!(cc.window(), 10_000, "{algorithm:?}");
+            // Five out: it was.
+            cc.on_ack(&ack(t0, 1000, 4000, None, mss));
+            assert_eq!(cc.window(), 11_000, "{algorithm:?}");
+        }
     }
 
     #[test]
     fn fast_recovery() {
         let mss = 1000;
         let mut cc = NewReno::new(mss);
-        cc.on_fast_retransmit(20000, mss);
-        assert_eq!(cc.ssthresh(), 10000);
-        assert_eq!(cc.window(), 13000);
+        cc.on_fast_retransmit(20_000, mss);
+        assert_eq!(cc.ssthresh(), 10_000);
+        assert_eq!(cc.window(), 13_000);
         cc.on_dup_ack_in_recovery(mss);
-        assert_eq!(cc.window(), 14000);
+        assert_eq!(cc.window(), 14_000);
         cc.on_partial_ack(3000, mss);
-        assert_eq!(cc.window(), 12000);
-        cc.on_recovery_end(8000, mss);
+        assert_eq!(cc.window(), 12_000);
+        cc.on_recovery_end(Instant::from_secs(1), 8000, mss);
         assert_eq!(cc.window(), 9000);
+    }
+
+    #[test]
+    fn repeated_timeouts_keep_ssthresh() {
+        // RFC 5681 3.1: a segment retransmitted by the timer more than
+        // once does not halve ssthresh again.
+        let mss = 1000;
+        let mut reno = NewReno::new(mss);
+        let mut cubic = Cubic::new(mss);
+        for cc in [&mut reno as &mut dyn CongestionControl, &mut cubic] {
+            cc.on_rto(40_000, mss);
+            let first = cc.ssthresh();
+            cc.on_rto(40_000, mss);
+            assert_eq!(cc.ssthresh(), first, "{}", cc.name());
+            assert_eq!(cc.window(), mss);
+        }
+        assert_eq!((reno.ssthresh(), cubic.ssthresh()), (20_000, 28_000));
+    }
+
+    #[test]
+    fn restart_after_idle() {
+        let mss = 1000;
+        let rto = Duration::from_millis(200);
+        let t0 = Instant::from_secs(1);
+        for algorithm in [CcAlgorithm::NewReno, CcAlgorithm::Cubic] {
+            let mut cc = Cc::new(algorithm, mss);
+            for i in 0..20 {
+                cc.on_ack(&ack(t0, 1000, 10_000 + i * 1000, None, mss));
+            }
+            assert_eq!(cc.window(), 30_000);
+            // Everything acknowledged at t0; the next send 150 ms later is
+            // within the RTO: the window stays.
+            cc.on_ack(&ack(t0, 1000, 0, None, mss));
+            cc.on_send_after_idle(t0.plus(Duration::from_millis(150)), rto, mss);
+            assert_eq!(cc.window(), 30_000, "{algorithm:?}");
+            // Idle for longer than the RTO: back to the initial window
+            // (RFC 5681 4.1).
+            let t1 = t0.plus(Duration::from_millis(300));
+            cc.on_ack(&ack(t1, 1000, 0, None, mss));
+            cc.on_send_after_idle(t1.plus(Duration::from_millis(201)), rto, mss);
+            assert_eq!(cc.window(), 10_000, "{algorithm:?}");
+        }
     }
 
     #[test]
     fn enum_dispatches_to_the_configured_algorithm() {
         let mss = 1000;
+        let t0 = Instant::from_secs(1);
         let mut cc = Cc::new(CcAlgorithm::NewReno, mss);
         let mut reno = NewReno::new(mss);
         assert_eq!(cc.name(), "newreno");
         // The same events through the enum and on the bare algorithm.
-        cc.on_ack(1000, mss);
-        reno.on_ack(1000, mss);
-        cc.on_fast_retransmit(20000, mss);
-        reno.on_fast_retransmit(20000, mss);
+        cc.on_ack(&ack(t0, 1000, 9000, None, mss));
+        reno.on_ack(&ack(t0, 1000, 9000, None, mss));
+        cc.on_fast_retransmit(20_000, mss);
+        reno.on_fast_retransmit(20_000, mss);
         cc.on_dup_ack_in_recovery(mss);
         reno.on_dup_ack_in_recovery(mss);
         cc.on_partial_ack(3000, mss);
         reno.on_partial_ack(3000, mss);
-        cc.on_recovery_end(8000, mss);
-        reno.on_recovery_end(8000, mss);
+        cc.on_recovery_end(t0, 8000, mss);
+        reno.on_recovery_end(t0, 8000, mss);
         cc.on_rto(6000, mss);
         reno.on_rto(6000, mss);
-        cc.on_idle_restart(mss);
-        reno.on_idle_restart(mss);
-        let Cc::NewReno(inner) = &cc;
+        cc.on_send_after_idle(t0, Duration::from_secs(1), mss);
+        reno.on_send_after_idle(t0, Duration::from_secs(1), mss);
+        let Cc::NewReno(inner) = &cc else {
+            panic!("not NewReno");
+        };
         assert_eq!(inner, &reno);
         assert_eq!(cc.window(), reno.window());
         assert_eq!(cc.ssthresh(), 3000);
+        let cubic = Cc::new(CcAlgorithm::Cubic, mss);
+        assert_eq!(
+            (cubic.name(), cubic.algorithm()),
+            ("cubic", CcAlgorithm::Cubic)
+        );
         // Held inline: the controller is its state, no pointer to a heap
-        // object.
-        assert_eq!(std::mem::size_of::<Cc>(), std::mem::size_of::<NewReno>());
+        // object; and small, as every connection holds one.
+        assert!(std::mem::size_of::<Cc>() <= std::mem::size_of::<Cubic>() + 8);
+        assert!(
+            std::mem::size_of::<Cc>() <= 120,
+            "{}",
+            std::mem::size_of::<Cc>()
+        );
+    }
+
+    #[test]
+    fn switching_keeps_cwnd_and_ssthresh() {
+        let mss = 1000;
+        let mut cc = Cc::new(CcAlgorithm::Cubic, mss);
+        // Before any data: the initial window either way.
+        cc.switch_to(CcAlgorithm::NewReno, mss);
+        assert_eq!((cc.name(), cc.window()), ("newreno", 10_000));
+        cc.on_fast_retransmit(30_000, mss);
+        cc.on_recovery_end(Instant::from_secs(1), 15_000, mss);
+        let before = (cc.window(), cc.ssthresh());
+        assert_eq!(before, (15_000, 15_000));
+        cc.switch_to(CcAlgorithm::Cubic, mss);
+        assert_eq!(cc.algorithm(), CcAlgorithm::Cubic);
+        assert_eq!((cc.window(), cc.ssthresh()), before);
+        let Cc::Cubic(c) = &cc else {
+            panic!("not CUBIC");
+        };
+        // A loss set ssthresh: no HyStart++ for what is left.
+        assert_eq!(c.ss.hystart.phase, HyPhase::Off);
+    }
+
+    /// Loss at a window of 100 segments of 1000 bytes, recovery ended with
+    /// 70 in flight: the stage that follows starts at 70 segments.
+    fn cubic_after_loss_at_100(mss: usize) -> Cubic {
+        let mut cc = Cubic::new(mss);
+        cc.cwnd = 100 * mss;
+        cc.ssthresh = 50 * mss;
+        cc.ss.hystart.phase = HyPhase::Off;
+        cc.on_fast_retransmit(100 * mss, mss);
+        // RFC 9438 4.6: ssthresh = 0.7 * flight, cwnd = ssthresh (+3 MSS of
+        // inflation during recovery); W_max = the window at the loss.
+        assert_eq!(cc.ssthresh(), 70 * mss);
+        assert_eq!(cc.window(), 73 * mss);
+        assert_eq!(cc.w_max(), 100.0 * mss as f64);
+        cc.on_recovery_end(Instant::from_secs(10), 70 * mss, mss);
+        assert_eq!(cc.window(), 70 * mss);
+        cc
+    }
+
+    #[test]
+    fn cubic_curve_follows_rfc9438() {
+        let mss = 1000;
+        let mut cc = cubic_after_loss_at_100(mss);
+        let t0 = Instant::from_secs(10);
+        // The first ACK in avoidance fixes the curve (eq. 2):
+        // K = cbrt((W_max - cwnd_epoch) / C) = cbrt((100 - 70) / 0.4)
+        // = cbrt(75) = 4.2171633 s.
+        cc.on_ack(&ack(
+            t0,
+            mss,
+            69 * mss,
+            Some(Duration::from_millis(100)),
+            mss,
+        ));
+        let k = cc.k().unwrap();
+        assert!((k - 4.217_163_3).abs() < 1e-6, "K = {k}");
+        // W_cubic(t) = 0.4 (t - K)^3 + 100 segments, worked out by hand:
+        // t = 0: 0.4 * -75 + 100 = 70; t = 2: 0.4 * (-2.2171633)^3 + 100
+        // = 95.640336; t = K: 100 (the plateau); t = 6: 102.266703.
+        for (t, want) in [
+            (0.0, 70.0),
+            (2.0, 95.640_336),
+            (k, 100.0),
+            (6.0, 102.266_703),
+        ] {
+            let got = cc.w_cubic(t, mss).unwrap() / mss as f64;
+            assert!(
+                (got - want).abs() < 1e-5,
+                "W_cubic({t}) = {got}, want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn cubic_window_tracks_the_curve_at_long_rtt() {
+        // At 100 ms the curve outgrows Reno: after 2 s the window is near
+        // W_cubic(2 s + RTT), concave below W_max; after 6 s past W_max
+        // (convex), and the plateau was slow (within a few segments of
+        // W_max around t = K).
+        let mss = 1000;
+        let rtt = Duration::from_millis(100);
+        let mut cc = cubic_after_loss_at_100(mss);
+        let t0 = Instant::from_secs(10);
+        let mut now = t0;
+        while now.since(t0) < Duration::from_secs(2) {
+            now = round(&mut cc, now, rtt, mss);
+        }
+        let seg = |w: usize| w as f64 / mss as f64;
+        let t = secs(now.since(t0));
+        let want = cc.w_cubic(t + 0.1, mss).unwrap() / mss as f64;
+        let got = seg(cc.window());
+        assert!(
+            (got - want).abs() < 2.0,
+            "at {t} s: cwnd {got}, W_cubic {want}"
+        );
+        assert!(got < 100.0);
+        assert!(cc.w_est().unwrap() / (mss as f64) < got, "CUBIC's region");
+        while now.since(t0) < Duration::from_micros(4_200_000) {
+            now = round(&mut cc, now, rtt, mss);
+        }
+        assert!(
+            (seg(cc.window()) - 100.0).abs() < 3.0,
+            "{}",
+            seg(cc.window())
+        );
+        while now.since(t0) < Duration::from_secs(6) {
+            now = round(&mut cc, now, rtt, mss);
+        }
+        let want = cc.w_cubic(secs(now.since(t0)) + 0.1, mss).unwrap() / mss as f64;
+        assert!(seg(cc.window()) > 101.0);
+        assert!((seg(cc.window()) - want).abs() < 2.0);
+    }
+
+    #[test]
+    fn cubic_growth_per_rtt_is_bounded() {
+        // Far along the convex curve the target is clamped to 1.5 cwnd: a
+        // round trip grows the window by at most half.
+        let mss = 1000;
+        let rtt = Duration::from_millis(100);
+        let mut cc = cubic_after_loss_at_100(mss);
+        let t0 = Instant::from_secs(10);
+        cc.on_ack(&ack(t0, mss, 69 * mss, Some(rtt), mss));
+        // 30 s later W_cubic is ~ 9000 segments.
+        let mut now = t0.plus(Duration::from_secs(30));
+        let before = cc.window();
+        now = round(&mut cc, now, rtt, mss);
+        let grown = cc.window() as f64 / before as f64;
+        assert!(grown > 1.3 && grown <= 1.5, "{grown}");
+        round(&mut cc, now, rtt, mss);
+    }
+
+    #[test]
+    fn reno_friendly_region_wins_at_short_rtt() {
+        // At 1 ms the curve barely moves in 200 round trips (W_cubic(0.2 s)
+        // = 74 segments) while Reno's estimate grows by 0.53 MSS per RTT up
+        // to the window before the loss (100), then by 1: after 200 RTTs
+        // W_est is near 70 + 57 + 143 = 270 segments, and cwnd follows it.
+        let mss = 1000;
+        let rtt = Duration::from_millis(1);
+        let mut cc = cubic_after_loss_at_100(mss);
+        let t0 = Instant::from_secs(10);
+        let mut now = t0;
+        for _ in 0..200 {
+            now = round(&mut cc, now, rtt, mss);
+        }
+        let seg = |w: f64| w / mss as f64;
+        let t = secs(now.since(t0));
+        let cubic = seg(cc.w_cubic(t, mss).unwrap());
+        let est = seg(cc.w_est().unwrap());
+        let cwnd = seg(cc.window() as f64);
+        assert!(cubic < 80.0, "W_cubic {cubic}");
+        assert!(est > 200.0 && est < 300.0, "W_est {est}");
+        assert!((cwnd - est).abs() < 1.0, "cwnd {cwnd} W_est {est}");
+    }
+
+    #[test]
+    fn fast_convergence_lowers_w_max() {
+        let mss = 1000;
+        let mut cc = cubic_after_loss_at_100(mss);
+        // A second loss at 70 segments, below W_max = 100: W_max becomes
+        // 70 * (1 + 0.7) / 2 = 59.5 segments, below the window itself.
+        cc.on_fast_retransmit(70 * mss, mss);
+        assert!((cc.w_max() - 59_500.0).abs() < 1e-6, "{}", cc.w_max());
+        assert_eq!(cc.ssthresh(), 49_000);
+        // A loss above W_max takes the window as it is.
+        let mut cc = cubic_after_loss_at_100(mss);
+        cc.cwnd = 120 * mss;
+        cc.on_fast_retransmit(120 * mss, mss);
+        assert_eq!(cc.w_max(), 120_000.0);
+    }
+
+    #[test]
+    fn cubic_after_timeout_starts_its_curve_where_it_is() {
+        let mss = 1000;
+        let rtt = Duration::from_millis(50);
+        let mut cc = Cubic::new(mss);
+        cc.cwnd = 100 * mss;
+        cc.on_rto(100 * mss, mss);
+        // RFC 9438 4.8: ssthresh = 0.7 flight, cwnd = 1 MSS.
+        assert_eq!((cc.window(), cc.ssthresh()), (mss, 70 * mss));
+        let mut now = Instant::from_secs(5);
+        while cc.window() < cc.ssthresh() {
+            now = now.plus(Duration::from_millis(1));
+            cc.on_ack(&ack(now, mss, cc.window() - mss, Some(rtt), mss));
+        }
+        assert_eq!(cc.k(), None);
+        let start = cc.window();
+        cc.on_ack(&ack(now, mss, start - mss, Some(rtt), mss));
+        // K = 0, W_max = W_est = cwnd_epoch: the convex curve from here.
+        assert_eq!(cc.k(), Some(0.0));
+        assert_eq!(cc.w_max(), start as f64);
+    }
+
+    #[test]
+    fn idle_time_is_left_out_of_the_curve() {
+        let mss = 1000;
+        let rtt = Duration::from_millis(100);
+        let mut cc = cubic_after_loss_at_100(mss);
+        let t0 = Instant::from_secs(10);
+        let now = round(&mut cc, t0, rtt, mss);
+        // Everything acknowledged; nothing sent for 150 ms (under the
+        // RTO, so no restart): the stage's start moves 150 ms later.
+        let start = cc.epoch.unwrap().start;
+        cc.on_ack(&ack(now, mss, 0, Some(rtt), mss));
+        cc.on_send_after_idle(
+            now.plus(Duration::from_millis(150)),
+            Duration::from_millis(300),
+            mss,
+        );
+        assert_eq!(
+            cc.epoch.unwrap().start,
+            start.plus(Duration::from_millis(150))
+        );
+    }
+
+    /// Slow start from the initial window with the RTT `rtt_at(round)`;
+    /// returns the controller and the round in which it left slow start
+    /// (ssthresh set), if it did within `rounds`.
+    fn slow_start(rtt_at: impl Fn(u32) -> u64, rounds: u32) -> (Cubic, Vec<(u32, bool, usize)>) {
+        let mss = 1000;
+        let mut cc = Cubic::new(mss);
+        let mut now = Instant::from_secs(1);
+        let mut log = Vec::new();
+        for r in 0..rounds {
+            now = round(&mut cc, now, Duration::from_micros(rtt_at(r)), mss);
+            log.push((r, cc.in_css(), cc.window()));
+            if cc.ssthresh() != usize::MAX {
+                break;
+            }
+        }
+        (cc, log)
+    }
+
+    #[test]
+    fn hystart_does_not_exit_on_a_flat_rtt() {
+        // 20 ms every round, or steps of 3 ms, below the 4 ms floor of the
+        // threshold (an eighth of 20 ms would be 2.5): slow start doubles
+        // the window each round and never leaves.
+        for rtt in [
+            Box::new(|_| 20 * MS) as Box<dyn Fn(u32) -> u64>,
+            Box::new(|r| if r % 4 < 2 { 20 * MS } else { 23 * MS }),
+        ] {
+            let (cc, log) = slow_start(rtt, 9);
+            assert_eq!(cc.ssthresh(), usize::MAX);
+            assert!(log.iter().all(|&(_, css, _)| !css));
+            assert!(cc.window() >= 256 * 10_000 / 10, "{}", cc.window());
+        }
+    }
+
+    #[test]
+    fn hystart_exits_on_an_rtt_increase_into_css_then_avoidance() {
+        // 20 ms for five rounds, then 30 ms (a queue building): over
+        // 20 + max(4, min(20/8, 16)) = 24 ms, HyStart++ enters CSS, grows
+        // by a quarter of slow start's rate, and after CSS_ROUNDS rounds
+        // sets ssthresh to cwnd.
+        let (cc, log) = slow_start(|r| if r < 5 { 20 * MS } else { 30 * MS }, 20);
+        let entered = log.iter().position(|&(_, css, _)| css).expect("CSS") as u32;
+        assert!((5..=6).contains(&entered), "{log:?}");
+        assert!(!cc.in_css());
+        // ssthresh is the window when CSS ended (the rest of that round
+        // grew it in avoidance).
+        assert!(cc.ssthresh() <= cc.window() && cc.window() - cc.ssthresh() < cc.window() / 50);
+        // CSS_ROUNDS rounds of CSS at most, and the window grew by far less
+        // than doubling in each.
+        let css: Vec<_> = log.iter().filter(|l| l.1).collect();
+        assert!(css.len() <= CSS_ROUNDS as usize, "{log:?}");
+        for w in css.windows(2) {
+            let ratio = w[1].2 as f64 / w[0].2 as f64;
+            assert!(ratio < 1.4, "{log:?}");
+        }
+        // Then avoidance: the first ACK fixes the curve, from the window
+        // (no loss, so K = 0).
+        let mut cc = cc;
+        let now = Instant::from_secs(100);
+        cc.on_ack(&ack(
+            now,
+            1000,
+            cc.window(),
+            Some(Duration::from_millis(30)),
+            1000,
+        ));
+        assert_eq!(cc.k(), Some(0.0));
+    }
+
+    #[test]
+    fn hystart_threshold_is_at_most_16_ms() {
+        // At 200 ms an eighth would be 25 ms; the threshold stops at 16:
+        // a rise to 217 ms is a queue.
+        let (_, log) = slow_start(|r| if r < 4 { 200 * MS } else { 217 * MS }, 7);
+        assert!(log.iter().any(|l| l.1), "{log:?}");
+        let (_, log) = slow_start(|r| if r < 4 { 200 * MS } else { 215 * MS }, 7);
+        assert!(!log.iter().any(|l| l.1), "{log:?}");
+    }
+
+    #[test]
+    fn hystart_returns_to_slow_start_when_the_rtt_falls() {
+        // The rise lasts two rounds: CSS, then slow start again (a spurious
+        // exit), never ssthresh.
+        let (cc, log) = slow_start(|r| if r == 5 || r == 6 { 30 * MS } else { 20 * MS }, 10);
+        assert!(log.iter().any(|l| l.1), "{log:?}");
+        assert!(!cc.in_css());
+        assert_eq!(cc.ssthresh(), usize::MAX);
+        assert!(!log.last().unwrap().1);
+    }
+
+    #[test]
+    fn hystart_needs_enough_samples() {
+        // Without RTT samples (no timestamps, one timed segment per round)
+        // the delay test never runs: plain slow start.
+        let mss = 1000;
+        let mut cc = Cubic::new(mss);
+        let mut now = Instant::from_secs(1);
+        for r in 0..8u64 {
+            let n = cc.window() / mss;
+            for i in 0..n {
+                now = now.plus(Duration::from_micros(100));
+                let rtt = (i == 0).then(|| Duration::from_millis(20 + 10 * r));
+                cc.on_ack(&ack(now, mss, cc.window() - mss, rtt, mss));
+            }
+        }
+        assert!(!cc.in_css());
+        assert_eq!(cc.ssthresh(), usize::MAX);
+    }
+
+    #[test]
+    fn loss_ends_hystart() {
+        let mss = 1000;
+        let mut cc = Cubic::new(mss);
+        cc.on_fast_retransmit(40_000, mss);
+        assert_eq!(cc.ss.hystart.phase, HyPhase::Off);
+        let mut cc = NewReno::new(mss);
+        cc.on_rto(40_000, mss);
+        assert_eq!(cc.ss.hystart.phase, HyPhase::Off);
     }
 }

@@ -18,7 +18,7 @@ pub mod timewait;
 #[cfg(test)]
 mod tests;
 
-pub use cc::{Cc, CongestionControl, NewReno};
+pub use cc::{Ack, Cc, CongestionControl, Cubic, NewReno};
 pub use seq::Seq;
 pub use syncache::SynCookieMode;
 pub use table::{ConnId, TcpTable};
@@ -37,10 +37,34 @@ pub struct Keepalive {
     pub probes: u32,
 }
 
-/// Which congestion controller new connections get.
+/// Which congestion controller new connections get (`--tcp-cc`), or one
+/// connection uses (`Tcb::set_congestion_control`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CcAlgorithm {
+    /// RFC 5681 and RFC 6582.
     NewReno,
+    /// RFC 9438, the default (as in Linux).
+    Cubic,
+}
+
+impl CcAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            CcAlgorithm::NewReno => "newreno",
+            CcAlgorithm::Cubic => "cubic",
+        }
+    }
+}
+
+impl std::str::FromStr for CcAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cubic" => Ok(CcAlgorithm::Cubic),
+            "newreno" => Ok(CcAlgorithm::NewReno),
+            _ => Err(format!("'{s}': expected cubic or newreno")),
+        }
+    }
 }
 
 /// TCP settings, the same for every core.
@@ -85,6 +109,7 @@ pub struct TcpConfig {
     pub sack: bool,
     /// Local ports for active opens, inclusive.
     pub ephemeral: (u16, u16),
+    /// The congestion controller of new connections (CUBIC by default).
     pub cc: CcAlgorithm,
     /// Half-open connections a core keeps in its SYN cache (SYN flood
     /// defence, see `syncache`).
@@ -123,7 +148,7 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             ephemeral: (61000, 65535),
-            cc: CcAlgorithm::NewReno,
+            cc: CcAlgorithm::Cubic,
             syn_cache: 1024,
             syncookies: SynCookieMode::Auto,
         }

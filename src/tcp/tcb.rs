@@ -26,11 +26,11 @@
 //! enum, held inline.
 
 use super::buffer::{RecvBuffer, SendBuffer};
-use super::cc::Cc;
+use super::cc::{Ack, Cc};
 use super::rtt::RttEstimator;
 use super::seq::Seq;
 use super::timewait::TimeWait;
-use super::{event, CloseReason, Keepalive, TcpConfig};
+use super::{event, CcAlgorithm, CloseReason, Keepalive, TcpConfig};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Duration, Instant};
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
@@ -274,7 +274,6 @@ pub struct Tcb {
     stalled_since: Option<Instant>,
     probe_now: bool,
     keepalive_sent: u32,
-    last_send: Instant,
     pending_rst: Option<TcpRepr>,
     challenge_second: u64,
     challenge_count: u32,
@@ -290,7 +289,7 @@ pub struct Tcb {
 impl Tcb {
     fn blank(
         cfg: &TcpConfig,
-        now: Instant,
+        _now: Instant,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: u32,
@@ -359,7 +358,6 @@ impl Tcb {
             stalled_since: None,
             probe_now: false,
             keepalive_sent: 0,
-            last_send: now,
             pending_rst: None,
             challenge_second: 0,
             challenge_count: 0,
@@ -447,7 +445,8 @@ impl Tcb {
         self.sack_ok = self.cfg.sack && syn.options.sack_permitted;
         let opt = if self.ts_enabled { 12 } else { 0 };
         self.mss = peer_mss.min(self.cfg.mss) - opt;
-        self.cc = self.cfg.new_cc(self.mss);
+        // The algorithm chosen for this connection, sized for its MSS.
+        self.cc = Cc::new(self.cc.algorithm(), self.mss);
     }
 
     // ---- the application's side ----------------------------------------
@@ -980,19 +979,26 @@ impl Tcb {
             if self.snd.nxt < ack {
                 self.snd.nxt = ack;
             }
-            self.sample_rtt(now, seg, ack);
+            let rtt = self.sample_rtt(now, seg, ack);
             if self.rec.in_recovery {
                 if ack >= self.rec.recover {
                     self.rec.in_recovery = false;
                     self.cc
-                        .on_recovery_end(self.snd.max.since(self.snd.una), self.mss);
+                        .on_recovery_end(now, self.snd.max.since(self.snd.una), self.mss);
                 } else {
                     // RFC 6582 3.2 step 5: partial ACK, retransmit the next hole.
                     self.cc.on_partial_ack(acked, self.mss);
                     self.rec.retransmit_una = true;
                 }
             } else if flight_before > 0 {
-                self.cc.on_ack(acked, self.mss);
+                self.cc.on_ack(&Ack {
+                    now,
+                    acked,
+                    flight: self.snd.max.since(self.snd.una),
+                    rtt,
+                    srtt: self.rtt.srtt(),
+                    mss: self.mss,
+                });
             }
             self.rec.dup_acks = 0;
             // Progress: the persist timer (if the window still holds data
@@ -1086,25 +1092,31 @@ impl Tcb {
         }
     }
 
-    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, ack: Seq) {
+    /// Take the RTT sample this ACK gives, if any, and return it (the
+    /// congestion controller's HyStart++ watches each one).
+    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, ack: Seq) -> Option<Duration> {
         if self.ts_enabled {
             if let Some((_, ecr)) = seg.options.timestamps {
                 if ecr != 0 {
                     let ms = ts_now(now).wrapping_sub(ecr);
                     if ms < 60_000 {
-                        self.rtt
-                            .sample(Duration::from_micros(u64::from(ms) * 1000 + 1));
+                        let rtt = Duration::from_micros(u64::from(ms) * 1000 + 1);
+                        self.rtt.sample(rtt);
+                        return Some(rtt);
                     }
-                    return;
+                    return None;
                 }
             }
         }
         if let Some((timed, sent)) = self.rtt_timed {
             if ack > timed {
-                self.rtt.sample(now.since(sent));
+                let rtt = now.since(sent);
+                self.rtt.sample(rtt);
                 self.rtt_timed = None;
+                return Some(rtt);
             }
         }
+        None
     }
 
     /// Data (and a FIN) at `seq`, already trimmed to the window.
@@ -1321,7 +1333,6 @@ impl Tcb {
             self.timers[Timer::DelayedAck] = None;
             self.unacked_segments = 0;
         }
-        self.last_send = now;
     }
 
     /// How many SACK blocks (RFC 2018) the next ACK we send carries: one per
@@ -1673,11 +1684,10 @@ impl Tcb {
             self.snd.nxt = end;
         }
         if end > self.snd.max {
-            if self.snd.max == self.snd.una
-                && now.since(self.last_send) > self.rtt.rto()
-                && self.last_send != Instant::ZERO
-            {
-                self.cc.on_idle_restart(self.mss);
+            if self.snd.max == self.snd.una {
+                // New data after an empty flight: the controller knows
+                // since when it was empty (RFC 5681 4.1, RFC 9438 5.8).
+                self.cc.on_send_after_idle(now, self.rtt.rto(), self.mss);
             }
             self.snd.max = end;
         }
@@ -1944,6 +1954,19 @@ impl Tcb {
     /// of the configured one.
     pub fn set_user_timeout(&mut self, timeout: Option<Duration>) {
         self.cfg.user_timeout = timeout;
+    }
+
+    /// The congestion controller of this connection, in place of the
+    /// configured one (Linux `TCP_CONGESTION`). Best before data is sent;
+    /// a later switch keeps cwnd and ssthresh ([`Cc::switch_to`]).
+    pub fn set_congestion_control(&mut self, algorithm: CcAlgorithm) {
+        self.cfg.cc = algorithm;
+        self.cc.switch_to(algorithm, self.mss);
+    }
+
+    /// This connection's congestion control algorithm.
+    pub fn congestion_control(&self) -> CcAlgorithm {
+        self.cc.algorithm()
     }
 
     /// Nagle's algorithm (RFC 1122 4.2.3.4) for this connection, in place

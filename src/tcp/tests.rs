@@ -4,7 +4,7 @@
 //! reorders and duplicates.
 
 use super::tcb::{reset_for, State, Tcb};
-use super::{event, CloseReason, Keepalive, TcpConfig};
+use super::{event, CcAlgorithm, CloseReason, Keepalive, TcpConfig};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Duration, Instant};
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
@@ -623,15 +623,16 @@ fn fast_retransmit_and_newreno_partial_ack() {
     let mut t = T::passive(cfg(), syn);
     t.out();
     t.send(seg(ACK, IRS + 1, ISS + 1), b"");
-    let data = vec![7u8; 1000];
+    let data = vec![7u8; 2000];
     t.tcb.send(&data);
-    // Initial window: 4 segments of 100.
+    // Initial window (RFC 6928): 10 segments of 100.
     let out = t.out();
-    assert_eq!(out.len(), 4);
-    // Slow start: an ACK of two grows cwnd by one MSS (RFC 5681 eq. 2):
-    // three more go (201..401 outstanding, 401..701 new).
+    assert_eq!(out.len(), 10);
+    // Slow start: an ACK of two grows cwnd by two MSS (RFC 3465, L = 2
+    // SMSS): four more go (201..1001 outstanding, 1001..1401 new).
     let sent = t.send(seg(ACK, IRS + 1, ISS + 201), b"");
-    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[0].1, ISS + 1001);
     // Segment at 201 is lost: three duplicate ACKs.
     assert!(t.send(seg(ACK, IRS + 1, ISS + 201), b"").is_empty());
     assert!(t.send(seg(ACK, IRS + 1, ISS + 201), b"").is_empty());
@@ -641,8 +642,8 @@ fn fast_retransmit_and_newreno_partial_ack() {
     // A partial ACK (up to 401, loss at 401 too): retransmit 401 at once.
     let pa = t.send(seg(ACK, IRS + 1, ISS + 401), b"");
     assert_eq!(pa[0], o(ACK, ISS + 401, IRS + 1, &[7u8; 100]));
-    // The full ACK (the recovery point, 701) ends recovery.
-    t.send(seg(ACK, IRS + 1, ISS + 701), b"");
+    // The full ACK (the recovery point, 1401) ends recovery.
+    t.send(seg(ACK, IRS + 1, ISS + 1401), b"");
     assert!(t.tcb.cwnd() >= 100);
     assert_eq!(t.c.tcp_rto, 0);
 }
@@ -794,6 +795,8 @@ struct Sim {
     /// b's application reads nothing from this time to that (in ms from
     /// the start): its window closes.
     b_deaf_ms: (u64, u64),
+    /// Both connections' congestion control.
+    cc: CcAlgorithm,
 }
 
 impl Sim {
@@ -806,6 +809,7 @@ impl Sim {
             len,
             simultaneous: false,
             b_deaf_ms: (0, 0),
+            cc: CcAlgorithm::Cubic,
         }
     }
 
@@ -820,11 +824,13 @@ impl Sim {
             len,
             simultaneous,
             b_deaf_ms,
+            cc,
         } = self;
         let cfg = TcpConfig {
             rx_buffer: 32 * 1024,
             tx_buffer: 32 * 1024,
             mss: 1000,
+            cc,
             ..cfg()
         };
         let mut rng = Rng(seed | 1);
@@ -956,6 +962,18 @@ fn simulation_lossy_reordering_duplicating_link() {
     for seed in [3, 5, 7, 11] {
         let (_, _, c) = simulate(seed, 5, 3, 4, 200_000);
         assert!(c.tcp_ooo_segments > 0 || c.tcp_dup_segments > 0);
+    }
+}
+
+#[test]
+fn simulation_with_newreno() {
+    for (seed, loss) in [(1, 0), (3, 5), (13, 2)] {
+        let sim = Sim {
+            cc: CcAlgorithm::NewReno,
+            ..Sim::new(seed, loss, 3, 4, 200_000)
+        };
+        let (_, _, c) = sim.run();
+        assert_eq!(c.tcp_timeouts, 0);
     }
 }
 
@@ -1712,4 +1730,139 @@ fn an_aborted_connection_keeps_no_timer() {
     assert_eq!(t.out()[0].0, RST | ACK);
     assert!(t.tcb.is_closed());
     assert_eq!(t.tcb.next_deadline(), None);
+}
+
+// ---- Congestion control at the connection ---------------------------------
+
+#[test]
+fn initial_window_is_ten_segments_for_both_algorithms() {
+    // RFC 6928: the peer's SYN had no MSS option, so 536-byte segments and
+    // an initial window of min(10 * 536, max(2 * 536, 14600)) = 5360.
+    for cc in [CcAlgorithm::Cubic, CcAlgorithm::NewReno] {
+        let mut t = T::established(TcpConfig { cc, ..cfg() });
+        assert_eq!(t.tcb.congestion_control(), cc);
+        t.tcb.send(&[1u8; 20_000]);
+        let out = t.out();
+        assert_eq!(out.len(), 10, "{cc:?}");
+        assert!(out.iter().all(|s| s.3.len() == 536));
+        assert_eq!(t.tcb.cwnd(), 5360);
+    }
+    assert_eq!(TcpConfig::default().cc, CcAlgorithm::Cubic);
+}
+
+#[test]
+fn congestion_control_set_before_the_handshake_survives_it() {
+    // The SYN-ACK's MSS sizes the controller anew; the algorithm the
+    // application chose stays.
+    let mut t = T::active(cfg());
+    t.tcb.set_congestion_control(CcAlgorithm::NewReno);
+    t.out();
+    let mut synack = seg(SYN | ACK, IRS, ISS + 1);
+    synack.options.mss = Some(1000);
+    t.send(synack, b"");
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!(t.tcb.congestion_control(), CcAlgorithm::NewReno);
+    assert_eq!(t.tcb.cwnd(), 10_000);
+    // Switching later keeps the window.
+    t.tcb.set_congestion_control(CcAlgorithm::Cubic);
+    assert_eq!(t.tcb.congestion_control(), CcAlgorithm::Cubic);
+    assert_eq!(t.tcb.cwnd(), 10_000);
+}
+
+#[test]
+fn window_restarts_after_an_idle_period() {
+    // RFC 5681 4.1: after more than an RTO with nothing in flight, no more
+    // than the initial window goes out at once, however large cwnd grew.
+    for cc in [CcAlgorithm::Cubic, CcAlgorithm::NewReno] {
+        let mut t = T::established(TcpConfig { cc, ..cfg() });
+        let mss = 536;
+        t.tcb.send(&[2u8; 30 * 536]);
+        let mut out = t.out();
+        while !out.is_empty() {
+            // The peer acknowledges each segment on its own.
+            let mut next = Vec::new();
+            for s in &out {
+                let end = s.1 + s.3.len() as u32;
+                next.extend(t.send(seg(ACK, IRS + 1, end), b""));
+            }
+            out = next;
+        }
+        assert_eq!(t.tcb.unsent_or_unacked(), 0);
+        assert!(t.tcb.cwnd() > 20 * mss, "{cc:?} {}", t.tcb.cwnd());
+        t.advance(Duration::from_secs(1));
+        t.tcb.send(&[3u8; 30 * 536]);
+        assert_eq!(t.out().len(), 10, "{cc:?}");
+        assert_eq!(t.tcb.cwnd(), 10 * mss);
+    }
+}
+
+/// A bulk sender's window after each round trip, the peer acknowledging
+/// every segment `rtt_ms(round)` after it went, echoing its timestamp:
+/// the RTT samples HyStart++ sees come from the connection's own
+/// timestamp arithmetic.
+fn window_per_round(cc: CcAlgorithm, rtt_ms: impl Fn(usize) -> u64, rounds: usize) -> Vec<usize> {
+    let cfg = TcpConfig {
+        tx_buffer: 4 << 20,
+        cc,
+        ..cfg()
+    };
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.mss = Some(1012);
+    syn.options.window_scale = Some(7);
+    syn.options.timestamps = Some((1, 0));
+    let mut t = T::passive(cfg, syn);
+    let synack = t.out_full();
+    let mut peer_ts = 2;
+    let mut a = seg(ACK, IRS + 1, ISS + 1);
+    a.options.timestamps = Some((peer_ts, synack[0].0.options.timestamps.unwrap().0));
+    t.send(a, b"");
+    assert_eq!(t.tcb.state, State::Established);
+    let data = vec![5u8; 4 << 20];
+    t.tcb.send(&data);
+    let mut flight = t.out_full();
+    let mut windows = Vec::new();
+    for r in 0..rounds {
+        t.now = t.now.plus(Duration::from_millis(rtt_ms(r)));
+        let mut next = Vec::new();
+        for (s, p) in &flight {
+            peer_ts += 1;
+            let mut a = seg(ACK, IRS + 1, s.seq_number.wrapping_add(p.len() as u32));
+            a.options.timestamps = Some((peer_ts, s.options.timestamps.unwrap().0));
+            t.tcb.process(t.now, &a, b"", &mut t.c);
+            next.extend(t.out_full());
+        }
+        assert_eq!(t.c.tcp_rto + t.c.tcp_fast_retransmits, 0);
+        windows.push(t.tcb.cwnd() / 1000);
+        flight = next;
+    }
+    windows
+}
+
+#[test]
+fn hystart_leaves_slow_start_when_the_rtt_rises() {
+    for cc in [CcAlgorithm::Cubic, CcAlgorithm::NewReno] {
+        // A flat 20 ms: slow start doubles the window every round trip.
+        let flat = window_per_round(cc, |_| 20, 7);
+        assert!(
+            flat.windows(2).all(|w| w[1] >= 2 * w[0] - 1),
+            "{cc:?} {flat:?}"
+        );
+        // From the fifth round on 40 ms, with no loss: HyStart++ sees the
+        // rise, the window grows by a quarter per round (CSS), then in
+        // congestion avoidance (by far less).
+        // Slow start would have reached 160 << 7 segments by the end.
+        let rising = window_per_round(cc, |r| if r < 4 { 20 } else { 40 }, 11);
+        assert_eq!(rising[..4], flat[..4]);
+        let css: Vec<_> = rising
+            .windows(2)
+            .filter(|w| (120..=130).contains(&(w[1] * 100 / w[0])))
+            .collect();
+        assert!((4..=5).contains(&css.len()), "{cc:?} {rising:?}");
+        let last = rising.len() - 1;
+        assert!(rising[last] < 8 * rising[3], "{cc:?} {rising:?}");
+        assert!(
+            rising[last] * 100 < rising[last - 1] * 105,
+            "{cc:?} {rising:?}"
+        );
+    }
 }
