@@ -10,7 +10,7 @@
 mod builtin;
 pub mod http;
 
-pub use crate::tcp::{CloseReason, ConnId, Keepalive};
+pub use crate::tcp::{CcAlgorithm, CloseReason, ConnId, Keepalive};
 pub use crate::udp::BindError;
 pub use builtin::{AppKind, AppSpec, HttpServer, TcpEcho, UdpEcho, UdpSink};
 
@@ -167,6 +167,14 @@ pub trait NetCtx {
     /// connection, in place of `--tcp-nodelay`. Turned off, what it held
     /// back leaves when the callback returns.
     fn tcp_set_nodelay(&mut self, conn: ConnId, nodelay: bool) -> Result<(), TcpError>;
+    /// This connection's congestion control, in place of `--tcp-cc`
+    /// (Linux `TCP_CONGESTION`): best right after `tcp_connect` or on
+    /// [`TcpEvent::Accepted`]; a later switch keeps the window.
+    fn tcp_set_congestion_control(
+        &mut self,
+        conn: ConnId,
+        algorithm: CcAlgorithm,
+    ) -> Result<(), TcpError>;
     /// Keepalive (RFC 1122 4.2.3.6) for this connection, in place of
     /// `--tcp-keepalive`: after `idle` without a segment from the peer,
     /// up to `probes` probes `interval` apart, then reset and

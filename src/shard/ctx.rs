@@ -1615,6 +1615,13 @@ impl<P: BufPool> NetCtx for Net<P> {
     fn tcp_set_nodelay(&mut self, conn: ConnId, nodelay: bool) -> Result<(), TcpError> {
         self.tcp_set_nodelay_impl(conn, nodelay)
     }
+    fn tcp_set_congestion_control(
+        &mut self,
+        conn: ConnId,
+        algorithm: crate::tcp::CcAlgorithm,
+    ) -> Result<(), TcpError> {
+        self.with_own_conn(conn, |t| t.set_congestion_control(algorithm))
+    }
     fn tcp_set_keepalive(
         &mut self,
         conn: ConnId,

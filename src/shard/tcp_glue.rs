@@ -620,6 +620,19 @@ impl<P: BufPool> Net<P> {
         })
     }
 
+    /// Apply a per-connection setting to one of the application's own
+    /// connections.
+    pub(super) fn with_own_conn(
+        &mut self,
+        conn: ConnId,
+        f: impl FnOnce(&mut Tcb),
+    ) -> Result<(), TcpError> {
+        self.with_conn(conn, |t, _| {
+            f(t);
+            Ok(())
+        })
+    }
+
     pub(super) fn tcp_set_nodelay_impl(
         &mut self,
         conn: ConnId,

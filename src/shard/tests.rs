@@ -2426,6 +2426,26 @@ mod connection_options {
         }
     }
 
+    /// Congestion control chosen per connection: the accepted connection
+    /// runs NewReno where the core's default is CUBIC.
+    #[test]
+    fn congestion_control_per_connection() {
+        use crate::tcp::CcAlgorithm;
+        let leave: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError> = |_, _| Ok(());
+        let newreno: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError> =
+            |net, conn| net.tcp_set_congestion_control(conn, CcAlgorithm::NewReno);
+        for (setup, want) in [(leave, CcAlgorithm::Cubic), (newreno, CcAlgorithm::NewReno)] {
+            let mut r = chatter_rig(setup);
+            handshake(&mut r, 40000);
+            let conns = r.core.tcp_table().indices();
+            assert_eq!(conns.len(), 1);
+            let tcb = r.core.tcp_table().get(conns[0]).expect("open");
+            assert_eq!(tcb.congestion_control(), want);
+            assert_eq!(app_counter(&r.core, "setup_failed"), 0);
+            r.core.clear();
+        }
+    }
+
     /// Keepalive set on one connection: the peer acknowledges our data and
     /// goes silent; after 1 s idle, 2 probes 1 s apart, then a reset and
     /// `Closed { TimedOut }`. Intervals under a second are refused.
