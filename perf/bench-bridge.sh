@@ -8,7 +8,12 @@
 #      round trips, and 5% of each direction in the bridge's counters;
 #   3. --rate-mbit 100: iperf3 TCP from A to B, expected a little under
 #      100 Mbit/s of goodput (headers are counted by the bridge, not iperf3);
-#   4. --delay-ms 10 --rate-mbit 100 together: a 20 ms, 100 Mbit/s WAN.
+#   4. --delay-ms 10 --rate-mbit 100 together: a 20 ms, 100 Mbit/s WAN;
+#   5. --ge-p 1 --ge-r 25 (each way): ping loss in bursts, expected
+#      p/(p+r) = 3.85% per direction, 7.5% of round trips;
+#   6. --duplicate 5 --reorder 10 --reorder-ms 3 (each way): ping's
+#      duplicate replies, expected about 1.05^2-1 = 10.25% of round trips,
+#      and the frames the bridge reordered.
 #
 #   perf/bench-bridge.sh [SECONDS]
 #
@@ -61,6 +66,7 @@ HUGE="--in-memory"
 
 # Start the bridge with the given options; wait until it forwards.
 bridge() {
+    rm -f $OUT
     # shellcheck disable=SC2086
     $BIN -l 1 --no-pci $HUGE --file-prefix dpsbridge --log-level=lib.eal:warning \
         --vdev=net_af_packet0,iface=dpsbrA0,qpairs=1 \
@@ -86,6 +92,7 @@ P=$(ip netns exec $A taskset -c 0 ping -q -c 50 -i 0.05 198.18.60.2 | tail -1)
 echo "    $P"
 stop
 RTT=$(echo "$P" | awk -F/ '{print $5}')
+RTTMIN=$(echo "$P" | awk -F/ '{print $4}' | awk -F'= ' '{print $2}')
 
 echo "== 2. --loss 5 each way: ping loss"
 bridge --loss 5
@@ -121,4 +128,23 @@ echo "    goodput $(echo "$W" | cut -d' ' -f1) Mbit/s, retransmits $(echo "$W" |
 stop
 WAN=$(echo "$W" | cut -d' ' -f1)
 
-echo "summary: rtt_ms=$RTT (want ~20) ping_loss_pct=$LOSS (want ~9.75) loss_a_to_b_pct=$AB loss_b_to_a_pct=$BA (want ~5) tcp_mbit=$RATE (want ~95) wan_tcp_mbit=$WAN"
+echo "== 5. --ge-p 1 --ge-r 25 each way: ping loss in bursts"
+bridge --ge-p 1 --ge-r 25
+P=$(ip netns exec $A taskset -c 0 ping -q -c $N -i 0.002 -W 1 198.18.60.2 | grep 'packet loss')
+echo "    $P"
+sleep 1
+stop
+GE=$(echo "$P" | sed -E 's/.* ([0-9.]+)% packet loss.*/\1/')
+GEAB=$(python3 -c "print('%.2f' % (100 * $(counter 'A->B' dropped_burst_loss) / max($(counter 'A->B' received), 1)))")
+GEBA=$(python3 -c "print('%.2f' % (100 * $(counter 'B->A' dropped_burst_loss) / max($(counter 'B->A' received), 1)))")
+
+echo "== 6. --duplicate 5 --reorder 10 --reorder-ms 3 each way: ping duplicates"
+bridge --duplicate 5 --reorder 10 --reorder-ms 3
+P=$(ip netns exec $A taskset -c 0 ping -q -c $N -i 0.002 -W 1 198.18.60.2 | grep 'packet loss')
+echo "    $P"
+sleep 1
+stop
+DUP=$(echo "$P" | sed -E 's/.*\+([0-9]+) duplicates.*/\1/')
+DUP=$(python3 -c "print('%.2f' % (100 * ${DUP:-0} / $N))")
+
+echo "summary: rtt_ms_avg=$RTT rtt_ms_min=$RTTMIN (want ~20) ping_loss_pct=$LOSS (want ~9.75) loss_a_to_b_pct=$AB loss_b_to_a_pct=$BA (want ~5) tcp_mbit=$RATE (want ~95) wan_tcp_mbit=$WAN ge_ping_loss_pct=$GE (want ~7.5) ge_loss_a_to_b_pct=$GEAB ge_loss_b_to_a_pct=$GEBA (want ~3.85) ping_dup_pct=$DUP (want ~10.25)"
