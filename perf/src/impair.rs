@@ -296,6 +296,21 @@ impl TokenBucket {
     }
 }
 
+/// A command-line value for both directions: one number for both, or two,
+/// `A_TO_B,B_TO_A`; each finite and not negative.
+pub fn per_direction(v: &str) -> Result<[f64; 2], String> {
+    let parse = |s: &str| -> Result<f64, String> {
+        match s.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+            _ => Err(format!("{s:?} is not a non-negative number")),
+        }
+    };
+    match v.split_once(',') {
+        Some((a, b)) => Ok([parse(a)?, parse(b)?]),
+        None => parse(v).map(|x| [x, x]),
+    }
+}
+
 /// A bounded FIFO of frames with the tick each is due at.
 #[derive(Debug)]
 struct DelayLine<T> {
@@ -483,6 +498,16 @@ mod tests {
             .filter(|_| r.chance(Chance::percent(5.0)))
             .count();
         assert!((4_700..5_300).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn one_value_or_one_per_direction() {
+        assert_eq!(per_direction("10"), Ok([10.0, 10.0]));
+        assert_eq!(per_direction("0.5,30"), Ok([0.5, 30.0]));
+        assert_eq!(per_direction(" 1 , 2 "), Ok([1.0, 2.0]));
+        for bad in ["", "x", "-1", "1,", "1,2,3", "inf", "NaN", "1,-2"] {
+            assert!(per_direction(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

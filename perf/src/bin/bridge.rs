@@ -5,6 +5,7 @@
 //!       [--reorder PCT [--reorder-ms MS]] [--duplicate PCT]
 //!       [--rate-mbit MBIT [--queue-bytes B] [--burst-bytes B]]
 //!       [--limit FRAMES] [--seed N] [--stats-every S] [--seconds S]
+//!       [--idle-sleep-us US]
 //!
 //! Every frame received on port 0 (A) is sent on port 1 (B) and every frame
 //! from B on A, through the impairments of `perf::impair` for its direction:
@@ -12,14 +13,16 @@
 //! tail-dropping queue, a fixed delay and reordering. Each impairment option
 //! takes one value for both directions or two, `A_TO_B,B_TO_A`
 //! (`--delay-ms 10,30`). One lcore (the main one: pin it with `-l CPU`) polls
-//! both ports; the bridge never looks into the frames. Counters per direction
+//! both ports, and sleeps `--idle-sleep-us` when a poll finds nothing to do
+//! (on a shared CPU a thread that never sleeps is preempted for whole time
+//! slices, which shows as delay); the bridge never looks into the frames. Counters per direction
 //! go to stderr every `--stats-every` seconds and at exit (SIGINT, SIGTERM
 //! or after `--seconds`), as `name=value` pairs.
 
 use clap::Parser;
 use dpstack::buf::PacketBuf;
 use dpstack::dpdk::{rdtsc, tsc_hz, Eal, Mbuf, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST};
-use perf::impair::{Chance, Counters, Direction, GilbertElliott, Impairment};
+use perf::impair::{per_direction, Chance, Counters, Direction, GilbertElliott, Impairment};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,6 +78,12 @@ struct Args {
     /// Print the counters every S seconds (0: only at exit).
     #[arg(long, default_value_t = 5.0)]
     stats_every: f64,
+    /// When a poll of both ports finds nothing to do, sleep this long (never
+    /// past the next frame's due time): a bridge that busy-polls a shared
+    /// CPU is preempted for whole time slices. 0: poll without sleeping;
+    /// at most 1 s.
+    #[arg(long, default_value_t = 50)]
+    idle_sleep_us: u64,
     /// Stop after S seconds (0: at SIGINT or SIGTERM).
     #[arg(long, default_value_t = 0.0)]
     seconds: f64,
@@ -82,24 +91,7 @@ struct Args {
 
 /// One value for both directions, or `A_TO_B,B_TO_A`.
 fn per_dir(name: &str, v: &str) -> Result<[f64; 2], String> {
-    let parse = |s: &str| -> Result<f64, String> {
-        let x: f64 = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("--{name}: bad number {s:?}"))?;
-        if x.is_finite() && x >= 0.0 {
-            Ok(x)
-        } else {
-            Err(format!("--{name}: {s} is not a non-negative number"))
-        }
-    };
-    match v.split_once(',') {
-        Some((a, b)) => Ok([parse(a)?, parse(b)?]),
-        None => {
-            let x = parse(v)?;
-            Ok([x, x])
-        }
-    }
+    per_direction(v).map_err(|e| format!("--{name}: {e}"))
 }
 
 fn percent(name: &str, v: &str) -> Result<[Chance; 2], String> {
@@ -210,6 +202,14 @@ fn copy(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
     Some(c)
 }
 
+/// Nanoseconds this thread has run and has waited for a CPU
+/// (`/proc/thread-self/schedstat`); None where the kernel does not say.
+fn schedstat() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
 fn run(a: &Args, eal_args: Vec<String>) -> Result<(), String> {
     let imp = impairments(a)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -267,15 +267,19 @@ fn run(a: &Args, eal_args: Vec<String>) -> Result<(), String> {
         },
     ];
 
+    let sched0 = schedstat();
     let t0 = rdtsc();
     let end = (a.seconds > 0.0).then(|| t0 + (a.seconds * hz as f64) as u64);
     let every = (a.stats_every > 0.0).then_some((a.stats_every * hz as f64) as u64);
     let mut next_stats = every.map(|e| t0 + e);
     let mut burst: arrayvec::ArrayVec<Mbuf, BURST> = arrayvec::ArrayVec::new();
+    let idle_ticks = a.idle_sleep_us.min(1_000_000) * hz / 1_000_000;
     while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
         for p in paths.iter_mut() {
             p.rx.rx_burst(&mut burst);
             if !burst.is_empty() {
+                idle = false;
                 let now = rdtsc();
                 for m in burst.drain(..) {
                     let len = m.data().len();
@@ -290,9 +294,23 @@ fn run(a: &Args, eal_args: Vec<String>) -> Result<(), String> {
                     None => break,
                 }
             }
+            idle &= p.out.is_empty();
             p.tx.tx_burst(&mut p.out);
         }
         let now = rdtsc();
+        if idle && idle_ticks > 0 {
+            // Nothing came in and nothing went out: sleep, but not past the
+            // next frame's due time.
+            let due = paths
+                .iter()
+                .filter_map(|p| p.dir.next_due())
+                .min()
+                .map_or(idle_ticks, |d| d.saturating_sub(now));
+            let ticks = due.min(idle_ticks);
+            if ticks > 0 {
+                std::thread::sleep(std::time::Duration::from_nanos(ticks * 1_000_000_000 / hz));
+            }
+        }
         if end.is_some_and(|e| now >= e) {
             break;
         }
@@ -323,6 +341,15 @@ fn run(a: &Args, eal_args: Vec<String>) -> Result<(), String> {
             p.name,
             p.dir.counters.line(),
             p.out.len()
+        );
+    }
+    // A bridge that waits for its CPU holds frames past their due time and
+    // leaves the rate limit's link idle: say how much it waited.
+    if let (Some((r0, w0)), Some((r1, w1))) = (sched0, schedstat()) {
+        println!(
+            "dpstack-bridge: total {secs:.1}s ran {:.3}s, waited for its CPU {:.3}s",
+            r1.saturating_sub(r0) as f64 / 1e9,
+            w1.saturating_sub(w0) as f64 / 1e9
         );
     }
     drop(paths);
