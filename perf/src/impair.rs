@@ -181,7 +181,8 @@ pub struct Counters {
     pub dropped_burst_loss: u64,
     pub dropped_queue_full: u64,
     pub dropped_no_buffer: u64,
-    /// Copies made (each also counted in `forwarded` or a drop).
+    /// Frames chosen to be sent twice; each copy is then counted in
+    /// `forwarded` or a drop (`dropped_no_buffer` when no mbuf was free).
     pub duplicated: u64,
     /// Frames given the reordering delay.
     pub reordered: u64,
