@@ -4,9 +4,12 @@
 //! window per flow and records every round trip in an HDR histogram;
 //! `udpecho-kernel` is the Linux-socket echo server the same load is run
 //! against in the same benchmark, as the baseline. The benchmark scripts
-//! (perf/bench-*.sh) print ratios against that baseline.
+//! (perf/bench-*.sh) print ratios against that baseline. `impair` is the
+//! impairment logic of `dpstack-bridge`, the WAN between two ports that
+//! stands in for netem.
 
 pub mod gen;
+pub mod impair;
 
 use serde::Serialize;
 use std::time::Duration;
