@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config ethtool iproute2 \
 	iputils-ping iputils-arping python3 perl util-linux curl nftables python3-scapy \
-	wrk nginx valgrind
+	wrk nginx valgrind iperf3
 CARGO ?= cargo
 
 .PHONY: all deps hugepages build release demo test unit integration lint fuzz bench clean
