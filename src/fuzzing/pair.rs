@@ -37,6 +37,7 @@ use crate::app::{
 use crate::arp::{ArpConfig, ArpShared};
 use crate::buf::{HeapPool, PacketBuf, PooledHeapBuf};
 use crate::fuzzing::oracle::{check_emitted_frame, Emitted};
+use crate::ipv4::frag::ReassemblyConfig;
 use crate::shard::{Core, CoreLimits, IfaceConfig};
 use crate::stats::{Counters, DropReason};
 use crate::tcp::isn::IsnGenerator;
@@ -112,6 +113,13 @@ impl Node {
         let limits = CoreLimits {
             tcp,
             isn: IsnGenerator::with_secret([u64::from(index), 0x5eed]),
+            // Nothing here is fragmented: a small reassembler keeps a
+            // fuzzer's run from spending its time zeroing one.
+            reassembly: ReassemblyConfig {
+                max_datagrams: 2,
+                max_bytes: 64 * 1024,
+                ..ReassemblyConfig::default()
+            },
             ..CoreLimits::default()
         };
         let pool = HeapPool::new(1024);
@@ -1055,7 +1063,7 @@ impl Link for ScriptLink {
 /// Steps (application operations) a script may have: beyond, ignored.
 pub const MAX_STEPS: usize = 256;
 /// The clock's largest step: timers fire at most this late.
-const MAX_STEP: Duration = Duration::from_millis(5);
+const MAX_STEP: Duration = Duration::from_millis(10);
 /// Simulated time the drain may take. Retransmissions give up within
 /// about 20 s (6 tries, RTO at most 4 s), keepalive within 5 s, TIME_WAIT
 /// and FIN_WAIT_2 within 5 s.
