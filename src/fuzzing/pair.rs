@@ -350,13 +350,13 @@ impl<L: Link> Pair<L> {
     }
 
     /// Nothing in flight, no connection in either table (TIME_WAIT
-    /// included), nothing in either SYN cache.
+    /// included), nothing in either SYN cache, no frame held (one waiting
+    /// for ARP is sent or dropped within `arp_pending_timeout`).
     pub fn quiet(&self) -> bool {
         self.in_flight.iter().all(|q| q.is_empty())
-            && self
-                .nodes
-                .iter()
-                .all(|n| n.core.tcp_connections() == 0 && n.core.syn_cache().is_empty())
+            && self.nodes.iter().all(|n| {
+                n.core.tcp_connections() == 0 && n.core.syn_cache().is_empty() && n.core.held() == 0
+            })
     }
 
     /// Check every frame node `from` queued and put it on the link.
@@ -1463,6 +1463,42 @@ mod tests {
         let l = &o.link;
         assert!(l.lost > 0 && l.duplicated > 0 && l.reordered > 0);
         assert!(l.corrupted[0] > 0 && l.corrupted[1] > 0);
+    }
+
+    /// Found by the fuzzer: the ARP request for node 1's SYN is lost and
+    /// the connection aborted at once; its RST still waits for ARP when
+    /// both tables are empty. The run goes on until it has left.
+    #[test]
+    fn a_frame_waiting_for_arp_when_the_tables_are_empty() {
+        let steps = vec![
+            app(1, Op::Open { slot: 1 }),
+            app(1, Op::Abort { slot: 1 }),
+            wait(255),
+            app(1, Op::Shutdown { slot: 2 }),
+        ];
+        let fates = vec![
+            Fate::Corrupt {
+                at: 34089,
+                mask: 133,
+            },
+            Fate::Drop,
+            Fate::Drop,
+            Fate::Corrupt { at: 0, mask: 0 },
+        ];
+        let script = Script {
+            options: Options {
+                no_sack: true,
+                no_window_scaling: true,
+                no_nagle: true,
+                small_buffers: true,
+                ..Options::default()
+            },
+            steps,
+            fates,
+        };
+        let o = run_script(&script).unwrap_or_else(|e| panic!("{e}"));
+        assert!(o.records[1].slots[1].aborted);
+        assert!(o.counters[1].arp_requests_sent >= 2, "{:?}", o.counters[1]);
     }
 
     mod random {
