@@ -1501,6 +1501,56 @@ mod tests {
         assert!(o.counters[1].arp_requests_sent >= 2, "{:?}", o.counters[1]);
     }
 
+    /// Found by the fuzzer: every SYN-ACK but one is corrupted; node 1's
+    /// keepalive probe (seq one below the server's RCV.NXT, the right ACK)
+    /// makes the server build its connection from the SYN cache, which
+    /// finds the probe unacceptable and stays in SYN-RECEIVED until its
+    /// SYN-ACKs run out. It told its application `Closed` (TimedOut) of a
+    /// connection the application had never been given.
+    #[test]
+    fn a_passive_open_that_times_out_is_never_reported() {
+        let c = |at, mask| Fate::Corrupt { at, mask };
+        let fates = vec![
+            c(65535, 255),
+            c(63487, 255),
+            c(65535, 255),
+            c(21321, 36),
+            Fate::Deliver,
+            c(65442, 255),
+            c(65535, 255),
+            c(65535, 255),
+            c(65535, 255),
+            Fate::Deliver,
+            c(65535, 122),
+            Fate::Deliver,
+            Fate::Drop,
+            c(65535, 255),
+            c(65535, 255),
+            c(65535, 255),
+            c(65535, 255),
+            c(65535, 255),
+            c(65471, 255),
+            c(10751, 184),
+        ];
+        let script = Script {
+            options: Options {
+                no_sack: true,
+                no_timestamps: true,
+                no_nagle: true,
+                small_buffers: true,
+                ..Options::default()
+            },
+            steps: vec![app(1, Op::Open { slot: 1 }), wait(41)],
+            fates,
+        };
+        let o = run_script(&script).unwrap_or_else(|e| panic!("{e}"));
+        assert!(o.records[0].events.is_empty(), "{:?}", o.records[0].events);
+        assert_eq!(
+            o.records[1].slots[1].closed_event,
+            Some(CloseReason::TimedOut)
+        );
+    }
+
     mod random {
         use super::*;
         use proptest::prelude::*;
