@@ -1506,7 +1506,10 @@ mod tests {
     /// makes the server build its connection from the SYN cache, which
     /// finds the probe unacceptable and stays in SYN-RECEIVED until its
     /// SYN-ACKs run out. It told its application `Closed` (TimedOut) of a
-    /// connection the application had never been given.
+    /// connection the application had never been given. Now the SYN cache
+    /// drops the probe (its sequence number is checked first), and a
+    /// passive open timing out in SYN-RECEIVED goes quietly: either way
+    /// the server's application hears nothing.
     #[test]
     fn a_passive_open_that_times_out_is_never_reported() {
         let c = |at, mask| Fate::Corrupt { at, mask };
