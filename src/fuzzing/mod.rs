@@ -4,6 +4,7 @@
 //! [`oracle`] says what every frame a core sends must satisfy.
 
 pub mod oracle;
+pub mod pair;
 
 use crate::app::{AppSpec, CoreInfo};
 use crate::arp::{ArpConfig, ArpShared};

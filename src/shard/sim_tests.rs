@@ -1,6 +1,9 @@
 //! Two whole cores, dpstack against dpstack, over a simulated link.
 //!
-//! Each core is a complete [`Core`] on its own heap pool, with its own MAC
+//! The harness is [`crate::fuzzing::pair`] (shared with the `tcp_pair`
+//! fuzz target); this file holds the seeded scenarios.
+//!
+//! Each core is a complete `Core` on its own heap pool, with its own MAC
 //! and address in 198.18.0.0/24 and its own ARP table. What one core puts
 //! in its TX queue is an encoded Ethernet frame; the link checks it (it fits
 //! the MTU: 1500 bytes of IP, 1514 of Ethernet; Ethernet, IPv4 and TCP
@@ -23,121 +26,16 @@
 //! endless exchange of unacceptable ACKs after timeouts on both ends; the
 //! cases that showed them run here as regression tests.
 
-use super::ctx::{Core, CoreLimits, IfaceConfig};
-use crate::app::{AppSpec, CoreInfo};
-use crate::arp::{ArpConfig, ArpShared};
-use crate::buf::{HeapPool, PacketBuf, PooledHeapBuf};
-use crate::fuzzing::oracle::{check_emitted_frame, Emitted};
+use crate::app::{AppFactory, AppSpec};
+use crate::fuzzing::pair::{LinkConfig, LinkStats, Pair, RandomLink, CLEAN, MAX_FRAME};
 use crate::stats::{Counters, DropReason};
-use crate::tcp::isn::IsnGenerator;
 use crate::tcp::TcpConfig;
-use crate::time::{Duration, Instant};
-use crate::wire::frame::Parsed;
-use crate::wire::EthernetAddress;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::net::Ipv4Addr;
+use crate::time::Duration;
 
-/// The largest IPv4 packet the interfaces send (their MTU).
-const MTU: usize = 1500;
-/// An Ethernet frame carrying an MTU-sized packet (no VLAN tag, no FCS).
-const MAX_FRAME: usize = MTU + 14;
 /// The simulation's clock step: the cores' burst and timer period.
 const STEP: Duration = Duration::from_micros(250);
 /// Simulated time after which a scenario that has not finished fails.
 const GIVE_UP: Duration = Duration::from_secs(120);
-
-/// splitmix64: small, seedable, good enough to draw a link's decisions.
-struct Prng(u64);
-
-impl Prng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// True with probability `per_mille`/1000.
-    fn chance(&mut self, per_mille: u32) -> bool {
-        self.next() % 1000 < u64::from(per_mille)
-    }
-    /// Uniform in 0..n (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// What the link does to frames. Probabilities are per mille, drawn
-/// independently for each frame (and each copy of a duplicated one).
-#[derive(Clone, Copy, Debug)]
-struct LinkConfig {
-    loss: u32,
-    duplicate: u32,
-    /// Only frames with a TCP payload are corrupted (a flipped payload byte
-    /// always changes the TCP checksum; a flipped header byte could be
-    /// caught earlier, by another check).
-    corrupt: u32,
-    latency: Duration,
-    /// Each copy is delayed by latency plus up to this much more, uniformly:
-    /// frames sent close together arrive out of order.
-    jitter: Duration,
-}
-
-const CLEAN: LinkConfig = LinkConfig {
-    loss: 0,
-    duplicate: 0,
-    corrupt: 0,
-    latency: Duration::from_millis(1),
-    jitter: Duration::from_micros(0),
-};
-
-/// One core and what the test sees of it.
-struct Node {
-    core: Core<HeapPool>,
-    pool: HeapPool,
-    mac: EthernetAddress,
-    ip: Ipv4Addr,
-}
-
-fn node(index: u8, apps: &[&str], tcp: TcpConfig, now: Instant) -> Node {
-    let mac = EthernetAddress([0x02, 0, 0, 0, 0x5e, index]);
-    let ip = Ipv4Addr::new(198, 18, 0, index);
-    let iface = IfaceConfig {
-        mac,
-        ip: format!("{ip}/24").parse().unwrap(),
-        gateway: None,
-        mtu: MTU,
-        tx_ipv4_cksum: false,
-        tx_udp_cksum: false,
-        tx_tcp_cksum: false,
-    };
-    let info = CoreInfo {
-        index: 0,
-        count: 1,
-        lcore: u32::from(index),
-    };
-    let factories: Vec<_> = apps
-        .iter()
-        .map(|a| a.parse::<AppSpec>().unwrap().factory())
-        .collect();
-    let limits = CoreLimits {
-        tcp,
-        isn: IsnGenerator::with_secret([u64::from(index), 0x5eed]),
-        ..CoreLimits::default()
-    };
-    let pool = HeapPool::new(1024);
-    let view = pool.share();
-    let arp = ArpShared::new(ArpConfig::default());
-    let mut core = Core::new(iface, info, pool, arp, true, limits, &factories);
-    core.start(now).unwrap();
-    Node {
-        core,
-        pool: view,
-        mac,
-        ip,
-    }
-}
 
 /// Connections per echo scenario, and bytes each way on each.
 const CONNS: u64 = 4;
@@ -152,244 +50,66 @@ fn sim_tcp() -> TcpConfig {
     }
 }
 
-/// What the link saw and did.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct LinkStats {
-    frames: u64,
-    arp_frames: u64,
-    tcp_segments: u64,
-    tcp_data_segments: u64,
-    /// Data segments that also carried SACK blocks (where RFC 2018 options
-    /// must be paid for out of the payload).
-    data_with_sack: u64,
-    largest_frame: usize,
-    lost: u64,
-    duplicated: u64,
-    /// Frames delivered after one sent later.
-    reordered: u64,
-    /// Corrupted copies delivered, per receiving node.
-    corrupted: [u64; 2],
-    /// FNV-1a over every frame sent, in order: two runs of one seed send
-    /// the same bytes.
-    digest: u64,
+fn factories(apps: &[&str]) -> Vec<AppFactory> {
+    apps.iter()
+        .map(|a| a.parse::<AppSpec>().unwrap().factory())
+        .collect()
 }
 
-/// A frame in flight to one node: (delivery time, send order, bytes). The
-/// send order breaks ties, so a link without jitter keeps order.
-type InFlight = Reverse<(Instant, u64, Vec<u8>)>;
-
+/// A [`Pair`] on a seeded [`RandomLink`], stepped every [`STEP`].
 struct Sim {
-    nodes: [Node; 2],
-    link: LinkConfig,
-    rng: Prng,
+    pair: Pair<RandomLink>,
     seed: u64,
-    /// Per receiving node.
-    in_flight: [BinaryHeap<InFlight>; 2],
-    sent: u64,
-    now: Instant,
-    stats: LinkStats,
-    /// The send order of the last frame each node received.
-    last_delivered: [u64; 2],
-    /// SIM_TRACE set: print every frame and what the link did to it.
-    trace: bool,
 }
 
 impl Sim {
     fn new(seed: u64, link: LinkConfig, apps: [&[&str]; 2], tcp: TcpConfig) -> Sim {
-        let now = Instant::from_secs(1);
-        let mut sim = Sim {
-            nodes: [node(1, apps[0], tcp, now), node(2, apps[1], tcp, now)],
-            link,
-            rng: Prng(seed),
-            seed,
-            in_flight: [BinaryHeap::new(), BinaryHeap::new()],
-            sent: 0,
-            now,
-            stats: LinkStats::default(),
-            last_delivered: [0; 2],
-            trace: std::env::var_os("SIM_TRACE").is_some(),
-        };
-        // The gratuitous ARPs of start() go on the link too.
-        sim.transmit(0);
-        sim.transmit(1);
-        sim
+        let apps = apps.map(factories);
+        let pair = Pair::new(
+            format!("seed {seed}"),
+            RandomLink::new(seed, link),
+            [&apps[0][..], &apps[1][..]],
+            tcp,
+        );
+        Sim { pair, seed }
     }
 
-    /// One step: each core takes the frames due, runs its timers and
-    /// applications, and puts what it sent on the link.
-    fn step(&mut self) {
-        self.now = self.now.plus(STEP);
-        for i in 0..2 {
-            let n = &mut self.nodes[i];
-            n.core.begin_burst(self.now);
-            let queue = &mut self.in_flight[i];
-            while queue
-                .peek()
-                .is_some_and(|Reverse((at, _, _))| *at <= self.now)
-            {
-                let Reverse((_, order, frame)) = queue.pop().unwrap();
-                if order < self.last_delivered[i] {
-                    self.stats.reordered += 1;
-                }
-                self.last_delivered[i] = order;
-                n.core.process_frame(n.pool.buf_from(&frame));
-            }
-            n.core.poll_timers(self.now);
-            self.transmit(i);
-        }
-    }
-
-    /// Check every frame node `from` queued and put it on the link.
-    fn transmit(&mut self, from: usize) {
-        let frames: Vec<Vec<u8>> = self.nodes[from]
-            .core
-            .tx_queue()
-            .drain(..)
-            .map(|b: PooledHeapBuf| b.data().to_vec())
-            .collect();
-        for f in frames {
-            let payload_at = self.check_frame(from, &f);
-            self.send(from, f, payload_at);
-        }
-    }
-
-    /// The frame fits the MTU and parses back with valid checksums.
-    /// Returns where its TCP payload starts, if it has one.
-    fn check_frame(&mut self, from: usize, f: &[u8]) -> Option<usize> {
-        let seed = self.seed;
-        let s = &mut self.stats;
-        s.frames += 1;
-        s.digest = f.iter().fold(s.digest ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-        });
-        s.largest_frame = s.largest_frame.max(f.len());
-        let node = &self.nodes[from];
-        let emitted = check_emitted_frame(f, MTU, node.mac).unwrap_or_else(|e| {
-            panic!(
-                "seed {seed}, t={}us: node {from} sent a bad frame: {e}",
-                self.now.micros()
-            )
-        });
-        match emitted {
-            Emitted::Other(Parsed::Arp(_)) => {
-                s.arp_frames += 1;
-                if self.trace {
-                    println!("t={}us {from}->{} ARP", self.now.micros(), 1 - from);
-                }
-                None
-            }
-            Emitted::Tcp { ip, tcp, payload } => {
-                assert_eq!(ip.src_addr, node.ip, "seed {seed}");
-                assert_eq!(ip.dst_addr, self.nodes[1 - from].ip, "seed {seed}");
-                s.tcp_segments += 1;
-                if self.trace {
-                    println!(
-                        "t={}us {from}->{} {:?} seq={} ack={} len={} ports {:?}",
-                        self.now.micros(),
-                        1 - from,
-                        tcp.flags,
-                        tcp.seq_number,
-                        tcp.ack_number,
-                        payload.len(),
-                        (tcp.src_port, tcp.dst_port)
-                    );
-                }
-                if payload.is_empty() {
-                    return None;
-                }
-                s.tcp_data_segments += 1;
-                if tcp.options.sack_blocks[0].is_some() {
-                    s.data_with_sack += 1;
-                }
-                Some(f.len() - payload.len())
-            }
-            other => panic!("seed {seed}: node {from} sent {other:?}"),
-        }
-    }
-
-    /// The link's decisions for one frame.
-    fn send(&mut self, from: usize, frame: Vec<u8>, payload_at: Option<usize>) {
-        let l = self.link;
-        if self.rng.chance(l.loss) {
-            if self.trace {
-                println!("  (lost)");
-            }
-            self.stats.lost += 1;
-            return;
-        }
-        let copies = if self.rng.chance(l.duplicate) {
-            if self.trace {
-                println!("  (duplicated)");
-            }
-            self.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        let to = 1 - from;
-        for _ in 0..copies {
-            let mut f = frame.clone();
-            if let Some(at) = payload_at {
-                if self.rng.chance(l.corrupt) {
-                    let i = at + self.rng.below((f.len() - at) as u64) as usize;
-                    f[i] ^= 1 + self.rng.below(255) as u8;
-                    if self.trace {
-                        println!("  (corrupted at byte {i})");
-                    }
-                    self.stats.corrupted[to] += 1;
-                }
-            }
-            let jitter = match l.jitter.micros() {
-                0 => 0,
-                j => self.rng.below(j + 1),
-            };
-            let at = self.now.plus(l.latency).plus(Duration::from_micros(jitter));
-            self.sent += 1;
-            self.in_flight[to].push(Reverse((at, self.sent, f)));
-        }
+    fn stats(&self) -> &LinkStats {
+        &self.pair.stats
     }
 
     fn counters(&self, i: usize) -> &Counters {
-        &self.nodes[i].core.net.counters
+        self.pair.counters(i)
     }
 
     fn app(&self, i: usize, name: &str) -> u64 {
-        let apps = self.nodes[i].core.app_counters();
+        let apps = self.pair.nodes[i].core.app_counters();
         apps[0].1.iter().find(|(k, _)| *k == name).unwrap().1
     }
 
     /// Step until `done` holds, both tables are empty and nothing is in
     /// flight; fail with the seed after [`GIVE_UP`].
     fn run_until(&mut self, done: impl Fn(&Sim) -> bool) -> Duration {
-        let start = self.now;
+        let start = self.pair.now;
         loop {
-            self.step();
-            if done(self)
-                && self.in_flight.iter().all(|q| q.is_empty())
-                && self.nodes.iter().all(|n| n.core.tcp_connections() == 0)
-            {
-                return self.now.since(start);
+            self.pair.step_to(self.pair.now.plus(STEP));
+            if done(self) && self.pair.quiet() {
+                return self.pair.now.since(start);
             }
-            if self.now.since(start) > GIVE_UP {
-                // The counters that moved, to tell where it stalled.
-                let moved = |i: usize| -> Vec<(String, u64)> {
-                    let c = self.counters(i).pairs();
-                    c.into_iter()
-                        .filter(|(k, v)| *v > 0 && (k.contains("tcp") || k.starts_with("drop")))
-                        .collect()
-                };
+            if self.pair.now.since(start) > GIVE_UP {
+                let n = &self.pair.nodes;
                 panic!(
                     "seed {}: not done after {}s of simulated time; link {:?}; \
                      connections {} and {}; apps {:?} {:?}; counters {:?} {:?}",
                     self.seed,
                     GIVE_UP.micros() / 1_000_000,
-                    self.stats,
-                    self.nodes[0].core.tcp_connections(),
-                    self.nodes[1].core.tcp_connections(),
-                    self.nodes[0].core.app_counters(),
-                    self.nodes[1].core.app_counters(),
-                    moved(0),
-                    moved(1),
+                    self.pair.stats,
+                    n[0].core.tcp_connections(),
+                    n[1].core.tcp_connections(),
+                    n[0].core.app_counters(),
+                    n[1].core.app_counters(),
+                    self.pair.moved_counters(0),
+                    self.pair.moved_counters(1),
                 );
             }
         }
@@ -404,16 +124,14 @@ impl Sim {
             let c = self.counters(i);
             assert_eq!(
                 c.dropped(DropReason::BadChecksum),
-                self.stats.corrupted[i],
+                self.stats().corrupted[i],
                 "seed {seed}: node {i} drops every corrupted frame by checksum"
             );
             assert_eq!(c.arp_entries, 1, "seed {seed}: node {i} knows its peer");
             assert_eq!(c.drops[DropReason::NoArp as usize], 0, "seed {seed}");
-            let n = &mut self.nodes[i];
-            assert_eq!(n.core.held(), 0, "seed {seed}: node {i} holds buffers");
-            assert_eq!(n.pool.in_use(), 0, "seed {seed}: node {i} leaked buffers");
-            n.core.clear();
-            assert_eq!(n.pool.in_use(), 0);
+        }
+        if let Err(e) = self.pair.check_buffers() {
+            panic!("{e}");
         }
         let requests = self.counters(0).arp_requests_sent + self.counters(1).arp_requests_sent;
         let replies = self.counters(0).arp_replies_sent + self.counters(1).arp_replies_sent;
@@ -421,7 +139,7 @@ impl Sim {
             requests >= 1 && replies >= 1,
             "seed {seed}: resolved by ARP"
         );
-        self.stats
+        self.pair.stats
     }
 }
 
@@ -440,7 +158,7 @@ fn echo_scenario(
     let mut sim = Sim::new(seed, link, [&[&client], &["tcp-echo:7"]], tcp);
     let took = sim.run_until(|s| s.app(0, "completed") + s.app(0, "failed") == conns);
     let total = conns * bytes;
-    let report = format!("seed {seed}, link {link:?}, {:?}", sim.stats);
+    let report = format!("seed {seed}, link {link:?}, {:?}", sim.stats());
     assert_eq!(sim.app(0, "connected"), conns, "{report}");
     assert_eq!(sim.app(0, "completed"), conns, "{report}");
     assert_eq!(sim.app(0, "failed"), 0, "{report}");
@@ -629,7 +347,7 @@ fn simultaneous_open(seed: u64, link: LinkConfig, tcp: TcpConfig) -> LinkStats {
     let mut sim = Sim::new(seed, link, [&[&apps[0]], &[&apps[1]]], tcp);
     sim.run_until(|s| (0..2).all(|i| s.app(i, "completed") + s.app(i, "failed") == 1));
     for i in 0..2 {
-        let report = format!("seed {seed}, node {i}: {:?}", sim.stats);
+        let report = format!("seed {seed}, node {i}: {:?}", sim.stats());
         assert_eq!(sim.app(i, "connected"), 1, "{report}");
         assert_eq!(sim.app(i, "completed"), 1, "{report}");
         assert_eq!(sim.app(i, "verified"), bytes, "{report}");

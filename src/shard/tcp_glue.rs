@@ -220,6 +220,15 @@ impl<P: BufPool> Net<P> {
             }
             return self.drop_frame(DropReason::TcpOutOfWindow);
         }
+        // First check (RFC 9293 3.10.7.4), the sequence number, in the
+        // window a fresh connection offers: the handshake's ACK is at
+        // IRS+1. Anything else (one below: a keepalive probe from a peer
+        // that took our SYN-ACK) is dropped, never built into a connection
+        // that would find it unacceptable and wait in SYN-RECEIVED.
+        let offset = seg.seq_number.wrapping_sub(e.irs.wrapping_add(1));
+        if offset as usize >= self.tcp.cfg.rx_buffer {
+            return self.drop_frame(DropReason::TcpOutOfWindow);
+        }
         if !f.ack() {
             // Fifth check: no ACK, no use.
             return self.drop_frame(DropReason::TcpNoConnection);

@@ -949,6 +949,29 @@ fn http_request_through_the_whole_core() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// RFC 9293 3.10.7.4: the sequence number is checked first. An ACK with
+/// the right acknowledgment number one below IRS+1 (a keepalive probe of
+/// a peer that took our SYN-ACK) leaves the handshake half-open: no
+/// connection is built from the SYN cache (found by the tcp_pair fuzz
+/// target, where such a connection waited in SYN-RECEIVED for nothing).
+#[test]
+fn a_half_open_handshake_takes_no_ack_outside_the_window() {
+    let mut r = rig(&["http:80:100"]);
+    r.learn_host();
+    r.rx(&tcp_frame(40001, 100, 0, SYN, b""));
+    let (synack, _) = tcp_out(&r.take_tx()[0]);
+    r.rx(&tcp_frame(40001, 100, synack.seq_number + 1, ACK, b""));
+    assert_eq!(r.core.tcp_connections(), 0);
+    assert_eq!(r.core.syn_cache().len(), 1);
+    assert_eq!(r.core.net.counters.dropped(DropReason::TcpOutOfWindow), 1);
+    // The handshake's own ACK still completes it.
+    r.rx(&tcp_frame(40001, 101, synack.seq_number + 1, ACK, b""));
+    assert_eq!(r.core.tcp_connections(), 1);
+    assert_eq!(r.core.net.counters.tcp_accepted, 1);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn tcp_buffer_memory_is_budgeted_and_shown_per_core() {
     // On a thread of its own: the buffer pool is the thread's (the core's).

@@ -1898,6 +1898,15 @@ impl Tcb {
     /// `tcp_timeouts`; the caller counts the cause).
     fn time_out(&mut self, c: &mut Counters) {
         c.tcp_timeouts += 1;
+        if self.passive && self.state == State::SynReceived {
+            // An embryonic passive open, which no application was told
+            // of (it is accepted once established): it just goes, as on
+            // RST or SYN above (Linux drops a request socket out of
+            // SYN-ACK retries without a word).
+            self.state = State::Closed;
+            self.timers.clear_all();
+            return;
+        }
         if self.state.synchronized() {
             self.pending_rst =
                 Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));

@@ -552,6 +552,28 @@ fn out_of_order_is_reassembled_with_immediate_acks() {
     assert_eq!(t.tcb.rcv_nxt().0, IRS + 17);
 }
 
+/// A passive open whose SYN-ACKs all go unanswered times out without an
+/// event: no application was told of it (found by the tcp_pair fuzz
+/// target: an application was told `Closed` of a connection it was never
+/// given).
+#[test]
+fn syn_received_times_out_quietly() {
+    let mut t = T::passive(
+        TcpConfig {
+            syn_retries: 2,
+            ..cfg()
+        },
+        seg(SYN, IRS, 0),
+    );
+    assert_eq!(t.out().len(), 1);
+    assert_eq!(t.advance(Duration::from_secs(1)).len(), 1);
+    assert_eq!(t.advance(Duration::from_secs(2)).len(), 1);
+    assert!(t.advance(Duration::from_secs(4)).is_empty());
+    assert!(t.tcb.is_closed());
+    assert_eq!(t.c.tcp_timeouts, 1);
+    assert_eq!(t.take_events(), 0);
+}
+
 #[test]
 fn rto_backs_off_then_gives_up() {
     let mut t = T::established(TcpConfig {
