@@ -1104,7 +1104,7 @@ impl Tcb {
                 self.cc.on_dup_ack_in_recovery(self.mss);
                 // With SACK, each further duplicate ACK can repair one more
                 // hole.
-                if self.sack_ok && self.next_hole().is_some() {
+                if self.sack_ok && self.next_hole(false).is_some() {
                     self.rec.retransmit_una = true;
                 }
             }
@@ -1532,11 +1532,12 @@ impl Tcb {
         unsent > 0 && usable >= unsent.min(self.send_mss())
     }
 
-    /// The next hole to retransmit in recovery (RFC 6675 NextSeg, simply):
-    /// the first sequence number at or after SND.UNA and after what was
-    /// already retransmitted that the peer has not reported, below the
-    /// highest it has reported. Returns (start, length).
-    fn next_hole(&self) -> Option<(Seq, usize)> {
+    /// The next hole to retransmit in recovery (RFC 6675 NextSeg): the
+    /// first sequence number at or after SND.UNA and after what was already
+    /// retransmitted (HighRxt) that the peer has not reported, below the
+    /// highest it has reported; if `lost_only`, only one IsLost deems lost
+    /// (rule 1; rule 3 takes any). Returns (start, length).
+    fn next_hole(&self, lost_only: bool) -> Option<(Seq, usize)> {
         let high = self.rec.sacked.last()?.1;
         let mut start = self.snd.una.max(self.rec.high_rxt);
         for &(a, b) in &self.rec.sacked {
@@ -1553,7 +1554,91 @@ impl Tcb {
             .iter()
             .find(|r| r.0 > start)
             .map_or(high, |r| r.0);
+        if lost_only && !self.hole_lost(start) {
+            return None;
+        }
         Some((start, end.since(start).min(self.mss)))
+    }
+
+    /// RFC 6675 4 IsLost for the unSACKed `seq`: DupThresh (3) SACKed
+    /// ranges above it, or more than (DupThresh - 1) * SMSS bytes.
+    fn hole_lost(&self, seq: Seq) -> bool {
+        let above = self.rec.sacked.iter().filter(|r| r.0 > seq);
+        let (n, bytes) = above.fold((0, 0), |(n, b), r| (n + 1, b + r.1.since(r.0)));
+        n >= 3 || bytes > 2 * self.mss.max(1)
+    }
+
+    /// RFC 6675 4 SetPipe: the bytes presumed in the network. Each
+    /// unSACKed byte counts once unless IsLost deems it lost, and once more
+    /// if it was retransmitted (below HighRxt).
+    fn pipe(&self) -> usize {
+        let (una, max) = (self.snd.una, self.snd.max);
+        let rxt = self.rec.high_rxt.max(una);
+        let mut pipe = 0;
+        let mut hole = |a: Seq, b: Seq, lost: bool| {
+            if !lost {
+                pipe += b.since(a);
+            }
+            if rxt > a {
+                pipe += rxt.min(b).since(a);
+            }
+        };
+        let mut s = una;
+        for &(a, b) in &self.rec.sacked {
+            if a > s {
+                hole(s, a.min(max), self.hole_lost(s));
+            }
+            s = s.max(b);
+        }
+        if max > s {
+            hole(s, max, false);
+        }
+        pipe
+    }
+
+    /// Retransmit holes in SACK recovery while the pipe is below cwnd
+    /// (RFC 6675 5, step (C)): NextSeg rule 1 (lost holes) or, when no new
+    /// data went, rule 3 (any hole). cwnd in recovery is ssthresh (RFC
+    /// 6675 5 step 4.2; the NewReno inflation of the window on duplicate
+    /// ACKs is for new data, which the pipe accounts for already). The
+    /// first segment of a recovery goes whatever the pipe (step 4.3).
+    fn retransmit_holes(&mut self, now: Instant, lost_only: bool, emit: &mut Emit<'_>) {
+        loop {
+            let first = self.rec.high_rxt <= self.snd.una;
+            let hole = if first {
+                self.next_hole(false).or(Some((self.snd.una, self.mss)))
+            } else {
+                self.next_hole(lost_only)
+            };
+            let Some((seq, len)) = hole else {
+                return;
+            };
+            if !first && self.pipe() >= self.cc.ssthresh() {
+                return;
+            }
+            let Some(sent) = self.retransmit(now, seq, len, emit) else {
+                return;
+            };
+            self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
+        }
+    }
+
+    /// Retransmit up to `len` bytes from `seq`: never past what was sent
+    /// nor past the peer's window (a retransmission of SND.UNA without SACK
+    /// would otherwise take up to an MSS of whatever is queued). None if
+    /// nothing may go or emit failed.
+    fn retransmit(
+        &mut self,
+        now: Instant,
+        seq: Seq,
+        len: usize,
+        emit: &mut Emit<'_>,
+    ) -> Option<usize> {
+        let limit = self.snd.max.min(self.snd.una + self.snd.wnd);
+        if limit <= seq {
+            return None;
+        }
+        self.send_segment(now, seq, len.min(limit.since(seq)), emit)
     }
 
     /// Send what is due: a pending RST, SYN or SYN-ACK, data within the
@@ -1609,37 +1694,30 @@ impl Tcb {
             _ => {}
         }
         if self.state.synchronized() && self.state != State::TimeWait {
-            if self.rec.retransmit_una {
+            let sack_recovery = self.sack_ok && self.rec.in_recovery;
+            let repair = self.rec.retransmit_una;
+            if repair {
                 self.rec.retransmit_una = false;
-                // With SACK, repair up to a few holes per ACK (a bounded
-                // burst; the RFC 6675 pipe would allow what cwnd allows).
-                let holes = if self.sack_ok && self.rec.in_recovery {
-                    4
+                if sack_recovery {
+                    // NextSeg rule 1: the holes deemed lost.
+                    self.retransmit_holes(now, true, emit);
                 } else {
-                    1
-                };
-                for i in 0..holes {
-                    let (seq, len) = match self.next_hole() {
+                    // NewReno: SND.UNA's segment, once per (partial) ACK.
+                    let (seq, len) = match self.next_hole(false) {
                         Some(h) if self.rec.in_recovery => h,
-                        _ if i == 0 => (self.snd.una, self.mss),
-                        _ => break,
+                        _ => (self.snd.una, self.mss),
                     };
-                    // Never past what was sent nor past the peer's window
-                    // (a retransmission of SND.UNA without SACK would
-                    // otherwise take up to an MSS of whatever is queued).
-                    let limit = self.snd.max.min(self.snd.una + self.snd.wnd);
-                    if limit <= seq {
-                        break;
+                    if let Some(sent) = self.retransmit(now, seq, len, emit) {
+                        self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
                     }
-                    let len = len.min(limit.since(seq));
-                    let Some(sent) = self.send_segment(now, seq, len, emit) else {
-                        break;
-                    };
-                    self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
                 }
             }
             let before = self.snd.max;
             self.send_data(now, emit);
+            if repair && sack_recovery && self.snd.max == before && self.rec.in_recovery {
+                // NextSeg rule 3: no new data went; any hole, pipe allowing.
+                self.retransmit_holes(now, false, emit);
+            }
             if self.rec.probe_tail {
                 self.rec.probe_tail = false;
                 if self.snd.max == before && self.snd.max > self.snd.una {

@@ -2067,3 +2067,39 @@ fn duplicate_segments_are_reported_in_a_dsack() {
     assert_eq!(dup[0].0.options.sack_count(), 0);
     assert_eq!(t.c.tcp_dsack_sent, 0);
 }
+
+#[test]
+fn sack_recovery_retransmits_within_the_pipe() {
+    // Ten segments of 100 out; the peer gets 1, 3 and 5 (of 0..9).
+    let mut t = established_mss(100, true);
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    assert!(t.send(sack_ack(1, &[(101, 201)]), b"").is_empty());
+    assert!(t
+        .send(sack_ack(1, &[(301, 401), (101, 201)]), b"")
+        .is_empty());
+    // Three SACKed ranges above segment 0: lost (RFC 6675 IsLost).
+    // Segments 2 and 4 are not yet (two ranges, 200 bytes above 2), so
+    // the pipe counts them and 6..9 (600 bytes) and the retransmission of
+    // 0: 700, at ssthresh (CUBIC: 0.7 * 1000) already. Only the first
+    // segment goes (RFC 6675 5 step 4.3), not every hole.
+    let fr = t.send(sack_ack(1, &[(501, 601), (301, 401), (101, 201)]), b"");
+    assert_eq!(fr, vec![o(ACK, ISS + 1, IRS + 1, &[7; 100])]);
+    assert_eq!(t.c.tcp_fast_retransmits, 1);
+    // Segments 7..9 arrive: 2, 4 and 6 are lost now, and the pipe holds
+    // only the retransmission of 0 (100 bytes): all three go (NextSeg
+    // rule 1), and with them the pipe is 400 bytes.
+    let rtx = t.send(sack_ack(1, &[(701, 1001), (501, 601), (301, 401)]), b"");
+    let seqs: Vec<u32> = rtx.iter().map(|r| r.1 - ISS).collect();
+    assert_eq!(seqs, vec![201, 401, 601]);
+    // The retransmission of 0 is acknowledged (a partial ACK, up to 201):
+    // the pipe is 300 bytes, below ssthresh, but nothing is left to repair
+    // or to send.
+    assert!(t
+        .send(sack_ack(201, &[(701, 1001), (501, 601), (301, 401)]), b"")
+        .is_empty());
+    // All of it: recovery ends.
+    t.send(sack_ack(1001, &[]), b"");
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+    assert_eq!(t.c.tcp_rto, 0);
+}
