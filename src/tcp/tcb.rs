@@ -1601,7 +1601,9 @@ impl Tcb {
     /// data went, rule 3 (any hole). cwnd in recovery is ssthresh (RFC
     /// 6675 5 step 4.2; the NewReno inflation of the window on duplicate
     /// ACKs is for new data, which the pipe accounts for already). The
-    /// first segment of a recovery goes whatever the pipe (step 4.3).
+    /// first segment of a recovery goes whatever the pipe (step 4.3), and
+    /// so does SND.UNA's after a partial ACK past all that was resent
+    /// (RFC 6582 3.2 step 5).
     fn retransmit_holes(&mut self, now: Instant, lost_only: bool, emit: &mut Emit<'_>) {
         loop {
             let first = self.rec.high_rxt <= self.snd.una;
