@@ -247,6 +247,11 @@ counters! {
     tcp_ooo_dropped,
     /// Segments whose data we already had.
     tcp_dup_segments,
+    /// ACKs sent whose first SACK block reports a duplicate segment
+    /// (D-SACK, RFC 2883).
+    tcp_dsack_sent,
+    /// D-SACKs received (RFC 2883): taken as no loss signal.
+    tcp_dsack_received,
     /// Challenge ACKs sent (RFC 5961).
     tcp_challenge_acks,
     /// ACKs not sent for segments that failed the checks (out of window,

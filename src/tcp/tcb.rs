@@ -145,6 +145,9 @@ struct RecvSeq {
     last_ack_sent: Seq,
     /// The start of the out-of-order range that grew last (reported first).
     last_ooo: Option<Seq>,
+    /// A duplicate segment's range, to report once as the first SACK block
+    /// of our next ACK (D-SACK, RFC 2883).
+    dsack: Option<(Seq, Seq)>,
 }
 
 /// Loss detection and recovery: the peer's SACK reports, fast recovery
@@ -165,6 +168,15 @@ struct Recovery {
     tlp_fired: bool,
     /// Send the probe on the next dispatch.
     probe_tail: bool,
+}
+
+/// What an ACK's SACK blocks said ([`Tcb::take_sack_blocks`]).
+#[derive(Clone, Copy, Debug)]
+struct SackInfo {
+    /// Some block reported data above SND.UNA not SACKed before.
+    new_data: bool,
+    /// The first block was a D-SACK (RFC 2883 4).
+    dsack: bool,
 }
 
 /// A connection's timers. Each is a deadline or nothing; the table's wheel
@@ -327,6 +339,7 @@ impl Tcb {
                 ts_recent: 0,
                 last_ack_sent: Seq(0),
                 last_ooo: None,
+                dsack: None,
             },
             ts_enabled: false,
             sack_ok: false,
@@ -806,6 +819,10 @@ impl Tcb {
         };
         if !acceptable {
             c.drop(DropReason::TcpOutOfWindow);
+            if !flags.rst() && !payload.is_empty() && seq + payload.len() <= self.rcv.nxt {
+                // A retransmission of data we hold (RFC 2883 4.1.1).
+                self.note_dsack(seq, seq + payload.len(), c);
+            }
             if !flags.rst() {
                 self.ack_invalid(now, seg_len, flags.syn(), c);
                 if self.state == State::TimeWait && flags.fin() {
@@ -882,6 +899,10 @@ impl Tcb {
         let mut fin = flags.fin();
         if seq < self.rcv.nxt {
             let dup = self.rcv.nxt.since(seq).min(data.len());
+            if dup > 0 {
+                // Partly old data (RFC 2883 4.1.1): report what we had.
+                self.note_dsack(seq, seq + dup, c);
+            }
             data = &data[dup..];
             seq = seq + dup;
             if data.is_empty() && !(fin && seq == self.rcv.nxt) {
@@ -964,9 +985,15 @@ impl Tcb {
             // were not in vain.
             self.persist_probes = 0;
         }
-        if self.sack_ok && seg.options.sack_blocks[0].is_some() {
-            self.take_sack_blocks(seg);
-        }
+        let sack = if self.sack_ok && seg.options.sack_blocks[0].is_some() {
+            let sack = self.take_sack_blocks(seg, ack);
+            if sack.dsack {
+                c.tcp_dsack_received += 1;
+            }
+            Some(sack)
+        } else {
+            None
+        };
         if ack > self.snd.una {
             let acked = ack.since(self.snd.una);
             let data_acked = acked.min(self.tx.len());
@@ -1000,7 +1027,12 @@ impl Tcb {
                     mss: self.mss,
                 });
             }
-            self.rec.dup_acks = 0;
+            if !self.rec.in_recovery {
+                // RFC 6582 3.2 step 5, RFC 6675 5: a partial ACK does not
+                // restart the count, so that the duplicates that follow it
+                // keep clocking out retransmissions.
+                self.rec.dup_acks = 0;
+            }
             // Progress: the persist timer (if the window still holds data
             // back) starts again from one RTO.
             self.persist_backoff = 0;
@@ -1021,31 +1053,44 @@ impl Tcb {
         } else if ack == self.snd.una
             && data_len == 0
             && !seg.flags.fin()
-            && (window == self.snd.wnd || seg.options.sack_blocks[0].is_some())
             && self.snd.max > self.snd.una
+            && match sack {
+                // RFC 6675 2 (DupAck): with SACK blocks, only new SACKed
+                // data above SND.UNA makes a duplicate, whatever the window
+                // did (receivers that autotune their buffer move it often);
+                // a stale block or a D-SACK (RFC 2883 4) is no loss signal.
+                Some(sack) => sack.new_data,
+                // RFC 5681 2: same ACK, same window.
+                None => window == self.snd.wnd,
+            }
         {
-            // RFC 5681 2: a duplicate ACK; with SACK (RFC 6675 2), an ACK
-            // reporting new out-of-order data counts even if the window
-            // moved (receivers that autotune their buffer move it often).
             self.rec.dup_acks += 1;
             c.tcp_dup_acks += 1;
-            // RFC 5827 early retransmit, with SACK as the evidence: when
-            // fewer than four segments are out, three duplicate ACKs may
-            // never come; a reported block above the hole is enough.
-            let out_segments = self.snd.max.since(self.snd.una).div_ceil(self.mss.max(1));
+            // RFC 5827 early retransmit: with fewer than four segments out
+            // and no new data to send, three duplicates may never come;
+            // the threshold is one less than the segments outstanding.
+            let mss = self.mss.max(1);
+            let out_segments = self.snd.max.since(self.snd.una).div_ceil(mss);
+            let thresh = if out_segments < 4 && !self.can_send_new_data() {
+                out_segments.saturating_sub(1).max(1)
+            } else {
+                3
+            };
+            // RFC 6675 4 IsLost(SND.UNA): DupThresh discontiguous SACKed
+            // ranges above it, or more than (DupThresh - 1) * SMSS bytes
+            // SACKed above it (RFC 5827 3.2 with the ER threshold).
+            let sacked: usize = self.rec.sacked.iter().map(|r| r.1.since(r.0)).sum();
+            let lost =
+                self.sack_ok && (self.rec.sacked.len() >= thresh || sacked > (thresh - 1) * mss);
             // After a tail loss probe, a SACK above the hole is the loss
             // signal RACK would act on (RFC 8985 7.4).
-            let early = self.sack_ok
-                && !self.rec.sacked.is_empty()
-                && (out_segments < 4 || self.rec.tlp_fired);
+            let probed = self.sack_ok && self.rec.tlp_fired && !self.rec.sacked.is_empty();
+            let due = self.rec.dup_acks as usize >= thresh || lost || probed;
             // After a timeout, NewReno waits for RECOVER before it trusts
             // duplicate ACKs again (RFC 6582 4.1); SACK tells real losses
             // from the retransmissions' echoes, so it need not wait.
-            if (self.rec.dup_acks == 3 || early && self.rec.dup_acks < 3)
-                && !self.rec.in_recovery
-                && (ack >= self.rec.recover || self.sack_ok)
-            {
-                self.rec.dup_acks = 3;
+            if due && !self.rec.in_recovery && (ack >= self.rec.recover || self.sack_ok) {
+                self.rec.dup_acks = self.rec.dup_acks.max(3);
                 // RFC 6582 3.2 step 2: enter fast recovery.
                 self.rec.in_recovery = true;
                 self.rec.recover = self.snd.max;
@@ -1059,7 +1104,7 @@ impl Tcb {
                 self.cc.on_dup_ack_in_recovery(self.mss);
                 // With SACK, each further duplicate ACK can repair one more
                 // hole.
-                if self.sack_ok && self.next_hole().is_some() {
+                if self.sack_ok && self.next_hole(false).is_some() {
                     self.rec.retransmit_una = true;
                 }
             }
@@ -1127,6 +1172,19 @@ impl Tcb {
         let had_ooo = self.rx.has_out_of_order();
         if !data.is_empty() && self.state.receives() {
             let offset = seq.since(self.rcv.nxt);
+            let end = offset + data.len();
+            if had_ooo
+                && self
+                    .rx
+                    .assembler()
+                    .ranges()
+                    .iter()
+                    .any(|&(a, b)| a <= offset && end <= b)
+            {
+                // A copy of an out-of-order block we hold (RFC 2883 4.1.2).
+                self.note_dsack(seq, seq + data.len(), c);
+                self.ack_now = true;
+            }
             let w = self.rx.write(offset, data);
             if w.dropped {
                 c.drop(DropReason::QueueFull);
@@ -1179,6 +1237,19 @@ impl Tcb {
                 }
             }
         }
+    }
+
+    /// A duplicate segment arrived: our next ACK's first SACK block says
+    /// so (D-SACK, RFC 2883), if the peer understands SACK. One is pending
+    /// at a time, the latest (RFC 2883 4: each is reported once).
+    fn note_dsack(&mut self, l: Seq, r: Seq, c: &mut Counters) {
+        if !self.sack_ok {
+            return;
+        }
+        if self.rcv.dsack.is_none() {
+            c.tcp_dsack_sent += 1;
+        }
+        self.rcv.dsack = Some((l, r));
     }
 
     /// RFC 9293 3.10.7.4, eighth: the FIN bit, in order.
@@ -1339,11 +1410,15 @@ impl Tcb {
     /// out-of-order range, at most three (with timestamps, 12 + 4 + 3 * 8
     /// bytes fill the 40 bytes of option space).
     fn sack_blocks_due(&self) -> usize {
-        if self.sack_ok && self.rx.has_out_of_order() {
-            self.rx.assembler().ranges().len().min(3)
+        if !self.sack_ok {
+            return 0;
+        }
+        let ooo = if self.rx.has_out_of_order() {
+            self.rx.assembler().ranges().len()
         } else {
             0
-        }
+        };
+        (ooo + usize::from(self.rcv.dsack.is_some())).min(3)
     }
 
     /// Payload bytes a data segment sent now may carry: the MSS (already
@@ -1360,8 +1435,17 @@ impl Tcb {
     }
 
     /// RFC 2018 4: report the out-of-order ranges, the one that changed
-    /// last first.
-    fn fill_sack_blocks(&self, repr: &mut TcpRepr) {
+    /// last first; a pending D-SACK goes before them all (RFC 2883 4), once.
+    fn fill_sack_blocks(&mut self, repr: &mut TcpRepr) {
+        let mut slots = repr.options.sack_blocks.iter_mut();
+        if let Some((l, r)) = self.rcv.dsack.take() {
+            if let Some(slot) = slots.next() {
+                *slot = Some((l.0, r.0));
+            }
+        }
+        if !self.rx.has_out_of_order() {
+            return;
+        }
         let ranges = self.rx.assembler().ranges();
         let base = self.rcv.nxt;
         let recent = self.rcv.last_ooo.and_then(|s| {
@@ -1372,22 +1456,39 @@ impl Tcb {
         let order = recent
             .into_iter()
             .chain((0..ranges.len()).filter(|&i| Some(i) != recent));
-        for (slot, i) in repr.options.sack_blocks.iter_mut().zip(order) {
+        for (slot, i) in slots.zip(order) {
             let (a, b) = ranges[i];
             *slot = Some(((base + a).0, (base + b).0));
         }
     }
 
-    /// Record the peer's SACK blocks (RFC 2018) above SND.UNA.
-    fn take_sack_blocks(&mut self, seg: &TcpRepr) {
+    /// Record the peer's SACK blocks (RFC 2018) above SND.UNA; `ack` is the
+    /// segment's acknowledgment number.
+    fn take_sack_blocks(&mut self, seg: &TcpRepr, ack: Seq) -> SackInfo {
         let una = self.snd.una;
         self.rec.sacked.retain(|r| r.1 > una);
-        for (l, r) in seg.options.sack_blocks.iter().flatten() {
+        let blocks = &seg.options.sack_blocks;
+        // RFC 2883 4: the first block is a D-SACK if it lies below the
+        // cumulative ACK, or inside the second block.
+        let dsack = blocks[0].is_some_and(|(l, r)| {
+            let (l, r) = (Seq(l), Seq(r));
+            l < r && (r <= ack || blocks[1].is_some_and(|(l2, r2)| Seq(l2) <= l && r <= Seq(r2)))
+        });
+        let mut info = SackInfo {
+            new_data: false,
+            dsack,
+        };
+        let skip = usize::from(dsack);
+        for (l, r) in blocks.iter().skip(skip).flatten() {
             let (mut l, mut r) = (Seq(*l), Seq(*r));
             if r <= l || r <= una || r > self.snd.max {
                 continue;
             }
             l = l.max(una);
+            // New information (RFC 6675 2, DupAck): not all of it held yet.
+            if !self.rec.sacked.iter().any(|&(a, b)| a <= l && r <= b) {
+                info.new_data = true;
+            }
             // Merge with what overlaps or touches.
             let mut i = 0;
             while i < self.rec.sacked.len() {
@@ -1415,13 +1516,28 @@ impl Tcb {
             }
             self.rec.sacked.insert(at, (l, r));
         }
+        info
     }
 
-    /// The next hole to retransmit in recovery (RFC 6675 NextSeg, simply):
-    /// the first sequence number at or after SND.UNA and after what was
-    /// already retransmitted that the peer has not reported, below the
-    /// highest it has reported. Returns (start, length).
-    fn next_hole(&self) -> Option<(Seq, usize)> {
+    /// New data could go out now: some is queued and unsent, and the
+    /// windows take a segment of it (RFC 5827 2: early retransmit applies
+    /// only when none can).
+    fn can_send_new_data(&self) -> bool {
+        let unsent = self
+            .tx
+            .len()
+            .saturating_sub(self.snd.max.since(self.snd.una));
+        let flight = self.snd.max.since(self.snd.una);
+        let usable = self.snd.wnd.min(self.cc.window()).saturating_sub(flight);
+        unsent > 0 && usable >= unsent.min(self.send_mss())
+    }
+
+    /// The next hole to retransmit in recovery (RFC 6675 NextSeg): the
+    /// first sequence number at or after SND.UNA and after what was already
+    /// retransmitted (HighRxt) that the peer has not reported, below the
+    /// highest it has reported; if `lost_only`, only one IsLost deems lost
+    /// (rule 1; rule 3 takes any). Returns (start, length).
+    fn next_hole(&self, lost_only: bool) -> Option<(Seq, usize)> {
         let high = self.rec.sacked.last()?.1;
         let mut start = self.snd.una.max(self.rec.high_rxt);
         for &(a, b) in &self.rec.sacked {
@@ -1438,7 +1554,93 @@ impl Tcb {
             .iter()
             .find(|r| r.0 > start)
             .map_or(high, |r| r.0);
+        if lost_only && !self.hole_lost(start) {
+            return None;
+        }
         Some((start, end.since(start).min(self.mss)))
+    }
+
+    /// RFC 6675 4 IsLost for the unSACKed `seq`: DupThresh (3) SACKed
+    /// ranges above it, or more than (DupThresh - 1) * SMSS bytes.
+    fn hole_lost(&self, seq: Seq) -> bool {
+        let above = self.rec.sacked.iter().filter(|r| r.0 > seq);
+        let (n, bytes) = above.fold((0, 0), |(n, b), r| (n + 1, b + r.1.since(r.0)));
+        n >= 3 || bytes > 2 * self.mss.max(1)
+    }
+
+    /// RFC 6675 4 SetPipe: the bytes presumed in the network. Each
+    /// unSACKed byte counts once unless IsLost deems it lost, and once more
+    /// if it was retransmitted (below HighRxt).
+    fn pipe(&self) -> usize {
+        let (una, max) = (self.snd.una, self.snd.max);
+        let rxt = self.rec.high_rxt.max(una);
+        let mut pipe = 0;
+        let mut hole = |a: Seq, b: Seq, lost: bool| {
+            if !lost {
+                pipe += b.since(a);
+            }
+            if rxt > a {
+                pipe += rxt.min(b).since(a);
+            }
+        };
+        let mut s = una;
+        for &(a, b) in &self.rec.sacked {
+            if a > s {
+                hole(s, a.min(max), self.hole_lost(s));
+            }
+            s = s.max(b);
+        }
+        if max > s {
+            hole(s, max, false);
+        }
+        pipe
+    }
+
+    /// Retransmit holes in SACK recovery while the pipe is below cwnd
+    /// (RFC 6675 5, step (C)): NextSeg rule 1 (lost holes) or, when no new
+    /// data went, rule 3 (any hole). cwnd in recovery is ssthresh (RFC
+    /// 6675 5 step 4.2; the NewReno inflation of the window on duplicate
+    /// ACKs is for new data, which the pipe accounts for already). The
+    /// first segment of a recovery goes whatever the pipe (step 4.3), and
+    /// so does SND.UNA's after a partial ACK past all that was resent
+    /// (RFC 6582 3.2 step 5).
+    fn retransmit_holes(&mut self, now: Instant, lost_only: bool, emit: &mut Emit<'_>) {
+        loop {
+            let first = self.rec.high_rxt <= self.snd.una;
+            let hole = if first {
+                self.next_hole(false).or(Some((self.snd.una, self.mss)))
+            } else {
+                self.next_hole(lost_only)
+            };
+            let Some((seq, len)) = hole else {
+                return;
+            };
+            if !first && self.pipe() >= self.cc.ssthresh() {
+                return;
+            }
+            let Some(sent) = self.retransmit(now, seq, len, emit) else {
+                return;
+            };
+            self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
+        }
+    }
+
+    /// Retransmit up to `len` bytes from `seq`: never past what was sent
+    /// nor past the peer's window (a retransmission of SND.UNA without SACK
+    /// would otherwise take up to an MSS of whatever is queued). None if
+    /// nothing may go or emit failed.
+    fn retransmit(
+        &mut self,
+        now: Instant,
+        seq: Seq,
+        len: usize,
+        emit: &mut Emit<'_>,
+    ) -> Option<usize> {
+        let limit = self.snd.max.min(self.snd.una + self.snd.wnd);
+        if limit <= seq {
+            return None;
+        }
+        self.send_segment(now, seq, len.min(limit.since(seq)), emit)
     }
 
     /// Send what is due: a pending RST, SYN or SYN-ACK, data within the
@@ -1494,29 +1696,30 @@ impl Tcb {
             _ => {}
         }
         if self.state.synchronized() && self.state != State::TimeWait {
-            if self.rec.retransmit_una {
+            let sack_recovery = self.sack_ok && self.rec.in_recovery;
+            let repair = self.rec.retransmit_una;
+            if repair {
                 self.rec.retransmit_una = false;
-                // With SACK, repair up to a few holes per ACK (a bounded
-                // burst; the RFC 6675 pipe would allow what cwnd allows).
-                let holes = if self.sack_ok && self.rec.in_recovery {
-                    4
+                if sack_recovery {
+                    // NextSeg rule 1: the holes deemed lost.
+                    self.retransmit_holes(now, true, emit);
                 } else {
-                    1
-                };
-                for i in 0..holes {
-                    let (seq, len) = match self.next_hole() {
+                    // NewReno: SND.UNA's segment, once per (partial) ACK.
+                    let (seq, len) = match self.next_hole(false) {
                         Some(h) if self.rec.in_recovery => h,
-                        _ if i == 0 => (self.snd.una, self.mss),
-                        _ => break,
+                        _ => (self.snd.una, self.mss),
                     };
-                    let Some(sent) = self.send_segment(now, seq, len, emit) else {
-                        break;
-                    };
-                    self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
+                    if let Some(sent) = self.retransmit(now, seq, len, emit) {
+                        self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
+                    }
                 }
             }
             let before = self.snd.max;
             self.send_data(now, emit);
+            if repair && sack_recovery && self.snd.max == before && self.rec.in_recovery {
+                // NextSeg rule 3: no new data went; any hole, pipe allowing.
+                self.retransmit_holes(now, false, emit);
+            }
             if self.rec.probe_tail {
                 self.rec.probe_tail = false;
                 if self.snd.max == before && self.snd.max > self.snd.una {

@@ -1888,3 +1888,240 @@ fn hystart_leaves_slow_start_when_the_rtt_rises() {
         );
     }
 }
+
+// ---- issue 14: loss detection and recovery --------------------------------
+
+/// Established by a passive open with a peer MSS of `mss`, SACK permitted
+/// if `sack`, no timestamps.
+fn established_mss(mss: u16, sack: bool) -> T {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.mss = Some(mss);
+    syn.options.sack_permitted = sack;
+    let mut t = T::passive(cfg(), syn);
+    t.out();
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(t.tcb.state, State::Established);
+    t.take_events();
+    t
+}
+
+/// An ACK of `ack` carrying these SACK blocks (all offsets from ISS).
+fn sack_ack(ack: u32, blocks: &[(u32, u32)]) -> TcpRepr {
+    let mut s = seg(ACK, IRS + 1, ISS + ack);
+    for (slot, &(l, r)) in s.options.sack_blocks.iter_mut().zip(blocks) {
+        *slot = Some((ISS + l, ISS + r));
+    }
+    s
+}
+
+#[test]
+fn partial_ack_keeps_the_duplicate_ack_count() {
+    // NewReno (no SACK): ten segments of 100, the first lost.
+    let mut t = established_mss(100, false);
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    for _ in 0..2 {
+        assert!(t.send(seg(ACK, IRS + 1, ISS + 1), b"").is_empty());
+    }
+    let fr = t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(fr[0], o(ACK, ISS + 1, IRS + 1, &[7; 100]));
+    // A partial ACK (201 lost too): 201 goes at once.
+    let pa = t.send(seg(ACK, IRS + 1, ISS + 201), b"");
+    assert_eq!(pa[0], o(ACK, ISS + 201, IRS + 1, &[7; 100]));
+    // RFC 6582 / 6675: the duplicates that follow still inflate the
+    // window (each one says a segment left the network); a count restarted
+    // at zero would ignore the first three.
+    let cwnd = t.tcb.cwnd();
+    t.send(seg(ACK, IRS + 1, ISS + 201), b"");
+    assert_eq!(t.tcb.cwnd(), cwnd + 100);
+}
+
+#[test]
+fn only_new_sack_information_makes_a_duplicate_ack() {
+    let mut t = established_mss(100, true);
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    // The second segment arrives, the first does not: new SACK data.
+    assert!(t.send(sack_ack(1, &[(101, 201)]), b"").is_empty());
+    assert_eq!(t.c.tcp_dup_acks, 1);
+    // The same block again (a stale report, e.g. a window update or an
+    // ACK of our own data): no duplicate, however often it comes.
+    for _ in 0..3 {
+        assert!(t.send(sack_ack(1, &[(101, 201)]), b"").is_empty());
+    }
+    assert_eq!(t.c.tcp_dup_acks, 1);
+    // A D-SACK inside the second block (RFC 2883 4): counted as such, no
+    // duplicate either.
+    assert!(t
+        .send(sack_ack(1, &[(101, 201), (101, 201)]), b"")
+        .is_empty());
+    assert_eq!((t.c.tcp_dup_acks, t.c.tcp_dsack_received), (1, 1));
+    assert_eq!(t.c.tcp_fast_retransmits, 0);
+    // Two more segments reported: three duplicates, fast retransmit.
+    assert!(t.send(sack_ack(1, &[(101, 301)]), b"").is_empty());
+    let fr = t.send(sack_ack(1, &[(101, 401)]), b"");
+    assert_eq!(fr[0], o(ACK, ISS + 1, IRS + 1, &[7; 100]));
+    assert_eq!((t.c.tcp_dup_acks, t.c.tcp_fast_retransmits), (3, 1));
+    // The retransmission arrives and so does its original: the peer
+    // acknowledges all up to 401 and reports the copy below the ACK
+    // (a D-SACK, RFC 2883 4.1.1): no duplicate, no new recovery.
+    t.send(sack_ack(401, &[]), b"");
+    t.send(sack_ack(401, &[(1, 101)]), b"");
+    assert_eq!((t.c.tcp_dup_acks, t.c.tcp_dsack_received), (3, 2));
+    assert_eq!(t.c.tcp_fast_retransmits, 1);
+}
+
+#[test]
+fn retransmission_stays_below_snd_max_and_the_window() {
+    // Nine segments of 100 out; Nagle holds the last 70 bytes queued.
+    let mut t = established_mss(100, false);
+    t.tcb.send(&[7; 970]);
+    assert_eq!(t.out().len(), 9);
+    // All but the last 50 bytes sent are acknowledged (the peer's stack
+    // cut segments differently), then three duplicates.
+    assert!(t.send(seg(ACK, IRS + 1, ISS + 851), b"").is_empty());
+    for _ in 0..2 {
+        assert!(t.send(seg(ACK, IRS + 1, ISS + 851), b"").is_empty());
+    }
+    let fr = t.send(seg(ACK, IRS + 1, ISS + 851), b"");
+    // The retransmission ends at SND.MAX (901), never takes unsent bytes.
+    assert_eq!(fr[0], o(ACK, ISS + 851, IRS + 1, &[7; 50]));
+
+    // Three segments out, then the peer shrinks its window to 50 bytes:
+    // the retransmission of SND.UNA fits in it.
+    let mut t = established_mss(100, false);
+    t.tcb.send(&[7; 300]);
+    assert_eq!(t.out().len(), 3);
+    let mut shrunk = seg(ACK, IRS + 1, ISS + 1);
+    shrunk.window_len = 50;
+    assert!(t.send(shrunk, b"").is_empty());
+    let rtx = (0..3)
+        .map(|_| t.send(shrunk, b""))
+        .find(|o| !o.is_empty())
+        .unwrap();
+    assert_eq!(rtx[0], o(ACK, ISS + 1, IRS + 1, &[7; 50]));
+}
+
+#[test]
+fn early_retransmit_waits_for_its_threshold() {
+    // Three segments out, nothing more to send: RFC 5827's threshold is
+    // two; with SACK, two segments SACKed above SND.UNA (RFC 6675 IsLost).
+    let mut t = established_mss(100, true);
+    t.tcb.send(&[7; 300]);
+    assert_eq!(t.out().len(), 3);
+    // One SACKed segment (it may just be reordered): not yet.
+    assert!(t.send(sack_ack(1, &[(101, 201)]), b"").is_empty());
+    assert_eq!(t.c.tcp_fast_retransmits, 0);
+    // Both others: the first is lost.
+    let fr = t.send(sack_ack(1, &[(101, 301)]), b"");
+    assert_eq!(fr[0], o(ACK, ISS + 1, IRS + 1, &[7; 100]));
+    assert_eq!(t.c.tcp_fast_retransmits, 1);
+
+    // Without SACK: two duplicates are enough with three segments out.
+    let mut t = established_mss(100, false);
+    t.tcb.send(&[7; 300]);
+    assert_eq!(t.out().len(), 3);
+    assert!(t.send(seg(ACK, IRS + 1, ISS + 1), b"").is_empty());
+    let fr = t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(fr[0], o(ACK, ISS + 1, IRS + 1, &[7; 100]));
+
+    // Four segments out: three duplicates, as ever (two SACKed segments
+    // are no evidence yet).
+    let mut t = established_mss(100, true);
+    t.tcb.send(&[7; 400]);
+    assert_eq!(t.out().len(), 4);
+    assert!(t.send(sack_ack(1, &[(101, 201)]), b"").is_empty());
+    assert!(t.send(sack_ack(1, &[(101, 301)]), b"").is_empty());
+    assert_eq!(t.c.tcp_fast_retransmits, 0);
+    let fr = t.send(sack_ack(1, &[(101, 401)]), b"");
+    assert_eq!(fr[0], o(ACK, ISS + 1, IRS + 1, &[7; 100]));
+}
+
+/// Deliver a data segment from the peer; our answers with their options.
+fn deliver(t: &mut T, seq: u32, data: &[u8]) -> Vec<(TcpRepr, Vec<u8>)> {
+    t.tcb
+        .process(t.now, &seg(ACK, seq, ISS + 1), data, &mut t.c);
+    t.out_full()
+}
+
+#[test]
+fn duplicate_segments_are_reported_in_a_dsack() {
+    let mut t = established_mss(1000, true);
+    // In order, then the same again (its ACK was lost): our ACK reports
+    // the copy as its first SACK block (RFC 2883 4.1.1), once.
+    deliver(&mut t, IRS + 1, &[1; 100]);
+    t.advance(Duration::from_millis(500));
+    let dup = deliver(&mut t, IRS + 1, &[1; 100]);
+    assert_eq!(dup.len(), 1);
+    assert_eq!(dup[0].0.ack_number, IRS + 101);
+    assert_eq!(
+        dup[0].0.options.sack_blocks,
+        [Some((IRS + 1, IRS + 101)), None, None]
+    );
+    assert_eq!(t.c.tcp_dsack_sent, 1);
+    // Out of order, then the same block again: the D-SACK first, the
+    // block it duplicates after it (RFC 2883 4.1.2).
+    let ooo = deliver(&mut t, IRS + 201, &[2; 100]);
+    assert_eq!(
+        ooo[0].0.options.sack_blocks,
+        [Some((IRS + 201, IRS + 301)), None, None]
+    );
+    let again = deliver(&mut t, IRS + 201, &[2; 100]);
+    assert_eq!(
+        again[0].0.options.sack_blocks,
+        [
+            Some((IRS + 201, IRS + 301)),
+            Some((IRS + 201, IRS + 301)),
+            None
+        ]
+    );
+    assert_eq!(t.c.tcp_dsack_sent, 2);
+    // Reported once: the next ACK carries the ordinary block only.
+    let next = deliver(&mut t, IRS + 401, &[3; 100]);
+    assert_eq!(next[0].0.options.sack_count(), 2);
+    assert_eq!(t.c.tcp_dsack_sent, 2);
+
+    // Without SACK, nothing of the kind.
+    let mut t = established_mss(1000, false);
+    deliver(&mut t, IRS + 1, &[1; 100]);
+    t.advance(Duration::from_millis(500));
+    let dup = deliver(&mut t, IRS + 1, &[1; 100]);
+    assert_eq!(dup[0].0.options.sack_count(), 0);
+    assert_eq!(t.c.tcp_dsack_sent, 0);
+}
+
+#[test]
+fn sack_recovery_retransmits_within_the_pipe() {
+    // Ten segments of 100 out; the peer gets 1, 3 and 5 (of 0..9).
+    let mut t = established_mss(100, true);
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    assert!(t.send(sack_ack(1, &[(101, 201)]), b"").is_empty());
+    assert!(t
+        .send(sack_ack(1, &[(301, 401), (101, 201)]), b"")
+        .is_empty());
+    // Three SACKed ranges above segment 0: lost (RFC 6675 IsLost).
+    // Segments 2 and 4 are not yet (two ranges, 200 bytes above 2), so
+    // the pipe counts them and 6..9 (600 bytes) and the retransmission of
+    // 0: 700, at ssthresh (CUBIC: 0.7 * 1000) already. Only the first
+    // segment goes (RFC 6675 5 step 4.3), not every hole.
+    let fr = t.send(sack_ack(1, &[(501, 601), (301, 401), (101, 201)]), b"");
+    assert_eq!(fr, vec![o(ACK, ISS + 1, IRS + 1, &[7; 100])]);
+    assert_eq!(t.c.tcp_fast_retransmits, 1);
+    // Segments 7..9 arrive: 2, 4 and 6 are lost now, and the pipe holds
+    // only the retransmission of 0 (100 bytes): all three go (NextSeg
+    // rule 1), and with them the pipe is 400 bytes.
+    let rtx = t.send(sack_ack(1, &[(701, 1001), (501, 601), (301, 401)]), b"");
+    let seqs: Vec<u32> = rtx.iter().map(|r| r.1 - ISS).collect();
+    assert_eq!(seqs, vec![201, 401, 601]);
+    // The retransmission of 0 is acknowledged (a partial ACK, up to 201):
+    // the pipe is 300 bytes, below ssthresh, but nothing is left to repair
+    // or to send.
+    assert!(t
+        .send(sack_ack(201, &[(701, 1001), (501, 601), (301, 401)]), b"")
+        .is_empty());
+    // All of it: recovery ends.
+    t.send(sack_ack(1001, &[]), b"");
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+    assert_eq!(t.c.tcp_rto, 0);
+}
