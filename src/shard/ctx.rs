@@ -1559,6 +1559,8 @@ impl<P: BufPool> NetCtx for Net<P> {
         payload: &[u8],
     ) -> Result<(), SendError> {
         let result = match self.udp.lookup(src_port) {
+            // Port 0 cannot be sent to (nor would the datagram parse).
+            Some(_) if dst.port() == 0 => Err(SendError::ZeroPort),
             Some(b) if b.app == self.current_app => {
                 b.tx += 1;
                 if self.take_reply_in_place(src_port, dst, payload) {

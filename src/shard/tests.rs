@@ -401,6 +401,27 @@ fn udp_echo_resolves_the_sender_then_answers() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// Found by the tcp_frames fuzz target: udp-echo answered a datagram from
+/// source port 0 with one to port 0, which no receiver (ours included)
+/// parses.
+#[test]
+fn udp_to_port_zero_is_refused_and_counted() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(0, 7, b"hi"),
+        9,
+        None,
+    ));
+    r.tick(Duration::from_millis(1));
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.core.net.counters.udp_rx, 1);
+    assert_eq!(r.core.net.counters.udp_tx, 0);
+    assert_eq!(r.core.net.counters.udp_send_failed, 1);
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn unresolved_next_hop_times_out_and_is_counted() {
     let mut r = rig(&["udp-echo:7"]);
