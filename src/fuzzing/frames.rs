@@ -414,9 +414,21 @@ impl Harness {
                 usize::MAX
             },
             isn: crate::tcp::isn::IsnGenerator::with_secret([1, 2]),
+            // Few datagrams (eviction is reachable; a core is cheap to make).
+            reassembly: crate::ipv4::frag::ReassemblyConfig {
+                max_datagrams: 4,
+                max_bytes: 64 * 1024,
+                timeout: Duration::from_secs(30),
+            },
             ..CoreLimits::default()
         };
-        let core = FuzzCore::with(limits, &APPS);
+        // A small ARP table: it is copied whole on every update.
+        let arp = crate::arp::ArpConfig {
+            capacity: 16,
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let core = FuzzCore::with(limits, arp, &APPS);
         let mut h = Harness {
             core,
             peers: HashMap::new(),

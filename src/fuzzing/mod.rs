@@ -34,12 +34,14 @@ impl FuzzCore {
         };
         Self::with(
             limits,
+            ArpConfig::default(),
             &["udp-echo:7", "udp-sink:9", "tcp-echo:7", "http:80:100"],
         )
     }
 
-    /// A core with these limits and applications (`AppSpec` strings).
-    pub fn with(limits: CoreLimits, apps: &[&str]) -> Self {
+    /// A core with these limits, ARP table and applications (`AppSpec`
+    /// strings).
+    pub fn with(limits: CoreLimits, arp: ArpConfig, apps: &[&str]) -> Self {
         let iface = IfaceConfig {
             mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
             ip: "198.18.0.1/24".parse().expect("valid"),
@@ -64,7 +66,7 @@ impl FuzzCore {
             iface,
             info,
             pool,
-            ArpShared::new(ArpConfig::default()),
+            ArpShared::new(arp),
             true,
             limits,
             &apps,
