@@ -62,15 +62,7 @@ impl FuzzCore {
             .collect::<Vec<_>>();
         let pool = HeapPool::new(256);
         let view = pool.share();
-        let mut core = Core::new(
-            iface,
-            info,
-            pool,
-            ArpShared::new(arp),
-            true,
-            limits,
-            &apps,
-        );
+        let mut core = Core::new(iface, info, pool, ArpShared::new(arp), true, limits, &apps);
         let now = Instant::from_secs(1);
         core.start(now).expect("apps start");
         FuzzCore {
