@@ -1513,8 +1513,25 @@ mod tests {
         h.observe(vec![f]);
     }
 
+    /// Every crash found so far (kept in the corpus as `crash-*`) runs
+    /// clean now.
+    #[test]
+    fn the_kept_crashes_hold() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz/corpus/tcp_frames");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("the corpus") {
+            let path = e.expect("an entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("crash-") {
+                run_bytes(&std::fs::read(&path).expect("readable"));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "{n} crash inputs in {dir}");
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
         /// Random inputs (as libFuzzer's bytes become them) never violate
         /// an oracle; the scripts' steps mixed in reach the deeper states.
         #[test]

@@ -270,6 +270,7 @@ pub fn check_core(core: &FuzzCore, limits: &CoreLimits) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::wire::TcpOptions;
+    use std::net::Ipv4Addr;
 
     const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
 
@@ -341,5 +342,45 @@ mod tests {
         long.extend_from_slice(&[0; 4]);
         let e = check_emitted_frame(&long, 1500, MAC).unwrap_err();
         assert!(e.contains("past a"), "{e}");
+    }
+
+    #[test]
+    fn the_sequence_oracle_sees_holes_and_ack_regressions() {
+        let ip = Ipv4Repr {
+            src_addr: Ipv4Addr::new(198, 18, 0, 1),
+            dst_addr: Ipv4Addr::new(198, 18, 0, 2),
+            next_header: IpProtocol::Tcp,
+            payload_len: 20,
+            hop_limit: 64,
+        };
+        let seg = |flags, seq, ack| TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq_number: seq,
+            ack_number: ack,
+            flags,
+            window_len: 1000,
+            urgent_at: 0,
+            options: TcpOptions::default(),
+        };
+        let (syn_ack, ack) = (TcpFlags::SYN | TcpFlags::ACK, TcpFlags::ACK);
+        let mut o = SeqOracle::default();
+        // The SYN-ACK at ISS u32::MAX (wrapping), data, a retransmission,
+        // a keepalive below snd_una.
+        o.observe(&ip, &seg(syn_ack, u32::MAX, 10), 0).unwrap();
+        o.observe(&ip, &seg(ack, 0, 10), 100).unwrap();
+        o.observe(&ip, &seg(ack, 0, 12), 100).unwrap();
+        o.observe(&ip, &seg(ack, 99, 12), 0).unwrap();
+        o.observe(&ip, &seg(ack, 100, 12), 0).unwrap();
+        // A hole: starts past snd_max (100).
+        let e = o.observe(&ip, &seg(ack, 101, 12), 0).unwrap_err();
+        assert!(e.contains("past the highest"), "{e}");
+        // The ACK number goes back.
+        let e = o.observe(&ip, &seg(ack, 100, 11), 0).unwrap_err();
+        assert!(e.contains("went back"), "{e}");
+        // A RST is not checked; a new SYN-ACK starts over.
+        o.observe(&ip, &seg(TcpFlags::RST, 5000, 0), 0).unwrap();
+        o.observe(&ip, &seg(syn_ack, 7, 3), 0).unwrap();
+        o.observe(&ip, &seg(ack, 8, 3), 0).unwrap();
     }
 }
