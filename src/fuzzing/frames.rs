@@ -1406,6 +1406,18 @@ mod tests {
     }
 
     #[test]
+    fn a_handshake_through_a_syn_cookie_reaches_established() {
+        let mut input = http_exchange();
+        input.config.cookies = Cookies::Always;
+        let c = passive(0, Service::Http);
+        let h = run_recorded(&input, 2);
+        assert_eq!(h.core.counters().tcp_syncookies_ok, 1);
+        assert_eq!(h.state(&c), Some(State::Established));
+        let h = run_recorded(&input, input.steps.len());
+        assert!(tcp_payloads(&h, 80).starts_with(b"HTTP/1.1 200"));
+    }
+
+    #[test]
     fn data_goes_through_tcp_echo_and_both_sides_close() {
         let input = echo_exchange();
         let h = run_recorded(&input, input.steps.len());
