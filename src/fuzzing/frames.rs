@@ -17,7 +17,7 @@
 //! With the `fuzzing` feature (and in tests) the input types derive
 //! `arbitrary::Arbitrary`, which is how libFuzzer's bytes become an input.
 
-use super::oracle::{check_core, check_emitted_frame, Emitted, SeqOracle};
+use super::oracle::{check_core, check_emitted_frame, CounterOracle, Emitted, SeqOracle};
 use super::FuzzCore;
 use crate::shard::CoreLimits;
 use crate::tcp::{Keepalive, SynCookieMode, TcpConfig};
@@ -369,6 +369,7 @@ pub struct Harness {
     /// Connections the core opened, in the order first seen.
     active: Vec<Tuple>,
     seq_oracle: SeqOracle,
+    counter_oracle: CounterOracle,
     ip_ident: u16,
     /// Every frame the core sent (kept only when asked, for tests).
     pub record: Option<Vec<Vec<u8>>>,
@@ -434,6 +435,7 @@ impl Harness {
             peers: HashMap::new(),
             active: Vec::new(),
             seq_oracle: SeqOracle::default(),
+            counter_oracle: CounterOracle::default(),
             ip_ident: 1,
             record: None,
             clock_ms: 1000,
@@ -501,6 +503,9 @@ impl Harness {
                 let n = bytes.len().min(MTU + 14);
                 self.deliver(&bytes[..n], Duration::from_millis(1));
             }
+        }
+        if let Err(e) = self.counter_oracle.check(self.core.counters()) {
+            panic!("oracle: {e}");
         }
     }
 

@@ -162,6 +162,48 @@ impl SeqOracle {
     }
 }
 
+/// The counters that are gauges, limits or set from elsewhere (may go
+/// down); every other counter counts events and never decreases.
+const GAUGES: [&str; 17] = [
+    "arp_entries",
+    "frag_bytes_limit",
+    "frag_in_flight",
+    "tcp_connections",
+    "tcp_time_wait",
+    "tcp_syn_sent",
+    "tcp_syn_received",
+    "tcp_established",
+    "tcp_fin_wait1",
+    "tcp_fin_wait2",
+    "tcp_close_wait",
+    "tcp_closing",
+    "tcp_last_ack",
+    "tcp_half_open",
+    "tcp_mem_bytes",
+    "tcp_mem_limit",
+    "flow_records",
+];
+
+/// Event counters never go down: each is compared with its value at the
+/// last check.
+#[derive(Debug, Default)]
+pub struct CounterOracle {
+    last: Vec<(String, u64)>,
+}
+
+impl CounterOracle {
+    pub fn check(&mut self, c: &crate::stats::Counters) -> Result<(), String> {
+        let now = c.pairs();
+        for ((name, was), (_, is)) in self.last.iter().zip(&now) {
+            if is < was && !GAUGES.contains(&name.as_str()) {
+                return Err(format!("counter {name} went down from {was} to {is}"));
+            }
+        }
+        self.last = now;
+        Ok(())
+    }
+}
+
 /// The connection states, in `State`'s order.
 const STATES: [State; 10] = [
     State::Closed,
@@ -382,5 +424,22 @@ mod tests {
         o.observe(&ip, &seg(TcpFlags::RST, 5000, 0), 0).unwrap();
         o.observe(&ip, &seg(syn_ack, 7, 3), 0).unwrap();
         o.observe(&ip, &seg(ack, 8, 3), 0).unwrap();
+    }
+
+    #[test]
+    fn the_counter_oracle_allows_gauges_down_but_not_events() {
+        let mut o = CounterOracle::default();
+        let mut c = crate::stats::Counters {
+            tcp_connections: 3,
+            tcp_rx_segments: 5,
+            ..Default::default()
+        };
+        o.check(&c).unwrap();
+        c.tcp_connections = 1;
+        c.tcp_rx_segments = 6;
+        o.check(&c).unwrap();
+        c.tcp_rx_segments = 4;
+        let e = o.check(&c).unwrap_err();
+        assert!(e.contains("tcp_rx_segments"), "{e}");
     }
 }
