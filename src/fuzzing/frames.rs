@@ -491,7 +491,7 @@ impl Harness {
             }
             Step::Icmp(m) => {
                 let peer = usize::from(m.peer) % PEERS.len();
-                let body = self.icmp_body(peer, &m.message);
+                let body = self.icmp_body(&m.message);
                 self.send_ip(peer, IpProtocol::Icmp, body, &m.wrap, 2);
             }
             Step::Arp(a) => {
@@ -744,7 +744,7 @@ impl Harness {
     }
 
     /// An ICMP message's bytes (header included, checksummed).
-    fn icmp_body(&mut self, peer: usize, m: &IcmpMessage) -> Vec<u8> {
+    fn icmp_body(&self, m: &IcmpMessage) -> Vec<u8> {
         let mut b = match m {
             IcmpMessage::EchoRequest {
                 ident,
@@ -787,7 +787,6 @@ impl Harness {
                 b
             }
         };
-        let _ = peer;
         let c = !checksum::data(&b);
         b[2..4].copy_from_slice(&c.to_be_bytes());
         b
@@ -928,7 +927,7 @@ impl Harness {
             .collect()
     }
 
-    /// The TCP connection states now, by 4-tuple (tests).
+    /// The states of the TCP connections in the table (tests).
     pub fn states(&self) -> Vec<crate::tcp::State> {
         let t = self.core.core().tcp_table();
         t.indices()
