@@ -53,6 +53,10 @@ pub enum SendError {
     TooBig,
     #[error("the source port is not bound by this application")]
     NotBound,
+    /// Port 0 is no port: a datagram from source port 0 expects no reply
+    /// (RFC 768), and Linux refuses such a send (EINVAL).
+    #[error("destination port 0")]
+    ZeroPort,
 }
 
 /// Something happened on a TCP connection. Events are edge-triggered: an

@@ -1,8 +1,10 @@
 //! A whole core on heap buffers, for the fuzzer (tests/fuzz) and property
 //! tests: feed it any bytes as a received frame; it must not panic, and
 //! every buffer taken from the pool must be accounted for afterwards.
-//! [`oracle`] says what every frame a core sends must satisfy.
+//! [`oracle`] says what every frame a core sends must satisfy; [`frames`]
+//! drives a core with structured, stateful input (the `tcp_frames` target).
 
+pub mod frames;
 pub mod oracle;
 pub mod pair;
 
@@ -27,6 +29,20 @@ impl Default for FuzzCore {
 
 impl FuzzCore {
     pub fn new() -> Self {
+        let limits = CoreLimits {
+            arp_pending: 16,
+            ..Default::default()
+        };
+        Self::with(
+            limits,
+            ArpConfig::default(),
+            &["udp-echo:7", "udp-sink:9", "tcp-echo:7", "http:80:100"],
+        )
+    }
+
+    /// A core with these limits, ARP table and applications (`AppSpec`
+    /// strings).
+    pub fn with(limits: CoreLimits, arp: ArpConfig, apps: &[&str]) -> Self {
         let iface = IfaceConfig {
             mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
             ip: "198.18.0.1/24".parse().expect("valid"),
@@ -41,25 +57,13 @@ impl FuzzCore {
             count: 1,
             lcore: 0,
         };
-        let apps = ["udp-echo:7", "udp-sink:9", "tcp-echo:7", "http:80:100"]
+        let apps = apps
             .iter()
             .map(|a| a.parse::<AppSpec>().expect("valid").factory())
             .collect::<Vec<_>>();
-        let limits = CoreLimits {
-            arp_pending: 16,
-            ..Default::default()
-        };
         let pool = HeapPool::new(256);
         let view = pool.share();
-        let mut core = Core::new(
-            iface,
-            info,
-            pool,
-            ArpShared::new(ArpConfig::default()),
-            true,
-            limits,
-            &apps,
-        );
+        let mut core = Core::new(iface, info, pool, ArpShared::new(arp), true, limits, &apps);
         let now = Instant::from_secs(1);
         core.start(now).expect("apps start");
         FuzzCore {
@@ -114,6 +118,37 @@ impl FuzzCore {
         let n = q.len();
         q.clear();
         n
+    }
+
+    /// Advance the clock by `dt`, process `frame` (if any) as received,
+    /// run the timers, and return the frames the core sent. Panics if a
+    /// buffer is unaccounted for (a leak).
+    pub fn run(&mut self, frame: Option<&[u8]>, dt: Duration) -> Vec<Vec<u8>> {
+        use crate::buf::PacketBuf;
+        self.now = self.now.plus(dt);
+        self.core.begin_burst(self.now);
+        if let Some(f) = frame {
+            let buf = self.pool.buf_from(f);
+            self.core.process_frame(buf);
+        }
+        self.core.poll_timers(self.now);
+        let out = self
+            .core
+            .tx_queue()
+            .drain(..)
+            .map(|b| b.data().to_vec())
+            .collect();
+        assert_eq!(
+            self.pool.in_use(),
+            self.core.held(),
+            "oracle: a buffer is neither queued nor returned"
+        );
+        out
+    }
+
+    /// The core, read-only (tables, counters).
+    pub fn core(&self) -> &Core<HeapPool> {
+        &self.core
     }
 
     pub fn counters(&self) -> &crate::stats::Counters {

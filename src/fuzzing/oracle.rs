@@ -3,12 +3,19 @@
 //! [`check_emitted_frame`]: it fits the MTU, carries our MAC, has no
 //! trailing bytes past the IP datagram (short frames aside, which a NIC
 //! pads), and parses back layer by layer with every checksum verified.
+//! [`SeqOracle`] watches each connection's sequence space across the
+//! segments a core sends; [`check_core`] checks its tables and gauges.
 
+use super::FuzzCore;
+use crate::shard::CoreLimits;
+use crate::tcp::State;
 use crate::wire::{
     frame::{parse_frame, Parsed},
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpPacket, TcpRepr,
+    TcpFlags, TcpPacket, TcpRepr,
 };
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 
 /// Ethernet's minimum frame without its FCS: shorter frames may be padded.
 const MIN_FRAME: usize = 60;
@@ -77,10 +84,234 @@ pub fn check_emitted_frame(
     Ok(Emitted::Other(parsed))
 }
 
+/// One connection's sequence space as the core sent it.
+#[derive(Clone, Copy, Debug)]
+struct SentSpace {
+    /// The highest sequence number sent, plus one (snd_max).
+    max_end: u32,
+    /// The last acknowledgment number sent.
+    last_ack: Option<u32>,
+}
+
+/// Per 4-tuple, within one incarnation (from the core's SYN or SYN-ACK,
+/// RFC 9293 3.4): a segment never starts past what was sent before (no
+/// hole in the sequence space: retransmissions, keepalives and window
+/// probes start at or below snd_max), and the acknowledgment numbers the
+/// core sends never decrease (rcv_nxt only advances, RFC 9293 3.10.7.4).
+/// Resets are not checked: a RST for an unknown connection takes its
+/// sequence number from the segment it answers (RFC 9293 3.10.7.1).
+#[derive(Debug, Default)]
+pub struct SeqOracle {
+    /// (peer address, peer port, our port) -> what was sent.
+    conns: HashMap<(Ipv4Addr, u16, u16), SentSpace>,
+}
+
+fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl SeqOracle {
+    /// A segment the core sent, with `len` bytes of payload.
+    pub fn observe(&mut self, ip: &Ipv4Repr, tcp: &TcpRepr, len: usize) -> Result<(), String> {
+        let key = (ip.dst_addr, tcp.dst_port, tcp.src_port);
+        let f = tcp.flags;
+        if f.contains(TcpFlags::RST) {
+            return Ok(());
+        }
+        let end = tcp
+            .seq_number
+            .wrapping_add(len as u32)
+            .wrapping_add(u32::from(f.contains(TcpFlags::SYN)))
+            .wrapping_add(u32::from(f.contains(TcpFlags::FIN)));
+        let ack = f.contains(TcpFlags::ACK).then_some(tcp.ack_number);
+        if f.contains(TcpFlags::SYN) {
+            // A new incarnation (or the same SYN again).
+            self.conns.insert(
+                key,
+                SentSpace {
+                    max_end: end,
+                    last_ack: ack,
+                },
+            );
+            return Ok(());
+        }
+        let Some(c) = self.conns.get_mut(&key) else {
+            return Ok(());
+        };
+        let who = format!("{}:{} <- port {}", key.0, key.1, key.2);
+        if seq_lt(c.max_end, tcp.seq_number) {
+            return Err(format!(
+                "{who}: a segment ({f:?}) starts at {} past the highest sequence sent, {}",
+                tcp.seq_number, c.max_end
+            ));
+        }
+        if seq_lt(c.max_end, end) {
+            c.max_end = end;
+        }
+        if let Some(a) = ack {
+            if let Some(last) = c.last_ack {
+                if seq_lt(a, last) {
+                    return Err(format!(
+                        "{who}: the ACK number went back from {last} to {a} ({f:?})"
+                    ));
+                }
+            }
+            c.last_ack = Some(a);
+        }
+        Ok(())
+    }
+}
+
+/// The counters that are gauges, limits or set from elsewhere (may go
+/// down); every other counter counts events and never decreases.
+const GAUGES: [&str; 17] = [
+    "arp_entries",
+    "frag_bytes_limit",
+    "frag_in_flight",
+    "tcp_connections",
+    "tcp_time_wait",
+    "tcp_syn_sent",
+    "tcp_syn_received",
+    "tcp_established",
+    "tcp_fin_wait1",
+    "tcp_fin_wait2",
+    "tcp_close_wait",
+    "tcp_closing",
+    "tcp_last_ack",
+    "tcp_half_open",
+    "tcp_mem_bytes",
+    "tcp_mem_limit",
+    "flow_records",
+];
+
+/// Event counters never go down: each is compared with its value at the
+/// last check.
+#[derive(Debug, Default)]
+pub struct CounterOracle {
+    last: Vec<(String, u64)>,
+}
+
+impl CounterOracle {
+    pub fn check(&mut self, c: &crate::stats::Counters) -> Result<(), String> {
+        let now = c.pairs();
+        for ((name, was), (_, is)) in self.last.iter().zip(&now) {
+            if is < was && !GAUGES.contains(&name.as_str()) {
+                return Err(format!("counter {name} went down from {was} to {is}"));
+            }
+        }
+        self.last = now;
+        Ok(())
+    }
+}
+
+/// The connection states, in `State`'s order.
+const STATES: [State; 10] = [
+    State::Closed,
+    State::SynSent,
+    State::SynReceived,
+    State::Established,
+    State::FinWait1,
+    State::FinWait2,
+    State::CloseWait,
+    State::Closing,
+    State::LastAck,
+    State::TimeWait,
+];
+
+/// A core's tables and gauges, between two events:
+/// - the TCP table holds at most `max_connections`, the SYN cache at most
+///   its capacity;
+/// - the table's per-state counts (kept incrementally, the gauges' source)
+///   equal a walk of the table, and sum to its length;
+/// - the gauges, as last refreshed, agree with each other: the per-state
+///   ones sum to `tcp_connections`, none exceeds its table's size;
+/// - no TCP buffer memory is held when no connection is left, and none
+///   past the budget (`--tcp-memory`) but for one chunk per connection;
+/// - `tcp_mem_peak` is at least `tcp_mem_bytes`.
+pub fn check_core(core: &FuzzCore, limits: &CoreLimits) -> Result<(), String> {
+    let c = core.core();
+    let t = c.tcp_table();
+    let max = limits.tcp.max_connections;
+    if t.len() > max {
+        return Err(format!("{} connections over the limit {max}", t.len()));
+    }
+    let cache = c.syn_cache();
+    if cache.len() > cache.capacity() {
+        return Err(format!(
+            "{} half-open connections over the SYN cache's {}",
+            cache.len(),
+            cache.capacity()
+        ));
+    }
+    let mut walked = [0usize; STATES.len()];
+    for i in t.indices() {
+        match (t.get(i), t.time_wait(i)) {
+            (Some(tcb), _) => walked[tcb.state as usize] += 1,
+            (None, Some(_)) => walked[State::TimeWait as usize] += 1,
+            (None, None) => return Err(format!("slot {i} is keyed but holds nothing")),
+        }
+    }
+    let mut sum = 0;
+    for s in STATES {
+        let n = t.count_state(s);
+        if n != walked[s as usize] {
+            return Err(format!(
+                "{} {} connections counted, {} in the table",
+                n,
+                s.name(),
+                walked[s as usize]
+            ));
+        }
+        sum += n;
+    }
+    if sum != t.len() {
+        return Err(format!(
+            "per-state counts sum to {sum}, the table holds {}",
+            t.len()
+        ));
+    }
+    let k = &c.net.counters;
+    let states = k.tcp_time_wait
+        + k.tcp_syn_sent
+        + k.tcp_syn_received
+        + k.tcp_established
+        + k.tcp_fin_wait1
+        + k.tcp_fin_wait2
+        + k.tcp_close_wait
+        + k.tcp_closing
+        + k.tcp_last_ack;
+    if states > k.tcp_connections || k.tcp_connections > max as u64 {
+        return Err(format!(
+            "gauges: {states} by state, tcp_connections {}, max {max}",
+            k.tcp_connections
+        ));
+    }
+    if k.tcp_half_open > cache.capacity() as u64 {
+        return Err(format!(
+            "gauge tcp_half_open {} over the cache",
+            k.tcp_half_open
+        ));
+    }
+    let mem = crate::tcp::buffer::core_stats();
+    if t.is_empty() && mem.bytes != 0 {
+        return Err(format!(
+            "{} bytes of TCP buffer memory held with no connection",
+            mem.bytes
+        ));
+    }
+    if mem.peak < mem.bytes {
+        return Err(format!(
+            "TCP memory peak {} below the bytes held {}",
+            mem.peak, mem.bytes
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{TcpFlags, TcpOptions};
+    use crate::wire::TcpOptions;
     use std::net::Ipv4Addr;
 
     const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
@@ -153,5 +384,62 @@ mod tests {
         long.extend_from_slice(&[0; 4]);
         let e = check_emitted_frame(&long, 1500, MAC).unwrap_err();
         assert!(e.contains("past a"), "{e}");
+    }
+
+    #[test]
+    fn the_sequence_oracle_sees_holes_and_ack_regressions() {
+        let ip = Ipv4Repr {
+            src_addr: Ipv4Addr::new(198, 18, 0, 1),
+            dst_addr: Ipv4Addr::new(198, 18, 0, 2),
+            next_header: IpProtocol::Tcp,
+            payload_len: 20,
+            hop_limit: 64,
+        };
+        let seg = |flags, seq, ack| TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq_number: seq,
+            ack_number: ack,
+            flags,
+            window_len: 1000,
+            urgent_at: 0,
+            options: TcpOptions::default(),
+        };
+        let (syn_ack, ack) = (TcpFlags::SYN | TcpFlags::ACK, TcpFlags::ACK);
+        let mut o = SeqOracle::default();
+        // The SYN-ACK at ISS u32::MAX (wrapping), data, a retransmission,
+        // a keepalive below snd_una.
+        o.observe(&ip, &seg(syn_ack, u32::MAX, 10), 0).unwrap();
+        o.observe(&ip, &seg(ack, 0, 10), 100).unwrap();
+        o.observe(&ip, &seg(ack, 0, 12), 100).unwrap();
+        o.observe(&ip, &seg(ack, 99, 12), 0).unwrap();
+        o.observe(&ip, &seg(ack, 100, 12), 0).unwrap();
+        // A hole: starts past snd_max (100).
+        let e = o.observe(&ip, &seg(ack, 101, 12), 0).unwrap_err();
+        assert!(e.contains("past the highest"), "{e}");
+        // The ACK number goes back.
+        let e = o.observe(&ip, &seg(ack, 100, 11), 0).unwrap_err();
+        assert!(e.contains("went back"), "{e}");
+        // A RST is not checked; a new SYN-ACK starts over.
+        o.observe(&ip, &seg(TcpFlags::RST, 5000, 0), 0).unwrap();
+        o.observe(&ip, &seg(syn_ack, 7, 3), 0).unwrap();
+        o.observe(&ip, &seg(ack, 8, 3), 0).unwrap();
+    }
+
+    #[test]
+    fn the_counter_oracle_allows_gauges_down_but_not_events() {
+        let mut o = CounterOracle::default();
+        let mut c = crate::stats::Counters {
+            tcp_connections: 3,
+            tcp_rx_segments: 5,
+            ..Default::default()
+        };
+        o.check(&c).unwrap();
+        c.tcp_connections = 1;
+        c.tcp_rx_segments = 6;
+        o.check(&c).unwrap();
+        c.tcp_rx_segments = 4;
+        let e = o.check(&c).unwrap_err();
+        assert!(e.contains("tcp_rx_segments"), "{e}");
     }
 }

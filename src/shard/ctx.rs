@@ -1514,10 +1514,17 @@ impl<P: BufPool> Net<P> {
 /// Turn an echo request (checksum valid) into the reply, in place: type 8
 /// code 0 becomes type 0 code 0, and the checksum follows (RFC 1624).
 fn echo_request_to_reply(icmp: &mut [u8]) {
-    let mut packet = Icmpv4Packet::new_unchecked(icmp);
+    let mut packet = Icmpv4Packet::new_unchecked(&mut *icmp);
     let old = packet.checksum();
     packet.set_msg_type(Icmpv4Message::EchoReply);
-    packet.set_checksum(checksum_adjust(old, 0x0800, 0x0000));
+    let mut c = checksum_adjust(old, 0x0800, 0x0000);
+    if c == 0 {
+        // Eqn. 3 gives +0 for a reply of all zero words too, whose checksum
+        // is 0xffff (the sum of the rest is +0). Recompute the rare zero.
+        packet.set_checksum(0);
+        c = !crate::wire::checksum::data(icmp);
+    }
+    Icmpv4Packet::new_unchecked(icmp).set_checksum(c);
 }
 
 impl<P: BufPool> NetCtx for Net<P> {
@@ -1559,6 +1566,8 @@ impl<P: BufPool> NetCtx for Net<P> {
         payload: &[u8],
     ) -> Result<(), SendError> {
         let result = match self.udp.lookup(src_port) {
+            // Port 0 cannot be sent to (nor would the datagram parse).
+            Some(_) if dst.port() == 0 => Err(SendError::ZeroPort),
             Some(b) if b.app == self.current_app => {
                 b.tx += 1;
                 if self.take_reply_in_place(src_port, dst, payload) {

@@ -295,6 +295,42 @@ fn echo_reply_keeps_payload_and_identifiers() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// Found by the tcp_frames fuzz target: the reply to an all-zero echo
+/// request (ident 0, sequence 0, no data) carried checksum 0x0000, the
+/// incremental update's +0, where the sum of its words is +0 and the
+/// checksum must be 0xffff: receivers dropped it.
+#[test]
+fn echo_reply_to_an_all_zero_request_has_a_valid_checksum() {
+    let mut r = rig(&[]);
+    for data in [&[][..], &[0u8; 8][..]] {
+        r.rx(&ipv4_frame(
+            IpProtocol::Icmp,
+            &echo_request(0, 0, data),
+            1,
+            None,
+        ));
+        let out = r.take_tx();
+        assert_eq!(out.len(), 1);
+        match parse_frame(&out[0]) {
+            Ok((
+                _,
+                Parsed::Icmp {
+                    icmp:
+                        Icmpv4Repr::EchoReply {
+                            ident: 0,
+                            seq_no: 0,
+                            ..
+                        },
+                    ..
+                },
+            )) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out[0][14 + 20 + 2..14 + 20 + 4], [0xff, 0xff]);
+    }
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn malformed_frames_are_dropped_and_counted_by_reason() {
     let mut r = rig(&[]);
@@ -398,6 +434,27 @@ fn udp_echo_resolves_the_sender_then_answers() {
     assert_eq!(r.core.net.counters.arp_pending_sent, 1);
     assert_eq!(r.core.net.counters.udp_rx, 1);
     assert_eq!(r.core.net.counters.udp_tx, 1);
+    assert_eq!(r.in_use(), 0);
+}
+
+/// Found by the tcp_frames fuzz target: udp-echo answered a datagram from
+/// source port 0 with one to port 0, which no receiver (ours included)
+/// parses.
+#[test]
+fn udp_to_port_zero_is_refused_and_counted() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    r.rx(&ipv4_frame(
+        IpProtocol::Udp,
+        &udp_bytes(0, 7, b"hi"),
+        9,
+        None,
+    ));
+    r.tick(Duration::from_millis(1));
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.core.net.counters.udp_rx, 1);
+    assert_eq!(r.core.net.counters.udp_tx, 0);
+    assert_eq!(r.core.net.counters.udp_send_failed, 1);
     assert_eq!(r.in_use(), 0);
 }
 
