@@ -181,7 +181,9 @@ impl TcpOptions {
         if n > 0 {
             out[i..i + 4].copy_from_slice(&[kind::NOP, kind::NOP, kind::SACK, (2 + 8 * n) as u8]);
             i += 4;
-            for (l, r) in self.sack_blocks.iter().flatten() {
+            // The blocks `n` counted, not any after an empty slot: those
+            // would overrun the `raw_len` bytes the header holds.
+            for (l, r) in self.sack_blocks.iter().take(n).flatten() {
                 out[i..i + 4].copy_from_slice(&l.to_be_bytes());
                 out[i + 4..i + 8].copy_from_slice(&r.to_be_bytes());
                 i += 8;
@@ -511,6 +513,42 @@ mod tests {
             with_options(&[5, 6, 0, 0, 0, 1, 1, 1]).unwrap_err(),
             Error::Malformed
         );
+    }
+
+    /// Found by the wire_tcp fuzz target: a block after an empty slot was
+    /// written past the options `header_len` counted (a panic, or a block
+    /// in the padding). Only the blocks before the first empty slot go out.
+    #[test]
+    fn sack_blocks_after_an_empty_slot_are_not_emitted() {
+        let mut r = repr_with_sack([Some((1, 9)), None, Some((20, 30))]);
+        assert_eq!(r.header_len(), 32);
+        let b = emit_tcp(&r);
+        r.options.sack_blocks[2] = None;
+        assert_eq!(parse(&b).unwrap(), r);
+    }
+
+    fn repr_with_sack(sack_blocks: [Option<(u32, u32)>; 3]) -> TcpRepr {
+        TcpRepr {
+            src_port: 7,
+            dst_port: 40000,
+            seq_number: 1,
+            ack_number: 2,
+            flags: TcpFlags::ACK,
+            window_len: 1000,
+            urgent_at: 0,
+            options: TcpOptions {
+                sack_blocks,
+                ..TcpOptions::default()
+            },
+        }
+    }
+
+    fn emit_tcp(r: &TcpRepr) -> Vec<u8> {
+        let mut b = vec![0u8; r.header_len()];
+        let mut p = TcpPacket::new_unchecked(&mut b[..]);
+        r.emit(&mut p);
+        p.fill_checksum(&SRC, &DST);
+        b
     }
 
     proptest! {
