@@ -6,7 +6,7 @@ APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config ethtool iprout
 	wrk nginx valgrind iperf3
 CARGO ?= cargo
 
-.PHONY: all deps hugepages build release demo test unit integration lint fuzz bench clean
+.PHONY: all deps hugepages build release demo test unit integration lint fuzz fuzz-regress bench clean
 
 all: build
 
@@ -53,9 +53,15 @@ lint: deps
 bench: release
 	bash perf/bench.sh 5
 
+# Every target of tests/fuzz for FUZZ_SECONDS each on its kept corpus, then
+# one table of covered edges; fuzz-regress runs every kept input and crash
+# once. See docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
 fuzz:
-	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	$(CARGO) +nightly fuzz run parse_frame --fuzz-dir tests/fuzz -- -max_total_time=60
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh fuzz
+
+fuzz-regress:
+	bash tests/fuzz/run.sh regress
 
 clean:
 	$(CARGO) clean

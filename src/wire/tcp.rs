@@ -80,6 +80,9 @@ pub struct TcpOptions {
     pub sack_blocks: [Option<(u32, u32)>; 3],
 }
 
+/// The most option bytes a header holds: a data offset of 15 words.
+const MAX_OPTIONS_LEN: usize = 40;
+
 mod kind {
     pub const EOL: u8 = 0;
     pub const NOP: u8 = 1;
@@ -141,11 +144,8 @@ impl TcpOptions {
 
     /// Bytes the options take when emitted, unpadded.
     fn raw_len(&self) -> usize {
-        self.mss.map_or(0, |_| 4)
-            + self.window_scale.map_or(0, |_| 4)
-            + if self.sack_permitted { 4 } else { 0 }
-            + self.timestamps.map_or(0, |_| 12)
-            + match self.sack_count() {
+        self.raw_len_without_sack()
+            + match self.sack_emitted() {
                 0 => 0,
                 n => 4 + 8 * n,
             }
@@ -154,6 +154,28 @@ impl TcpOptions {
     /// How many SACK blocks are set.
     pub fn sack_count(&self) -> usize {
         self.sack_blocks.iter().take_while(|b| b.is_some()).count()
+    }
+
+    /// The SACK blocks emitted: those `sack_count` counts, as many as fit
+    /// beside the other options in the 40 bytes a header holds (RFC 9293
+    /// 3.1: the data offset counts at most 15 words; RFC 2018 3: at most 3
+    /// blocks beside timestamps). Segments dpstack sends carry SACK blocks
+    /// without the SYN options, so only a header rebuilt from a parsed one
+    /// can lose some.
+    fn sack_emitted(&self) -> usize {
+        let others = self.raw_len_without_sack();
+        let mut n = self.sack_count();
+        while n > 0 && others + 4 + 8 * n > MAX_OPTIONS_LEN {
+            n -= 1;
+        }
+        n
+    }
+
+    fn raw_len_without_sack(&self) -> usize {
+        self.mss.map_or(0, |_| 4)
+            + self.window_scale.map_or(0, |_| 4)
+            + if self.sack_permitted { 4 } else { 0 }
+            + self.timestamps.map_or(0, |_| 12)
     }
 
     fn emit(&self, out: &mut [u8]) {
@@ -177,11 +199,13 @@ impl TcpOptions {
             out[i + 8..i + 12].copy_from_slice(&ecr.to_be_bytes());
             i += 12;
         }
-        let n = self.sack_count();
+        let n = self.sack_emitted();
         if n > 0 {
             out[i..i + 4].copy_from_slice(&[kind::NOP, kind::NOP, kind::SACK, (2 + 8 * n) as u8]);
             i += 4;
-            for (l, r) in self.sack_blocks.iter().flatten() {
+            // The blocks `n` counted, not any after an empty slot: those
+            // would overrun the `raw_len` bytes the header holds.
+            for (l, r) in self.sack_blocks.iter().take(n).flatten() {
                 out[i..i + 4].copy_from_slice(&l.to_be_bytes());
                 out[i + 4..i + 8].copy_from_slice(&r.to_be_bytes());
                 i += 8;
@@ -511,6 +535,59 @@ mod tests {
             with_options(&[5, 6, 0, 0, 0, 1, 1, 1]).unwrap_err(),
             Error::Malformed
         );
+    }
+
+    /// Found by the wire_tcp fuzz target: a block after an empty slot was
+    /// written past the options `header_len` counted (a panic, or a block
+    /// in the padding). Only the blocks before the first empty slot go out.
+    #[test]
+    fn sack_blocks_after_an_empty_slot_are_not_emitted() {
+        let mut r = repr_with_sack([Some((1, 9)), None, Some((20, 30))]);
+        assert_eq!(r.header_len(), 32);
+        let b = emit_tcp(&r);
+        r.options.sack_blocks[2] = None;
+        assert_eq!(parse(&b).unwrap(), r);
+    }
+
+    /// Found by the wire_tcp fuzz target: every option and two SACK
+    /// blocks (37 bytes as a peer may pack them) took 44 bytes as emitted,
+    /// a data offset of 16 words, written as 0. The blocks that do not fit
+    /// are left out: 20 + 24 + 12 bytes.
+    #[test]
+    fn options_that_do_not_fit_lose_sack_blocks_not_the_header() {
+        let mut r = repr_with_sack([Some((1, 9)), Some((20, 30)), None]);
+        r.options.mss = Some(1460);
+        r.options.window_scale = Some(7);
+        r.options.sack_permitted = true;
+        r.options.timestamps = Some((5, 6));
+        assert_eq!(r.header_len(), 56);
+        let b = emit_tcp(&r);
+        r.options.sack_blocks[1] = None;
+        assert_eq!(parse(&b).unwrap(), r);
+    }
+
+    fn repr_with_sack(sack_blocks: [Option<(u32, u32)>; 3]) -> TcpRepr {
+        TcpRepr {
+            src_port: 7,
+            dst_port: 40000,
+            seq_number: 1,
+            ack_number: 2,
+            flags: TcpFlags::ACK,
+            window_len: 1000,
+            urgent_at: 0,
+            options: TcpOptions {
+                sack_blocks,
+                ..TcpOptions::default()
+            },
+        }
+    }
+
+    fn emit_tcp(r: &TcpRepr) -> Vec<u8> {
+        let mut b = vec![0u8; r.header_len()];
+        let mut p = TcpPacket::new_unchecked(&mut b[..]);
+        r.emit(&mut p);
+        p.fill_checksum(&SRC, &DST);
+        b
     }
 
     proptest! {
