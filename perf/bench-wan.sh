@@ -117,24 +117,27 @@ eal_mem() {
 }
 
 # bridge LOSS: the WAN, LOSS percent lost from the sender's side (A) to B.
+# Its output in a file of its own ($BOUT): a new bridge's output must not be
+# mistaken for the last one's.
 bridge() {
+    BOUT=$TMP/bridge-$1.out
     # shellcheck disable=SC2046
     $BRIDGE -l 1 --no-pci $(eal_mem) --file-prefix dpwanbr --log-level=lib.eal:warning \
         --vdev=net_af_packet0,iface=${S}0,qpairs=1 \
         --vdev=net_af_packet1,iface=${R}0,qpairs=1 -- --stats-every 0 --seed 7 \
         --delay-ms 10 --rate-mbit 500 --queue-bytes 1250000 --loss "$1",0 \
-        >"$TMP/bridge.out" 2>&1 &
+        >"$BOUT" 2>&1 &
     BR=$!
-    for _ in $(seq 300); do grep -qs 'dpstack-bridge: A=' "$TMP/bridge.out" && break; sleep 0.1; done
-    grep -qs 'dpstack-bridge: A=' "$TMP/bridge.out" || {
-        echo "bench-wan: the bridge did not start in 30 s:" >&2; cat "$TMP/bridge.out" >&2; exit 1
+    for _ in $(seq 300); do grep -qs 'dpstack-bridge: A=' "$BOUT" && break; sleep 0.1; done
+    grep -qs 'dpstack-bridge: A=' "$BOUT" || {
+        echo "bench-wan: the bridge did not start in 30 s:" >&2; cat "$BOUT" >&2; exit 1
     }
     # ARP both ways, through the bridge (and its loss: a few tries).
     ip netns exec $S ping -q -c 3 -i 0.2 -W 2 $SINK_IP >/dev/null || true
 }
 stop_bridge() {
     stop_pid "$BR"; BR=
-    grep 'total' "$TMP/bridge.out" | sed 's/^/# bridge /' >&2 || true
+    grep 'total' "$BOUT" | sed 's/^/# bridge /' >&2 || true
 }
 
 # sink NAME [CAP]: the Linux sink in R on CPU 0, its lines in $TMP/NAME.sink.
