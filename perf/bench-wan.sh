@@ -15,7 +15,8 @@
 #      loss, 4 at a time (250 after each other on each of 4 connection
 #      slots): flow completion time, connect to the sink's FIN, p50 and p99.
 #
-#   perf/bench-wan.sh [--smoke]     (root; about 4.5 minutes, --smoke 40 s)
+#   perf/bench-wan.sh [--smoke]     (root; about 3 minutes, --smoke 30 s)
+#   (environment: LOSSES="0 0.5 2", FCT_N=1000 (0: no FCT row), SINK_CPU=0)
 #
 # One JSON line per measurement on stdout, then a summary with the ratios
 # dpstack/Linux. Loss is on the data direction only (sender to sink); ACKs
@@ -40,10 +41,13 @@ cd "$(dirname "$0")/.."
 SMOKE=0
 [ "${1:-}" = --smoke ] && SMOKE=1
 if [ $SMOKE = 1 ]; then
-    BULK=20000000; CAP=3; FCT_N=40
+    BULK=20000000; CAP=3; FCT_N=${FCT_N:-40}
 else
-    BULK=200000000; CAP=20; FCT_N=1000
+    BULK=200000000; CAP=20; FCT_N=${FCT_N:-1000}
 fi
+# The sink's CPU (0: beside the sender, as documented; 1: beside the bridge,
+# to see what sharing CPU 0 with dpstack's busy-polling lcore costs).
+SINK_CPU=${SINK_CPU:-0}
 FCT_PAR=4; FCT_BYTES=65536; FCT_LOSS=1
 LOSSES=${LOSSES:-"0 0.5 2"}
 PROFILE=${PROFILE:-release}
@@ -142,7 +146,7 @@ stop_bridge() {
 
 # sink NAME [CAP]: the Linux sink in R on CPU 0, its lines in $TMP/NAME.sink.
 sink() {
-    ip netns exec $R taskset -c 0 $TOOL sink --bind $SINK_IP --port $PORT \
+    ip netns exec $R taskset -c "$SINK_CPU" $TOOL sink --bind $SINK_IP --port $PORT \
         --cap-secs "${2:-0}" >"$TMP/$1.sink" 2>&1 &
     SINK=$!
     for _ in $(seq 50); do grep -q listening "$TMP/$1.sink" && break; sleep 0.1; done
@@ -241,6 +245,7 @@ for loss in $LOSSES; do
     stop_bridge
 done
 
+[ "$FCT_N" -gt 0 ] && {
 bridge $FCT_LOSS
 PER=$((FCT_N / FCT_PAR))
 echo "# fct, $FCT_N x $FCT_BYTES bytes, $FCT_LOSS% loss: dpstack" >&2
@@ -258,6 +263,7 @@ merged=$($TOOL merge-fcts "$TMP"/fct.linux.*)
 merged=$(echo "$merged" | python3 -c "import json,sys; d=json.load(sys.stdin); d['tcp_retransmits']=$((after - before)); print(json.dumps(d))")
 emit fct linux $FCT_LOSS "$(fct_fields "$merged" "$TMP/fct-linux.sink" $FCT_BYTES)"
 stop_bridge
+}
 
 echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD)"
 $TOOL summary "$RESULTS"
