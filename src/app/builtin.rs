@@ -1,12 +1,15 @@
 //! Built-in applications: `udp-echo:PORT`, `udp-sink:PORT`,
 //! `tcp-echo:PORT`, `http:PORT[:BODY_BYTES]`, and the clients
-//! `tcp-client:IP:PORT:BYTES[:CONNS]` and `udp-client:IP:PORT:COUNT[:FLOWS[:SIZE]]`.
+//! `tcp-client:IP:PORT:BYTES[:CONNS]`, `udp-client:IP:PORT:COUNT[:FLOWS[:SIZE]]`
+//! and the send-only `tcp-send:IP:PORT:BYTES[:CONNS[:REPEAT]]`, which
+//! measures flow completion times against a sink (perf/wan_tcp.py).
 
 use super::http::{self, Method, Parse};
 use super::{App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, TcpEvent};
 use crate::hash::FlowMap as HashMap;
 use crate::shard::ctx::MAX_UDP_PAYLOAD;
 use crate::time::{Duration, Instant};
+use hdrhistogram::Histogram;
 use std::net::SocketAddrV4;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,6 +29,9 @@ pub enum AppKind {
     /// Open connected UDP sockets to an echo peer, send numbered
     /// datagrams one at a time on each, check each comes back.
     UdpClient,
+    /// Open connections to a sink, send a pattern and close, timing each
+    /// transfer.
+    TcpSend,
 }
 
 /// The HTTP app's body size when none is given.
@@ -48,6 +54,9 @@ pub struct AppSpec {
     pub conns: usize,
     /// Bytes in each datagram (udp-client).
     pub size: usize,
+    /// Transfers each of the `conns` connections makes, one after the
+    /// other on a new connection each time (tcp-send; 1 for the others).
+    pub repeat: usize,
 }
 
 /// udp-client's datagram size when none is given.
@@ -64,6 +73,9 @@ impl FromStr for AppSpec {
         if let Some(rest) = s.strip_prefix("udp-client:") {
             return parse_client(AppKind::UdpClient, rest);
         }
+        if let Some(rest) = s.strip_prefix("tcp-send:") {
+            return parse_client(AppKind::TcpSend, rest);
+        }
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or("");
         let port = parts
@@ -76,7 +88,7 @@ impl FromStr for AppSpec {
             "http" => AppKind::Http,
             other => {
                 return Err(format!(
-                    "unknown application '{other}' (udp-echo, udp-sink, tcp-echo, http, tcp-client, udp-client)"
+                    "unknown application '{other}' (udp-echo, udp-sink, tcp-echo, http, tcp-client, udp-client, tcp-send)"
                 ))
             }
         };
@@ -106,18 +118,20 @@ impl FromStr for AppSpec {
             peer: None,
             conns: 0,
             size: 0,
+            repeat: 1,
         })
     }
 }
 
 /// `IP:PORT:BYTES[:CONNS]` (tcp-client), `IP:PORT:COUNT[:FLOWS[:SIZE]]`
-/// (udp-client).
+/// (udp-client), `IP:PORT:BYTES[:CONNS[:REPEAT]]` (tcp-send).
 fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
     let f: Vec<&str> = s.split(':').collect();
-    let most = if kind == AppKind::UdpClient { 5 } else { 4 };
+    let most = if kind == AppKind::TcpClient { 4 } else { 5 };
     if !(3..=most).contains(&f.len()) {
         return Err(match kind {
             AppKind::UdpClient => "expected udp-client:IP:PORT:COUNT[:FLOWS[:SIZE]]".into(),
+            AppKind::TcpSend => "expected tcp-send:IP:PORT:BYTES[:CONNS[:REPEAT]]".into(),
             _ => "expected tcp-client:IP:PORT:BYTES[:CONNS]".into(),
         });
     }
@@ -136,6 +150,24 @@ fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
     if conns == 0 || conns > 65536 {
         return Err("connections must be 1..=65536".into());
     }
+    if kind == AppKind::TcpSend {
+        let repeat: usize = match f.get(4) {
+            Some(r) => r.parse().map_err(|_| format!("bad repeat count '{r}'"))?,
+            None => 1,
+        };
+        if !(1..=MAX_TCP_SEND_REPEAT).contains(&repeat) {
+            return Err(format!("repeat count must be 1..={MAX_TCP_SEND_REPEAT}"));
+        }
+        return Ok(AppSpec {
+            kind,
+            port,
+            body,
+            peer: Some(SocketAddrV4::new(ip, port)),
+            conns,
+            size: 0,
+            repeat,
+        });
+    }
     let size: usize = match f.get(4) {
         Some(z) => z.parse().map_err(|_| format!("bad datagram size '{z}'"))?,
         None => DEFAULT_UDP_CLIENT_SIZE,
@@ -152,6 +184,7 @@ fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
         peer: Some(SocketAddrV4::new(ip, port)),
         conns,
         size,
+        repeat: 1,
     })
 }
 
@@ -168,6 +201,7 @@ impl AppSpec {
                 .unwrap_or(SocketAddrV4::new([0; 4].into(), self.port));
             match self.kind {
                 AppKind::TcpClient => Box::new(TcpClient::new(peer, self.body, mine)),
+                AppKind::TcpSend => Box::new(TcpSender::new(peer, self.body, mine, self.repeat)),
                 AppKind::UdpClient => Box::new(UdpClient::new(peer, self.body, mine, self.size)),
                 AppKind::UdpEcho => Box::new(UdpEcho::new(self.port)),
                 AppKind::UdpSink => Box::new(UdpSink::new(self.port)),
@@ -684,6 +718,214 @@ impl App for TcpClient {
     }
 }
 
+/// The largest tcp-send repeat count.
+pub const MAX_TCP_SEND_REPEAT: usize = 1 << 20;
+/// The client pattern repeats every 251 bytes (7 is invertible mod 251).
+const PATTERN_PERIOD: usize = 251;
+/// The longest flow completion time the histogram holds: an hour, in us.
+const MAX_FCT_US: u64 = 3_600_000_000;
+
+/// One transfer in progress.
+struct Transfer {
+    /// When `tcp_connect` was called: the flow completion time starts here.
+    opened: Instant,
+    sent: usize,
+    shut: bool,
+}
+
+/// The send-only client (`tcp-send`): `conns` connections at a time to a
+/// sink, each sending `bytes` of the tcp-client pattern, then FIN; the sink
+/// reads everything, then closes its side. A transfer is complete when the
+/// sink's FIN arrives after all our bytes and our FIN were queued: its
+/// flow completion time (FCT) runs from `tcp_connect` to that FIN, so it
+/// covers the handshake, the data, its loss recovery and the close (the
+/// sink sends its FIN once it has read our FIN: at most one RTT after the
+/// last byte was acknowledged, plus the sink's scheduling). Each
+/// connection is replaced by a new one `repeat` times. FCTs go into a
+/// histogram (3 significant digits) allocated up front; its quantiles, the
+/// bytes of completed transfers and the goodput over the whole run (first
+/// connect to last completion) are the app's counters.
+pub struct TcpSender {
+    peer: SocketAddrV4,
+    bytes: usize,
+    /// Transfers in progress at once.
+    slots: usize,
+    /// Transfers not yet started.
+    remaining: usize,
+    conns: HashMap<ConnId, Transfer>,
+    /// The pattern from every phase: `pattern[o % 251..]` is the stream
+    /// from offset `o` on, for up to `CHUNK` bytes.
+    pattern: Vec<u8>,
+    /// Whatever the sink sends (nothing, normally) is read and discarded.
+    scratch: Vec<u8>,
+    fct_us: Histogram<u64>,
+    first_open: Option<Instant>,
+    last_done: Option<Instant>,
+    opened: u64,
+    completed: u64,
+    failed: u64,
+    sent: u64,
+    bytes_completed: u64,
+    unexpected_bytes: u64,
+}
+
+impl TcpSender {
+    /// `conns` connections at a time, `conns * repeat` transfers in all.
+    pub fn new(peer: SocketAddrV4, bytes: usize, conns: usize, repeat: usize) -> Self {
+        TcpSender {
+            peer,
+            bytes,
+            slots: conns,
+            remaining: conns.saturating_mul(repeat),
+            conns: HashMap::default(),
+            pattern: (0..CHUNK + PATTERN_PERIOD).map(client_byte).collect(),
+            scratch: vec![0; 4096],
+            fct_us: Histogram::new_with_bounds(1, MAX_FCT_US, 3).expect("valid bounds"),
+            first_open: None,
+            last_done: None,
+            opened: 0,
+            completed: 0,
+            failed: 0,
+            sent: 0,
+            bytes_completed: 0,
+            unexpected_bytes: 0,
+        }
+    }
+
+    /// Queue as much of the transfer as the send buffer takes; FIN after
+    /// the last byte.
+    fn pump(&mut self, net: &mut dyn NetCtx, conn: ConnId) {
+        let Some(t) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        while t.sent < self.bytes {
+            let n = (self.bytes - t.sent).min(CHUNK);
+            let from = t.sent % PATTERN_PERIOD;
+            let took = net
+                .tcp_send(conn, &self.pattern[from..from + n])
+                .unwrap_or(0);
+            t.sent += took;
+            self.sent += took as u64;
+            if took < n {
+                break;
+            }
+        }
+        if t.sent == self.bytes && !t.shut {
+            t.shut = true;
+            let _ = net.tcp_shutdown(conn);
+        }
+        while let Ok(n @ 1..) = net.tcp_recv(conn, &mut self.scratch) {
+            self.unexpected_bytes += n as u64;
+        }
+    }
+
+    /// The sink closed its side: the transfer is complete if all of it and
+    /// our FIN were queued (the sink reads to our FIN before closing).
+    fn finish(&mut self, net: &mut dyn NetCtx, conn: ConnId) {
+        self.pump(net, conn);
+        let Some(t) = self.conns.remove(&conn) else {
+            return;
+        };
+        let now = net.now();
+        if t.shut && t.sent == self.bytes {
+            self.completed += 1;
+            self.bytes_completed += self.bytes as u64;
+            let us = now.since(t.opened).micros().clamp(1, MAX_FCT_US);
+            let _ = self.fct_us.record(us);
+            self.last_done = Some(now);
+        } else {
+            self.failed += 1;
+        }
+        let _ = net.tcp_close(conn);
+    }
+
+    /// From the first connect to the last completed transfer, in us.
+    fn elapsed_us(&self) -> u64 {
+        match (self.first_open, self.last_done) {
+            (Some(a), Some(b)) => b.since(a).micros(),
+            _ => 0,
+        }
+    }
+}
+
+impl App for TcpSender {
+    fn name(&self) -> String {
+        format!("tcp-send:{}", self.peer)
+    }
+    fn start(&mut self, _net: &mut dyn NetCtx) -> Result<(), BindError> {
+        Ok(())
+    }
+    fn on_datagram(&mut self, _net: &mut dyn NetCtx, _d: &Datagram<'_>) {}
+    fn poll(&mut self, net: &mut dyn NetCtx) {
+        while self.remaining > 0 && self.conns.len() < self.slots {
+            self.remaining -= 1;
+            let now = net.now();
+            match net.tcp_connect(self.peer) {
+                Ok(conn) => {
+                    self.opened += 1;
+                    self.first_open.get_or_insert(now);
+                    self.conns.insert(
+                        conn,
+                        Transfer {
+                            opened: now,
+                            sent: 0,
+                            shut: false,
+                        },
+                    );
+                }
+                Err(_) => self.failed += 1,
+            }
+        }
+    }
+    fn on_tcp(&mut self, net: &mut dyn NetCtx, event: TcpEvent) {
+        match event {
+            TcpEvent::Connected { conn }
+            | TcpEvent::Readable { conn }
+            | TcpEvent::Writable { conn } => self.pump(net, conn),
+            TcpEvent::PeerClosed { conn } => self.finish(net, conn),
+            TcpEvent::Closed { conn, .. } => {
+                if self.conns.remove(&conn).is_some() {
+                    self.failed += 1;
+                }
+            }
+            TcpEvent::Accepted { .. } => {}
+        }
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let elapsed = self.elapsed_us();
+        let goodput_kbps = if elapsed == 0 {
+            0
+        } else {
+            (u128::from(self.bytes_completed) * 8 * 1000 / u128::from(elapsed)) as u64
+        };
+        let h = &self.fct_us;
+        let q = |x: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(x)
+            }
+        };
+        vec![
+            ("opened", self.opened),
+            ("completed", self.completed),
+            ("failed", self.failed),
+            ("pending", (self.remaining + self.conns.len()) as u64),
+            ("sent", self.sent),
+            ("bytes_completed", self.bytes_completed),
+            ("unexpected_bytes", self.unexpected_bytes),
+            ("elapsed_us", elapsed),
+            ("goodput_kbps", goodput_kbps),
+            ("fct_min_us", if h.is_empty() { 0 } else { h.min() }),
+            ("fct_p50_us", q(0.5)),
+            ("fct_p90_us", q(0.9)),
+            ("fct_p99_us", q(0.99)),
+            ("fct_max_us", if h.is_empty() { 0 } else { h.max() }),
+            ("fct_mean_us", h.mean() as u64),
+        ]
+    }
+}
+
 /// How long a udp-client datagram waits for its echo before it is sent again.
 const UDP_CLIENT_RETRY: Duration = Duration::from_millis(200);
 /// Sends of one datagram before its flow is given up.
@@ -877,6 +1119,7 @@ mod tests {
                 peer: None,
                 conns: 0,
                 size: 0,
+                repeat: 1,
             })
         );
         assert!("udp-sink:9".parse::<AppSpec>().is_ok());
@@ -917,5 +1160,27 @@ mod tests {
         assert!("tcp-client:198.18.0.2:7:5:2:100"
             .parse::<AppSpec>()
             .is_err());
+        let t = "tcp-send:198.18.0.2:5001:65536:2:500"
+            .parse::<AppSpec>()
+            .unwrap();
+        assert_eq!(t.kind, AppKind::TcpSend);
+        assert_eq!(t.peer, Some("198.18.0.2:5001".parse().unwrap()));
+        assert_eq!((t.body, t.conns, t.repeat), (65536, 2, 500));
+        let t = "tcp-send:198.18.0.2:5001:100".parse::<AppSpec>().unwrap();
+        assert_eq!((t.body, t.conns, t.repeat), (100, 1, 1));
+        assert!("tcp-send:198.18.0.2:5001".parse::<AppSpec>().is_err());
+        assert!("tcp-send:198.18.0.2:5001:1:1:0".parse::<AppSpec>().is_err());
+        assert!("tcp-send:198.18.0.2:5001:1:1:x".parse::<AppSpec>().is_err());
+        assert!("tcp-send:198.18.0.2:5001:1:1:1:1"
+            .parse::<AppSpec>()
+            .is_err());
+        assert!("tcp-send:198.18.0.2:0:1".parse::<AppSpec>().is_err());
+        assert_eq!(
+            "tcp-client:198.18.0.2:7:5"
+                .parse::<AppSpec>()
+                .unwrap()
+                .repeat,
+            1
+        );
     }
 }

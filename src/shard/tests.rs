@@ -2576,3 +2576,189 @@ mod connection_options {
         assert_eq!(r.in_use(), 0);
     }
 }
+
+/// tcp-send (the send-only client of perf/bench-wan.sh) against a host that
+/// plays the sink: reads everything, acknowledges, closes after our FIN.
+mod tcp_send {
+    use super::*;
+
+    const SINK: SocketAddrV4 = SocketAddrV4::new(HOST_IP, 5001);
+    const APP: &str = "tcp-send:198.18.0.2:5001";
+
+    /// A segment from the sink to our `dport`.
+    fn from_sink(dport: u16, seq: u32, ack: u32, flags: TcpFlags, mss: bool) -> Vec<u8> {
+        let options = if mss {
+            opts(1460, None, false, None)
+        } else {
+            TcpOptions::default()
+        };
+        let mut f = tcp_seg_from(SINK, seq, ack, flags, 65535, options, b"");
+        // tcp_seg_from aims at port 80.
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f[50..52].copy_from_slice(&[0, 0]);
+        let mut p = TcpPacket::new_unchecked(&mut f[34..]);
+        p.fill_checksum(&HOST_IP, &OUR_IP);
+        f
+    }
+
+    /// What we sent the sink since the last call.
+    fn sent(r: &mut Rig) -> Vec<(TcpRepr, Vec<u8>)> {
+        let out = r.take_tx();
+        tcp_to(&out, HOST_IP)
+    }
+
+    /// A rig running `spec` that knows the sink's MAC. Not
+    /// `Rig::learn_host`: its tick would let the app connect, and drop the
+    /// SYN with the ARP reply.
+    fn sender_rig(spec: &str) -> Rig {
+        let mut r = rig(&[spec]);
+        r.rx(&arp_frame(
+            ArpOperation::Request,
+            HOST_MAC,
+            HOST_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        ));
+        r.take_tx();
+        r
+    }
+
+    fn counter(r: &Rig, name: &str) -> u64 {
+        app_counter(&r.core, name)
+    }
+
+    /// One transfer of `bytes`: the SYN-ACK after `rtt`, every data segment
+    /// acknowledged `rtt` after it left, the sink's FIN with the ACK of
+    /// ours. Returns the time from the SYN to the sink's FIN, and checks
+    /// the bytes are the pattern.
+    fn transfer(r: &mut Rig, bytes: usize, rtt: Duration) -> Duration {
+        r.tick(Duration::from_millis(1));
+        let syn = sent(r);
+        assert_eq!(syn.len(), 1, "{syn:?}");
+        let (syn, _) = &syn[0];
+        assert!(syn.flags.syn() && !syn.flags.ack());
+        assert_eq!(syn.dst_port, 5001);
+        let (port, opened) = (syn.src_port, r.now);
+        let iss = syn.seq_number;
+        r.now = r.now.plus(rtt);
+        r.rx(&from_sink(port, 7000, iss + 1, SYN | ACK, true));
+        let mut stream = Vec::new();
+        let mut fin_at = None;
+        for _ in 0..100 {
+            r.tick(Duration::from_millis(1));
+            for (seg, data) in sent(r) {
+                assert_eq!(seg.seq_number, iss + 1 + stream.len() as u32, "in order");
+                stream.extend_from_slice(&data);
+                if seg.flags.fin() {
+                    fin_at = Some(seg.seq_number + data.len() as u32);
+                }
+            }
+            if fin_at.is_some() {
+                break;
+            }
+            // The sink acknowledges what it has, one RTT later.
+            r.now = r.now.plus(rtt);
+            let ack = iss + 1 + stream.len() as u32;
+            r.rx(&from_sink(port, 7001, ack, ACK, false));
+        }
+        let fin = fin_at.expect("our FIN");
+        assert_eq!(stream.len(), bytes);
+        assert!(stream.iter().enumerate().all(|(i, b)| *b == client_byte(i)));
+        // The sink read up to our FIN, acknowledges it and closes.
+        r.now = r.now.plus(rtt);
+        r.rx(&from_sink(port, 7001, fin + 1, FIN | ACK, false));
+        let fct = r.now.since(opened);
+        let last = sent(r);
+        assert!(
+            last.iter()
+                .any(|(s, _)| s.flags.ack() && s.ack_number == 7002 && !s.flags.rst()),
+            "the sink's FIN is acknowledged: {last:?}"
+        );
+        fct
+    }
+
+    fn client_byte(i: usize) -> u8 {
+        (i.wrapping_mul(7).wrapping_add(13) % 251) as u8
+    }
+
+    const FIN: TcpFlags = TcpFlags::FIN;
+
+    /// Two transfers one after the other on new connections (`:1:2`):
+    /// each sends exactly the pattern, and each one's completion time, from
+    /// connect to the sink's FIN, is what the counters report.
+    #[test]
+    fn each_transfer_is_timed_from_connect_to_the_sinks_fin() {
+        let mut r = sender_rig(&format!("{APP}:20000:1:2"));
+        assert_eq!(counter(&r, "pending"), 2);
+        let a = transfer(&mut r, 20000, Duration::from_millis(10));
+        assert_eq!(counter(&r, "completed"), 1);
+        assert_eq!(counter(&r, "pending"), 1);
+        let b = transfer(&mut r, 20000, Duration::from_millis(30));
+        assert!(b > a, "{a:?} {b:?}");
+        assert_eq!(counter(&r, "opened"), 2);
+        assert_eq!(counter(&r, "completed"), 2);
+        assert_eq!(counter(&r, "failed"), 0);
+        assert_eq!(counter(&r, "pending"), 0);
+        assert_eq!(counter(&r, "sent"), 40000);
+        assert_eq!(counter(&r, "bytes_completed"), 40000);
+        // The histogram keeps 3 significant digits.
+        let near = |got: u64, want: Duration| {
+            let w = want.micros();
+            assert!(got.abs_diff(w) * 1000 <= w, "{got} vs {w}");
+        };
+        near(counter(&r, "fct_min_us"), a);
+        near(counter(&r, "fct_max_us"), b);
+        near(counter(&r, "fct_p50_us"), a);
+        near(counter(&r, "fct_p99_us"), b);
+        // Goodput over the run: both transfers' bytes from the first
+        // connect to the last FIN.
+        let elapsed = counter(&r, "elapsed_us");
+        assert!(elapsed >= a.micros() + b.micros(), "{elapsed}");
+        assert_eq!(counter(&r, "goodput_kbps"), 40000 * 8 * 1000 / elapsed);
+        // No third connection.
+        r.tick(Duration::from_millis(5));
+        assert!(sent(&mut r).iter().all(|(s, _)| !s.flags.syn()));
+        r.tick(Duration::from_secs(120));
+        r.core.clear();
+        assert_eq!(r.in_use(), 0);
+    }
+
+    /// A refused connection (RST to our SYN) and a sink that closes before
+    /// our FIN was queued are failures, not completions, and leave the
+    /// completion times alone; the next transfer starts anyway.
+    #[test]
+    fn refused_and_cut_short_transfers_are_failures() {
+        let big = 1 << 20;
+        let mut r = sender_rig(&format!("{APP}:{big}:1:2"));
+        r.tick(Duration::from_millis(1));
+        let syn = sent(&mut r);
+        let (syn, _) = &syn[0];
+        r.rx(&from_sink(
+            syn.src_port,
+            0,
+            syn.seq_number + 1,
+            TcpFlags::RST | ACK,
+            false,
+        ));
+        assert_eq!(counter(&r, "failed"), 1);
+        assert_eq!(counter(&r, "pending"), 1);
+        // The second: the sink closes after the handshake, with most of a
+        // megabyte still to be queued (the send buffer holds less).
+        r.tick(Duration::from_millis(1));
+        let syn = sent(&mut r);
+        assert_eq!(syn.len(), 1);
+        let (syn, _) = &syn[0];
+        let (port, iss) = (syn.src_port, syn.seq_number);
+        r.rx(&from_sink(port, 7000, iss + 1, SYN | ACK, true));
+        r.tick(Duration::from_millis(1));
+        sent(&mut r);
+        r.rx(&from_sink(port, 7001, iss + 1, FIN | ACK, false));
+        assert_eq!(counter(&r, "failed"), 2);
+        assert_eq!(counter(&r, "completed"), 0);
+        assert_eq!(counter(&r, "pending"), 0);
+        assert_eq!(counter(&r, "fct_p50_us"), 0);
+        assert_eq!(counter(&r, "goodput_kbps"), 0);
+        r.core.clear();
+        assert_eq!(r.in_use(), 0);
+    }
+}

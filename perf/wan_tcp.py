@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Linux ends of perf/bench-wan.sh: a TCP sink, and a Linux sender to compare
+with dpstack's `tcp-send` app.
+
+  wan_tcp.py sink --bind IP --port P [--cap-secs S]
+      Accepts connections, reads and discards everything, checks it is the
+      pattern tcp-send and tcp-client send (byte i is (7i + 13) mod 251),
+      and closes its side once it has read the peer's FIN. One JSON line a
+      connection on stdout:
+        {"peer": "IP:PORT", "bytes": N, "secs": S, "ok": true,
+         "capped": false, "mbit": M}
+      `secs` runs from accept to the peer's FIN (or the cap): `mbit` is the
+      goodput the sink saw. A pattern mismatch resets the connection
+      (ok false); so does a connection that is still open --cap-secs after
+      accept (capped true), so that a transfer too slow for the run's time
+      budget still gives a goodput, as measured up to the cap.
+
+  wan_tcp.py send --to IP:PORT --bytes N [--count K] [--cc cubic]
+      K transfers of N bytes, one after the other on new connections: each
+      connects, sends the pattern, shuts down its side and waits for the
+      sink's FIN. Its flow completion time (FCT) runs from connect() to
+      that FIN, as tcp-send's. One JSON line at the end (the same figures as
+      tcp-send's counters): count, completed, failed, fct_*_us (nearest
+      rank), bytes_completed, elapsed_us, goodput_kbps; with --fcts, every
+      transfer's FCT too (fcts_us), to merge runs side by side.
+
+  wan_tcp.py dpstack-final FILE       (for perf/bench-wan.sh)
+      The tcp-send app's counters and the stack's TCP totals from the last
+      `final` block of dpstack's output, as one JSON object.
+
+  wan_tcp.py merge-fcts FILE...       (for perf/bench-wan.sh)
+      Several `send --fcts` results as one (quantiles over all transfers).
+
+  wan_tcp.py summary FILE             (for perf/bench-wan.sh)
+      The measurements' JSON lines side by side, with dpstack/Linux ratios.
+"""
+import argparse
+import json
+import math
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+PERIOD = 251
+CHUNK = 1 << 20
+PATTERN = bytes((i * 7 + 13) % 251 for i in range(CHUNK + PERIOD))
+
+
+def reset(sock):
+    """Close with RST (SO_LINGER 0)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+class Conn:
+    def __init__(self, sock, peer):
+        self.sock = sock
+        self.peer = peer
+        self.bytes = 0
+        self.ok = True
+        self.start = time.monotonic()
+
+
+def sink(args):
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((args.bind, args.port))
+    lsock.listen(1024)
+    lsock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(lsock, selectors.EVENT_READ, None)
+    buf = bytearray(CHUNK)
+    mv = memoryview(buf)
+    pat = memoryview(PATTERN)
+    conns = {}
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    print(json.dumps({"listening": f"{args.bind}:{args.port}"}), flush=True)
+
+    def done(c, capped=False):
+        secs = time.monotonic() - c.start
+        sel.unregister(c.sock)
+        del conns[c.sock.fileno()]
+        if c.ok and not capped:
+            c.sock.close()
+        else:
+            reset(c.sock)
+        mbit = c.bytes * 8 / secs / 1e6 if secs > 0 else 0.0
+        print(
+            json.dumps(
+                {
+                    "peer": c.peer,
+                    "bytes": c.bytes,
+                    "secs": round(secs, 6),
+                    "ok": c.ok,
+                    "capped": capped,
+                    "mbit": round(mbit, 3),
+                }
+            ),
+            flush=True,
+        )
+
+    while not stop:
+        try:
+            events = sel.select(timeout=0.1)
+        except InterruptedError:
+            continue
+        for key, _ in events:
+            if key.data is None:
+                while True:
+                    try:
+                        s, (ip, port) = lsock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    s.setblocking(False)
+                    c = Conn(s, f"{ip}:{port}")
+                    conns[s.fileno()] = c
+                    sel.register(s, selectors.EVENT_READ, c)
+                continue
+            c = key.data
+            try:
+                n = c.sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                c.ok = False
+                done(c)
+                continue
+            if n == 0:
+                done(c)
+                continue
+            o = c.bytes % PERIOD
+            if mv[:n] != pat[o : o + n]:
+                c.ok = False
+                c.bytes += n
+                done(c)
+                continue
+            c.bytes += n
+        if args.cap_secs:
+            now = time.monotonic()
+            for c in [c for c in conns.values() if now - c.start > args.cap_secs]:
+                done(c, capped=True)
+
+
+def nearest_rank(sorted_values, q):
+    if not sorted_values:
+        return 0
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def send(args):
+    ip, port = args.to.rsplit(":", 1)
+    dst = (ip, int(port))
+    pat = memoryview(PATTERN)
+    fcts = []
+    failed = 0
+    first = last = None
+    for _ in range(args.count):
+        t0 = time.monotonic()
+        first = first if first is not None else t0
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if args.cc:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, args.cc.encode())
+            s.settimeout(args.timeout)
+            s.connect(dst)
+            sent = 0
+            while sent < args.bytes:
+                o = sent % PERIOD
+                n = min(args.bytes - sent, CHUNK)
+                sent += s.send(pat[o : o + n])
+            s.shutdown(socket.SHUT_WR)
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+            t1 = time.monotonic()
+            fcts.append(round((t1 - t0) * 1e6))
+            last = t1
+            s.close()
+        except OSError:
+            failed += 1
+            reset(s)
+    fcts.sort()
+    completed = len(fcts)
+    elapsed = round((last - first) * 1e6) if last is not None else 0
+    done = completed * args.bytes
+    print(
+        json.dumps(
+            {
+                "count": args.count,
+                "completed": completed,
+                "failed": failed,
+                "bytes_completed": done,
+                "elapsed_us": elapsed,
+                "goodput_kbps": done * 8 * 1000 // elapsed if elapsed else 0,
+                "fct_min_us": fcts[0] if fcts else 0,
+                "fct_p50_us": nearest_rank(fcts, 0.5),
+                "fct_p90_us": nearest_rank(fcts, 0.9),
+                "fct_p99_us": nearest_rank(fcts, 0.99),
+                "fct_max_us": fcts[-1] if fcts else 0,
+                "fct_mean_us": sum(fcts) // completed if completed else 0,
+                **({"fcts_us": fcts} if args.fcts else {}),
+            }
+        ),
+        flush=True,
+    )
+
+
+def dpstack_final(args):
+    app, total = {}, {}
+    with open(args.file) as f:
+        for line in f:
+            w = line.split()
+            if len(w) < 2 or w[0] != "final":
+                continue
+            kv = dict(x.split("=", 1) for x in w[2:] if "=" in x)
+            if w[1] == "core=total":
+                total = kv
+            elif len(w) > 2 and w[2].startswith("app=tcp-send:"):
+                # Summed over cores (1 lcore in the benchmark).
+                for k, v in kv.items():
+                    if k == "app":
+                        continue
+                    if k.startswith("fct_") or k in ("elapsed_us", "goodput_kbps"):
+                        app[k] = max(app.get(k, 0), int(v))
+                    else:
+                        app[k] = app.get(k, 0) + int(v)
+    keys = ("tcp_retransmits", "tcp_fast_retransmits", "tcp_rto", "tcp_tail_loss_probes",
+            "tcp_tx_segments", "drop_queue_full", "drop_no_buffer")
+    out = dict(app)
+    out.update({k: int(total[k]) for k in keys if k in total})
+    print(json.dumps(out))
+
+
+def merge_fcts(args):
+    fcts, count, completed, failed, done = [], 0, 0, 0, 0
+    for name in args.files:
+        with open(name) as f:
+            r = json.loads(f.read().strip().splitlines()[-1])
+        fcts += r.get("fcts_us", [])
+        count += r["count"]
+        completed += r["completed"]
+        failed += r["failed"]
+        done += r["bytes_completed"]
+    fcts.sort()
+    print(json.dumps({
+        "count": count, "completed": completed, "failed": failed, "bytes_completed": done,
+        "fct_min_us": fcts[0] if fcts else 0,
+        "fct_p50_us": nearest_rank(fcts, 0.5),
+        "fct_p90_us": nearest_rank(fcts, 0.9),
+        "fct_p99_us": nearest_rank(fcts, 0.99),
+        "fct_max_us": fcts[-1] if fcts else 0,
+        "fct_mean_us": sum(fcts) // len(fcts) if fcts else 0,
+    }))
+
+
+def summary(args):
+    rows = []
+    with open(args.file) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                rows.append(json.loads(line))
+    def find(row, stack, loss):
+        for r in rows:
+            if r.get("row") == row and r.get("stack") == stack and r.get("loss_pct") == loss:
+                return r
+        return None
+    def ratio(a, b):
+        return f"{a / b:.2f}" if a and b else "n/a"
+    print("summary: goodput, one transfer, Mbit/s (sink-side; * = capped at the time limit)")
+    print(f"  {'loss %':>7} {'dpstack':>10} {'Linux':>10} {'dpstack/Linux':>14}")
+    for loss in sorted({r["loss_pct"] for r in rows if r.get("row") == "bulk"}):
+        d, l = find("bulk", "dpstack", loss), find("bulk", "linux", loss)
+        def g(r):
+            if not r:
+                return "-", None
+            return f"{r['goodput_mbit']:.1f}{'*' if r['capped'] else ''}", r["goodput_mbit"]
+        (ds, dv), (ls, lv) = g(d), g(l)
+        print(f"  {loss:>7} {ds:>10} {ls:>10} {ratio(dv, lv):>14}")
+    for r in rows:
+        if r.get("row") != "fct" or r.get("stack") != "dpstack":
+            continue
+        l = find("fct", "linux", r["loss_pct"])
+        print(f"summary: {r['transfers']} transfers of {r['bytes']} bytes at {r['loss_pct']}% loss, "
+              "FCT in ms (connect to the sink's FIN)")
+        print(f"  {'':>7} {'dpstack':>10} {'Linux':>10} {'dpstack/Linux':>14}")
+        for q in ("p50", "p99"):
+            dv = r[f"fct_{q}_ms"]
+            lv = l[f"fct_{q}_ms"] if l else None
+            print(f"  {q:>7} {dv:>10.1f} {lv if lv is not None else '-':>10} {ratio(dv, lv):>14}")
+        print(f"  {'failed':>7} {r['failed']:>10} {l['failed'] if l else '-':>10}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    k = sub.add_parser("sink")
+    k.add_argument("--bind", default="0.0.0.0")
+    k.add_argument("--port", type=int, required=True)
+    k.add_argument("--cap-secs", type=float, default=0.0)
+    s = sub.add_parser("send")
+    s.add_argument("--to", required=True)
+    s.add_argument("--bytes", type=int, required=True)
+    s.add_argument("--count", type=int, default=1)
+    s.add_argument("--cc", default="cubic")
+    s.add_argument("--timeout", type=float, default=120.0)
+    s.add_argument("--fcts", action="store_true", help="list every FCT")
+    d = sub.add_parser("dpstack-final")
+    d.add_argument("file")
+    m = sub.add_parser("merge-fcts")
+    m.add_argument("files", nargs="+")
+    y = sub.add_parser("summary")
+    y.add_argument("file")
+    a = p.parse_args()
+    {"sink": sink, "send": send, "dpstack-final": dpstack_final, "merge-fcts": merge_fcts,
+     "summary": summary}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
