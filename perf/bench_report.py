@@ -242,6 +242,14 @@ if ci and cx:
         w(f"| {reached} | {what} | {kb(r['bytes_per_conn'])} | {kb(r['pte_bytes_per_conn'])} | {r['seconds']:.1f} s |")
     w("")
 
+# The WAN figures are kept by hand in their own file (perf/bench-wan.sh).
+w("## 6. Over a WAN (dpstack-bridge)")
+w("")
+w("The impairment bridge's own figures and dpstack's TCP sender against Linux's")
+w("over a 20 ms, 500 Mbit/s path are in docs/benchmarks-wan.md")
+w("(`perf/bench-bridge.sh`, `perf/bench-wan.sh`; not part of `make bench` yet).")
+w("")
+
 # Targets
 w("## Targets")
 w("")
