@@ -205,18 +205,7 @@ impl CounterOracle {
 }
 
 /// The connection states, in `State`'s order.
-const STATES: [State; 10] = [
-    State::Closed,
-    State::SynSent,
-    State::SynReceived,
-    State::Established,
-    State::FinWait1,
-    State::FinWait2,
-    State::CloseWait,
-    State::Closing,
-    State::LastAck,
-    State::TimeWait,
-];
+const STATES: [State; 10] = State::ALL;
 
 /// A core's tables and gauges, between two events:
 /// - the TCP table holds at most `max_connections`, the SYN cache at most

@@ -307,6 +307,25 @@ struct SlowStart {
 }
 
 impl SlowStart {
+    /// One ACK for either algorithm: note it for HyStart++ and, below
+    /// ssthresh, grow `cwnd` (leaving slow start where HyStart++ says so).
+    /// False in congestion avoidance: the algorithm's own growth applies.
+    fn step(&mut self, ack: &Ack, grow: bool, cwnd: &mut usize, ssthresh: &mut usize) -> bool {
+        self.note_ack(ack.now, ack.flight);
+        if *cwnd >= *ssthresh {
+            return false;
+        }
+        let (inc, leave) = self.on_ack(ack, grow);
+        *cwnd += inc;
+        if leave {
+            *ssthresh = *cwnd;
+        }
+        if *cwnd >= *ssthresh {
+            self.after_rto = false;
+        }
+        true
+    }
+
     fn new() -> SlowStart {
         SlowStart {
             hystart: HyStart::new(),
@@ -403,18 +422,8 @@ impl CongestionControl for NewReno {
     }
     fn on_ack(&mut self, ack: &Ack) {
         let grow = cwnd_limited(ack, self.cwnd);
-        self.ss.note_ack(ack.now, ack.flight);
-        if self.cwnd < self.ssthresh {
-            // Slow start (RFC 5681 3.1, eq. 2, counting bytes).
-            let (inc, leave) = self.ss.on_ack(ack, grow);
-            self.cwnd += inc;
-            if leave {
-                self.ssthresh = self.cwnd;
-            }
-            if self.cwnd >= self.ssthresh {
-                self.ss.after_rto = false;
-            }
-        } else if grow {
+        // Slow start (RFC 5681 3.1, eq. 2, counting bytes).
+        if !self.ss.step(ack, grow, &mut self.cwnd, &mut self.ssthresh) && grow {
             // Congestion avoidance: one MSS per window of bytes acked
             // (RFC 5681 3.1, counting as RFC 3465 does).
             self.acked_in_ca += ack.acked;
@@ -652,17 +661,7 @@ impl CongestionControl for Cubic {
     }
     fn on_ack(&mut self, ack: &Ack) {
         let grow = cwnd_limited(ack, self.cwnd);
-        self.ss.note_ack(ack.now, ack.flight);
-        if self.cwnd < self.ssthresh {
-            let (inc, leave) = self.ss.on_ack(ack, grow);
-            self.cwnd += inc;
-            if leave {
-                self.ssthresh = self.cwnd;
-            }
-            if self.cwnd >= self.ssthresh {
-                self.ss.after_rto = false;
-            }
-        } else if grow {
+        if !self.ss.step(ack, grow, &mut self.cwnd, &mut self.ssthresh) && grow {
             // RFC 9438 5.8: no growth while the application or the peer's
             // window limits the flight.
             self.congestion_avoidance(ack);

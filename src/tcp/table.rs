@@ -941,18 +941,7 @@ mod tests {
 
     #[test]
     fn per_state_counts_equal_a_walk_after_random_operations() {
-        const ALL: [State; STATES] = [
-            State::Closed,
-            State::SynSent,
-            State::SynReceived,
-            State::Established,
-            State::FinWait1,
-            State::FinWait2,
-            State::CloseWait,
-            State::Closing,
-            State::LastAck,
-            State::TimeWait,
-        ];
+        const ALL: [State; STATES] = State::ALL;
         let cfg = TcpConfig {
             max_connections: 32,
             time_wait: Duration::from_secs(2),

@@ -53,6 +53,20 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in declaration order (`State as usize` indexes it).
+    pub const ALL: [State; 10] = [
+        State::Closed,
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             State::Closed => "CLOSED",
