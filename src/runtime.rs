@@ -32,8 +32,10 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Split argv at the first `--`: EAL's part (with argv[0]) and ours.
-fn split_args(args: Vec<String>) -> (Vec<String>, Vec<String>) {
+/// Split argv at the first `--`: EAL's part (with argv[0]) and ours
+/// (argv[0] and what follows the `--`). dpstack and perf's DPDK tools
+/// take their command lines this way.
+pub fn split_args(args: Vec<String>) -> (Vec<String>, Vec<String>) {
     let prog = args.first().cloned().unwrap_or_else(|| "dpstack".into());
     match args.iter().position(|a| a == "--") {
         Some(i) => {

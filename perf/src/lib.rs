@@ -12,7 +12,26 @@ pub mod gen;
 pub mod impair;
 
 use serde::Serialize;
+use std::process::ExitCode;
 use std::time::Duration;
+
+/// A DPDK tool's command line: `EAL options -- our options`. Returns EAL's
+/// arguments and ours parsed by clap, or the exit code once clap has
+/// printed its help (success) or error (failure).
+pub fn eal_and_our_args<T: clap::Parser>(args: Vec<String>) -> Result<(Vec<String>, T), ExitCode> {
+    let (eal, ours) = dpstack::runtime::split_args(args);
+    match T::try_parse_from(&ours) {
+        Ok(a) => Ok((eal, a)),
+        Err(e) => {
+            let _ = e.print();
+            Err(if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
 
 /// The first bytes of every probe: flow, sequence number, send time.
 pub const PROBE_HEADER: usize = 20;

@@ -158,21 +158,9 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let all: Vec<String> = std::env::args().collect();
-    let split = all.iter().position(|a| a == "--").unwrap_or(all.len());
-    let eal_args = all[..split].to_vec();
-    let ours: Vec<String> = std::iter::once(all[0].clone())
-        .chain(all.iter().skip(split + 1).cloned())
-        .collect();
-    let a = match Args::try_parse_from(&ours) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+    let (eal_args, a) = match perf::eal_and_our_args::<Args>(all) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     match run(&a, eal_args) {
         Ok(()) => ExitCode::SUCCESS,

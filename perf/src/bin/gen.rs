@@ -147,21 +147,9 @@ fn main() -> ExitCode {
     if all.get(1).map(String::as_str) == Some("plot") {
         return plot_logs(&all[2..]);
     }
-    let split = all.iter().position(|a| a == "--").unwrap_or(all.len());
-    let eal_args = all[..split].to_vec();
-    let ours: Vec<String> = std::iter::once(all[0].clone())
-        .chain(all.iter().skip(split + 1).cloned())
-        .collect();
-    let a = match Args::try_parse_from(&ours) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+    let (eal_args, a) = match perf::eal_and_our_args::<Args>(all) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     let r = match a.mode.as_str() {
         "udp" => raw(&a, eal_args, Proto::Udp),
