@@ -1176,6 +1176,23 @@ pub mod scripts {
         }
     }
 
+    /// The peer acknowledges everything, sends its FIN, and `ms` later
+    /// acknowledges the core's FIN.
+    pub fn peer_closes(conn: Conn, ms: u16) -> [Step; 4] {
+        [
+            seg(conn.clone(), Flags::Ack, Seq::Next, Ack::All, Payload::None),
+            seg(
+                conn.clone(),
+                Flags::FinAck,
+                Seq::Next,
+                Ack::All,
+                Payload::None,
+            ),
+            Step::AdvanceMs(ms),
+            seg(conn, Flags::Ack, Seq::Next, Ack::All, Payload::None),
+        ]
+    }
+
     /// The three-way handshake to `conn` (a passive open).
     pub fn handshake(conn: &Conn) -> Vec<Step> {
         vec![
@@ -1210,22 +1227,7 @@ pub mod scripts {
             Payload::None,
         ));
         steps.push(Step::AdvanceMs(50));
-        steps.push(seg(
-            c.clone(),
-            Flags::Ack,
-            Seq::Next,
-            Ack::All,
-            Payload::None,
-        ));
-        steps.push(seg(
-            c.clone(),
-            Flags::FinAck,
-            Seq::Next,
-            Ack::All,
-            Payload::None,
-        ));
-        steps.push(Step::AdvanceMs(50));
-        steps.push(seg(c, Flags::Ack, Seq::Next, Ack::All, Payload::None));
+        steps.extend(peer_closes(c, 50));
         Input {
             config: usual_config(),
             steps,
@@ -1250,22 +1252,7 @@ pub mod scripts {
             ));
             steps.push(Step::AdvanceMs(10));
         }
-        steps.push(seg(
-            c.clone(),
-            Flags::Ack,
-            Seq::Next,
-            Ack::All,
-            Payload::None,
-        ));
-        steps.push(seg(
-            c.clone(),
-            Flags::FinAck,
-            Seq::Next,
-            Ack::All,
-            Payload::None,
-        ));
-        steps.push(Step::AdvanceMs(10));
-        steps.push(seg(c, Flags::Ack, Seq::Next, Ack::All, Payload::None));
+        steps.extend(peer_closes(c, 10));
         Input {
             config: usual_config(),
             steps,
