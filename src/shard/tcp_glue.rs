@@ -201,6 +201,11 @@ impl<P: BufPool> Net<P> {
             }
             return;
         }
+        // First check (RFC 9293 3.10.7.4), the sequence number, in the
+        // window a fresh connection offers: the handshake's ACK is at
+        // IRS+1.
+        let offset = seg.seq_number.wrapping_sub(e.irs.wrapping_add(1));
+        let in_window = (offset as usize) < self.tcp.cfg.rx_buffer;
         if f.syn() {
             if !f.ack() && seg.seq_number == e.irs {
                 // The same SYN again: our SYN-ACK was lost.
@@ -210,23 +215,19 @@ impl<P: BufPool> Net<P> {
                 }
                 return self.dispatch_half_open(&SynEntry { ts_recent, ..e }, true);
             }
-            // First check: in the receive window (a fresh ring's)? Then
-            // fourth: a SYN in a passive SYN-RECEIVED returns it to LISTEN
-            // (as Tcb does); the peer's next SYN starts afresh.
-            let offset = seg.seq_number.wrapping_sub(e.irs.wrapping_add(1));
-            if (offset as usize) < self.tcp.cfg.rx_buffer {
+            // In the window, then fourth: a SYN in a passive SYN-RECEIVED
+            // returns it to LISTEN (as Tcb does); the peer's next SYN
+            // starts afresh.
+            if in_window {
                 self.syn.cache.remove(key);
                 return self.drop_frame(DropReason::TcpNoConnection);
             }
             return self.drop_frame(DropReason::TcpOutOfWindow);
         }
-        // First check (RFC 9293 3.10.7.4), the sequence number, in the
-        // window a fresh connection offers: the handshake's ACK is at
-        // IRS+1. Anything else (one below: a keepalive probe from a peer
-        // that took our SYN-ACK) is dropped, never built into a connection
+        // Outside the window (one below: a keepalive probe from a peer
+        // that took our SYN-ACK): dropped, never built into a connection
         // that would find it unacceptable and wait in SYN-RECEIVED.
-        let offset = seg.seq_number.wrapping_sub(e.irs.wrapping_add(1));
-        if offset as usize >= self.tcp.cfg.rx_buffer {
+        if !in_window {
             return self.drop_frame(DropReason::TcpOutOfWindow);
         }
         if !f.ack() {
