@@ -682,6 +682,28 @@ impl RecvBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+    use std::net::SocketAddrV4;
+
+    /// A segment from `remote` to `local`, with a full window.
+    fn peer_segment(
+        remote: SocketAddrV4,
+        local: SocketAddrV4,
+        flags: TcpFlags,
+        seq: u32,
+        ack: u32,
+    ) -> TcpRepr {
+        TcpRepr {
+            src_port: remote.port(),
+            dst_port: local.port(),
+            seq_number: seq,
+            ack_number: ack,
+            flags,
+            window_len: 65535,
+            urgent_at: 0,
+            options: TcpOptions::default(),
+        }
+    }
 
     /// The chunk table of a buffer of `capacity`.
     fn table_for(capacity: usize) -> usize {
@@ -920,7 +942,7 @@ mod tests {
         use crate::tcp::table::FlowKey;
         use crate::tcp::{State, Tcb, TcpConfig, TcpTable};
         use crate::time::Instant;
-        use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+        use crate::wire::TcpFlags;
         use std::mem::size_of;
         use std::net::{Ipv4Addr, SocketAddrV4};
         on_fresh_core(|| {
@@ -939,16 +961,7 @@ mod tests {
             let mut ids = Vec::new();
             for i in 0..N {
                 let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 2), 1024 + i as u16);
-                let seg = |flags, seq, ack| TcpRepr {
-                    src_port: remote.port(),
-                    dst_port: local.port(),
-                    seq_number: seq,
-                    ack_number: ack,
-                    flags,
-                    window_len: 65535,
-                    urgent_at: 0,
-                    options: TcpOptions::default(),
-                };
+                let seg = |flags, seq, ack| peer_segment(remote, local, flags, seq, ack);
                 let mut syn = seg(TcpFlags::SYN, irs, 0);
                 syn.options.mss = Some(1460);
                 let tcb = Tcb::accept(&cfg, now, local, remote, iss, 0, &syn);
@@ -1032,23 +1045,14 @@ mod tests {
         use crate::stats::{Counters, DropReason};
         use crate::tcp::{State, Tcb, TcpConfig};
         use crate::time::Instant;
-        use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+        use crate::wire::TcpFlags;
         use std::net::{Ipv4Addr, SocketAddrV4};
         on_fresh_core(|| {
             let cfg = TcpConfig::default();
             let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
             let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000);
             let (iss, irs) = (1000u32, 5000u32);
-            let seg = |flags, seq, ack| TcpRepr {
-                src_port: remote.port(),
-                dst_port: local.port(),
-                seq_number: seq,
-                ack_number: ack,
-                flags,
-                window_len: 65535,
-                urgent_at: 0,
-                options: TcpOptions::default(),
-            };
+            let seg = |flags, seq, ack| peer_segment(remote, local, flags, seq, ack);
             let now = Instant::from_secs(1);
             let mut c = Counters::default();
             let syn = seg(TcpFlags::SYN, irs, 0);
