@@ -100,6 +100,12 @@ pub struct Cli {
     /// initial window of 10 segments.
     #[arg(long, value_name = "ALGORITHM")]
     pub tcp_cc: Option<String>,
+    /// Explicit Congestion Notification (RFC 3168), as Linux's
+    /// net.ipv4.tcp_ecn: off (never), on (asked for on connections we
+    /// open, accepted on those we accept) or server (accepted when a peer
+    /// asks, never asked for: the default).
+    #[arg(long, value_name = "MODE")]
+    pub tcp_ecn: Option<String>,
     /// The kernel exception path: off, tap[:IFNAME] or virtio-user[:IFNAME]
     /// (IFNAME defaults to dpk0).
     #[arg(long, value_name = "MODE")]
@@ -163,6 +169,7 @@ pub struct FileConfig {
     pub tcp_syn_cache: Option<usize>,
     pub tcp_syncookies: Option<String>,
     pub tcp_cc: Option<String>,
+    pub tcp_ecn: Option<String>,
     pub kni: Option<String>,
     pub kni_core: Option<usize>,
     pub kni_rate: Option<u64>,
@@ -554,6 +561,11 @@ fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, Confi
             .parse()
             .map_err(|e| ConfigError::BadTcp(format!("--tcp-cc {e}")))?;
     }
+    if let Some(m) = cli.tcp_ecn.clone().or_else(|| file.tcp_ecn.clone()) {
+        t.ecn = m
+            .parse()
+            .map_err(|e| ConfigError::BadTcp(format!("--tcp-ecn {e}")))?;
+    }
     if t.syn_cache == 0 && t.syncookies == crate::tcp::SynCookieMode::Never {
         return bad(
             "--tcp-syn-cache 0 with --tcp-syncookies never: no SYN would be answered".into(),
@@ -724,6 +736,7 @@ mod tests {
             &["--tcp-orphan-retries", "16"],
             &["--tcp-cc", "bbr"],
             &["--tcp-cc", "CUBIC"],
+            &["--tcp-ecn", "1"],
         ] {
             let mut a = vec!["--ip", "198.18.0.1/24"];
             a.extend_from_slice(bad);
@@ -750,6 +763,25 @@ mod tests {
         assert_eq!(merge(&[], &file), CcAlgorithm::NewReno);
         // The command line wins.
         assert_eq!(merge(&["--tcp-cc", "cubic"], &file), CcAlgorithm::Cubic);
+    }
+
+    #[test]
+    fn ecn_option() {
+        use crate::tcp::EcnMode;
+        let merge = |args: &[&str], file: &FileConfig| {
+            let mut a = vec!["--ip", "198.18.0.1/24"];
+            a.extend_from_slice(args);
+            Config::merge(&cli(&a), file).unwrap().tcp.ecn
+        };
+        let none = FileConfig::default();
+        // Linux's default, tcp_ecn = 2.
+        assert_eq!(merge(&[], &none), EcnMode::Server);
+        assert_eq!(merge(&["--tcp-ecn", "on"], &none), EcnMode::On);
+        assert_eq!(merge(&["--tcp-ecn", "off"], &none), EcnMode::Off);
+        let file: FileConfig = toml::from_str("tcp-ecn = \"on\"\n").unwrap();
+        assert_eq!(merge(&[], &file), EcnMode::On);
+        // The command line wins.
+        assert_eq!(merge(&["--tcp-ecn", "server"], &file), EcnMode::Server);
     }
 
     #[test]

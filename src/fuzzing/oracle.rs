@@ -329,6 +329,7 @@ mod tests {
             next_header: IpProtocol::Tcp,
             payload_len: tcp_len,
             hop_limit: 64,
+            ecn: 0,
         };
         let mut p = Ipv4Packet::new_unchecked(&mut f[14..]);
         ip.emit(&mut p, true);
@@ -383,6 +384,7 @@ mod tests {
             next_header: IpProtocol::Tcp,
             payload_len: 20,
             hop_limit: 64,
+            ecn: 0,
         };
         let seg = |flags, seq, ack| TcpRepr {
             src_port: 80,

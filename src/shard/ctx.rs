@@ -1203,6 +1203,7 @@ impl<P: BufPool> Net<P> {
             next_header: protocol,
             payload_len: l4.len(),
             hop_limit: DEFAULT_TTL,
+            ecn: 0,
         };
         let ident = self.ident.next_ident();
         let mtu = self.iface.mtu;
@@ -1480,6 +1481,7 @@ impl<P: BufPool> Net<P> {
             next_header: IpProtocol::Udp,
             payload_len: udp_len,
             hop_limit: DEFAULT_TTL,
+            ecn: 0,
         };
         let offload = self.iface.tx_udp_cksum;
         {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::tcp::{Keepalive, TwVerdict};
+use crate::wire::ipv4::ecn::NOT_ECT;
 
 /// Refresh the TCP gauges this often.
 const GAUGE_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,7 +42,9 @@ impl<P: BufPool> Net<P> {
             match verdict {
                 None => {
                     self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
-                    return self.run_tcb(index, |t, now, c| t.process(now, &repr, data, c));
+                    return self.run_tcb(index, |t, now, c| {
+                        t.process_with_ecn(now, &repr, ip.ecn, data, c)
+                    });
                 }
                 // RFC 6191: a new incarnation took over a TIME_WAIT
                 // connection; its SYN goes to the listener.
@@ -61,7 +64,7 @@ impl<P: BufPool> Net<P> {
             return self.send_tcp_reset(&repr, data.len(), ip.src_addr);
         };
         if self.syn.cache.get(&key).is_some() {
-            return self.process_half_open(&key, app, &repr, data);
+            return self.process_half_open(&key, app, &repr, ip.ecn, data);
         }
         if f.rst() {
             return self.drop_frame(DropReason::TcpNoConnection);
@@ -75,7 +78,7 @@ impl<P: BufPool> Net<P> {
                     self.counters.tcp_syncookies_ok += 1;
                     let ts_recent = repr.options.timestamps.map_or(0, |t| t.0);
                     let half = (c.irs, c.iss, c.peer, ts_recent, None);
-                    return self.establish(&key, app, half, &repr, data);
+                    return self.establish(&key, app, half, &repr, ip.ecn, data);
                 }
                 self.counters.tcp_syncookies_failed += 1;
             }
@@ -104,7 +107,7 @@ impl<P: BufPool> Net<P> {
         if mode != SynCookieMode::Always && !self.syn.has_room(port) {
             self.counters.tcp_syn_cache_full += 1;
         }
-        let peer = PeerSyn::negotiate(&self.tcp.cfg, &syn.options);
+        let peer = PeerSyn::negotiate(&self.tcp.cfg, syn);
         let mut action = self.syn.decide(port, table_full);
         if action == SynAction::Cache {
             let local = SocketAddrV4::new(self.iface.ip.address(), port);
@@ -165,7 +168,10 @@ impl<P: BufPool> Net<P> {
         // drop reason.
         self.counters.tcp_syncookies_sent += 1;
         self.syn.cookie_sent(self.now);
-        if self.dispatch_tcp(*key.remote.ip(), &repr, &[], &[]).is_ok() {
+        if self
+            .dispatch_tcp(*key.remote.ip(), &repr, NOT_ECT, &[], &[])
+            .is_ok()
+        {
             self.counters.tcp_tx_segments += 1;
         }
     }
@@ -175,7 +181,7 @@ impl<P: BufPool> Net<P> {
         let ts = (tcb::ts_now(self.now).max(1), e.ts_recent);
         let repr = syn_ack(&self.tcp.cfg, &e.key, e.iss, e.irs, &e.peer, ts);
         if self
-            .dispatch_tcp(*e.key.remote.ip(), &repr, &[], &[])
+            .dispatch_tcp(*e.key.remote.ip(), &repr, NOT_ECT, &[], &[])
             .is_ok()
         {
             self.counters.tcp_tx_segments += 1;
@@ -185,7 +191,14 @@ impl<P: BufPool> Net<P> {
 
     /// A segment for a half-open connection in the SYN cache: SYN-RECEIVED
     /// of RFC 9293 3.10.7.4 until the ACK, which builds the connection.
-    fn process_half_open(&mut self, key: &FlowKey, app: usize, seg: &TcpRepr, data: &[u8]) {
+    fn process_half_open(
+        &mut self,
+        key: &FlowKey,
+        app: usize,
+        seg: &TcpRepr,
+        ip_ecn: u8,
+        data: &[u8],
+    ) {
         let Some(&e) = self.syn.cache.get(key) else {
             return;
         };
@@ -247,7 +260,7 @@ impl<P: BufPool> Net<P> {
         }
         let first_sent = (e.retransmits == 0).then_some(e.sent);
         let half = (e.irs, e.iss, e.peer, e.ts_recent, first_sent);
-        self.establish(key, app, half, seg, data);
+        self.establish(key, app, half, seg, ip_ecn, data);
         // Now that the connection is in the table (and the directory: no
         // moment where another core finds neither).
         self.syn.cache.remove(key);
@@ -257,13 +270,14 @@ impl<P: BufPool> Net<P> {
     /// build the connection as `Tcb::accept` would have from the SYN, mark
     /// its SYN-ACK sent, and let it take the ACK and its data. `half`:
     /// (IRS, ISS, the SYN's options, the peer's latest TSval, when the only
-    /// SYN-ACK left).
+    /// SYN-ACK left). `ip_ecn`: the ACK's IP ECN field.
     fn establish(
         &mut self,
         key: &FlowKey,
         app: usize,
         half: (u32, u32, PeerSyn, u32, Option<Instant>),
         ack: &TcpRepr,
+        ip_ecn: u8,
         data: &[u8],
     ) {
         let (irs, iss, peer, ts_recent, first_sent) = half;
@@ -282,7 +296,9 @@ impl<P: BufPool> Net<P> {
             return self.drop_frame(DropReason::QueueFull);
         };
         self.record_flow_in(Transport::Tcp, key.local_port, key.remote, data.len());
-        self.run_tcb(id.index, |t, now, c| t.process(now, ack, data, c));
+        self.run_tcb(id.index, |t, now, c| {
+            t.process_with_ecn(now, ack, ip_ecn, data, c)
+        });
     }
 
     /// Take a connection out, run `f` on it, send what it has to send,
@@ -310,7 +326,10 @@ impl<P: BufPool> Net<P> {
 
     /// A TIME-WAIT record's ACK.
     fn send_time_wait_ack(&mut self, remote: SocketAddrV4, ack: &TcpRepr) {
-        if self.dispatch_tcp(*remote.ip(), ack, &[], &[]).is_ok() {
+        if self
+            .dispatch_tcp(*remote.ip(), ack, NOT_ECT, &[], &[])
+            .is_ok()
+        {
             self.counters.tcp_tx_segments += 1;
             self.record_flow_out(Transport::Tcp, ack.src_port, remote, 1, 0);
         }
@@ -319,8 +338,8 @@ impl<P: BufPool> Net<P> {
     fn dispatch_tcb(&mut self, tcb: &mut Tcb) {
         let dst = *tcb.remote.ip();
         let now = self.now;
-        tcb.dispatch(now, &mut |repr: &TcpRepr, a: &[u8], b: &[u8]| {
-            self.dispatch_tcp(dst, repr, a, b).is_ok()
+        tcb.dispatch_with_ecn(now, &mut |repr: &TcpRepr, ecn: u8, a: &[u8], b: &[u8]| {
+            self.dispatch_tcp(dst, repr, ecn, a, b).is_ok()
         });
         let s = std::mem::take(&mut tcb.tx_stats);
         self.record_flow_out(
@@ -336,6 +355,7 @@ impl<P: BufPool> Net<P> {
         c.tcp_retransmits += s.retransmits;
         c.tcp_rst_sent += s.resets;
         c.tcp_probes_sent += s.probes;
+        c.tcp_cwr_sent += s.cwr;
     }
 
     fn collect_events(&mut self, index: u32, tcb: &mut Tcb) {
@@ -375,7 +395,7 @@ impl<P: BufPool> Net<P> {
 
     fn send_tcp_reset(&mut self, seg: &TcpRepr, payload_len: usize, dst: Ipv4Addr) {
         if let Some(rst) = tcb::reset_for(seg, payload_len) {
-            if self.dispatch_tcp(dst, &rst, &[], &[]).is_ok() {
+            if self.dispatch_tcp(dst, &rst, NOT_ECT, &[], &[]).is_ok() {
                 self.counters.tcp_rst_sent += 1;
                 self.counters.tcp_tx_segments += 1;
             }
@@ -387,6 +407,7 @@ impl<P: BufPool> Net<P> {
         &mut self,
         dst: Ipv4Addr,
         repr: &TcpRepr,
+        ecn: u8,
         a: &[u8],
         b: &[u8],
     ) -> Result<(), SendError> {
@@ -426,6 +447,7 @@ impl<P: BufPool> Net<P> {
             next_header: IpProtocol::Tcp,
             payload_len: tcp_len,
             hop_limit: DEFAULT_TTL,
+            ecn,
         };
         let ident = self.ident.next_ident();
         self.emit_headers(&mut buf, &ip, ident, None);

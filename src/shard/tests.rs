@@ -146,6 +146,7 @@ fn ipv4_frame(proto: IpProtocol, l4: &[u8], ident: u16, frag: Option<(usize, boo
         next_header: proto,
         payload_len: l4.len(),
         hop_limit: 64,
+        ecn: 0,
     };
     let (mut v, l2) = eth(OUR_MAC, EtherType::Ipv4, ip.buffer_len() + l4.len());
     {
@@ -1831,6 +1832,7 @@ fn tcp_seg_from(
         next_header: IpProtocol::Tcp,
         payload_len: l4.len(),
         hop_limit: 64,
+        ecn: 0,
     };
     let (mut v, l2) = eth(OUR_MAC, EtherType::Ipv4, ip.buffer_len() + l4.len());
     let mut p = Ipv4Packet::new_unchecked(&mut v[l2..]);

@@ -252,6 +252,16 @@ counters! {
     tcp_dsack_sent,
     /// D-SACKs received (RFC 2883): taken as no loss signal.
     tcp_dsack_received,
+    /// Connections established with ECN negotiated (RFC 3168).
+    tcp_ecn_negotiated,
+    /// Segments of ECN connections that arrived marked CE.
+    tcp_ce_received,
+    /// ACKs with ECE received on ECN connections (the peer saw CE).
+    tcp_ece_received,
+    /// Congestion window reductions for an ECE (one per window of data).
+    tcp_ecn_cwnd_reductions,
+    /// Segments sent with CWR (we reduced for an ECE).
+    tcp_cwr_sent,
     /// Challenge ACKs sent (RFC 5961).
     tcp_challenge_acks,
     /// ACKs not sent for segments that failed the checks (out of window,

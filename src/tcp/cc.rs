@@ -60,6 +60,11 @@ pub trait CongestionControl {
     fn on_recovery_end(&mut self, now: Instant, flight: usize, mss: usize);
     /// The retransmission timer expired (RFC 5681 3.1, equation 4).
     fn on_rto(&mut self, flight: usize, mss: usize);
+    /// An ECN-Echo (RFC 3168 6.1.2) with `flight` bytes outstanding: the
+    /// reduction of a loss, without fast recovery's inflation (nothing was
+    /// lost, no duplicate ACKs follow); once per window, the connection
+    /// sees to that.
+    fn on_ecn(&mut self, flight: usize, mss: usize);
     /// New data goes out with nothing in flight. The controller knows
     /// since when the flight was empty (the ACK that emptied it): after
     /// longer than `rto` it restarts from the initial window (RFC 5681
@@ -158,6 +163,10 @@ impl Cc {
     /// The retransmission timer expired.
     pub fn on_rto(&mut self, flight: usize, mss: usize) {
         self.inner_mut().on_rto(flight, mss)
+    }
+    /// An ECN-Echo: congestion without a loss.
+    pub fn on_ecn(&mut self, flight: usize, mss: usize) {
+        self.inner_mut().on_ecn(flight, mss)
     }
     /// New data goes out with nothing in flight.
     pub fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
@@ -442,6 +451,12 @@ impl CongestionControl for NewReno {
     fn on_dup_ack_in_recovery(&mut self, mss: usize) {
         self.cwnd += mss;
     }
+    fn on_ecn(&mut self, flight: usize, mss: usize) {
+        // RFC 3168 6.1.2: halve as for a loss; cwnd = ssthresh, with no
+        // segments to account for as fast recovery's duplicates do.
+        self.on_fast_retransmit(flight, mss);
+        self.cwnd = self.ssthresh;
+    }
     fn on_partial_ack(&mut self, acked: usize, mss: usize) {
         self.cwnd = deflate(self.cwnd, acked, mss);
     }
@@ -689,6 +704,12 @@ impl CongestionControl for Cubic {
     }
     fn on_dup_ack_in_recovery(&mut self, mss: usize) {
         self.cwnd += mss;
+    }
+    fn on_ecn(&mut self, flight: usize, mss: usize) {
+        // RFC 3168 6.1.2: halve as for a loss; cwnd = ssthresh, with no
+        // segments to account for as fast recovery's duplicates do.
+        self.on_fast_retransmit(flight, mss);
+        self.cwnd = self.ssthresh;
     }
     fn on_partial_ack(&mut self, acked: usize, mss: usize) {
         self.cwnd = deflate(self.cwnd, acked, mss);

@@ -5,6 +5,7 @@
 
 pub mod buffer;
 pub mod cc;
+pub mod ecn;
 pub mod isn;
 pub mod rtt;
 pub mod seq;
@@ -19,6 +20,7 @@ pub mod timewait;
 mod tests;
 
 pub use cc::{Ack, Cc, CongestionControl, Cubic, NewReno};
+pub use ecn::EcnMode;
 pub use seq::Seq;
 pub use syncache::SynCookieMode;
 pub use table::{ConnId, TcpTable};
@@ -116,6 +118,9 @@ pub struct TcpConfig {
     pub syn_cache: usize,
     /// When listeners answer with SYN cookies.
     pub syncookies: SynCookieMode,
+    /// Explicit Congestion Notification (RFC 3168): asked for, accepted,
+    /// or neither (`--tcp-ecn`).
+    pub ecn: EcnMode,
 }
 
 impl TcpConfig {
@@ -151,6 +156,7 @@ impl Default for TcpConfig {
             cc: CcAlgorithm::Cubic,
             syn_cache: 1024,
             syncookies: SynCookieMode::Auto,
+            ecn: EcnMode::Server,
         }
     }
 }

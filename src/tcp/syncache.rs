@@ -19,6 +19,7 @@
 //! listener holds less than half of it, SYN cookies ([`super::syncookie`])
 //! past that or when the connection table is full.
 
+use super::ecn;
 use super::syncookie::{PeerSyn, SynCookies, LIFETIME_SECS};
 use super::table::{FlowKey, MAX_LISTENERS};
 use super::tcb::{syn_options, Tcb};
@@ -103,7 +104,7 @@ pub fn syn_ack(
         dst_port: key.remote.port(),
         seq_number: iss,
         ack_number: irs.wrapping_add(1),
-        flags: TcpFlags::SYN | TcpFlags::ACK,
+        flags: TcpFlags::SYN | TcpFlags::ACK | ecn::syn_ack_flags(peer.ecn),
         window_len: cfg.rx_buffer.min(65535) as u16,
         urgent_at: 0,
         options,
@@ -406,6 +407,7 @@ mod tests {
                 window_scale: None,
                 sack: false,
                 timestamps: false,
+                ecn: false,
             },
             ts_recent: 0,
             sent,
@@ -424,15 +426,19 @@ mod tests {
             sack in proptest::bool::ANY,
             ts in proptest::option::of(proptest::num::u32::ANY),
             cfg_bits in 0u8..8,
+            ecn_bits in 0u8..4,
+            ecn_mode in 0usize..3,
             rx_buffer in 4096usize..(4 << 20),
             irs in proptest::num::u32::ANY,
         ) {
+            use crate::tcp::EcnMode;
             use crate::wire::TcpOptions;
             let cfg = TcpConfig {
                 window_scaling: cfg_bits & 1 != 0,
                 sack: cfg_bits & 2 != 0,
                 timestamps: cfg_bits & 4 != 0,
                 rx_buffer,
+                ecn: [EcnMode::Off, EcnMode::On, EcnMode::Server][ecn_mode],
                 ..TcpConfig::default()
             };
             let opts = TcpOptions {
@@ -449,7 +455,8 @@ mod tests {
                 dst_port: 80,
                 seq_number: irs,
                 ack_number: 0,
-                flags: TcpFlags::SYN,
+                // Any of ECE and CWR: only both ask for ECN.
+                flags: TcpFlags::SYN | TcpFlags(ecn_bits << 6),
                 window_len: 1234,
                 urgent_at: 0,
                 options: opts,
@@ -462,13 +469,18 @@ mod tests {
                 true
             });
             let key = FlowKey { local_port: 80, remote };
-            let peer = PeerSyn::negotiate(&cfg, &opts);
+            let peer = PeerSyn::negotiate(&cfg, &syn);
             let tsval = super::super::tcb::ts_now(now).max(1);
             let ours = syn_ack(&cfg, &key, 99, irs, &peer, (tsval, ts.unwrap_or(0)));
             proptest::prop_assert_eq!(sent, vec![ours]);
             // And the Tcb built from the ACK negotiates the same again.
             let rebuilt = Tcb::accept(&cfg, now, local, remote, 99, 0, &peer.syn_repr(80, 4000, irs, ts.unwrap_or(0), 1234));
             proptest::prop_assert_eq!(rebuilt.mss, tcb.mss);
+            proptest::prop_assert_eq!(rebuilt.ecn_negotiated(), tcb.ecn_negotiated());
+            proptest::prop_assert_eq!(
+                tcb.ecn_negotiated(),
+                ecn_bits == 3 && cfg.ecn != EcnMode::Off
+            );
         }
     }
 
@@ -531,6 +543,7 @@ mod tests {
             window_scale: Some(2),
             sack: true,
             timestamps: false,
+            ecn: false,
         };
         let syn = peer.syn_repr(80, 4000, 1000, 0, 100);
         let sent = Instant::from_millis(1000);

@@ -9,10 +9,11 @@
 //!   and the timestamp bits below. The ACK's `ack - 1` gives the cookie
 //!   back, its `seq - 1` the peer's ISS.
 //! - When the SYN had timestamps (RFC 7323), in the low [`TS_BITS`] bits of
-//!   our TSval: the peer's window scale and SACK-permitted. The peer echoes
+//!   our TSval: the peer's window scale, SACK-permitted and ECN (an
+//!   ECN-setup SYN that ECN was accepted for). The peer echoes
 //!   the TSval in its ACK's TSecr. Without timestamps there is nowhere to
-//!   put them, and the connection goes without window scaling and SACK (as
-//!   on Linux).
+//!   put them, and the connection goes without window scaling, SACK and
+//!   ECN (as on Linux; its SYN-ACK says so).
 //!
 //! Layout of the 32 bits before masking: `count:8 | mac:22 | mss:2`. The
 //! whole is added to a second keyed hash of the 4-tuple and the peer's ISS,
@@ -36,6 +37,7 @@
 //! cookies lately: the caller's gate is per core). One secret per core would
 //! buy nothing: a core's secret is no better hidden than the process's.
 
+use super::ecn::{self, EcnMode};
 use super::TcpConfig;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
@@ -52,11 +54,12 @@ pub const MAX_AGE: u64 = 2;
 /// How long after the last cookie sent an ACK may still carry one.
 pub const LIFETIME_SECS: u64 = COUNTER_PERIOD_SECS * MAX_AGE;
 /// Low bits of our TSval that carry options: 0-3 window scale (15: none),
-/// 4 SACK-permitted, 5 unused (Linux's ECN bit; we do not negotiate ECN).
+/// 4 SACK-permitted, 5 ECN (as Linux's `TS_OPT_ECN`).
 pub const TS_BITS: u32 = 6;
 const TS_MASK: u32 = (1 << TS_BITS) - 1;
 const WSCALE_NONE: u32 = 0xf;
 const TS_SACK: u32 = 1 << 4;
+const TS_ECN: u32 = 1 << 5;
 
 /// MSS values a cookie can say (two bits), largest last: a peer's MSS is
 /// rounded down to one of them. The usual Ethernet, PPPoE/VPN and tunnel
@@ -80,11 +83,14 @@ pub struct PeerSyn {
     pub sack: bool,
     /// Timestamps offered and configured (RFC 7323).
     pub timestamps: bool,
+    /// An ECN-setup SYN, and ECN accepted (RFC 3168 6.1.1).
+    pub ecn: bool,
 }
 
 impl PeerSyn {
-    /// Negotiate a SYN's options with `cfg`.
-    pub fn negotiate(cfg: &TcpConfig, opts: &TcpOptions) -> PeerSyn {
+    /// Negotiate a SYN's options (and its ECN flags) with `cfg`.
+    pub fn negotiate(cfg: &TcpConfig, syn: &TcpRepr) -> PeerSyn {
+        let opts = &syn.options;
         PeerSyn {
             mss: opts.mss.unwrap_or(536),
             window_scale: opts
@@ -93,17 +99,19 @@ impl PeerSyn {
                 .map(|s| s.min(14)),
             sack: cfg.sack && opts.sack_permitted,
             timestamps: cfg.timestamps && opts.timestamps.is_some(),
+            ecn: cfg.ecn != EcnMode::Off && ecn::is_setup_syn(syn.flags),
         }
     }
 
     /// What a cookie can carry of it: the MSS rounded down to the table,
-    /// and window scale and SACK only along with timestamps.
+    /// and window scale, SACK and ECN only along with timestamps.
     pub fn for_cookie(self) -> PeerSyn {
         PeerSyn {
             mss: MSS_TABLE[mss_index(self.mss)],
             window_scale: self.window_scale.filter(|_| self.timestamps),
             sack: self.sack && self.timestamps,
             timestamps: self.timestamps,
+            ecn: self.ecn && self.timestamps,
         }
     }
 
@@ -124,7 +132,11 @@ impl PeerSyn {
             dst_port: local_port,
             seq_number: irs,
             ack_number: 0,
-            flags: TcpFlags::SYN,
+            flags: if self.ecn {
+                TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR
+            } else {
+                TcpFlags::SYN
+            },
             window_len: window,
             urgent_at: 0,
             options: TcpOptions {
@@ -137,10 +149,10 @@ impl PeerSyn {
         }
     }
 
-    /// The timestamp bits that say window scale and SACK.
+    /// The timestamp bits that say window scale, SACK and ECN.
     fn ts_bits(&self) -> u32 {
         let ws = self.window_scale.map_or(WSCALE_NONE, u32::from);
-        ws | if self.sack { TS_SACK } else { 0 }
+        ws | if self.sack { TS_SACK } else { 0 } | if self.ecn { TS_ECN } else { 0 }
     }
 }
 
@@ -270,12 +282,14 @@ impl SynCookies {
                 },
                 sack: bits & TS_SACK != 0,
                 timestamps: true,
+                ecn: bits & TS_ECN != 0,
             },
             None => PeerSyn {
                 mss: MSS_TABLE[mss as usize],
                 window_scale: None,
                 sack: false,
                 timestamps: false,
+                ecn: false,
             },
         };
         Some(Cookie { irs, iss, peer })
@@ -317,12 +331,14 @@ mod tests {
             proptest::option::of(0u8..=14),
             any::<bool>(),
             any::<bool>(),
+            any::<bool>(),
         )
-            .prop_map(|(mss, window_scale, sack, timestamps)| PeerSyn {
+            .prop_map(|(mss, window_scale, sack, timestamps, ecn)| PeerSyn {
                 mss,
                 window_scale,
                 sack,
                 timestamps,
+                ecn,
             })
     }
 
@@ -364,7 +380,7 @@ mod tests {
             let c = SynCookies::new();
             let r = remote(ip, port);
             let now = Instant::from_secs(1000);
-            let p = PeerSyn { mss: 1460, window_scale: Some(7), sack: true, timestamps: false };
+            let p = PeerSyn { mss: 1460, window_scale: Some(7), sack: true, timestamps: false, ecn: false };
             let iss = c.iss(now, L, r, irs, &p);
             // Another tuple, another peer ISS, one bit flipped, or any guess.
             let other = remote(ip, port.wrapping_add(1));
@@ -388,6 +404,7 @@ mod tests {
             window_scale: None,
             sack: false,
             timestamps: false,
+            ecn: false,
         };
         // Issued at the very end of a period: valid through the next one.
         let sent = Instant::from_secs(COUNTER_PERIOD_SECS * 10 - 1);
@@ -427,6 +444,7 @@ mod tests {
             window_scale: Some(9),
             sack: true,
             timestamps: true,
+            ecn: false,
         };
         let iss = c.iss(now, L, r, 77, &p);
         let ts = SynCookies::tsval(100_000, &p).unwrap();
@@ -458,6 +476,7 @@ mod tests {
             window_scale: Some(7),
             sack: true,
             timestamps: false,
+            ecn: false,
         };
         assert_eq!(
             p.for_cookie(),
@@ -465,7 +484,8 @@ mod tests {
                 mss: 1440,
                 window_scale: None,
                 sack: false,
-                timestamps: false
+                timestamps: false,
+                ecn: false,
             }
         );
     }

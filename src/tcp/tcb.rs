@@ -27,12 +27,14 @@
 
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::cc::{Ack, Cc};
+use super::ecn::{EcnMode, EcnState};
 use super::rtt::RttEstimator;
 use super::seq::Seq;
 use super::timewait::TimeWait;
 use super::{event, CcAlgorithm, CloseReason, Keepalive, TcpConfig};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Duration, Instant};
+use crate::wire::ipv4::ecn::NOT_ECT;
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
 use arrayvec::ArrayVec;
 use std::net::SocketAddrV4;
@@ -93,9 +95,14 @@ impl State {
     }
 }
 
-/// Emit one segment: header, then payload as two slices. False if it could
-/// not be sent (no buffer, TX full): the caller stops sending for now.
-pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
+/// Emit one segment: header, the IP ECN codepoint it goes with (ECT(0)
+/// or Not-ECT, see `ecn.rs`), then payload as two slices. False if it
+/// could not be sent (no buffer, TX full): the caller stops sending for
+/// now.
+pub type Emit<'a> = dyn FnMut(&TcpRepr, u8, &[u8], &[u8]) -> bool + 'a;
+
+/// [`Emit`] without the ECN codepoint, for callers that build no IP header.
+pub type EmitSegment<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
 
 /// Challenge ACKs per connection per second (RFC 5961 section 7).
 const CHALLENGE_ACK_LIMIT: u32 = 100;
@@ -122,6 +129,8 @@ pub struct TxStats {
     pub retransmits: u64,
     pub resets: u64,
     pub probes: u64,
+    /// Segments sent with CWR (RFC 3168).
+    pub cwr: u64,
 }
 
 /// The send sequence space (RFC 9293 3.3.1). `max` is the highest
@@ -268,6 +277,8 @@ pub struct Tcb {
     sack_ok: bool,
     /// Loss detection and recovery.
     rec: Recovery,
+    /// Explicit Congestion Notification (RFC 3168).
+    ecn: EcnState,
     /// Every deadline this connection has, one per [`Timer`].
     timers: Timers,
 
@@ -367,6 +378,7 @@ impl Tcb {
                 tlp_fired: false,
                 probe_tail: false,
             },
+            ecn: EcnState::new(cfg.ecn),
             timers: Timers::default(),
             tx: SendBuffer::new(cfg.tx_buffer),
             rx: RecvBuffer::new(cfg.rx_buffer),
@@ -441,6 +453,7 @@ impl Tcb {
         t.state = State::SynReceived;
         t.passive = true;
         t.take_syn_options(syn);
+        t.ecn.accept_syn(syn.flags);
         t.rcv.irs = Seq(syn.seq_number);
         t.rcv.nxt = t.rcv.irs + 1;
         t.rcv.adv = t.rcv.nxt;
@@ -670,10 +683,23 @@ impl Tcb {
     /// Process a segment for this connection (RFC 9293 3.10.7.3 and
     /// 3.10.7.4). `payload` is the segment's data.
     pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
+        self.process_with_ecn(now, seg, NOT_ECT, payload, c)
+    }
+
+    /// [`Tcb::process`] for a segment whose IP header's ECN field was
+    /// `ip_ecn` (a CE mark is echoed, RFC 3168 6.1.3).
+    pub fn process_with_ecn(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        ip_ecn: u8,
+        payload: &[u8],
+        c: &mut Counters,
+    ) {
         match self.state {
             State::Closed => {}
             State::SynSent => self.process_syn_sent(now, seg, payload, c),
-            _ => self.process_synchronized(now, seg, payload, c),
+            _ => self.process_synchronized(now, seg, ip_ecn, payload, c),
         }
     }
 
@@ -716,6 +742,7 @@ impl Tcb {
             return;
         }
         self.take_syn_options(seg);
+        self.ecn.syn_sent_reply(flags);
         self.rcv.irs = Seq(seg.seq_number);
         self.rcv.nxt = self.rcv.irs + 1;
         self.rcv.adv = self.rcv.nxt;
@@ -740,6 +767,7 @@ impl Tcb {
             self.events |= event::CONNECTED;
             self.ack_now = true;
             c.tcp_connected += 1;
+            c.tcp_ecn_negotiated += u64::from(self.ecn.ok);
             self.stalled_since = None;
             self.peer_alive(now);
             // Data or FIN on the SYN-ACK.
@@ -760,6 +788,7 @@ impl Tcb {
         &mut self,
         now: Instant,
         seg: &TcpRepr,
+        ip_ecn: u8,
         payload: &[u8],
         c: &mut Counters,
     ) {
@@ -847,6 +876,10 @@ impl Tcb {
             return;
         }
         self.peer_alive(now);
+        // RFC 3168 6.1.3: the CWR and CE of an acceptable segment.
+        if self.ecn.receive(flags, ip_ecn, c) {
+            self.ack_now = true;
+        }
 
         // Second, the RST bit (RFC 5961 3.2).
         if flags.rst() {
@@ -904,9 +937,14 @@ impl Tcb {
             self.challenge_ack(now, seg_len, flags.syn(), c);
             return;
         }
+        let flight = self.snd.max.since(self.snd.una);
         self.process_ack(now, seg, seq, ack, payload.len(), c);
         if self.state == State::Closed {
             return;
+        }
+        // RFC 3168 6.1.2: an ECE is a loss without a retransmission.
+        if (self.ecn).ece_reduces(flags, ack, self.snd.max, self.rec.in_recovery, c) {
+            self.cc.on_ecn(flight, self.mss);
         }
         // Trim what we already have (the front) or cannot hold (the tail).
         let mut data = payload;
@@ -980,6 +1018,7 @@ impl Tcb {
         } else {
             c.tcp_connected += 1;
         }
+        c.tcp_ecn_negotiated += u64::from(self.ecn.ok);
         self.peer_alive(now);
     }
 
@@ -1387,6 +1426,12 @@ impl Tcb {
             self.rcv.adv = edge;
         }
         if syn {
+            let first = self.snd.max == self.snd.iss;
+            repr.flags |= self.ecn.syn_flags(repr.flags.ack(), first);
+        } else if repr.flags.ack() {
+            repr.flags |= self.ecn.ack_flags();
+        }
+        if syn {
             let active = self.state == State::SynSent;
             repr.options = syn_options(
                 &self.cfg,
@@ -1659,9 +1704,14 @@ impl Tcb {
 
     /// Send what is due: a pending RST, SYN or SYN-ACK, data within the
     /// windows, a FIN, retransmissions, probes, ACKs.
-    pub fn dispatch(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    pub fn dispatch(&mut self, now: Instant, emit: &mut EmitSegment<'_>) {
+        self.dispatch_with_ecn(now, &mut |r, _, a, b| emit(r, a, b))
+    }
+
+    /// [`Tcb::dispatch`], telling `emit` each segment's IP ECN codepoint.
+    pub fn dispatch_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
         if let Some(rst) = self.pending_rst.take() {
-            if emit(&rst, &[], &[]) {
+            if emit(&rst, NOT_ECT, &[], &[]) {
                 self.tx_stats.resets += 1;
             }
             return;
@@ -1677,7 +1727,7 @@ impl Tcb {
                     };
                     let mut repr = self.header(self.snd.iss, flags);
                     self.finish_header(now, &mut repr);
-                    if emit(&repr, &[], &[]) {
+                    if emit(&repr, NOT_ECT, &[], &[]) {
                         if self.snd.max != self.snd.iss {
                             self.tx_stats.retransmits += 1;
                         } else if !self.ts_enabled {
@@ -1699,7 +1749,7 @@ impl Tcb {
                     // SYN-ACK is one, and it waits for this ACK).
                     let mut repr = self.header(self.snd.nxt, TcpFlags::ACK);
                     self.finish_header(now, &mut repr);
-                    if emit(&repr, &[], &[]) {
+                    if emit(&repr, NOT_ECT, &[], &[]) {
                         self.tx_stats.segments += 1;
                     } else {
                         self.ack_not_sent(now);
@@ -1770,7 +1820,7 @@ impl Tcb {
                 // 3.8.6.1).
                 let mut repr = self.header(self.snd.una - 1, TcpFlags::ACK);
                 self.finish_header(now, &mut repr);
-                if emit(&repr, &[], &[]) {
+                if emit(&repr, NOT_ECT, &[], &[]) {
                     self.tx_stats.segments += 1;
                     self.tx_stats.probes += 1;
                 }
@@ -1779,7 +1829,7 @@ impl Tcb {
         if self.ack_now {
             let mut repr = self.header(self.pure_ack_seq(), TcpFlags::ACK);
             self.finish_header(now, &mut repr);
-            if emit(&repr, &[], &[]) {
+            if emit(&repr, NOT_ECT, &[], &[]) {
                 self.tx_stats.segments += 1;
             } else {
                 self.ack_not_sent(now);
@@ -1866,8 +1916,12 @@ impl Tcb {
         }
         let mut repr = self.header(seq, flags);
         self.finish_header(now, &mut repr);
+        // RFC 3168 6.1.5: ECT(0) and CWR on new data only.
+        let (ip_ecn, cwr) = self.ecn.data_segment(len > 0 && seq >= self.snd.max);
+        repr.flags |= cwr;
         let (a, b) = self.tx.slices(offset, len);
-        if !emit(&repr, a, b) {
+        if !emit(&repr, ip_ecn, a, b) {
+            self.ecn.cwr_not_sent(cwr);
             // Not sent (no buffer, TX full, ARP queue full): the data stays
             // due, and the retransmission timer makes sure it is tried
             // again even if nothing else is in flight to draw an ACK.
@@ -1878,6 +1932,7 @@ impl Tcb {
         let end = seq + len + fin as usize;
         self.tx_stats.segments += 1;
         self.tx_stats.bytes += len as u64;
+        self.tx_stats.cwr += u64::from(cwr.contains(TcpFlags::CWR));
         if seq < self.snd.max {
             self.tx_stats.retransmits += 1;
             if let Some((timed, _)) = self.rtt_timed {
@@ -2193,6 +2248,24 @@ impl Tcb {
     /// This connection's congestion control algorithm.
     pub fn congestion_control(&self) -> CcAlgorithm {
         self.cc.algorithm()
+    }
+
+    /// ECN (RFC 3168) for this connection, in place of the configured
+    /// mode: what our SYN asks for, and whether a peer's request is
+    /// accepted. Only before the handshake (false after: ECN is settled by
+    /// the SYNs).
+    pub fn set_ecn(&mut self, mode: EcnMode) -> bool {
+        let before =
+            self.snd.max == self.snd.iss && matches!(self.state, State::SynSent | State::Closed);
+        if before {
+            self.ecn.mode = mode;
+        }
+        before
+    }
+
+    /// ECN was negotiated for this connection.
+    pub fn ecn_negotiated(&self) -> bool {
+        self.ecn.ok
     }
 
     /// Nagle's algorithm (RFC 1122 4.2.3.4) for this connection, in place

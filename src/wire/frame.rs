@@ -101,6 +101,7 @@ mod tests {
             next_header: IpProtocol::Udp,
             payload_len: 8 + payload.len(),
             hop_limit: 64,
+            ecn: 0,
         };
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]), true);
         UdpRepr {

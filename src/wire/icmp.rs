@@ -240,6 +240,7 @@ fn parse_quoted(data: &[u8]) -> Result<(Ipv4Repr, &[u8])> {
         next_header: p.next_header(),
         payload_len: total.saturating_sub(hl),
         hop_limit: p.hop_limit(),
+        ecn: p.ecn(),
     };
     let end = data.len().min(hl + 8);
     Ok((header, &data[hl..end]))
@@ -441,6 +442,7 @@ mod tests {
             next_header: IpProtocol::Udp,
             payload_len: 12,
             hop_limit: 64,
+            ecn: 0,
         };
         let mut orig = [0u8; 28];
         header.emit(&mut Ipv4Packet::new_unchecked(&mut orig[..20]), true);

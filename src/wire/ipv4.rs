@@ -107,6 +107,18 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
+/// The ECN field's codepoints (RFC 3168 5), the low two bits of the old
+/// TOS byte.
+pub mod ecn {
+    /// Not ECN-Capable Transport.
+    pub const NOT_ECT: u8 = 0b00;
+    pub const ECT1: u8 = 0b01;
+    /// What an ECN-capable TCP sets on its data (RFC 3168 6.1.2).
+    pub const ECT0: u8 = 0b10;
+    /// Congestion Experienced: set by a router instead of dropping.
+    pub const CE: u8 = 0b11;
+}
+
 mod field {
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;
@@ -369,6 +381,8 @@ pub struct Ipv4Repr {
     pub next_header: IpProtocol,
     pub payload_len: usize,
     pub hop_limit: u8,
+    /// The ECN field ([`ecn`]); the DSCP is always sent as zero.
+    pub ecn: u8,
 }
 
 impl Ipv4Repr {
@@ -386,6 +400,7 @@ impl Ipv4Repr {
             next_header: packet.next_header(),
             payload_len: usize::from(packet.total_len()) - usize::from(packet.header_len()),
             hop_limit: packet.hop_limit(),
+            ecn: packet.ecn(),
         })
     }
     /// 20: no options are emitted.
@@ -399,7 +414,7 @@ impl Ipv4Repr {
     ) {
         packet.set_version(4);
         packet.set_header_len(20);
-        packet.bm()[field::DSCP_ECN] = 0;
+        packet.bm()[field::DSCP_ECN] = self.ecn & 0x03;
         packet.set_total_len((20 + self.payload_len) as u16);
         packet.set_ident(0);
         set_be16(packet.bm(), field::FLG_OFF, 0);
@@ -506,6 +521,7 @@ mod tests {
                 next_header: IpProtocol::Udp,
                 payload_len: 4,
                 hop_limit: 64,
+                ecn: 0,
             }
         );
     }

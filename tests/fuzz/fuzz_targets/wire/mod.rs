@@ -55,6 +55,7 @@ pub fn ipv4_repr(
         next_header,
         payload_len: payload_len.min(65515),
         hop_limit: u.arbitrary()?,
+        ecn: u.arbitrary::<u8>()? & 3,
     })
 }
 
