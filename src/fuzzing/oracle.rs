@@ -9,6 +9,7 @@
 use super::FuzzCore;
 use crate::shard::CoreLimits;
 use crate::tcp::State;
+use crate::wire::ipv4::ecn;
 use crate::wire::{
     frame::{parse_frame, Parsed},
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
@@ -115,6 +116,19 @@ impl SeqOracle {
     pub fn observe(&mut self, ip: &Ipv4Repr, tcp: &TcpRepr, len: usize) -> Result<(), String> {
         let key = (ip.dst_addr, tcp.dst_port, tcp.src_port);
         let f = tcp.flags;
+        // RFC 3168 6.1.5, 6.1.6: only data goes ECT, and only ECT(0);
+        // never CE, never a SYN, RST or pure ACK. CWR goes on new data.
+        let ect = match ip.ecn {
+            ecn::NOT_ECT => false,
+            ecn::ECT0 => true,
+            x => return Err(format!("a TCP segment ({f:?}) with ECN codepoint {x}")),
+        };
+        if ect && (len == 0 || f.contains(TcpFlags::SYN) || f.contains(TcpFlags::RST)) {
+            return Err(format!("ECT(0) on a segment ({f:?}) of {len} bytes"));
+        }
+        if f.contains(TcpFlags::CWR) && !f.contains(TcpFlags::SYN) && !ect {
+            return Err(format!("CWR on a segment ({f:?}) that is not ECT new data"));
+        }
         if f.contains(TcpFlags::RST) {
             return Ok(());
         }
@@ -139,6 +153,12 @@ impl SeqOracle {
             return Ok(());
         };
         let who = format!("{}:{} <- port {}", key.0, key.1, key.2);
+        if ect && seq_lt(tcp.seq_number, c.max_end) {
+            return Err(format!(
+                "{who}: a retransmission at {} (below {}) went ECT(0)",
+                tcp.seq_number, c.max_end
+            ));
+        }
         if seq_lt(c.max_end, tcp.seq_number) {
             return Err(format!(
                 "{who}: a segment ({f:?}) starts at {} past the highest sequence sent, {}",
@@ -415,6 +435,51 @@ mod tests {
         o.observe(&ip, &seg(TcpFlags::RST, 5000, 0), 0).unwrap();
         o.observe(&ip, &seg(syn_ack, 7, 3), 0).unwrap();
         o.observe(&ip, &seg(ack, 8, 3), 0).unwrap();
+    }
+
+    #[test]
+    fn the_sequence_oracle_allows_ect_on_new_data_only() {
+        let ip = Ipv4Repr {
+            src_addr: Ipv4Addr::new(198, 18, 0, 1),
+            dst_addr: Ipv4Addr::new(198, 18, 0, 2),
+            next_header: IpProtocol::Tcp,
+            payload_len: 20,
+            hop_limit: 64,
+            ecn: ecn::NOT_ECT,
+        };
+        let ect = Ipv4Repr {
+            ecn: ecn::ECT0,
+            ..ip
+        };
+        let seg = |flags, seq| TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq_number: seq,
+            ack_number: 10,
+            flags,
+            window_len: 1000,
+            urgent_at: 0,
+            options: TcpOptions::default(),
+        };
+        let (ece, cwr) = (TcpFlags::ECE, TcpFlags::CWR);
+        let (syn_ack, ack) = (TcpFlags::SYN | TcpFlags::ACK, TcpFlags::ACK);
+        let mut o = SeqOracle::default();
+        o.observe(&ip, &seg(syn_ack | ece, 0), 0).unwrap();
+        // New data ECT(0), with CWR; ECE on anything.
+        o.observe(&ect, &seg(ack | cwr | ece, 1), 100).unwrap();
+        o.observe(&ip, &seg(ack | ece, 101), 0).unwrap();
+        // A retransmission, a pure ACK, a SYN: never ECT; never CE.
+        let e = o.observe(&ect, &seg(ack, 1), 100).unwrap_err();
+        assert!(e.contains("retransmission"), "{e}");
+        let e = o.observe(&ect, &seg(ack, 101), 0).unwrap_err();
+        assert!(e.contains("ECT(0) on"), "{e}");
+        let e = o.observe(&ect, &seg(syn_ack, 0), 0).unwrap_err();
+        assert!(e.contains("ECT(0) on"), "{e}");
+        let ce = Ipv4Repr { ecn: ecn::CE, ..ip };
+        assert!(o.observe(&ce, &seg(ack, 101), 100).is_err());
+        // CWR on a Not-ECT retransmission.
+        let e = o.observe(&ip, &seg(ack | cwr, 1), 100).unwrap_err();
+        assert!(e.contains("CWR"), "{e}");
     }
 
     #[test]

@@ -466,6 +466,43 @@ mod tests {
     }
 
     #[test]
+    fn ecn_rides_in_the_timestamp_bits() {
+        let c = SynCookies::new();
+        let r = remote(0xc612_0002, 40000);
+        let now = Instant::from_secs(100);
+        let p = PeerSyn {
+            mss: 1460,
+            window_scale: None,
+            sack: false,
+            timestamps: true,
+            ecn: true,
+        };
+        let iss = c.iss(now, L, r, 77, &p);
+        let ts = SynCookies::tsval(100_000, &p).unwrap();
+        assert_eq!(ts & TS_MASK, WSCALE_NONE | TS_ECN);
+        let ok = c.check(now, L, r, &ack_for(77, iss, Some(ts))).unwrap();
+        assert!(ok.peer.ecn);
+        // The bit is under the MAC: an ACK cannot turn ECN off (or on).
+        assert_eq!(
+            c.check(now, L, r, &ack_for(77, iss, Some(ts ^ TS_ECN))),
+            None
+        );
+        // The SYN the connection is built from asks for ECN again, so that
+        // `Tcb::accept` agrees to it.
+        let syn = ok.peer.syn_repr(80, 40000, 77, ts, 100);
+        assert!(ecn::is_setup_syn(syn.flags));
+        // Without timestamps a cookie has nowhere to keep it.
+        let no_ts = PeerSyn {
+            timestamps: false,
+            ..p
+        };
+        assert!(!no_ts.for_cookie().ecn);
+        assert!(!ecn::is_setup_syn(
+            no_ts.for_cookie().syn_repr(80, 1, 2, 0, 100).flags
+        ));
+    }
+
+    #[test]
     fn mss_rounds_down_to_the_table_and_options_need_timestamps() {
         assert_eq!(mss_index(100), 0);
         assert_eq!(mss_index(1299), 0);

@@ -2125,3 +2125,264 @@ fn sack_recovery_retransmits_within_the_pipe() {
     assert_eq!(t.tcb.unsent_or_unacked(), 0);
     assert_eq!(t.c.tcp_rto, 0);
 }
+
+// ---- ECN (RFC 3168) ------------------------------------------------------
+
+use super::EcnMode;
+use crate::wire::ipv4::ecn::{CE, ECT0, NOT_ECT};
+
+const ECE: TcpFlags = TcpFlags::ECE;
+const CWR: TcpFlags = TcpFlags::CWR;
+
+/// A segment as sent, with its IP ECN codepoint: flags, seq, payload
+/// length, codepoint.
+type EcnOut = (TcpFlags, u32, usize, u8);
+
+impl T {
+    fn out_ecn(&mut self) -> Vec<EcnOut> {
+        let mut v = Vec::new();
+        let limit = self.mss_limit;
+        self.tcb.dispatch_with_ecn(self.now, &mut |r, ecn, a, b| {
+            assert_fits(r, a.len() + b.len(), limit);
+            v.push((r.flags, r.seq_number, a.len() + b.len(), ecn));
+            true
+        });
+        v
+    }
+
+    fn send_ecn(&mut self, s: TcpRepr, ip_ecn: u8, payload: &[u8]) -> Vec<EcnOut> {
+        if s.flags.syn() {
+            self.mss_limit = self.mss_limit.min(syn_mss(&s));
+        }
+        self.tcb
+            .process_with_ecn(self.now, &s, ip_ecn, payload, &mut self.c);
+        self.events |= self.tcb.take_events();
+        self.out_ecn()
+    }
+
+    fn advance_ecn(&mut self, d: Duration) -> Vec<EcnOut> {
+        self.now = self.now.plus(d);
+        if self.tcb.next_deadline().is_some_and(|t| t <= self.now) {
+            self.tcb.on_timer(self.now, &mut self.c);
+        }
+        self.events |= self.tcb.take_events();
+        self.out_ecn()
+    }
+}
+
+fn ecn_cfg(mode: EcnMode) -> TcpConfig {
+    TcpConfig { ecn: mode, ..cfg() }
+}
+
+/// Established by a passive open (default configuration) whose SYN asked
+/// for ECN, the peer's MSS `mss`.
+fn ecn_established(mss: Option<u16>) -> T {
+    let mut syn = seg(SYN | ECE | CWR, IRS, 0);
+    syn.options.mss = mss;
+    let mut t = T::passive(cfg(), syn);
+    // RFC 3168 6.1.1: the ECN-setup SYN-ACK has ECE, not CWR, and is
+    // Not-ECT.
+    assert_eq!(t.out_ecn(), vec![(SYN | ACK | ECE, ISS, 0, NOT_ECT)]);
+    assert!(t
+        .send_ecn(seg(ACK, IRS + 1, ISS + 1), NOT_ECT, b"")
+        .is_empty());
+    assert_eq!(t.tcb.state, State::Established);
+    assert!(t.tcb.ecn_negotiated());
+    t.take_events();
+    t
+}
+
+#[test]
+fn ecn_passive_open_accepts_an_ecn_setup_syn() {
+    let t = ecn_established(None);
+    assert_eq!(t.c.tcp_ecn_negotiated, 1);
+    // Not with --tcp-ecn off, and not for a SYN with ECE alone or CWR
+    // alone.
+    for (mode, flags) in [
+        (EcnMode::Off, SYN | ECE | CWR),
+        (EcnMode::Server, SYN | ECE),
+        (EcnMode::On, SYN | CWR),
+    ] {
+        let mut t = T::passive(ecn_cfg(mode), seg(flags, IRS, 0));
+        assert_eq!(t.out_ecn(), vec![(SYN | ACK, ISS, 0, NOT_ECT)], "{mode:?}");
+        t.send_ecn(seg(ACK, IRS + 1, ISS + 1), NOT_ECT, b"");
+        assert_eq!(t.tcb.state, State::Established);
+        assert!(!t.tcb.ecn_negotiated());
+        assert_eq!(t.c.tcp_ecn_negotiated, 0);
+    }
+}
+
+#[test]
+fn ecn_active_open_asks_only_when_on() {
+    // The default (Linux's tcp_ecn = 2) never asks.
+    let mut t = T::active(cfg());
+    assert_eq!(t.out_ecn(), vec![(SYN, ISS, 0, NOT_ECT)]);
+    // --tcp-ecn on asks, and the peer agrees.
+    let mut t = T::active(ecn_cfg(EcnMode::On));
+    assert_eq!(t.out_ecn(), vec![(SYN | ECE | CWR, ISS, 0, NOT_ECT)]);
+    let out = t.send_ecn(seg(SYN | ACK | ECE, IRS, ISS + 1), NOT_ECT, b"");
+    assert_eq!(out, vec![(ACK, ISS + 1, 0, NOT_ECT)]);
+    assert!(t.tcb.ecn_negotiated());
+    assert_eq!(t.c.tcp_ecn_negotiated, 1);
+    // Per connection, before the SYN leaves (the application API's
+    // tcp_set_ecn); not after.
+    let mut t = T::active(cfg());
+    assert!(t.tcb.set_ecn(EcnMode::On));
+    assert_eq!(t.out_ecn(), vec![(SYN | ECE | CWR, ISS, 0, NOT_ECT)]);
+    assert!(!t.tcb.set_ecn(EcnMode::Off));
+}
+
+#[test]
+fn ecn_refused_by_the_syn_ack() {
+    // RFC 3168 6.1.1: a SYN-ACK without ECE, or with ECE and CWR (a host
+    // that reflects the flags), leaves the connection without ECN.
+    for flags in [SYN | ACK, SYN | ACK | ECE | CWR] {
+        let mut t = T::active(ecn_cfg(EcnMode::On));
+        t.out_ecn();
+        t.send_ecn(seg(flags, IRS, ISS + 1), NOT_ECT, b"");
+        assert_eq!(t.tcb.state, State::Established);
+        assert!(!t.tcb.ecn_negotiated(), "{flags:?}");
+        t.tcb.send(b"data");
+        assert_eq!(t.out_ecn(), vec![(ACK | PSH, ISS + 1, 4, NOT_ECT)]);
+    }
+    // A retransmitted SYN goes without ECN (a path may drop ECN-setup
+    // SYNs): a SYN-ACK that agrees anyway is not believed.
+    let mut t = T::active(ecn_cfg(EcnMode::On));
+    t.out_ecn();
+    assert_eq!(
+        t.advance_ecn(Duration::from_secs(1)),
+        vec![(SYN, ISS, 0, NOT_ECT)]
+    );
+    t.send_ecn(seg(SYN | ACK | ECE, IRS, ISS + 1), NOT_ECT, b"");
+    assert_eq!(t.tcb.state, State::Established);
+    assert!(!t.tcb.ecn_negotiated());
+}
+
+#[test]
+fn ecn_ect_only_on_new_data() {
+    // Without ECN: never ECT.
+    let mut plain = T::established(cfg());
+    plain.tcb.send(b"data");
+    assert_eq!(plain.out_ecn(), vec![(ACK | PSH, ISS + 1, 4, NOT_ECT)]);
+
+    let mut t = ecn_established(Some(100));
+    t.tcb.send(&[1u8; 300]);
+    assert_eq!(
+        t.out_ecn(),
+        vec![
+            (ACK, ISS + 1, 100, ECT0),
+            (ACK, ISS + 101, 100, ECT0),
+            (ACK | PSH, ISS + 201, 100, ECT0),
+        ]
+    );
+    // Nothing acknowledged: the tail loss probe and the RTO resend, and
+    // retransmissions are Not-ECT (RFC 3168 6.1.5).
+    let mut resent = Vec::new();
+    for _ in 0..30 {
+        resent.extend(t.advance_ecn(Duration::from_millis(10)));
+    }
+    assert!(resent.len() >= 2, "{resent:?}");
+    assert!(
+        resent.iter().all(|s| s.2 > 0 && s.3 == NOT_ECT),
+        "{resent:?}"
+    );
+    // Pure ACKs are Not-ECT.
+    let ack = t.send_ecn(seg(ACK, IRS + 1, ISS + 301), NOT_ECT, b"abc");
+    let ack = [ack, t.advance_ecn(Duration::from_millis(200))].concat();
+    assert_eq!(ack, vec![(ACK, ISS + 301, 0, NOT_ECT)]);
+    // So are zero-window probes (6.1.6); the data the window then lets
+    // out is new, ECT(0).
+    let mut z = seg(ACK, IRS + 4, ISS + 301);
+    z.window_len = 0;
+    t.send_ecn(z, NOT_ECT, b"");
+    t.tcb.send(b"waiting");
+    let mut probes = Vec::new();
+    for _ in 0..50 {
+        probes.extend(t.advance_ecn(Duration::from_millis(10)));
+    }
+    assert!(!probes.is_empty());
+    assert!(probes.iter().all(|s| s.3 == NOT_ECT), "{probes:?}");
+    assert_eq!(
+        t.send_ecn(seg(ACK, IRS + 4, ISS + 301), NOT_ECT, b""),
+        vec![(ACK | PSH, ISS + 301, 7, ECT0)]
+    );
+}
+
+#[test]
+fn ecn_ce_is_echoed_until_cwr() {
+    let mut t = ecn_established(None);
+    // A CE mark: acknowledged at once, with ECE (RFC 3168 6.1.3).
+    assert_eq!(
+        t.send_ecn(seg(ACK, IRS + 1, ISS + 1), CE, b"a"),
+        vec![(ACK | ECE, ISS + 1, 0, NOT_ECT)]
+    );
+    assert_eq!(t.c.tcp_ce_received, 1);
+    // Unmarked data: every ACK still carries ECE, our data too.
+    assert!(t
+        .send_ecn(seg(ACK, IRS + 2, ISS + 1), ECT0, b"b")
+        .is_empty());
+    assert_eq!(
+        t.advance_ecn(Duration::from_millis(200)),
+        vec![(ACK | ECE, ISS + 1, 0, NOT_ECT)]
+    );
+    t.tcb.send(b"x");
+    assert_eq!(t.out_ecn(), vec![(ACK | PSH | ECE, ISS + 1, 1, ECT0)]);
+    // CWR and CE on one segment: new congestion, the first CE of a new
+    // echo, acknowledged at once.
+    assert_eq!(
+        t.send_ecn(seg(ACK | CWR, IRS + 3, ISS + 2), CE, b"c"),
+        vec![(ACK | ECE, ISS + 2, 0, NOT_ECT)]
+    );
+    // CWR alone: the sender reacted, the echo stops.
+    t.send_ecn(seg(ACK | CWR, IRS + 4, ISS + 2), ECT0, b"d");
+    assert_eq!(
+        t.advance_ecn(Duration::from_millis(200)),
+        vec![(ACK, ISS + 2, 0, NOT_ECT)]
+    );
+    assert_eq!(t.c.tcp_ce_received, 2);
+    // A CE on a connection without ECN means nothing.
+    let mut plain = T::established(cfg());
+    plain.send_ecn(seg(ACK, IRS + 1, ISS + 1), CE, b"a");
+    assert_eq!(
+        plain.advance_ecn(Duration::from_millis(200)),
+        vec![(ACK, ISS + 1, 0, NOT_ECT)]
+    );
+    assert_eq!(plain.c.tcp_ce_received, 0);
+}
+
+#[test]
+fn ecn_ece_reduces_once_per_window_then_cwr() {
+    let mut t = ecn_established(Some(100));
+    t.tcb.send(&[7u8; 5000]);
+    // The initial window: 10 segments (RFC 6928), all ECT(0), no CWR.
+    let first = t.out_ecn();
+    assert_eq!(first.len(), 10);
+    assert!(first.iter().all(|s| s.3 == ECT0 && !s.0.contains(CWR)));
+    // ECE on the ACK of two: CUBIC's reduction for 1000 bytes in flight,
+    // cwnd = ssthresh = 0.7 * 1000 (RFC 9438 4.6), nothing retransmitted,
+    // no recovery. 800 bytes are still out: nothing goes.
+    let out = t.send_ecn(seg(ACK | ECE, IRS + 1, ISS + 201), NOT_ECT, b"");
+    assert_eq!(t.tcb.cwnd(), 700);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!((t.c.tcp_ece_received, t.c.tcp_ecn_cwnd_reductions), (1, 1));
+    // More ECEs for the same window (the receiver echoes until our CWR
+    // reaches it): no second reduction. The first new segment carries
+    // CWR, once.
+    let out = t.send_ecn(seg(ACK | ECE, IRS + 1, ISS + 501), NOT_ECT, b"");
+    assert_eq!(t.c.tcp_ecn_cwnd_reductions, 1);
+    assert!(t.tcb.cwnd() >= 700);
+    assert!(out.len() >= 2, "{out:?}");
+    assert_eq!(out[0], (ACK | CWR, ISS + 1001, 100, ECT0));
+    assert!(out[1..].iter().all(|s| !s.0.contains(CWR) && s.3 == ECT0));
+    assert_eq!(t.tcb.tx_stats.cwr, 1);
+    // An ECE that acknowledges data sent after the reduction: new
+    // congestion, a second reduction.
+    let cwnd = t.tcb.cwnd();
+    t.send_ecn(seg(ACK | ECE, IRS + 1, ISS + 1101), NOT_ECT, b"");
+    assert_eq!(t.c.tcp_ecn_cwnd_reductions, 2);
+    assert!(t.tcb.cwnd() < cwnd);
+    assert_eq!(
+        (t.c.tcp_fast_retransmits, t.tcb.tx_stats.retransmits),
+        (0, 0)
+    );
+}
