@@ -8,7 +8,10 @@
 //! 2. duplication: the copy follows the original through the rest;
 //! 3. the rate limit: a token bucket in virtual time (GCRA, ITU-T I.371),
 //!    whose backlog is the bottleneck queue; a frame that would take the
-//!    backlog past `queue_bytes` is tail-dropped;
+//!    backlog past `queue_bytes` is tail-dropped; with `ecn_mark_bytes`, an
+//!    ECN-capable frame that finds at least that backlog ahead of it is
+//!    marked CE (RFC 3168 5: a step-marking AQM, as DCTCP's K threshold)
+//!    and queued;
 //! 4. the delay line: the frame is due `delay` after it leaves the bucket,
 //!    or `delay + reorder_extra` for the fraction chosen to be reordered.
 //!
@@ -24,6 +27,8 @@
 //! built; every frame taken in is counted exactly once as held, dropped
 //! (with its reason) or released.
 
+use dpstack::wire::checksum;
+use dpstack::wire::ipv4::ecn;
 use std::collections::VecDeque;
 
 /// A seeded xoshiro256** generator (Blackman and Vigna), its state filled by
@@ -146,6 +151,10 @@ pub struct Impairment {
     pub queue_bytes: u64,
     /// Bytes an idle rate limit lets through at once (the bucket's depth).
     pub burst_bytes: u64,
+    /// Mark ECT frames CE when at least this backlog is ahead of them (0:
+    /// never; needs a rate limit). Frames are still tail-dropped past
+    /// `queue_bytes`.
+    pub ecn_mark_bytes: u64,
     /// Frames held (both delay lines together).
     pub limit: usize,
 }
@@ -162,6 +171,7 @@ impl Default for Impairment {
             rate_bps: 0,
             queue_bytes: 1 << 20,
             burst_bytes: 1514,
+            ecn_mark_bytes: 0,
             limit: 8192,
         }
     }
@@ -186,6 +196,8 @@ pub struct Counters {
     pub duplicated: u64,
     /// Frames given the reordering delay.
     pub reordered: u64,
+    /// ECT frames marked CE (`ecn_mark_bytes`).
+    pub ecn_marked: u64,
 }
 
 impl Counters {
@@ -210,6 +222,7 @@ impl Counters {
             dropped_no_buffer: self.dropped_no_buffer.wrapping_sub(o.dropped_no_buffer),
             duplicated: self.duplicated.wrapping_sub(o.duplicated),
             reordered: self.reordered.wrapping_sub(o.reordered),
+            ecn_marked: self.ecn_marked.wrapping_sub(o.ecn_marked),
         }
     }
 
@@ -217,7 +230,7 @@ impl Counters {
     pub fn line(&self) -> String {
         format!(
             "received={} forwarded={} bytes={} delayed={} dropped_loss={} dropped_burst_loss={} \
-             dropped_queue_full={} dropped_no_buffer={} duplicated={} reordered={}",
+             dropped_queue_full={} dropped_no_buffer={} duplicated={} reordered={} ecn_marked={}",
             self.received,
             self.forwarded,
             self.forwarded_bytes,
@@ -227,7 +240,8 @@ impl Counters {
             self.dropped_queue_full,
             self.dropped_no_buffer,
             self.duplicated,
-            self.reordered
+            self.reordered,
+            self.ecn_marked
         )
     }
 }
@@ -375,6 +389,19 @@ impl<T> Direction<T> {
     /// duplicate when one is wanted (None: no buffer for it). A frame that is
     /// dropped is dropped here (so an mbuf goes back to its pool).
     pub fn admit(&mut self, now: u64, len: usize, frame: T, copy: impl FnOnce(&T) -> Option<T>) {
+        self.admit_marking(now, len, frame, copy, |_| false)
+    }
+
+    /// [`Direction::admit`], with `mark` to set CE on a frame the queue
+    /// marks (true if it did: the frame was ECN-capable, see [`mark_ce`]).
+    pub fn admit_marking(
+        &mut self,
+        now: u64,
+        len: usize,
+        frame: T,
+        copy: impl FnOnce(&T) -> Option<T>,
+        mut mark: impl FnMut(&mut T) -> bool,
+    ) {
         self.counters.received += 1;
         // Both loss processes run on every frame, so that the Gilbert-Elliott
         // chain moves once per frame whatever the random loss decides.
@@ -398,9 +425,9 @@ impl<T> Direction<T> {
         } else {
             None
         };
-        self.enqueue(now, len, frame);
+        self.enqueue(now, len, frame, &mut mark);
         if let Some(d) = dup {
-            self.enqueue(now, len, d);
+            self.enqueue(now, len, d, &mut mark);
         }
     }
 
@@ -419,15 +446,27 @@ impl<T> Direction<T> {
             .chance(if self.bad { ge.loss_bad } else { ge.loss_good })
     }
 
-    fn enqueue(&mut self, now: u64, len: usize, frame: T) {
+    fn enqueue(
+        &mut self,
+        now: u64,
+        len: usize,
+        mut frame: T,
+        mark: &mut impl FnMut(&mut T) -> bool,
+    ) {
         if self.held() >= self.cfg.limit {
             self.counters.dropped_no_buffer += 1;
             return;
         }
+        let marking = self.cfg.ecn_mark_bytes > 0
+            && self.cfg.rate_bps > 0
+            && self.bucket.backlog(now) >= self.cfg.ecn_mark_bytes;
         let Some(leave) = self.bucket.admit(now, len as u64) else {
             self.counters.dropped_queue_full += 1;
             return;
         };
+        if marking && mark(&mut frame) {
+            self.counters.ecn_marked += 1;
+        }
         let due = leave.saturating_add(self.delay);
         if self.rng.chance(self.cfg.reorder) {
             self.counters.reordered += 1;
@@ -470,6 +509,30 @@ impl<T> Direction<T> {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// Mark an Ethernet frame carrying IPv4 (no VLAN tag) Congestion
+/// Experienced if it is ECN-capable (ECT(0) or ECT(1)), with the header
+/// checksum updated (RFC 1624). False, and the frame untouched, for
+/// anything else: not IPv4, too short, Not-ECT (a router drops those
+/// instead), already CE.
+pub fn mark_ce(frame: &mut [u8]) -> bool {
+    const TOS: usize = 14 + 1;
+    const CHECKSUM: usize = 14 + 10;
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[14] >> 4 != 4 {
+        return false;
+    }
+    let tos = frame[TOS];
+    if !matches!(tos & 3, ecn::ECT0 | ecn::ECT1) {
+        return false;
+    }
+    // The checksum word that holds the TOS byte is version/IHL and TOS.
+    let old = u16::from_be_bytes([frame[14], tos]);
+    let new = u16::from_be_bytes([frame[14], tos | ecn::CE]);
+    let c = u16::from_be_bytes([frame[CHECKSUM], frame[CHECKSUM + 1]]);
+    frame[CHECKSUM..CHECKSUM + 2].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
+    frame[TOS] = tos | ecn::CE;
+    true
 }
 
 #[cfg(test)]
@@ -705,6 +768,87 @@ mod tests {
             }
         }
         assert!((999_000..=1_001_000).contains(&bytes), "{bytes}");
+    }
+
+    #[test]
+    fn ecn_marks_ect_frames_past_the_threshold_instead_of_dropping() {
+        let cfg = Impairment {
+            rate_bps: 8_000_000, // 1 byte per us
+            burst_bytes: 0,
+            queue_bytes: 4000,
+            ecn_mark_bytes: 2000,
+            ..Default::default()
+        };
+        // Frames are (id, ECN-capable, marked).
+        let mark = |f: &mut (u32, bool, bool)| {
+            f.2 = f.1;
+            f.1
+        };
+        let mut d = Direction::new(cfg, HZ, 1);
+        for i in 0..6 {
+            d.admit_marking(0, 1000, (i, i != 3, false), |_| None, mark);
+        }
+        // 0 and 1 find under 2000 bytes ahead; 2 and 3 find 2000 and
+        // 3000: 2 is marked, 3 is not ECN-capable and only queued; 4 and 5
+        // find the queue full and are dropped, marking or not.
+        assert_eq!(d.counters.ecn_marked, 1);
+        assert_eq!(d.counters.dropped_queue_full, 2);
+        let out: Vec<_> = std::iter::from_fn(|| d.release(10 * MS, |_| 1000)).collect();
+        assert_eq!(
+            out,
+            vec![
+                (0, true, false),
+                (1, true, false),
+                (2, true, true),
+                (3, false, false)
+            ]
+        );
+        // Off by default: nothing marked, whatever the queue.
+        let mut d = Direction::new(
+            Impairment {
+                ecn_mark_bytes: 0,
+                ..cfg
+            },
+            HZ,
+            1,
+        );
+        for i in 0..4 {
+            d.admit_marking(0, 1000, (i, true, false), |_| None, mark);
+        }
+        assert_eq!(d.counters.ecn_marked, 0);
+    }
+
+    #[test]
+    fn mark_ce_sets_ce_on_ect_ipv4_and_keeps_the_checksum_right() {
+        use dpstack::wire::Ipv4Packet;
+        // Ethernet (IPv4) and a 20-byte header, TOS 0xb8 | ECN.
+        let frame = |tos: u8| {
+            let mut f = vec![0u8; 14 + 20 + 6];
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f[14..34].copy_from_slice(&[
+                0x45, tos, 0, 26, 0x1c, 0x46, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 1, 2,
+            ]);
+            Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+            f
+        };
+        for (ecn_bits, marked) in [(0b00, false), (0b01, true), (0b10, true), (0b11, false)] {
+            let mut f = frame(0xb8 | ecn_bits);
+            let before = f.clone();
+            assert_eq!(mark_ce(&mut f), marked, "{ecn_bits:#b}");
+            let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+            assert!(p.verify_checksum());
+            assert_eq!(p.dscp(), 0xb8 >> 2);
+            if marked {
+                assert_eq!(p.ecn(), ecn::CE);
+            } else {
+                assert_eq!(f, before);
+            }
+        }
+        // Not IPv4 (ARP), or too short: untouched.
+        let mut arp = frame(0b10);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!mark_ce(&mut arp));
+        assert!(!mark_ce(&mut frame(0b10)[..30]));
     }
 
     #[test]

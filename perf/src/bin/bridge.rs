@@ -3,7 +3,7 @@
 //!   dpstack-bridge [EAL options with two ports] -- [--delay-ms MS] [--loss PCT]
 //!       [--ge-p PCT --ge-r PCT [--ge-loss-bad PCT] [--ge-loss-good PCT]]
 //!       [--reorder PCT [--reorder-ms MS]] [--duplicate PCT]
-//!       [--rate-mbit MBIT [--queue-bytes B] [--burst-bytes B]]
+//!       [--rate-mbit MBIT [--queue-bytes B] [--burst-bytes B] [--ecn-mark-bytes B]]
 //!       [--limit FRAMES] [--seed N] [--stats-every S] [--seconds S]
 //!       [--idle-sleep-us US]
 //!
@@ -15,14 +15,17 @@
 //! (`--delay-ms 10,30`). One lcore (the main one: pin it with `-l CPU`) polls
 //! both ports, and sleeps `--idle-sleep-us` when a poll finds nothing to do
 //! (on a shared CPU a thread that never sleeps is preempted for whole time
-//! slices, which shows as delay); the bridge never looks into the frames. Counters per direction
+//! slices, which shows as delay); the bridge never looks into the frames
+//! but to mark ECN-capable IPv4 ones CE (`--ecn-mark-bytes`). Counters per direction
 //! go to stderr every `--stats-every` seconds and at exit (SIGINT, SIGTERM
 //! or after `--seconds`), as `name=value` pairs.
 
 use clap::Parser;
 use dpstack::buf::PacketBuf;
 use dpstack::dpdk::{rdtsc, tsc_hz, Eal, Mbuf, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST};
-use perf::impair::{per_direction, Chance, Counters, Direction, GilbertElliott, Impairment};
+use perf::impair::{
+    mark_ce, per_direction, Chance, Counters, Direction, GilbertElliott, Impairment,
+};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,6 +72,11 @@ struct Args {
     /// Bytes an idle rate limit lets through at once.
     #[arg(long, default_value = "1514")]
     burst_bytes: String,
+    /// Mark ECN-capable frames CE (RFC 3168) when the rate limit's queue
+    /// holds at least this many bytes ahead of them (0: never); frames
+    /// past --queue-bytes are still dropped.
+    #[arg(long, default_value = "0")]
+    ecn_mark_bytes: String,
     /// Frames held per direction (delay lines); past it, dropped as no buffer.
     #[arg(long, default_value = "8192")]
     limit: String,
@@ -118,6 +126,7 @@ fn impairments(a: &Args) -> Result<[Impairment; 2], String> {
     let rate = per_dir("rate-mbit", &a.rate_mbit)?.map(|x| (x * 1e6) as u64);
     let queue = int("queue-bytes", &a.queue_bytes)?;
     let burst = int("burst-bytes", &a.burst_bytes)?;
+    let ecn_mark = int("ecn-mark-bytes", &a.ecn_mark_bytes)?;
     let limit = int("limit", &a.limit)?;
     let mut out = [Impairment::default(); 2];
     for (d, imp) in out.iter_mut().enumerate() {
@@ -145,6 +154,7 @@ fn impairments(a: &Args) -> Result<[Impairment; 2], String> {
             rate_bps: rate[d],
             queue_bytes: queue[d],
             burst_bytes: burst[d],
+            ecn_mark_bytes: ecn_mark[d],
             limit: limit[d] as usize,
         };
     }
@@ -271,7 +281,8 @@ fn run(a: &Args, eal_args: Vec<String>) -> Result<(), String> {
                 let now = rdtsc();
                 for m in burst.drain(..) {
                     let len = m.data().len();
-                    p.dir.admit(now, len, m, |m| copy(&pool, m));
+                    p.dir
+                        .admit_marking(now, len, m, |m| copy(&pool, m), |m| mark_ce(m.data_mut()));
                 }
             }
             // Release what is due into the room the TX burst has left.
