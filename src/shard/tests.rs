@@ -2764,3 +2764,83 @@ mod tcp_send {
         assert_eq!(r.in_use(), 0);
     }
 }
+
+/// ECN (RFC 3168) through the whole core, for connections built from the
+/// SYN cache and from cookies: a SYN that asks (ECE and CWR) is answered
+/// with ECE, the response goes out ECT(0), and a request that arrives
+/// marked CE is acknowledged with ECE. A cookie keeps the agreement in the
+/// timestamp, so a SYN without timestamps gets none.
+#[test]
+fn ecn_through_the_syn_cache_and_cookies() {
+    use crate::wire::ipv4::ecn;
+    let setup = SYN | TcpFlags::ECE | TcpFlags::CWR;
+    for (mode, ts, want) in [
+        (SynCookieMode::Auto, true, true),
+        (SynCookieMode::Always, true, true),
+        (SynCookieMode::Always, false, false),
+        (SynCookieMode::Auto, false, true),
+    ] {
+        let what = format!("{mode:?}, timestamps {ts}");
+        let tcp = crate::tcp::TcpConfig {
+            syncookies: mode,
+            ..Default::default()
+        };
+        let mut r = flood_rig(&["http:80:100"], tcp);
+        let me = SocketAddrV4::new(HOST_IP, 40000);
+        let t0 = r.now.millis() as u32;
+        let syn_opts = opts(1460, Some(7), true, ts.then_some((t0, 0)));
+        r.rx(&tcp_seg_from(me, 1000, 0, setup, 64240, syn_opts, b""));
+        let out = tcp_to(&r.take_tx(), HOST_IP);
+        let synack = out[0].0;
+        let flags = if want {
+            SYN | ACK | TcpFlags::ECE
+        } else {
+            SYN | ACK
+        };
+        assert_eq!(synack.flags, flags, "{what}");
+        let echo = synack.options.timestamps.map_or(0, |t| t.0);
+        let o = TcpOptions {
+            timestamps: ts.then_some((t0 + 1, echo)),
+            ..Default::default()
+        };
+        let ack = synack.seq_number.wrapping_add(1);
+        r.rx(&tcp_seg_from(me, 1001, ack, ACK, 502, o, b""));
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut f = tcp_seg_from(me, 1001, ack, ACK | TcpFlags::PSH, 502, o, req);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+            ip.set_ecn(ecn::CE);
+            ip.fill_checksum();
+        }
+        r.rx(&f);
+        let sent: Vec<_> = r
+            .take_tx()
+            .iter()
+            .map(|f| {
+                let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+                (ip.ecn(), tcp_out(f))
+            })
+            .collect();
+        let response = sent
+            .iter()
+            .find(|(_, (_, d))| d.starts_with(b"HTTP/1.1 200 OK\r\n"))
+            .unwrap_or_else(|| panic!("{what}: not served"));
+        let (codepoint, (seg, _)) = response;
+        if want {
+            assert_eq!(*codepoint, ecn::ECT0, "{what}");
+            assert!(seg.flags.contains(TcpFlags::ECE), "{what}: CE echoed");
+        } else {
+            assert_eq!(*codepoint, ecn::NOT_ECT, "{what}");
+            assert!(!seg.flags.contains(TcpFlags::ECE), "{what}");
+        }
+        let c = &r.core.net.counters;
+        assert_eq!(c.tcp_ecn_negotiated, u64::from(want), "{what}");
+        assert_eq!(c.tcp_ce_received, u64::from(want), "{what}");
+        assert_eq!(
+            c.tcp_syncookies_ok,
+            u64::from(mode == SynCookieMode::Always),
+            "{what}"
+        );
+        r.core.clear();
+    }
+}

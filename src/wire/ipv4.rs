@@ -540,6 +540,31 @@ mod tests {
     }
 
     #[test]
+    fn the_ecn_field_is_parsed_and_emitted() {
+        // The TOS byte (offset 1): DSCP 46 (EF) with CE; the ECN bits are
+        // kept, the DSCP is not (we send zero).
+        let mut b = packet();
+        b[1] = (46 << 2) | ecn::CE;
+        let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+        p.fill_checksum();
+        let r = Ipv4Repr::parse(&Ipv4Packet::new_checked(&b[..]).unwrap(), true).unwrap();
+        assert_eq!(r.ecn, ecn::CE);
+        for codepoint in [ecn::NOT_ECT, ecn::ECT1, ecn::ECT0, ecn::CE] {
+            let mut out = [0u8; 24];
+            let mut p = Ipv4Packet::new_unchecked(&mut out[..]);
+            Ipv4Repr {
+                ecn: codepoint,
+                ..r
+            }
+            .emit(&mut p, true);
+            assert_eq!(out[1], codepoint);
+            let back = Ipv4Packet::new_checked(&out[..]).unwrap();
+            assert!(back.verify_checksum());
+            assert_eq!((back.dscp(), back.ecn()), (0, codepoint));
+        }
+    }
+
+    #[test]
     fn impossible_lengths() {
         let b = packet();
         assert_eq!(
