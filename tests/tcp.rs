@@ -250,3 +250,80 @@ fn dpstack_connects_to_a_linux_listener() {
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
 }
+
+/// ecn.py's report of one echo through dpstack (see tests/tools/ecn.py).
+fn ecn_echo(net: &TestNet, bytes: u64) -> serde_json::Value {
+    let o = net.tool(
+        "ecn.py",
+        &format!("{} 7 {bytes} {}", net.stack_ip(), net.host_if),
+    );
+    let s = text(&o);
+    eprintln!("ecn.py: {}", s.trim());
+    serde_json::from_str(s.trim()).expect("ecn.py prints JSON")
+}
+
+/// Issue 14: ECN (RFC 3168) with Linux asking (net.ipv4.tcp_ecn=1 in the
+/// host's namespace). By default (`--tcp-ecn server`) dpstack agrees: its
+/// SYN-ACK has ECE, Linux reports ECN on the connection and ECT seen, and
+/// every data segment dpstack sends for the first time is ECT(0), nothing
+/// else is. With `--tcp-ecn off` it declines. And dpstack's own SYNs ask
+/// with `--tcp-ecn on`, which a Linux listener accepts.
+#[test]
+fn ecn_negotiated_with_linux() {
+    let _g = serial();
+    let net = TestNet::new(Link::Veth);
+    let o = net.host("sysctl -w net.ipv4.tcp_ecn=1");
+    assert!(o.status.success(), "sysctl: {}", text(&o));
+
+    let d = Dpstack::start(&net, "--app tcp-echo:7");
+    let r = ecn_echo(&net, 2_000_000);
+    assert_eq!(r["echoed"], true);
+    assert_eq!(r["ecn"], true, "Linux sees no ECN: {r}");
+    assert_eq!(r["ecn_seen"], true, "Linux saw no ECT: {r}");
+    // SYN | ACK | ECE, not CWR.
+    assert_eq!(r["syn_ack_flags"], 0x52, "{r}");
+    let new = &r["data_new"];
+    assert!(new["ect0"].as_u64().unwrap() > 100, "{r}");
+    assert_eq!(new["not-ect"], 0, "{r}");
+    assert_eq!((&new["ect1"], &new["ce"]), (&0.into(), &0.into()), "{r}");
+    // Pure ACKs and resends are Not-ECT (RFC 3168 6.1.5).
+    for kind in ["no_data", "data_resent"] {
+        for c in ["ect0", "ect1", "ce"] {
+            assert_eq!(r[kind][c], 0, "{kind} {c}: {r}");
+        }
+    }
+    let b = d.next_block();
+    assert!(b.get("tcp_ecn_negotiated") >= 1, "{:?}", b.total);
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+
+    let d = Dpstack::start(&net, "--app tcp-echo:7 --tcp-ecn off");
+    let r = ecn_echo(&net, 200_000);
+    assert_eq!(r["echoed"], true);
+    assert_eq!(
+        (&r["ecn"], &r["syn_ack_flags"]),
+        (&false.into(), &0x12.into()),
+        "{r}"
+    );
+    assert_eq!(r["data_new"]["ect0"], 0, "{r}");
+    assert_eq!(d.next_block().get("tcp_ecn_negotiated"), 0);
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+
+    // dpstack asks; Linux (tcp_ecn 1 or 2) accepts.
+    let server = echo_server(&net, 5001, 2);
+    let peer = format!("{}:5001", net.host_ip());
+    let d = Dpstack::start(
+        &net,
+        &format!("--app tcp-client:{peer}:100000:2 --tcp-ecn on"),
+    );
+    let app = format!("tcp-client:{peer}");
+    let b = d.wait_for("2 connections complete", Duration::from_secs(30), |b| {
+        b.app_total(&app, "completed") + b.app_total(&app, "failed") >= 2
+    });
+    assert_eq!(b.app_total(&app, "completed"), 2, "{:?}", b.apps);
+    assert_eq!(b.get("tcp_ecn_negotiated"), 2, "{:?}", b.total);
+    let _ = server.wait_with_output();
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+}
