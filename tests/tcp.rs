@@ -276,7 +276,10 @@ fn ecn_negotiated_with_linux() {
     assert!(o.status.success(), "sysctl: {}", text(&o));
 
     let d = Dpstack::start(&net, "--app tcp-echo:7");
+    let before = d.next_block();
     let r = ecn_echo(&net, 2_000_000);
+    let after = d.next_block();
+    let retransmits = after.get("tcp_retransmits") - before.get("tcp_retransmits");
     assert_eq!(r["echoed"], true);
     assert_eq!(r["ecn"], true, "Linux sees no ECN: {r}");
     assert_eq!(r["ecn_seen"], true, "Linux saw no ECT: {r}");
@@ -284,7 +287,15 @@ fn ecn_negotiated_with_linux() {
     assert_eq!(r["syn_ack_flags"], 0x52, "{r}");
     let new = &r["data_new"];
     assert!(new["ect0"].as_u64().unwrap() > 100, "{r}");
-    assert_eq!(new["not-ect"], 0, "{r}");
+    // Not-ECT data is a resend. One whose first send never reached the
+    // wire (a TX queue that did not take it) or the capture looks new: at
+    // most as many as dpstack resent.
+    let not_ect = new["not-ect"].as_u64().unwrap() + r["data_resent"]["not-ect"].as_u64().unwrap();
+    if r["capture_drops"] == 0 {
+        assert!(not_ect <= retransmits, "{retransmits} resent: {r}");
+    } else {
+        eprintln!("the capture dropped frames: first sends not checked");
+    }
     assert_eq!((&new["ect1"], &new["ce"]), (&0.into(), &0.into()), "{r}");
     // Pure ACKs and resends are Not-ECT (RFC 3168 6.1.5).
     for kind in ["no_data", "data_resent"] {
@@ -292,8 +303,7 @@ fn ecn_negotiated_with_linux() {
             assert_eq!(r[kind][c], 0, "{kind} {c}: {r}");
         }
     }
-    let b = d.next_block();
-    assert!(b.get("tcp_ecn_negotiated") >= 1, "{:?}", b.total);
+    assert!(after.get("tcp_ecn_negotiated") >= 1, "{:?}", after.total);
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
 
@@ -324,6 +334,58 @@ fn ecn_negotiated_with_linux() {
     assert_eq!(b.app_total(&app, "completed"), 2, "{:?}", b.apps);
     assert_eq!(b.get("tcp_ecn_negotiated"), 2, "{:?}", b.total);
     let _ = server.wait_with_output();
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+}
+
+/// Issue 14: CE marks on the path. nftables on the bridge between the host
+/// and dpstack marks every 20th ECT(0) packet CE, both ways, and drops
+/// nothing. dpstack, as receiver, echoes the marks (Linux reduces and
+/// sends CWR); as sender, it takes Linux's ECEs as congestion: window
+/// reductions and CWRs, and no retransmission for them.
+#[test]
+fn ecn_ce_marks_slow_both_ends_without_loss() {
+    let _g = serial();
+    let net = TestNet::new(Link::Bridged);
+    let o = net.host("sysctl -w net.ipv4.tcp_ecn=1");
+    assert!(o.status.success(), "sysctl: {}", text(&o));
+    let d = Dpstack::start(&net, "--app tcp-echo:7");
+    let o = net.bridge(
+        "nft add table bridge marks && \
+         nft add chain bridge marks fw \"{ type filter hook forward priority 0; }\" && \
+         nft add rule bridge marks fw iifname bra ip protocol tcp ip ecn ect0 numgen inc mod 20 eq 0 ip ecn set ce counter && \
+         nft add rule bridge marks fw iifname brb ip protocol tcp ip ecn ect0 numgen inc mod 20 eq 0 ip ecn set ce counter",
+    );
+    assert!(o.status.success(), "nft: {}", text(&o));
+    let before = d.next_block();
+    tcp_tool(&net, &format!("stream {} 7 20000000", net.stack_ip()));
+    eprintln!("{}", text(&net.bridge("nft list table bridge marks")));
+    let after = d.next_block();
+    let delta = |k: &str| after.get(k) - before.get(k);
+    for k in [
+        "tcp_ce_received",
+        "tcp_ece_received",
+        "tcp_ecn_cwnd_reductions",
+        "tcp_cwr_sent",
+        "tcp_retransmits",
+    ] {
+        eprintln!("{k} {}", delta(k));
+    }
+    assert_eq!(delta("tcp_ecn_negotiated"), 1, "{:?}", after.total);
+    // Linux's data arrived marked: echoed until its CWR.
+    assert!(delta("tcp_ce_received") > 0, "{:?}", after.total);
+    // Ours was marked: Linux echoed, we reduced and said so.
+    assert!(delta("tcp_ece_received") > 0, "{:?}", after.total);
+    assert!(delta("tcp_ecn_cwnd_reductions") > 0, "{:?}", after.total);
+    assert!(delta("tcp_cwr_sent") > 0, "{:?}", after.total);
+    assert!(
+        delta("tcp_cwr_sent") <= delta("tcp_ecn_cwnd_reductions") + 1,
+        "one CWR per reduction: {:?}",
+        after.total
+    );
+    // Nothing was lost: no window came down by a retransmission.
+    assert_eq!(delta("tcp_fast_retransmits"), 0, "{:?}", after.total);
+    net.bridge("nft delete table bridge marks");
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
 }

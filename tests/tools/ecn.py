@@ -8,8 +8,9 @@ net.ipv4.tcp_ecn=1 (Linux asks for ECN in its SYNs).
 Prints one JSON object: Linux's view of the connection (TCP_INFO's
 tcpi_options: ECN negotiated, ECT seen), the flags of HOST's SYN-ACK, and
 HOST's segments by ECN codepoint (data segments, first sends and resends
-told apart by sequence number; segments without data). Exits non-zero when
-the echo is wrong. Addresses must be in 198.18.0.0/15.
+told apart by sequence number; segments without data), and the frames the
+capture dropped (then a resend may count as a first send). Exits non-zero
+when the echo is wrong. Addresses must be in 198.18.0.0/15.
 """
 import json
 import socket
@@ -19,6 +20,9 @@ import threading
 import time
 
 ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = 33
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 TCPI_OPT_ECN = 8
 TCPI_OPT_ECN_SEEN = 16
 CODEPOINTS = ["not-ect", "ect1", "ect0", "ce"]
@@ -35,6 +39,9 @@ def main():
     check_addr(host)
     src = socket.inet_aton(host)
     cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    # Root may go past rmem_max: a capture that drops frames could take a
+    # resend for a first send.
+    cap.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
     cap.bind((iface, 0))
     cap.settimeout(0.2)
     seen = {
@@ -106,7 +113,10 @@ def main():
     time.sleep(0.3)
     done.set()
     th.join()
+    # struct tpacket_stats: packets, drops (since the socket opened).
+    drops = struct.unpack("II", cap.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
     out = {
+        "capture_drops": drops,
         "echoed": bytes(got) == data,
         "ecn": bool(options & TCPI_OPT_ECN),
         "ecn_seen": bool(options & TCPI_OPT_ECN_SEEN),
