@@ -1,8 +1,9 @@
 //! One TCP connection: the state machine of RFC 9293 section 3.10, with
 //! RFC 5961 (blind reset, SYN and data injection), RFC 7323 (window scale,
 //! timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582 (congestion control,
-//! NewReno), RFC 8985 (tail loss probe), RFC 5482 (user timeout) and RFC
-//! 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
+//! NewReno), RFC 8985 (tail loss probe), RFC 5482 (user timeout), RFC 3168
+//! (ECN: the rules are in `ecn.rs`) and RFC 1122 (delayed ACK, Nagle,
+//! keepalive, zero-window probes).
 //!
 //! Invariants: a segment we send never carries more than the MSS of
 //! payload and options together (options are paid out of the segment); a
@@ -943,7 +944,10 @@ impl Tcb {
             return;
         }
         // RFC 3168 6.1.2: an ECE is a loss without a retransmission.
-        if (self.ecn).ece_reduces(flags, ack, self.snd.max, self.rec.in_recovery, c) {
+        if self
+            .ecn
+            .ece_reduces(flags, ack, self.snd.max, self.rec.in_recovery, c)
+        {
             self.cc.on_ecn(flight, self.mss);
         }
         // Trim what we already have (the front) or cannot hold (the tail).
@@ -1426,12 +1430,9 @@ impl Tcb {
             self.rcv.adv = edge;
         }
         if syn {
+            // RFC 3168 6.1.1: ECN-setup SYN (the first only) or SYN-ACK.
             let first = self.snd.max == self.snd.iss;
             repr.flags |= self.ecn.syn_flags(repr.flags.ack(), first);
-        } else if repr.flags.ack() {
-            repr.flags |= self.ecn.ack_flags();
-        }
-        if syn {
             let active = self.state == State::SynSent;
             repr.options = syn_options(
                 &self.cfg,
@@ -1440,6 +1441,10 @@ impl Tcb {
                 self.rcv.shift,
                 self.sack_ok,
             );
+        }
+        if !syn && repr.flags.ack() {
+            // RFC 3168 6.1.3: ECE while a CE awaits its CWR.
+            repr.flags |= self.ecn.ack_flags();
         }
         if !syn && repr.flags.ack() && self.sack_blocks_due() > 0 {
             self.fill_sack_blocks(repr);
