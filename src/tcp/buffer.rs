@@ -959,6 +959,56 @@ mod tests {
         });
     }
 
+    /// Growing (autotuning) and shrinking (the application's fixed size) a
+    /// buffer that holds data, with the head anywhere in its chunk: every
+    /// byte stays where it was in the stream, and memory is what the
+    /// bytes need plus a table of the new size.
+    #[test]
+    fn a_buffer_keeps_its_bytes_across_a_resize() {
+        on_fresh_core(|| {
+            let data: Vec<u8> = (0..64 * CHUNK).map(|i| (i % 251) as u8).collect();
+            let mut s = SendBuffer::new(3 * CHUNK);
+            assert_eq!(s.write(&data[..3 * CHUNK]), 3 * CHUNK);
+            s.consume(CHUNK + 77);
+            let held = s.len();
+            assert_eq!(s.set_capacity(40 * CHUNK), 40 * CHUNK);
+            assert_eq!(s.write(&data[3 * CHUNK..20 * CHUNK]), 17 * CHUNK);
+            let base = CHUNK + 77;
+            for offset in (0..s.len() - MAX_SEGMENT).step_by(4099) {
+                let (a, b) = s.slices(offset, MAX_SEGMENT);
+                let at = base + offset;
+                assert!([a, b].concat() == data[at..at + MAX_SEGMENT]);
+            }
+            // Not below what it holds; then down to a small ring again.
+            assert_eq!(s.set_capacity(4096), held + 17 * CHUNK);
+            s.consume(s.len() - 100);
+            assert_eq!(s.set_capacity(4096), 4096);
+            let (a, b) = s.slices(0, 100);
+            let at = base + held + 17 * CHUNK - 100;
+            assert!([a, b].concat() == data[at..at + 100]);
+            assert_eq!(s.memory(), table_bytes(2) + CHUNK);
+
+            // Receiving, with data out of order past a hole.
+            let mut r = RecvBuffer::new(2 * CHUNK);
+            assert_eq!(r.write(0, &data[..1000]).in_order, 1000);
+            // Offsets are from RCV.NXT, 1000 bytes into the stream now.
+            let w = r.write(4000, &data[5000..2 * CHUNK]);
+            assert!(w.queued);
+            assert_eq!(r.set_capacity(100), 2 * CHUNK, "the data it holds stays");
+            assert_eq!(r.set_capacity(30 * CHUNK), 30 * CHUNK);
+            assert_eq!(r.write(0, &data[1000..5000]).in_order, 2 * CHUNK - 1000);
+            assert_eq!(
+                r.write(0, &data[2 * CHUNK..29 * CHUNK]).in_order,
+                27 * CHUNK
+            );
+            let mut out = vec![0; 29 * CHUNK];
+            assert_eq!(r.read(&mut out), 29 * CHUNK);
+            assert!(out == data[..29 * CHUNK]);
+            assert_eq!(r.memory(), 0);
+            assert_eq!(core_stats().bytes, table_bytes(2) + CHUNK);
+        });
+    }
+
     #[test]
     fn an_empty_send_buffer_always_takes_a_chunk() {
         on_fresh_core(|| {

@@ -676,6 +676,9 @@ impl Tcb {
     /// Process a segment for this connection (RFC 9293 3.10.7.3 and
     /// 3.10.7.4). `payload` is the segment's data.
     pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
+        // The application found the send buffer full (the ACK may
+        // announce room and clear this).
+        let send_blocked = self.want_writable;
         match self.state {
             State::Closed => {}
             State::SynSent => self.process_syn_sent(now, seg, payload, c),
@@ -683,7 +686,9 @@ impl Tcb {
         }
         if self.state.synchronized() {
             self.tune_rx_buffer(now, seg, payload.len(), c);
-            self.tune_tx_buffer(c);
+            if send_blocked {
+                self.tune_tx_buffer(c);
+            }
         }
     }
 
@@ -1389,12 +1394,23 @@ impl Tcb {
         let syn = repr.flags.syn();
         let wnd = self.rx.window();
         let shift = if syn { 0 } else { self.rcv.shift };
-        let adv = (wnd >> shift).min(65535);
-        repr.window_len = adv as u16;
+        let mut adv = (wnd >> shift).min(65535);
         let edge = self.rcv.nxt + (adv << shift);
         if edge > self.rcv.adv || !self.state.synchronized() {
             self.rcv.adv = edge;
+        } else if edge < self.rcv.adv {
+            // Rounding down to the scale would move the right edge back
+            // (RFC 7323 2.4): offer the edge already offered, rounded up,
+            // and remember it unrounded so that roundings never add up
+            // (as Linux `tcp_select_window`).
+            adv = self
+                .rcv
+                .adv
+                .since(self.rcv.nxt)
+                .div_ceil(1 << shift)
+                .min(65535);
         }
+        repr.window_len = adv as u16;
         if syn {
             let active = self.state == State::SynSent;
             repr.options = syn_options(
@@ -2281,12 +2297,12 @@ impl Tcb {
         }
     }
 
-    /// Send autotuning (`autotune`, Linux `tcp_sndbuf_expand`): while the
-    /// application waits on a full send buffer, grow it to two congestion
+    /// Send autotuning (`autotune`, Linux `tcp_sndbuf_expand`), when the
+    /// application found the send buffer full: grow it to two congestion
     /// windows; the room is announced as `Writable`.
     fn tune_tx_buffer(&mut self, c: &mut Counters) {
         let have = self.tx.capacity();
-        if !self.want_writable || !self.can_send() || have >= self.cfg.tx_buffer_max {
+        if !self.can_send() || have >= self.cfg.tx_buffer_max {
             return;
         }
         let want = autotune::send_space(self.cc.window(), self.mss).min(self.cfg.tx_buffer_max);
