@@ -16,7 +16,8 @@
 #      slots): flow completion time, connect to the sink's FIN, p50 and p99.
 #
 #   perf/bench-wan.sh [--smoke]     (root; about 3 minutes, --smoke 30 s)
-#   (environment: LOSSES="0 0.5 2", FCT_N=1000 (0: no FCT row), SINK_CPU=0)
+#   (environment: LOSSES="0 0.5 2", FCT_N=1000 (0: no FCT row), SINK_CPU=0,
+#   DP_TCP_ARGS="")
 #
 # One JSON line per measurement on stdout, then a summary with the ratios
 # dpstack/Linux. Loss is on the data direction only (sender to sink); ACKs
@@ -33,7 +34,9 @@
 # Linux: CUBIC (set per socket), tcp_no_metrics_save=1 (no cached ssthresh
 # carried from one transfer to the next, as dpstack has none), the kernel's
 # buffer limits (tcp_wmem max 4 MB, tcp_rmem max 32 MB); dpstack: its defaults
-# (CUBIC with HyStart++, IW10) and --tcp-buffer 4194304. TSO, GSO, GRO and
+# (CUBIC with HyStart++, IW10, buffers autotuned from 128 KiB to --tcp-wmem's
+# 4 MiB, as Linux's). DP_TCP_ARGS adds dpstack options (e.g.
+# DP_TCP_ARGS="--tcp-buffer 4194304" for fixed buffers). TSO, GSO, GRO and
 # TX checksum offload are off on every veth end, so both senders put
 # 1514-byte frames on the wire.
 set -euo pipefail
@@ -48,6 +51,8 @@ fi
 # The sink's CPU (0: beside the sender, as documented; 1: beside the bridge,
 # to see what sharing CPU 0 with dpstack's busy-polling lcore costs).
 SINK_CPU=${SINK_CPU:-0}
+# Extra dpstack options (word-split): none, the defaults autotune buffers.
+DP_TCP_ARGS=${DP_TCP_ARGS:-}
 FCT_PAR=4; FCT_BYTES=65536; FCT_LOSS=1
 LOSSES=${LOSSES:-"0 0.5 2"}
 PROFILE=${PROFILE:-release}
@@ -157,10 +162,10 @@ stop_sink() { stop_pid "$SINK"; SINK=; }
 # until every transfer is done; its output in $TMP/NAME.dp.
 dpstack_send() {
     local out=$TMP/$1.dp app="tcp-send:$SINK_IP:$PORT"
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2086
     ip netns exec $S $DP -l 0 --no-pci $(eal_mem) --file-prefix dpwandp \
         --log-level=lib.eal:warning --vdev=net_af_packet0,iface=${S}1,qpairs=1 -- \
-        --ip $DP_IP/24 --stats-interval 1 --tcp-buffer 4194304 \
+        --ip $DP_IP/24 --stats-interval 1 $DP_TCP_ARGS \
         --app "$app:$2:$3:$4" >"$out" 2>&1 &
     DPID=$!
     local deadline=$((SECONDS + $5))

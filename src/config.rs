@@ -4,6 +4,7 @@
 use crate::app::AppSpec;
 use crate::dpdk::flow::FlowRule;
 use crate::kni::{KniConfig, KniMode};
+use crate::tcp::buffer::BUFFER_SIZES;
 use crate::tcp::{Keepalive, TcpConfig};
 use crate::time::Duration;
 use crate::wire::Ipv4Cidr;
@@ -53,9 +54,18 @@ pub struct Cli {
     /// TCP connections per core, TIME_WAIT included.
     #[arg(long, value_name = "N")]
     pub tcp_max_conns: Option<usize>,
-    /// TCP send and receive buffer, each, per connection.
+    /// TCP send and receive buffer, each, per connection, fixed (no
+    /// autotuning; in place of --tcp-rmem and --tcp-wmem).
     #[arg(long, value_name = "BYTES")]
     pub tcp_buffer: Option<usize>,
+    /// TCP receive buffer per connection: the initial size, and the most
+    /// autotuning grows it to (131072,6291456).
+    #[arg(long, value_name = "INITIAL,MAX")]
+    pub tcp_rmem: Option<String>,
+    /// TCP send buffer per connection: the initial size, and the most
+    /// autotuning grows it to (131072,4194304).
+    #[arg(long, value_name = "INITIAL,MAX")]
+    pub tcp_wmem: Option<String>,
     /// TCP buffer memory per core (all connections' send and receive
     /// data together); past it sends are short and data is not stored.
     #[arg(long, value_name = "BYTES")]
@@ -157,6 +167,8 @@ pub struct FileConfig {
     pub no_offload: Option<bool>,
     pub tcp_max_conns: Option<usize>,
     pub tcp_buffer: Option<usize>,
+    pub tcp_rmem: Option<String>,
+    pub tcp_wmem: Option<String>,
     pub tcp_memory: Option<usize>,
     pub tcp_time_wait_ms: Option<u64>,
     pub tcp_delayed_ack_ms: Option<u64>,
@@ -472,12 +484,25 @@ fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, Confi
         }
         t.max_connections = n;
     }
+    let rmem = cli.tcp_rmem.clone().or_else(|| file.tcp_rmem.clone());
+    let wmem = cli.tcp_wmem.clone().or_else(|| file.tcp_wmem.clone());
     if let Some(n) = cli.tcp_buffer.or(file.tcp_buffer) {
-        if !(4096..=(64 << 20)).contains(&n) {
+        if !BUFFER_SIZES.contains(&n) {
             return bad(format!("--tcp-buffer {n}: must be 4096..=67108864"));
         }
-        t.rx_buffer = n;
-        t.tx_buffer = n;
+        if rmem.is_some() || wmem.is_some() {
+            return bad(format!(
+                "--tcp-buffer {n} fixes both buffers: not with --tcp-rmem or --tcp-wmem"
+            ));
+        }
+        (t.rx_buffer, t.rx_buffer_max) = (n, n);
+        (t.tx_buffer, t.tx_buffer_max) = (n, n);
+    }
+    if let Some(s) = rmem {
+        (t.rx_buffer, t.rx_buffer_max) = buffer_sizes("--tcp-rmem", &s)?;
+    }
+    if let Some(s) = wmem {
+        (t.tx_buffer, t.tx_buffer_max) = buffer_sizes("--tcp-wmem", &s)?;
     }
     if let Some(ms) = cli.tcp_time_wait_ms.or(file.tcp_time_wait_ms) {
         t.time_wait = Duration::from_millis(ms);
@@ -574,12 +599,58 @@ fn tcp_config(cli: &Cli, file: &FileConfig, mtu: u16) -> Result<TcpConfig, Confi
     Ok(t)
 }
 
+/// `INITIAL,MAX` of `--tcp-rmem` or `--tcp-wmem`: both in
+/// [`BUFFER_SIZES`], the initial size at most the maximum (equal: fixed).
+/// Linux's triples have a minimum too, the size a socket keeps under
+/// memory pressure; here a buffer never shrinks and holds memory only
+/// while it holds data, so there is no minimum to keep.
+fn buffer_sizes(option: &str, s: &str) -> Result<(usize, usize), ConfigError> {
+    let parsed = s
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some((initial, max))
+            if BUFFER_SIZES.contains(&initial) && BUFFER_SIZES.contains(&max) && initial <= max =>
+        {
+            Ok((initial, max))
+        }
+        _ => Err(ConfigError::BadTcp(format!(
+            "{option} '{s}': expected INITIAL,MAX in bytes, 4096 <= INITIAL <= MAX <= 67108864"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("dpstack").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn buffer_sizes_are_autotuned_unless_fixed() {
+        let ip = ["--ip", "198.18.0.1/24"];
+        let f = FileConfig::default();
+        let tcp = |args: &[&str]| {
+            let a: Vec<&str> = ip.iter().chain(args).copied().collect();
+            let t = Config::merge(&cli(&a), &f).unwrap().tcp;
+            (t.rx_buffer, t.rx_buffer_max, t.tx_buffer, t.tx_buffer_max)
+        };
+        // Linux's defaults: small to start, megabytes at most.
+        assert_eq!(tcp(&[]), (128 << 10, 6 << 20, 128 << 10, 4 << 20));
+        // --tcp-buffer fixes both, as it always did.
+        assert_eq!(
+            tcp(&["--tcp-buffer", "4194304"]),
+            (4 << 20, 4 << 20, 4 << 20, 4 << 20)
+        );
+        assert_eq!(
+            tcp(&["--tcp-rmem", "65536,16777216", "--tcp-wmem", "32768, 32768"]),
+            (64 << 10, 16 << 20, 32 << 10, 32 << 10)
+        );
+        let file: FileConfig = toml::from_str("tcp-rmem = \"4096,1048576\"\n").unwrap();
+        let t = Config::merge(&cli(&ip), &file).unwrap().tcp;
+        assert_eq!((t.rx_buffer, t.rx_buffer_max), (4096, 1 << 20));
     }
 
     #[test]
@@ -725,6 +796,12 @@ mod tests {
             &["--tcp-ports", "70-60"][..],
             &["--tcp-ports", "x"],
             &["--tcp-buffer", "10"],
+            &["--tcp-rmem", "65536"],
+            &["--tcp-rmem", "131072,65536"],
+            &["--tcp-wmem", "1024,65536"],
+            &["--tcp-wmem", "65536,134217728"],
+            &["--tcp-wmem", "a,b"],
+            &["--tcp-buffer", "65536", "--tcp-rmem", "65536,1048576"],
             &["--tcp-delayed-ack-ms", "900"],
             &["--tcp-max-conns", "0"],
             &["--tcp-syncookies", "sometimes"],

@@ -191,6 +191,21 @@ pub trait NetCtx {
         conn: ConnId,
         keepalive: Option<Keepalive>,
     ) -> Result<(), TcpError>;
+    /// Fix this connection's send and receive buffers at `send` and
+    /// `recv` bytes (Linux `SO_SNDBUF`, `SO_RCVBUF`), in place of the
+    /// autotuned ones of `--tcp-wmem` and `--tcp-rmem`; `None` leaves a
+    /// direction as it is. A fixed buffer is not autotuned. Sizes of
+    /// 4096 to 67108864 bytes, or [`TcpError::InvalidArgument`]. Neither
+    /// shrinks below the bytes it holds, nor the receive buffer below the
+    /// window already offered; a receive buffer is announced in full only
+    /// if set before the handshake (right after `tcp_connect`), or within
+    /// the window scale of `--tcp-rmem`'s maximum.
+    fn tcp_set_buffer_limits(
+        &mut self,
+        conn: ConnId,
+        send: Option<usize>,
+        recv: Option<usize>,
+    ) -> Result<(), TcpError>;
 }
 
 /// An application instance on one core.

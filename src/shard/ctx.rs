@@ -1640,4 +1640,12 @@ impl<P: BufPool> NetCtx for Net<P> {
     ) -> Result<(), TcpError> {
         self.tcp_set_keepalive_impl(conn, keepalive)
     }
+    fn tcp_set_buffer_limits(
+        &mut self,
+        conn: ConnId,
+        send: Option<usize>,
+        recv: Option<usize>,
+    ) -> Result<(), TcpError> {
+        self.tcp_set_buffer_limits_impl(conn, send, recv)
+    }
 }

@@ -3,6 +3,7 @@
 //! application calls of [`NetCtx`].
 
 use super::*;
+use crate::tcp::buffer::BUFFER_SIZES;
 use crate::tcp::{Keepalive, TwVerdict};
 use crate::wire::ipv4::ecn::NOT_ECT;
 
@@ -689,6 +690,26 @@ impl<P: BufPool> Net<P> {
         }
         self.with_conn(conn, |t, now| {
             t.set_keepalive(now, keepalive);
+            Ok(())
+        })
+    }
+
+    pub(super) fn tcp_set_buffer_limits_impl(
+        &mut self,
+        conn: ConnId,
+        send: Option<usize>,
+        recv: Option<usize>,
+    ) -> Result<(), TcpError> {
+        // The range of `--tcp-buffer`.
+        if [send, recv]
+            .iter()
+            .flatten()
+            .any(|n| !BUFFER_SIZES.contains(n))
+        {
+            return Err(TcpError::InvalidArgument);
+        }
+        self.with_conn(conn, |t, _| {
+            t.set_buffer_limits(send, recv);
             Ok(())
         })
     }

@@ -2058,7 +2058,7 @@ fn a_cookie_connection_has_the_negotiated_mss_wscale_sack_and_timestamps() {
     assert_eq!(synack.flags, SYN | ACK);
     assert_eq!(synack.ack_number, 101);
     assert_eq!(synack.options.mss, Some(1460));
-    assert_eq!(synack.options.window_scale, Some(3), "256 KiB ring");
+    assert_eq!(synack.options.window_scale, Some(7), "up to 6 MiB");
     assert!(synack.options.sack_permitted);
     let (tsval, tsecr) = synack.options.timestamps.unwrap();
     assert_eq!(tsecr, 5000);
@@ -2154,7 +2154,7 @@ fn the_syn_cache_retransmits_then_forgets_and_stays_bounded() {
     let syn_opts = opts(1400, Some(2), false, None);
     r.rx(&tcp_seg_from(me, 7, 0, SYN, 65535, syn_opts, b""));
     let first = tcp_to(&r.take_tx(), HOST_IP)[0].0;
-    assert_eq!(first.options.window_scale, Some(3));
+    assert_eq!(first.options.window_scale, Some(7));
     assert!(!first.options.sack_permitted && first.options.timestamps.is_none());
     assert_eq!((r.core.syn_cache().len(), r.core.tcp_connections()), (1, 0));
     // SYN-ACK again after 1, 2, 4, 8, 16 s (times since the first: 1, 3,

@@ -247,6 +247,14 @@ counters! {
     tcp_ooo_dropped,
     /// Segments whose data we already had.
     tcp_dup_segments,
+    /// Receive buffers grown by autotuning (a connection's application
+    /// read faster than its window allowed).
+    tcp_rcvbuf_grown,
+    /// Send buffers grown by autotuning (to two congestion windows).
+    tcp_sndbuf_grown,
+    /// Buffer growths refused because the core's `--tcp-memory` budget
+    /// could not have filled them.
+    tcp_buffer_growth_denied,
     /// ACKs sent whose first SACK block reports a duplicate segment
     /// (D-SACK, RFC 2883).
     tcp_dsack_sent,

@@ -41,6 +41,10 @@ pub const CHUNK: usize = 9 * 1024;
 pub const MAX_SEGMENT: usize = 9000 - 40;
 const _: () = assert!(MAX_SEGMENT <= CHUNK);
 
+/// The sizes a connection's buffers may be set to, initial or most
+/// (`--tcp-buffer`, `--tcp-rmem`, `--tcp-wmem`, `tcp_set_buffer_limits`).
+pub const BUFFER_SIZES: std::ops::RangeInclusive<usize> = 4096..=(64 << 20);
+
 /// The largest capacity a buffer takes (`--tcp-buffer` is at most 64 MiB):
 /// ring positions fit in a `u32` and chunk counts in a `u16`.
 const MAX_CAPACITY: usize = 256 << 20;
@@ -107,6 +111,13 @@ pub fn set_core_budget(bytes: usize) {
 /// This core's buffer memory now.
 pub fn core_stats() -> PoolStats {
     POOL.with(|p| p.borrow().stats)
+}
+
+/// Whether this core's budget has room for `bytes` more now: a buffer
+/// grows its capacity (its window) only when the memory to fill the
+/// growth could be had (Linux grows no buffer under memory pressure).
+pub fn budget_allows(bytes: usize) -> bool {
+    with_pool(|p| p.available() >= bytes).unwrap_or(false)
 }
 
 /// Run `f` on this thread's pool. None while the thread is being torn
@@ -221,6 +232,37 @@ impl Chunks {
     /// Bytes of buffer memory held.
     fn memory(&self) -> usize {
         self.table.as_ref().map_or(0, |t| table_bytes(t.len())) + self.held as usize * CHUNK
+    }
+
+    /// Change the capacity to `capacity`, at least `extent` (how far past
+    /// the head bytes are stored), keeping every stored byte at its offset.
+    /// A ring of another size has another number of slots: the chunk of
+    /// the head goes to slot 0 of the new table, the next to slot 1, and
+    /// the head keeps its place in its chunk. Memory is not taken: only a
+    /// table of the new size for the chunks already held.
+    fn resize(&mut self, pool: &mut Pool, capacity: usize, extent: usize) {
+        let capacity = capacity.max(extent).min(MAX_CAPACITY);
+        self.capacity = capacity as u32;
+        let slot_bits = (capacity / CHUNK + 2).next_power_of_two().trailing_zeros() as u8;
+        if slot_bits == self.slot_bits {
+            return;
+        }
+        let old_slots = self.slots();
+        self.slot_bits = slot_bits;
+        let Some(mut old) = self.table.take() else {
+            return;
+        };
+        let mut table = pool.take_table(self.slots());
+        let first = self.head as usize / CHUNK;
+        for (j, slot) in table.iter_mut().enumerate().take(old_slots) {
+            *slot = old[(first + j) & (old_slots - 1)].take();
+        }
+        // `extent` bytes from anywhere in the head's chunk lie within
+        // `capacity / CHUNK + 2` chunks: none was left behind.
+        debug_assert!(old.iter().all(Option::is_none), "a stored chunk lost");
+        pool.put_table(old);
+        self.head %= CHUNK as u32;
+        self.table = Some(table);
     }
 
     /// How much of `[offset, offset + len)` can be stored with at most
@@ -377,6 +419,16 @@ impl SendBuffer {
         self.ring.memory()
     }
 
+    /// Make the capacity `capacity`, but no less than the bytes held:
+    /// growth as the window grows, or the application's fixed size.
+    /// Returns the new capacity.
+    pub fn set_capacity(&mut self, capacity: usize) -> usize {
+        let ring = &mut self.ring;
+        let extent = ring.len();
+        with_pool(|p| ring.resize(p, capacity, extent));
+        self.capacity()
+    }
+
     /// Append as much of `data` as fits; returns how much was taken: less
     /// than all when the buffer is full, or when the core's budget allows
     /// no new chunk (backpressure either way; the application hears it as
@@ -435,12 +487,14 @@ impl SendBuffer {
 }
 
 /// Out-of-order ranges, as offsets from RCV.NXT, sorted and disjoint.
+/// Offsets are within the receive window, at most [`MAX_CAPACITY`]: they
+/// are kept as `u32`, which halves the assembler's share of every `Tcb`.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    ranges: ArrayVec<(usize, usize), { Assembler::MAX_RANGES }>,
+    ranges: Ranges,
 }
 
-type Ranges = ArrayVec<(usize, usize), { Assembler::MAX_RANGES }>;
+type Ranges = ArrayVec<(u32, u32), { Assembler::MAX_RANGES }>;
 
 impl Assembler {
     /// Holes the receiver tracks; a segment that would need more is dropped.
@@ -466,7 +520,8 @@ impl Assembler {
         if start >= end {
             return Some(self.ranges.clone());
         }
-        let mut merged = (start, end);
+        debug_assert!(end <= MAX_CAPACITY, "a range past any window");
+        let mut merged = (start as u32, end as u32);
         let mut out = Ranges::new();
         let mut placed = false;
         for &(s, e) in &self.ranges {
@@ -498,7 +553,7 @@ impl Assembler {
                     r.0 -= end;
                     r.1 -= end;
                 }
-                end
+                end as usize
             }
             _ => 0,
         }
@@ -506,12 +561,12 @@ impl Assembler {
 
     /// The end of the last range (how far past RCV.NXT data is held).
     pub fn end(&self) -> usize {
-        self.ranges.last().map_or(0, |r| r.1)
+        self.ranges.last().map_or(0, |r| r.1 as usize)
     }
 
     /// The ranges, for SACK-like reporting and tests.
-    pub fn ranges(&self) -> &[(usize, usize)] {
-        &self.ranges
+    pub fn ranges(&self) -> impl ExactSizeIterator<Item = (usize, usize)> + Clone + '_ {
+        self.ranges.iter().map(|&(s, e)| (s as usize, e as usize))
     }
 
     pub fn clear(&mut self) {
@@ -571,6 +626,16 @@ impl RecvBuffer {
     /// Bytes of memory held now (chunks and their table).
     pub fn memory(&self) -> usize {
         self.ring.memory()
+    }
+
+    /// Make the capacity `capacity`, but no less than what is held,
+    /// readable and out of order. The caller keeps it from shrinking the
+    /// window it advertised (RFC 9293 3.8.6). Returns the new capacity.
+    pub fn set_capacity(&mut self, capacity: usize) -> usize {
+        let ring = &mut self.ring;
+        let extent = ring.len() + self.ooo.end();
+        with_pool(|p| ring.resize(p, capacity, extent));
+        self.capacity()
     }
 
     /// Store `data`, which starts `offset` bytes past RCV.NXT. Bytes beyond
@@ -671,7 +736,7 @@ impl RecvBuffer {
         let live = if self.ring.len() > 0 {
             0
         } else {
-            self.ooo.ranges().first().map_or(usize::MAX, |r| r.0)
+            self.ooo.ranges().next().map_or(usize::MAX, |r| r.0)
         };
         let ring = &mut self.ring;
         if with_pool(|p| ring.advance(Some(p), n, live)).is_none() {
@@ -823,8 +888,8 @@ mod tests {
             assert_eq!(out, &data[..1000]);
             assert_eq!(r.memory(), 3 * CHUNK + table);
             assert_eq!(
-                r.assembler().ranges(),
-                &[(mid - 1000, mid - 900), (far - 1000, cap - 1000)]
+                r.assembler().ranges().collect::<Vec<_>>(),
+                [(mid - 1000, mid - 900), (far - 1000, cap - 1000)]
             );
             // The rest in order, in segments: the stream comes out whole.
             let mut nxt = 1000;
@@ -891,6 +956,56 @@ mod tests {
             assert_eq!((w.in_order, w.no_memory), (CHUNK + 10, false));
             assert_eq!(a.write(&[1; 10]), 10);
             assert_eq!(core_stats().refused, 4);
+        });
+    }
+
+    /// Growing (autotuning) and shrinking (the application's fixed size) a
+    /// buffer that holds data, with the head anywhere in its chunk: every
+    /// byte stays where it was in the stream, and memory is what the
+    /// bytes need plus a table of the new size.
+    #[test]
+    fn a_buffer_keeps_its_bytes_across_a_resize() {
+        on_fresh_core(|| {
+            let data: Vec<u8> = (0..64 * CHUNK).map(|i| (i % 251) as u8).collect();
+            let mut s = SendBuffer::new(3 * CHUNK);
+            assert_eq!(s.write(&data[..3 * CHUNK]), 3 * CHUNK);
+            s.consume(CHUNK + 77);
+            let held = s.len();
+            assert_eq!(s.set_capacity(40 * CHUNK), 40 * CHUNK);
+            assert_eq!(s.write(&data[3 * CHUNK..20 * CHUNK]), 17 * CHUNK);
+            let base = CHUNK + 77;
+            for offset in (0..s.len() - MAX_SEGMENT).step_by(4099) {
+                let (a, b) = s.slices(offset, MAX_SEGMENT);
+                let at = base + offset;
+                assert!([a, b].concat() == data[at..at + MAX_SEGMENT]);
+            }
+            // Not below what it holds; then down to a small ring again.
+            assert_eq!(s.set_capacity(4096), held + 17 * CHUNK);
+            s.consume(s.len() - 100);
+            assert_eq!(s.set_capacity(4096), 4096);
+            let (a, b) = s.slices(0, 100);
+            let at = base + held + 17 * CHUNK - 100;
+            assert!([a, b].concat() == data[at..at + 100]);
+            assert_eq!(s.memory(), table_bytes(2) + CHUNK);
+
+            // Receiving, with data out of order past a hole.
+            let mut r = RecvBuffer::new(2 * CHUNK);
+            assert_eq!(r.write(0, &data[..1000]).in_order, 1000);
+            // Offsets are from RCV.NXT, 1000 bytes into the stream now.
+            let w = r.write(4000, &data[5000..2 * CHUNK]);
+            assert!(w.queued);
+            assert_eq!(r.set_capacity(100), 2 * CHUNK, "the data it holds stays");
+            assert_eq!(r.set_capacity(30 * CHUNK), 30 * CHUNK);
+            assert_eq!(r.write(0, &data[1000..5000]).in_order, 2 * CHUNK - 1000);
+            assert_eq!(
+                r.write(0, &data[2 * CHUNK..29 * CHUNK]).in_order,
+                27 * CHUNK
+            );
+            let mut out = vec![0; 29 * CHUNK];
+            assert_eq!(r.read(&mut out), 29 * CHUNK);
+            assert!(out == data[..29 * CHUNK]);
+            assert_eq!(r.memory(), 0);
+            assert_eq!(core_stats().bytes, table_bytes(2) + CHUNK);
         });
     }
 
@@ -1107,7 +1222,7 @@ mod tests {
         assert!(a.add(10, 20));
         assert!(a.add(30, 40));
         assert!(a.add(15, 32));
-        assert_eq!(a.ranges(), &[(10, 40)]);
+        assert_eq!(a.ranges().collect::<Vec<_>>(), [(10, 40)]);
         assert_eq!(a.take_front(), 0);
         assert!(a.add(0, 10));
         assert_eq!(a.take_front(), 40);

@@ -3,6 +3,7 @@
 //! initial sequence numbers. No FFI: segments come in as parsed headers and
 //! payload slices, and go out through a closure the caller provides.
 
+pub mod autotune;
 pub mod buffer;
 pub mod cc;
 pub mod ecn;
@@ -75,8 +76,15 @@ pub struct TcpConfig {
     /// Connections per core, TIME_WAIT included. A SYN that finds the table
     /// full is refused (RST) and counted.
     pub max_connections: usize,
+    /// A new connection's receive and send buffer capacities (the window
+    /// it first offers, the most its application may queue).
     pub rx_buffer: usize,
     pub tx_buffer: usize,
+    /// What autotuning may grow them to (`autotune`); equal to (or below)
+    /// the initial capacity: fixed buffers, no autotuning. The receive
+    /// maximum also sets the window scale offered in the SYN.
+    pub rx_buffer_max: usize,
+    pub tx_buffer_max: usize,
     /// The largest segment we accept, announced in our SYN (MTU - 40).
     pub mss: usize,
     /// 2*MSL.
@@ -134,8 +142,13 @@ impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
             max_connections: 4096,
-            rx_buffer: 256 * 1024,
-            tx_buffer: 256 * 1024,
+            // Linux's tcp_rmem and tcp_wmem defaults (128 KiB, 6 MiB and
+            // 4 MiB; Linux starts sending with 16 KiB but grows it to two
+            // initial windows at once).
+            rx_buffer: 128 * 1024,
+            tx_buffer: 128 * 1024,
+            rx_buffer_max: 6 << 20,
+            tx_buffer_max: 4 << 20,
             mss: 1460,
             time_wait: Duration::from_secs(60),
             delayed_ack: Some(Duration::from_millis(40)),

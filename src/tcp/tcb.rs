@@ -26,7 +26,8 @@
 //! deadline per `Timer` in `Timers`; congestion control is the `Cc`
 //! enum, held inline.
 
-use super::buffer::{RecvBuffer, SendBuffer};
+use super::autotune::{self, RcvSpace};
+use super::buffer::{self, Assembler, RecvBuffer, SendBuffer};
 use super::cc::{Ack, Cc};
 use super::ecn::{EcnMode, EcnState};
 use super::rtt::RttEstimator;
@@ -285,6 +286,8 @@ pub struct Tcb {
 
     tx: SendBuffer,
     rx: RecvBuffer,
+    /// Receive-buffer autotuning's measurement (`autotune`).
+    rcv_space: RcvSpace,
     /// The application shut down its sending side: FIN after the data.
     fin_queued: bool,
     /// The sequence number our FIN occupies, once sent.
@@ -383,6 +386,7 @@ impl Tcb {
             timers: Timers::default(),
             tx: SendBuffer::new(cfg.tx_buffer),
             rx: RecvBuffer::new(cfg.rx_buffer),
+            rcv_space: RcvSpace::default(),
             fin_queued: false,
             fin_seq: None,
             fin_acked: false,
@@ -410,10 +414,12 @@ impl Tcb {
     }
 
     /// Our receive window's scale: the smallest shift that lets the buffer
-    /// be advertised (RFC 7323 2.2).
+    /// be advertised (RFC 7323 2.2) at the most autotuning may grow it to
+    /// (the scale is fixed in the SYN).
     pub(crate) fn wanted_shift(cfg: &TcpConfig) -> u8 {
+        let most = cfg.rx_buffer.max(cfg.rx_buffer_max);
         let mut shift = 0;
-        while shift < 14 && (cfg.rx_buffer >> shift) > 65535 {
+        while shift < 14 && (most >> shift) > 65535 {
             shift += 1;
         }
         shift
@@ -697,10 +703,19 @@ impl Tcb {
         payload: &[u8],
         c: &mut Counters,
     ) {
+        // The application found the send buffer full (the ACK may
+        // announce room and clear this).
+        let send_blocked = self.want_writable;
         match self.state {
             State::Closed => {}
             State::SynSent => self.process_syn_sent(now, seg, payload, c),
             _ => self.process_synchronized(now, seg, ip_ecn, payload, c),
+        }
+        if self.state.synchronized() {
+            self.tune_rx_buffer(now, seg, payload.len(), c);
+            if send_blocked {
+                self.tune_tx_buffer(c);
+            }
         }
     }
 
@@ -1235,8 +1250,7 @@ impl Tcb {
                     .rx
                     .assembler()
                     .ranges()
-                    .iter()
-                    .any(|&(a, b)| a <= offset && end <= b)
+                    .any(|(a, b)| a <= offset && end <= b)
             {
                 // A copy of an out-of-order block we hold (RFC 2883 4.1.2).
                 self.note_dsack(seq, seq + data.len(), c);
@@ -1423,12 +1437,23 @@ impl Tcb {
         let syn = repr.flags.syn();
         let wnd = self.rx.window();
         let shift = if syn { 0 } else { self.rcv.shift };
-        let adv = (wnd >> shift).min(65535);
-        repr.window_len = adv as u16;
+        let mut adv = (wnd >> shift).min(65535);
         let edge = self.rcv.nxt + (adv << shift);
         if edge > self.rcv.adv || !self.state.synchronized() {
             self.rcv.adv = edge;
+        } else if edge < self.rcv.adv {
+            // Rounding down to the scale would move the right edge back
+            // (RFC 7323 2.4): offer the edge already offered, rounded up,
+            // and remember it unrounded so that roundings never add up
+            // (as Linux `tcp_select_window`).
+            adv = self
+                .rcv
+                .adv
+                .since(self.rcv.nxt)
+                .div_ceil(1 << shift)
+                .min(65535);
         }
+        repr.window_len = adv as u16;
         if syn {
             // RFC 3168 6.1.1: ECN-setup SYN (the first only) or SYN-ACK.
             let first = self.snd.max == self.snd.iss;
@@ -1510,7 +1535,8 @@ impl Tcb {
         if !self.rx.has_out_of_order() {
             return;
         }
-        let ranges = self.rx.assembler().ranges();
+        let ranges: ArrayVec<(usize, usize), { Assembler::MAX_RANGES }> =
+            self.rx.assembler().ranges().collect();
         let base = self.rcv.nxt;
         let recent = self.rcv.last_ooo.and_then(|s| {
             ranges
@@ -2291,6 +2317,131 @@ impl Tcb {
 }
 
 // ---- handshakes completed without a Tcb (SYN cache, SYN cookies) ---------
+
+// ---- buffer autotuning ---------------------------------------------------
+
+impl Tcb {
+    /// The most the receive buffer may grow to: the connection's maximum,
+    /// and no more than the window scale agreed in the SYNs can announce.
+    fn rx_limit(&self) -> usize {
+        self.cfg
+            .rx_buffer_max
+            .min(65535 << self.rcv.shift)
+            .max(self.rx.capacity())
+    }
+
+    /// Receive autotuning (`autotune`, Linux `tcp_rcv_space_adjust`), as
+    /// data arrives: once a round trip, grow the receive buffer to what
+    /// the application's reading rate needs. Growth only adds room past
+    /// the edge already advertised (RFC 9293 3.8.6: the window never
+    /// shrinks); the next ACK carries it.
+    fn tune_rx_buffer(&mut self, now: Instant, seg: &TcpRepr, len: usize, c: &mut Counters) {
+        if !self.state.receives() || self.rx.capacity() >= self.rx_limit() {
+            return;
+        }
+        let read = self.rcv.nxt - self.rx.len();
+        if !self.rcv_space.started() {
+            let initial = autotune::INITIAL_SEGMENTS * self.cfg.mss;
+            self.rcv_space
+                .start(read, now.micros(), initial.min(self.rx.capacity()));
+        }
+        // Full-sized data only: a small segment may have waited for Nagle
+        // or the application, and would measure that.
+        if let (true, Some((_, ecr))) = (self.ts_enabled, seg.options.timestamps) {
+            if len >= self.cfg.mss.min(536) {
+                self.rcv_space.sample_ts(ts_now(now), ecr);
+            }
+        }
+        let rtt = match self.rcv_space.rtt_us() {
+            0 => self
+                .rtt
+                .srtt()
+                .map_or(0, |d| d.micros().min(u32::MAX as u64) as u32),
+            r => r,
+        };
+        let Some(want) = self.rcv_space.adjust(read, now.micros(), rtt, self.cfg.mss) else {
+            return;
+        };
+        let want = want.min(self.rx_limit());
+        let have = self.rx.capacity();
+        if want <= have {
+            return;
+        }
+        if buffer::budget_allows(want - have) {
+            self.rx.set_capacity(want);
+            c.tcp_rcvbuf_grown += 1;
+        } else {
+            c.tcp_buffer_growth_denied += 1;
+        }
+    }
+
+    /// Send autotuning (`autotune`, Linux `tcp_sndbuf_expand`), when the
+    /// application found the send buffer full: grow it to two congestion
+    /// windows; the room is announced as `Writable`.
+    fn tune_tx_buffer(&mut self, c: &mut Counters) {
+        let have = self.tx.capacity();
+        if !self.can_send() || have >= self.cfg.tx_buffer_max {
+            return;
+        }
+        let want = autotune::send_space(self.cc.window(), self.mss).min(self.cfg.tx_buffer_max);
+        if want <= have {
+            return;
+        }
+        if buffer::budget_allows(want - have) {
+            self.tx.set_capacity(want);
+            c.tcp_sndbuf_grown += 1;
+            self.want_writable = false;
+            self.events |= event::WRITABLE;
+        } else {
+            c.tcp_buffer_growth_denied += 1;
+        }
+    }
+
+    /// Fix this connection's buffers (Linux `SO_SNDBUF`, `SO_RCVBUF`):
+    /// `send` and `recv` bytes, each direction left as it is when None,
+    /// and no autotuning for a direction fixed. Never below what a buffer
+    /// holds, nor, receiving, below the window already advertised (RFC
+    /// 9293 3.8.6); a receive buffer above what the window scale of the
+    /// SYN can announce is announced only as far as it can. Returns the
+    /// capacities now.
+    pub fn set_buffer_limits(
+        &mut self,
+        send: Option<usize>,
+        recv: Option<usize>,
+    ) -> (usize, usize) {
+        if let Some(n) = send {
+            let n = self.tx.set_capacity(n);
+            self.cfg.tx_buffer_max = n;
+            if self.want_writable && self.tx.free() > 0 {
+                self.want_writable = false;
+                self.events |= event::WRITABLE;
+            }
+        }
+        if let Some(n) = recv {
+            let advertised = if self.rcv.adv > self.rcv.nxt {
+                self.rcv.adv.since(self.rcv.nxt)
+            } else {
+                0
+            };
+            let n = self.rx.set_capacity(n.max(self.rx.len() + advertised));
+            self.cfg.rx_buffer_max = n;
+            if self.state == State::SynSent
+                && self.snd.max == self.snd.iss
+                && self.cfg.window_scaling
+            {
+                // Our SYN has not gone out: its window scale can still
+                // cover the new size.
+                self.rcv.shift = Self::wanted_shift(&self.cfg);
+            }
+        }
+        (self.tx.capacity(), self.rx.capacity())
+    }
+
+    /// The capacities of the send and receive buffers now.
+    pub fn buffer_capacities(&self) -> (usize, usize) {
+        (self.tx.capacity(), self.rx.capacity())
+    }
+}
 
 /// The options of a SYN (`active`) or SYN-ACK we send, but timestamps: our
 /// MSS (RFC 9293 3.7.1); our window scale (RFC 7323 2.2: in a SYN-ACK only

@@ -181,8 +181,9 @@ fn passive_open_answers_syn_with_options() {
     assert_eq!((r.seq_number, r.ack_number), (ISS, IRS + 1));
     assert!(p.is_empty());
     assert_eq!(r.options.mss, Some(1460));
-    // 64 KiB buffer: shift 1 makes it fit 16 bits.
-    assert_eq!(r.options.window_scale, Some(1));
+    // A 64 KiB buffer that autotuning may grow to 6 MiB: shift 7 makes
+    // the most fit 16 bits.
+    assert_eq!(r.options.window_scale, Some(7));
     assert_eq!(r.options.timestamps.map(|t| t.1), Some(777));
     // Our MSS toward them: theirs, less the timestamp option.
     assert_eq!(t.tcb.mss, 1400 - 12);
@@ -2385,4 +2386,209 @@ fn ecn_ece_reduces_once_per_window_then_cwr() {
         (t.c.tcp_fast_retransmits, t.tcb.tx_stats.retransmits),
         (0, 0)
     );
+}
+
+// ---- buffer autotuning ----------------------------------------------------
+
+/// Established by a passive open with timestamps and the peer's window
+/// scale 7 (its window: 65535 << 7, 8 MiB, never the limit here); with
+/// our window scale.
+fn established_with_timestamps(cfg: TcpConfig) -> (T, u8) {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.mss = Some(1460);
+    syn.options.window_scale = Some(7);
+    syn.options.timestamps = Some((1, 0));
+    let mut t = T::passive(cfg, syn);
+    let synack = t.out_full();
+    let mut a = seg(ACK, IRS + 1, ISS + 1);
+    a.options.timestamps = Some((2, synack[0].0.options.timestamps.unwrap().0));
+    t.send(a, b"");
+    assert_eq!(t.tcb.state, State::Established);
+    t.take_events();
+    (t, synack[0].0.options.window_scale.unwrap())
+}
+
+/// A bulk transfer to `t` (whose window scale is `shift`) at a 20 ms round trip: each round the peer
+/// sends what its window (doubling each round, slow start without end)
+/// and ours allow, in 1448-byte segments echoing our last TSval, and the
+/// application reads up to `read_per_round` bytes of it. Returns our
+/// receive buffer's capacity after each round, and checks on every ACK
+/// that the right edge of our window never moves back (RFC 9293 3.8.6),
+/// but for less than a unit of the scale (RFC 7323 2.4: the scale's
+/// rounding may).
+fn receive_rounds(t: &mut T, shift: u8, rounds: usize, read_per_round: usize) -> Vec<usize> {
+    let mut seq = IRS + 1;
+    let mut edge = seq + 65535; // what the SYN-ACK offered
+    let mut peer_ts = 10;
+    let mut ecr = 0;
+    let mut cwnd = 10 * 1448;
+    let mut capacities = Vec::new();
+    let take_acks = |out: Vec<(TcpRepr, Vec<u8>)>, edge: &mut u32, ecr: &mut u32| {
+        for (r, _) in out {
+            let right = r.ack_number.wrapping_add(u32::from(r.window_len) << shift);
+            let back = edge.wrapping_sub(right) as i32;
+            assert!(back < 1 << shift, "the window shrank by {back}");
+            if back < 0 {
+                *edge = right;
+            }
+            *ecr = r.options.timestamps.unwrap().0;
+        }
+    };
+    take_acks(t.out_full(), &mut edge, &mut ecr);
+    for _ in 0..rounds {
+        let mut sent = 0;
+        let mut read = 0;
+        while sent + 1448 <= cwnd && edge.wrapping_sub(seq + 1448) as i32 >= 0 {
+            peer_ts += 1;
+            let mut s = seg(ACK, seq, ISS + 1);
+            s.options.timestamps = Some((peer_ts, ecr));
+            t.tcb.process(t.now, &s, &[7; 1448], &mut t.c);
+            seq += 1448;
+            sent += 1448;
+            let out = t.out_full();
+            take_acks(out, &mut edge, &mut ecr);
+            let mut buf = [0; 4096];
+            while read < read_per_round {
+                let want = (read_per_round - read).min(buf.len());
+                match t.tcb.recv(&mut buf[..want]) {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+        }
+        cwnd *= 2;
+        t.now = t.now.plus(Duration::from_millis(20));
+        if t.tcb.next_deadline().is_some_and(|d| d <= t.now) {
+            t.tcb.on_timer(t.now, &mut t.c);
+        }
+        let out = t.out_full();
+        take_acks(out, &mut edge, &mut ecr);
+        capacities.push(t.tcb.buffer_capacities().1);
+    }
+    // No ACK offers more than the buffer has room for (but for rounding
+    // up to the scale).
+    let room = capacities.last().unwrap() - t.tcb.recv_len();
+    assert!(
+        edge.wrapping_sub(seq) as usize <= room + (1 << shift),
+        "{} {room}",
+        edge.wrapping_sub(seq)
+    );
+    capacities
+}
+
+#[test]
+fn the_receive_window_grows_as_the_application_reads_at_rate() {
+    let cfg = TcpConfig {
+        rx_buffer_max: 1 << 20,
+        ..cfg()
+    };
+    let (mut t, shift) = established_with_timestamps(cfg);
+    let caps = receive_rounds(&mut t, shift, 12, usize::MAX >> 1);
+    // From 64 KiB, growing round after round while the sender speeds up,
+    // to the maximum and no further.
+    assert_eq!(caps[0], 64 * 1024, "no round trip measured yet");
+    assert!(caps.windows(2).all(|w| w[1] >= w[0]), "{caps:?}");
+    let grew = caps.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(grew >= 2, "{caps:?}");
+    assert_eq!(*caps.last().unwrap(), 1 << 20, "{caps:?}");
+    assert_eq!(t.c.tcp_rcvbuf_grown as usize, grew);
+    assert_eq!(t.c.tcp_buffer_growth_denied, 0);
+}
+
+#[test]
+fn a_slow_reader_keeps_its_window() {
+    // The application takes 8 KB per round trip: less than the sender's
+    // first flight, so the window it needs is what it has.
+    let (mut t, shift) = established_with_timestamps(cfg());
+    let caps = receive_rounds(&mut t, shift, 8, 8 * 1024);
+    assert!(caps.iter().all(|&c| c == 64 * 1024), "{caps:?}");
+    assert_eq!(t.c.tcp_rcvbuf_grown, 0);
+}
+
+#[test]
+fn receive_growth_is_denied_by_the_budget() {
+    // A core of its own: the budget is per thread.
+    std::thread::spawn(|| {
+        // 100 KB for the whole core: what a 64 KiB window holds, not the
+        // growth a fast reader asks for.
+        super::buffer::set_core_budget(100_000);
+        let (mut t, shift) = established_with_timestamps(cfg());
+        let caps = receive_rounds(&mut t, shift, 8, usize::MAX >> 1);
+        assert!(caps.iter().all(|&c| c == 64 * 1024), "{caps:?}");
+        assert_eq!(t.c.tcp_rcvbuf_grown, 0);
+        assert!(t.c.tcp_buffer_growth_denied > 0);
+    })
+    .join()
+    .unwrap();
+}
+
+/// A bulk sender at a 20 ms round trip whose application keeps its send
+/// buffer full (writing again on `Writable`); the peer acknowledges each
+/// flight a round trip later. Returns (cwnd, send capacity) per round.
+fn send_rounds(t: &mut T, rounds: usize) -> Vec<(usize, usize)> {
+    let data = vec![5u8; 1 << 20];
+    let mut peer_ts = 10;
+    let mut per_round = Vec::new();
+    while t.tcb.send(&data) == data.len() {}
+    let mut flight = t.out_full();
+    for _ in 0..rounds {
+        t.now = t.now.plus(Duration::from_millis(20));
+        let mut next = Vec::new();
+        for (s, p) in &flight {
+            peer_ts += 1;
+            let mut a = seg(ACK, IRS + 1, s.seq_number.wrapping_add(p.len() as u32));
+            a.options.timestamps = Some((peer_ts, s.options.timestamps.unwrap().0));
+            t.tcb.process(t.now, &a, b"", &mut t.c);
+            if t.tcb.take_events() & event::WRITABLE != 0 {
+                while t.tcb.send(&data) == data.len() {}
+            }
+            next.extend(t.out_full());
+        }
+        assert_eq!(t.c.tcp_rto + t.c.tcp_fast_retransmits, 0);
+        per_round.push((t.tcb.cwnd(), t.tcb.buffer_capacities().0));
+        flight = next;
+    }
+    per_round
+}
+
+#[test]
+fn the_send_buffer_grows_with_the_congestion_window() {
+    let (mut t, _) = established_with_timestamps(cfg());
+    let rounds = send_rounds(&mut t, 9);
+    let caps: Vec<usize> = rounds.iter().map(|r| r.1).collect();
+    assert!(caps.windows(2).all(|w| w[1] >= w[0]), "{rounds:?}");
+    // Two windows once the window outgrows half of the first 64 KiB, and
+    // never more than the maximum.
+    for &(cwnd, cap) in &rounds {
+        assert!(cap <= cfg().tx_buffer_max);
+        if cwnd > 64 * 1024 {
+            let want = cwnd.min(cfg().tx_buffer_max);
+            assert!(cap >= want, "cwnd {cwnd}, send buffer {cap}: {rounds:?}");
+        }
+    }
+    // Two windows of 926 720 bytes, then the maximum.
+    assert_eq!(rounds[5], (926_720, 1_853_440));
+    assert_eq!(rounds.last().unwrap().1, 4 << 20);
+    assert!(t.c.tcp_sndbuf_grown > 0);
+}
+
+#[test]
+fn buffer_limits_set_per_connection_stick() {
+    let (mut t, shift) = established_with_timestamps(cfg());
+    assert_eq!(
+        t.tcb.set_buffer_limits(Some(48 * 1024), Some(48 * 1024)),
+        (48 * 1024, 65535),
+        "not below the window already offered (the SYN-ACK's)"
+    );
+    let caps = receive_rounds(&mut t, shift, 8, usize::MAX >> 1);
+    assert!(caps.iter().all(|&c| c == 65535), "{caps:?}");
+    let rounds = send_rounds(&mut t, 8);
+    assert!(rounds.iter().all(|r| r.1 == 48 * 1024), "{rounds:?}");
+    assert_eq!(t.c.tcp_rcvbuf_grown + t.c.tcp_sndbuf_grown, 0);
+
+    // Before our SYN goes out, the window scale follows the size asked.
+    let mut a = T::active(cfg());
+    a.tcb.set_buffer_limits(None, Some(16 << 20));
+    let syn = a.out_full();
+    assert_eq!(syn[0].0.options.window_scale, Some(9));
 }
