@@ -99,6 +99,7 @@ else
     TMP=$(mktemp -d /tmp/dpwan.XXXXXX)
 fi
 IMG=${IMG:-$TMP}
+mkdir -p "$IMG"
 RESULTS=$TMP/wan.jsonl
 # Row 4's namespaces and veth: the client, and Linux's echo server.
 E=dpechoC; K=dpechoK
@@ -295,7 +296,7 @@ has_row bulk && for loss in $LOSSES; do
     sink "bulk-$loss-dp" $CAP "$(series_of "$loss" dpstack)"
     sm=$([ "$loss" = 0 ] && echo $SAMPLE_MS || echo 0)
     dpstack_send "bulk-$loss" $BULK 1 1 $((CAP + 30)) "$sm"
-    $TOOL dpstack-series "$TMP/bulk-$loss.dp" dpstack >"$TMP/wan-bulk-$loss.dp.cwnd.csv"
+    [ "$sm" = 0 ] || $TOOL dpstack-series "$TMP/bulk-$loss.dp" dpstack >"$TMP/wan-bulk-$loss.dp.cwnd.csv"
     sleep 0.3; stop_sink
     extra=$($TOOL dpstack-final "$TMP/bulk-$loss.dp")
     emit bulk dpstack "$loss" "$(bulk_fields "$TMP/bulk-$loss-dp.sink" "$extra")"
@@ -330,6 +331,17 @@ emit fct linux $FCT_LOSS "$(fct_fields "$merged" "$TMP/fct-linux.sink" $FCT_BYTE
 stop_bridge
 }
 
+# first_accept SINK-LINES IP: when the sink accepted IP's first connection,
+# in seconds from its first accept of all.
+first_accept() {
+    python3 -c "
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{\"peer')]
+print(min([r['start_s'] for r in rows if r['peer'].startswith(sys.argv[2] + ':')] or [0]))" "$@"
+}
+# shift_csv SECONDS: LABEL,X,Y lines with X moved by SECONDS.
+shift_csv() { awk -F, -v o="$1" 'BEGIN { OFS = "," } { $2 = sprintf("%.3f", $2 + o); print }'; }
+
 # fair NAME DP_FLOWS LINUX_FLOWS: that many flows at once, FAIR_SECS each.
 fair() {
     local name=fair-$1
@@ -347,8 +359,12 @@ fair() {
     [ "$2" -gt 0 ] && dpstack_wait "$name" $((FAIR_SECS + 30))
     [ "$3" -gt 0 ] && linux_wait
     sleep 0.3; stop_sink
-    [ "$2" -gt 0 ] && $TOOL dpstack-series "$TMP/$name.dp" dpstack >"$TMP/wan-$name.dp.cwnd.csv"
-    cat "$TMP/$name".linux.*.cwnd.csv >"$TMP/wan-$name.linux.cwnd.csv" 2>/dev/null || true
+    # Each sender's samples run from its own first connect: on the sink's
+    # clock, from its first accept.
+    [ "$2" -gt 0 ] && $TOOL dpstack-series "$TMP/$name.dp" dpstack |
+        shift_csv "$(first_accept "$TMP/$name.sink" $DP_IP)" >"$TMP/wan-$name.dp.cwnd.csv"
+    cat "$TMP/$name".linux.*.cwnd.csv 2>/dev/null |
+        shift_csv "$(first_accept "$TMP/$name.sink" $LINUX_IP)" >"$TMP/wan-$name.linux.cwnd.csv"
     local f; f=$($TOOL fairness "$TMP/$name.sink" dpstack=$DP_IP linux=$LINUX_IP)
     emit fair "$1" 0 "$(echo "$f" | python3 -c "
 import json, sys

@@ -8,7 +8,7 @@ with dpstack's `tcp-send` app.
       and closes its side once it has read the peer's FIN. One JSON line a
       connection on stdout:
         {"peer": "IP:PORT", "bytes": N, "secs": S, "ok": true,
-         "capped": false, "mbit": M}
+         "capped": false, "mbit": M, "start_s": T}
       `secs` runs from accept to the peer's FIN (or the cap): `mbit` is the
       goodput the sink saw. A pattern mismatch resets the connection
       (ok false); so does a connection that is still open --cap-secs after
@@ -16,7 +16,8 @@ with dpstack's `tcp-send` app.
       budget still gives a goodput, as measured up to the cap. With
       --series, every connection's goodput per 100 ms goes to F as CSV
       lines `L ADDR,SECONDS,MBIT` (ADDR: the peer's address and port;
-      seconds from the first accept), for perf/bench-wan.sh's plots.
+      seconds from the first accept, as each line's start_s, the
+      connection's accept), for perf/bench-wan.sh's plots.
 
   wan_tcp.py send --to IP:PORT --bytes N [--count K] [--cc cubic]
                   [--sample-ms MS --sample-out F --label L]
@@ -148,14 +149,18 @@ def sink(args):
                     "ok": c.ok,
                     "capped": capped,
                     "mbit": round(mbit, 3),
+                    "start_s": round(c.start - epoch[0], 6),
                 }
             ),
             flush=True,
         )
 
     while not stop:
+        wait = 0.1
+        if series and epoch[0] is not None:
+            wait = min(wait, max(0.0, next_tick[0] - time.monotonic()))
         try:
-            events = sel.select(timeout=0.1)
+            events = sel.select(timeout=wait)
         except InterruptedError:
             continue
         for key, _ in events:
