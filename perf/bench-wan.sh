@@ -348,11 +348,11 @@ fair() {
     sink "$name" "$FAIR_SECS" "$1"
     if [ "$2" -gt 0 ]; then
         dpstack_start "$name" $FAIR_BYTES "$2" 1 $SAMPLE_MS
-        # Linux's flows once dpstack's are open (its start takes a second
-        # or two): all four then run side by side.
-        for _ in $(seq 50); do
-            ip netns exec $S ss -tnH state established "dst $SINK_IP:$PORT" | grep -q . && break
-            sleep 0.1
+        # Linux's flows once the sink has accepted dpstack's (its start
+        # takes a second or two): all four then run side by side.
+        for _ in $(seq 100); do
+            [ "$(grep -c '^{"accepted"' "$TMP/$name.sink")" -ge "$2" ] && break
+            sleep 0.05
         done
     fi
     [ "$3" -gt 0 ] && linux_start "$name" $FAIR_BYTES 1 "$3" $SAMPLE_MS
@@ -363,7 +363,7 @@ fair() {
     # clock, from its first accept.
     [ "$2" -gt 0 ] && $TOOL dpstack-series "$TMP/$name.dp" dpstack |
         shift_csv "$(first_accept "$TMP/$name.sink" $DP_IP)" >"$TMP/wan-$name.dp.cwnd.csv"
-    cat "$TMP/$name".linux.*.cwnd.csv 2>/dev/null |
+    { cat "$TMP/$name".linux.*.cwnd.csv 2>/dev/null || true; } |
         shift_csv "$(first_accept "$TMP/$name.sink" $LINUX_IP)" >"$TMP/wan-$name.linux.cwnd.csv"
     local f; f=$($TOOL fairness "$TMP/$name.sink" dpstack=$DP_IP linux=$LINUX_IP)
     emit fair "$1" 0 "$(echo "$f" | python3 -c "

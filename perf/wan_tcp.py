@@ -10,7 +10,8 @@ with dpstack's `tcp-send` app.
         {"peer": "IP:PORT", "bytes": N, "secs": S, "ok": true,
          "capped": false, "mbit": M, "start_s": T}
       `secs` runs from accept to the peer's FIN (or the cap): `mbit` is the
-      goodput the sink saw. A pattern mismatch resets the connection
+      goodput the sink saw; a line {"accepted": "IP:PORT"} at each accept
+      before it. A pattern mismatch resets the connection
       (ok false); so does a connection that is still open --cap-secs after
       accept (capped true), so that a transfer too slow for the run's time
       budget still gives a goodput, as measured up to the cap. With
@@ -175,6 +176,7 @@ def sink(args):
                     if epoch[0] is None:
                         epoch[0] = c.start
                         next_tick[0] = c.start + every
+                    print(json.dumps({"accepted": c.peer}), flush=True)
                     conns[s.fileno()] = c
                     sel.register(s, selectors.EVENT_READ, c)
                 continue
