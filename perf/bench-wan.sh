@@ -229,15 +229,18 @@ dpstack_wait() {
     stop_pid $DPID; DPID=
 }
 
-# linux_start NAME BYTES COUNT PAR [SAMPLE_MS]: PAR senders in the
+# linux_start NAME BYTES COUNT PAR [SAMPLE_MS [GO-FILE]]: PAR senders in the
 # background (their ids in LPIDS), COUNT transfers each; with SAMPLE_MS,
-# each one's cwnd in $TMP/NAME.linux.P.cwnd.csv. linux_wait: until they end.
+# each one's cwnd in $TMP/NAME.linux.P.cwnd.csv; with GO-FILE, they start
+# once it exists. linux_wait: until they end.
 linux_start() {
     LPIDS=()
+    local go=()
+    [ -n "${6:-}" ] && go=(--go-file "$6")
     for p in $(seq "$4"); do
         ip netns exec $S taskset -c 0 $TOOL send --to $SINK_IP:$PORT --bytes "$2" \
             --count "$3" --fcts --sample-ms "${5:-0}" --sample-out "$TMP/$1.linux.$p.cwnd.csv" \
-            --label linux >"$TMP/$1.linux.$p" 2>&1 &
+            --label linux "${go[@]}" >"$TMP/$1.linux.$p" 2>&1 &
         LPIDS+=($!)
     done
 }
@@ -345,17 +348,28 @@ shift_csv() { awk -F, -v o="$1" 'BEGIN { OFS = "," } { $2 = sprintf("%.3f", $2 +
 # fair NAME DP_FLOWS LINUX_FLOWS: that many flows at once, FAIR_SECS each.
 fair() {
     local name=fair-$1
+    local go=$TMP/$name.go
+    rm -f "$go"
     sink "$name" "$FAIR_SECS" "$1"
+    # Linux's senders wait for $go: started (python's start is slow on a
+    # loaded machine), then let go once the sink has accepted dpstack's
+    # connections (its start takes a second or two), so that all four run
+    # side by side.
+    if [ "$3" -gt 0 ]; then
+        linux_start "$name" $FAIR_BYTES 1 "$3" $SAMPLE_MS "$go"
+        for _ in $(seq 200); do
+            [ "$(cat "$TMP/$name".linux.[0-9] | grep -c '^{"waiting"')" -ge "$3" ] && break
+            sleep 0.05
+        done
+    fi
     if [ "$2" -gt 0 ]; then
         dpstack_start "$name" $FAIR_BYTES "$2" 1 $SAMPLE_MS
-        # Linux's flows once the sink has accepted dpstack's (its start
-        # takes a second or two): all four then run side by side.
         for _ in $(seq 100); do
             [ "$(grep -c '^{"accepted"' "$TMP/$name.sink")" -ge "$2" ] && break
             sleep 0.05
         done
     fi
-    [ "$3" -gt 0 ] && linux_start "$name" $FAIR_BYTES 1 "$3" $SAMPLE_MS
+    touch "$go"
     [ "$2" -gt 0 ] && dpstack_wait "$name" $((FAIR_SECS + 30))
     [ "$3" -gt 0 ] && linux_wait
     sleep 0.3; stop_sink

@@ -21,7 +21,7 @@ with dpstack's `tcp-send` app.
       connection's accept), for perf/bench-wan.sh's plots.
 
   wan_tcp.py send --to IP:PORT --bytes N [--count K] [--cc cubic]
-                  [--sample-ms MS --sample-out F --label L]
+                  [--sample-ms MS --sample-out F --label L] [--go-file F]
       K transfers of N bytes, one after the other on new connections: each
       connects, sends the pattern, shuts down its side and waits for the
       sink's FIN. Its flow completion time (FCT) runs from connect() to
@@ -31,7 +31,9 @@ with dpstack's `tcp-send` app.
       transfer's FCT too (fcts_us), to merge runs side by side. With
       --sample-ms, a thread reads the socket's TCP_INFO (what `ss -tin`
       shows) that often and writes `L :LOCALPORT,SECONDS,CWND_KB` CSV lines
-      to F (cwnd times the MSS; seconds from the first connect).
+      to F (cwnd times the MSS; seconds from the first connect). With
+      --go-file, it says {"waiting": F} and starts once F exists (to start
+      together with others).
 
   wan_tcp.py echo-server --bind IP --port P
       Linux TCP echo: every byte of every connection back (a thread each).
@@ -62,6 +64,7 @@ with dpstack's `tcp-send` app.
 import argparse
 import json
 import math
+import os
 import selectors
 import signal
 import socket
@@ -263,6 +266,10 @@ def send(args):
     if args.sample_ms:
         sampler = InfoSampler(args.sample_ms, args.sample_out, args.label)
         sampler.start()
+    if args.go_file:
+        print(json.dumps({"waiting": args.go_file}), flush=True)
+    while args.go_file and not os.path.exists(args.go_file):
+        time.sleep(0.005)
     ip, port = args.to.rsplit(":", 1)
     dst = (ip, int(port))
     pat = memoryview(PATTERN)
@@ -550,6 +557,7 @@ def main():
     s.add_argument("--sample-ms", type=float, default=0.0, help="sample TCP_INFO this often")
     s.add_argument("--sample-out", default="/dev/null")
     s.add_argument("--label", default="linux")
+    s.add_argument("--go-file", help="start once this file exists")
     e = sub.add_parser("echo-server")
     e.add_argument("--bind", default="0.0.0.0")
     e.add_argument("--port", type=int, required=True)
