@@ -373,6 +373,8 @@ fair() {
     [ "$2" -gt 0 ] && dpstack_wait "$name" $((FAIR_SECS + 30))
     [ "$3" -gt 0 ] && linux_wait
     sleep 0.3; stop_sink
+    # The sink's series by stack and port.
+    sed -i "s/^$1 $DP_IP:/dpstack :/; s/^$1 $LINUX_IP:/linux :/" "$TMP/wan-$name.goodput.csv"
     # Each sender's samples run from its own first connect: on the sink's
     # clock, from its first accept.
     [ "$2" -gt 0 ] && $TOOL dpstack-series "$TMP/$name.dp" dpstack |
