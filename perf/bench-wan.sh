@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's "side by side with Linux" rows 1 and 2: a sender behind
+# Issue 14's "side by side with Linux" rows 1 to 4. Rows 1-3: a sender behind
 # dpstack-bridge at 20 ms RTT (10 ms each way) and 500 Mbit/s, a Linux
 # receiver (perf/wan_tcp.py sink) on the other side, and the sender either
 # dpstack (af_packet, 1 lcore, `tcp-send`) or Linux (perf/wan_tcp.py send,
@@ -14,13 +14,36 @@
 #   2. fct: 1000 transfers (--smoke: 40) of 64 KB on new connections at 1%
 #      loss, 4 at a time (250 after each other on each of 4 connection
 #      slots): flow completion time, connect to the sink's FIN, p50 and p99.
+#   3. fair: 4 flows at once for FAIR_SECS (30; --smoke: 5) through the
+#      one bottleneck, no random loss: 4 dpstack flows (one tcp-send with 4
+#      connections), 4 Linux flows, then 2 dpstack and 2 Linux together
+#      (dpstack's started first, Linux's once its connections are open).
+#      Each flow runs until the sink cuts it FAIR_SECS after its accept;
+#      per-flow goodput, Jain's fairness index over the 4, and in the mixed
+#      run each stack's share of the total.
+#   4. echo: on a plain veth pair (no bridge, 50 us RTT), a Linux client in
+#      a namespace sends ECHO_BYTES (40 MB; --smoke: 4 MB) through an echo
+#      server and reads it back: dpstack `tcp-echo` (1 lcore, CPU 1, af_packet)
+#      or a Linux echo server (wan_tcp.py echo-server, CPU 1, in a namespace
+#      of its own) on the same veth end. nftables in the client's namespace
+#      drops 1% of the client's segments and 1% or 3% of the server's
+#      (numgen random, TCP to and from the echo port only), counting both:
+#      the loss actually applied is in each line. Time from connect to the
+#      last byte back, and goodput.
 #
-#   perf/bench-wan.sh [--smoke]     (root; about 3 minutes, --smoke 30 s)
-#   (environment: LOSSES="0 0.5 2", FCT_N=1000 (0: no FCT row), SINK_CPU=0,
-#   DP_TCP_ARGS="")
+# Rows 1 (at 0% loss) and 3 also log goodput per 100 ms at the sink and
+# each sender's congestion window every 20 ms (dpstack: tcp-send's
+# SAMPLE_MS; Linux: TCP_INFO read by the sender), as CSV in OUTDIR, and
+# plot them there (dpstack-gen plot-series; PNGs to $IMG if set).
 #
-# One JSON line per measurement on stdout, then a summary with the ratios
-# dpstack/Linux. Loss is on the data direction only (sender to sink); ACKs
+#   perf/bench-wan.sh [--smoke] [OUTDIR]   (root; about 5 minutes, --smoke 1)
+#   (environment: ROWS="bulk fct fair echo", LOSSES="0 0.5 2", FCT_N=1000
+#    (0: no FCT row), FAIR_SECS=30, ECHO_LOSSES="1 3", SINK_CPU=0, IMG,
+#    DP_TCP_ARGS="")
+#
+# One JSON line per measurement on stdout (and in OUTDIR/wan.jsonl), then a
+# summary with the ratios dpstack/Linux. Rows 1-3: loss is on the data
+# direction only (sender to sink); ACKs
 # cross a clean path, with the same delay and rate limit. The bottleneck
 # queue is one BDP: 20 ms * 500 Mbit/s = 1.25 MB (--queue-bytes 1250000);
 # --limit (frames held per direction, 8192) covers it and the delay line
@@ -42,12 +65,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=0
-[ "${1:-}" = --smoke ] && SMOKE=1
+[ "${1:-}" = --smoke ] && { SMOKE=1; shift; }
 if [ $SMOKE = 1 ]; then
-    BULK=20000000; CAP=3; FCT_N=${FCT_N:-40}
+    BULK=20000000; CAP=3; FCT_N=${FCT_N:-40}; FAIR_SECS=${FAIR_SECS:-5}; ECHO_BYTES=4000000
 else
-    BULK=200000000; CAP=20; FCT_N=${FCT_N:-1000}
+    BULK=200000000; CAP=20; FCT_N=${FCT_N:-1000}; FAIR_SECS=${FAIR_SECS:-30}; ECHO_BYTES=40000000
 fi
+ROWS=${ROWS:-"bulk fct fair echo"}
+ECHO_LOSSES=${ECHO_LOSSES:-"1 3"}
+# Each fair flow has more to send than the run lets it: the sink cuts it.
+FAIR_BYTES=4000000000
+# Congestion windows sampled this often (ms), goodput per 100 ms.
+SAMPLE_MS=20
 # The sink's CPU (0: beside the sender, as documented; 1: beside the bridge,
 # to see what sharing CPU 0 with dpstack's busy-polling lcore costs).
 SINK_CPU=${SINK_CPU:-0}
@@ -58,18 +87,28 @@ LOSSES=${LOSSES:-"0 0.5 2"}
 PROFILE=${PROFILE:-release}
 if [ "$PROFILE" = release ]; then
     cargo build --release -q -p dpstack --bin dpstack
-    cargo build --release -q -p perf --bin dpstack-bridge
+    cargo build --release -q -p perf --bin dpstack-bridge --bin dpstack-gen
 else
     cargo build -q -p dpstack --bin dpstack
-    cargo build -q -p perf --bin dpstack-bridge
+    cargo build -q -p perf --bin dpstack-bridge --bin dpstack-gen
 fi
 DP=target/$PROFILE/dpstack
 BRIDGE=target/$PROFILE/dpstack-bridge
+GEN=target/$PROFILE/dpstack-gen
 TOOL="python3 perf/wan_tcp.py"
 S=dpwanS; R=dpwanR
 LINUX_IP=198.18.62.1; SINK_IP=198.18.62.2; DP_IP=198.18.62.3; PORT=5001
-TMP=$(mktemp -d /tmp/dpwan.XXXXXX)
-RESULTS=$TMP/results.jsonl
+if [ -n "${1:-}" ]; then
+    TMP=$1; mkdir -p "$TMP"; rm -f "$TMP"/wan* "$TMP"/*.sink "$TMP"/*.dp "$TMP"/*.linux*
+else
+    TMP=$(mktemp -d /tmp/dpwan.XXXXXX)
+fi
+IMG=${IMG:-$TMP}
+mkdir -p "$IMG"
+RESULTS=$TMP/wan.jsonl
+# Row 4's namespaces and veth: the client, and Linux's echo server.
+E=dpechoC; K=dpechoK
+ECHO_PORT=7007; ECHO_DP_IP=198.18.63.1; ECHO_CLIENT_IP=198.18.63.2
 
 stop_pid() {
     # Stop one process we started, by its id: SIGINT, then SIGKILL.
@@ -83,11 +122,14 @@ cleanup() {
     [ -n "${DPID:-}" ] && stop_pid "$DPID"; DPID=
     [ -n "${SINK:-}" ] && stop_pid "$SINK"; SINK=
     [ -n "${BR:-}" ] && stop_pid "$BR"; BR=
+    [ -n "${ECHO:-}" ] && stop_pid "$ECHO"; ECHO=
 }
 teardown() {
     cleanup
     ip netns del $S 2>/dev/null || true; ip netns del $R 2>/dev/null || true
     ip link del ${S}0 2>/dev/null || true; ip link del ${R}0 2>/dev/null || true
+    ip netns del $E 2>/dev/null || true; ip netns del $K 2>/dev/null || true
+    ip link del dpe0 2>/dev/null || true
 }
 trap teardown EXIT
 trap 'echo "bench-wan: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -149,26 +191,39 @@ stop_bridge() {
     grep 'total' "$BOUT" | sed 's/^/# bridge /' >&2 || true
 }
 
-# sink NAME [CAP]: the Linux sink in R on CPU 0, its lines in $TMP/NAME.sink.
+# sink NAME [CAP [SERIES-LABEL]]: the Linux sink in R on CPU 0, its lines
+# in $TMP/NAME.sink; with a label, goodput per 100 ms in $TMP/wan-NAME.goodput.csv.
 sink() {
+    local series=()
+    [ -n "${3:-}" ] && series=(--series "$TMP/wan-$1.goodput.csv" --label "$3")
     ip netns exec $R taskset -c "$SINK_CPU" $TOOL sink --bind $SINK_IP --port $PORT \
-        --cap-secs "${2:-0}" >"$TMP/$1.sink" 2>&1 &
+        --cap-secs "${2:-0}" "${series[@]}" >"$TMP/$1.sink" 2>&1 &
     SINK=$!
     for _ in $(seq 50); do grep -q listening "$TMP/$1.sink" && break; sleep 0.1; done
 }
 stop_sink() { stop_pid "$SINK"; SINK=; }
 
-# dpstack_send NAME BYTES CONNS REPEAT TIMEOUT: tcp-send on 1 lcore (CPU 0)
-# until every transfer is done; its output in $TMP/NAME.dp.
-dpstack_send() {
+# dpstack_start NAME BYTES CONNS REPEAT [SAMPLE_MS]: tcp-send on 1 lcore
+# (CPU 0), its output in $TMP/NAME.dp; returns once it is ready.
+# dpstack_wait NAME TIMEOUT: until every transfer is done, then stops it.
+# dpstack_send NAME BYTES CONNS REPEAT TIMEOUT [SAMPLE_MS]: both.
+dpstack_start() {
     local out=$TMP/$1.dp app="tcp-send:$SINK_IP:$PORT"
     # shellcheck disable=SC2046,SC2086
     ip netns exec $S $DP -l 0 --no-pci $(eal_mem) --file-prefix dpwandp \
         --log-level=lib.eal:warning --vdev=net_af_packet0,iface=${S}1,qpairs=1 -- \
         --ip $DP_IP/24 --stats-interval 1 $DP_TCP_ARGS \
-        --app "$app:$2:$3:$4" >"$out" 2>&1 &
+        --app "$app:$2:$3:$4:${5:-0}" >"$out" 2>&1 &
     DPID=$!
-    local deadline=$((SECONDS + $5))
+    for _ in $(seq 300); do grep -qs 'dpstack: ready' "$out" && break; sleep 0.1; done
+}
+dpstack_send() {
+    dpstack_start "$1" "$2" "$3" "$4" "${6:-0}"
+    dpstack_wait "$1" "$5"
+}
+dpstack_wait() {
+    local out=$TMP/$1.dp app="tcp-send:$SINK_IP:$PORT"
+    local deadline=$((SECONDS + $2))
     while [ $SECONDS -lt $deadline ]; do
         if ! kill -0 $DPID 2>/dev/null; then
             echo "dpstack exited early:" >&2; tail -20 "$out" >&2; break
@@ -179,16 +234,23 @@ dpstack_send() {
     stop_pid $DPID; DPID=
 }
 
-# linux_send NAME BYTES COUNT PAR: PAR senders, COUNT transfers each.
-linux_send() {
-    local pids=()
+# linux_start NAME BYTES COUNT PAR [SAMPLE_MS [GO-FILE]]: PAR senders in the
+# background (their ids in LPIDS), COUNT transfers each; with SAMPLE_MS,
+# each one's cwnd in $TMP/NAME.linux.P.cwnd.csv; with GO-FILE, they start
+# once it exists. linux_wait: until they end.
+linux_start() {
+    LPIDS=()
+    local go=()
+    [ -n "${6:-}" ] && go=(--go-file "$6")
     for p in $(seq "$4"); do
         ip netns exec $S taskset -c 0 $TOOL send --to $SINK_IP:$PORT --bytes "$2" \
-            --count "$3" --fcts >"$TMP/$1.linux.$p" 2>&1 &
-        pids+=($!)
+            --count "$3" --fcts --sample-ms "${5:-0}" --sample-out "$TMP/$1.linux.$p.cwnd.csv" \
+            --label linux "${go[@]}" >"$TMP/$1.linux.$p" 2>&1 &
+        LPIDS+=($!)
     done
-    for p in "${pids[@]}"; do wait "$p" || true; done
 }
+linux_wait() { for p in "${LPIDS[@]}"; do wait "$p" || true; done; LPIDS=(); }
+linux_send() { linux_start "$@"; linux_wait; }
 retrans() { ip netns exec $S nstat -asz TcpRetransSegs | awk '/TcpRetransSegs/ {print $2}'; }
 
 # emit ROW STACK LOSS JSON-FIELDS: one measurement line.
@@ -231,18 +293,25 @@ echo "# bench-wan: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d
     "bridge on CPU 1, sender and sink on CPU 0 (only 2 CPUs); load average $LOAD;" \
     "commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)$([ $SMOKE = 1 ] && echo ', smoke')"
 
-for loss in $LOSSES; do
+has_row() { [[ " $ROWS " == *" $1 "* ]]; }
+
+# Row 1 at 0% loss and row 3 are plotted: the sink's goodput per 100 ms,
+# the senders' congestion windows.
+series_of() { [ "$1" = 0 ] && echo "$2" || true; }
+has_row bulk && for loss in $LOSSES; do
     bridge "$loss"
     echo "# bulk, $loss% loss: dpstack" >&2
-    sink "bulk-$loss-dp" $CAP
-    dpstack_send "bulk-$loss" $BULK 1 1 $((CAP + 30))
+    sink "bulk-$loss-dp" $CAP "$(series_of "$loss" dpstack)"
+    sm=$([ "$loss" = 0 ] && echo $SAMPLE_MS || echo 0)
+    dpstack_send "bulk-$loss" $BULK 1 1 $((CAP + 30)) "$sm"
+    [ "$sm" = 0 ] || $TOOL dpstack-series "$TMP/bulk-$loss.dp" dpstack >"$TMP/wan-bulk-$loss.dp.cwnd.csv"
     sleep 0.3; stop_sink
     extra=$($TOOL dpstack-final "$TMP/bulk-$loss.dp")
     emit bulk dpstack "$loss" "$(bulk_fields "$TMP/bulk-$loss-dp.sink" "$extra")"
     echo "# bulk, $loss% loss: Linux" >&2
-    sink "bulk-$loss-linux" $CAP
+    sink "bulk-$loss-linux" $CAP "$(series_of "$loss" linux)"
     before=$(retrans)
-    linux_send "bulk-$loss" $BULK 1 1
+    linux_send "bulk-$loss" $BULK 1 1 "$sm"
     after=$(retrans)
     sleep 0.3; stop_sink
     emit bulk linux "$loss" "$(bulk_fields "$TMP/bulk-$loss-linux.sink" \
@@ -250,7 +319,7 @@ for loss in $LOSSES; do
     stop_bridge
 done
 
-[ "$FCT_N" -gt 0 ] && {
+has_row fct && [ "$FCT_N" -gt 0 ] && {
 bridge $FCT_LOSS
 PER=$((FCT_N / FCT_PAR))
 echo "# fct, $FCT_N x $FCT_BYTES bytes, $FCT_LOSS% loss: dpstack" >&2
@@ -270,6 +339,181 @@ emit fct linux $FCT_LOSS "$(fct_fields "$merged" "$TMP/fct-linux.sink" $FCT_BYTE
 stop_bridge
 }
 
+# first_accept SINK-LINES IP: when the sink accepted IP's first connection,
+# in seconds from its first accept of all.
+first_accept() {
+    python3 -c "
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{\"peer')]
+print(min([r['start_s'] for r in rows if r['peer'].startswith(sys.argv[2] + ':')] or [0]))" "$@"
+}
+# shift_csv SECONDS: LABEL,X,Y lines with X moved by SECONDS.
+shift_csv() { awk -F, -v o="$1" 'BEGIN { OFS = "," } { $2 = sprintf("%.3f", $2 + o); print }'; }
+
+# fair NAME DP_FLOWS LINUX_FLOWS: that many flows at once, FAIR_SECS each.
+fair() {
+    local name=fair-$1
+    local go=$TMP/$name.go
+    rm -f "$go"
+    sink "$name" "$FAIR_SECS" "$1"
+    # Linux's senders wait for $go: started (python's start is slow on a
+    # loaded machine), then let go once the sink has accepted dpstack's
+    # connections (its start takes a second or two), so that all four run
+    # side by side.
+    if [ "$3" -gt 0 ]; then
+        linux_start "$name" $FAIR_BYTES 1 "$3" $SAMPLE_MS "$go"
+        for _ in $(seq 200); do
+            [ "$(cat "$TMP/$name".linux.[0-9] | grep -c '^{"waiting"')" -ge "$3" ] && break
+            sleep 0.05
+        done
+    fi
+    if [ "$2" -gt 0 ]; then
+        dpstack_start "$name" $FAIR_BYTES "$2" 1 $SAMPLE_MS
+        for _ in $(seq 100); do
+            [ "$(grep -c '^{"accepted"' "$TMP/$name.sink")" -ge "$2" ] && break
+            sleep 0.05
+        done
+    fi
+    touch "$go"
+    [ "$2" -gt 0 ] && dpstack_wait "$name" $((FAIR_SECS + 30))
+    [ "$3" -gt 0 ] && linux_wait
+    sleep 0.3; stop_sink
+    # The sink's series by stack and port.
+    sed -i "s/^$1 $DP_IP:/dpstack :/; s/^$1 $LINUX_IP:/linux :/" "$TMP/wan-$name.goodput.csv"
+    # Each sender's samples run from its own first connect: on the sink's
+    # clock, from its first accept.
+    [ "$2" -gt 0 ] && $TOOL dpstack-series "$TMP/$name.dp" dpstack |
+        shift_csv "$(first_accept "$TMP/$name.sink" $DP_IP)" >"$TMP/wan-$name.dp.cwnd.csv"
+    { cat "$TMP/$name".linux.*.cwnd.csv 2>/dev/null || true; } |
+        shift_csv "$(first_accept "$TMP/$name.sink" $LINUX_IP)" >"$TMP/wan-$name.linux.cwnd.csv"
+    local f; f=$($TOOL fairness "$TMP/$name.sink" dpstack=$DP_IP linux=$LINUX_IP)
+    emit fair "$1" 0 "$(echo "$f" | python3 -c "
+import json, sys
+d = json.load(sys.stdin); d.update({'dpstack_flows_started': $2, 'linux_flows_started': $3, 'secs': $FAIR_SECS})
+print(json.dumps(d))")"
+}
+has_row fair && {
+bridge 0
+echo "# fair, 4 flows for $FAIR_SECS s: dpstack" >&2
+fair dpstack 4 0
+echo "# fair, 4 flows for $FAIR_SECS s: Linux" >&2
+fair linux 0 4
+echo "# fair, 4 flows for $FAIR_SECS s: 2 dpstack and 2 Linux" >&2
+fair mixed 2 2
+stop_bridge
+}
+
+# Row 4: the echo on a plain veth. nft_loss CLIENT% SERVER%: the drop rules
+# in the client's namespace, counters from zero.
+nft_loss() {
+    ip netns exec $E nft delete table inet dpeloss 2>/dev/null || true
+    ip netns exec $E nft -f - <<NFT
+table inet dpeloss {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        tcp dport $ECHO_PORT counter numgen random mod 100 < $1 counter drop
+    }
+    chain in {
+        type filter hook input priority 0; policy accept;
+        tcp sport $ECHO_PORT counter numgen random mod 100 < $2 counter drop
+    }
+}
+NFT
+}
+# The two rules' counters: client segments seen, dropped; server's the same.
+nft_counts() {
+    ip netns exec $E nft -j list table inet dpeloss | python3 -c "
+import json, sys
+seen = {}
+for o in json.load(sys.stdin)['nftables']:
+    r = o.get('rule')
+    if r:
+        seen[r['chain']] = [e['counter']['packets'] for e in r['expr'] if 'counter' in e]
+(co, cd), (si, sd) = seen['out'], seen['in']
+print(json.dumps({'client_segments': co, 'client_dropped': cd,
+                  'client_loss_pct': round(100 * cd / co, 2) if co else 0,
+                  'server_segments': si, 'server_dropped': sd,
+                  'server_loss_pct': round(100 * sd / si, 2) if si else 0}))"
+}
+# echo_run STACK LOSS SERVER-IP: one echo through the server listening there.
+echo_run() {
+    nft_loss 1 "$2"
+    local r
+    r=$(ip netns exec $E taskset -c 0 $TOOL echo-client --to "$3:$ECHO_PORT" --bytes $ECHO_BYTES \
+        --timeout 120 | tail -1)
+    emit echo "$1" "$2" "$(python3 -c "
+import json, sys
+r = json.loads(sys.argv[1]); r.update(json.loads(sys.argv[2])); r['client_loss_set_pct'] = 1
+print(json.dumps(r))" "$r" "$(nft_counts)")"
+}
+has_row echo && {
+ip netns add $E
+ip link add dpe0 type veth peer name dpe1
+ip link set dpe1 netns $E
+sysctl -qw net.ipv6.conf.dpe0.disable_ipv6=1
+ip link set dpe0 up
+ethtool -K dpe0 tso off gso off gro off tx off >/dev/null
+ip netns exec $E sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n $E link set lo up; ip -n $E link set dpe1 up
+ip netns exec $E ethtool -K dpe1 tso off gso off gro off tx off >/dev/null
+ip -n $E addr add $ECHO_CLIENT_IP/24 dev dpe1
+# One segment per skb: TCP builds segments of up to gso_max_segs MSS even
+# with GSO off on the device (it is segmented below netfilter), and the
+# drop rules must see, and drop, single segments.
+ip link set dpe0 gso_max_segs 1
+ip -n $E link set dpe1 gso_max_segs 1
+echo "# echo, $ECHO_BYTES bytes: dpstack tcp-echo" >&2
+# shellcheck disable=SC2086
+$DP -l 1 --no-pci $(eal_mem) --file-prefix dpwanecho --log-level=lib.eal:warning \
+    --vdev=net_af_packet0,iface=dpe0,qpairs=1 -- --ip $ECHO_DP_IP/24 \
+    --app tcp-echo:$ECHO_PORT >"$TMP/echo.dp" 2>&1 &
+ECHO=$!
+for _ in $(seq 300); do grep -qs 'dpstack: ready' "$TMP/echo.dp" && break; sleep 0.1; done
+ip netns exec $E ping -q -c 2 -i 0.2 -W 2 $ECHO_DP_IP >/dev/null || true
+for l in $ECHO_LOSSES; do echo_run dpstack "$l" $ECHO_DP_IP; done
+stop_pid $ECHO; ECHO=
+echo "# echo, $ECHO_BYTES bytes: Linux echo server" >&2
+ip netns add $K
+ip link set dpe0 netns $K
+ip netns exec $K sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n $K link set lo up; ip -n $K addr add $ECHO_DP_IP/24 dev dpe0; ip -n $K link set dpe0 up
+ip netns exec $K ethtool -K dpe0 tso off gso off gro off tx off >/dev/null
+ip -n $K link set dpe0 gso_max_segs 1
+ip netns exec $K taskset -c 1 $TOOL echo-server --bind $ECHO_DP_IP --port $ECHO_PORT \
+    >"$TMP/echo.linux" 2>&1 &
+ECHO=$!
+for _ in $(seq 50); do grep -qs listening "$TMP/echo.linux" && break; sleep 0.1; done
+for l in $ECHO_LOSSES; do echo_run linux "$l" $ECHO_DP_IP; done
+stop_pid $ECHO; ECHO=
+}
+
+# Plots: goodput per 100 ms at the sink, cwnd over time, for the single
+# transfer at 0% and the 4-flow runs.
+plot() { # PNG TITLE YDESC CSV...
+    local out=$1 title=$2 y=$3; shift 3
+    local have=()
+    for f in "$@"; do [ -s "$f" ] && have+=("$f"); done
+    if [ ${#have[@]} -gt 0 ]; then
+        $GEN plot-series "$out" "$title" "seconds" "$y" "${have[@]}" || true
+    fi
+}
+if has_row bulk && [[ " $LOSSES " == *" 0 "* ]]; then
+    plot "$IMG/wan-bulk-goodput.png" "One transfer, 20 ms RTT, 500 Mbit/s, 0% loss: goodput per 100 ms" \
+        "Mbit/s" "$TMP/wan-bulk-0-dp.goodput.csv" "$TMP/wan-bulk-0-linux.goodput.csv"
+    cat "$TMP"/bulk-0.linux.*.cwnd.csv >"$TMP/wan-bulk-0.linux.cwnd.csv" 2>/dev/null || true
+    plot "$IMG/wan-bulk-cwnd.png" "One transfer, 20 ms RTT, 500 Mbit/s, 0% loss: congestion window" \
+        "cwnd (KB)" "$TMP/wan-bulk-0.dp.cwnd.csv" "$TMP/wan-bulk-0.linux.cwnd.csv"
+fi
+if has_row fair; then
+    for run in dpstack linux mixed; do
+        plot "$IMG/wan-fair-$run-goodput.png" "4 flows, one 500 Mbit/s bottleneck ($run): goodput per 100 ms" \
+            "Mbit/s" "$TMP/wan-fair-$run.goodput.csv"
+        plot "$IMG/wan-fair-$run-cwnd.png" "4 flows, one 500 Mbit/s bottleneck ($run): congestion window" \
+            "cwnd (KB)" "$TMP/wan-fair-$run.dp.cwnd.csv" "$TMP/wan-fair-$run.linux.cwnd.csv"
+    done
+fi
+
 echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD)"
 $TOOL summary "$RESULTS"
 echo "# raw outputs in $TMP"
+

@@ -2,8 +2,11 @@
 # make bench: every benchmark of issue 7 side by side in one run, and
 # docs/benchmarks.md regenerated from what it measured.
 #
-#   perf/bench.sh [SECONDS]            full run (default 5 s per measurement)
-#   perf/bench.sh --smoke OUTDIR       1 s each, results in OUTDIR (make test)
+#   perf/bench.sh [SECONDS]            full run (default 5 s per measurement;
+#                                      the WAN rows of perf/bench-wan.sh take
+#                                      their own times, about 5 minutes)
+#   perf/bench.sh --smoke OUTDIR       1 s each (WAN rows: --smoke), results
+#                                      in OUTDIR (make test)
 #
 # The generator (dpstack-gen, wrk) runs on CPU 0 and the system under test
 # on CPU 1. Every ratio is against a baseline measured in the same run.
@@ -229,6 +232,14 @@ ip netns del dpsbH; ip netns del dpsbK
 if [ "$SMOKE" = 1 ]; then CM=(--smoke "$OUT"); else CM=("$OUT"); fi
 bash perf/bench-conn-memory.sh "${CM[@]}" >"$OUT/connmem.txt"
 while read -r l; do log "$l"; done <"$OUT/connmem.txt"
+
+# 6. Issue 14's rows against Linux: over a WAN through dpstack-bridge
+# (20 ms, 500 Mbit/s; one transfer, 1000 short ones, 4 competing flows)
+# and the lossy echo on a plain veth, with their plots. Serialized with
+# every other run that uses the WAN namespaces (/tmp/wan.lock).
+if [ "$SMOKE" = 1 ]; then WAN=(--smoke); else WAN=(); fi
+IMG=$(realpath "$IMG") flock /tmp/wan.lock bash perf/bench-wan.sh "${WAN[@]}" "$OUT/wan" >"$OUT/wan.txt"
+while read -r l; do log "$l"; done < <(grep '^summary\|^  ' "$OUT/wan.txt")
 
 # 4. Instructions per packet on plain buffers (callgrind, deterministic),
 # counted inside FuzzCore::receive only, net of the harness's own work.

@@ -2,27 +2,54 @@
 """Linux ends of perf/bench-wan.sh: a TCP sink, and a Linux sender to compare
 with dpstack's `tcp-send` app.
 
-  wan_tcp.py sink --bind IP --port P [--cap-secs S]
+  wan_tcp.py sink --bind IP --port P [--cap-secs S] [--series F --label L]
       Accepts connections, reads and discards everything, checks it is the
       pattern tcp-send and tcp-client send (byte i is (7i + 13) mod 251),
       and closes its side once it has read the peer's FIN. One JSON line a
       connection on stdout:
         {"peer": "IP:PORT", "bytes": N, "secs": S, "ok": true,
-         "capped": false, "mbit": M}
+         "capped": false, "mbit": M, "start_s": T}
       `secs` runs from accept to the peer's FIN (or the cap): `mbit` is the
-      goodput the sink saw. A pattern mismatch resets the connection
+      goodput the sink saw; a line {"accepted": "IP:PORT"} at each accept
+      before it. A pattern mismatch resets the connection
       (ok false); so does a connection that is still open --cap-secs after
       accept (capped true), so that a transfer too slow for the run's time
-      budget still gives a goodput, as measured up to the cap.
+      budget still gives a goodput, as measured up to the cap. With
+      --series, every connection's goodput per 100 ms goes to F as CSV
+      lines `L ADDR,SECONDS,MBIT` (ADDR: the peer's address and port;
+      seconds from the first accept, as each line's start_s, the
+      connection's accept), for perf/bench-wan.sh's plots.
 
   wan_tcp.py send --to IP:PORT --bytes N [--count K] [--cc cubic]
+                  [--sample-ms MS --sample-out F --label L] [--go-file F]
       K transfers of N bytes, one after the other on new connections: each
       connects, sends the pattern, shuts down its side and waits for the
       sink's FIN. Its flow completion time (FCT) runs from connect() to
       that FIN, as tcp-send's. One JSON line at the end (the same figures as
       tcp-send's counters): count, completed, failed, fct_*_us (nearest
       rank), bytes_completed, elapsed_us, goodput_kbps; with --fcts, every
-      transfer's FCT too (fcts_us), to merge runs side by side.
+      transfer's FCT too (fcts_us), to merge runs side by side. With
+      --sample-ms, a thread reads the socket's TCP_INFO (what `ss -tin`
+      shows) that often and writes `L :LOCALPORT,SECONDS,CWND_KB` CSV lines
+      to F (cwnd times the MSS; seconds from the first connect). With
+      --go-file, it says {"waiting": F} and starts once F exists (to start
+      together with others).
+
+  wan_tcp.py echo-server --bind IP --port P
+      Linux TCP echo: every byte of every connection back (a thread each).
+
+  wan_tcp.py echo-client --to IP:PORT --bytes N [--timeout S]
+      One connection: sends N bytes of the pattern while reading them back
+      and checking them; one JSON line: bytes, secs (connect to the last
+      byte back), goodput in Mbit/s (N / secs), ok.
+
+  wan_tcp.py fairness FILE LABEL ADDR-PREFIX...  (for perf/bench-wan.sh)
+      The sink's lines in FILE as one JSON object: per-flow goodput, Jain's
+      fairness index, and each ADDR-PREFIX group's share of the total.
+
+  wan_tcp.py dpstack-series FILE LABEL      (for perf/bench-wan.sh)
+      tcp-send's `tcp-send-sample` lines in dpstack's output FILE as CSV
+      `LABEL #TRANSFER,SECONDS,CWND_KB` on stdout.
 
   wan_tcp.py dpstack-final FILE       (for perf/bench-wan.sh)
       The tcp-send app's counters and the stack's TCP totals from the last
@@ -37,11 +64,13 @@ with dpstack's `tcp-send` app.
 import argparse
 import json
 import math
+import os
 import selectors
 import signal
 import socket
 import struct
 import sys
+import threading
 import time
 
 PERIOD = 251
@@ -65,6 +94,8 @@ class Conn:
         self.bytes = 0
         self.ok = True
         self.start = time.monotonic()
+        # Bytes at the last goodput sample (--series).
+        self.sampled = 0
 
 
 def sink(args):
@@ -82,10 +113,30 @@ def sink(args):
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    series = open(args.series, "w") if args.series else None
+    every = 0.1
+    epoch = [None]
+    next_tick = [0.0]
     print(json.dumps({"listening": f"{args.bind}:{args.port}"}), flush=True)
+
+    def sample(c, now, dt):
+        """One connection's goodput since its last sample."""
+        if series and dt > 0:
+            mbit = (c.bytes - c.sampled) * 8 / dt / 1e6
+            series.write(f"{args.label} {c.peer},{now - epoch[0]:.3f},{mbit:.3f}\n")
+        c.sampled = c.bytes
+
+    def tick(now):
+        """Every open connection's goodput over the last 100 ms."""
+        if not series or epoch[0] is None or now < next_tick[0]:
+            return
+        for c in conns.values():
+            sample(c, now, now - max(c.start, next_tick[0] - every))
+        next_tick[0] += every * (1 + int((now - next_tick[0]) / every))
 
     def done(c, capped=False):
         secs = time.monotonic() - c.start
+        sample(c, time.monotonic(), time.monotonic() - max(c.start, next_tick[0] - every))
         sel.unregister(c.sock)
         del conns[c.sock.fileno()]
         if c.ok and not capped:
@@ -102,14 +153,18 @@ def sink(args):
                     "ok": c.ok,
                     "capped": capped,
                     "mbit": round(mbit, 3),
+                    "start_s": round(c.start - epoch[0], 6),
                 }
             ),
             flush=True,
         )
 
     while not stop:
+        wait = 0.1
+        if series and epoch[0] is not None:
+            wait = min(wait, max(0.0, next_tick[0] - time.monotonic()))
         try:
-            events = sel.select(timeout=0.1)
+            events = sel.select(timeout=wait)
         except InterruptedError:
             continue
         for key, _ in events:
@@ -121,6 +176,10 @@ def sink(args):
                         break
                     s.setblocking(False)
                     c = Conn(s, f"{ip}:{port}")
+                    if epoch[0] is None:
+                        epoch[0] = c.start
+                        next_tick[0] = c.start + every
+                    print(json.dumps({"accepted": c.peer}), flush=True)
                     conns[s.fileno()] = c
                     sel.register(s, selectors.EVENT_READ, c)
                 continue
@@ -147,6 +206,9 @@ def sink(args):
             now = time.monotonic()
             for c in [c for c in conns.values() if now - c.start > args.cap_secs]:
                 done(c, capped=True)
+        tick(time.monotonic())
+    if series:
+        series.close()
 
 
 def nearest_rank(sorted_values, q):
@@ -155,7 +217,59 @@ def nearest_rank(sorted_values, q):
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
+# struct tcp_info (linux/tcp.h): 8 bytes of u8 fields, then u32s. The
+# offsets of the two sampled: the MSS and the window in segments.
+TCPI_SND_MSS, TCPI_SND_CWND = 16, 80
+
+
+class InfoSampler(threading.Thread):
+    """Reads one socket's TCP_INFO every `ms` while it is set, as CSV."""
+
+    def __init__(self, ms, out, label):
+        super().__init__(daemon=True)
+        self.every = ms / 1000
+        self.out = open(out, "w")
+        self.label = label
+        self.sock = None
+        self.epoch = None
+        self.lock = threading.Lock()
+
+    def watch(self, sock):
+        with self.lock:
+            self.sock = sock
+            if self.epoch is None:
+                self.epoch = time.monotonic()
+
+    def run(self):
+        nxt = time.monotonic()
+        while True:
+            nxt += self.every
+            time.sleep(max(0.0, nxt - time.monotonic()))
+            with self.lock:
+                s = self.sock
+                if s is None:
+                    continue
+                try:
+                    port = s.getsockname()[1]
+                    b = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+                except OSError:
+                    continue
+            (mss,) = struct.unpack_from("I", b, TCPI_SND_MSS)
+            (cwnd,) = struct.unpack_from("I", b, TCPI_SND_CWND)
+            t = time.monotonic() - self.epoch
+            self.out.write(f"{self.label} :{port},{t:.3f},{cwnd * mss / 1000:.1f}\n")
+            self.out.flush()
+
+
 def send(args):
+    sampler = None
+    if args.sample_ms:
+        sampler = InfoSampler(args.sample_ms, args.sample_out, args.label)
+        sampler.start()
+    if args.go_file:
+        print(json.dumps({"waiting": args.go_file}), flush=True)
+    while args.go_file and not os.path.exists(args.go_file):
+        time.sleep(0.005)
     ip, port = args.to.rsplit(":", 1)
     dst = (ip, int(port))
     pat = memoryview(PATTERN)
@@ -171,6 +285,8 @@ def send(args):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, args.cc.encode())
             s.settimeout(args.timeout)
             s.connect(dst)
+            if sampler:
+                sampler.watch(s)
             sent = 0
             while sent < args.bytes:
                 o = sent % PERIOD
@@ -184,9 +300,13 @@ def send(args):
             t1 = time.monotonic()
             fcts.append(round((t1 - t0) * 1e6))
             last = t1
+            if sampler:
+                sampler.watch(None)
             s.close()
         except OSError:
             failed += 1
+            if sampler:
+                sampler.watch(None)
             reset(s)
     fcts.sort()
     completed = len(fcts)
@@ -212,6 +332,101 @@ def send(args):
         ),
         flush=True,
     )
+
+
+def echo_server(args):
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((args.bind, args.port))
+    lsock.listen(64)
+
+    def serve(c):
+        buf = bytearray(CHUNK)
+        try:
+            while True:
+                n = c.recv_into(buf)
+                if n == 0:
+                    break
+                c.sendall(memoryview(buf)[:n])
+        except OSError:
+            pass
+        c.close()
+
+    print(json.dumps({"listening": f"{args.bind}:{args.port}"}), flush=True)
+    while True:
+        c, _ = lsock.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def echo_client(args):
+    ip, port = args.to.rsplit(":", 1)
+    pat = memoryview(PATTERN)
+    buf = bytearray(CHUNK)
+    t0 = time.monotonic()
+    s = socket.create_connection((ip, int(port)), timeout=args.timeout)
+    s.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    sent = got = 0
+    ok = True
+    deadline = t0 + args.timeout
+    while got < args.bytes and ok and time.monotonic() < deadline:
+        for _, ev in sel.select(timeout=0.5):
+            if ev & selectors.EVENT_WRITE and sent < args.bytes:
+                o = sent % PERIOD
+                try:
+                    sent += s.send(pat[o : o + min(args.bytes - sent, 65536)])
+                except BlockingIOError:
+                    pass
+                if sent == args.bytes:
+                    sel.modify(s, selectors.EVENT_READ)
+            if ev & selectors.EVENT_READ:
+                try:
+                    n = s.recv_into(buf)
+                except BlockingIOError:
+                    continue
+                if n == 0:
+                    ok = False
+                    break
+                o = got % PERIOD
+                if buf[:n] != PATTERN[o : o + n]:
+                    ok = False
+                got += n
+    secs = time.monotonic() - t0
+    s.close()
+    ok = ok and got == args.bytes
+    print(json.dumps({"bytes": got, "secs": round(secs, 4), "ok": ok,
+                      "mbit": round(got * 8 / secs / 1e6, 2) if secs > 0 else 0}), flush=True)
+
+
+def jain(xs):
+    """Jain's fairness index: 1 when all are equal, 1/n when one has all."""
+    return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)) if xs and any(xs) else 0.0
+
+
+def fairness(args):
+    rows = [json.loads(l) for l in open(args.file) if l.startswith('{"peer')]
+    flows = [{"peer": r["peer"], "mbit": r["mbit"], "secs": r["secs"], "bytes": r["bytes"],
+              "ok": r["ok"]} for r in rows]
+    total = sum(f["mbit"] for f in flows)
+    out = {"flows": flows, "jain": round(jain([f["mbit"] for f in flows]), 4),
+           "total_mbit": round(total, 2)}
+    for prefix in args.groups:
+        name, addr = prefix.split("=", 1)
+        mine = [f["mbit"] for f in flows if f["peer"].startswith(addr + ":")]
+        out[f"{name}_mbit"] = round(sum(mine), 2)
+        out[f"{name}_flows"] = len(mine)
+        out[f"{name}_share"] = round(sum(mine) / total, 4) if total else 0.0
+    print(json.dumps(out))
+
+
+def dpstack_series(args):
+    for line in open(args.file):
+        if not line.startswith("tcp-send-sample "):
+            continue
+        kv = dict(x.split("=", 1) for x in line.split()[1:])
+        print(f"{args.label} #{kv['transfer']},{int(kv['t_us']) / 1e6:.3f},"
+              f"{int(kv['cwnd']) / 1000:.1f}")
 
 
 def dpstack_final(args):
@@ -298,6 +513,29 @@ def summary(args):
             lv = l[f"fct_{q}_ms"] if l else None
             print(f"  {q:>7} {dv:>10.1f} {lv if lv is not None else '-':>10} {ratio(dv, lv):>14}")
         print(f"  {'failed':>7} {r['failed']:>10} {l['failed'] if l else '-':>10}")
+    fair = {r["stack"]: r for r in rows if r.get("row") == "fair"}
+    if fair:
+        print("summary: 4 flows through one bottleneck, goodput per flow in Mbit/s (sink-side)")
+        for run in ("dpstack", "linux", "mixed"):
+            r = fair.get(run)
+            if not r:
+                continue
+            flows = " ".join(f"{f['mbit']:.1f}" for f in r["flows"])
+            line = f"  {run:>8}: Jain {r['jain']:.3f}, total {r['total_mbit']:.1f}; flows {flows}"
+            if run == "mixed":
+                d, l = r.get("dpstack_mbit", 0), r.get("linux_mbit", 0)
+                line += f"; dpstack {d:.1f} vs Linux {l:.1f} ({ratio(d, l)})"
+            print(line)
+    echo = [r for r in rows if r.get("row") == "echo"]
+    if echo:
+        print("summary: echo over a plain veth, 1% of the client's segments lost, time and goodput")
+        print(f"  {'server loss %':>14} {'dpstack':>18} {'Linux':>18} {'dpstack/Linux (goodput)':>24}")
+        for loss in sorted({r["loss_pct"] for r in echo}):
+            d, l = find("echo", "dpstack", loss), find("echo", "linux", loss)
+            def e(r):
+                return f"{r['secs']:.2f} s {r['mbit']:.0f} Mb/s" if r and r["ok"] else "failed"
+            print(f"  {loss:>14} {e(d):>18} {e(l):>18} "
+                  f"{ratio(d and d['mbit'], l and l['mbit']):>24}")
 
 
 def main():
@@ -307,6 +545,8 @@ def main():
     k.add_argument("--bind", default="0.0.0.0")
     k.add_argument("--port", type=int, required=True)
     k.add_argument("--cap-secs", type=float, default=0.0)
+    k.add_argument("--series", help="goodput per 100 ms, per connection, as CSV")
+    k.add_argument("--label", default="sink")
     s = sub.add_parser("send")
     s.add_argument("--to", required=True)
     s.add_argument("--bytes", type=int, required=True)
@@ -314,6 +554,23 @@ def main():
     s.add_argument("--cc", default="cubic")
     s.add_argument("--timeout", type=float, default=120.0)
     s.add_argument("--fcts", action="store_true", help="list every FCT")
+    s.add_argument("--sample-ms", type=float, default=0.0, help="sample TCP_INFO this often")
+    s.add_argument("--sample-out", default="/dev/null")
+    s.add_argument("--label", default="linux")
+    s.add_argument("--go-file", help="start once this file exists")
+    e = sub.add_parser("echo-server")
+    e.add_argument("--bind", default="0.0.0.0")
+    e.add_argument("--port", type=int, required=True)
+    c = sub.add_parser("echo-client")
+    c.add_argument("--to", required=True)
+    c.add_argument("--bytes", type=int, required=True)
+    c.add_argument("--timeout", type=float, default=60.0)
+    f = sub.add_parser("fairness")
+    f.add_argument("file")
+    f.add_argument("groups", nargs="*", help="NAME=ADDR: the share of flows from ADDR")
+    ds = sub.add_parser("dpstack-series")
+    ds.add_argument("file")
+    ds.add_argument("label")
     d = sub.add_parser("dpstack-final")
     d.add_argument("file")
     m = sub.add_parser("merge-fcts")
@@ -322,7 +579,8 @@ def main():
     y.add_argument("file")
     a = p.parse_args()
     {"sink": sink, "send": send, "dpstack-final": dpstack_final, "merge-fcts": merge_fcts,
-     "summary": summary}[a.cmd](a)
+     "summary": summary, "echo-server": echo_server, "echo-client": echo_client,
+     "fairness": fairness, "dpstack-series": dpstack_series}[a.cmd](a)
 
 
 if __name__ == "__main__":

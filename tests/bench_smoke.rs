@@ -29,6 +29,9 @@ fn every_benchmark_produces_its_numbers() {
         "## 3. HTTP",
         "## 4. Instructions per packet",
         "## 5. Memory per idle connection",
+        "## 6. TCP against Linux over a WAN",
+        "### 6.3 Four flows through one bottleneck",
+        "### 6.4 Echo under loss on a plain veth",
         "## Targets",
     ] {
         assert!(doc.contains(section), "no {section:?} in\n{doc}");
@@ -40,6 +43,10 @@ fn every_benchmark_produces_its_numbers() {
         "memif-udp-half-load.png",
         "veth-udp-half-load.png",
         "memif-tcp.png",
+        "wan-bulk-goodput.png",
+        "wan-bulk-cwnd.png",
+        "wan-fair-mixed-goodput.png",
+        "wan-fair-mixed-cwnd.png",
     ] {
         let len = std::fs::metadata(out.join(png))
             .map(|m| m.len())
@@ -66,6 +73,25 @@ fn every_benchmark_produces_its_numbers() {
             "{name}: {j}"
         );
     }
+    // The WAN rows: every one measured something (bench_report.py checks
+    // each row's figures); the mixed run had flows of both stacks.
+    let wan = std::fs::read_to_string(out.join("wan/wan.jsonl")).expect("wan.jsonl");
+    let rows: Vec<serde_json::Value> = wan
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    for row in ["bulk", "fct", "fair", "echo"] {
+        assert!(
+            rows.iter().any(|r| r["row"] == row),
+            "no {row} row in {wan}"
+        );
+    }
+    let mixed = rows
+        .iter()
+        .find(|r| r["row"] == "fair" && r["stack"] == "mixed")
+        .expect("mixed");
+    assert_eq!(mixed["dpstack_flows"], 2, "{mixed}");
+    assert_eq!(mixed["linux_flows"], 2, "{mixed}");
     // Instruction counts are figures, not blanks.
     for case in ["udp-echo", "icmp-echo", "tcp-data-ack"] {
         let j = std::fs::read_to_string(out.join(format!("instr-{case}.json"))).expect(case);

@@ -1,8 +1,9 @@
 //! Built-in applications: `udp-echo:PORT`, `udp-sink:PORT`,
 //! `tcp-echo:PORT`, `http:PORT[:BODY_BYTES]`, and the clients
 //! `tcp-client:IP:PORT:BYTES[:CONNS]`, `udp-client:IP:PORT:COUNT[:FLOWS[:SIZE]]`
-//! and the send-only `tcp-send:IP:PORT:BYTES[:CONNS[:REPEAT]]`, which
-//! measures flow completion times against a sink (perf/wan_tcp.py).
+//! and the send-only `tcp-send:IP:PORT:BYTES[:CONNS[:REPEAT[:SAMPLE_MS]]]`,
+//! which measures flow completion times against a sink (perf/wan_tcp.py)
+//! and can print its connections' congestion windows over time.
 
 use super::http::{self, Method, Parse};
 use super::{App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, TcpEvent};
@@ -57,6 +58,9 @@ pub struct AppSpec {
     /// Transfers each of the `conns` connections makes, one after the
     /// other on a new connection each time (tcp-send; 1 for the others).
     pub repeat: usize,
+    /// Print each connection's congestion window, RTT and RTO this often,
+    /// in milliseconds (tcp-send; 0: never).
+    pub sample_ms: u64,
 }
 
 /// udp-client's datagram size when none is given.
@@ -119,19 +123,26 @@ impl FromStr for AppSpec {
             conns: 0,
             size: 0,
             repeat: 1,
+            sample_ms: 0,
         })
     }
 }
 
 /// `IP:PORT:BYTES[:CONNS]` (tcp-client), `IP:PORT:COUNT[:FLOWS[:SIZE]]`
-/// (udp-client), `IP:PORT:BYTES[:CONNS[:REPEAT]]` (tcp-send).
+/// (udp-client), `IP:PORT:BYTES[:CONNS[:REPEAT[:SAMPLE_MS]]]` (tcp-send).
 fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
     let f: Vec<&str> = s.split(':').collect();
-    let most = if kind == AppKind::TcpClient { 4 } else { 5 };
+    let most = match kind {
+        AppKind::TcpClient => 4,
+        AppKind::TcpSend => 6,
+        _ => 5,
+    };
     if !(3..=most).contains(&f.len()) {
         return Err(match kind {
             AppKind::UdpClient => "expected udp-client:IP:PORT:COUNT[:FLOWS[:SIZE]]".into(),
-            AppKind::TcpSend => "expected tcp-send:IP:PORT:BYTES[:CONNS[:REPEAT]]".into(),
+            AppKind::TcpSend => {
+                "expected tcp-send:IP:PORT:BYTES[:CONNS[:REPEAT[:SAMPLE_MS]]]".into()
+            }
             _ => "expected tcp-client:IP:PORT:BYTES[:CONNS]".into(),
         });
     }
@@ -158,6 +169,17 @@ fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
         if !(1..=MAX_TCP_SEND_REPEAT).contains(&repeat) {
             return Err(format!("repeat count must be 1..={MAX_TCP_SEND_REPEAT}"));
         }
+        let sample_ms: u64 = match f.get(5) {
+            Some(m) => m
+                .parse()
+                .map_err(|_| format!("bad sample interval '{m}'"))?,
+            None => 0,
+        };
+        if sample_ms > MAX_TCP_SEND_SAMPLE_MS {
+            return Err(format!(
+                "sample interval must be 0..={MAX_TCP_SEND_SAMPLE_MS} ms"
+            ));
+        }
         return Ok(AppSpec {
             kind,
             port,
@@ -166,6 +188,7 @@ fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
             conns,
             size: 0,
             repeat,
+            sample_ms,
         });
     }
     let size: usize = match f.get(4) {
@@ -185,6 +208,7 @@ fn parse_client(kind: AppKind, s: &str) -> Result<AppSpec, String> {
         conns,
         size,
         repeat: 1,
+        sample_ms: 0,
     })
 }
 
@@ -201,7 +225,10 @@ impl AppSpec {
                 .unwrap_or(SocketAddrV4::new([0; 4].into(), self.port));
             match self.kind {
                 AppKind::TcpClient => Box::new(TcpClient::new(peer, self.body, mine)),
-                AppKind::TcpSend => Box::new(TcpSender::new(peer, self.body, mine, self.repeat)),
+                AppKind::TcpSend => Box::new(
+                    TcpSender::new(peer, self.body, mine, self.repeat)
+                        .sampling(Duration::from_millis(self.sample_ms), core.index),
+                ),
                 AppKind::UdpClient => Box::new(UdpClient::new(peer, self.body, mine, self.size)),
                 AppKind::UdpEcho => Box::new(UdpEcho::new(self.port)),
                 AppKind::UdpSink => Box::new(UdpSink::new(self.port)),
@@ -720,6 +747,8 @@ impl App for TcpClient {
 
 /// The largest tcp-send repeat count.
 pub const MAX_TCP_SEND_REPEAT: usize = 1 << 20;
+/// The longest tcp-send sample interval, in ms (a minute).
+const MAX_TCP_SEND_SAMPLE_MS: u64 = 60_000;
 /// The client pattern repeats every 251 bytes (7 is invertible mod 251).
 const PATTERN_PERIOD: usize = 251;
 /// The longest flow completion time the histogram holds: an hour, in us.
@@ -727,6 +756,8 @@ const MAX_FCT_US: u64 = 3_600_000_000;
 
 /// One transfer in progress.
 struct Transfer {
+    /// Which transfer this is, from 1 in the order they were opened.
+    number: u64,
     /// When `tcp_connect` was called: the flow completion time starts here.
     opened: Instant,
     sent: usize,
@@ -745,6 +776,10 @@ struct Transfer {
 /// histogram (3 significant digits) allocated up front; its quantiles, the
 /// bytes of completed transfers and the goodput over the whole run (first
 /// connect to last completion) are the app's counters.
+///
+/// With a sample interval, every open connection's [`NetCtx::tcp_info`] is
+/// printed on stdout that often, one line each (see [`sample_line`]): the
+/// congestion window over time, for perf/bench-wan.sh's plots.
 pub struct TcpSender {
     peer: SocketAddrV4,
     bytes: usize,
@@ -767,6 +802,25 @@ pub struct TcpSender {
     sent: u64,
     bytes_completed: u64,
     unexpected_bytes: u64,
+    /// How often to print samples (zero: never), and when next.
+    sample_every: Duration,
+    next_sample: Option<Instant>,
+    /// This core's index, in each sample line.
+    core: usize,
+    samples: u64,
+}
+
+/// One tcp-send sample line: the core, the time since the first connect
+/// (`t_us`), the transfer's number and its connection's state.
+pub fn sample_line(core: usize, t: Duration, number: u64, info: &super::TcpInfo) -> String {
+    format!(
+        "tcp-send-sample core={core} t_us={} transfer={number} cwnd={} srtt_us={} rto_us={} unacked={}",
+        t.micros(),
+        info.cwnd,
+        info.srtt.map_or(0, |d| d.micros()),
+        info.rto.micros(),
+        info.unacked
+    )
 }
 
 impl TcpSender {
@@ -789,6 +843,47 @@ impl TcpSender {
             sent: 0,
             bytes_completed: 0,
             unexpected_bytes: 0,
+            sample_every: Duration::from_micros(0),
+            next_sample: None,
+            core: 0,
+            samples: 0,
+        }
+    }
+
+    /// Print samples every `every` (zero: never), as core `core`.
+    pub fn sampling(mut self, every: Duration, core: usize) -> Self {
+        self.sample_every = every;
+        self.core = core;
+        self
+    }
+
+    /// Print every open connection's state, if a sample is due.
+    fn sample(&mut self, net: &mut dyn NetCtx) {
+        let (Some(first), false) = (self.first_open, self.sample_every.micros() == 0) else {
+            return;
+        };
+        let now = net.now();
+        if self.next_sample.is_some_and(|at| now < at) {
+            return;
+        }
+        // The next one on the interval's grid, however late this one was.
+        let every = self.sample_every.micros();
+        let t = now.since(first);
+        self.next_sample =
+            Some(first.plus(Duration::from_micros((t.micros() / every + 1) * every)));
+        let mut lines = String::new();
+        for (conn, tr) in &self.conns {
+            if let Ok(info) = net.tcp_info(*conn) {
+                lines.push_str(&sample_line(self.core, t, tr.number, &info));
+                lines.push('\n');
+                self.samples += 1;
+            }
+        }
+        if !lines.is_empty() {
+            use std::io::Write;
+            // One write for all the lines, so that the stack's own output
+            // does not land between them; a closed stdout is no error here.
+            let _ = std::io::stdout().lock().write_all(lines.as_bytes());
         }
     }
 
@@ -867,6 +962,7 @@ impl App for TcpSender {
                     self.conns.insert(
                         conn,
                         Transfer {
+                            number: self.opened,
                             opened: now,
                             sent: 0,
                             shut: false,
@@ -876,6 +972,7 @@ impl App for TcpSender {
                 Err(_) => self.failed += 1,
             }
         }
+        self.sample(net);
     }
     fn on_tcp(&mut self, net: &mut dyn NetCtx, event: TcpEvent) {
         match event {
@@ -922,6 +1019,7 @@ impl App for TcpSender {
             ("fct_p99_us", q(0.99)),
             ("fct_max_us", if h.is_empty() { 0 } else { h.max() }),
             ("fct_mean_us", h.mean() as u64),
+            ("samples", self.samples),
         ]
     }
 }
@@ -1109,6 +1207,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sample_line_carries_every_field() {
+        let info = super::super::TcpInfo {
+            cwnd: 14600,
+            srtt: Some(Duration::from_micros(20_150)),
+            rto: Duration::from_millis(220),
+            unacked: 3000,
+            congestion_control: crate::tcp::CcAlgorithm::Cubic,
+        };
+        assert_eq!(
+            sample_line(1, Duration::from_micros(1500), 7, &info),
+            "tcp-send-sample core=1 t_us=1500 transfer=7 cwnd=14600 srtt_us=20150 rto_us=220000 unacked=3000"
+        );
+        let info = super::super::TcpInfo { srtt: None, ..info };
+        assert!(sample_line(0, Duration::from_micros(0), 1, &info).contains(" srtt_us=0 "));
+    }
+
+    #[test]
     fn specs_parse() {
         assert_eq!(
             "udp-echo:7".parse::<AppSpec>(),
@@ -1120,6 +1235,7 @@ mod tests {
                 conns: 0,
                 size: 0,
                 repeat: 1,
+                sample_ms: 0,
             })
         );
         assert!("udp-sink:9".parse::<AppSpec>().is_ok());
@@ -1167,11 +1283,21 @@ mod tests {
         assert_eq!(t.peer, Some("198.18.0.2:5001".parse().unwrap()));
         assert_eq!((t.body, t.conns, t.repeat), (65536, 2, 500));
         let t = "tcp-send:198.18.0.2:5001:100".parse::<AppSpec>().unwrap();
-        assert_eq!((t.body, t.conns, t.repeat), (100, 1, 1));
+        assert_eq!((t.body, t.conns, t.repeat, t.sample_ms), (100, 1, 1, 0));
+        let t = "tcp-send:198.18.0.2:5001:100:1:1:20"
+            .parse::<AppSpec>()
+            .unwrap();
+        assert_eq!((t.repeat, t.sample_ms), (1, 20));
+        assert!("tcp-send:198.18.0.2:5001:1:1:1:x"
+            .parse::<AppSpec>()
+            .is_err());
+        assert!("tcp-send:198.18.0.2:5001:1:1:1:60001"
+            .parse::<AppSpec>()
+            .is_err());
         assert!("tcp-send:198.18.0.2:5001".parse::<AppSpec>().is_err());
         assert!("tcp-send:198.18.0.2:5001:1:1:0".parse::<AppSpec>().is_err());
         assert!("tcp-send:198.18.0.2:5001:1:1:x".parse::<AppSpec>().is_err());
-        assert!("tcp-send:198.18.0.2:5001:1:1:1:1"
+        assert!("tcp-send:198.18.0.2:5001:1:1:1:1:1"
             .parse::<AppSpec>()
             .is_err());
         assert!("tcp-send:198.18.0.2:0:1".parse::<AppSpec>().is_err());

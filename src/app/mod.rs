@@ -85,6 +85,22 @@ pub enum TcpEvent {
     Closed { conn: ConnId, reason: CloseReason },
 }
 
+/// A connection's sending state, for measuring (as a few fields of Linux's
+/// `TCP_INFO`): what [`NetCtx::tcp_info`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// The congestion window, in bytes.
+    pub cwnd: usize,
+    /// The smoothed round-trip time, once one has been measured.
+    pub srtt: Option<Duration>,
+    /// The retransmission timeout now (RFC 6298, backoff included).
+    pub rto: Duration,
+    /// Bytes queued and not yet acknowledged, sent or not.
+    pub unacked: usize,
+    /// The congestion control the connection runs.
+    pub congestion_control: CcAlgorithm,
+}
+
 /// Why a TCP call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TcpError {
@@ -146,6 +162,9 @@ pub trait NetCtx {
     fn tcp_recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, TcpError>;
     /// Readable bytes now.
     fn tcp_recv_len(&self, conn: ConnId) -> Result<usize, TcpError>;
+    /// The connection's congestion window, round-trip time and
+    /// retransmission timeout now: to watch a transfer, not to steer it.
+    fn tcp_info(&self, conn: ConnId) -> Result<TcpInfo, TcpError>;
     /// Send FIN after the queued data; reading goes on.
     fn tcp_shutdown(&mut self, conn: ConnId) -> Result<(), TcpError>;
     /// Shut down and let go: the stack finishes the close on its own. Data

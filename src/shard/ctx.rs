@@ -1607,6 +1607,9 @@ impl<P: BufPool> NetCtx for Net<P> {
     fn tcp_recv_len(&self, conn: ConnId) -> Result<usize, TcpError> {
         self.tcp_recv_len_impl(conn)
     }
+    fn tcp_info(&self, conn: ConnId) -> Result<crate::app::TcpInfo, TcpError> {
+        self.tcp_info_impl(conn)
+    }
     fn tcp_shutdown(&mut self, conn: ConnId) -> Result<(), TcpError> {
         self.tcp_shutdown_impl(conn)
     }

@@ -625,6 +625,17 @@ impl<P: BufPool> Net<P> {
         Ok(self.conn_ref(conn)?.recv_len())
     }
 
+    pub(super) fn tcp_info_impl(&self, conn: ConnId) -> Result<crate::app::TcpInfo, TcpError> {
+        let t = self.conn_ref(conn)?;
+        Ok(crate::app::TcpInfo {
+            cwnd: t.cwnd(),
+            srtt: t.srtt(),
+            rto: t.rto(),
+            unacked: t.unsent_or_unacked(),
+            congestion_control: t.congestion_control(),
+        })
+    }
+
     pub(super) fn tcp_shutdown_impl(&mut self, conn: ConnId) -> Result<(), TcpError> {
         self.with_conn(conn, |t, _| {
             t.shutdown();

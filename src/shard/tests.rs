@@ -2528,6 +2528,31 @@ mod connection_options {
         }
     }
 
+    /// `tcp_info` reports the connection's own state: nothing queued before
+    /// the first send and the 100 bytes after it, the window unchanged by
+    /// queueing, and the congestion control switched on the connection.
+    #[test]
+    fn tcp_info_reports_the_connections_window_queue_and_controller() {
+        use crate::tcp::CcAlgorithm;
+        let look: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError> = |net, conn| {
+            let before = net.tcp_info(conn)?;
+            assert_eq!(before.unacked, 0);
+            assert_eq!(before.congestion_control, CcAlgorithm::Cubic);
+            assert!(before.rto.micros() >= 200_000, "{before:?}");
+            assert_eq!(net.tcp_send(conn, &[b'z'; 100]), Ok(100));
+            net.tcp_set_congestion_control(conn, CcAlgorithm::NewReno)?;
+            let after = net.tcp_info(conn)?;
+            assert_eq!(after.unacked, 100);
+            assert_eq!(after.cwnd, before.cwnd);
+            assert_eq!(after.congestion_control, CcAlgorithm::NewReno);
+            Ok(())
+        };
+        let mut r = chatter_rig(look);
+        handshake(&mut r, 40000);
+        assert_eq!(app_counter(&r.core, "setup_failed"), 0);
+        r.core.clear();
+    }
+
     /// Keepalive set on one connection: the peer acknowledges our data and
     /// goes silent; after 1 s idle, 2 probes 1 s apart, then a reset and
     /// `Closed { TimedOut }`. Intervals under a second are refused.
@@ -2723,6 +2748,27 @@ mod tcp_send {
         r.tick(Duration::from_secs(120));
         r.core.clear();
         assert_eq!(r.in_use(), 0);
+    }
+
+    /// With a sample interval (`:1:1:5`), the open connection's state is
+    /// sampled every 5 ms of the transfer at most, at least once an RTT
+    /// here (the test's clock moves an RTT and a tick at a time); without
+    /// one, never.
+    #[test]
+    fn a_sample_interval_samples_the_connection_while_it_runs() {
+        let mut r = sender_rig(&format!("{APP}:20000:1:1"));
+        transfer(&mut r, 20000, Duration::from_millis(10));
+        assert_eq!(counter(&r, "samples"), 0);
+        r.core.clear();
+        let mut r = sender_rig(&format!("{APP}:20000:1:1:5"));
+        let fct = transfer(&mut r, 20000, Duration::from_millis(10));
+        let samples = counter(&r, "samples");
+        assert!(samples >= fct.micros() / 11_000 - 1, "{samples} in {fct:?}");
+        assert!(samples <= fct.micros() / 5_000 + 1, "{samples} in {fct:?}");
+        // None once the transfer is over.
+        r.tick(Duration::from_millis(50));
+        assert_eq!(counter(&r, "samples"), samples);
+        r.core.clear();
     }
 
     /// A refused connection (RST to our SYN) and a sink that closes before

@@ -6,6 +6,7 @@
 //!   dpstack-gen [EAL options] -- --mode tcp-rr|tcp-crr --src IP/PREFIX
 //!       --dst IP:PORT [--conns N] [--path /] [--seconds S] [--stack "..."]
 //!   dpstack-gen plot OUT.png "TITLE" LABEL=FILE.hlog ...
+//!   dpstack-gen plot-series OUT.png "TITLE" "X AXIS" "Y AXIS" FILE.csv ...
 //!
 //! udp/icmp: one lcore sends probes (UDP datagrams or ICMP echo requests)
 //! on the first port, at `--rate` or flat out, over `--flows` flows (UDP
@@ -147,6 +148,9 @@ fn main() -> ExitCode {
     if all.get(1).map(String::as_str) == Some("plot") {
         return plot_logs(&all[2..]);
     }
+    if all.get(1).map(String::as_str) == Some("plot-series") {
+        return plot_series(&all[2..]);
+    }
     let (eal_args, a) = match perf::eal_and_our_args::<Args>(all) {
         Ok(parsed) => parsed,
         Err(code) => return code,
@@ -183,6 +187,32 @@ fn plot_logs(args: &[String]) -> ExitCode {
         }
     }
     match record::plot(out, title, &hs) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// `plot-series OUT.png TITLE XDESC YDESC FILE.csv...`: lines of `LABEL,X,Y`
+/// (cwnd or goodput over time, from perf/bench-wan.sh) as one line per
+/// label, the files' series together.
+fn plot_series(args: &[String]) -> ExitCode {
+    let [out, title, x_desc, y_desc, files @ ..] = args else {
+        return fail("usage: dpstack-gen plot-series OUT.png TITLE XDESC YDESC FILE.csv ...");
+    };
+    let mut all = vec![];
+    for file in files {
+        match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| record::parse_series_csv(&t))
+        {
+            Ok(s) => all.extend(s),
+            Err(e) => return fail(format!("{file}: {e}")),
+        }
+    }
+    if all.is_empty() {
+        return fail(format!("{out}: no points in {}", files.join(" ")));
+    }
+    match record::plot_series(out, title, x_desc, y_desc, &all) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }

@@ -231,7 +231,8 @@ pub fn due(rate: u64, hz: u64, start: u64, now: u64, sent: u64, burst: u64) -> u
 
 /// A percentile plot (latency against percentile, the x axis stretched
 /// towards the tail as HdrHistogram's plotter does) of labelled runs.
-pub fn plot(path: &str, title: &str, runs: &[(String, Histogram<u64>)]) -> Result<(), String> {
+/// The plots' one font, registered once.
+fn load_font() -> Result<(), String> {
     use plotters::prelude::*;
     static FONT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     FONT.get_or_init(|| {
@@ -246,7 +247,12 @@ pub fn plot(path: &str, title: &str, runs: &[(String, Histogram<u64>)]) -> Resul
         )
         .map_err(|_| "font did not load".to_string())
     })
-    .clone()?;
+    .clone()
+}
+
+pub fn plot(path: &str, title: &str, runs: &[(String, Histogram<u64>)]) -> Result<(), String> {
+    use plotters::prelude::*;
+    load_font()?;
     let e = |x: &dyn std::fmt::Debug| format!("plot {path}: {x:?}");
     // x = 1/(1-q): 2 at p50, 10 at p90, 100 at p99 ...
     let max_x = 1e5f64;
@@ -310,9 +316,113 @@ pub fn plot(path: &str, title: &str, runs: &[(String, Histogram<u64>)]) -> Resul
     Ok(())
 }
 
+/// Named series of (x, y) points.
+pub type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// Series from CSV lines `LABEL,X,Y`, in the order labels first appear.
+/// Blank lines, `#` comments and a header line (whose X is not a number)
+/// are skipped.
+pub fn parse_series_csv(text: &str) -> Result<Series, String> {
+    let mut out: Series = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [label, x, y] = f[..] else {
+            return Err(format!("line {}: want LABEL,X,Y: {line}", i + 1));
+        };
+        let Ok(x) = x.parse::<f64>() else {
+            if out.is_empty() {
+                continue;
+            }
+            return Err(format!("line {}: bad X: {line}", i + 1));
+        };
+        let y: f64 = y
+            .parse()
+            .map_err(|_| format!("line {}: bad Y: {line}", i + 1))?;
+        match out.iter_mut().find(|(l, _)| l == label) {
+            Some((_, pts)) => pts.push((x, y)),
+            None => out.push((label.to_string(), vec![(x, y)])),
+        }
+    }
+    Ok(out)
+}
+
+/// Lines over time (or any x): each series as a line, from x = 0 to the
+/// last point of any series, y from 0.
+pub fn plot_series(
+    path: &str,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &Series,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    load_font()?;
+    let e = |x: &dyn std::fmt::Debug| format!("plot {path}: {x:?}");
+    let pts = series.iter().flat_map(|(_, p)| p.iter());
+    let max_x = pts.clone().map(|p| p.0).fold(0f64, f64::max).max(1e-9);
+    let max_y = pts.map(|p| p.1).fold(0f64, f64::max).max(1e-9);
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_x, 0f64..max_y * 1.1)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (i, (label, pts)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(label.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_csv_groups_points_by_label_in_order() {
+        let s = parse_series_csv(
+            "series,t,mbit\n# a comment\ndpstack,0.1,10\nlinux,0.1,20\n\ndpstack,0.2,30.5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            vec![
+                ("dpstack".to_string(), vec![(0.1, 10.0), (0.2, 30.5)]),
+                ("linux".to_string(), vec![(0.1, 20.0)]),
+            ]
+        );
+        assert!(parse_series_csv("a,1\n").is_err());
+        assert!(parse_series_csv("a,1,2\na,x,2\n").is_err());
+        assert!(parse_series_csv("a,1,y\n").is_err());
+        assert_eq!(parse_series_csv("").unwrap(), vec![]);
+    }
 
     #[test]
     fn interval_log_round_trips_and_totals_add_up() {
