@@ -5,6 +5,7 @@
 //! timers on a TSC deadline.
 
 pub mod ctx;
+#[cfg(feature = "dpdk")]
 mod lcore;
 #[cfg(test)]
 mod sim_tests;
@@ -13,5 +14,6 @@ pub mod steer;
 mod tests;
 
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
+#[cfg(feature = "dpdk")]
 pub use lcore::{run_lcore, KniSetup, LcoreSetup, Published};
 pub use steer::{FlowDirectory, Steering};
