@@ -1109,13 +1109,8 @@ impl<P: BufPool> Net<P> {
         }
         let mut dropped = 0u64;
         let mut resend: heapless::Vec<Ipv4Addr, 16> = heapless::Vec::new();
-        self.pending.poll(
-            self.now,
-            |_buf| dropped += 1,
-            |ip| {
-                let _ = resend.push(ip);
-            },
-        );
+        self.pending
+            .poll(self.now, |_buf| dropped += 1, |ip| resend.push(ip).is_ok());
         self.counters.drops[DropReason::NoArp as usize] += dropped;
         for ip in resend {
             self.send_arp_request(ip);

@@ -736,6 +736,25 @@ fn full_arp_pending_queue_fails_sends_visibly() {
 }
 
 #[test]
+fn arp_requests_beyond_one_polls_share_are_sent_on_the_next() {
+    // 20 next hops due for a request again in the same poll, 16 sent per
+    // poll: the other four go on the next poll, not a retry interval later.
+    let mut r = rig(&["udp-echo:7"]);
+    for n in 10..30 {
+        r.rx(&udp_from(n, b"who are you"));
+    }
+    assert_eq!(r.take_tx().len(), 20);
+    let arp_requests = |out: Vec<Vec<u8>>| out.iter().filter(|f| f[12..14] == [0x08, 0x06]).count();
+    r.tick(Duration::from_secs(1));
+    assert_eq!(arp_requests(r.take_tx()), 16);
+    r.tick(Duration::from_millis(1));
+    assert_eq!(arp_requests(r.take_tx()), 4);
+    r.tick(Duration::from_millis(1));
+    assert_eq!(arp_requests(r.take_tx()), 0);
+    assert_eq!(r.core.net.counters.arp_requests_sent, 41);
+}
+
+#[test]
 fn full_tx_buffer_fails_sends_visibly() {
     let limits = CoreLimits {
         tx_queue: 3,
