@@ -7,6 +7,9 @@
 //! A buffer has headroom (for headers prepended on the way out), data, and
 //! tailroom. Invariant: `headroom + len + tailroom == capacity`.
 
+/// The most frames one RX or TX burst carries.
+pub const BURST: usize = 32;
+
 /// A packet: a contiguous, owned byte buffer with head- and tailroom.
 pub trait PacketBuf {
     /// The packet's bytes.

@@ -352,8 +352,7 @@ pub fn port_by_name(name: &str) -> Option<u16> {
     (ret == 0).then_some(id)
 }
 
-/// The maximum burst the datapath uses.
-pub const BURST: usize = 32;
+pub use crate::buf::BURST;
 
 /// One RX queue of a port, polled by exactly one lcore.
 pub struct RxQueue {

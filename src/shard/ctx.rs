@@ -944,6 +944,7 @@ impl<P: BufPool> Net<P> {
     #[inline]
     fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
         if self.tx.len() >= self.tx_cap {
+            self.counters.tx_backlog_full += 1;
             self.counters.drop(DropReason::QueueFull);
             return Err(SendError::QueueFull);
         }
@@ -1100,6 +1101,7 @@ impl<P: BufPool> Net<P> {
             },
         );
         self.counters.arp_pending_sent += sent as u64 - full;
+        self.counters.tx_backlog_full += full;
         self.counters.drops[DropReason::QueueFull as usize] += full;
     }
 

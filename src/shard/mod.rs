@@ -12,6 +12,7 @@ mod sim_tests;
 pub mod steer;
 #[cfg(test)]
 mod tests;
+pub mod tx;
 
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
 #[cfg(feature = "dpdk")]

@@ -176,6 +176,12 @@ counters! {
     rx_bytes,
     /// Bytes transmitted.
     tx_bytes,
+    /// Frames the NIC's TX queue refused after retries, freed (also
+    /// `drop_queue_full`).
+    tx_refused,
+    /// Frames not buffered for TX because the core's TX buffer was full
+    /// (the NIC is behind; also `drop_queue_full`).
+    tx_backlog_full,
     /// ARP requests for our address answered.
     arp_replies_sent,
     /// ARP requests we sent to resolve a neighbour.
