@@ -2,58 +2,71 @@
 //! (explicit allowlist, rte_flow included) and compiles the C shim for DPDK's
 //! static inline functions and `rte_errno`. Nothing generated is committed:
 //! everything lands in OUT_DIR.
-
-use std::env;
-use std::path::PathBuf;
-use std::process::Command;
-
-const MIN_DPDK: &str = "22.11";
-
-fn dpdk_cflags() -> Vec<String> {
-    // The pkg-config crate passes on only -I and -D; DPDK's headers also need
-    // `-include rte_config.h` and a -march with SSSE3, so take the flags whole.
-    let out = Command::new("pkg-config")
-        .args(["--cflags", "libdpdk"])
-        .output()
-        .expect("pkg-config not found: install pkg-config and libdpdk-dev");
-    assert!(out.status.success(), "pkg-config --cflags libdpdk failed");
-    String::from_utf8(out.stdout)
-        .expect("pkg-config printed non-UTF-8")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
+//!
+//! All of it only with the `dpdk` feature (the default): without it the
+//! library is the protocol code alone, which needs neither DPDK nor
+//! libclang, and this script does nothing.
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/ffi/shim.h");
-    println!("cargo:rerun-if-changed=src/ffi/shim.c");
     println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "dpdk")]
+    dpdk::build();
+}
 
-    let lib = pkg_config::Config::new()
-        .atleast_version(MIN_DPDK)
-        .cargo_metadata(true)
-        .probe("libdpdk")
-        .unwrap_or_else(|e| {
-            panic!("DPDK >= {MIN_DPDK} not found by pkg-config ({e}); apt-get install libdpdk-dev")
-        });
-    println!("cargo:rustc-env=DPSTACK_DPDK_VERSION={}", lib.version);
+#[cfg(feature = "dpdk")]
+mod dpdk {
+    use std::env;
+    use std::path::PathBuf;
+    use std::process::Command;
 
-    let mut cflags = dpdk_cflags();
-    cflags.push("-DALLOW_EXPERIMENTAL_API".into());
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let ffi_dir = manifest.join("src/ffi");
+    const MIN_DPDK: &str = "22.11";
 
-    let mut cc = cc::Build::new();
-    cc.file(ffi_dir.join("shim.c"))
-        .include(&ffi_dir)
-        .opt_level(3)
-        .warnings(false);
-    for f in &cflags {
-        cc.flag(f);
+    fn dpdk_cflags() -> Vec<String> {
+        // The pkg-config crate passes on only -I and -D; DPDK's headers also need
+        // `-include rte_config.h` and a -march with SSSE3, so take the flags whole.
+        let out = Command::new("pkg-config")
+            .args(["--cflags", "libdpdk"])
+            .output()
+            .expect("pkg-config not found: install pkg-config and libdpdk-dev");
+        assert!(out.status.success(), "pkg-config --cflags libdpdk failed");
+        String::from_utf8(out.stdout)
+            .expect("pkg-config printed non-UTF-8")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
     }
-    cc.compile("dpstack_shim");
 
-    let bindings = bindgen::Builder::default()
+    pub fn build() {
+        println!("cargo:rerun-if-changed=src/ffi/shim.h");
+        println!("cargo:rerun-if-changed=src/ffi/shim.c");
+
+        let lib = pkg_config::Config::new()
+            .atleast_version(MIN_DPDK)
+            .cargo_metadata(true)
+            .probe("libdpdk")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "DPDK >= {MIN_DPDK} not found by pkg-config ({e}); apt-get install libdpdk-dev"
+                )
+            });
+        println!("cargo:rustc-env=DPSTACK_DPDK_VERSION={}", lib.version);
+
+        let mut cflags = dpdk_cflags();
+        cflags.push("-DALLOW_EXPERIMENTAL_API".into());
+        let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+        let ffi_dir = manifest.join("src/ffi");
+
+        let mut cc = cc::Build::new();
+        cc.file(ffi_dir.join("shim.c"))
+            .include(&ffi_dir)
+            .opt_level(3)
+            .warnings(false);
+        for f in &cflags {
+            cc.flag(f);
+        }
+        cc.compile("dpstack_shim");
+
+        let bindings = bindgen::Builder::default()
         .header(ffi_dir.join("shim.h").to_string_lossy())
         .clang_args(cflags.iter())
         .clang_arg(format!("-I{}", ffi_dir.display()))
@@ -81,8 +94,9 @@ fn main() {
         .generate_comments(false)
         .generate()
         .expect("bindgen failed on src/ffi/shim.h");
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("writing bindings.rs");
+        let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+        bindings
+            .write_to_file(out.join("bindings.rs"))
+            .expect("writing bindings.rs");
+    }
 }

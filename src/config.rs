@@ -2,7 +2,6 @@
 //! optional TOML file. The command line wins over the file.
 
 use crate::app::AppSpec;
-use crate::dpdk::flow::FlowRule;
 use crate::kni::{KniConfig, KniMode};
 use crate::tcp::buffer::BUFFER_SIZES;
 use crate::tcp::{Keepalive, TcpConfig};
@@ -12,6 +11,7 @@ use clap::Parser;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 /// dpstack options, given after EAL's: `dpstack [EAL options] -- [these]`.
 #[derive(Parser, Debug, Default, Clone)]
@@ -620,9 +620,65 @@ fn buffer_sizes(option: &str, s: &str) -> Result<(usize, usize), ConfigError> {
     }
 }
 
+/// The transport a rule matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    Tcp,
+    Udp,
+}
+
+/// `PROTO:PORT@QUEUE`, e.g. `tcp:8080@1`: segments to that local port go
+/// to that queue (the core of the same index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowRule {
+    pub l4: L4,
+    pub dst_port: u16,
+    pub queue: u16,
+}
+
+impl FromStr for FlowRule {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("bad flow rule '{s}': expected tcp:PORT@QUEUE or udp:PORT@QUEUE");
+        let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (port, queue) = rest.split_once('@').ok_or_else(bad)?;
+        let l4 = match proto {
+            "tcp" => L4::Tcp,
+            "udp" => L4::Udp,
+            _ => return Err(bad()),
+        };
+        let dst_port: u16 = port.parse().map_err(|_| bad())?;
+        let queue: u16 = queue.parse().map_err(|_| bad())?;
+        if dst_port == 0 {
+            return Err(bad());
+        }
+        Ok(FlowRule {
+            l4,
+            dst_port,
+            queue,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_parse() {
+        assert_eq!(
+            "tcp:8080@1".parse(),
+            Ok(FlowRule {
+                l4: L4::Tcp,
+                dst_port: 8080,
+                queue: 1
+            })
+        );
+        assert!("udp:53@0".parse::<FlowRule>().is_ok());
+        for bad in ["tcp:8080", "sctp:1@0", "tcp:0@1", "tcp:x@1", "tcp:80@q"] {
+            assert!(bad.parse::<FlowRule>().is_err(), "{bad}");
+        }
+    }
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("dpstack").chain(args.iter().copied())).unwrap()

@@ -4,14 +4,20 @@
 //! context in `shard::ctx`) never calls DPDK: it works on the [`buf::PacketBuf`]
 //! abstraction, which an `Mbuf` implements in production and a heap buffer in
 //! unit tests. Unsafe code lives only in `ffi` and `dpdk`.
+//!
+//! `ffi`, `dpdk`, `runtime` and the lcore loop need the `dpdk` feature (the
+//! default); everything else builds and is tested without it, on a machine
+//! with neither DPDK nor libclang.
 #![deny(unsafe_code)]
 
 pub mod app;
 pub mod arp;
 pub mod buf;
 pub mod config;
+#[cfg(feature = "dpdk")]
 #[allow(unsafe_code)]
 pub mod dpdk;
+#[cfg(feature = "dpdk")]
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod flow;
@@ -20,6 +26,7 @@ pub mod hash;
 pub mod icmp;
 pub mod ipv4;
 pub mod kni;
+#[cfg(feature = "dpdk")]
 pub mod runtime;
 pub mod shard;
 pub mod stats;

@@ -107,12 +107,14 @@ impl<B> ArpPending<B> {
     }
 
     /// Drop what waited too long (handed to `dropped`), and name the next
-    /// hops whose request should be sent again.
+    /// hops whose request should be sent again. `resend` returns false when
+    /// it takes no more this time: that next hop and the ones after it are
+    /// not marked as asked and stay due for the next poll.
     pub fn poll(
         &mut self,
         now: Instant,
         mut dropped: impl FnMut(B),
-        mut resend: impl FnMut(Ipv4Addr),
+        mut resend: impl FnMut(Ipv4Addr) -> bool,
     ) {
         let timeout = self.timeout;
         while let Some(front) = self.queue.front() {
@@ -127,8 +129,10 @@ impl<B> ArpPending<B> {
             .retain(|(ip, _)| queue.iter().any(|w| w.next_hop == *ip));
         for (ip, last) in self.asked.iter_mut() {
             if now.since(*last) >= self.retry {
+                if !resend(*ip) {
+                    break;
+                }
                 *last = now;
-                resend(*ip);
             }
         }
     }
@@ -161,9 +165,23 @@ mod tests {
         assert_eq!(p.push(GW, 3, t0), PendingOutcome::QueuedSendRequest);
         assert_eq!(p.push(H, 4, t0), PendingOutcome::Full(4));
         let mut resent = vec![];
-        p.poll(Instant::from_millis(500), |_| {}, |ip| resent.push(ip));
+        p.poll(
+            Instant::from_millis(500),
+            |_| {},
+            |ip| {
+                resent.push(ip);
+                true
+            },
+        );
         assert!(resent.is_empty());
-        p.poll(Instant::from_millis(1000), |_| {}, |ip| resent.push(ip));
+        p.poll(
+            Instant::from_millis(1000),
+            |_| {},
+            |ip| {
+                resent.push(ip);
+                true
+            },
+        );
         assert_eq!(resent, vec![H, GW]);
     }
 
@@ -186,10 +204,44 @@ mod tests {
         p.push(H, 1, Instant::ZERO);
         p.push(H, 2, Instant::from_secs(2));
         let mut dropped = vec![];
-        p.poll(Instant::from_secs(3), |b| dropped.push(b), |_| {});
+        p.poll(Instant::from_secs(3), |b| dropped.push(b), |_| true);
         assert_eq!(dropped, vec![1]);
-        p.poll(Instant::from_secs(5), |b| dropped.push(b), |_| {});
+        p.poll(Instant::from_secs(5), |b| dropped.push(b), |_| true);
         assert_eq!(dropped, vec![1, 2]);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn next_hops_not_taken_stay_due() {
+        let mut p = ArpPending::new(8, Duration::from_secs(3), Duration::from_secs(1));
+        let hops: Vec<Ipv4Addr> = (1..=5).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+        for (i, h) in hops.iter().enumerate() {
+            p.push(*h, i as u32, Instant::ZERO);
+        }
+        // Room for two requests this poll: the other three wait for the
+        // next one, which must not wait a retry interval.
+        let mut resent = vec![];
+        p.poll(
+            Instant::from_millis(1000),
+            |_| {},
+            |ip| {
+                if resent.len() == 2 {
+                    return false;
+                }
+                resent.push(ip);
+                true
+            },
+        );
+        assert_eq!(resent, hops[..2]);
+        resent.clear();
+        p.poll(
+            Instant::from_millis(1001),
+            |_| {},
+            |ip| {
+                resent.push(ip);
+                true
+            },
+        );
+        assert_eq!(resent, hops[2..]);
     }
 }

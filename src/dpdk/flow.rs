@@ -9,47 +9,9 @@ use std::ffi::CStr;
 use std::net::Ipv4Addr;
 use std::os::raw::c_void;
 use std::ptr;
-use std::str::FromStr;
 
-/// The transport a rule matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum L4 {
-    Tcp,
-    Udp,
-}
-
-/// `PROTO:PORT@QUEUE`, e.g. `tcp:8080@1`: segments to that local port go
-/// to that queue (the core of the same index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowRule {
-    pub l4: L4,
-    pub dst_port: u16,
-    pub queue: u16,
-}
-
-impl FromStr for FlowRule {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = || format!("bad flow rule '{s}': expected tcp:PORT@QUEUE or udp:PORT@QUEUE");
-        let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
-        let (port, queue) = rest.split_once('@').ok_or_else(bad)?;
-        let l4 = match proto {
-            "tcp" => L4::Tcp,
-            "udp" => L4::Udp,
-            _ => return Err(bad()),
-        };
-        let dst_port: u16 = port.parse().map_err(|_| bad())?;
-        let queue: u16 = queue.parse().map_err(|_| bad())?;
-        if dst_port == 0 {
-            return Err(bad());
-        }
-        Ok(FlowRule {
-            l4,
-            dst_port,
-            queue,
-        })
-    }
-}
+/// Rules are parsed with the configuration (which builds without DPDK).
+pub use crate::config::{FlowRule, L4};
 
 /// A rule's pattern and action, in DPDK's structures (all owned here, so
 /// the pointers in `items` stay valid while this lives).
@@ -210,22 +172,6 @@ impl Drop for Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rules_parse() {
-        assert_eq!(
-            "tcp:8080@1".parse(),
-            Ok(FlowRule {
-                l4: L4::Tcp,
-                dst_port: 8080,
-                queue: 1
-            })
-        );
-        assert!("udp:53@0".parse::<FlowRule>().is_ok());
-        for bad in ["tcp:8080", "sctp:1@0", "tcp:0@1", "tcp:x@1", "tcp:80@q"] {
-            assert!(bad.parse::<FlowRule>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn patterns_are_built_in_network_order() {

@@ -4,6 +4,7 @@
 
 use super::ctx::{Core, CoreLimits, IfaceConfig};
 use super::steer::Steering;
+use super::tx::{flush, TxBurst};
 use crate::app::{AppFactory, CoreInfo};
 use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
@@ -112,34 +113,10 @@ impl Clock {
     }
 }
 
-/// Send what is buffered, in bursts; what the NIC refuses after a few tries
-/// is freed and counted.
-#[inline]
-fn flush(txq: &mut TxQueue, pending: &mut Vec<Mbuf>, counters: &mut Counters) {
-    let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
-    let mut refusals = 0;
-    while !pending.is_empty() {
-        let n = pending.len().min(BURST);
-        burst.extend(pending.drain(..n));
-        let bytes: usize = burst.iter().map(crate::buf::PacketBuf::len).sum();
-        let sent = txq.tx_burst(&mut burst);
-        counters.tx_packets += sent as u64;
-        if burst.is_empty() {
-            counters.tx_bytes += bytes as u64;
-            continue;
-        }
-        let left: usize = burst.iter().map(crate::buf::PacketBuf::len).sum();
-        counters.tx_bytes += (bytes - left) as u64;
-        refusals += 1;
-        if refusals > 3 {
-            counters.drops[DropReason::QueueFull as usize] += (burst.len() + pending.len()) as u64;
-            burst.clear();
-            pending.clear();
-            return;
-        }
-        // Put the refused ones back at the front, in order. No allocation:
-        // `pending` just gave up at least this many slots.
-        pending.splice(0..0, burst.drain(..));
+impl TxBurst<Mbuf> for TxQueue {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut ArrayVec<Mbuf, BURST>) -> usize {
+        TxQueue::tx_burst(self, pkts)
     }
 }
 

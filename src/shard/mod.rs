@@ -5,13 +5,16 @@
 //! timers on a TSC deadline.
 
 pub mod ctx;
+#[cfg(feature = "dpdk")]
 mod lcore;
 #[cfg(test)]
 mod sim_tests;
 pub mod steer;
 #[cfg(test)]
 mod tests;
+pub mod tx;
 
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
+#[cfg(feature = "dpdk")]
 pub use lcore::{run_lcore, KniSetup, LcoreSetup, Published};
 pub use steer::{FlowDirectory, Steering};

@@ -174,8 +174,20 @@ counters! {
     tx_packets,
     /// Bytes received.
     rx_bytes,
+    /// Checksums (IPv4 header, UDP or TCP) of received frames the NIC found
+    /// right, not computed again.
+    rx_csum_offload_good,
+    /// Received frames the NIC found a wrong checksum in, dropped (also
+    /// `drop_bad_checksum`).
+    rx_csum_offload_bad,
     /// Bytes transmitted.
     tx_bytes,
+    /// Frames the NIC's TX queue refused after retries, freed (also
+    /// `drop_queue_full`).
+    tx_refused,
+    /// Frames not buffered for TX because the core's TX buffer was full
+    /// (the NIC is behind; also `drop_queue_full`).
+    tx_backlog_full,
     /// ARP requests for our address answered.
     arp_replies_sent,
     /// ARP requests we sent to resolve a neighbour.
