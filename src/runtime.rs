@@ -411,7 +411,18 @@ fn run(
             HANDOFF_QUEUE,
         ))
     });
-    let setup = |i: usize| LcoreSetup {
+    // Each core's queue pair, taken from the port once, in core order.
+    let mut queues = (0..n as u16)
+        .map(|q| Ok((port.rx_queue(q)?, port.tx_queue(q)?)))
+        .collect::<dpdk::Result<Vec<_>>>()
+        .map_err(|e| e.to_string())?
+        .into_iter();
+    let mut kernel_queues = kernel_port
+        .as_ref()
+        .map(|k| Ok::<_, dpdk::DpdkError>((k.id(), k.rx_queue(0)?, k.tx_queue(0)?)))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let mut setup = |i: usize, (rx, tx): (dpdk::RxQueue, dpdk::TxQueue)| LcoreSetup {
         info: CoreInfo {
             index: i,
             count: n,
@@ -419,8 +430,8 @@ fn run(
         },
         iface,
         pool,
-        rx: port.rx_queue(i as u16),
-        tx: port.tx_queue(i as u16),
+        rx,
+        tx,
         arp: arp.clone(),
         arp_writer: i == 0,
         limits,
@@ -434,10 +445,11 @@ fn run(
             shared: shared.clone(),
             policy: cfg.kni.policy,
             rate: (cfg.kni.rate / n as u64).max(1),
-            port: kernel_port
-                .as_ref()
-                .filter(|_| i == cfg.kni.core)
-                .map(|k| (k.id(), k.rx_queue(0), k.tx_queue(0))),
+            port: if i == cfg.kni.core {
+                kernel_queues.take()
+            } else {
+                None
+            },
         }),
         rss: predictor.clone(),
     };
@@ -466,8 +478,9 @@ fn run(
             eprintln!("dpstack: telemetry: {e} (continuing without /dpstack/stats)");
         }
     }
-    for (i, &lcore) in lcores.iter().enumerate().skip(1) {
-        let s = setup(i);
+    let core0_queues = queues.next().ok_or("the port has no queue")?;
+    for ((i, &lcore), q) in lcores.iter().enumerate().skip(1).zip(queues) {
+        let s = setup(i, q);
         if let Err(e) = eal.launch(lcore, Box::new(move || run_lcore(s))) {
             stop.store(true, Ordering::Relaxed);
             eal.wait_all();
@@ -501,7 +514,7 @@ fn run(
     };
 
     // The main lcore runs core 0.
-    let code0 = run_lcore(setup(0));
+    let code0 = run_lcore(setup(0, core0_queues));
     stop.store(true, Ordering::Relaxed);
     let failed: Vec<u32> = lcores[1..]
         .iter()

@@ -7,6 +7,8 @@ use crate::ffi;
 use crate::wire::EthernetAddress;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// How a port is set up.
 #[derive(Clone, Debug)]
@@ -61,12 +63,59 @@ pub struct PortCaps {
     pub tx_tcp_cksum: bool,
 }
 
-/// A configured and started port. Stopped and closed on drop.
+/// A configured and started port. Its queues are handed out once each, as
+/// [`RxQueue`] and [`TxQueue`] handles that share the port: it is stopped
+/// and closed when the `Port` and every handle are gone, so no handle
+/// outlives the device it polls.
 pub struct Port {
-    id: u16,
+    inner: Arc<PortInner>,
     mac: EthernetAddress,
     caps: PortCaps,
-    started: bool,
+}
+
+/// What the port and its queue handles share.
+struct PortInner {
+    id: u16,
+    /// Which queues have been handed out (one flag per configured queue).
+    rx_taken: Vec<AtomicBool>,
+    tx_taken: Vec<AtomicBool>,
+    started: AtomicBool,
+}
+
+impl PortInner {
+    fn stop(&self) {
+        if self.started.swap(false, Ordering::AcqRel) {
+            // SAFETY: called with no queue handle left (the last reference
+            // to this inner, or `Port::stop` having checked), so no lcore
+            // polls the queues.
+            unsafe { ffi::rte_eth_dev_stop(self.id) };
+        }
+    }
+}
+
+impl Drop for PortInner {
+    fn drop(&mut self) {
+        self.stop();
+        // SAFETY: the port is stopped and nothing refers to its queues: every
+        // handle held a reference to this.
+        unsafe { ffi::rte_eth_dev_close(self.id) };
+    }
+}
+
+/// Take queue `q` out of `taken`, once.
+fn take(taken: &[AtomicBool], port: u16, kind: &str, q: u16) -> Result<()> {
+    let flag = taken.get(usize::from(q)).ok_or_else(|| {
+        DpdkError::Unsupported(format!(
+            "port {port} has {} {kind} queues, queue {q} asked for",
+            taken.len()
+        ))
+    })?;
+    if flag.swap(true, Ordering::AcqRel) {
+        return Err(DpdkError::Unsupported(format!(
+            "port {port} {kind} queue {q} is already taken"
+        )));
+    }
+    Ok(())
 }
 
 impl Port {
@@ -203,11 +252,16 @@ impl Port {
         check("rte_eth_macaddr_get", unsafe {
             ffi::rte_eth_macaddr_get(id, &mut addr)
         })?;
+        let flags = |n: u16| (0..n).map(|_| AtomicBool::new(false)).collect();
         let mut port = Port {
-            id,
+            inner: Arc::new(PortInner {
+                id,
+                rx_taken: flags(cfg.rx_queues),
+                tx_taken: flags(cfg.tx_queues),
+                started: AtomicBool::new(true),
+            }),
             mac: EthernetAddress(addr.addr_bytes),
             caps,
-            started: true,
         };
         if port.caps.rss {
             // Program the redirection table explicitly (round robin over
@@ -236,11 +290,11 @@ impl Port {
             }
         }
         // SAFETY: conf holds size.div_ceil(64) groups, as the call requires.
-        unsafe { ffi::rte_eth_dev_rss_reta_update(self.id, conf.as_mut_ptr(), size) == 0 }
+        unsafe { ffi::rte_eth_dev_rss_reta_update(self.inner.id, conf.as_mut_ptr(), size) == 0 }
     }
 
     pub fn id(&self) -> u16 {
-        self.id
+        self.inner.id
     }
     pub fn mac(&self) -> EthernetAddress {
         self.mac
@@ -254,7 +308,7 @@ impl Port {
         let mut s = ffi::rte_eth_stats::default();
         // SAFETY: valid out-parameter.
         check("rte_eth_stats_get", unsafe {
-            ffi::rte_eth_stats_get(self.id, &mut s)
+            ffi::rte_eth_stats_get(self.inner.id, &mut s)
         })?;
         Ok(s)
     }
@@ -271,7 +325,7 @@ impl Port {
             rss_hf: 0,
         };
         // SAFETY: conf points at a buffer of rss_key_len bytes.
-        let ret = unsafe { ffi::rte_eth_dev_rss_hash_conf_get(self.id, &mut conf) };
+        let ret = unsafe { ffi::rte_eth_dev_rss_hash_conf_get(self.inner.id, &mut conf) };
         (ret == 0).then_some((key, conf.rss_hf))
     }
 
@@ -286,7 +340,8 @@ impl Port {
             g.mask = u64::MAX;
         }
         // SAFETY: conf holds size.div_ceil(64) groups, as the call requires.
-        let ret = unsafe { ffi::rte_eth_dev_rss_reta_query(self.id, conf.as_mut_ptr(), size) };
+        let ret =
+            unsafe { ffi::rte_eth_dev_rss_reta_query(self.inner.id, conf.as_mut_ptr(), size) };
         (ret == 0).then(|| {
             conf.iter()
                 .flat_map(|g| g.reta.iter().copied())
@@ -295,37 +350,36 @@ impl Port {
         })
     }
 
-    /// A handle for RX queue `q`, to be moved to the lcore that polls it.
-    pub fn rx_queue(&self, q: u16) -> RxQueue {
-        RxQueue {
-            port: self.id,
+    /// The handle for RX queue `q`, to be moved to the lcore that polls it.
+    /// Each queue is handed out once: an error for a queue already taken or
+    /// not configured.
+    pub fn rx_queue(&self, q: u16) -> Result<RxQueue> {
+        take(&self.inner.rx_taken, self.inner.id, "RX", q)?;
+        Ok(RxQueue {
+            port: self.inner.id,
             queue: q,
-        }
+            _port: self.inner.clone(),
+        })
     }
 
-    /// A handle for TX queue `q`, to be moved to the lcore that sends on it.
-    pub fn tx_queue(&self, q: u16) -> TxQueue {
-        TxQueue {
-            port: self.id,
+    /// The handle for TX queue `q`, to be moved to the lcore that sends on
+    /// it. Each queue is handed out once, as [`Port::rx_queue`].
+    pub fn tx_queue(&self, q: u16) -> Result<TxQueue> {
+        take(&self.inner.tx_taken, self.inner.id, "TX", q)?;
+        Ok(TxQueue {
+            port: self.inner.id,
             queue: q,
-        }
+            _port: self.inner.clone(),
+        })
     }
 
-    /// Stop the port (every lcore polling it must have returned).
-    pub fn stop(&mut self) {
-        if self.started {
-            // SAFETY: no lcore uses the queues any more (caller's contract).
-            unsafe { ffi::rte_eth_dev_stop(self.id) };
-            self.started = false;
+    /// Stop the port now if no queue handle is left, and say whether it is
+    /// stopped; otherwise it stops (and closes) when the last handle drops.
+    pub fn stop(&mut self) -> bool {
+        if Arc::strong_count(&self.inner) == 1 {
+            self.inner.stop();
         }
-    }
-}
-
-impl Drop for Port {
-    fn drop(&mut self) {
-        self.stop();
-        // SAFETY: the port is stopped and nothing refers to its queues.
-        unsafe { ffi::rte_eth_dev_close(self.id) };
+        !self.inner.started.load(Ordering::Acquire)
     }
 }
 
@@ -354,10 +408,12 @@ pub fn port_by_name(name: &str) -> Option<u16> {
 
 pub use crate::buf::BURST;
 
-/// One RX queue of a port, polled by exactly one lcore.
+/// One RX queue of a port, polled by exactly one lcore (the only handle
+/// to that queue; it keeps the port open).
 pub struct RxQueue {
     port: u16,
     queue: u16,
+    _port: Arc<PortInner>,
 }
 
 impl RxQueue {
@@ -380,10 +436,12 @@ impl RxQueue {
     }
 }
 
-/// One TX queue of a port, used by exactly one lcore.
+/// One TX queue of a port, used by exactly one lcore (the only handle to
+/// that queue; it keeps the port open).
 pub struct TxQueue {
     port: u16,
     queue: u16,
+    _port: Arc<PortInner>,
 }
 
 impl TxQueue {

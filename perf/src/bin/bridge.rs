@@ -239,16 +239,16 @@ fn run(a: &Args, eal_args: Vec<String>) -> Result<(), String> {
     let mut paths = [
         Path {
             name: "A->B",
-            rx: pa.rx_queue(0),
-            tx: pb.tx_queue(0),
+            rx: pa.rx_queue(0).map_err(|e| format!("port A: {e}"))?,
+            tx: pb.tx_queue(0).map_err(|e| format!("port B: {e}"))?,
             dir: Direction::new(imp[0], hz, a.seed),
             out: arrayvec::ArrayVec::new(),
             last: Counters::default(),
         },
         Path {
             name: "B->A",
-            rx: pb.rx_queue(0),
-            tx: pa.tx_queue(0),
+            rx: pb.rx_queue(0).map_err(|e| format!("port B: {e}"))?,
+            tx: pa.tx_queue(0).map_err(|e| format!("port A: {e}"))?,
             dir: Direction::new(imp[1], hz, a.seed.wrapping_add(1)),
             out: arrayvec::ArrayVec::new(),
             last: Counters::default(),

@@ -217,8 +217,14 @@ fn raw(a: &Args, eal_args: Vec<String>, proto: Proto) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let mac = port.mac().0;
-    let mut rxq: Vec<_> = (0..a.queues).map(|q| port.rx_queue(q)).collect();
-    let mut txq: Vec<_> = (0..a.queues).map(|q| port.tx_queue(q)).collect();
+    let mut rxq = (0..a.queues)
+        .map(|q| port.rx_queue(q))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("port: {e}"))?;
+    let mut txq = (0..a.queues)
+        .map(|q| port.tx_queue(q))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("port: {e}"))?;
     let hz = tsc_hz();
     let mut ep = Endpoints {
         src_mac: mac,
@@ -375,6 +381,8 @@ fn raw(a: &Args, eal_args: Vec<String>, proto: Proto) -> Result<(), String> {
     }
     let at = Duration::from_secs_f64((rdtsc() - t0) as f64 / hz as f64);
     rec.rotate(at);
+    // The queues go first: the port stops only once no handle is left.
+    drop((rxq, txq));
     port.stop();
     let secs = a.seconds;
     let report = Report {

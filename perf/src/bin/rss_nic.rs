@@ -78,10 +78,14 @@ fn main() {
     let memif = Port::start(memif_id, &cfg(queues), pool).expect("memif port");
     let tap = Port::start(tap_id, &cfg(1), pool).expect("tap port");
     println!("rss-nic: ready, {queues} queues, mac {}", tap.mac());
-    let mut tap_rx = tap.rx_queue(0);
-    let mut tap_tx = tap.tx_queue(0);
-    let mut mrx: Vec<_> = (0..queues).map(|q| memif.rx_queue(q)).collect();
-    let mut mtx: Vec<_> = (0..queues).map(|q| memif.tx_queue(q)).collect();
+    let mut tap_rx = tap.rx_queue(0).expect("tap RX queue");
+    let mut tap_tx = tap.tx_queue(0).expect("tap TX queue");
+    let mut mrx: Vec<_> = (0..queues)
+        .map(|q| memif.rx_queue(q).expect("memif RX queue"))
+        .collect();
+    let mut mtx: Vec<_> = (0..queues)
+        .map(|q| memif.tx_queue(q).expect("memif TX queue"))
+        .collect();
     let mut to_queue = vec![0u64; usize::from(queues)];
     let mut from_queue = vec![0u64; usize::from(queues)];
     let mut dropped = 0u64;
