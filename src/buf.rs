@@ -33,6 +33,12 @@ pub trait PacketBuf {
     /// called where the port offers the offload; a no-op elsewhere.
     fn request_tx_checksum(&mut self, _l2_len: u16, _l3_len: u16, _l4: L4Checksum) {}
 
+    /// What the NIC found checking this received frame's IPv4 header and
+    /// UDP/TCP checksums (unknown for both where it did not check).
+    fn rx_checksum(&self) -> RxChecksums {
+        RxChecksums::default()
+    }
+
     fn len(&self) -> usize {
         self.data().len()
     }
@@ -49,6 +55,27 @@ pub enum L4Checksum {
     Tcp,
 }
 
+/// The NIC's verdict on one checksum of a received frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// Not checked (or not said): the stack verifies it.
+    #[default]
+    Unknown,
+    /// Checked and right: the stack does not compute it again.
+    Good,
+    /// Checked and wrong: the frame is dropped.
+    Bad,
+}
+
+/// The NIC's verdicts on a received frame's checksums.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxChecksums {
+    /// The IPv4 header checksum.
+    pub ip: RxChecksum,
+    /// The UDP or TCP checksum (never given for a fragment).
+    pub l4: RxChecksum,
+}
+
 /// A source of empty packet buffers.
 pub trait BufPool {
     type Buf: PacketBuf;
@@ -63,6 +90,8 @@ pub struct HeapBuf {
     bytes: Vec<u8>,
     start: usize,
     end: usize,
+    /// What a test says the NIC found (an mbuf's RX checksum flags).
+    rx_checksum: RxChecksums,
 }
 
 impl HeapBuf {
@@ -76,6 +105,7 @@ impl HeapBuf {
             bytes: vec![0; capacity],
             start: headroom,
             end: headroom,
+            rx_checksum: RxChecksums::default(),
         }
     }
 
@@ -86,6 +116,12 @@ impl HeapBuf {
         b.set_len(data.len());
         b.data_mut().copy_from_slice(data);
         b
+    }
+
+    /// Say what the NIC found checking the frame's checksums (as a NIC with
+    /// RX checksum offload sets an mbuf's flags).
+    pub fn set_rx_checksum(&mut self, c: RxChecksums) {
+        self.rx_checksum = c;
     }
 }
 
@@ -122,6 +158,9 @@ impl PacketBuf for HeapBuf {
         }
         self.end = self.start + len;
         true
+    }
+    fn rx_checksum(&self) -> RxChecksums {
+        self.rx_checksum
     }
 }
 
@@ -187,6 +226,7 @@ impl HeapPool {
             bytes,
             start: HeapBuf::DEFAULT_HEADROOM,
             end: HeapBuf::DEFAULT_HEADROOM,
+            rx_checksum: RxChecksums::default(),
         })
     }
 }
@@ -238,6 +278,16 @@ impl PacketBuf for PooledHeapBuf {
     }
     fn set_len(&mut self, len: usize) -> bool {
         self.buf.set_len(len)
+    }
+    fn rx_checksum(&self) -> RxChecksums {
+        self.buf.rx_checksum()
+    }
+}
+
+impl PooledHeapBuf {
+    /// As [`HeapBuf::set_rx_checksum`].
+    pub fn set_rx_checksum(&mut self, c: RxChecksums) {
+        self.buf.set_rx_checksum(c);
     }
 }
 

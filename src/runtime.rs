@@ -223,7 +223,7 @@ fn run(
         _ => "on (key and reta not reported)".to_string(),
     };
     println!(
-        "dpstack: {} port {} ({}, {}) mac {} lcores {:?} queues {} rss {} tx-cksum ipv4={} udp={}",
+        "dpstack: {} port {} ({}, {}) mac {} lcores {:?} queues {} rss {} tx-cksum ipv4={} udp={} rx-cksum {}",
         dpdk::version(),
         port.id(),
         caps.name,
@@ -234,6 +234,7 @@ fn run(
         rss,
         caps.tx_ipv4_cksum,
         caps.tx_udp_cksum,
+        if caps.rx_cksum != 0 { "on" } else { "off" },
     );
 
     // The kernel exception path: a second port that is a Linux interface.

@@ -1,7 +1,7 @@
 //! Mbuf pools and the owned [`Mbuf`].
 
 use super::error::{from_errno, Result};
-use crate::buf::{BufPool, L4Checksum, PacketBuf};
+use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum, RxChecksums};
 use crate::ffi;
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -210,6 +210,31 @@ impl PacketBuf for Mbuf {
         };
         // SAFETY: sets offload fields of an mbuf we own.
         unsafe { ffi::shim_mbuf_tx_cksum(self.ptr.as_ptr(), l2_len, l3_len, l4) }
+    }
+    /// From the mbuf's `RTE_MBUF_F_RX_{IP,L4}_CKSUM_*` flags. NONE (both
+    /// bits: the data was checked but the field in the packet may be
+    /// wrong) is taken as unknown, so the stack checks the field itself.
+    #[inline]
+    fn rx_checksum(&self) -> RxChecksums {
+        use ffi::flags as f;
+        let flags = self.raw().ol_flags;
+        let verdict = |mask: u64, good: u64, bad: u64| match flags & mask {
+            m if m == good => RxChecksum::Good,
+            m if m == bad => RxChecksum::Bad,
+            _ => RxChecksum::Unknown,
+        };
+        RxChecksums {
+            ip: verdict(
+                f::rte_mbuf_f_rx_ip_cksum_mask(),
+                f::rte_mbuf_f_rx_ip_cksum_good(),
+                f::rte_mbuf_f_rx_ip_cksum_bad(),
+            ),
+            l4: verdict(
+                f::rte_mbuf_f_rx_l4_cksum_mask(),
+                f::rte_mbuf_f_rx_l4_cksum_good(),
+                f::rte_mbuf_f_rx_l4_cksum_bad(),
+            ),
+        }
     }
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {

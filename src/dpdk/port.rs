@@ -61,6 +61,9 @@ pub struct PortCaps {
     pub tx_udp_cksum: bool,
     /// The device fills TCP checksums on TX.
     pub tx_tcp_cksum: bool,
+    /// The RX checksum offloads enabled (`RTE_ETH_RX_OFFLOAD_*_CKSUM`):
+    /// the device checks those checksums of received frames.
+    pub rx_cksum: u64,
 }
 
 /// A configured and started port. Its queues are handed out once each, as
@@ -200,6 +203,14 @@ impl Port {
                 tx |= ffi::flags::rte_eth_tx_offload_tcp_cksum();
             }
             conf.txmode.offloads = tx;
+            // The NIC checks what it can of received frames; its verdict
+            // travels in each mbuf's flags (PacketBuf::rx_checksum).
+            let rx_capa = info.rx_offload_capa;
+            caps.rx_cksum = rx_capa
+                & (ffi::flags::rte_eth_rx_offload_ipv4_cksum()
+                    | ffi::flags::rte_eth_rx_offload_udp_cksum()
+                    | ffi::flags::rte_eth_rx_offload_tcp_cksum());
+            conf.rxmode.offloads |= caps.rx_cksum;
         }
 
         // SAFETY: conf is a valid configuration for this port.

@@ -32,5 +32,14 @@ pub mod flags {
         rte_eth_tx_offload_ipv4_cksum => shim_RTE_ETH_TX_OFFLOAD_IPV4_CKSUM,
         rte_eth_tx_offload_udp_cksum => shim_RTE_ETH_TX_OFFLOAD_UDP_CKSUM,
         rte_eth_tx_offload_tcp_cksum => shim_RTE_ETH_TX_OFFLOAD_TCP_CKSUM,
+        rte_eth_rx_offload_ipv4_cksum => shim_RTE_ETH_RX_OFFLOAD_IPV4_CKSUM,
+        rte_eth_rx_offload_udp_cksum => shim_RTE_ETH_RX_OFFLOAD_UDP_CKSUM,
+        rte_eth_rx_offload_tcp_cksum => shim_RTE_ETH_RX_OFFLOAD_TCP_CKSUM,
+        rte_mbuf_f_rx_ip_cksum_mask => shim_RTE_MBUF_F_RX_IP_CKSUM_MASK,
+        rte_mbuf_f_rx_ip_cksum_good => shim_RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+        rte_mbuf_f_rx_ip_cksum_bad => shim_RTE_MBUF_F_RX_IP_CKSUM_BAD,
+        rte_mbuf_f_rx_l4_cksum_mask => shim_RTE_MBUF_F_RX_L4_CKSUM_MASK,
+        rte_mbuf_f_rx_l4_cksum_good => shim_RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+        rte_mbuf_f_rx_l4_cksum_bad => shim_RTE_MBUF_F_RX_L4_CKSUM_BAD,
     }
 }

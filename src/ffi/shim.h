@@ -61,5 +61,14 @@ extern const uint64_t shim_RTE_ETH_RSS_NONFRAG_IPV4_TCP;
 extern const uint64_t shim_RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
 extern const uint64_t shim_RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
 extern const uint64_t shim_RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+extern const uint64_t shim_RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+extern const uint64_t shim_RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
+extern const uint64_t shim_RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+extern const uint64_t shim_RTE_MBUF_F_RX_IP_CKSUM_MASK;
+extern const uint64_t shim_RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+extern const uint64_t shim_RTE_MBUF_F_RX_IP_CKSUM_BAD;
+extern const uint64_t shim_RTE_MBUF_F_RX_L4_CKSUM_MASK;
+extern const uint64_t shim_RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+extern const uint64_t shim_RTE_MBUF_F_RX_L4_CKSUM_BAD;
 
 #endif

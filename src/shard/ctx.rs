@@ -13,7 +13,7 @@ use crate::app::{
     App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, SendError, TcpError, TcpEvent,
 };
 use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter, LearnResult, PendingOutcome};
-use crate::buf::{BufPool, L4Checksum, PacketBuf};
+use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum};
 use crate::icmp::{checksum_adjust, RateLimiter};
 use crate::ipv4::frag::{FragError, FragKey, Reassembler, ReassemblyConfig};
 use crate::ipv4::{IdentGen, NextHop, Routes};
@@ -149,6 +149,9 @@ pub struct Net<P: BufPool> {
     flows: Option<FlowLog>,
     /// The frame being processed was handed over by another core.
     rx_handed: bool,
+    /// The NIC found the UDP/TCP checksum of the datagram being processed
+    /// right (never for a reassembled one): it is not computed again.
+    rx_l4_good: bool,
 }
 
 /// One core: its network state, its reassembler, its applications, and on
@@ -231,6 +234,7 @@ impl<P: BufPool> Core<P> {
                 tcp_dirty: Vec::with_capacity(256),
                 flows: (limits.flow_records > 0).then(|| FlowLog::new(limits.flow_records)),
                 rx_handed: false,
+                rx_l4_good: false,
             },
             frag,
             apps,
@@ -579,7 +583,17 @@ impl<P: BufPool> Core<P> {
             Ok(p) => p,
             Err(e) => return self.net.drop_frame(e.into()),
         };
-        let ip = match Ipv4Repr::parse(&packet, true) {
+        let csum = buf.rx_checksum();
+        let l4_offloaded = !packet.is_fragment()
+            && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
+        if csum.ip == RxChecksum::Bad || (l4_offloaded && csum.l4 == RxChecksum::Bad) {
+            self.net.counters.rx_csum_offload_bad += 1;
+            return self.net.drop_frame(DropReason::BadChecksum);
+        }
+        self.net.rx_l4_good = l4_offloaded && csum.l4 == RxChecksum::Good;
+        self.net.counters.rx_csum_offload_good +=
+            u64::from(csum.ip == RxChecksum::Good) + u64::from(self.net.rx_l4_good);
+        let ip = match Ipv4Repr::parse(&packet, csum.ip != RxChecksum::Good) {
             Ok(r) => r,
             Err(e) => return self.net.drop_frame(e.into()),
         };
@@ -826,7 +840,7 @@ fn process_udp<P: BufPool>(
         };
         return net.drop_frame(reason);
     }
-    let udp = match UdpRepr::parse(&packet, &ip.src_addr, &ip.dst_addr, true) {
+    let udp = match UdpRepr::parse(&packet, &ip.src_addr, &ip.dst_addr, !net.rx_l4_good) {
         Ok(r) => r,
         Err(e) => return net.drop_frame(e.into()),
     };

@@ -14,7 +14,7 @@ impl<P: BufPool> Net<P> {
             Ok(p) => p,
             Err(e) => return self.drop_frame(e.into()),
         };
-        let repr = match TcpRepr::parse(&packet, &ip.src_addr, &ip.dst_addr, true) {
+        let repr = match TcpRepr::parse(&packet, &ip.src_addr, &ip.dst_addr, !self.rx_l4_good) {
             Ok(r) => r,
             Err(e) => return self.drop_frame(e.into()),
         };

@@ -2781,3 +2781,100 @@ mod tcp_send {
         assert_eq!(r.in_use(), 0);
     }
 }
+
+// ---- RX checksum offload ---------------------------------------------------
+
+use crate::buf::{RxChecksum, RxChecksums};
+
+impl Rig {
+    /// Receive `frame` with the NIC's checksum verdicts, as an mbuf's flags.
+    fn rx_checked(&mut self, frame: &[u8], ip: RxChecksum, l4: RxChecksum) {
+        let mut buf = self.pool_view.buf_from(frame);
+        buf.set_rx_checksum(RxChecksums { ip, l4 });
+        self.core.begin_burst(self.now);
+        self.core.process_frame(buf);
+    }
+}
+
+/// `frame` with its IPv4 header checksum and its L4 checksum both wrong.
+fn with_wrong_checksums(mut frame: Vec<u8>, l4_checksum_at: usize) -> Vec<u8> {
+    frame[14 + 10] ^= 0x5a;
+    frame[34 + l4_checksum_at] ^= 0x5a;
+    frame
+}
+
+#[test]
+fn checksums_the_nic_found_good_are_not_computed_again() {
+    use RxChecksum::{Good, Unknown};
+    let mut r = rig(&["udp-echo:7", "http:80:100"]);
+    r.learn_host();
+    let udp = with_wrong_checksums(
+        ipv4_frame(IpProtocol::Udp, &udp_bytes(4000, 7, b"hi"), 1, None),
+        6,
+    );
+    // The NIC's word is taken: both checksums are wrong, yet echoed.
+    r.rx_checked(&udp, Good, Good);
+    assert_eq!(r.take_tx().len(), 1);
+    assert_eq!(r.core.net.counters.udp_rx, 1);
+    assert_eq!(r.core.net.counters.rx_csum_offload_good, 2);
+    // Without it, the stack checks: the IPv4 header first.
+    r.rx_checked(&udp, Unknown, Unknown);
+    // The NIC vouches for the header only: the UDP checksum is checked.
+    r.rx_checked(&udp, Good, Unknown);
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.core.net.counters.udp_rx, 1);
+    assert_eq!(r.dropped(DropReason::BadChecksum), 2);
+    assert_eq!(r.core.net.counters.rx_csum_offload_good, 3);
+
+    // TCP: a SYN with both checksums wrong, found good, is answered.
+    let syn = with_wrong_checksums(tcp_frame(40000, 100, 0, SYN, b""), 16);
+    r.rx_checked(&syn, Unknown, Unknown);
+    assert!(r.take_tx().is_empty());
+    r.rx_checked(&syn, Good, Good);
+    let out = r.take_tx();
+    assert_eq!(out.len(), 1);
+    assert_eq!(tcp_out(&out[0]).0.flags, SYN | ACK);
+    assert_eq!(r.dropped(DropReason::BadChecksum), 3);
+    assert_eq!(r.core.net.counters.rx_csum_offload_bad, 0);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
+#[test]
+fn frames_the_nic_found_bad_are_dropped_and_counted() {
+    use RxChecksum::{Bad, Good, Unknown};
+    let mut r = rig(&["udp-echo:7", "http:80:100"]);
+    r.learn_host();
+    let udp = ipv4_frame(IpProtocol::Udp, &udp_bytes(4000, 7, b"hi"), 1, None);
+    let syn = tcp_frame(40000, 100, 0, SYN, b"");
+    // Right checksums, and the NIC's verdict wins.
+    r.rx_checked(&udp, Bad, Unknown);
+    r.rx_checked(&udp, Good, Bad);
+    r.rx_checked(&syn, Unknown, Bad);
+    assert!(r.take_tx().is_empty());
+    let c = &r.core.net.counters;
+    assert_eq!(c.rx_csum_offload_bad, 3);
+    assert_eq!((c.udp_rx, c.tcp_rx_segments), (0, 0));
+    assert_eq!(r.dropped(DropReason::BadChecksum), 3);
+    // The same frames with no verdict are served.
+    r.rx_checked(&udp, Unknown, Unknown);
+    r.rx_checked(&syn, Unknown, Unknown);
+    assert_eq!(r.take_tx().len(), 2);
+    // A fragment's L4 verdict means nothing (the NIC cannot check a part
+    // of a datagram): it is reassembled and checked in software.
+    let whole = udp_bytes(4000, 7, &[7u8; 40]);
+    r.rx_checked(
+        &ipv4_frame(IpProtocol::Udp, &whole[..24], 9, Some((0, true))),
+        Unknown,
+        Bad,
+    );
+    r.rx_checked(
+        &ipv4_frame(IpProtocol::Udp, &whole[24..], 9, Some((24, false))),
+        Unknown,
+        Bad,
+    );
+    assert_eq!(r.take_tx().len(), 1);
+    assert_eq!(r.core.net.counters.rx_csum_offload_bad, 3);
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}

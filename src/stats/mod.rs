@@ -174,6 +174,12 @@ counters! {
     tx_packets,
     /// Bytes received.
     rx_bytes,
+    /// Checksums (IPv4 header, UDP or TCP) of received frames the NIC found
+    /// right, not computed again.
+    rx_csum_offload_good,
+    /// Received frames the NIC found a wrong checksum in, dropped (also
+    /// `drop_bad_checksum`).
+    rx_csum_offload_bad,
     /// Bytes transmitted.
     tx_bytes,
     /// Frames the NIC's TX queue refused after retries, freed (also
