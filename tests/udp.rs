@@ -177,6 +177,10 @@ fn fragmented_datagrams_both_ways_overlap_and_flood() {
     );
     udp_tool(&net, &format!("big {ip} 7 100 5"));
     udp_tool(&net, &format!("big {ip} 7 8000 5"));
+    // net_tap checks received checksums (RX offload): its verdicts are used.
+    let b = d.next_block();
+    assert!(b.get("rx_csum_offload_good") > 0, "{b:?}");
+    assert_eq!(b.get("rx_csum_offload_bad"), 0, "{b:?}");
 
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
