@@ -239,6 +239,12 @@ counters! {
     tcp_rto,
     /// Tail loss probes sent (RFC 8985).
     tcp_tail_loss_probes,
+    /// Segments RACK deemed lost (RFC 8985 6.2): sent before a segment
+    /// that was delivered, and outstanding longer than an RTT plus the
+    /// reordering window.
+    tcp_rack_lost,
+    /// RACK reordering timer expirations (RFC 8985 6.3).
+    tcp_rack_timer,
     /// Duplicate ACKs received.
     tcp_dup_acks,
     /// Segments kept out of order.

@@ -7,6 +7,7 @@ pub mod buffer;
 pub mod cc;
 pub mod isn;
 pub mod rtt;
+mod scoreboard;
 pub mod seq;
 pub mod syncache;
 pub mod syncookie;
