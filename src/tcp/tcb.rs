@@ -108,6 +108,10 @@ const INVALID_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// lone segment (RFC 1122 4.2.3.2 allows 500 ms; 200 ms is what stacks
 /// use, Linux's TCP_DELACK_MAX among them).
 const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// Our TSval clock: milliseconds.
 pub(crate) fn ts_now(now: Instant) -> u32 {
     now.millis() as u32
@@ -196,6 +200,13 @@ struct Recovery {
     /// RACK.dsack_round: SND.MAX when the window last grew on a D-SACK
     /// (once per round trip).
     dsack_round: Option<Seq>,
+    /// PRR (RFC 6937) in SACK recovery: bytes delivered to the peer and
+    /// bytes sent since recovery began, the flight when it began
+    /// (RecoverFS), and what this ACK lets go (sndcnt, less what went).
+    prr_delivered: u32,
+    prr_out: u32,
+    recover_fs: u32,
+    prr_quota: u32,
 }
 
 /// What an ACK's SACK blocks said ([`Tcb::take_sack_blocks`]).
@@ -388,6 +399,10 @@ impl Tcb {
                 reo_wnd_mult: 1,
                 reo_wnd_persist: 0,
                 dsack_round: None,
+                prr_delivered: 0,
+                prr_out: 0,
+                recover_fs: 0,
+                prr_quota: 0,
             },
             timers: Timers::default(),
             tx: SendBuffer::new(cfg.tx_buffer),
@@ -1021,6 +1036,7 @@ impl Tcb {
             // were not in vain.
             self.persist_probes = 0;
         }
+        let (una_before, sacked_before) = (self.snd.una, self.sacked_bytes());
         let mut delivered = Delivered::default();
         let sack = if self.sack_ok && seg.options.sack_blocks[0].is_some() {
             let sack = self.take_sack_blocks(now, seg, ack, &mut delivered);
@@ -1156,6 +1172,13 @@ impl Tcb {
         }
         if self.sack_ok {
             self.rack_detect_loss(now, delivered, c);
+            if self.rec.in_recovery {
+                // RFC 6937 DeliveredData: what the cumulative ACK and the
+                // SACK blocks newly said the peer holds.
+                let data = (self.snd.una.since(una_before) + self.sacked_bytes())
+                    .saturating_sub(sacked_before);
+                self.prr_on_ack(data);
+            }
         }
         // Window update (SND.WL1/WL2 rule).
         if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) {
@@ -1577,7 +1600,45 @@ impl Tcb {
             .on_fast_retransmit(self.snd.max.since(self.snd.una), self.mss);
         self.rec.retransmit_una = true;
         self.rtt_timed = None;
+        self.rec.prr_delivered = 0;
+        self.rec.prr_out = 0;
+        self.rec.prr_quota = 0;
+        self.rec.recover_fs = clamp_u32(self.snd.max.since(self.snd.una));
         c.tcp_fast_retransmits += 1;
+    }
+
+    fn sacked_bytes(&self) -> usize {
+        self.rec.board.as_deref().map_or(0, |b| b.sacked_bytes())
+    }
+
+    /// RFC 6937 3, PRR with the slow-start reduction bound (PRR-SSRB):
+    /// while the pipe is above ssthresh, send in proportion to what is
+    /// delivered (ssthresh / RecoverFS of it), so that the flight comes
+    /// down to ssthresh smoothly over a round trip; once below, grow back
+    /// toward ssthresh as slow start would, by at most what was delivered
+    /// plus one segment.
+    fn prr_on_ack(&mut self, delivered: usize) {
+        let rec = &mut self.rec;
+        rec.prr_delivered = rec.prr_delivered.saturating_add(clamp_u32(delivered));
+        let pipe = rec.board.as_deref().map_or(0, |b| b.pipe());
+        let ssthresh = self.cc.ssthresh();
+        let (prr_delivered, prr_out) = (rec.prr_delivered as usize, rec.prr_out as usize);
+        let sndcnt = if pipe > ssthresh {
+            (prr_delivered * ssthresh)
+                .div_ceil((rec.recover_fs as usize).max(1))
+                .saturating_sub(prr_out)
+        } else {
+            let limit = prr_delivered.saturating_sub(prr_out).max(delivered) + self.mss;
+            (ssthresh - pipe).min(limit)
+        };
+        rec.prr_quota = clamp_u32(sndcnt);
+    }
+
+    /// Something went in SACK recovery: PRR counts it (prr_out) against
+    /// what this ACK allowed.
+    fn prr_sent(&mut self, len: usize) {
+        self.rec.prr_out = self.rec.prr_out.saturating_add(clamp_u32(len));
+        self.rec.prr_quota = self.rec.prr_quota.saturating_sub(clamp_u32(len.max(1)));
     }
 
     /// RFC 8985 6.2 step 4: a D-SACK says a retransmission was spurious,
@@ -1647,10 +1708,10 @@ impl Tcb {
         self.rec.retransmit_una = true;
     }
 
-    /// Retransmit the segments deemed lost, lowest first, while the pipe
-    /// is below ssthresh (RFC 6675 5 step (C) with NextSeg rule 1, RFC 8985
-    /// 6: lost segments before new data). The first of a recovery goes
-    /// whatever the pipe (RFC 6675 5 step 4.3).
+    /// Retransmit the segments deemed lost, lowest first, as far as PRR
+    /// lets this ACK send (RFC 6937; RFC 6675 5 step (C) with NextSeg rule
+    /// 1, RFC 8985 6: lost segments before new data). The first of a
+    /// recovery goes whatever PRR says (RFC 6675 5 step 4.3).
     fn retransmit_lost(&mut self, now: Instant, emit: &mut Emit<'_>) {
         loop {
             let Some(board) = self.rec.board.as_deref() else {
@@ -1660,7 +1721,7 @@ impl Tcb {
                 return;
             };
             let first = self.rec.high_rxt <= self.snd.una;
-            if !first && board.pipe() >= self.cc.ssthresh() {
+            if !first && self.rec.prr_quota == 0 {
                 return;
             }
             if self.retransmit(now, seq, end.since(seq), emit).is_none() {
@@ -1911,6 +1972,9 @@ impl Tcb {
             .board
             .get_or_insert_with(Default::default)
             .on_send(now, seq, end);
+        if self.sack_ok && self.rec.in_recovery {
+            self.prr_sent(len);
+        }
         self.tx_stats.segments += 1;
         self.tx_stats.bytes += len as u64;
         if seq < self.snd.max {
@@ -2002,16 +2066,17 @@ impl Tcb {
                 return;
             }
             let flight = self.snd.nxt.since(self.snd.una);
-            let usable = match self.rec.board.as_deref() {
-                // RFC 6675 5 step (C): in SACK recovery, what the network
-                // holds (the pipe) against cwnd, which is ssthresh there;
-                // what was SACKed or deemed lost has left it.
-                Some(b) if self.sack_ok && self.rec.in_recovery => self
-                    .snd
-                    .wnd
-                    .saturating_sub(flight)
-                    .min(self.cc.ssthresh().saturating_sub(b.pipe())),
-                _ => self.snd.wnd.min(self.cc.window()).saturating_sub(flight),
+            let usable = if self.sack_ok && self.rec.in_recovery {
+                // In SACK recovery PRR (RFC 6937) says how much may go,
+                // a segment at a time, not cwnd against the flight.
+                let prr = if self.rec.prr_quota > 0 {
+                    usize::MAX
+                } else {
+                    0
+                };
+                self.snd.wnd.saturating_sub(flight).min(prr)
+            } else {
+                self.snd.wnd.min(self.cc.window()).saturating_sub(flight)
             };
             let mss = self.send_mss();
             let len = unsent.min(mss).min(usable);
