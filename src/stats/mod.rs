@@ -245,6 +245,11 @@ counters! {
     tcp_rack_lost,
     /// RACK reordering timer expirations (RFC 8985 6.3).
     tcp_rack_timer,
+    /// Congestion window reductions undone as spurious: every
+    /// retransmission D-SACKed (RFC 3708) or Eifel detection (RFC 3522).
+    tcp_undo,
+    /// Of those, after a retransmission timeout (RFC 4015).
+    tcp_spurious_rto,
     /// Duplicate ACKs received.
     tcp_dup_acks,
     /// Segments kept out of order.

@@ -399,6 +399,15 @@ impl Scoreboard {
         }
     }
 
+    /// A reduction was undone as spurious (nothing was lost): no segment
+    /// is deemed lost any more; RACK deems again what really is.
+    pub fn unmark_lost(&mut self) {
+        self.lost = 0;
+        for s in self.segs.iter_mut() {
+            s.lost = false;
+        }
+    }
+
     /// The first segment deemed lost and not resent since (RFC 6675
     /// NextSeg rule 1, RFC 8985's retransmission of lost segments).
     pub fn next_lost(&self) -> Option<(Seq, Seq)> {

@@ -207,6 +207,27 @@ struct Recovery {
     prr_out: u32,
     recover_fs: u32,
     prr_quota: u32,
+    /// The last reduction, while it may still prove spurious.
+    undo: Option<Undo>,
+}
+
+/// A congestion window reduction (fast recovery or a timeout) that may be
+/// undone: what the window was, and what would show the reduction was
+/// spurious (RFC 3708: every retransmission of the episode D-SACKed; RFC
+/// 3522: the first ACK after a retransmission echoes an older TSval).
+#[derive(Clone, Copy, Debug)]
+struct Undo {
+    cwnd: u32,
+    ssthresh: u32,
+    /// The episode's data: SND.UNA to SND.MAX when it began.
+    from: Seq,
+    to: Seq,
+    /// Its retransmissions not yet reported as duplicates.
+    retrans: u32,
+    /// The TSval of its first retransmission, until the Eifel check.
+    stamp: Option<u32>,
+    /// It began with a timeout.
+    rto: bool,
 }
 
 /// What an ACK's SACK blocks said ([`Tcb::take_sack_blocks`]).
@@ -214,8 +235,8 @@ struct Recovery {
 struct SackInfo {
     /// Some block reported data above SND.UNA not SACKed before.
     new_data: bool,
-    /// The first block was a D-SACK (RFC 2883 4).
-    dsack: bool,
+    /// The first block was a D-SACK (RFC 2883 4): its range.
+    dsack: Option<(Seq, Seq)>,
 }
 
 /// A connection's timers. Each is a deadline or nothing; the table's wheel
@@ -403,6 +424,7 @@ impl Tcb {
                 prr_out: 0,
                 recover_fs: 0,
                 prr_quota: 0,
+                undo: None,
             },
             timers: Timers::default(),
             tx: SendBuffer::new(cfg.tx_buffer),
@@ -1040,9 +1062,10 @@ impl Tcb {
         let mut delivered = Delivered::default();
         let sack = if self.sack_ok && seg.options.sack_blocks[0].is_some() {
             let sack = self.take_sack_blocks(now, seg, ack, &mut delivered);
-            if sack.dsack {
+            if let Some((l, r)) = sack.dsack {
                 c.tcp_dsack_received += 1;
                 self.rack_note_dsack();
+                self.undo_on_dsack(l, r, c);
             }
             Some(sack)
         } else {
@@ -1066,6 +1089,7 @@ impl Tcb {
                 self.fin_acked = true;
             }
             let flight_before = self.snd.max.since(self.snd.una);
+            self.undo_by_eifel(seg, ack, c);
             self.snd.una = ack;
             if self.snd.nxt < ack {
                 self.snd.nxt = ack;
@@ -1553,7 +1577,7 @@ impl Tcb {
         });
         let mut info = SackInfo {
             new_data: false,
-            dsack,
+            dsack: blocks[0].filter(|_| dsack).map(|(l, r)| (Seq(l), Seq(r))),
         };
         let ecr = seg
             .options
@@ -1596,6 +1620,7 @@ impl Tcb {
         self.rec.in_recovery = true;
         self.rec.recover = self.snd.max;
         self.rec.high_rxt = self.snd.una;
+        self.start_undo_episode(false);
         self.cc
             .on_fast_retransmit(self.snd.max.since(self.snd.una), self.mss);
         self.rec.retransmit_una = true;
@@ -1605,6 +1630,77 @@ impl Tcb {
         self.rec.prr_quota = 0;
         self.rec.recover_fs = clamp_u32(self.snd.max.since(self.snd.una));
         c.tcp_fast_retransmits += 1;
+    }
+
+    /// A reduction begins: remember the window before it.
+    fn start_undo_episode(&mut self, rto: bool) {
+        self.rec.undo = Some(Undo {
+            cwnd: clamp_u32(self.cc.window()),
+            ssthresh: clamp_u32(self.cc.ssthresh()),
+            from: self.snd.una,
+            to: self.snd.max,
+            retrans: 0,
+            stamp: None,
+            rto,
+        });
+    }
+
+    /// RFC 3708 (as Linux `tcp_try_undo_dsack`): a D-SACK for the data of
+    /// the last reduction says one of its retransmissions was needless;
+    /// once all were, nothing was lost, and the reduction is undone.
+    fn undo_on_dsack(&mut self, l: Seq, r: Seq, c: &mut Counters) {
+        let Some(u) = self.rec.undo.as_mut() else {
+            return;
+        };
+        if l < u.from || r > u.to || u.retrans == 0 {
+            return;
+        }
+        let segments = clamp_u32(r.since(l).div_ceil(self.mss.max(1)));
+        u.retrans = u.retrans.saturating_sub(segments);
+        if u.retrans == 0 {
+            self.undo_reduction(c);
+        }
+    }
+
+    /// RFC 3522 (Eifel detection): the first ACK for the retransmitted
+    /// data echoes a TSval older than the retransmission's: the original
+    /// arrived, the retransmission was spurious.
+    fn undo_by_eifel(&mut self, seg: &TcpRepr, ack: Seq, c: &mut Counters) {
+        let Some(u) = self.rec.undo.as_mut() else {
+            return;
+        };
+        let Some(stamp) = u.stamp else {
+            return;
+        };
+        if ack <= u.from {
+            return;
+        }
+        u.stamp = None;
+        let echo = seg.options.timestamps.map_or(0, |t| t.1);
+        if self.ts_enabled && echo != 0 && (echo.wrapping_sub(stamp) as i32) < 0 {
+            if u.rto {
+                // RFC 4015 3.2: the timeout was spurious; go on with new
+                // data rather than resend the flight.
+                c.tcp_spurious_rto += 1;
+                self.snd.nxt = self.snd.max;
+            }
+            self.undo_reduction(c);
+        }
+    }
+
+    /// Return to the window before the last reduction and leave recovery:
+    /// nothing was lost (RFC 4015 3.2).
+    fn undo_reduction(&mut self, c: &mut Counters) {
+        let Some(u) = self.rec.undo.take() else {
+            return;
+        };
+        self.cc.undo(u.cwnd as usize, u.ssthresh as usize);
+        self.rec.in_recovery = false;
+        self.rec.dup_acks = 0;
+        if let Some(board) = self.rec.board.as_deref_mut() {
+            board.unmark_lost();
+        }
+        c.tcp_undo += 1;
     }
 
     fn sacked_bytes(&self) -> usize {
@@ -1979,6 +2075,12 @@ impl Tcb {
         self.tx_stats.bytes += len as u64;
         if seq < self.snd.max {
             self.tx_stats.retransmits += 1;
+            if let Some(u) = self.rec.undo.as_mut() {
+                if u.retrans == 0 && u.stamp.is_none() {
+                    u.stamp = Some(ts_now(now).max(1));
+                }
+                u.retrans = u.retrans.saturating_add(1);
+            }
             if let Some((timed, _)) = self.rtt_timed {
                 if timed >= seq {
                     // Karn: never time a retransmitted segment.
@@ -2203,6 +2305,17 @@ impl Tcb {
         }
         c.tcp_rto += 1;
         if self.state.synchronized() && self.snd.max > self.snd.una {
+            if self.rtt.backoffs() > 0 {
+                // A timeout again: no spurious one to detect.
+                self.rec.undo = None;
+            } else if self.rec.in_recovery && self.rec.undo.is_some() {
+                // Recovery's reduction, deepened: undone as one.
+                if let Some(u) = self.rec.undo.as_mut() {
+                    u.rto = true;
+                }
+            } else {
+                self.start_undo_episode(true);
+            }
             self.cc.on_rto(self.snd.max.since(self.snd.una), self.mss);
         }
         self.rtt.back_off();

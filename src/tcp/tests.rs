@@ -1687,12 +1687,14 @@ fn repeated_syn_then_ack_in_syn_received() {
 
 #[test]
 fn simulation_receiver_stops_reading_then_resumes() {
-    // b's application reads nothing for 5 s: a fills b's window (32 KiB)
-    // and probes it, b answers every probe with a zero window; then b
-    // reads, its window update (or the answer to a probe) lets a go on.
+    // b's application reads nothing for 5 s from 20 ms on (from 100 ms,
+    // a sender that undoes its spurious recoveries may be done already):
+    // a fills b's window (32 KiB) and probes it, b answers every probe
+    // with a zero window; then b reads, its window update (or the answer
+    // to a probe) lets a go on.
     for seed in [3, 5, 7] {
         let (_, _, c) = Sim {
-            b_deaf_ms: (100, 5_100),
+            b_deaf_ms: (20, 5_020),
             ..Sim::new(seed, 3, 2, 4, 200_000)
         }
         .run();
@@ -2237,4 +2239,49 @@ fn the_reordering_timer_repairs_a_loss_duplicate_acks_cannot_show() {
     assert_eq!(rtx, vec![o(ACK, ISS + 1, IRS + 1, &[7; 100])]);
     assert_eq!((t.c.tcp_rack_timer, t.c.tcp_rack_lost), (1, 1));
     assert_eq!((t.c.tcp_rto, t.c.tcp_tail_loss_probes), (0, 0));
+}
+
+#[test]
+fn a_recovery_whose_retransmissions_were_all_needless_is_undone() {
+    // Ten out; the first is only late: three SACKs above it start
+    // recovery (cwnd and ssthresh down to 0.7 of the flight), and it is
+    // resent.
+    let mut t = established_sack();
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    let cwnd = t.tcb.cwnd();
+    t.advance(Duration::from_millis(5));
+    t.send(sack_ack(1, &[(101, 201)]), b"");
+    t.send(sack_ack(1, &[(101, 301)]), b"");
+    let fr = t.send(sack_ack(1, &[(101, 401)]), b"");
+    assert_eq!(fr[0].1, ISS + 1);
+    // The original arrives, then the retransmission: recovery ends, the
+    // window down to what is in flight; the peer reports the copy as a
+    // duplicate (RFC 2883). The only retransmission was needless: nothing
+    // was lost, and the window is back (RFC 3708).
+    t.send(sack_ack(1001, &[]), b"");
+    assert!(t.tcb.cwnd() < cwnd);
+    assert_eq!(t.c.tcp_undo, 0);
+    t.send(sack_ack(1001, &[(1, 101)]), b"");
+    assert_eq!((t.c.tcp_undo, t.c.tcp_spurious_rto), (1, 0));
+    assert!(t.tcb.cwnd() >= cwnd, "{} < {cwnd}", t.tcb.cwnd());
+
+    // The same with two segments resent and only one reported as a
+    // duplicate: one was needed, the reduction stands.
+    let mut t = established_sack();
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    t.advance(Duration::from_millis(5));
+    t.send(sack_ack(1, &[(201, 301)]), b"");
+    t.send(sack_ack(1, &[(201, 401)]), b"");
+    let fr = t.send(sack_ack(1, &[(201, 501)]), b"");
+    assert_eq!(
+        fr.iter().map(|r| r.1 - ISS).collect::<Vec<_>>(),
+        vec![1, 101]
+    );
+    let reduced = t.tcb.cwnd();
+    t.send(sack_ack(1001, &[]), b"");
+    t.send(sack_ack(1001, &[(1, 101)]), b"");
+    assert_eq!(t.c.tcp_undo, 0);
+    assert!(t.tcb.cwnd() <= reduced);
 }
