@@ -245,6 +245,9 @@ counters! {
     tcp_rack_lost,
     /// RACK reordering timer expirations (RFC 8985 6.3).
     tcp_rack_timer,
+    /// Losses a tail loss probe repaired (RFC 8985 7.4): the window is
+    /// reduced as fast recovery would have.
+    tcp_tlp_recoveries,
     /// Congestion window reductions undone as spurious: every
     /// retransmission D-SACKed (RFC 3708) or Eifel detection (RFC 3522).
     tcp_undo,

@@ -422,7 +422,7 @@ impl Scoreboard {
 
     /// The byte counts recomputed from the records (tests and the fuzzing
     /// oracle check the incremental ones against it).
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(test)]
     pub fn recount(&self) -> (usize, usize, usize, usize) {
         let mut c = (0, 0, 0, 0);
         for s in &self.segs {
@@ -437,7 +437,7 @@ impl Scoreboard {
         c
     }
 
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(test)]
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         (self.sacked, self.lost, self.retrans, self.sacked_segments)
     }

@@ -188,6 +188,10 @@ struct Recovery {
     tlp_fired: bool,
     /// Send the probe on the next dispatch.
     probe_tail: bool,
+    /// RFC 8985 7.4: TLP.end_seq of a probe that resent data, until its
+    /// fate is known (a D-SACK: nothing was lost; an ACK beyond it without
+    /// one: the probe repaired a loss).
+    tlp_end: Option<Seq>,
     /// RFC 8985 6.2: RACK.min_RTT (None before the first sample).
     min_rtt: Option<Duration>,
     /// RACK.reordering_seen: a segment never retransmitted was delivered
@@ -415,6 +419,7 @@ impl Tcb {
                 retransmit_una: false,
                 tlp_fired: false,
                 probe_tail: false,
+                tlp_end: None,
                 min_rtt: None,
                 reordering_seen: false,
                 reo_wnd_mult: 1,
@@ -1066,6 +1071,11 @@ impl Tcb {
                 c.tcp_dsack_received += 1;
                 self.rack_note_dsack();
                 self.undo_on_dsack(l, r, c);
+                if self.rec.tlp_end.is_some_and(|e| l < e && e <= r) {
+                    // RFC 8985 7.4.2: the probe was a duplicate; the
+                    // original arrived, nothing was lost.
+                    self.rec.tlp_end = None;
+                }
             }
             Some(sack)
         } else {
@@ -1090,6 +1100,22 @@ impl Tcb {
             }
             let flight_before = self.snd.max.since(self.snd.una);
             self.undo_by_eifel(seg, ack, c);
+            if self.rec.tlp_end.is_some_and(|e| ack > e) {
+                // RFC 8985 7.4.2: acknowledged beyond the probe with no
+                // D-SACK for it: the probe repaired a loss, which calls
+                // for the congestion response fast recovery would have
+                // made (a TLP recovery episode).
+                self.rec.tlp_end = None;
+                if !self.rec.in_recovery {
+                    self.cc.on_fast_retransmit(flight_before, self.mss);
+                    self.cc.on_recovery_end(
+                        now,
+                        flight_before - acked.min(flight_before),
+                        self.mss,
+                    );
+                    c.tcp_tlp_recoveries += 1;
+                }
+            }
             self.snd.una = ack;
             if self.snd.nxt < ack {
                 self.snd.nxt = ack;
@@ -1922,10 +1948,15 @@ impl Tcb {
                     let data_end = self.snd.una + self.tx.len();
                     let end = self.snd.max.min(data_end);
                     let len = end.since(self.snd.una).min(self.send_mss());
-                    if len > 0 {
-                        self.send_segment(now, end - len, len, emit);
+                    let sent = if len > 0 {
+                        self.send_segment(now, end - len, len, emit)
                     } else if self.fin_seq.is_some() {
-                        self.send_segment(now, end, 0, emit);
+                        self.send_segment(now, end, 0, emit)
+                    } else {
+                        None
+                    };
+                    if sent.is_some() {
+                        self.rec.tlp_end = Some(self.snd.max);
                     }
                 }
             }
@@ -2333,6 +2364,7 @@ impl Tcb {
         self.timers[Timer::Reorder] = None;
         self.rec.tlp_fired = false;
         self.rec.probe_tail = false;
+        self.rec.tlp_end = None;
         self.rec.high_rxt = self.snd.una;
         self.snd.nxt = self.snd.una;
         if matches!(self.state, State::SynSent | State::SynReceived) {

@@ -2285,3 +2285,29 @@ fn a_recovery_whose_retransmissions_were_all_needless_is_undone() {
     assert_eq!(t.c.tcp_undo, 0);
     assert!(t.tcb.cwnd() <= reduced);
 }
+
+#[test]
+fn a_loss_the_tail_loss_probe_repaired_reduces_the_window() {
+    for dsack in [false, true] {
+        // Two segments out, the last lost: 2 SRTT (at least 10 ms) later
+        // the probe resends it, and the peer acknowledges both.
+        let mut t = established_sack();
+        t.tcb.send(&[7; 200]);
+        assert_eq!(t.out().len(), 2);
+        let probe = t.advance(Duration::from_millis(10));
+        assert_eq!(probe, vec![o(ACK | PSH, ISS + 101, IRS + 1, &[7; 100])]);
+        let cwnd = t.tcb.cwnd();
+        let blocks: &[(u32, u32)] = if dsack { &[(101, 201)] } else { &[] };
+        t.advance(Duration::from_millis(5));
+        t.send(sack_ack(201, blocks), b"");
+        // The next ACK goes beyond the probe. With no D-SACK for it, the
+        // probe repaired a loss: the window comes down as for fast
+        // recovery (RFC 8985 7.4.2); with one, the original had arrived
+        // and nothing was lost.
+        t.tcb.send(&[8; 100]);
+        assert_eq!(t.out().len(), 1);
+        t.send(sack_ack(301, &[]), b"");
+        assert_eq!(t.c.tcp_tlp_recoveries, u64::from(!dsack), "dsack {dsack}");
+        assert_eq!(t.tcb.cwnd() < cwnd, !dsack, "dsack {dsack}");
+    }
+}
