@@ -1,8 +1,10 @@
 //! One TCP connection: the state machine of RFC 9293 section 3.10, with
 //! RFC 5961 (blind reset, SYN and data injection), RFC 7323 (window scale,
 //! timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582 (congestion control,
-//! NewReno), RFC 8985 (tail loss probe), RFC 5482 (user timeout) and RFC
-//! 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
+//! NewReno), RFC 6675 and 8985 (SACK loss recovery, RACK-TLP) on a
+//! per-segment scoreboard (scoreboard.rs), RFC 6937 (PRR), RFC 3708/3522
+//! (undoing spurious reductions), RFC 5482 (user timeout) and RFC 1122
+//! (delayed ACK, Nagle, keepalive, zero-window probes).
 //!
 //! Invariants: a segment we send never carries more than the MSS of
 //! payload and options together (options are paid out of the segment); a
@@ -1819,10 +1821,13 @@ impl Tcb {
         };
         let lost = board.detect_loss(now, reo_wnd);
         self.timers[Timer::Reorder] = lost.timeout.map(|t| now.plus(t));
-        if lost.segments == 0 {
+        c.tcp_rack_lost += u64::from(lost.segments);
+        // Segments sent during a recovery and deemed lost in it, not
+        // resent when it ended, start the next one (as Linux re-enters
+        // recovery while lost_out is not zero).
+        if lost.segments == 0 && (self.rec.in_recovery || board.next_lost().is_none()) {
             return;
         }
-        c.tcp_rack_lost += u64::from(lost.segments);
         if !self.rec.in_recovery && self.snd.nxt >= self.snd.max {
             self.enter_recovery(c);
             self.timers[Timer::TailLossProbe] = None;
