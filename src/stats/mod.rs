@@ -251,6 +251,20 @@ counters! {
     tcp_rto,
     /// Tail loss probes sent (RFC 8985).
     tcp_tail_loss_probes,
+    /// Segments RACK deemed lost (RFC 8985 6.2): sent before a segment
+    /// that was delivered, and outstanding longer than an RTT plus the
+    /// reordering window.
+    tcp_rack_lost,
+    /// RACK reordering timer expirations (RFC 8985 6.3).
+    tcp_rack_timer,
+    /// Losses a tail loss probe repaired (RFC 8985 7.4): the window is
+    /// reduced as fast recovery would have.
+    tcp_tlp_recoveries,
+    /// Congestion window reductions undone as spurious: every
+    /// retransmission D-SACKed (RFC 3708) or Eifel detection (RFC 3522).
+    tcp_undo,
+    /// Of those, after a retransmission timeout (RFC 4015).
+    tcp_spurious_rto,
     /// Duplicate ACKs received.
     tcp_dup_acks,
     /// Segments kept out of order.

@@ -71,6 +71,11 @@ pub trait CongestionControl {
     /// 4.1); CUBIC also leaves the idle time out of its curve (RFC 9438
     /// 5.8).
     fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize);
+    /// The last reduction (fast recovery or a timeout) was spurious: no
+    /// segment was lost (RFC 3708 D-SACKs, RFC 3522 Eifel). Return to the
+    /// `cwnd` and `ssthresh` held before it (RFC 4015 3.2), or keep what
+    /// grew since if that is more.
+    fn undo(&mut self, cwnd: usize, ssthresh: usize);
 }
 
 /// The congestion controller a connection holds: one variant per
@@ -171,6 +176,10 @@ impl Cc {
     /// New data goes out with nothing in flight.
     pub fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
         self.inner_mut().on_send_after_idle(now, rto, mss)
+    }
+    /// The last reduction was spurious: back to `cwnd` and `ssthresh`.
+    pub fn undo(&mut self, cwnd: usize, ssthresh: usize) {
+        self.inner_mut().undo(cwnd, ssthresh)
     }
 }
 
@@ -479,6 +488,11 @@ impl CongestionControl for NewReno {
             self.cwnd = self.cwnd.min(initial_window(mss));
         }
     }
+    fn undo(&mut self, cwnd: usize, ssthresh: usize) {
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
+        self.acked_in_ca = 0;
+    }
 }
 
 /// RFC 6582 3.2 step 5: a partial ACK deflates the window by the amount
@@ -735,6 +749,15 @@ impl CongestionControl for Cubic {
         self.carry = 0.0;
         self.epoch = None;
         self.ss.on_rto();
+    }
+    fn undo(&mut self, cwnd: usize, ssthresh: usize) {
+        // The curve resumes from the window before the reduction, as its
+        // plateau (Linux `cubictcp_cwnd_undo` restores the loss window).
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
+        self.w_max = self.w_max.max(cwnd as f64);
+        self.carry = 0.0;
+        self.epoch = None;
     }
     fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
         let Some(idle) = self.ss.take_idle(now) else {

@@ -9,6 +9,7 @@ pub mod cc;
 pub mod ecn;
 pub mod isn;
 pub mod rtt;
+mod scoreboard;
 pub mod seq;
 pub mod syncache;
 pub mod syncookie;

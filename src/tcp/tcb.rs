@@ -1,8 +1,10 @@
 //! One TCP connection: the state machine of RFC 9293 section 3.10, with
 //! RFC 5961 (blind reset, SYN and data injection), RFC 7323 (window scale,
 //! timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582 (congestion control,
-//! NewReno), RFC 8985 (tail loss probe), RFC 5482 (user timeout), RFC 3168
-//! (ECN: the rules are in `ecn.rs`) and RFC 1122 (delayed ACK, Nagle,
+//! NewReno), RFC 6675 and 8985 (SACK loss recovery, RACK-TLP) on a
+//! per-segment scoreboard (scoreboard.rs), RFC 6937 (PRR), RFC 3708/3522
+//! (undoing spurious reductions), RFC 5482 (user timeout), RFC 3168 (ECN:
+//! the rules are in `ecn.rs`) and RFC 1122 (delayed ACK, Nagle,
 //! keepalive, zero-window probes).
 //!
 //! Invariants: a segment we send never carries more than the MSS of
@@ -31,6 +33,7 @@ use super::buffer::{self, Assembler, RecvBuffer, SendBuffer};
 use super::cc::{Ack, Cc};
 use super::ecn::{EcnMode, EcnState};
 use super::rtt::RttEstimator;
+use super::scoreboard::{Delivered, Scoreboard};
 use super::seq::Seq;
 use super::timewait::TimeWait;
 use super::{event, CcAlgorithm, CloseReason, Keepalive, TcpConfig};
@@ -117,6 +120,10 @@ const INVALID_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// lone segment (RFC 1122 4.2.3.2 allows 500 ms; 200 ms is what stacks
 /// use, Linux's TCP_DELACK_MAX among them).
 const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// Our TSval clock: milliseconds.
 pub(crate) fn ts_now(now: Instant) -> u32 {
     now.millis() as u32
@@ -175,12 +182,14 @@ struct RecvSeq {
     dsack: Option<(Seq, Seq)>,
 }
 
-/// Loss detection and recovery: the peer's SACK reports, fast recovery
-/// (RFC 5681, 6582, 6675) and the tail loss probe (RFC 8985 7).
+/// Loss detection and recovery: the scoreboard of what is in flight, fast
+/// recovery (RFC 5681, 6582, 6675), RACK and the tail loss probe (RFC
+/// 8985).
 #[derive(Clone, Debug)]
 struct Recovery {
-    /// Ranges above SND.UNA the peer reported holding (sorted, disjoint).
-    sacked: ArrayVec<(Seq, Seq), 8>,
+    /// Every segment in flight, while any is (see scoreboard.rs); boxed so
+    /// that an idle connection pays a pointer.
+    board: Option<Box<Scoreboard>>,
     /// The highest sequence number retransmitted in this recovery.
     high_rxt: Seq,
     dup_acks: u32,
@@ -193,6 +202,50 @@ struct Recovery {
     tlp_fired: bool,
     /// Send the probe on the next dispatch.
     probe_tail: bool,
+    /// RFC 8985 7.4: TLP.end_seq of a probe that resent data, until its
+    /// fate is known (a D-SACK: nothing was lost; an ACK beyond it without
+    /// one: the probe repaired a loss).
+    tlp_end: Option<Seq>,
+    /// RFC 8985 6.2: RACK.min_RTT (None before the first sample).
+    min_rtt: Option<Duration>,
+    /// RACK.reordering_seen: a segment never retransmitted was delivered
+    /// below one delivered before it.
+    reordering_seen: bool,
+    /// RACK.reo_wnd_mult and RACK.reo_wnd_persist (RFC 8985 6.2 step 4):
+    /// D-SACKs widen the reordering window for 16 recoveries.
+    reo_wnd_mult: u8,
+    reo_wnd_persist: u8,
+    /// RACK.dsack_round: SND.MAX when the window last grew on a D-SACK
+    /// (once per round trip).
+    dsack_round: Option<Seq>,
+    /// PRR (RFC 6937) in SACK recovery: bytes delivered to the peer and
+    /// bytes sent since recovery began, the flight when it began
+    /// (RecoverFS), and what this ACK lets go (sndcnt, less what went).
+    prr_delivered: u32,
+    prr_out: u32,
+    recover_fs: u32,
+    prr_quota: u32,
+    /// The last reduction, while it may still prove spurious.
+    undo: Option<Undo>,
+}
+
+/// A congestion window reduction (fast recovery or a timeout) that may be
+/// undone: what the window was, and what would show the reduction was
+/// spurious (RFC 3708: every retransmission of the episode D-SACKed; RFC
+/// 3522: the first ACK after a retransmission echoes an older TSval).
+#[derive(Clone, Copy, Debug)]
+struct Undo {
+    cwnd: u32,
+    ssthresh: u32,
+    /// The episode's data: SND.UNA to SND.MAX when it began.
+    from: Seq,
+    to: Seq,
+    /// Its retransmissions not yet reported as duplicates.
+    retrans: u32,
+    /// The TSval of its first retransmission, until the Eifel check.
+    stamp: Option<u32>,
+    /// It began with a timeout.
+    rto: bool,
 }
 
 /// What an ACK's SACK blocks said ([`Tcb::take_sack_blocks`]).
@@ -200,8 +253,8 @@ struct Recovery {
 struct SackInfo {
     /// Some block reported data above SND.UNA not SACKed before.
     new_data: bool,
-    /// The first block was a D-SACK (RFC 2883 4).
-    dsack: bool,
+    /// The first block was a D-SACK (RFC 2883 4): its range.
+    dsack: Option<(Seq, Seq)>,
 }
 
 /// A connection's timers. Each is a deadline or nothing; the table's wheel
@@ -216,6 +269,9 @@ enum Timer {
     /// Delayed ACK (RFC 1122 4.2.3.2), and the retry of an ACK that could
     /// not be sent.
     DelayedAck,
+    /// RACK's reordering timer (RFC 8985 6.3): a segment sent before one
+    /// delivered is deemed lost once the reordering window has passed.
+    Reorder,
     /// Zero-window probes and the small-window override (RFC 9293 3.8.6.1).
     Persist,
     /// Keepalive (RFC 1122 4.2.3.6).
@@ -373,7 +429,7 @@ impl Tcb {
             ts_enabled: false,
             sack_ok: false,
             rec: Recovery {
-                sacked: ArrayVec::new(),
+                board: None,
                 high_rxt: iss,
                 dup_acks: 0,
                 in_recovery: false,
@@ -381,6 +437,17 @@ impl Tcb {
                 retransmit_una: false,
                 tlp_fired: false,
                 probe_tail: false,
+                tlp_end: None,
+                min_rtt: None,
+                reordering_seen: false,
+                reo_wnd_mult: 1,
+                reo_wnd_persist: 0,
+                dsack_round: None,
+                prr_delivered: 0,
+                prr_out: 0,
+                recover_fs: 0,
+                prr_quota: 0,
+                undo: None,
             },
             ecn: EcnState::new(cfg.ecn),
             timers: Timers::default(),
@@ -1057,16 +1124,35 @@ impl Tcb {
             // were not in vain.
             self.persist_probes = 0;
         }
+        let (una_before, sacked_before) = (self.snd.una, self.sacked_bytes());
+        let mut delivered = Delivered::default();
         let sack = if self.sack_ok && seg.options.sack_blocks[0].is_some() {
-            let sack = self.take_sack_blocks(seg, ack);
-            if sack.dsack {
+            let sack = self.take_sack_blocks(now, seg, ack, &mut delivered);
+            if let Some((l, r)) = sack.dsack {
                 c.tcp_dsack_received += 1;
+                self.rack_note_dsack();
+                self.undo_on_dsack(l, r, c);
+                if self.rec.tlp_end.is_some_and(|e| l < e && e <= r) {
+                    // RFC 8985 7.4.2: the probe was a duplicate; the
+                    // original arrived, nothing was lost.
+                    self.rec.tlp_end = None;
+                }
             }
             Some(sack)
         } else {
             None
         };
         if ack > self.snd.una {
+            if let Some(board) = self.rec.board.as_deref_mut() {
+                let ecr = seg
+                    .options
+                    .timestamps
+                    .map(|t| t.1)
+                    .filter(|_| self.ts_enabled);
+                let min_rtt = self.rec.min_rtt.unwrap_or(Duration::from_micros(0));
+                let d = board.ack(now, ack, ecr, min_rtt);
+                Scoreboard::merge(&mut delivered, d);
+            }
             let acked = ack.since(self.snd.una);
             let data_acked = acked.min(self.tx.len());
             self.tx.consume(data_acked);
@@ -1074,14 +1160,36 @@ impl Tcb {
                 self.fin_acked = true;
             }
             let flight_before = self.snd.max.since(self.snd.una);
+            self.undo_by_eifel(seg, ack, c);
+            if self.rec.tlp_end.is_some_and(|e| ack > e) {
+                // RFC 8985 7.4.2: acknowledged beyond the probe with no
+                // D-SACK for it: the probe repaired a loss, which calls
+                // for the congestion response fast recovery would have
+                // made (a TLP recovery episode).
+                self.rec.tlp_end = None;
+                if !self.rec.in_recovery {
+                    self.cc.on_fast_retransmit(flight_before, self.mss);
+                    self.cc.on_recovery_end(
+                        now,
+                        flight_before - acked.min(flight_before),
+                        self.mss,
+                    );
+                    c.tcp_tlp_recoveries += 1;
+                }
+            }
             self.snd.una = ack;
             if self.snd.nxt < ack {
                 self.snd.nxt = ack;
+            }
+            if self.snd.una == self.snd.max {
+                // The flight drained: its scoreboard goes.
+                self.rec.board = None;
             }
             let rtt = self.sample_rtt(now, seg, ack);
             if self.rec.in_recovery {
                 if ack >= self.rec.recover {
                     self.rec.in_recovery = false;
+                    self.rack_recovery_ended();
                     self.cc
                         .on_recovery_end(now, self.snd.max.since(self.snd.una), self.mss);
                 } else {
@@ -1148,37 +1256,39 @@ impl Tcb {
             } else {
                 3
             };
-            // RFC 6675 4 IsLost(SND.UNA): DupThresh discontiguous SACKed
-            // ranges above it, or more than (DupThresh - 1) * SMSS bytes
-            // SACKed above it (RFC 5827 3.2 with the ER threshold).
-            let sacked: usize = self.rec.sacked.iter().map(|r| r.1.since(r.0)).sum();
-            let lost =
-                self.sack_ok && (self.rec.sacked.len() >= thresh || sacked > (thresh - 1) * mss);
+            // RFC 6675 4 IsLost(SND.UNA): DupThresh SACKed segments above
+            // it, or more than (DupThresh - 1) * SMSS bytes SACKed above it
+            // (RFC 5827 3.2 with the ER threshold).
+            let (sacked_segments, sacked) = self
+                .rec
+                .board
+                .as_deref()
+                .map_or((0, 0), |b| (b.sacked_segments(), b.sacked_bytes()));
+            let lost = self.sack_ok && (sacked_segments >= thresh || sacked > (thresh - 1) * mss);
             // After a tail loss probe, a SACK above the hole is the loss
             // signal RACK would act on (RFC 8985 7.4).
-            let probed = self.sack_ok && self.rec.tlp_fired && !self.rec.sacked.is_empty();
+            let probed = self.sack_ok && self.rec.tlp_fired && sacked_segments > 0;
             let due = self.rec.dup_acks as usize >= thresh || lost || probed;
             // After a timeout, NewReno waits for RECOVER before it trusts
             // duplicate ACKs again (RFC 6582 4.1); SACK tells real losses
             // from the retransmissions' echoes, so it need not wait.
             if due && !self.rec.in_recovery && (ack >= self.rec.recover || self.sack_ok) {
-                self.rec.dup_acks = self.rec.dup_acks.max(3);
-                // RFC 6582 3.2 step 2: enter fast recovery.
-                self.rec.in_recovery = true;
-                self.rec.recover = self.snd.max;
-                self.rec.high_rxt = self.snd.una;
-                self.cc
-                    .on_fast_retransmit(self.snd.max.since(self.snd.una), self.mss);
-                self.rec.retransmit_una = true;
-                self.rtt_timed = None;
-                c.tcp_fast_retransmits += 1;
-            } else if self.rec.dup_acks > 3 && self.rec.in_recovery {
-                self.cc.on_dup_ack_in_recovery(self.mss);
-                // With SACK, each further duplicate ACK can repair one more
-                // hole.
-                if self.sack_ok && self.next_hole(false).is_some() {
-                    self.rec.retransmit_una = true;
+                if let Some(board) = self.rec.board.as_deref_mut() {
+                    board.mark_first_lost();
                 }
+                self.enter_recovery(c);
+            } else if self.rec.dup_acks > 3 && self.rec.in_recovery && !self.sack_ok {
+                self.cc.on_dup_ack_in_recovery(self.mss);
+            }
+        }
+        if self.sack_ok {
+            self.rack_detect_loss(now, delivered, c);
+            if self.rec.in_recovery {
+                // RFC 6937 DeliveredData: what the cumulative ACK and the
+                // SACK blocks newly said the peer holds.
+                let data = (self.snd.una.since(una_before) + self.sacked_bytes())
+                    .saturating_sub(sacked_before);
+                self.prr_on_ack(data);
             }
         }
         // Window update (SND.WL1/WL2 rule).
@@ -1552,11 +1662,17 @@ impl Tcb {
         }
     }
 
-    /// Record the peer's SACK blocks (RFC 2018) above SND.UNA; `ack` is the
-    /// segment's acknowledgment number.
-    fn take_sack_blocks(&mut self, seg: &TcpRepr, ack: Seq) -> SackInfo {
+    /// Record the peer's SACK blocks (RFC 2018) above SND.UNA on the
+    /// scoreboard; `ack` is the segment's acknowledgment number. What they
+    /// delivered goes into `delivered` (RACK's input).
+    fn take_sack_blocks(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        ack: Seq,
+        delivered: &mut Delivered,
+    ) -> SackInfo {
         let una = self.snd.una;
-        self.rec.sacked.retain(|r| r.1 > una);
         let blocks = &seg.options.sack_blocks;
         // RFC 2883 4: the first block is a D-SACK if it lies below the
         // cumulative ACK, or inside the second block.
@@ -1566,45 +1682,26 @@ impl Tcb {
         });
         let mut info = SackInfo {
             new_data: false,
-            dsack,
+            dsack: blocks[0].filter(|_| dsack).map(|(l, r)| (Seq(l), Seq(r))),
+        };
+        let ecr = seg
+            .options
+            .timestamps
+            .map(|t| t.1)
+            .filter(|_| self.ts_enabled);
+        let min_rtt = self.rec.min_rtt.unwrap_or(Duration::from_micros(0));
+        let Some(board) = self.rec.board.as_deref_mut() else {
+            return info;
         };
         let skip = usize::from(dsack);
         for (l, r) in blocks.iter().skip(skip).flatten() {
-            let (mut l, mut r) = (Seq(*l), Seq(*r));
+            let (l, r) = (Seq(*l), Seq(*r));
             if r <= l || r <= una || r > self.snd.max {
                 continue;
             }
-            l = l.max(una);
-            // New information (RFC 6675 2, DupAck): not all of it held yet.
-            if !self.rec.sacked.iter().any(|&(a, b)| a <= l && r <= b) {
-                info.new_data = true;
-            }
-            // Merge with what overlaps or touches.
-            let mut i = 0;
-            while i < self.rec.sacked.len() {
-                let (a, b) = self.rec.sacked[i];
-                if b < l || a > r {
-                    i += 1;
-                } else {
-                    l = l.min(a);
-                    r = r.max(b);
-                    self.rec.sacked.remove(i);
-                }
-            }
-            let at = self
-                .rec
-                .sacked
-                .iter()
-                .position(|x| x.0 > l)
-                .unwrap_or(self.rec.sacked.len());
-            if self.rec.sacked.is_full() {
-                // Keep the lowest ranges: they are the next holes.
-                if at == self.rec.sacked.len() {
-                    continue;
-                }
-                self.rec.sacked.pop();
-            }
-            self.rec.sacked.insert(at, (l, r));
+            let d = board.sack(now, l.max(una), r, ecr, min_rtt);
+            info.new_data |= d.new_sack;
+            Scoreboard::merge(delivered, d);
         }
         info
     }
@@ -1622,96 +1719,224 @@ impl Tcb {
         unsent > 0 && usable >= unsent.min(self.send_mss())
     }
 
-    /// The next hole to retransmit in recovery (RFC 6675 NextSeg): the
-    /// first sequence number at or after SND.UNA and after what was already
-    /// retransmitted (HighRxt) that the peer has not reported, below the
-    /// highest it has reported; if `lost_only`, only one IsLost deems lost
-    /// (rule 1; rule 3 takes any). Returns (start, length).
-    fn next_hole(&self, lost_only: bool) -> Option<(Seq, usize)> {
-        let high = self.rec.sacked.last()?.1;
-        let mut start = self.snd.una.max(self.rec.high_rxt);
-        for &(a, b) in &self.rec.sacked {
-            if start >= a && start < b {
-                start = b;
-            }
-        }
-        if start >= high {
-            return None;
-        }
-        let end = self
-            .rec
-            .sacked
-            .iter()
-            .find(|r| r.0 > start)
-            .map_or(high, |r| r.0);
-        if lost_only && !self.hole_lost(start) {
-            return None;
-        }
-        Some((start, end.since(start).min(self.mss)))
+    /// RFC 6582 3.2 step 2, RFC 6675 5 step 4: enter fast recovery.
+    fn enter_recovery(&mut self, c: &mut Counters) {
+        self.rec.dup_acks = self.rec.dup_acks.max(3);
+        self.rec.in_recovery = true;
+        self.rec.recover = self.snd.max;
+        self.rec.high_rxt = self.snd.una;
+        self.start_undo_episode(false);
+        self.cc
+            .on_fast_retransmit(self.snd.max.since(self.snd.una), self.mss);
+        self.rec.retransmit_una = true;
+        self.rtt_timed = None;
+        self.rec.prr_delivered = 0;
+        self.rec.prr_out = 0;
+        self.rec.prr_quota = 0;
+        self.rec.recover_fs = clamp_u32(self.snd.max.since(self.snd.una));
+        c.tcp_fast_retransmits += 1;
     }
 
-    /// RFC 6675 4 IsLost for the unSACKed `seq`: DupThresh (3) SACKed
-    /// ranges above it, or more than (DupThresh - 1) * SMSS bytes.
-    fn hole_lost(&self, seq: Seq) -> bool {
-        let above = self.rec.sacked.iter().filter(|r| r.0 > seq);
-        let (n, bytes) = above.fold((0, 0), |(n, b), r| (n + 1, b + r.1.since(r.0)));
-        n >= 3 || bytes > 2 * self.mss.max(1)
+    /// A reduction begins: remember the window before it.
+    fn start_undo_episode(&mut self, rto: bool) {
+        self.rec.undo = Some(Undo {
+            cwnd: clamp_u32(self.cc.window()),
+            ssthresh: clamp_u32(self.cc.ssthresh()),
+            from: self.snd.una,
+            to: self.snd.max,
+            retrans: 0,
+            stamp: None,
+            rto,
+        });
     }
 
-    /// RFC 6675 4 SetPipe: the bytes presumed in the network. Each
-    /// unSACKed byte counts once unless IsLost deems it lost, and once more
-    /// if it was retransmitted (below HighRxt).
-    fn pipe(&self) -> usize {
-        let (una, max) = (self.snd.una, self.snd.max);
-        let rxt = self.rec.high_rxt.max(una);
-        let mut pipe = 0;
-        let mut hole = |a: Seq, b: Seq, lost: bool| {
-            if !lost {
-                pipe += b.since(a);
-            }
-            if rxt > a {
-                pipe += rxt.min(b).since(a);
-            }
+    /// RFC 3708 (as Linux `tcp_try_undo_dsack`): a D-SACK for the data of
+    /// the last reduction says one of its retransmissions was needless;
+    /// once all were, nothing was lost, and the reduction is undone.
+    fn undo_on_dsack(&mut self, l: Seq, r: Seq, c: &mut Counters) {
+        let Some(u) = self.rec.undo.as_mut() else {
+            return;
         };
-        let mut s = una;
-        for &(a, b) in &self.rec.sacked {
-            if a > s {
-                hole(s, a.min(max), self.hole_lost(s));
-            }
-            s = s.max(b);
+        if l < u.from || r > u.to || u.retrans == 0 {
+            return;
         }
-        if max > s {
-            hole(s, max, false);
+        let segments = clamp_u32(r.since(l).div_ceil(self.mss.max(1)));
+        u.retrans = u.retrans.saturating_sub(segments);
+        if u.retrans == 0 {
+            self.undo_reduction(c);
         }
-        pipe
     }
 
-    /// Retransmit holes in SACK recovery while the pipe is below cwnd
-    /// (RFC 6675 5, step (C)): NextSeg rule 1 (lost holes) or, when no new
-    /// data went, rule 3 (any hole). cwnd in recovery is ssthresh (RFC
-    /// 6675 5 step 4.2; the NewReno inflation of the window on duplicate
-    /// ACKs is for new data, which the pipe accounts for already). The
-    /// first segment of a recovery goes whatever the pipe (step 4.3), and
-    /// so does SND.UNA's after a partial ACK past all that was resent
-    /// (RFC 6582 3.2 step 5).
-    fn retransmit_holes(&mut self, now: Instant, lost_only: bool, emit: &mut Emit<'_>) {
+    /// RFC 3522 (Eifel detection): the first ACK for the retransmitted
+    /// data echoes a TSval older than the retransmission's: the original
+    /// arrived, the retransmission was spurious.
+    fn undo_by_eifel(&mut self, seg: &TcpRepr, ack: Seq, c: &mut Counters) {
+        let Some(u) = self.rec.undo.as_mut() else {
+            return;
+        };
+        let Some(stamp) = u.stamp else {
+            return;
+        };
+        if ack <= u.from {
+            return;
+        }
+        u.stamp = None;
+        let echo = seg.options.timestamps.map_or(0, |t| t.1);
+        if self.ts_enabled && echo != 0 && (echo.wrapping_sub(stamp) as i32) < 0 {
+            if u.rto {
+                // RFC 4015 3.2: the timeout was spurious; go on with new
+                // data rather than resend the flight.
+                c.tcp_spurious_rto += 1;
+                self.snd.nxt = self.snd.max;
+            }
+            self.undo_reduction(c);
+        }
+    }
+
+    /// Return to the window before the last reduction and leave recovery:
+    /// nothing was lost (RFC 4015 3.2).
+    fn undo_reduction(&mut self, c: &mut Counters) {
+        let Some(u) = self.rec.undo.take() else {
+            return;
+        };
+        self.cc.undo(u.cwnd as usize, u.ssthresh as usize);
+        self.rec.in_recovery = false;
+        self.rec.dup_acks = 0;
+        if let Some(board) = self.rec.board.as_deref_mut() {
+            board.unmark_lost();
+        }
+        c.tcp_undo += 1;
+    }
+
+    fn sacked_bytes(&self) -> usize {
+        self.rec.board.as_deref().map_or(0, |b| b.sacked_bytes())
+    }
+
+    /// RFC 6937 3, PRR with the slow-start reduction bound (PRR-SSRB):
+    /// while the pipe is above ssthresh, send in proportion to what is
+    /// delivered (ssthresh / RecoverFS of it), so that the flight comes
+    /// down to ssthresh smoothly over a round trip; once below, grow back
+    /// toward ssthresh as slow start would, by at most what was delivered
+    /// plus one segment.
+    fn prr_on_ack(&mut self, delivered: usize) {
+        let rec = &mut self.rec;
+        rec.prr_delivered = rec.prr_delivered.saturating_add(clamp_u32(delivered));
+        let pipe = rec.board.as_deref().map_or(0, |b| b.pipe());
+        let ssthresh = self.cc.ssthresh();
+        let (prr_delivered, prr_out) = (rec.prr_delivered as usize, rec.prr_out as usize);
+        let sndcnt = if pipe > ssthresh {
+            (prr_delivered * ssthresh)
+                .div_ceil((rec.recover_fs as usize).max(1))
+                .saturating_sub(prr_out)
+        } else {
+            let limit = prr_delivered.saturating_sub(prr_out).max(delivered) + self.mss;
+            (ssthresh - pipe).min(limit)
+        };
+        rec.prr_quota = clamp_u32(sndcnt);
+    }
+
+    /// Something went in SACK recovery: PRR counts it (prr_out) against
+    /// what this ACK allowed.
+    fn prr_sent(&mut self, len: usize) {
+        self.rec.prr_out = self.rec.prr_out.saturating_add(clamp_u32(len));
+        self.rec.prr_quota = self.rec.prr_quota.saturating_sub(clamp_u32(len.max(1)));
+    }
+
+    /// RFC 8985 6.2 step 4: a D-SACK says a retransmission was spurious,
+    /// maybe because the reordering window was too small: widen it, at
+    /// most once per round trip, and keep it wide for 16 recoveries.
+    fn rack_note_dsack(&mut self) {
+        if self.rec.dsack_round.is_some_and(|r| self.snd.una >= r) {
+            self.rec.dsack_round = None;
+        }
+        if self.rec.dsack_round.is_none() {
+            self.rec.dsack_round = Some(self.snd.max);
+            self.rec.reo_wnd_mult = self.rec.reo_wnd_mult.saturating_add(1);
+            self.rec.reo_wnd_persist = 16;
+        }
+    }
+
+    /// RFC 8985 6.2 step 4: after 16 recoveries without a D-SACK, the
+    /// reordering window returns to its base.
+    fn rack_recovery_ended(&mut self) {
+        if self.rec.reo_wnd_persist > 0 {
+            self.rec.reo_wnd_persist -= 1;
+            if self.rec.reo_wnd_persist == 0 {
+                self.rec.reo_wnd_mult = 1;
+            }
+        }
+    }
+
+    /// RFC 8985 6.2 step 4, RACK.reo_wnd: none while no reordering was
+    /// seen and recovery is under way or DupThresh segments are SACKed
+    /// (the loss is plain), else a quarter of the minimum RTT (times the
+    /// D-SACK multiplier), at most SRTT.
+    fn rack_reo_wnd(&self) -> Duration {
+        let sacked = self.rec.board.as_deref().map_or(0, |b| b.sacked_segments());
+        if !self.rec.reordering_seen && (self.rec.in_recovery || sacked >= 3) {
+            return Duration::from_micros(0);
+        }
+        let min_rtt = self.rec.min_rtt.map_or(0, |d| d.micros());
+        let wnd = min_rtt * u64::from(self.rec.reo_wnd_mult) / 4;
+        Duration::from_micros(self.rtt.srtt().map_or(wnd, |s| wnd.min(s.micros())))
+    }
+
+    /// RFC 8985 6.2 steps 2-5 after an ACK (or the reordering timer):
+    /// update min_RTT and the reordering state from what it delivered,
+    /// mark the segments RACK deems lost, and arm the reordering timer for
+    /// those that may still be reordered. A loss starts fast recovery,
+    /// unless a timeout's go-back-N is resending the flight anyway.
+    fn rack_detect_loss(&mut self, now: Instant, delivered: Delivered, c: &mut Counters) {
+        if let Some(rtt) = delivered.rtt {
+            self.rec.min_rtt = Some(self.rec.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        }
+        self.rec.reordering_seen |= delivered.reordering;
+        let reo_wnd = self.rack_reo_wnd();
+        let Some(board) = self.rec.board.as_deref_mut() else {
+            self.timers[Timer::Reorder] = None;
+            return;
+        };
+        let lost = board.detect_loss(now, reo_wnd);
+        self.timers[Timer::Reorder] = lost.timeout.map(|t| now.plus(t));
+        c.tcp_rack_lost += u64::from(lost.segments);
+        // Segments sent during a recovery and deemed lost in it, not
+        // resent when it ended, start the next one (as Linux re-enters
+        // recovery while lost_out is not zero).
+        if lost.segments == 0 && (self.rec.in_recovery || board.next_lost().is_none()) {
+            return;
+        }
+        if !self.rec.in_recovery && self.snd.nxt >= self.snd.max {
+            self.enter_recovery(c);
+            self.timers[Timer::TailLossProbe] = None;
+        }
+        self.rec.retransmit_una = true;
+    }
+
+    /// Retransmit the segments deemed lost, lowest first, as far as PRR
+    /// lets this ACK send (RFC 6937; RFC 6675 5 step (C) with NextSeg rule
+    /// 1, RFC 8985 6: lost segments before new data). The first of a
+    /// recovery goes whatever PRR says (RFC 6675 5 step 4.3).
+    fn retransmit_lost(&mut self, now: Instant, emit: &mut Emit<'_>) {
         loop {
-            let first = self.rec.high_rxt <= self.snd.una;
-            let hole = if first {
-                self.next_hole(false).or(Some((self.snd.una, self.mss)))
-            } else {
-                self.next_hole(lost_only)
-            };
-            let Some((seq, len)) = hole else {
+            let Some(board) = self.rec.board.as_deref() else {
                 return;
             };
-            if !first && self.pipe() >= self.cc.ssthresh() {
+            let Some((seq, end)) = board.next_lost() else {
+                return;
+            };
+            let first = self.rec.high_rxt <= self.snd.una;
+            if !first && self.rec.prr_quota == 0 {
                 return;
             }
-            let Some(sent) = self.retransmit(now, seq, len, emit) else {
+            if self.retransmit(now, seq, end.since(seq), emit).is_none() {
                 return;
-            };
-            self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
+            }
+            self.rec.high_rxt = self.rec.high_rxt.max(seq + 1);
+            let next = self.rec.board.as_deref().and_then(|b| b.next_lost());
+            if next.is_some_and(|(s, _)| s == seq) {
+                // Nothing of it could go (the peer's window): wait.
+                return;
+            }
         }
     }
 
@@ -1791,40 +2016,34 @@ impl Tcb {
             _ => {}
         }
         if self.state.synchronized() && self.state != State::TimeWait {
-            let sack_recovery = self.sack_ok && self.rec.in_recovery;
-            let repair = self.rec.retransmit_una;
-            if repair {
-                self.rec.retransmit_una = false;
-                if sack_recovery {
-                    // NextSeg rule 1: the holes deemed lost.
-                    self.retransmit_holes(now, true, emit);
-                } else {
-                    // NewReno: SND.UNA's segment, once per (partial) ACK.
-                    let (seq, len) = match self.next_hole(false) {
-                        Some(h) if self.rec.in_recovery => h,
-                        _ => (self.snd.una, self.mss),
-                    };
-                    if let Some(sent) = self.retransmit(now, seq, len, emit) {
-                        self.rec.high_rxt = self.rec.high_rxt.max(seq + sent.max(1));
-                    }
+            let repair = std::mem::take(&mut self.rec.retransmit_una);
+            if self.sack_ok && self.rec.in_recovery {
+                // What the scoreboard deems lost goes before new data (RFC
+                // 8985 6), within the pipe, on every dispatch.
+                self.retransmit_lost(now, emit);
+            } else if repair {
+                // NewReno: SND.UNA's segment, once per (partial) ACK.
+                if let Some(sent) = self.retransmit(now, self.snd.una, self.mss, emit) {
+                    self.rec.high_rxt = self.rec.high_rxt.max(self.snd.una + sent.max(1));
                 }
             }
             let before = self.snd.max;
             self.send_data(now, emit);
-            if repair && sack_recovery && self.snd.max == before && self.rec.in_recovery {
-                // NextSeg rule 3: no new data went; any hole, pipe allowing.
-                self.retransmit_holes(now, false, emit);
-            }
             if self.rec.probe_tail {
                 self.rec.probe_tail = false;
                 if self.snd.max == before && self.snd.max > self.snd.una {
                     let data_end = self.snd.una + self.tx.len();
                     let end = self.snd.max.min(data_end);
                     let len = end.since(self.snd.una).min(self.send_mss());
-                    if len > 0 {
-                        self.send_segment(now, end - len, len, emit);
+                    let sent = if len > 0 {
+                        self.send_segment(now, end - len, len, emit)
                     } else if self.fin_seq.is_some() {
-                        self.send_segment(now, end, 0, emit);
+                        self.send_segment(now, end, 0, emit)
+                    } else {
+                        None
+                    };
+                    if sent.is_some() {
+                        self.rec.tlp_end = Some(self.snd.max);
                     }
                 }
             }
@@ -1930,6 +2149,12 @@ impl Tcb {
     ) -> Option<usize> {
         let offset = seq.since(self.snd.una);
         let avail = self.tx.len().saturating_sub(offset);
+        // A retransmission resends one segment as first sent (or a part
+        // of it), never two: the scoreboard keeps one record each.
+        let max = match self.rec.board.as_deref().and_then(|b| b.record_end(seq)) {
+            Some(end) if seq < self.snd.max => max.min(end.since(seq)),
+            _ => max,
+        };
         let len = avail.min(max).min(self.send_mss());
         let fin = self.fin_queued
             && offset + len == self.tx.len()
@@ -1961,11 +2186,24 @@ impl Tcb {
             return None;
         }
         let end = seq + len + fin as usize;
+        self.rec
+            .board
+            .get_or_insert_with(Default::default)
+            .on_send(now, seq, end);
+        if self.sack_ok && self.rec.in_recovery {
+            self.prr_sent(len);
+        }
         self.tx_stats.segments += 1;
         self.tx_stats.bytes += len as u64;
         self.tx_stats.cwr += u64::from(cwr.contains(TcpFlags::CWR));
         if seq < self.snd.max {
             self.tx_stats.retransmits += 1;
+            if let Some(u) = self.rec.undo.as_mut() {
+                if u.retrans == 0 && u.stamp.is_none() {
+                    u.stamp = Some(ts_now(now).max(1));
+                }
+                u.retrans = u.retrans.saturating_add(1);
+            }
             if let Some((timed, _)) = self.rtt_timed {
                 if timed >= seq {
                     // Karn: never time a retransmitted segment.
@@ -2036,13 +2274,13 @@ impl Tcb {
             // Going back after a timeout: skip what the peer reported
             // holding.
             if self.snd.nxt < self.snd.max {
-                if let Some(&(_, b)) = self
+                if let Some(end) = self
                     .rec
-                    .sacked
-                    .iter()
-                    .find(|r| r.0 <= self.snd.nxt && self.snd.nxt < r.1)
+                    .board
+                    .as_deref()
+                    .and_then(|b| b.sacked_end(self.snd.nxt))
                 {
-                    self.snd.nxt = b.min(self.snd.max);
+                    self.snd.nxt = end.min(self.snd.max);
                     continue;
                 }
             }
@@ -2053,8 +2291,18 @@ impl Tcb {
                 return;
             }
             let flight = self.snd.nxt.since(self.snd.una);
-            let wnd = self.snd.wnd.min(self.cc.window());
-            let usable = wnd.saturating_sub(flight);
+            let usable = if self.sack_ok && self.rec.in_recovery {
+                // In SACK recovery PRR (RFC 6937) says how much may go,
+                // a segment at a time, not cwnd against the flight.
+                let prr = if self.rec.prr_quota > 0 {
+                    usize::MAX
+                } else {
+                    0
+                };
+                self.snd.wnd.saturating_sub(flight).min(prr)
+            } else {
+                self.snd.wnd.min(self.cc.window()).saturating_sub(flight)
+            };
             let mss = self.send_mss();
             let len = unsent.min(mss).min(usable);
             if len < unsent || (unsent > 0 && len == 0) {
@@ -2099,6 +2347,13 @@ impl Tcb {
         if self.timers[Timer::Retransmit].is_some_and(|d| d <= now) {
             self.timers[Timer::TailLossProbe] = None;
             self.on_rto(now, c);
+        }
+        if self.timers[Timer::Reorder].is_some_and(|d| d <= now) {
+            self.timers[Timer::Reorder] = None;
+            if self.state.synchronized() {
+                c.tcp_rack_timer += 1;
+                self.rack_detect_loss(now, Delivered::default(), c);
+            }
         }
         if self.timers[Timer::TailLossProbe].is_some_and(|d| d <= now) {
             self.timers[Timer::TailLossProbe] = None;
@@ -2173,6 +2428,17 @@ impl Tcb {
         }
         c.tcp_rto += 1;
         if self.state.synchronized() && self.snd.max > self.snd.una {
+            if self.rtt.backoffs() > 0 {
+                // A timeout again: no spurious one to detect.
+                self.rec.undo = None;
+            } else if self.rec.in_recovery && self.rec.undo.is_some() {
+                // Recovery's reduction, deepened: undone as one.
+                if let Some(u) = self.rec.undo.as_mut() {
+                    u.rto = true;
+                }
+            } else {
+                self.start_undo_episode(true);
+            }
             self.cc.on_rto(self.snd.max.since(self.snd.una), self.mss);
         }
         self.rtt.back_off();
@@ -2184,11 +2450,13 @@ impl Tcb {
         // RFC 2018 8: the receiver may renege on what it reported; keep
         // trusting the report for one timeout (go-back-N skips what it
         // holds), not for two in a row.
-        if self.rtt.backoffs() > 1 {
-            self.rec.sacked.clear();
+        if let Some(board) = self.rec.board.as_deref_mut() {
+            board.on_timeout(self.rtt.backoffs() > 1);
         }
+        self.timers[Timer::Reorder] = None;
         self.rec.tlp_fired = false;
         self.rec.probe_tail = false;
+        self.rec.tlp_end = None;
         self.rec.high_rxt = self.snd.una;
         self.snd.nxt = self.snd.una;
         if matches!(self.state, State::SynSent | State::SynReceived) {

@@ -1,0 +1,588 @@
+//! The sender's scoreboard: one record per segment in flight, from SND.UNA
+//! to SND.MAX, with when it was last sent, whether it was retransmitted,
+//! SACKed or deemed lost. RFC 6675 (SetPipe, IsLost) and RFC 8985 (RACK:
+//! the most recently sent segment delivered, the time-based loss rule)
+//! read it.
+//!
+//! Invariants: the records are sorted, disjoint and contiguous, the first
+//! starts at SND.UNA and the last ends at SND.MAX (the caller records every
+//! segment it sends and trims on every cumulative ACK); `sacked`, `lost`
+//! and `retrans` are the byte sums of the flags over the records, kept as
+//! the flags change, so that the pipe is O(1). A connection holds a
+//! scoreboard only while data is in flight (the `Tcb` boxes it and drops it
+//! when the flight drains), so an idle connection pays one pointer; it holds
+//! at most one record per segment of the send buffer.
+
+use super::seq::Seq;
+use crate::time::{Duration, Instant};
+use std::collections::VecDeque;
+
+/// One segment sent: `start..end` (a FIN counts in `end`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Segment {
+    pub start: Seq,
+    pub end: Seq,
+    /// When it was last sent (RFC 8985's Segment.xmit_ts).
+    pub sent: Instant,
+    /// Times it was retransmitted.
+    pub rexmits: u8,
+    /// The peer reported it in a SACK block.
+    pub sacked: bool,
+    /// Deemed lost (RACK, IsLost or a timeout), and not since resent,
+    /// or resent and that copy is in flight (`retrans`).
+    pub lost: bool,
+    /// A retransmission of it is in flight (counts in the pipe).
+    pub retrans: bool,
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        self.end.since(self.start)
+    }
+}
+
+/// What an ACK's SACK blocks and cumulative acknowledgment delivered
+/// (RFC 8985 6.2, steps 2 and 3).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Delivered {
+    /// Some block reported data not SACKed before (RFC 6675 2, DupAck).
+    pub new_sack: bool,
+    /// A segment never retransmitted arrived below one delivered before
+    /// it: the path reorders (RFC 8985 6.2 step 3).
+    pub reordering: bool,
+    /// The RTT of the most recently sent segment delivered, when it is no
+    /// ambiguous retransmission (RFC 8985 6.2 step 2).
+    pub rtt: Option<Duration>,
+}
+
+/// RFC 8985's loss detection result.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Lost {
+    /// Segments newly marked lost.
+    pub segments: u32,
+    /// The earliest some other segment would be deemed lost if nothing
+    /// arrives (the RACK reordering timer).
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(super) struct Scoreboard {
+    segs: VecDeque<Segment>,
+    sacked: usize,
+    lost: usize,
+    retrans: usize,
+    sacked_segments: usize,
+    /// RACK.xmit_ts and RACK.end_seq: the most recently sent segment
+    /// delivered (cumulatively ACKed or SACKed).
+    rack: Option<(Instant, Seq)>,
+    /// RACK.rtt: its round trip.
+    rack_rtt: Duration,
+    /// RACK.fack: the highest sequence number delivered.
+    fack: Option<Seq>,
+}
+
+/// RFC 8985 6.2 step 2 (RACK_sent_after): t1/s1 was sent after t2/s2.
+fn sent_after(t1: Instant, s1: Seq, t2: Instant, s2: Seq) -> bool {
+    t1 > t2 || (t1 == t2 && s1 > s2)
+}
+
+impl Scoreboard {
+    /// Bytes SACKed above SND.UNA.
+    pub fn sacked_bytes(&self) -> usize {
+        self.sacked
+    }
+    /// Segments SACKed above SND.UNA.
+    pub fn sacked_segments(&self) -> usize {
+        self.sacked_segments
+    }
+    /// RFC 6675 4 SetPipe, as Linux counts it: bytes sent, less those
+    /// SACKed and those deemed lost, plus the retransmissions in flight.
+    pub fn pipe(&self) -> usize {
+        let out = match (self.segs.front(), self.segs.back()) {
+            (Some(a), Some(b)) => b.end.since(a.start),
+            _ => 0,
+        };
+        (out + self.retrans).saturating_sub(self.sacked + self.lost)
+    }
+
+    /// The index of the record holding `seq`.
+    fn find(&self, seq: Seq) -> Option<usize> {
+        let i = self.segs.partition_point(|s| s.end <= seq);
+        self.segs.get(i).filter(|s| s.start <= seq).map(|_| i)
+    }
+
+    /// Split the record at `i` so that one starts at `at` (inside it).
+    fn split(&mut self, i: usize, at: Seq) {
+        let mut tail = self.segs[i];
+        if at <= tail.start || at >= tail.end {
+            return;
+        }
+        tail.start = at;
+        self.segs[i].end = at;
+        self.segs.insert(i + 1, tail);
+        if tail.sacked {
+            self.sacked_segments += 1;
+        }
+    }
+
+    /// Where a retransmission from `seq` must stop: the end of the record
+    /// holding it (one record per segment sent keeps the flags exact).
+    pub fn record_end(&self, seq: Seq) -> Option<Seq> {
+        self.find(seq).map(|i| self.segs[i].end)
+    }
+
+    /// The SACKed record holding `seq`, if it is one: its end.
+    pub fn sacked_end(&self, seq: Seq) -> Option<Seq> {
+        self.find(seq)
+            .map(|i| self.segs[i])
+            .filter(|s| s.sacked)
+            .map(|s| s.end)
+    }
+
+    /// A segment was sent: new data at SND.MAX is a new record; below it,
+    /// a retransmission of `start..end` (within one record).
+    pub fn on_send(&mut self, now: Instant, start: Seq, end: Seq) {
+        if self.segs.back().is_none_or(|s| s.end <= start) {
+            self.segs.push_back(Segment {
+                start,
+                end,
+                sent: now,
+                rexmits: 0,
+                sacked: false,
+                lost: false,
+                retrans: false,
+            });
+            return;
+        }
+        let Some(i) = self.find(start) else {
+            return;
+        };
+        self.split(i, start);
+        let i = self.find(start).unwrap_or(i);
+        self.split(i, end);
+        let s = &mut self.segs[i];
+        s.sent = now;
+        s.rexmits = s.rexmits.saturating_add(1);
+        if s.sacked {
+            return;
+        }
+        if !s.retrans {
+            s.retrans = true;
+            self.retrans += s.len();
+        }
+    }
+
+    /// RFC 8985 6.2 steps 2 and 3 for one segment delivered.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        s: Segment,
+        ecr_ms: Option<u32>,
+        min_rtt: Duration,
+    ) -> Delivered {
+        let mut d = Delivered::default();
+        match self.fack {
+            Some(f) if s.end < f => d.reordering = s.rexmits == 0,
+            _ => self.fack = Some(s.end),
+        }
+        let rtt = now.since(s.sent);
+        if s.rexmits > 0 {
+            // Ambiguous: the original may be what arrived. Its echo of an
+            // older TSval, or an RTT below the minimum, says so.
+            if rtt < min_rtt {
+                return d;
+            }
+            if ecr_ms.is_some_and(|e| (e.wrapping_sub(s.sent.millis() as u32) as i32) < 0) {
+                return d;
+            }
+        }
+        if self
+            .rack
+            .is_none_or(|(t, e)| sent_after(s.sent, s.end, t, e))
+        {
+            self.rack = Some((s.sent, s.end));
+            self.rack_rtt = rtt;
+            d.rtt = Some(rtt);
+        }
+        d
+    }
+
+    pub fn merge(into: &mut Delivered, d: Delivered) {
+        into.new_sack |= d.new_sack;
+        into.reordering |= d.reordering;
+        if d.rtt.is_some() {
+            into.rtt = d.rtt;
+        }
+    }
+
+    /// Take off the records SND.UNA has passed (a partial one is trimmed).
+    pub fn ack(
+        &mut self,
+        now: Instant,
+        una: Seq,
+        ecr_ms: Option<u32>,
+        min_rtt: Duration,
+    ) -> Delivered {
+        let mut out = Delivered::default();
+        while let Some(&s) = self.segs.front() {
+            if s.start >= una {
+                break;
+            }
+            let acked = if s.end <= una {
+                s.len()
+            } else {
+                una.since(s.start)
+            };
+            self.uncount(&s, acked);
+            if s.end <= una {
+                self.segs.pop_front();
+                if s.sacked {
+                    self.sacked_segments -= 1;
+                } else {
+                    let d = self.deliver(now, s, ecr_ms, min_rtt);
+                    Self::merge(&mut out, d);
+                }
+            } else {
+                self.segs[0].start = una;
+                break;
+            }
+        }
+        out
+    }
+
+    /// Take `bytes` of `s` out of the byte counts.
+    fn uncount(&mut self, s: &Segment, bytes: usize) {
+        if s.sacked {
+            self.sacked -= bytes;
+            return;
+        }
+        if s.lost {
+            self.lost -= bytes;
+        }
+        if s.retrans {
+            self.retrans -= bytes;
+        }
+    }
+
+    /// Mark what a SACK block `l..r` covers (RFC 2018); a record it covers
+    /// in part is split at the block's edge.
+    pub fn sack(
+        &mut self,
+        now: Instant,
+        l: Seq,
+        r: Seq,
+        ecr_ms: Option<u32>,
+        min_rtt: Duration,
+    ) -> Delivered {
+        let mut out = Delivered::default();
+        let Some(first) = self.segs.front().map(|s| s.start) else {
+            return out;
+        };
+        let l = l.max(first);
+        if r <= l {
+            return out;
+        }
+        if let Some(i) = self.find(l) {
+            self.split(i, l);
+        }
+        if let Some(i) = self.find(r) {
+            self.split(i, r);
+        }
+        let mut i = self.segs.partition_point(|s| s.end <= l);
+        while let Some(&s) = self.segs.get(i) {
+            if s.end > r {
+                break;
+            }
+            if !s.sacked {
+                self.uncount(&s, s.len());
+                self.sacked += s.len();
+                self.sacked_segments += 1;
+                let seg = &mut self.segs[i];
+                seg.sacked = true;
+                seg.lost = false;
+                seg.retrans = false;
+                out.new_sack = true;
+                let d = self.deliver(now, s, ecr_ms, min_rtt);
+                Self::merge(&mut out, d);
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// RFC 8985 6.2 step 5 (RACK_detect_loss): a segment sent before the
+    /// most recently sent one delivered, and outstanding for longer than
+    /// RACK.rtt plus the reordering window, is lost.
+    pub fn detect_loss(&mut self, now: Instant, reo_wnd: Duration) -> Lost {
+        let mut out = Lost::default();
+        let Some((rack_ts, rack_end)) = self.rack else {
+            return out;
+        };
+        let deadline = self.rack_rtt.micros() + reo_wnd.micros();
+        for i in 0..self.segs.len() {
+            let s = self.segs[i];
+            if s.rexmits == 0 && !sent_after(rack_ts, rack_end, s.sent, s.end) {
+                // Originals go out in sequence order: none after this one
+                // was sent before the delivered segment, nor any
+                // retransmission of one (sent later still).
+                break;
+            }
+            if s.sacked || (s.lost && !s.retrans) {
+                continue;
+            }
+            if !sent_after(rack_ts, rack_end, s.sent, s.end) {
+                continue;
+            }
+            let waited = now.since(s.sent).micros();
+            if waited >= deadline {
+                let len = s.len();
+                if !s.lost {
+                    self.lost += len;
+                }
+                if s.retrans {
+                    self.retrans -= len;
+                }
+                let seg = &mut self.segs[i];
+                seg.lost = true;
+                seg.retrans = false;
+                out.segments += 1;
+            } else {
+                let left = Duration::from_micros(deadline - waited);
+                out.timeout = Some(out.timeout.map_or(left, |t: Duration| t.min(left)));
+            }
+        }
+        out
+    }
+
+    /// Deem the first record lost (RFC 6675 IsLost(SND.UNA), RFC 5681's
+    /// third duplicate ACK): true if it was not already.
+    pub fn mark_first_lost(&mut self) -> bool {
+        let Some(s) = self.segs.front_mut() else {
+            return false;
+        };
+        if s.sacked || (s.lost && !s.retrans) {
+            return false;
+        }
+        let len = s.len();
+        let was_lost = s.lost;
+        let was_retrans = s.retrans;
+        s.lost = true;
+        s.retrans = false;
+        if !was_lost {
+            self.lost += len;
+        }
+        if was_retrans {
+            self.retrans -= len;
+        }
+        true
+    }
+
+    /// RFC 6675 5.1 after a timeout: everything not SACKed is lost and no
+    /// retransmission is in flight any more; `renege` forgets the SACKs too
+    /// (RFC 2018 8: the receiver may discard what it reported).
+    pub fn on_timeout(&mut self, renege: bool) {
+        self.lost = 0;
+        self.retrans = 0;
+        if renege {
+            self.sacked = 0;
+            self.sacked_segments = 0;
+        }
+        for s in self.segs.iter_mut() {
+            s.retrans = false;
+            if renege {
+                s.sacked = false;
+            }
+            s.lost = !s.sacked;
+            if s.lost {
+                self.lost += s.end.since(s.start);
+            }
+        }
+    }
+
+    /// A reduction was undone as spurious (nothing was lost): no segment
+    /// is deemed lost any more; RACK deems again what really is.
+    pub fn unmark_lost(&mut self) {
+        self.lost = 0;
+        for s in self.segs.iter_mut() {
+            s.lost = false;
+        }
+    }
+
+    /// The first segment deemed lost and not resent since (RFC 6675
+    /// NextSeg rule 1, RFC 8985's retransmission of lost segments).
+    pub fn next_lost(&self) -> Option<(Seq, Seq)> {
+        if self.lost == 0 {
+            return None;
+        }
+        self.segs
+            .iter()
+            .find(|s| s.lost && !s.retrans && !s.sacked)
+            .map(|s| (s.start, s.end))
+    }
+
+    /// The byte counts recomputed from the records (tests and the fuzzing
+    /// oracle check the incremental ones against it).
+    #[cfg(test)]
+    pub fn recount(&self) -> (usize, usize, usize, usize) {
+        let mut c = (0, 0, 0, 0);
+        for s in &self.segs {
+            if s.sacked {
+                c.0 += s.len();
+                c.3 += 1;
+            } else {
+                c.1 += if s.lost { s.len() } else { 0 };
+                c.2 += if s.retrans { s.len() } else { 0 };
+            }
+        }
+        c
+    }
+
+    #[cfg(test)]
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (self.sacked, self.lost, self.retrans, self.sacked_segments)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Ten segments of 100 from 0, sent 1 ms apart from t = 0.
+    fn ten() -> Scoreboard {
+        let mut b = Scoreboard::default();
+        for i in 0..10u32 {
+            let s = Seq(i * 100);
+            b.on_send(Instant(u64::from(i) * 1000), s, s + 100);
+        }
+        b
+    }
+
+    fn check(b: &Scoreboard) {
+        assert_eq!(b.counts(), b.recount());
+        let mut at = b.segs.front().map(|s| s.start);
+        for s in &b.segs {
+            assert_eq!(Some(s.start), at, "records not contiguous");
+            assert!(s.start < s.end);
+            at = Some(s.end);
+        }
+    }
+
+    #[test]
+    fn pipe_counts_what_is_in_the_network() {
+        let mut b = ten();
+        assert_eq!(b.pipe(), 1000);
+        // 1 and 3 SACKed (at 20 ms): gone from the network.
+        let now = Instant(20_000);
+        b.sack(now, Seq(100), Seq(200), None, MS);
+        b.sack(now, Seq(300), Seq(400), None, MS);
+        assert_eq!(b.pipe(), 800);
+        // No reordering window: 0 and 2, sent before 3, are lost once
+        // RACK.rtt (17 ms, 3's) has passed since they went: they have.
+        let lost = b.detect_loss(now, Duration::from_micros(0));
+        assert_eq!(lost.segments, 2);
+        assert_eq!(b.pipe(), 600);
+        assert_eq!(b.next_lost(), Some((Seq(0), Seq(100))));
+        // 0 resent: it counts again; 2 is next.
+        b.on_send(now, Seq(0), Seq(100));
+        assert_eq!(b.pipe(), 700);
+        assert_eq!(b.next_lost(), Some((Seq(200), Seq(300))));
+        check(&b);
+        // The cumulative ACK takes 0..2 and half of 2's record.
+        b.ack(Instant(30_000), Seq(250), None, MS);
+        assert_eq!(b.segs.front().map(|s| s.start), Some(Seq(250)));
+        check(&b);
+        assert_eq!(b.pipe(), 1000 - 250 - 100 - 50);
+    }
+
+    #[test]
+    fn a_window_of_reordering_defers_the_loss_and_names_the_timeout() {
+        let mut b = ten();
+        // 5 (sent at 5 ms) SACKed at 25 ms: RACK.rtt 20 ms. With 4 ms of
+        // reordering window, what was sent 24 ms ago is lost: 0 and 1;
+        // 2 will be in 1 ms, the timer's deadline.
+        let now = Instant(25_000);
+        b.sack(now, Seq(500), Seq(600), None, MS);
+        let lost = b.detect_loss(now, Duration::from_millis(4));
+        assert_eq!(lost.segments, 2);
+        assert_eq!(lost.timeout, Some(MS));
+        let lost = b.detect_loss(Instant(26_000), Duration::from_millis(4));
+        assert_eq!((lost.segments, lost.timeout), (1, Some(MS)));
+        check(&b);
+    }
+
+    #[test]
+    fn a_retransmission_acked_too_soon_is_no_rtt_sample() {
+        let mut b = ten();
+        b.on_send(Instant(50_000), Seq(0), Seq(100));
+        // ACKed 1 ms after the retransmission, with a 10 ms minimum RTT:
+        // the original arrived (RFC 8985 6.2 step 2).
+        let d = b.ack(Instant(51_000), Seq(100), None, Duration::from_millis(10));
+        assert_eq!(d.rtt, None);
+        // A SACK below one delivered before, never retransmitted: reordering.
+        b.sack(Instant(52_000), Seq(300), Seq(400), None, MS);
+        let d = b.sack(Instant(52_000), Seq(200), Seq(300), None, MS);
+        assert!(d.reordering);
+        check(&b);
+    }
+
+    #[test]
+    fn counts_stay_exact_under_any_sequence_of_events() {
+        // A slow oracle for the incremental counts: random sends, SACKs
+        // (any edges, splitting records), losses, timeouts and ACKs.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % u64::from(n)) as u32
+        };
+        for _ in 0..200 {
+            let mut b = Scoreboard::default();
+            let (mut una, mut max) = (Seq(u32::MAX - 5000), Seq(u32::MAX - 5000));
+            let mut now = Instant(0);
+            for _ in 0..200 {
+                now = now.plus(Duration::from_micros(u64::from(rnd(500))));
+                match rnd(7) {
+                    0 | 1 => {
+                        let len = 1 + rnd(150) as usize;
+                        b.on_send(now, max, max + len);
+                        max = max + len;
+                    }
+                    2 if max > una => {
+                        let s = una + rnd(max.since(una) as u32) as usize;
+                        if let Some(end) = b.record_end(s) {
+                            let e = s + 1 + rnd(end.since(s) as u32) as usize;
+                            b.on_send(now, s, e);
+                        }
+                    }
+                    3 if max > una => {
+                        let l = una + rnd(max.since(una) as u32) as usize;
+                        let r = l + 1 + rnd(max.since(l) as u32) as usize;
+                        b.sack(now, l, r, None, MS);
+                    }
+                    4 => {
+                        b.detect_loss(now, Duration::from_micros(u64::from(rnd(2000))));
+                    }
+                    5 if rnd(10) == 0 => b.on_timeout(rnd(2) == 0),
+                    6 if max > una => {
+                        una = una + rnd(max.since(una) as u32 + 1) as usize;
+                        b.ack(now, una, None, MS);
+                        if una == max {
+                            assert_eq!(b.pipe(), 0);
+                        }
+                    }
+                    _ => {}
+                }
+                check(&b);
+                if max > una {
+                    assert_eq!(b.segs.front().map(|s| s.start), Some(una));
+                    assert_eq!(b.segs.back().map(|s| s.end), Some(max));
+                } else {
+                    assert!(b.segs.is_empty());
+                }
+            }
+        }
+    }
+}
