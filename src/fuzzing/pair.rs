@@ -775,6 +775,14 @@ impl ScriptApp {
                     let _ = net.tcp_set_user_timeout(c, t);
                 }
             }
+            Op::BufferLimits {
+                send_kib, recv_kib, ..
+            } => {
+                if let Some(c) = conn {
+                    let size = |kib: u8| (kib > 0).then(|| 4096 + usize::from(kib) * 1024);
+                    let _ = net.tcp_set_buffer_limits(c, size(send_kib), size(recv_kib));
+                }
+            }
         }
     }
 
@@ -930,6 +938,13 @@ pub enum Op {
         slot: u8,
         ms: u16,
     },
+    /// Fixed buffers (`tcp_set_buffer_limits`) of 4 KiB plus this many
+    /// KiB, mid-stream too; 0: that direction left as it is.
+    BufferLimits {
+        slot: u8,
+        send_kib: u8,
+        recv_kib: u8,
+    },
 }
 
 impl Op {
@@ -943,7 +958,8 @@ impl Op {
             | Op::Read { slot, .. }
             | Op::Nodelay { slot, .. }
             | Op::Keepalive { slot, .. }
-            | Op::UserTimeout { slot, .. } => slot,
+            | Op::UserTimeout { slot, .. }
+            | Op::BufferLimits { slot, .. } => slot,
         };
         usize::from(s) % SLOTS
     }
@@ -1576,7 +1592,14 @@ mod tests {
                         probes
                     }
                 ),
-                1 => (slot, any::<u16>()).prop_map(|(slot, ms)| Op::UserTimeout { slot, ms }),
+                1 => (slot.clone(), any::<u16>()).prop_map(|(slot, ms)| Op::UserTimeout { slot, ms }),
+                1 => (slot, any::<u8>(), any::<u8>()).prop_map(|(slot, send_kib, recv_kib)| {
+                    Op::BufferLimits {
+                        slot,
+                        send_kib,
+                        recv_kib,
+                    }
+                }),
             ]
         }
 

@@ -2572,6 +2572,39 @@ mod connection_options {
         r.core.clear();
     }
 
+    /// Buffers fixed per connection through the application API: sizes
+    /// out of range are refused, and the accepted connection keeps the
+    /// send buffer asked for (the receive buffer no less than the window
+    /// its SYN-ACK offered).
+    #[test]
+    fn buffer_limits_per_connection() {
+        let leave: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError> = |_, _| Ok(());
+        let fixed: fn(&mut dyn NetCtx, ConnId) -> Result<(), TcpError> = |net, conn| {
+            assert_eq!(
+                net.tcp_set_buffer_limits(conn, Some(1000), None),
+                Err(TcpError::InvalidArgument)
+            );
+            assert_eq!(
+                net.tcp_set_buffer_limits(conn, None, Some(128 << 20)),
+                Err(TcpError::InvalidArgument)
+            );
+            net.tcp_set_buffer_limits(conn, Some(16384), Some(32768))
+        };
+        let dflt = crate::tcp::TcpConfig::default();
+        for (setup, want) in [
+            (leave, (dflt.tx_buffer, dflt.rx_buffer)),
+            (fixed, (16384, 65535)),
+        ] {
+            let mut r = chatter_rig(setup);
+            handshake(&mut r, 40000);
+            let conns = r.core.tcp_table().indices();
+            let tcb = r.core.tcp_table().get(conns[0]).expect("open");
+            assert_eq!(tcb.buffer_capacities(), want);
+            assert_eq!(app_counter(&r.core, "setup_failed"), 0);
+            r.core.clear();
+        }
+    }
+
     /// Keepalive set on one connection: the peer acknowledges our data and
     /// goes silent; after 1 s idle, 2 probes 1 s apart, then a reset and
     /// `Closed { TimedOut }`. Intervals under a second are refused.
