@@ -7,6 +7,8 @@
 pub mod ctx;
 mod lcore;
 #[cfg(test)]
+mod sim_cc_tests;
+#[cfg(test)]
 mod sim_tests;
 pub mod steer;
 #[cfg(test)]
