@@ -564,8 +564,8 @@ fn sim_cc_newreno_two_flows_share_the_bottleneck_fairly() {
 }
 
 /// (d) Ten data frames in a row are lost in the middle of a transfer (the
-/// 9000th to the 9009th the sender sends, well after the slow start
-/// overshoot is repaired): with SACK the sender repairs them by fast
+/// 9000th to the 9009th the sender sends, 1.48 s in: after the slow start
+/// overshoot's timeouts, in the slow start after the last): with SACK the sender repairs them by fast
 /// recovery, without a retransmission timeout.
 fn burst_loss(sack: bool) -> (u64, u64) {
     let bytes = 20_000_000;
@@ -601,4 +601,134 @@ fn burst_loss(sack: bool) -> (u64, u64) {
 fn sim_cc_burst_of_ten_losses_is_repaired_without_timeout_with_sack() {
     let (rto, _) = burst_loss(true);
     assert_eq!(rto, 0, "repaired without a timeout");
+}
+
+/// (3) CUBIC's window after a loss, on the whole core: one data frame
+/// lost in the steady part of a transfer makes one reduction, to
+/// cwnd_epoch = 0.7 times the flight (RFC 9438 4.6), and the window then
+/// follows W_cubic(t) = C*(t-K)^3 + W_max (4.2, eq. 1; K from eq. 2 with
+/// cwnd_epoch), W_max the window when the loss was found, for the second
+/// that follows (K is about 6 s here: no other loss comes). The loss
+/// comes in the slow start after the overshoot's last timeout, which
+/// reset W_max (4.8): no fast convergence. The controller aims one RTT
+/// ahead on the curve, so the window runs a little ahead of it (1% here);
+/// 3% allows for that and for the stage's start, taken at the window's
+/// lowest point. src/tcp/cc.rs checks the formulas on their own;
+/// this checks the connection feeds them as the RFC means.
+#[test]
+fn sim_cc_cubic_window_after_a_loss_follows_rfc_9438() {
+    let bytes = 25_000_000;
+    let mut paths = wan();
+    paths[0].drop_data = vec![9000];
+    let tcp = wan_tcp(CcAlgorithm::Cubic);
+    let mut b = Bulk::new("cubic curve", paths, tcp, bytes, 1);
+    // (time, cwnd, mss) from the step the frame was dropped on.
+    let mut samples: Vec<(Instant, usize, usize)> = Vec::new();
+    let (mut drops_then, mut rto_then) = (0, 0);
+    b.run(|b| {
+        let link = b.pair.link.stats(0);
+        if link.scripted_drops == 0 {
+            return;
+        }
+        if samples.is_empty() {
+            drops_then = link.queue_drops;
+            rto_then = b.counters(0).tcp_rto;
+        }
+        if let Some(t) = b.sender_tcbs().first() {
+            samples.push((b.pair.now, t.cwnd(), t.mss));
+        }
+    });
+    assert_eq!(
+        b.pair.link.stats(0).queue_drops,
+        drops_then,
+        "no other loss after it"
+    );
+    assert_eq!(
+        b.counters(0).tcp_rto,
+        rto_then,
+        "repaired without a timeout"
+    );
+    let (dropped, _, mss) = samples[0];
+    // W_max: the window when the fast retransmit cut it (it still grew
+    // until then: the loss is found an RTT after it happened).
+    let cut = samples.windows(2).position(|w| w[1].1 < w[0].1).unwrap();
+    let w_max = samples[cut].1;
+    // The stage starts where recovery left the window: its lowest point.
+    let (epoch, cwnd_epoch, _) = *samples
+        .iter()
+        .take_while(|s| s.0.since(dropped) < Duration::from_millis(500))
+        .min_by_key(|s| s.1)
+        .unwrap();
+    if std::env::var_os("SIM_CC_TRACE").is_some() {
+        let mut last = Instant::ZERO;
+        for s in &samples {
+            if s.0.since(last) >= Duration::from_millis(5) {
+                println!("{} ms: {}", s.0.since(dropped).micros() / 1000, s.1 / s.2);
+                last = s.0;
+            }
+        }
+    }
+    let (w_max, cwnd_epoch, mss_f) = (w_max as f64, cwnd_epoch as f64, mss as f64);
+    let beta = cwnd_epoch / w_max;
+    assert!(
+        (0.65..=0.75).contains(&beta),
+        "reduced to {beta:.3} of the window"
+    );
+    let k = ((w_max - cwnd_epoch) / (0.4 * mss_f)).cbrt();
+    println!(
+        "cubic after one loss at {} ms: W_max {} segments, cwnd_epoch {} ({beta:.3}), K {k:.2} s, \
+         stage from {} ms after the loss",
+        dropped.since(b.start).micros() / 1000,
+        w_max / mss_f,
+        cwnd_epoch / mss_f,
+        epoch.since(dropped).micros() / 1000,
+    );
+    let mut checked = 0;
+    for ms in (200..=1200).step_by(200) {
+        let at = epoch.plus(Duration::from_millis(ms));
+        let Some(&(_, cwnd, _)) = samples.iter().find(|s| s.0 >= at) else {
+            break;
+        };
+        let t = ms as f64 / 1000.0;
+        let curve = 0.4 * mss_f * (t - k).powi(3) + w_max;
+        let off = cwnd as f64 / curve - 1.0;
+        println!(
+            "  t = {t:.1} s: cwnd {:.1} segments, W_cubic {:.1} ({:+.1}%)",
+            cwnd as f64 / mss_f,
+            curve / mss_f,
+            off * 100.0
+        );
+        assert!(
+            off.abs() <= 0.03,
+            "at {t} s: cwnd {cwnd}, W_cubic {curve:.0}"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 5,
+        "the transfer ran on for a second after the loss"
+    );
+}
+
+/// Without SACK, the slow start overshoot (206 segments lost in one round)
+/// is repaired one hole per round trip at best, and the receiver's 16
+/// out-of-order ranges drop most of what follows each hole: today a 10 MB
+/// transfer is still stuck after 60 s of simulated time (8 timeouts in a
+/// row, 1 MB delivered). It should finish within 10 s.
+#[test]
+#[ignore = "waits for loss recovery without SACK (issue 14): stuck after 60 s today"]
+fn sim_cc_without_sack_the_overshoot_is_repaired() {
+    let tcp = TcpConfig {
+        sack: false,
+        ..wan_tcp(CcAlgorithm::Cubic)
+    };
+    let mut b = Bulk::new("without sack", wan(), tcp, 10_000_000, 1);
+    b.run(|_| {});
+    let took = b.pair.now.since(b.start);
+    println!(
+        "without sack, 10 MB: {} ms, {} RTO",
+        took.micros() / 1000,
+        b.counters(0).tcp_rto
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
