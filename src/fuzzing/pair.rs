@@ -12,10 +12,12 @@
 //! changed, which the receiver must drop by checksum and count). The cores
 //! see only frames and the clock, as they would on a NIC.
 //!
-//! Two links: [`RandomLink`] draws every decision from a seeded PRNG (the
+//! Three links: [`RandomLink`] draws every decision from a seeded PRNG (the
 //! simulation's scenarios); [`ScriptLink`] takes them from a list (the fuzz
 //! input's), and delivers cleanly once the list is used up, so that every
-//! run ends.
+//! run ends; [`Bottleneck`] serializes each direction at a rate through a
+//! bounded queue, then delays it (the congestion control scenarios,
+//! src/shard/sim_cc_tests.rs).
 //!
 //! The fuzz-controlled run, [`run_script`]: a [`Script`] says what each
 //! side's application ([`ScriptApp`]) does (open a connection, send bytes,
@@ -139,6 +141,8 @@ impl Node {
 /// What the link learns of a frame before deciding its fate.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameInfo {
+    /// When the node sent it (the burst's time).
+    pub sent_at: Instant,
     pub len: usize,
     /// Where the TCP header starts, for a TCP segment.
     pub tcp_at: Option<usize>,
@@ -227,6 +231,169 @@ impl Link for RandomLink {
                 corrupt,
             });
         }
+    }
+}
+
+/// One direction of a [`Bottleneck`]: a router's output port. Frames
+/// wait in a FIFO of bounded bytes, leave it at `rate_bps`, then take
+/// `delay` to arrive (propagation). Before the queue, a frame may be
+/// dropped at random or because its ordinal is in `drop_data`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathConfig {
+    /// Bits per second, counted on the frame as the harness has it
+    /// (Ethernet header, no preamble, FCS or inter-frame gap).
+    pub rate_bps: u64,
+    /// One-way propagation delay, after serialization.
+    pub delay: Duration,
+    /// Bytes the queue holds, the frame being serialized included. A frame
+    /// that does not fit is dropped (tail drop).
+    pub queue_bytes: usize,
+    /// Frames lost at random before the queue, per mille (seeded).
+    pub loss: u32,
+    /// Data frames dropped before the queue, by ordinal: the n-th frame
+    /// with a TCP payload this direction was offered, from 0,
+    /// retransmissions included. A test of recovery asks for "the 100th to
+    /// the 109th", `(100..110).collect()`, and gets exactly those.
+    pub drop_data: Vec<u64>,
+}
+
+impl PathConfig {
+    /// A path of `rate_bps` and one-way `delay`, with a queue of
+    /// `queue_bytes`, nothing dropped but by the queue.
+    pub fn new(rate_bps: u64, delay: Duration, queue_bytes: usize) -> PathConfig {
+        PathConfig {
+            rate_bps,
+            delay,
+            queue_bytes,
+            loss: 0,
+            drop_data: Vec::new(),
+        }
+    }
+
+    /// Bytes in flight that fill this path and the way back at `rate_bps`
+    /// (rate times the round trip of two such delays): one
+    /// bandwidth-delay product.
+    pub fn bdp(&self) -> usize {
+        (u128::from(self.rate_bps) * 2 * u128::from(self.delay.micros()) / 8 / 1_000_000) as usize
+    }
+}
+
+/// What one direction of a [`Bottleneck`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// Frames offered, and their bytes.
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames with a TCP payload offered.
+    pub data_frames: u64,
+    /// Frames that entered the queue (all delivered, once).
+    pub queued: u64,
+    /// Frames dropped because the queue was full.
+    pub queue_drops: u64,
+    /// Frames dropped at random (`loss`).
+    pub random_drops: u64,
+    /// Data frames dropped because `drop_data` named them.
+    pub scripted_drops: u64,
+    /// The most bytes the queue held, the arriving frame included.
+    pub max_queue_bytes: usize,
+    /// When the queue first dropped a frame.
+    pub first_queue_drop: Option<Instant>,
+}
+
+/// A frame waiting or being serialized: when it leaves (ns), its bytes.
+type Waiting = (u64, usize);
+
+/// One direction's state.
+struct Path {
+    config: PathConfig,
+    queue: VecDeque<Waiting>,
+    queue_bytes: usize,
+    /// When the last frame queued leaves (ns).
+    busy_until: u64,
+    stats: PathStats,
+}
+
+/// A link with a bottleneck each way, deterministic: every decision
+/// follows from the configuration, the seed and the frames offered.
+/// `paths[i]` carries what node `i` sends.
+pub struct Bottleneck {
+    paths: [Path; 2],
+    rng: Prng,
+}
+
+impl Bottleneck {
+    pub fn new(seed: u64, paths: [PathConfig; 2]) -> Bottleneck {
+        Bottleneck {
+            paths: paths.map(|config| Path {
+                config,
+                queue: VecDeque::new(),
+                queue_bytes: 0,
+                busy_until: 0,
+                stats: PathStats::default(),
+            }),
+            rng: Prng(seed),
+        }
+    }
+
+    /// What the path from node `from` did.
+    pub fn stats(&self, from: usize) -> &PathStats {
+        &self.paths[from].stats
+    }
+
+    /// Bytes in the path's queue at `now`.
+    pub fn queue_bytes(&self, from: usize, now: Instant) -> usize {
+        let now = now.micros() * 1000;
+        let p = &self.paths[from];
+        p.queue
+            .iter()
+            .filter(|(leaves, _)| *leaves > now)
+            .map(|(_, len)| len)
+            .sum()
+    }
+}
+
+impl Link for Bottleneck {
+    fn decide(&mut self, from: usize, f: &FrameInfo, out: &mut Vec<Delivery>) {
+        let p = &mut self.paths[from];
+        let s = &mut p.stats;
+        s.frames += 1;
+        s.bytes += f.len as u64;
+        if f.payload_at.is_some() {
+            let n = s.data_frames;
+            s.data_frames += 1;
+            if p.config.drop_data.contains(&n) {
+                s.scripted_drops += 1;
+                return;
+            }
+        }
+        if self.rng.chance(p.config.loss) {
+            s.random_drops += 1;
+            return;
+        }
+        let now = f.sent_at.micros() * 1000;
+        while p.queue.front().is_some_and(|(leaves, _)| *leaves <= now) {
+            if let Some((_, len)) = p.queue.pop_front() {
+                p.queue_bytes -= len;
+            }
+        }
+        if p.queue_bytes + f.len > p.config.queue_bytes {
+            s.queue_drops += 1;
+            s.first_queue_drop.get_or_insert(f.sent_at);
+            return;
+        }
+        let serialize = (f.len as u128 * 8 * 1_000_000_000 / u128::from(p.config.rate_bps)) as u64;
+        let leaves = p.busy_until.max(now) + serialize;
+        p.busy_until = leaves;
+        p.queue.push_back((leaves, f.len));
+        p.queue_bytes += f.len;
+        s.queued += 1;
+        s.max_queue_bytes = s.max_queue_bytes.max(p.queue_bytes);
+        // Rounded up to the clock's microsecond: never early, and frames
+        // keep their order (the pair breaks ties by send order).
+        out.push(Delivery {
+            delay: Duration::from_micros((leaves - now).div_ceil(1000) + p.config.delay.micros()),
+            corrupt: None,
+        });
     }
 }
 
@@ -385,6 +552,7 @@ impl<L: Link> Pair<L> {
         s.largest_frame = s.largest_frame.max(f.len());
         let node = &self.nodes[from];
         let mut info = FrameInfo {
+            sent_at: self.now,
             len: f.len(),
             tcp_at: None,
             payload_at: None,
@@ -1283,6 +1451,132 @@ fn check_streams(records: &[SideRecord; 2], counters: &[Counters; 2]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full-sized data frame (1514 bytes) node 0 sends at `us`, or a pure
+    /// ACK (66 bytes).
+    fn frame(us: u64, data: bool) -> FrameInfo {
+        FrameInfo {
+            sent_at: Instant::from_micros(us),
+            len: if data { MAX_FRAME } else { 66 },
+            tcp_at: Some(34),
+            payload_at: data.then_some(66),
+        }
+    }
+
+    /// The delays the link gives each frame, None for a drop.
+    fn offer(link: &mut Bottleneck, frames: &[FrameInfo]) -> Vec<Option<u64>> {
+        let mut out = Vec::new();
+        frames
+            .iter()
+            .map(|f| {
+                out.clear();
+                link.decide(0, f, &mut out);
+                assert!(out.len() <= 1 && out.iter().all(|d| d.corrupt.is_none()));
+                out.first().map(|d| d.delay.micros())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bottleneck_serializes_at_its_rate_then_delays() {
+        let path = PathConfig::new(100_000_000, Duration::from_millis(10), 1 << 20);
+        assert_eq!(path.bdp(), 250_000);
+        let mut link = Bottleneck::new(1, [path.clone(), path]);
+        // 1514 bytes at 100 Mbit/s: 121.12 us each, back to back, each
+        // rounded up to the microsecond; a frame sent later waits for the
+        // ones before it; one sent once the queue is empty does not.
+        let d = offer(
+            &mut link,
+            &[
+                frame(0, true),
+                frame(0, true),
+                frame(0, true),
+                frame(100, false),
+                frame(10_000, true),
+            ],
+        );
+        assert_eq!(
+            d,
+            [
+                Some(10_122),
+                Some(10_243),
+                Some(10_364),
+                Some(10_269),
+                Some(10_122)
+            ]
+        );
+        let s = link.stats(0);
+        assert_eq!(
+            (s.frames, s.data_frames, s.queued, s.queue_drops),
+            (5, 4, 5, 0)
+        );
+        assert_eq!(s.max_queue_bytes, 3 * MAX_FRAME + 66);
+        assert_eq!(link.stats(1), &PathStats::default());
+    }
+
+    #[test]
+    fn bottleneck_drops_at_the_tail_when_its_queue_is_full() {
+        let path = PathConfig::new(100_000_000, Duration::from_millis(10), 2 * MAX_FRAME);
+        let mut link = Bottleneck::new(1, [path.clone(), path]);
+        // Two frames fill the queue; the third is dropped; once the first
+        // has left (121.12 us), one more fits, and leaves after the second
+        // (at 363.36 us: 241.36 us after it was sent, rounded up).
+        let d = offer(
+            &mut link,
+            &[
+                frame(0, true),
+                frame(0, true),
+                frame(0, true),
+                frame(122, true),
+            ],
+        );
+        assert_eq!(d, [Some(10_122), Some(10_243), None, Some(10_242)]);
+        assert_eq!(
+            link.queue_bytes(0, Instant::from_micros(122)),
+            2 * MAX_FRAME
+        );
+        assert_eq!(link.queue_bytes(0, Instant::from_micros(400)), 0);
+        let s = link.stats(0);
+        assert_eq!((s.queued, s.queue_drops), (3, 1));
+        assert_eq!(s.first_queue_drop, Some(Instant::ZERO));
+        assert_eq!(s.max_queue_bytes, 2 * MAX_FRAME);
+    }
+
+    #[test]
+    fn bottleneck_drops_the_data_frames_it_is_told_to() {
+        let mut path = PathConfig::new(1_000_000_000, Duration::from_millis(1), 1 << 20);
+        path.drop_data = vec![1, 2, 5];
+        let mut link = Bottleneck::new(1, [path.clone(), path]);
+        // Data frames 0 to 6, an ACK between each: the ACKs are not
+        // counted, data frames 1, 2 and 5 are dropped.
+        let frames: Vec<FrameInfo> = (0..14).map(|i| frame(i * 1000, i % 2 == 0)).collect();
+        let dropped: Vec<usize> = offer(&mut link, &frames)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.is_none().then_some(i))
+            .collect();
+        assert_eq!(dropped, [2, 4, 10]);
+        let s = link.stats(0);
+        assert_eq!((s.data_frames, s.scripted_drops, s.random_drops), (7, 3, 0));
+    }
+
+    #[test]
+    fn bottleneck_random_loss_follows_its_seed() {
+        let mut path = PathConfig::new(1_000_000_000, Duration::from_millis(1), 1 << 20);
+        path.loss = 100;
+        let frames: Vec<FrameInfo> = (0..2000).map(|i| frame(i * 100, true)).collect();
+        let run = |seed| {
+            offer(
+                &mut Bottleneck::new(seed, [path.clone(), path.clone()]),
+                &frames,
+            )
+        };
+        let a = run(7);
+        assert_eq!(a, run(7));
+        assert_ne!(a, run(8));
+        let lost = a.iter().filter(|d| d.is_none()).count();
+        assert!((150..250).contains(&lost), "{lost} of 2000 at 10%");
+    }
 
     fn app(side: u8, op: Op) -> Step {
         Step::App {

@@ -8,6 +8,8 @@ pub mod ctx;
 #[cfg(feature = "dpdk")]
 mod lcore;
 #[cfg(test)]
+mod sim_cc_tests;
+#[cfg(test)]
 mod sim_tests;
 pub mod steer;
 #[cfg(test)]
