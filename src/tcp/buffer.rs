@@ -549,13 +549,18 @@ impl Assembler {
         match self.ranges.first() {
             Some(&(0, end)) => {
                 self.ranges.remove(0);
-                for r in self.ranges.iter_mut() {
-                    r.0 -= end;
-                    r.1 -= end;
-                }
+                self.shift(end as usize);
                 end as usize
             }
             _ => 0,
+        }
+    }
+
+    /// RCV.NXT moved `n` bytes, to below every range: shift them down.
+    fn shift(&mut self, n: usize) {
+        for r in self.ranges.iter_mut() {
+            r.0 -= n as u32;
+            r.1 -= n as u32;
         }
     }
 
@@ -672,6 +677,10 @@ impl RecvBuffer {
             let ranges = if out_of_order && k > 0 {
                 match ooo.with(offset, offset + k) {
                     Some(r) => Some(r),
+                    // At RCV.NXT the data is readable at once and needs no
+                    // range of its own (it touches none: it would have
+                    // merged); only a segment past RCV.NXT is refused.
+                    None if offset == 0 => None,
                     None => return Err(()),
                 }
             } else {
@@ -698,7 +707,12 @@ impl RecvBuffer {
         if k == 0 {
             return w;
         }
-        if out_of_order {
+        if out_of_order && offset == 0 && self.ooo.ranges.first().is_none_or(|r| r.0 > 0) {
+            // In order before every held range (they were all full, so it
+            // took none): the ranges move down by what became readable.
+            self.ooo.shift(k);
+            w.in_order = k;
+        } else if out_of_order {
             w.in_order = self.ooo.take_front();
             w.queued = offset > 0;
         } else {

@@ -198,6 +198,9 @@ struct Recovery {
     recover: Seq,
     /// Retransmit the next hole on the next dispatch.
     retransmit_una: bool,
+    /// NewReno: a partial ACK came in this recovery (RFC 6582 3.2 step 5
+    /// restarts the retransmission timer on the first only).
+    partial_acked: bool,
     /// A probe went out for this flight (one per flight).
     tlp_fired: bool,
     /// Send the probe on the next dispatch.
@@ -433,6 +436,7 @@ impl Tcb {
                 high_rxt: iss,
                 dup_acks: 0,
                 in_recovery: false,
+                partial_acked: false,
                 recover: iss,
                 retransmit_una: false,
                 tlp_fired: false,
@@ -1186,6 +1190,15 @@ impl Tcb {
                 self.rec.board = None;
             }
             let rtt = self.sample_rtt(now, seg, ack);
+            // RFC 6582 3.2 step 5 and 4 ("Impatient"): without SACK,
+            // partial ACKs repair one hole per round trip; only the first
+            // restarts the timer, so that a loss of many segments is
+            // repaired by the timeout's go-back-N (RFC 5681 3.1) instead
+            // of one round trip per hole.
+            let restart_timer = !(self.rec.in_recovery
+                && !self.sack_ok
+                && ack < self.rec.recover
+                && std::mem::replace(&mut self.rec.partial_acked, true));
             if self.rec.in_recovery {
                 if ack >= self.rec.recover {
                     self.rec.in_recovery = false;
@@ -1220,8 +1233,10 @@ impl Tcb {
             self.stalled_since = (self.snd.una != self.snd.max).then_some(now);
             self.timers[Timer::Retransmit] = if self.snd.una == self.snd.max {
                 None
-            } else {
+            } else if restart_timer {
                 Some(now.plus(self.rtt.rto()))
+            } else {
+                self.timers[Timer::Retransmit]
             };
             self.rec.tlp_fired = false;
             self.timers[Timer::TailLossProbe] = None;
@@ -1723,6 +1738,7 @@ impl Tcb {
     fn enter_recovery(&mut self, c: &mut Counters) {
         self.rec.dup_acks = self.rec.dup_acks.max(3);
         self.rec.in_recovery = true;
+        self.rec.partial_acked = false;
         self.rec.recover = self.snd.max;
         self.rec.high_rxt = self.snd.una;
         self.start_undo_episode(false);

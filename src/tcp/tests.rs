@@ -671,6 +671,71 @@ fn fast_retransmit_and_newreno_partial_ack() {
     assert_eq!(t.c.tcp_rto, 0);
 }
 
+/// RFC 6582 3.2 step 5 ("Impatient", section 4 of RFC 3782 it keeps):
+/// without SACK only the first partial ACK of a recovery restarts the
+/// retransmission timer; later ones leave it, so that a loss of many
+/// segments ends in the timeout's go-back-N rather than one round trip per
+/// hole (the bottleneck simulation's overshoot without SACK took 12 s so).
+#[test]
+fn newreno_restarts_the_timer_on_the_first_partial_ack_only() {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.mss = Some(100);
+    let mut t = T::passive(cfg(), syn);
+    t.out();
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    t.tcb.send(&[7u8; 2000]);
+    assert_eq!(t.out().len(), 10);
+    t.send(seg(ACK, IRS + 1, ISS + 201), b"");
+    for _ in 0..3 {
+        t.send(seg(ACK, IRS + 1, ISS + 201), b"");
+    }
+    assert_eq!(t.c.tcp_fast_retransmits, 1);
+    t.now = t.now.plus(Duration::from_millis(10));
+    let first = t.send(seg(ACK, IRS + 1, ISS + 401), b"");
+    assert_eq!(first[0], o(ACK, ISS + 401, IRS + 1, &[7u8; 100]));
+    let deadline = t.tcb.next_deadline().unwrap();
+    assert_eq!(deadline, t.now.plus(t.tcb.rto()));
+    t.now = t.now.plus(Duration::from_millis(10));
+    let second = t.send(seg(ACK, IRS + 1, ISS + 601), b"");
+    assert_eq!(second[0], o(ACK, ISS + 601, IRS + 1, &[7u8; 100]));
+    assert_eq!(t.tcb.next_deadline(), Some(deadline), "not restarted");
+    // The timeout then resends from SND.UNA (go-back-N).
+    t.now = deadline;
+    t.tcb.on_timer(t.now, &mut t.c);
+    assert_eq!(t.c.tcp_rto, 1);
+    assert_eq!(t.out()[0], o(ACK, ISS + 601, IRS + 1, &[7u8; 100]));
+}
+
+/// The segment at RCV.NXT is taken even when every out-of-order range is
+/// in use and it touches none of them: it needs no range (before, it was
+/// dropped as a 17th, and a peer without SACK that had lost a burst
+/// resent it on every timeout in vain: the bottleneck simulation stalled).
+#[test]
+fn segment_at_rcv_nxt_is_taken_with_every_out_of_order_range_in_use() {
+    let mut t = T::established(cfg());
+    for i in 1..=16u32 {
+        t.send(seg(ACK, IRS + 1 + 10 * i, ISS + 1), b"x");
+    }
+    assert_eq!(t.c.tcp_ooo_dropped, 0);
+    // A 17th range is refused.
+    t.send(seg(ACK, IRS + 1 + 10 * 17, ISS + 1), b"x");
+    assert_eq!(t.c.tcp_ooo_dropped, 1);
+    // In order, below every range: taken, and acknowledged at once.
+    assert_eq!(
+        t.send(seg(ACK, IRS + 1, ISS + 1), b"hello"),
+        vec![o(ACK, ISS + 1, IRS + 6, b"")]
+    );
+    assert_eq!(t.c.tcp_ooo_dropped, 1);
+    // The ranges stay where they were: filling the first hole joins it.
+    assert_eq!(
+        t.send(seg(ACK, IRS + 6, ISS + 1), b"01234"),
+        vec![o(ACK, ISS + 1, IRS + 12, b"")]
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(t.tcb.recv(&mut buf), 11);
+    assert_eq!(&buf[..11], b"hello01234x");
+}
+
 #[test]
 fn zero_window_is_probed() {
     let mut t = T::established(cfg());
