@@ -1190,7 +1190,7 @@ impl Tcb {
                 self.rec.board = None;
             }
             let rtt = self.sample_rtt(now, seg, ack);
-            // RFC 6582 3.2 step 5 and 4 ("Impatient"): without SACK,
+            // RFC 6582 3.2 step 5 (RFC 3782 4's "Impatient"): without SACK,
             // partial ACKs repair one hole per round trip; only the first
             // restarts the timer, so that a loss of many segments is
             // repaired by the timeout's go-back-N (RFC 5681 3.1) instead

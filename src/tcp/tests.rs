@@ -671,7 +671,7 @@ fn fast_retransmit_and_newreno_partial_ack() {
     assert_eq!(t.c.tcp_rto, 0);
 }
 
-/// RFC 6582 3.2 step 5 ("Impatient", section 4 of RFC 3782 it keeps):
+/// RFC 6582 3.2 step 5 (RFC 3782 4's "Impatient" variant):
 /// without SACK only the first partial ACK of a recovery restarts the
 /// retransmission timer; later ones leave it, so that a loss of many
 /// segments ends in the timeout's go-back-N rather than one round trip per
