@@ -1562,21 +1562,16 @@ impl Tcb {
         let syn = repr.flags.syn();
         let wnd = self.rx.window();
         let shift = if syn { 0 } else { self.rcv.shift };
-        let mut adv = (wnd >> shift).min(65535);
+        let adv = (wnd >> shift).min(65535);
         let edge = self.rcv.nxt + (adv << shift);
+        // Rounded down to the scale, the edge offered may sit up to one
+        // unit below the one offered before; RCV.WND for acceptance stays
+        // at the larger (`rcv.adv`, never moved back). Rounding up instead
+        // (as Linux) offered bytes the buffer cannot hold: a peer that
+        // filled them sent ACKs past our zero window, which we could not
+        // take, and an echo stalled (tests/tcp.rs, through loss).
         if edge > self.rcv.adv || !self.state.synchronized() {
             self.rcv.adv = edge;
-        } else if edge < self.rcv.adv {
-            // Rounding down to the scale would move the right edge back
-            // (RFC 7323 2.4): offer the edge already offered, rounded up,
-            // and remember it unrounded so that roundings never add up
-            // (as Linux `tcp_select_window`).
-            adv = self
-                .rcv
-                .adv
-                .since(self.rcv.nxt)
-                .div_ceil(1 << shift)
-                .min(65535);
         }
         repr.window_len = adv as u16;
         if syn {
