@@ -8,6 +8,7 @@
 //! allocates per packet once built (the TX vector, pending queue, scratch and
 //! reassembly memory are sized up front).
 
+use super::classify::{classify, Tables, Verdict};
 use super::steer::Steering;
 use crate::app::{
     App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, SendError, TcpError, TcpEvent,
@@ -259,25 +260,7 @@ impl<P: BufPool> Core<P> {
     /// Queue `buf` for the kernel, or drop and count it (rate, link down,
     /// queue full). Never waits.
     fn dispatch_kernel(&mut self, buf: P::Buf) {
-        let Some(k) = self.kni.as_ref() else {
-            return self.net.drop_frame(DropReason::Unsupported);
-        };
-        let c = &mut self.net.counters;
-        if !k.link_up() {
-            c.kni_link_down += 1;
-            return c.drop(DropReason::Kernel);
-        }
-        if !self.kni_limit.allow(self.net.now) {
-            c.kni_rate_limited += 1;
-            return c.drop(DropReason::Kernel);
-        }
-        match k.push(self.net.info.index, buf) {
-            Ok(()) => c.kni_to_kernel += 1,
-            Err(_buf) => {
-                c.kni_queue_full += 1;
-                c.drop(DropReason::QueueFull);
-            }
-        }
+        dispatch_kernel(&mut self.net, self.kni.as_deref(), &mut self.kni_limit, buf);
     }
 
     /// A copy of `frame` for the kernel (ARP: both need to see it).
@@ -292,45 +275,6 @@ impl<P: BufPool> Core<P> {
         }
         copy.data_mut().copy_from_slice(frame);
         self.dispatch_kernel(copy);
-    }
-
-    /// Should this (unfragmented) datagram go to the kernel rather than be
-    /// answered or dropped here?
-    fn kernel_wants(&self, ip: &Ipv4Repr, l4: &[u8]) -> bool {
-        if self.kni.is_none() {
-            return false;
-        }
-        let p = &self.kni_policy;
-        let ours = ip.dst_addr == self.net.iface.ip.address();
-        match ip.next_header {
-            IpProtocol::Icmp => {
-                // Echo requests are ours unless the kernel answers them; what
-                // the stack does not consume (replies, errors) is the kernel's.
-                p.icmp_to_kernel || l4.first() != Some(&8)
-            }
-            IpProtocol::Udp => {
-                p.unowned_ports
-                    && l4.len() >= 4
-                    && !self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
-                    && self
-                        .steering
-                        .as_deref()
-                        .is_none_or(|s| owner_of(s, &self.net, ip, l4).is_none())
-            }
-            IpProtocol::Tcp => {
-                if !p.unowned_ports || !ours || l4.len() < 4 {
-                    return false;
-                }
-                let key = flow_key(ip, l4);
-                self.net.tcp.lookup(&key).is_none()
-                    && self.net.tcp.listener(key.local_port).is_none()
-                    && self
-                        .steering
-                        .as_ref()
-                        .is_none_or(|s| s.directory.owner(&key).is_none())
-            }
-            _ => p.other_protocols,
-        }
     }
 
     /// Predict the device's RSS for connections this core opens: their
@@ -637,28 +581,42 @@ impl<P: BufPool> Core<P> {
                         payload_len: done.payload.len(),
                         ..ip
                     };
-                    let owner = match self.steering.as_deref() {
-                        Some(s) if !handed_off => owner_of(s, &self.net, &ip, done.payload),
-                        _ => None,
-                    };
-                    if let Some(owner) = owner {
-                        hand_over_reassembled(
-                            &mut self.net,
-                            &mut self.handoff_out,
-                            owner,
-                            &ip,
-                            done.key.ident,
-                            done.payload,
-                        );
-                    } else {
-                        deliver_datagram(
+                    let tables = core_tables(
+                        &self.net,
+                        self.steering.as_deref(),
+                        self.kni.is_some().then_some(&self.kni_policy),
+                    );
+                    match classify(&tables, &ip, done.payload, handed_off) {
+                        Verdict::Local => deliver_datagram(
                             &mut self.net,
                             &mut self.apps,
                             &ip,
                             done.header,
                             done.payload,
                             false,
-                        );
+                        ),
+                        Verdict::Owner(owner) => hand_over_reassembled(
+                            &mut self.net,
+                            &mut self.handoff_out,
+                            owner,
+                            &ip,
+                            done.key.ident,
+                            done.payload,
+                        ),
+                        Verdict::Kernel => {
+                            // As fragments again, as they came: a frame of
+                            // the MTU fits a buffer and the kernel's link.
+                            let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
+                            refragment(
+                                &mut self.net,
+                                &ip,
+                                done.key.ident,
+                                done.payload,
+                                eth.src_addr,
+                                |net, buf| dispatch_kernel(net, kni, limit, buf),
+                            );
+                        }
+                        Verdict::Drop(reason) => self.net.drop_frame(reason),
                     }
                 }
                 Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
@@ -672,14 +630,16 @@ impl<P: BufPool> Core<P> {
             return;
         }
         let payload = packet.payload();
-        if let Some(s) = self.steering.as_deref().filter(|_| !handed_off) {
-            if let Some(owner) = owner_of(s, &self.net, &ip, payload) {
-                self.handoff_out.push((owner, buf));
-                return;
-            }
-        }
-        if self.kernel_wants(&ip, payload) {
-            return self.dispatch_kernel(buf);
+        let tables = core_tables(
+            &self.net,
+            self.steering.as_deref(),
+            self.kni.is_some().then_some(&self.kni_policy),
+        );
+        match classify(&tables, &ip, payload, handed_off) {
+            Verdict::Local => {}
+            Verdict::Owner(owner) => return self.handoff_out.push((owner, buf)),
+            Verdict::Kernel => return self.dispatch_kernel(buf),
+            Verdict::Drop(reason) => return self.net.drop_frame(reason),
         }
         if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN {
             // The common echo case: answer in the same buffer.
@@ -702,38 +662,51 @@ impl<P: BufPool> Core<P> {
     }
 }
 
-/// Another core that owns this TCP segment's connection or UDP datagram's
-/// connected socket, if this one does not (asked only with steering: more
-/// than one core). `l4` is the transport header and payload.
+/// What `net`'s tables say to the classifier: with steering, the flow
+/// directories; with a kernel path, its policy.
 #[inline]
-fn owner_of<P: BufPool>(
-    s: &Steering<P::Buf>,
-    net: &Net<P>,
-    ip: &Ipv4Repr,
-    l4: &[u8],
-) -> Option<usize> {
-    let tcp = match ip.next_header {
-        IpProtocol::Tcp => true,
-        IpProtocol::Udp => false,
-        _ => return None,
-    };
-    if l4.len() < 4 {
-        return None;
+fn core_tables<'a, P: BufPool>(
+    net: &'a Net<P>,
+    steering: Option<&'a Steering<P::Buf>>,
+    kernel: Option<&'a KniPolicy>,
+) -> Tables<'a> {
+    Tables {
+        me: net.info.index,
+        local: net.iface.ip.address(),
+        udp: &net.udp,
+        tcp: &net.tcp,
+        directories: steering.map(|s| (&*s.directory, &*s.udp_directory)),
+        kernel,
     }
-    let key = flow_key(ip, l4);
-    let directory = if tcp {
-        if net.tcp.lookup(&key).is_some() {
-            return None;
-        }
-        &s.directory
-    } else {
-        // A socket here that takes the port answers it.
-        if net.udp.is_bound(key.local_port) {
-            return None;
-        }
-        &s.udp_directory
+}
+
+/// Queue `buf` for the kernel, or drop and count it (no kernel path, rate,
+/// link down, queue full). Never waits.
+fn dispatch_kernel<P: BufPool>(
+    net: &mut Net<P>,
+    kni: Option<&KniShared<P::Buf>>,
+    limit: &mut RateLimiter,
+    buf: P::Buf,
+) {
+    let Some(k) = kni else {
+        return net.drop_frame(DropReason::Unsupported);
     };
-    directory.owner(&key).filter(|&o| o != net.info.index)
+    let c = &mut net.counters;
+    if !k.link_up() {
+        c.kni_link_down += 1;
+        return c.drop(DropReason::Kernel);
+    }
+    if !limit.allow(net.now) {
+        c.kni_rate_limited += 1;
+        return c.drop(DropReason::Kernel);
+    }
+    match k.push(net.info.index, buf) {
+        Ok(()) => c.kni_to_kernel += 1,
+        Err(_buf) => {
+            c.kni_queue_full += 1;
+            c.drop(DropReason::QueueFull);
+        }
+    }
 }
 
 /// A datagram reassembled here whose flow another core owns goes to that
@@ -750,6 +723,30 @@ fn hand_over_reassembled<P: BufPool>(
     payload: &[u8],
 ) {
     let start = out.len();
+    let mac = net.iface.mac;
+    if refragment(net, ip, ident, payload, mac, |_, buf| {
+        out.push((owner, buf))
+    }) {
+        net.counters.steer_reassembled_out += 1;
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// Cut a reassembled datagram into fragments of the MTU again, each in a
+/// frame from `src_mac` to our own MAC (the handoff's and the kernel's
+/// interface's), and give each to `emit` in order. False, with the drop
+/// counted, when the pool runs short (the fragments already emitted are
+/// then of no use: a reassembler drops them on its timeout).
+#[cold]
+fn refragment<P: BufPool>(
+    net: &mut Net<P>,
+    ip: &Ipv4Repr,
+    ident: u16,
+    payload: &[u8],
+    src_mac: EthernetAddress,
+    mut emit: impl FnMut(&mut Net<P>, P::Buf),
+) -> bool {
     for (offset, len, more) in crate::ipv4::frag::fragments(payload.len(), IP_LEN, net.iface.mtu) {
         // A buffer holds a frame of the MTU.
         let buf = net
@@ -757,12 +754,12 @@ fn hand_over_reassembled<P: BufPool>(
             .alloc()
             .and_then(|mut b| b.set_len(ETH_LEN + IP_LEN + len).then_some(b));
         let Some(mut buf) = buf else {
-            out.truncate(start);
-            return net.drop_frame(DropReason::NoBuffer);
+            net.drop_frame(DropReason::NoBuffer);
+            return false;
         };
         let data = buf.data_mut();
         let eth = EthernetRepr {
-            src_addr: net.iface.mac,
+            src_addr: src_mac,
             dst_addr: net.iface.mac,
             ethertype: EtherType::Ipv4,
             vlan: None,
@@ -779,19 +776,9 @@ fn hand_over_reassembled<P: BufPool>(
         packet.set_more_frags(more);
         packet.fill_checksum();
         data[ETH_LEN + IP_LEN..].copy_from_slice(&payload[offset..offset + len]);
-        out.push((owner, buf));
+        emit(net, buf);
     }
-    net.counters.steer_reassembled_out += 1;
-}
-
-/// A received TCP or UDP segment's flow as this host names it: our port
-/// and the sender. `l4` holds at least the two ports.
-#[inline]
-fn flow_key(ip: &Ipv4Repr, l4: &[u8]) -> FlowKey {
-    FlowKey {
-        local_port: u16::from_be_bytes([l4[2], l4[3]]),
-        remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
-    }
+    true
 }
 
 /// Hand a complete (possibly reassembled) datagram to its protocol.

@@ -1557,6 +1557,83 @@ fn the_kernel_path_is_bounded_limited_and_follows_the_link() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// Reassemble the fragments the core gave the kernel; each frame is from
+/// the host's MAC to ours and fits the MTU.
+fn reassemble_kernel_frames(frames: &[Vec<u8>], protocol: u8) -> Vec<u8> {
+    let mut re = Reassembler::new(ReassemblyConfig::default());
+    let mut whole = None;
+    for f in frames {
+        assert!(f.len() <= 14 + 1500);
+        assert_eq!((&f[0..6], &f[6..12]), (&OUR_MAC.0[..], &HOST_MAC.0[..]));
+        let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!((p.src_addr(), p.dst_addr()), (HOST_IP, OUR_IP));
+        let key = FragKey {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol,
+            ident: p.ident(),
+        };
+        let done = re
+            .process_fragment(
+                Instant::ZERO,
+                key,
+                &f[14..34],
+                p.frag_offset() as usize,
+                p.more_frags(),
+                p.payload(),
+            )
+            .unwrap();
+        if let Some(done) = done {
+            whole = Some(done.payload.to_vec());
+        }
+    }
+    whole.expect("the kernel's fragments reassemble")
+}
+
+#[test]
+fn reassembled_datagrams_follow_the_kernel_policy_too() {
+    let (mut r, k) = kni_rig(&["udp-echo:7"], KniPolicy::default(), 1000);
+    let fragmented = |r: &mut Rig, proto: IpProtocol, l4: &[u8], ident: u16| {
+        for (off, len, more) in fragments(l4.len(), 20, 1500) {
+            r.rx(&ipv4_frame(
+                proto,
+                &l4[off..off + len],
+                ident,
+                Some((off, more)),
+            ));
+        }
+    };
+    // A 3000-byte datagram to a port no application owns: the kernel's
+    // (as fragments again), not port unreachable from here.
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 249) as u8).collect();
+    let dgram = udp_bytes(5000, 9999, &payload);
+    fragmented(&mut r, IpProtocol::Udp, &dgram, 0x51);
+    assert!(r.take_tx().is_empty(), "no port unreachable");
+    assert_eq!(r.core.net.counters.icmp_errors_sent, 0);
+    let frames = drain_kernel(&k);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(reassemble_kernel_frames(&frames, 17), dgram);
+    // The echo reply to the kernel's own `ping -s 3000`.
+    let mut reply = echo_request(9, 1, &payload);
+    reply[0] = 0;
+    Icmpv4Packet::new_unchecked(&mut reply[..]).fill_checksum();
+    fragmented(&mut r, IpProtocol::Icmp, &reply, 0x52);
+    assert!(r.take_tx().is_empty());
+    let frames = drain_kernel(&k);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(reassemble_kernel_frames(&frames, 1), reply);
+    assert_eq!(r.core.net.counters.kni_to_kernel, 6);
+    assert_eq!(r.core.net.counters.ipv4_reassembled, 2);
+    assert_eq!(r.core.net.counters.total_drops(), 0);
+    // What the stack owns is still answered: a fragmented echo to port 7.
+    fragmented(&mut r, IpProtocol::Udp, &udp_bytes(5000, 7, &payload), 0x53);
+    assert_eq!(r.take_tx().len(), 3);
+    assert!(drain_kernel(&k).is_empty());
+    r.core.clear();
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn predicted_rss_brings_replies_to_the_opening_core_without_handoffs() {
     // Two cores behind an emulated RSS NIC (Toeplitz, Microsoft key, a
