@@ -134,8 +134,10 @@ pub struct Net<P: BufPool> {
     /// the reply: (payload address, length, our port, the sender).
     rx_inplace: Option<(usize, usize, u16, SocketAddrV4)>,
     /// An application answered that datagram with its own bytes, to its
-    /// sender: the receive buffer becomes the reply, to this MAC.
-    reply_inplace: Option<EthernetAddress>,
+    /// sender: the receive buffer becomes the reply, to this MAC, at this
+    /// place in the TX buffer (kept for it, so that sends later in the same
+    /// callback go after it and cannot take its room).
+    reply_inplace: Option<(EthernetAddress, usize)>,
     tcp: TcpTable,
     /// Half-open connections and SYN cookies (SYN flood defence).
     syn: SynDefence,
@@ -656,8 +658,8 @@ impl<P: BufPool> Core<P> {
             payload,
             in_place,
         );
-        if let Some(mac) = self.net.reply_inplace.take() {
-            self.net.dispatch_udp_in_place(buf, l2, &ip, mac);
+        if let Some((mac, slot)) = self.net.reply_inplace.take() {
+            self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
         }
     }
 }
@@ -941,10 +943,17 @@ impl<P: BufPool> Net<P> {
         &self.iface
     }
 
+    /// Frames the TX buffer takes: its size, less the place kept for an
+    /// in-place reply the application's callback has sent.
+    #[inline]
+    fn tx_room(&self) -> usize {
+        self.tx_cap - usize::from(self.reply_inplace.is_some())
+    }
+
     /// Queue a finished frame for transmit.
     #[inline]
     fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
-        if self.tx.len() >= self.tx_cap {
+        if self.tx.len() >= self.tx_room() {
             self.counters.tx_backlog_full += 1;
             self.counters.drop(DropReason::QueueFull);
             return Err(SendError::QueueFull);
@@ -1086,9 +1095,9 @@ impl<P: BufPool> Net<P> {
         if self.pending.is_empty() {
             return;
         }
+        let cap = self.tx_room();
         let arp = &self.arp;
         let tx = &mut self.tx;
-        let cap = self.tx_cap;
         let mut full = 0u64;
         let sent = self.pending.release_resolved(
             |ip| arp.lookup(ip),
@@ -1369,7 +1378,7 @@ impl<P: BufPool> Net<P> {
             || len != payload.len()
             || port != src_port
             || from != dst
-            || self.tx.len() >= self.tx_cap
+            || self.tx.len() >= self.tx_room()
         {
             return false;
         }
@@ -1381,7 +1390,7 @@ impl<P: BufPool> Net<P> {
             return false;
         };
         self.rx_inplace = None;
-        self.reply_inplace = Some(mac);
+        self.reply_inplace = Some((mac, self.tx.len()));
         true
     }
 
@@ -1410,15 +1419,17 @@ impl<P: BufPool> Net<P> {
     }
 
     /// Turn a received UDP datagram (no IP options, at `l2`) into its own
-    /// echo to `mac`. The UDP checksum stays valid: swapping the addresses
-    /// leaves the pseudo-header's sum as it was, and swapping the ports
-    /// leaves the header's.
+    /// echo to `mac`, queued at `slot` of the TX buffer: where it was sent,
+    /// before what the callback sent after it. The UDP checksum stays valid:
+    /// swapping the addresses leaves the pseudo-header's sum as it was, and
+    /// swapping the ports leaves the header's.
     fn dispatch_udp_in_place(
         &mut self,
         mut buf: P::Buf,
         l2: usize,
         ip: &Ipv4Repr,
         mac: EthernetAddress,
+        slot: usize,
     ) {
         let total = l2 + IP_LEN + ip.payload_len;
         // DF clear and a new ident, as on the ordinary path.
@@ -1428,8 +1439,10 @@ impl<P: BufPool> Net<P> {
         let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
         udp[0..2].copy_from_slice(&dport);
         udp[2..4].copy_from_slice(&sport);
-        // Counted as sent by send_udp; a full TX buffer was ruled out.
-        let _ = self.push_tx(buf);
+        // Counted as sent by send_udp; its place was kept (the buffer was
+        // sized up front, so the insert does not allocate).
+        debug_assert!(self.tx.len() < self.tx_cap);
+        self.tx.insert(slot.min(self.tx.len()), buf);
     }
 
     fn dispatch_udp(

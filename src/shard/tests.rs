@@ -936,6 +936,92 @@ mod custom_app {
         );
         assert_eq!(r.in_use(), 0);
     }
+
+    /// Echoes each datagram as it came (the in-place reply), then sends
+    /// `more` datagrams of its own to the same sender in the same callback.
+    struct EchoThenMore {
+        more: usize,
+        sent: u64,
+        failed: u64,
+    }
+
+    impl App for EchoThenMore {
+        fn name(&self) -> String {
+            "echo-then-more".into()
+        }
+        fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError> {
+            net.bind_udp(7)
+        }
+        fn on_datagram(&mut self, net: &mut dyn NetCtx, d: &Datagram<'_>) {
+            let results = std::iter::once(net.send_udp(7, d.src, d.payload))
+                .chain((0..self.more).map(|i| net.send_udp(7, d.src, &[b'0' + i as u8])))
+                .collect::<Vec<_>>();
+            for r in results {
+                match r {
+                    Ok(()) => self.sent += 1,
+                    Err(_) => self.failed += 1,
+                }
+            }
+        }
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            vec![("sent", self.sent), ("failed", self.failed)]
+        }
+    }
+
+    fn echo_then_more(more: usize, tx_queue: usize) -> (Rig, Vec<Vec<u8>>) {
+        let factory: AppFactory = Arc::new(move |_: &CoreInfo| -> Box<dyn App> {
+            Box::new(EchoThenMore {
+                more,
+                sent: 0,
+                failed: 0,
+            })
+        });
+        let limits = CoreLimits {
+            tx_queue,
+            ..CoreLimits::default()
+        };
+        let mut r = rig_with_factories(&[factory], limits);
+        r.learn_host();
+        r.rx(&udp_to(4000, 7, b"the echo"));
+        let out = r.take_tx();
+        (r, out)
+    }
+
+    fn payloads(out: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        out.iter().map(|f| udp_out(f).2).collect()
+    }
+
+    #[test]
+    fn the_in_place_echo_goes_out_before_what_the_callback_sends_after_it() {
+        let (r, out) = echo_then_more(2, 16);
+        assert_eq!(
+            payloads(&out),
+            vec![b"the echo".to_vec(), b"0".to_vec(), b"1".to_vec()]
+        );
+        assert_eq!(r.core.net.counters.udp_tx, 3);
+        assert_eq!(r.in_use(), 0);
+    }
+
+    #[test]
+    fn sends_after_the_in_place_echo_cannot_take_its_room_in_the_tx_buffer() {
+        // Room for 4 frames: the echo and three more; the fourth fails.
+        let (r, out) = echo_then_more(4, 4);
+        assert_eq!(
+            payloads(&out),
+            vec![
+                b"the echo".to_vec(),
+                b"0".to_vec(),
+                b"1".to_vec(),
+                b"2".to_vec()
+            ]
+        );
+        let c = &r.core.net.counters;
+        assert_eq!(c.udp_tx, 4, "counted as sent: exactly what was queued");
+        assert_eq!((c.udp_send_failed, c.tx_backlog_full), (1, 1));
+        let apps = r.core.app_counters();
+        assert_eq!(apps[0].1, vec![("sent", 4), ("failed", 1)]);
+        assert_eq!(r.in_use(), 0);
+    }
 }
 
 // ---- TCP through the whole core -------------------------------------------
