@@ -487,7 +487,8 @@ impl<P: BufPool> Core<P> {
             Ok(r) => r,
             Err(e) => return self.net.drop_frame(e.into()),
         };
-        if data.len() > self.net.iface.mtu + eth.buffer_len() {
+        if data.len() > self.net.iface.mtu + eth.buffer_len() && eth.ethertype != EtherType::Ipv4 {
+            // IPv4 has its own rule (process_ipv4).
             return self.net.drop_frame(DropReason::Oversize);
         }
         if eth.dst_addr != self.net.iface.mac
@@ -529,6 +530,15 @@ impl<P: BufPool> Core<P> {
             Ok(p) => p,
             Err(e) => return self.net.drop_frame(e.into()),
         };
+        // Longer than the MTU: af_packet's fanout (PACKET_FANOUT_FLAG_DEFRAG)
+        // hands over datagrams the kernel reassembled from their fragments.
+        // Taken when the frame holds exactly one whole datagram, and answered
+        // as a reassembled one would be (never in place: replies are
+        // fragmented to the MTU).
+        let oversize = bytes.len() > self.net.iface.mtu;
+        if oversize && (packet.is_fragment() || usize::from(packet.total_len()) != bytes.len()) {
+            return self.net.drop_frame(DropReason::Oversize);
+        }
         let csum = buf.rx_checksum();
         let l4_offloaded = !packet.is_fragment()
             && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
@@ -640,16 +650,30 @@ impl<P: BufPool> Core<P> {
         match classify(&tables, &ip, payload, handed_off) {
             Verdict::Local => {}
             Verdict::Owner(owner) => return self.handoff_out.push((owner, buf)),
+            Verdict::Kernel if oversize => {
+                // The kernel's link takes frames of the MTU.
+                let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
+                refragment(
+                    &mut self.net,
+                    &ip,
+                    packet.ident(),
+                    payload,
+                    eth.src_addr,
+                    |net, buf| dispatch_kernel(net, kni, limit, buf),
+                );
+                return;
+            }
             Verdict::Kernel => return self.dispatch_kernel(buf),
             Verdict::Drop(reason) => return self.net.drop_frame(reason),
         }
-        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN {
+        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN && !oversize {
             // The common echo case: answer in the same buffer.
             return self.net.process_icmp_in_place(buf, l2, &ip);
         }
         let header = &bytes[..header_len];
         // The frame can carry its own UDP reply: no options, to our address.
-        let in_place = header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address();
+        let in_place =
+            header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address() && !oversize;
         deliver_datagram(
             &mut self.net,
             &mut self.apps,

@@ -616,6 +616,89 @@ fn fragmented_datagrams_are_reassembled_and_echoed_fragmented() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// Our replies put back together: each frame fits the MTU and is to the
+/// host; returns the reassembled payload.
+fn reassemble_replies(frames: &[Vec<u8>], protocol: u8) -> Vec<u8> {
+    let mut re = Reassembler::new(ReassemblyConfig::default());
+    let mut whole = None;
+    for f in frames {
+        assert!(f.len() <= 14 + 1500, "a frame of {} bytes", f.len());
+        let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!((p.src_addr(), p.dst_addr()), (OUR_IP, HOST_IP));
+        let key = FragKey {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol,
+            ident: p.ident(),
+        };
+        let done = re
+            .process_fragment(
+                Instant::ZERO,
+                key,
+                &f[14..34],
+                p.frag_offset() as usize,
+                p.more_frags(),
+                p.payload(),
+            )
+            .unwrap();
+        if let Some(done) = done {
+            whole = Some(done.payload.to_vec());
+        }
+    }
+    whole.expect("the replies reassemble")
+}
+
+#[test]
+fn a_datagram_the_kernel_reassembled_is_answered_fragmented() {
+    // af_packet's fanout hands over 3000- and 8000-byte datagrams whole, in
+    // one frame longer than the MTU.
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    for size in [3000u32, 8000] {
+        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(5000, 7, &payload),
+            1,
+            None,
+        ));
+        let out = r.take_tx();
+        assert_eq!(out.len(), fragments(8 + size as usize, 20, 1500).count());
+        let whole = reassemble_replies(&out, 17);
+        let udp = UdpPacket::new_checked(&whole[..]).unwrap();
+        assert!(udp.verify_checksum(&OUR_IP, &HOST_IP));
+        assert_eq!((udp.src_port(), udp.dst_port()), (7, 5000));
+        assert_eq!(udp.payload(), &payload[..]);
+        // The same for an echo request of that size.
+        r.rx(&ipv4_frame(
+            IpProtocol::Icmp,
+            &echo_request(3, 4, &payload),
+            2,
+            None,
+        ));
+        let whole = reassemble_replies(&r.take_tx(), 1);
+        let mut expected = echo_request(3, 4, &payload);
+        expected[0] = 0;
+        Icmpv4Packet::new_unchecked(&mut expected[..]).fill_checksum();
+        assert_eq!(whole, expected);
+    }
+    assert_eq!(r.core.net.counters.total_drops(), 0);
+    // Anything else longer than the MTU is still dropped: a fragment, a
+    // datagram with bytes after it, a frame of another type.
+    let big = udp_bytes(5000, 7, &[7; 3000]);
+    r.rx(&ipv4_frame(IpProtocol::Udp, &big, 3, Some((0, true))));
+    let mut trailing = ipv4_frame(IpProtocol::Udp, &big[..1600], 4, None);
+    trailing.extend_from_slice(&[0; 8]);
+    r.rx(&trailing);
+    let (mut v6, _) = eth(OUR_MAC, EtherType::Unknown(0x86dd), 3000);
+    v6[14] = 0x60;
+    r.rx(&v6);
+    assert_eq!(r.dropped(DropReason::Oversize), 3);
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn overlapping_fragments_are_dropped_and_memory_stays_bounded() {
     let limits = CoreLimits {
