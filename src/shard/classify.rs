@@ -50,7 +50,11 @@ pub struct Tables<'a> {
 /// owns its flow, so it is never handed on.
 #[inline]
 pub fn classify(t: &Tables<'_>, ip: &Ipv4Repr, l4: &[u8], handed_off: bool) -> Verdict {
+    // One core and no kernel: every TCP segment and UDP datagram is this
+    // core's to answer, and its socket lookup is the protocol's own.
+    let alone = t.directories.is_none() && t.kernel.is_none();
     match ip.next_header {
+        IpProtocol::Udp | IpProtocol::Tcp if alone && l4.len() >= 4 => Verdict::Local,
         IpProtocol::Udp => classify_udp(t, ip, l4, handed_off),
         IpProtocol::Tcp => classify_tcp(t, ip, l4, handed_off),
         IpProtocol::Icmp => classify_icmp(t, ip, l4),
