@@ -173,7 +173,10 @@ pub fn main_with_args(args: Vec<String>, apps: Vec<AppFactory>) -> ExitCode {
         Ok(e) => e,
         Err(e) => return fail(format!("EAL initialisation failed: {e}")),
     };
-    match run(&eal, &cfg, apps, stop) {
+    // Buffers as long as the frames the device hands over (af_packet's
+    // framesz), so that one holding a datagram the kernel reassembled fits.
+    let rx_frame = dpdk::af_packet_max_frame(&eal_args).unwrap_or(0);
+    match run(&eal, &cfg, apps, stop, rx_frame) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -184,11 +187,13 @@ fn run(
     cfg: &Config,
     apps: Vec<AppFactory>,
     stop: Arc<AtomicBool>,
+    rx_frame: usize,
 ) -> Result<(), String> {
     let lcores = eal.lcores();
     let n = lcores.len();
-    // Ethernet header, one VLAN tag and the IP MTU fit one segment.
-    let max_frame = cfg.mtu as usize + 18;
+    // Ethernet header, one VLAN tag and the IP MTU fit one segment, and so
+    // does the longest frame the device hands over.
+    let max_frame = (cfg.mtu as usize + 18).max(rx_frame);
     let pool = Mempool::create(
         "dpstack_mbufs",
         cfg.mbufs,

@@ -6,6 +6,39 @@ use crate::ffi;
 use std::ffi::CString;
 use std::ptr::NonNull;
 
+/// The longest frame a `net_af_packet` device among the EAL arguments can
+/// hand over, if there is one: its `framesz` (PACKET_MMAP frame size, 2048 by
+/// default) less the TPACKET_V2 header in front of the frame. Its RX queue
+/// refuses a pool whose buffers are shorter (-ENOMEM), and with `qpairs` > 1
+/// the kernel's fanout reassembles fragments (PACKET_FANOUT_FLAG_DEFRAG) into
+/// frames longer than the MTU: a larger `framesz` lets them through whole
+/// instead of cut to the frame size.
+pub fn af_packet_max_frame(eal_args: &[String]) -> Option<usize> {
+    /// TPACKET2_HDRLEN less the `sockaddr_ll` in it, as the PMD counts.
+    const TPACKET2_OVERHEAD: usize = 32;
+    const DEFAULT_FRAMESZ: usize = 2048;
+    let mut vdevs = Vec::new();
+    let mut args = eal_args.iter();
+    while let Some(a) = args.next() {
+        if let Some(v) = a.strip_prefix("--vdev=") {
+            vdevs.push(v);
+        } else if a == "--vdev" {
+            vdevs.extend(args.next().map(String::as_str));
+        }
+    }
+    vdevs
+        .into_iter()
+        .filter(|v| v.starts_with("net_af_packet") || v.starts_with("eth_af_packet"))
+        .map(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("framesz="))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(DEFAULT_FRAMESZ)
+                .saturating_sub(TPACKET2_OVERHEAD)
+        })
+        .max()
+}
+
 /// A handle to a packet mbuf pool. Pools live as long as the process (ports
 /// and in-flight mbufs refer to them), so the handle is `Copy` and the pool is
 /// released by `rte_eal_cleanup`.
@@ -245,5 +278,30 @@ impl PacketBuf for Mbuf {
         m.data_len = len as u16;
         m.pkt_len = len as u32;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::af_packet_max_frame;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn af_packet_frame_size_is_read_from_the_vdev_arguments() {
+        assert_eq!(af_packet_max_frame(&args("-l 0-1 --no-pci")), None);
+        assert_eq!(af_packet_max_frame(&args("--vdev=net_tap0,iface=t0")), None);
+        assert_eq!(
+            af_packet_max_frame(&args("--vdev=net_af_packet0,iface=v0,qpairs=2")),
+            Some(2016)
+        );
+        assert_eq!(
+            af_packet_max_frame(&args(
+                "--vdev net_af_packet0,iface=v0,qpairs=2,blocksz=16384,framesz=16384"
+            )),
+            Some(16352)
+        );
     }
 }

@@ -11,7 +11,7 @@ mod telemetry;
 
 pub use eal::{lcore_id, rdtsc, socket_id, tsc_hz, version, Eal};
 pub use error::{check, rte_errno, strerror, DpdkError, Result};
-pub use mempool::{Mbuf, Mempool};
+pub use mempool::{af_packet_max_frame, Mbuf, Mempool};
 pub use port::{
     hotplug_vdev, link_up, port_by_name, port_name, Port, PortCaps, PortConfig, RxQueue, TxQueue,
     BURST,

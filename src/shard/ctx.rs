@@ -8,6 +8,7 @@
 //! allocates per packet once built (the TX vector, pending queue, scratch and
 //! reassembly memory are sized up front).
 
+use super::classify::{classify, Tables, Verdict};
 use super::steer::Steering;
 use crate::app::{
     App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, SendError, TcpError, TcpEvent,
@@ -133,8 +134,10 @@ pub struct Net<P: BufPool> {
     /// the reply: (payload address, length, our port, the sender).
     rx_inplace: Option<(usize, usize, u16, SocketAddrV4)>,
     /// An application answered that datagram with its own bytes, to its
-    /// sender: the receive buffer becomes the reply, to this MAC.
-    reply_inplace: Option<EthernetAddress>,
+    /// sender: the receive buffer becomes the reply, to this MAC, at this
+    /// place in the TX buffer (kept for it, so that sends later in the same
+    /// callback go after it and cannot take its room).
+    reply_inplace: Option<(EthernetAddress, usize)>,
     tcp: TcpTable,
     /// Half-open connections and SYN cookies (SYN flood defence).
     syn: SynDefence,
@@ -259,25 +262,7 @@ impl<P: BufPool> Core<P> {
     /// Queue `buf` for the kernel, or drop and count it (rate, link down,
     /// queue full). Never waits.
     fn dispatch_kernel(&mut self, buf: P::Buf) {
-        let Some(k) = self.kni.as_ref() else {
-            return self.net.drop_frame(DropReason::Unsupported);
-        };
-        let c = &mut self.net.counters;
-        if !k.link_up() {
-            c.kni_link_down += 1;
-            return c.drop(DropReason::Kernel);
-        }
-        if !self.kni_limit.allow(self.net.now) {
-            c.kni_rate_limited += 1;
-            return c.drop(DropReason::Kernel);
-        }
-        match k.push(self.net.info.index, buf) {
-            Ok(()) => c.kni_to_kernel += 1,
-            Err(_buf) => {
-                c.kni_queue_full += 1;
-                c.drop(DropReason::QueueFull);
-            }
-        }
+        dispatch_kernel(&mut self.net, self.kni.as_deref(), &mut self.kni_limit, buf);
     }
 
     /// A copy of `frame` for the kernel (ARP: both need to see it).
@@ -292,45 +277,6 @@ impl<P: BufPool> Core<P> {
         }
         copy.data_mut().copy_from_slice(frame);
         self.dispatch_kernel(copy);
-    }
-
-    /// Should this (unfragmented) datagram go to the kernel rather than be
-    /// answered or dropped here?
-    fn kernel_wants(&self, ip: &Ipv4Repr, l4: &[u8]) -> bool {
-        if self.kni.is_none() {
-            return false;
-        }
-        let p = &self.kni_policy;
-        let ours = ip.dst_addr == self.net.iface.ip.address();
-        match ip.next_header {
-            IpProtocol::Icmp => {
-                // Echo requests are ours unless the kernel answers them; what
-                // the stack does not consume (replies, errors) is the kernel's.
-                p.icmp_to_kernel || l4.first() != Some(&8)
-            }
-            IpProtocol::Udp => {
-                p.unowned_ports
-                    && l4.len() >= 4
-                    && !self.net.udp.is_bound(u16::from_be_bytes([l4[2], l4[3]]))
-                    && self
-                        .steering
-                        .as_deref()
-                        .is_none_or(|s| owner_of(s, &self.net, ip, l4).is_none())
-            }
-            IpProtocol::Tcp => {
-                if !p.unowned_ports || !ours || l4.len() < 4 {
-                    return false;
-                }
-                let key = flow_key(ip, l4);
-                self.net.tcp.lookup(&key).is_none()
-                    && self.net.tcp.listener(key.local_port).is_none()
-                    && self
-                        .steering
-                        .as_ref()
-                        .is_none_or(|s| s.directory.owner(&key).is_none())
-            }
-            _ => p.other_protocols,
-        }
     }
 
     /// Predict the device's RSS for connections this core opens: their
@@ -541,7 +487,8 @@ impl<P: BufPool> Core<P> {
             Ok(r) => r,
             Err(e) => return self.net.drop_frame(e.into()),
         };
-        if data.len() > self.net.iface.mtu + eth.buffer_len() {
+        if data.len() > self.net.iface.mtu + eth.buffer_len() && eth.ethertype != EtherType::Ipv4 {
+            // IPv4 has its own rule (process_ipv4).
             return self.net.drop_frame(DropReason::Oversize);
         }
         if eth.dst_addr != self.net.iface.mac
@@ -583,6 +530,15 @@ impl<P: BufPool> Core<P> {
             Ok(p) => p,
             Err(e) => return self.net.drop_frame(e.into()),
         };
+        // Longer than the MTU: af_packet's fanout (PACKET_FANOUT_FLAG_DEFRAG)
+        // hands over datagrams the kernel reassembled from their fragments.
+        // Taken when the frame holds exactly one whole datagram, and answered
+        // as a reassembled one would be (never in place: replies are
+        // fragmented to the MTU).
+        let oversize = bytes.len() > self.net.iface.mtu;
+        if oversize && (packet.is_fragment() || usize::from(packet.total_len()) != bytes.len()) {
+            return self.net.drop_frame(DropReason::Oversize);
+        }
         let csum = buf.rx_checksum();
         let l4_offloaded = !packet.is_fragment()
             && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
@@ -637,28 +593,42 @@ impl<P: BufPool> Core<P> {
                         payload_len: done.payload.len(),
                         ..ip
                     };
-                    let owner = match self.steering.as_deref() {
-                        Some(s) if !handed_off => owner_of(s, &self.net, &ip, done.payload),
-                        _ => None,
-                    };
-                    if let Some(owner) = owner {
-                        hand_over_reassembled(
-                            &mut self.net,
-                            &mut self.handoff_out,
-                            owner,
-                            &ip,
-                            done.key.ident,
-                            done.payload,
-                        );
-                    } else {
-                        deliver_datagram(
+                    let tables = core_tables(
+                        &self.net,
+                        self.steering.as_deref(),
+                        self.kni.is_some().then_some(&self.kni_policy),
+                    );
+                    match classify(&tables, &ip, done.payload, handed_off) {
+                        Verdict::Local => deliver_datagram(
                             &mut self.net,
                             &mut self.apps,
                             &ip,
                             done.header,
                             done.payload,
                             false,
-                        );
+                        ),
+                        Verdict::Owner(owner) => hand_over_reassembled(
+                            &mut self.net,
+                            &mut self.handoff_out,
+                            owner,
+                            &ip,
+                            done.key.ident,
+                            done.payload,
+                        ),
+                        Verdict::Kernel => {
+                            // As fragments again, as they came: a frame of
+                            // the MTU fits a buffer and the kernel's link.
+                            let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
+                            refragment(
+                                &mut self.net,
+                                &ip,
+                                done.key.ident,
+                                done.payload,
+                                eth.src_addr,
+                                |net, buf| dispatch_kernel(net, kni, limit, buf),
+                            );
+                        }
+                        Verdict::Drop(reason) => self.net.drop_frame(reason),
                     }
                 }
                 Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
@@ -672,22 +642,38 @@ impl<P: BufPool> Core<P> {
             return;
         }
         let payload = packet.payload();
-        if let Some(s) = self.steering.as_deref().filter(|_| !handed_off) {
-            if let Some(owner) = owner_of(s, &self.net, &ip, payload) {
-                self.handoff_out.push((owner, buf));
+        let tables = core_tables(
+            &self.net,
+            self.steering.as_deref(),
+            self.kni.is_some().then_some(&self.kni_policy),
+        );
+        match classify(&tables, &ip, payload, handed_off) {
+            Verdict::Local => {}
+            Verdict::Owner(owner) => return self.handoff_out.push((owner, buf)),
+            Verdict::Kernel if oversize => {
+                // The kernel's link takes frames of the MTU.
+                let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
+                refragment(
+                    &mut self.net,
+                    &ip,
+                    packet.ident(),
+                    payload,
+                    eth.src_addr,
+                    |net, buf| dispatch_kernel(net, kni, limit, buf),
+                );
                 return;
             }
+            Verdict::Kernel => return self.dispatch_kernel(buf),
+            Verdict::Drop(reason) => return self.net.drop_frame(reason),
         }
-        if self.kernel_wants(&ip, payload) {
-            return self.dispatch_kernel(buf);
-        }
-        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN {
+        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN && !oversize {
             // The common echo case: answer in the same buffer.
             return self.net.process_icmp_in_place(buf, l2, &ip);
         }
         let header = &bytes[..header_len];
         // The frame can carry its own UDP reply: no options, to our address.
-        let in_place = header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address();
+        let in_place =
+            header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address() && !oversize;
         deliver_datagram(
             &mut self.net,
             &mut self.apps,
@@ -696,44 +682,57 @@ impl<P: BufPool> Core<P> {
             payload,
             in_place,
         );
-        if let Some(mac) = self.net.reply_inplace.take() {
-            self.net.dispatch_udp_in_place(buf, l2, &ip, mac);
+        if let Some((mac, slot)) = self.net.reply_inplace.take() {
+            self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
         }
     }
 }
 
-/// Another core that owns this TCP segment's connection or UDP datagram's
-/// connected socket, if this one does not (asked only with steering: more
-/// than one core). `l4` is the transport header and payload.
+/// What `net`'s tables say to the classifier: with steering, the flow
+/// directories; with a kernel path, its policy.
 #[inline]
-fn owner_of<P: BufPool>(
-    s: &Steering<P::Buf>,
-    net: &Net<P>,
-    ip: &Ipv4Repr,
-    l4: &[u8],
-) -> Option<usize> {
-    let tcp = match ip.next_header {
-        IpProtocol::Tcp => true,
-        IpProtocol::Udp => false,
-        _ => return None,
-    };
-    if l4.len() < 4 {
-        return None;
+fn core_tables<'a, P: BufPool>(
+    net: &'a Net<P>,
+    steering: Option<&'a Steering<P::Buf>>,
+    kernel: Option<&'a KniPolicy>,
+) -> Tables<'a> {
+    Tables {
+        me: net.info.index,
+        local: net.iface.ip.address(),
+        udp: &net.udp,
+        tcp: &net.tcp,
+        directories: steering.map(|s| (&*s.directory, &*s.udp_directory)),
+        kernel,
     }
-    let key = flow_key(ip, l4);
-    let directory = if tcp {
-        if net.tcp.lookup(&key).is_some() {
-            return None;
-        }
-        &s.directory
-    } else {
-        // A socket here that takes the port answers it.
-        if net.udp.is_bound(key.local_port) {
-            return None;
-        }
-        &s.udp_directory
+}
+
+/// Queue `buf` for the kernel, or drop and count it (no kernel path, rate,
+/// link down, queue full). Never waits.
+fn dispatch_kernel<P: BufPool>(
+    net: &mut Net<P>,
+    kni: Option<&KniShared<P::Buf>>,
+    limit: &mut RateLimiter,
+    buf: P::Buf,
+) {
+    let Some(k) = kni else {
+        return net.drop_frame(DropReason::Unsupported);
     };
-    directory.owner(&key).filter(|&o| o != net.info.index)
+    let c = &mut net.counters;
+    if !k.link_up() {
+        c.kni_link_down += 1;
+        return c.drop(DropReason::Kernel);
+    }
+    if !limit.allow(net.now) {
+        c.kni_rate_limited += 1;
+        return c.drop(DropReason::Kernel);
+    }
+    match k.push(net.info.index, buf) {
+        Ok(()) => c.kni_to_kernel += 1,
+        Err(_buf) => {
+            c.kni_queue_full += 1;
+            c.drop(DropReason::QueueFull);
+        }
+    }
 }
 
 /// A datagram reassembled here whose flow another core owns goes to that
@@ -750,6 +749,30 @@ fn hand_over_reassembled<P: BufPool>(
     payload: &[u8],
 ) {
     let start = out.len();
+    let mac = net.iface.mac;
+    if refragment(net, ip, ident, payload, mac, |_, buf| {
+        out.push((owner, buf))
+    }) {
+        net.counters.steer_reassembled_out += 1;
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// Cut a reassembled datagram into fragments of the MTU again, each in a
+/// frame from `src_mac` to our own MAC (the handoff's and the kernel's
+/// interface's), and give each to `emit` in order. False, with the drop
+/// counted, when the pool runs short (the fragments already emitted are
+/// then of no use: a reassembler drops them on its timeout).
+#[cold]
+fn refragment<P: BufPool>(
+    net: &mut Net<P>,
+    ip: &Ipv4Repr,
+    ident: u16,
+    payload: &[u8],
+    src_mac: EthernetAddress,
+    mut emit: impl FnMut(&mut Net<P>, P::Buf),
+) -> bool {
     for (offset, len, more) in crate::ipv4::frag::fragments(payload.len(), IP_LEN, net.iface.mtu) {
         // A buffer holds a frame of the MTU.
         let buf = net
@@ -757,12 +780,12 @@ fn hand_over_reassembled<P: BufPool>(
             .alloc()
             .and_then(|mut b| b.set_len(ETH_LEN + IP_LEN + len).then_some(b));
         let Some(mut buf) = buf else {
-            out.truncate(start);
-            return net.drop_frame(DropReason::NoBuffer);
+            net.drop_frame(DropReason::NoBuffer);
+            return false;
         };
         let data = buf.data_mut();
         let eth = EthernetRepr {
-            src_addr: net.iface.mac,
+            src_addr: src_mac,
             dst_addr: net.iface.mac,
             ethertype: EtherType::Ipv4,
             vlan: None,
@@ -779,19 +802,9 @@ fn hand_over_reassembled<P: BufPool>(
         packet.set_more_frags(more);
         packet.fill_checksum();
         data[ETH_LEN + IP_LEN..].copy_from_slice(&payload[offset..offset + len]);
-        out.push((owner, buf));
+        emit(net, buf);
     }
-    net.counters.steer_reassembled_out += 1;
-}
-
-/// A received TCP or UDP segment's flow as this host names it: our port
-/// and the sender. `l4` holds at least the two ports.
-#[inline]
-fn flow_key(ip: &Ipv4Repr, l4: &[u8]) -> FlowKey {
-    FlowKey {
-        local_port: u16::from_be_bytes([l4[2], l4[3]]),
-        remote: SocketAddrV4::new(ip.src_addr, u16::from_be_bytes([l4[0], l4[1]])),
-    }
+    true
 }
 
 /// Hand a complete (possibly reassembled) datagram to its protocol.
@@ -954,10 +967,17 @@ impl<P: BufPool> Net<P> {
         &self.iface
     }
 
+    /// Frames the TX buffer takes: its size, less the place kept for an
+    /// in-place reply the application's callback has sent.
+    #[inline]
+    fn tx_room(&self) -> usize {
+        self.tx_cap - usize::from(self.reply_inplace.is_some())
+    }
+
     /// Queue a finished frame for transmit.
     #[inline]
     fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
-        if self.tx.len() >= self.tx_cap {
+        if self.tx.len() >= self.tx_room() {
             self.counters.tx_backlog_full += 1;
             self.counters.drop(DropReason::QueueFull);
             return Err(SendError::QueueFull);
@@ -1099,9 +1119,9 @@ impl<P: BufPool> Net<P> {
         if self.pending.is_empty() {
             return;
         }
+        let cap = self.tx_room();
         let arp = &self.arp;
         let tx = &mut self.tx;
-        let cap = self.tx_cap;
         let mut full = 0u64;
         let sent = self.pending.release_resolved(
             |ip| arp.lookup(ip),
@@ -1382,7 +1402,7 @@ impl<P: BufPool> Net<P> {
             || len != payload.len()
             || port != src_port
             || from != dst
-            || self.tx.len() >= self.tx_cap
+            || self.tx.len() >= self.tx_room()
         {
             return false;
         }
@@ -1394,7 +1414,7 @@ impl<P: BufPool> Net<P> {
             return false;
         };
         self.rx_inplace = None;
-        self.reply_inplace = Some(mac);
+        self.reply_inplace = Some((mac, self.tx.len()));
         true
     }
 
@@ -1423,15 +1443,17 @@ impl<P: BufPool> Net<P> {
     }
 
     /// Turn a received UDP datagram (no IP options, at `l2`) into its own
-    /// echo to `mac`. The UDP checksum stays valid: swapping the addresses
-    /// leaves the pseudo-header's sum as it was, and swapping the ports
-    /// leaves the header's.
+    /// echo to `mac`, queued at `slot` of the TX buffer: where it was sent,
+    /// before what the callback sent after it. The UDP checksum stays valid:
+    /// swapping the addresses leaves the pseudo-header's sum as it was, and
+    /// swapping the ports leaves the header's.
     fn dispatch_udp_in_place(
         &mut self,
         mut buf: P::Buf,
         l2: usize,
         ip: &Ipv4Repr,
         mac: EthernetAddress,
+        slot: usize,
     ) {
         let total = l2 + IP_LEN + ip.payload_len;
         // DF clear and a new ident, as on the ordinary path.
@@ -1441,8 +1463,10 @@ impl<P: BufPool> Net<P> {
         let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
         udp[0..2].copy_from_slice(&dport);
         udp[2..4].copy_from_slice(&sport);
-        // Counted as sent by send_udp; a full TX buffer was ruled out.
-        let _ = self.push_tx(buf);
+        // Counted as sent by send_udp; its place was kept (the buffer was
+        // sized up front, so the insert does not allocate).
+        debug_assert!(self.tx.len() < self.tx_cap);
+        self.tx.insert(slot.min(self.tx.len()), buf);
     }
 
     fn dispatch_udp(

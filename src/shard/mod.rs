@@ -4,6 +4,7 @@
 //! runs it on a DPDK lcore: rx_burst -> dispatch -> buffered tx_burst ->
 //! timers on a TSC deadline.
 
+pub mod classify;
 pub mod ctx;
 #[cfg(feature = "dpdk")]
 mod lcore;

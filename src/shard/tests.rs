@@ -616,6 +616,89 @@ fn fragmented_datagrams_are_reassembled_and_echoed_fragmented() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// Our replies put back together: each frame fits the MTU and is to the
+/// host; returns the reassembled payload.
+fn reassemble_replies(frames: &[Vec<u8>], protocol: u8) -> Vec<u8> {
+    let mut re = Reassembler::new(ReassemblyConfig::default());
+    let mut whole = None;
+    for f in frames {
+        assert!(f.len() <= 14 + 1500, "a frame of {} bytes", f.len());
+        let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!((p.src_addr(), p.dst_addr()), (OUR_IP, HOST_IP));
+        let key = FragKey {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol,
+            ident: p.ident(),
+        };
+        let done = re
+            .process_fragment(
+                Instant::ZERO,
+                key,
+                &f[14..34],
+                p.frag_offset() as usize,
+                p.more_frags(),
+                p.payload(),
+            )
+            .unwrap();
+        if let Some(done) = done {
+            whole = Some(done.payload.to_vec());
+        }
+    }
+    whole.expect("the replies reassemble")
+}
+
+#[test]
+fn a_datagram_the_kernel_reassembled_is_answered_fragmented() {
+    // af_packet's fanout hands over 3000- and 8000-byte datagrams whole, in
+    // one frame longer than the MTU.
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    for size in [3000u32, 8000] {
+        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(5000, 7, &payload),
+            1,
+            None,
+        ));
+        let out = r.take_tx();
+        assert_eq!(out.len(), fragments(8 + size as usize, 20, 1500).count());
+        let whole = reassemble_replies(&out, 17);
+        let udp = UdpPacket::new_checked(&whole[..]).unwrap();
+        assert!(udp.verify_checksum(&OUR_IP, &HOST_IP));
+        assert_eq!((udp.src_port(), udp.dst_port()), (7, 5000));
+        assert_eq!(udp.payload(), &payload[..]);
+        // The same for an echo request of that size.
+        r.rx(&ipv4_frame(
+            IpProtocol::Icmp,
+            &echo_request(3, 4, &payload),
+            2,
+            None,
+        ));
+        let whole = reassemble_replies(&r.take_tx(), 1);
+        let mut expected = echo_request(3, 4, &payload);
+        expected[0] = 0;
+        Icmpv4Packet::new_unchecked(&mut expected[..]).fill_checksum();
+        assert_eq!(whole, expected);
+    }
+    assert_eq!(r.core.net.counters.total_drops(), 0);
+    // Anything else longer than the MTU is still dropped: a fragment, a
+    // datagram with bytes after it, a frame of another type.
+    let big = udp_bytes(5000, 7, &[7; 3000]);
+    r.rx(&ipv4_frame(IpProtocol::Udp, &big, 3, Some((0, true))));
+    let mut trailing = ipv4_frame(IpProtocol::Udp, &big[..1600], 4, None);
+    trailing.extend_from_slice(&[0; 8]);
+    r.rx(&trailing);
+    let (mut v6, _) = eth(OUR_MAC, EtherType::Unknown(0x86dd), 3000);
+    v6[14] = 0x60;
+    r.rx(&v6);
+    assert_eq!(r.dropped(DropReason::Oversize), 3);
+    assert!(r.take_tx().is_empty());
+    assert_eq!(r.in_use(), 0);
+}
+
 #[test]
 fn overlapping_fragments_are_dropped_and_memory_stays_bounded() {
     let limits = CoreLimits {
@@ -934,6 +1017,92 @@ mod custom_app {
             r.core.app_counters()[0],
             ("upper:5000".to_string(), vec![("served", 1)])
         );
+        assert_eq!(r.in_use(), 0);
+    }
+
+    /// Echoes each datagram as it came (the in-place reply), then sends
+    /// `more` datagrams of its own to the same sender in the same callback.
+    struct EchoThenMore {
+        more: usize,
+        sent: u64,
+        failed: u64,
+    }
+
+    impl App for EchoThenMore {
+        fn name(&self) -> String {
+            "echo-then-more".into()
+        }
+        fn start(&mut self, net: &mut dyn NetCtx) -> Result<(), BindError> {
+            net.bind_udp(7)
+        }
+        fn on_datagram(&mut self, net: &mut dyn NetCtx, d: &Datagram<'_>) {
+            let results = std::iter::once(net.send_udp(7, d.src, d.payload))
+                .chain((0..self.more).map(|i| net.send_udp(7, d.src, &[b'0' + i as u8])))
+                .collect::<Vec<_>>();
+            for r in results {
+                match r {
+                    Ok(()) => self.sent += 1,
+                    Err(_) => self.failed += 1,
+                }
+            }
+        }
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            vec![("sent", self.sent), ("failed", self.failed)]
+        }
+    }
+
+    fn echo_then_more(more: usize, tx_queue: usize) -> (Rig, Vec<Vec<u8>>) {
+        let factory: AppFactory = Arc::new(move |_: &CoreInfo| -> Box<dyn App> {
+            Box::new(EchoThenMore {
+                more,
+                sent: 0,
+                failed: 0,
+            })
+        });
+        let limits = CoreLimits {
+            tx_queue,
+            ..CoreLimits::default()
+        };
+        let mut r = rig_with_factories(&[factory], limits);
+        r.learn_host();
+        r.rx(&udp_to(4000, 7, b"the echo"));
+        let out = r.take_tx();
+        (r, out)
+    }
+
+    fn payloads(out: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        out.iter().map(|f| udp_out(f).2).collect()
+    }
+
+    #[test]
+    fn the_in_place_echo_goes_out_before_what_the_callback_sends_after_it() {
+        let (r, out) = echo_then_more(2, 16);
+        assert_eq!(
+            payloads(&out),
+            vec![b"the echo".to_vec(), b"0".to_vec(), b"1".to_vec()]
+        );
+        assert_eq!(r.core.net.counters.udp_tx, 3);
+        assert_eq!(r.in_use(), 0);
+    }
+
+    #[test]
+    fn sends_after_the_in_place_echo_cannot_take_its_room_in_the_tx_buffer() {
+        // Room for 4 frames: the echo and three more; the fourth fails.
+        let (r, out) = echo_then_more(4, 4);
+        assert_eq!(
+            payloads(&out),
+            vec![
+                b"the echo".to_vec(),
+                b"0".to_vec(),
+                b"1".to_vec(),
+                b"2".to_vec()
+            ]
+        );
+        let c = &r.core.net.counters;
+        assert_eq!(c.udp_tx, 4, "counted as sent: exactly what was queued");
+        assert_eq!((c.udp_send_failed, c.tx_backlog_full), (1, 1));
+        let apps = r.core.app_counters();
+        assert_eq!(apps[0].1, vec![("sent", 4), ("failed", 1)]);
         assert_eq!(r.in_use(), 0);
     }
 }
@@ -1554,6 +1723,83 @@ fn the_kernel_path_is_bounded_limited_and_follows_the_link() {
     assert!(r.dropped(DropReason::Kernel) > 60);
     r.core.clear();
     drain_kernel(&k);
+    assert_eq!(r.in_use(), 0);
+}
+
+/// Reassemble the fragments the core gave the kernel; each frame is from
+/// the host's MAC to ours and fits the MTU.
+fn reassemble_kernel_frames(frames: &[Vec<u8>], protocol: u8) -> Vec<u8> {
+    let mut re = Reassembler::new(ReassemblyConfig::default());
+    let mut whole = None;
+    for f in frames {
+        assert!(f.len() <= 14 + 1500);
+        assert_eq!((&f[0..6], &f[6..12]), (&OUR_MAC.0[..], &HOST_MAC.0[..]));
+        let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!((p.src_addr(), p.dst_addr()), (HOST_IP, OUR_IP));
+        let key = FragKey {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol,
+            ident: p.ident(),
+        };
+        let done = re
+            .process_fragment(
+                Instant::ZERO,
+                key,
+                &f[14..34],
+                p.frag_offset() as usize,
+                p.more_frags(),
+                p.payload(),
+            )
+            .unwrap();
+        if let Some(done) = done {
+            whole = Some(done.payload.to_vec());
+        }
+    }
+    whole.expect("the kernel's fragments reassemble")
+}
+
+#[test]
+fn reassembled_datagrams_follow_the_kernel_policy_too() {
+    let (mut r, k) = kni_rig(&["udp-echo:7"], KniPolicy::default(), 1000);
+    let fragmented = |r: &mut Rig, proto: IpProtocol, l4: &[u8], ident: u16| {
+        for (off, len, more) in fragments(l4.len(), 20, 1500) {
+            r.rx(&ipv4_frame(
+                proto,
+                &l4[off..off + len],
+                ident,
+                Some((off, more)),
+            ));
+        }
+    };
+    // A 3000-byte datagram to a port no application owns: the kernel's
+    // (as fragments again), not port unreachable from here.
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 249) as u8).collect();
+    let dgram = udp_bytes(5000, 9999, &payload);
+    fragmented(&mut r, IpProtocol::Udp, &dgram, 0x51);
+    assert!(r.take_tx().is_empty(), "no port unreachable");
+    assert_eq!(r.core.net.counters.icmp_errors_sent, 0);
+    let frames = drain_kernel(&k);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(reassemble_kernel_frames(&frames, 17), dgram);
+    // The echo reply to the kernel's own `ping -s 3000`.
+    let mut reply = echo_request(9, 1, &payload);
+    reply[0] = 0;
+    Icmpv4Packet::new_unchecked(&mut reply[..]).fill_checksum();
+    fragmented(&mut r, IpProtocol::Icmp, &reply, 0x52);
+    assert!(r.take_tx().is_empty());
+    let frames = drain_kernel(&k);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(reassemble_kernel_frames(&frames, 1), reply);
+    assert_eq!(r.core.net.counters.kni_to_kernel, 6);
+    assert_eq!(r.core.net.counters.ipv4_reassembled, 2);
+    assert_eq!(r.core.net.counters.total_drops(), 0);
+    // What the stack owns is still answered: a fragmented echo to port 7.
+    fragmented(&mut r, IpProtocol::Udp, &udp_bytes(5000, 7, &payload), 0x53);
+    assert_eq!(r.take_tx().len(), 3);
+    assert!(drain_kernel(&k).is_empty());
+    r.core.clear();
     assert_eq!(r.in_use(), 0);
 }
 

@@ -143,6 +143,12 @@ impl UdpTable {
         self.map.get_mut(&port)
     }
 
+    /// The socket bound to `port`, read-only.
+    #[inline]
+    pub fn get(&self, port: u16) -> Option<&Binding> {
+        self.map.get(&port)
+    }
+
     pub fn is_bound(&self, port: u16) -> bool {
         self.map.contains_key(&port)
     }
