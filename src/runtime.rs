@@ -222,6 +222,14 @@ fn run(
                 .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
         })
         .transpose()?;
+    // Capture by dpdk-dumpcap: costs nothing until a capture starts.
+    let _pdump = match dpdk::Pdump::init() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("dpstack: capture: {e} (dpdk-dumpcap cannot capture this run)");
+            None
+        }
+    };
     // Ethernet header, one VLAN tag and the IP MTU fit one segment.
     let max_frame = cfg.mtu as usize + 18;
     let pool = Mempool::create(
