@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 APT_PACKAGES := dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config ethtool iproute2 \
 	iputils-ping iputils-arping python3 perl util-linux curl nftables python3-scapy \
-	wrk nginx valgrind iperf3
+	wrk nginx valgrind iperf3 python3-prometheus-client tcpdump
 CARGO ?= cargo
 # Without the `dpdk` feature nothing may look for DPDK or libclang: with
 # these pointing nowhere, anything that still did would fail the build.

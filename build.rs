@@ -79,6 +79,7 @@ mod dpdk {
         .allowlist_function("rte_lcore_(count|index|to_socket_id)")
         .allowlist_function("rte_get_(next_lcore|main_lcore|tsc_hz)")
         .allowlist_function("rte_strerror")
+        .allowlist_function("rte_pdump_(init|uninit)")
         .allowlist_function("rte_version")
         .allowlist_function("rte_flow_(validate|create|destroy|flush|error_set)")
         .allowlist_function("rte_ring_(create|free)")

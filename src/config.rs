@@ -9,7 +9,7 @@ use crate::time::Duration;
 use crate::wire::Ipv4Cidr;
 use clap::Parser;
 use serde::Deserialize;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -149,6 +149,10 @@ pub struct Cli {
     /// on exit. 0: none.
     #[arg(long, value_name = "N")]
     pub flow_records: Option<usize>,
+    /// Serve Prometheus metrics (GET /metrics) on this address of the
+    /// kernel's network, e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// The same options as a TOML file.
@@ -200,6 +204,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub flows: Vec<String>,
     pub flow_records: Option<usize>,
+    pub metrics: Option<String>,
 }
 
 /// The resolved configuration.
@@ -226,6 +231,8 @@ pub struct Config {
     pub flows: Vec<FlowRule>,
     /// Flows each core keeps a record of (0: none).
     pub flow_records: usize,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// TCP buffer memory per core unless `--tcp-memory` says otherwise: 1 GiB,
@@ -275,6 +282,8 @@ pub enum ConfigError {
     BadKni(String),
     #[error("bad RSS option: {0}")]
     BadRss(String),
+    #[error("bad --metrics '{0}': expected ADDR:PORT, e.g. 127.0.0.1:9100")]
+    BadMetrics(String),
     #[error("cannot read config file {0}: {1}")]
     File(String, String),
 }
@@ -369,7 +378,12 @@ impl Config {
         if flow_records > 1_000_000 {
             return Err(ConfigError::BadFlowRecords(flow_records));
         }
+        let metrics = match cli.metrics.clone().or_else(|| file.metrics.clone()) {
+            None => None,
+            Some(m) => Some(m.parse().map_err(|_| ConfigError::BadMetrics(m))?),
+        };
         Ok(Config {
+            metrics,
             flows,
             flow_records,
             rss_key,
@@ -707,6 +721,30 @@ mod tests {
         let file: FileConfig = toml::from_str("tcp-rmem = \"4096,1048576\"\n").unwrap();
         let t = Config::merge(&cli(&ip), &file).unwrap().tcp;
         assert_eq!((t.rx_buffer, t.rx_buffer_max), (4096, 1 << 20));
+    }
+
+    #[test]
+    fn metrics_address_from_file_or_command_line() {
+        let ip = ["--ip", "198.18.0.1/24"];
+        let none = FileConfig::default();
+        assert_eq!(Config::merge(&cli(&ip), &none).unwrap().metrics, None);
+        let file: FileConfig = toml::from_str("metrics = \"127.0.0.1:9100\"\n").unwrap();
+        let c = Config::merge(&cli(&ip), &file).unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        let a: Vec<&str> = ip
+            .iter()
+            .copied()
+            .chain(["--metrics", "0.0.0.0:9200"])
+            .collect();
+        let c = Config::merge(&cli(&a), &file).unwrap();
+        assert_eq!(c.metrics, Some("0.0.0.0:9200".parse().unwrap()));
+        for bad in ["9100", "localhost", "127.0.0.1:99999", "127.0.0.1"] {
+            let a: Vec<&str> = ip.iter().copied().chain(["--metrics", bad]).collect();
+            assert_eq!(
+                Config::merge(&cli(&a), &none),
+                Err(ConfigError::BadMetrics(bad.into()))
+            );
+        }
     }
 
     #[test]

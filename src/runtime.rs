@@ -20,7 +20,7 @@ use crate::shard::{run_lcore, CoreLimits, IfaceConfig, KniSetup, LcoreSetup, Pub
 /// Frames one core can have waiting for another.
 const HANDOFF_QUEUE: usize = 1024;
 use crate::stats::flows::FlowLine;
-use crate::stats::Counters;
+use crate::stats::{metrics, Counters};
 use crate::time::Duration;
 use clap::Parser;
 use std::process::ExitCode;
@@ -93,6 +93,33 @@ fn print_block(
     if let Some(pool) = pool {
         print_mempool(tag, pool);
     }
+}
+
+/// What every core last published, for one Prometheus scrape. Reads the
+/// counters' atomics and holds each core's application and latency slot
+/// only while it folds them: the cores `try_lock` those slots and skip a
+/// publication rather than wait.
+fn metrics_snapshot(published: &[Arc<Published>]) -> metrics::Snapshot {
+    let cores = published
+        .iter()
+        .map(|p| metrics::CoreSnapshot {
+            counters: p.counters.read(),
+            apps: p.apps.lock().map_or_else(
+                |_| Vec::new(),
+                |lines| {
+                    lines
+                        .iter()
+                        .filter_map(|l| metrics::parse_app_line(l))
+                        .collect()
+                },
+            ),
+            latency: p.latency.lock().map_or_else(
+                |_| metrics::CoreSnapshot::latency_of(&Default::default()),
+                |set| metrics::CoreSnapshot::latency_of(&set),
+            ),
+        })
+        .collect();
+    metrics::Snapshot { cores }
 }
 
 /// Every core's flow records, one line a flow, sorted (`--flow-records`).
@@ -191,6 +218,22 @@ fn run(
 ) -> Result<(), String> {
     let lcores = eal.lcores();
     let n = lcores.len();
+    // Bound before anything starts, so that a taken port fails the start.
+    let metrics_listener = cfg
+        .metrics
+        .map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+        })
+        .transpose()?;
+    // Capture by dpdk-dumpcap: costs nothing until a capture starts.
+    let _pdump = match dpdk::Pdump::init() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("dpstack: capture: {e} (dpdk-dumpcap cannot capture this run)");
+            None
+        }
+    };
     // Ethernet header, one VLAN tag and the IP MTU fit one segment, and so
     // does the longest frame the device hands over.
     let max_frame = (cfg.mtu as usize + 18).max(rx_frame);
@@ -519,6 +562,18 @@ fn run(
         })
     };
 
+    // Prometheus metrics: a plain thread on the kernel's network.
+    let metrics_server = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            println!("dpstack: metrics on http://{addr}/metrics");
+        }
+        let stop = stop.clone();
+        let published = published.clone();
+        std::thread::spawn(move || {
+            metrics::serve(listener, &stop, &|| metrics_snapshot(&published).encode())
+        })
+    });
+
     // The main lcore runs core 0.
     let code0 = run_lcore(setup(0, core0_queues));
     stop.store(true, Ordering::Relaxed);
@@ -528,6 +583,9 @@ fn run(
         .filter(|&l| eal.wait_lcore(l) != 0)
         .collect();
     let _ = printer.join();
+    if let Some(server) = metrics_server {
+        let _ = server.join();
+    }
     // Frames still in handoff or kernel queues go back to the pool.
     drop(steering);
     drop(kni_shared);

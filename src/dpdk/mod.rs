@@ -6,12 +6,14 @@ mod eal;
 mod error;
 pub mod flow;
 mod mempool;
+mod pdump;
 mod port;
 mod telemetry;
 
 pub use eal::{lcore_id, rdtsc, socket_id, tsc_hz, version, Eal};
 pub use error::{check, rte_errno, strerror, DpdkError, Result};
 pub use mempool::{af_packet_max_frame, Mbuf, Mempool};
+pub use pdump::Pdump;
 pub use port::{
     hotplug_vdev, link_up, port_by_name, port_name, Port, PortCaps, PortConfig, RxQueue, TxQueue,
     BURST,

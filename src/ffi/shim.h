@@ -17,6 +17,7 @@
 #include <rte_ether.h>
 #include <rte_flow.h>
 #include <rte_ring.h>
+#include <rte_pdump.h>
 #include <rte_telemetry.h>
 #include <rte_version.h>
 

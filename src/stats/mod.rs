@@ -7,6 +7,7 @@
 
 pub mod flows;
 pub mod latency;
+pub mod metrics;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,17 +136,20 @@ impl fmt::Display for DropReason {
 }
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// Per-core event counters (drops are in `drops`).
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
         pub struct Counters {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
             pub drops: [u64; DropReason::COUNT],
         }
 
         impl Counters {
             /// Names of the event counters, in print order.
             pub const EVENT_NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+            /// Each event counter's doc comment, in the same order (the
+            /// help text of exported metrics).
+            pub const EVENT_DOCS: &'static [&'static str] = &[$(concat!($($doc, "\n"),*)),*];
             const EVENTS: usize = Self::EVENT_NAMES.len();
 
             fn to_array(&self) -> Vec<u64> {
@@ -418,7 +422,44 @@ counters! {
     kni_from_kernel,
 }
 
+/// The counters that are gauges (they may go down, or are limits and
+/// high-water marks): every other one counts events and never decreases.
+pub const GAUGES: [&str; 19] = [
+    "arp_entries",
+    "frag_bytes_peak",
+    "frag_bytes_limit",
+    "frag_in_flight",
+    "tcp_connections",
+    "tcp_time_wait",
+    "tcp_syn_sent",
+    "tcp_syn_received",
+    "tcp_established",
+    "tcp_fin_wait1",
+    "tcp_fin_wait2",
+    "tcp_close_wait",
+    "tcp_closing",
+    "tcp_last_ack",
+    "tcp_half_open",
+    "tcp_mem_bytes",
+    "tcp_mem_peak",
+    "tcp_mem_limit",
+    "flow_records",
+];
+
 impl Counters {
+    /// Whether the counter named `name` is a gauge ([`GAUGES`]).
+    pub fn is_gauge(name: &str) -> bool {
+        GAUGES.contains(&name)
+    }
+    /// The event counters as (name, help text, value), in print order.
+    pub fn events(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        let v = self.to_array();
+        Self::EVENT_NAMES
+            .iter()
+            .zip(Self::EVENT_DOCS)
+            .zip(v)
+            .map(|((n, d), x)| (*n, *d, x))
+    }
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
@@ -529,5 +570,23 @@ mod tests {
         assert_eq!(s.dropped(DropReason::TtlExpired), 2);
         assert!(c.format_line().contains("drop_bad_checksum=1"));
         assert!(c.format_line().starts_with("rx_packets=5 "));
+    }
+
+    #[test]
+    fn every_counter_has_help_and_gauges_say_so() {
+        assert_eq!(Counters::EVENT_DOCS.len(), Counters::EVENT_NAMES.len());
+        for (name, doc, _) in Counters::default().events() {
+            assert!(!doc.trim().is_empty(), "{name} has no doc comment");
+            // A doc that calls its counter a gauge, a high-water mark or a
+            // bound names a gauge, and every gauge's doc says which.
+            let says = doc.contains("(gauge")
+                || doc.contains("high-water mark")
+                || doc.contains("bound, in bytes")
+                || doc.contains("budget, in bytes");
+            assert_eq!(says, Counters::is_gauge(name), "{name}: {doc}");
+        }
+        for g in GAUGES {
+            assert!(Counters::EVENT_NAMES.contains(&g), "{g} is no counter");
+        }
     }
 }
