@@ -80,8 +80,11 @@ def frames(kind, dst_mac, src_mac, src, dst, i):
         return [eth_arp + arp(src_mac, src, dst, hlen=7)]
     if kind == "icmp_bad_cksum":
         return [eth_ip + ipv4(src, dst, 1, icmp_echo(0x77, i, b"x" * 20, bad_cksum=True))]
-    if kind == "oversize":  # an IPv4 datagram of 1586 bytes: past a 1500 MTU
-        return [eth_ip + ipv4(src, dst, 1, icmp_echo(0x77, i, b"o" * 1558))]
+    if kind == "oversize":
+        # A frame past a 1500 MTU that is not one whole datagram: an echo
+        # with 1560 bytes after its IPv4 datagram. (One whole datagram
+        # longer than the MTU is taken: af_packet's fanout reassembles.)
+        return [eth_ip + ipv4(src, dst, 1, icmp_echo(0x77, i, b"o" * 20)) + b"\0" * 1560]
     if kind == "not_for_us":
         return [b"\x02\x99\x99\x99\x99\x99" + src_mac + b"\x08\x00" + ipv4(src, dst, 1, echo)]
     if kind == "udp_bad_cksum":
