@@ -15,6 +15,7 @@
 
 use super::seq::Seq;
 use crate::time::{Duration, Instant};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 /// One segment sent: `start..end` (a FIN counts in `end`).
@@ -79,6 +80,45 @@ pub(super) struct Scoreboard {
     rack_rtt: Duration,
     /// RACK.fack: the highest sequence number delivered.
     fack: Option<Seq>,
+}
+
+thread_local! {
+    /// Drained scoreboards kept for reuse on this core, so that sending
+    /// and acknowledging data allocates nothing once warm (perf/tests/
+    /// no_alloc.rs) while an idle connection holds none.
+    // Boxed: the Tcb holds a Box, and its allocation is what is reused.
+    #[allow(clippy::vec_box)]
+    static SPARE: RefCell<Vec<Box<Scoreboard>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare scoreboards a core keeps at most.
+const SPARE_MAX: usize = 64;
+/// Records a spare keeps room for at most (a large flight's are let go).
+const SPARE_SEGMENTS: usize = 1024;
+
+impl Scoreboard {
+    /// An empty scoreboard, one of the core's spares if it has one.
+    pub fn take() -> Box<Scoreboard> {
+        SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    /// Give a drained scoreboard back to the core's spares (beyond
+    /// [`SPARE_MAX`] it is freed).
+    pub fn give(mut board: Box<Scoreboard>) {
+        let mut segs = std::mem::take(&mut board.segs);
+        segs.clear();
+        segs.shrink_to(SPARE_SEGMENTS);
+        *board = Scoreboard {
+            segs,
+            ..Scoreboard::default()
+        };
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_MAX {
+                s.push(board);
+            }
+        });
+    }
 }
 
 /// RFC 8985 6.2 step 2 (RACK_sent_after): t1/s1 was sent after t2/s2.

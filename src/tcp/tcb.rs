@@ -1186,8 +1186,11 @@ impl Tcb {
                 self.snd.nxt = ack;
             }
             if self.snd.una == self.snd.max {
-                // The flight drained: its scoreboard goes.
-                self.rec.board = None;
+                // The flight drained: its scoreboard goes back to the
+                // core's spares.
+                if let Some(board) = self.rec.board.take() {
+                    Scoreboard::give(board);
+                }
             }
             let rtt = self.sample_rtt(now, seg, ack);
             // RFC 6582 3.2 step 5 (RFC 3782 4's "Impatient"): without SACK,
@@ -2199,7 +2202,7 @@ impl Tcb {
         let end = seq + len + fin as usize;
         self.rec
             .board
-            .get_or_insert_with(Default::default)
+            .get_or_insert_with(Scoreboard::take)
             .on_send(now, seq, end);
         if self.sack_ok && self.rec.in_recovery {
             self.prr_sent(len);
