@@ -177,6 +177,9 @@ bridge() {
     # again in many runs): where it was stuck goes to stderr, and it is
     # started once more before the run gives up.
     for try in 1 2; do
+        # Emptied before the start: the last bridge's "A=" must not be read
+        # as this one's (the shell truncates only once the child runs).
+        : >"$BOUT"
         # shellcheck disable=SC2046
         $BRIDGE -l 1 --no-pci $(eal_mem) --file-prefix dpwanbr --log-level=lib.eal:warning \
             --vdev=net_af_packet0,iface=${S}0,qpairs=1 \
@@ -211,6 +214,7 @@ stop_bridge() {
 sink() {
     local series=()
     [ -n "${3:-}" ] && series=(--series "$TMP/wan-$1.goodput.csv" --label "$3")
+    : >"$TMP/$1.sink"
     ip netns exec $R taskset -c "$SINK_CPU" $TOOL sink --bind $SINK_IP --port $PORT \
         --cap-secs "${2:-0}" "${series[@]}" >"$TMP/$1.sink" 2>&1 &
     SINK=$!
@@ -224,6 +228,7 @@ stop_sink() { stop_pid "$SINK"; SINK=; }
 # dpstack_send NAME BYTES CONNS REPEAT TIMEOUT [SAMPLE_MS]: both.
 dpstack_start() {
     local out=$TMP/$1.dp app="tcp-send:$SINK_IP:$PORT"
+    : >"$out"
     # shellcheck disable=SC2046,SC2086
     ip netns exec $S $DP -l 0 --no-pci $(eal_mem) --file-prefix dpwandp \
         --log-level=lib.eal:warning --vdev=net_af_packet0,iface=${S}1,qpairs=1 -- \
@@ -478,6 +483,7 @@ ip -n $E addr add $ECHO_CLIENT_IP/24 dev dpe1
 ip link set dpe0 gso_max_segs 1
 ip -n $E link set dpe1 gso_max_segs 1
 echo "# echo, $ECHO_BYTES bytes: dpstack tcp-echo" >&2
+: >"$TMP/echo.dp"
 # shellcheck disable=SC2086
 $DP -l 1 --no-pci $(eal_mem) --file-prefix dpwanecho --log-level=lib.eal:warning \
     --vdev=net_af_packet0,iface=dpe0,qpairs=1 -- --ip $ECHO_DP_IP/24 \
@@ -494,6 +500,7 @@ ip netns exec $K sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 ip -n $K link set lo up; ip -n $K addr add $ECHO_DP_IP/24 dev dpe0; ip -n $K link set dpe0 up
 ip netns exec $K ethtool -K dpe0 tso off gso off gro off tx off >/dev/null
 ip -n $K link set dpe0 gso_max_segs 1
+: >"$TMP/echo.linux"
 ip netns exec $K taskset -c 1 $TOOL echo-server --bind $ECHO_DP_IP --port $ECHO_PORT \
     >"$TMP/echo.linux" 2>&1 &
 ECHO=$!

@@ -40,6 +40,9 @@ trap cleanup EXIT
 cleanup
 log() { echo "bench: $*" >&2; }
 
+# A file a background process writes is emptied here first, before the
+# process starts: its shell truncates it only once it runs, and until then
+# wait_ready would read the last run's "ready".
 wait_ready() { # file
     for _ in $(seq 100); do grep -q 'dpstack: ready' "$1" && return 0; sleep 0.1; done
     cat "$1" >&2; return 1
@@ -48,7 +51,7 @@ wait_ready() { # file
 # A DUT on the memif server side: dpstack LCORES APPS... or testpmd.
 dut_dpstack() { # lcores args...
     local lc=$1; shift
-    rm -f "$SOCK"
+    rm -f "$SOCK"; : >"$OUT/dut.txt"
     # shellcheck disable=SC2086
     $BIN/dpstack --lcores="$lc" $EAL --file-prefix dpsbdut \
         --vdev=net_memif0,role=server,socket=$SOCK -- --ip 198.18.60.1/24 "$@" \
@@ -57,7 +60,7 @@ dut_dpstack() { # lcores args...
     wait_ready "$OUT/dut.txt"
 }
 dut_testpmd() { # lcores mode nb-cores
-    rm -f "$SOCK"
+    rm -f "$SOCK"; : >"$OUT/dut.txt"
     # testpmd without a terminal exits when its stdin closes: give it a FIFO
     # this script holds open (fd 9), so that it runs until it is killed.
     # shellcheck disable=SC2086
@@ -154,6 +157,7 @@ gen_veth() { # name rate
     log "$1: $(cat "$OUT/$1.json")"
 }
 veth_dpstack() {
+    : >"$OUT/dut.txt"
     # shellcheck disable=SC2086
     $BIN/dpstack --lcores=0@1 $EAL --file-prefix dpsbdut \
         --vdev=net_af_packet0,iface=dpsv1,qpairs=1 -- --ip 198.18.61.1/24 --app udp-echo:7 \
@@ -193,6 +197,7 @@ run_wrk() { # name extra-header
         http://198.18.62.1/ >"$OUT/$1.txt" 2>&1 || true
     log "$1: $(grep -E 'Requests/sec|Non-2xx|errors' "$OUT/$1.txt" | tr -s ' ' | tr '\n' ' ')"
 }
+: >"$OUT/dut.txt"
 # shellcheck disable=SC2086
 $BIN/dpstack --lcores=0@1 $EAL --file-prefix dpsbdut \
     --vdev=net_af_packet0,iface=dpsw1,qpairs=1 -- --ip 198.18.62.1/24 --app http:80:100 \
