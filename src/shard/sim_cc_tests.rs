@@ -449,7 +449,10 @@ fn sim_cc_newreno_fills_a_100_mbit_20_ms_bottleneck() {
 /// overshoot is repaired by fast recovery, without a timeout, within
 /// 10 round trips.
 fn slow_start_overshoot(cc: CcAlgorithm) {
-    let r = one_flow(cc, 10, |_| {});
+    // An eighth of a BDP of queue: slow start's bursts (two segments per
+    // ACK) overfill it before an ACK train lasts half a round trip, so
+    // HyStart cannot leave in time (with one BDP it does: see (3)).
+    let r = one_flow(cc, 10, |p| p[0].queue_bytes = p[0].bdp() / 8);
     print_one_flow(&format!("{}, 10 MB", cc.name()), &r);
     assert!(r.first_drop.is_some(), "the queue overflowed");
     assert_eq!(r.overshoot_rto, 0, "repaired without a timeout");
@@ -490,7 +493,9 @@ fn sim_cc_newreno_slow_start_overshoot_is_repaired_without_timeout() {
 /// cannot hold that, nor six (the first drop came at 507 ms, a window of
 /// 1156 segments, CSS still on); ten, 1815 frames with the pipe, can.
 /// Without HyStart++ (checked by turning it off) the queue first dropped
-/// at 343 ms, 1079 segments in that round.
+/// at 343 ms, 1079 segments in that round. (Those were the delay test's
+/// figures; the ACK train, added since, ends slow start on this path, and
+/// on a one-BDP queue too, before the RTT rises: no queue drop at all.)
 #[test]
 fn sim_cc_hystart_leaves_slow_start_before_a_deep_queue_overflows() {
     let r = one_flow(CcAlgorithm::Cubic, 10, |p| {
@@ -511,10 +516,19 @@ fn sim_cc_hystart_leaves_slow_start_before_a_deep_queue_overflows() {
 /// of their goodputs over the second half of the time both ran is at
 /// least 0.95.
 fn two_flows(cc: CcAlgorithm) {
-    let bytes = 10_000_000;
+    // 20 Mbit/s, so that 20 s of sharing cost what 4 s at 100 would: the
+    // flows converge through their losses (CUBIC's epochs last seconds),
+    // not in slow start, which HyStart's ACK train now ends before the
+    // queue overflows and the flows lose together.
+    let bytes = 25_000_000;
+    let mut paths = wan();
+    for p in &mut paths {
+        p.rate_bps = RATE / 5;
+        p.queue_bytes = p.bdp();
+    }
     let mut b = Bulk::new(
         &format!("two flows, {}", cc.name()),
-        wan(),
+        paths,
         wan_tcp(cc),
         bytes,
         2,
@@ -537,7 +551,7 @@ fn two_flows(cc: CcAlgorithm) {
         .collect();
     let index = jain(&x);
     println!(
-        "{}, 2 x 10 MB: goodputs {:.1} and {:.1} Mbit/s over {:.2} s, Jain {index:.3}; \
+        "{}, 2 x 25 MB at 20 Mbit/s: goodputs {:.1} and {:.1} Mbit/s over {:.2} s, Jain {index:.3}; \
          {} queue drops, {} retransmits, {} RTO",
         cc.name(),
         x[0] / 1e6,
@@ -550,9 +564,11 @@ fn two_flows(cc: CcAlgorithm) {
     assert!(index >= 0.95, "{}: Jain's index {index:.3}", cc.name());
 }
 
-// Both flows overfill the queue in slow start and repair it by fast
-// recovery, without a timeout. Measured: CUBIC 47.9 and 47.7 Mbit/s over
-// the second half (Jain 1.000), NewReno 57.1 and 38.6 (Jain 0.964).
+// Measured over the last 10 s: CUBIC 9.9 and 9.2 Mbit/s (Jain 0.999, 206
+// queue drops in all, no timeout), NewReno 9.7 and 9.4 (Jain 1.000). At
+// 100 Mbit/s over 2 x 10 MB (1.4 s of sharing) CUBIC read 0.92 once
+// HyStart's ACK train ended slow start without the shared overshoot that
+// used to even the flows out: its plateau outlasts such a run.
 #[test]
 fn sim_cc_cubic_two_flows_share_the_bottleneck_fairly() {
     two_flows(CcAlgorithm::Cubic);
@@ -621,14 +637,15 @@ fn sim_cc_burst_of_ten_losses_is_repaired_without_timeout_with_sack() {
 /// on their own; this checks the connection feeds them as the RFC means.
 #[test]
 fn sim_cc_cubic_window_after_a_loss_follows_rfc_9438() {
-    let bytes = 25_000_000;
+    // Long enough to watch the curve for 1.2 s after the loss.
+    let bytes = 32_000_000;
     let mut paths = wan();
     paths[0].drop_data = vec![9000];
     let tcp = wan_tcp(CcAlgorithm::Cubic);
     let mut b = Bulk::new("cubic curve", paths, tcp, bytes, 1);
     // (time, cwnd, mss) from the step the frame was dropped on.
     let mut samples: Vec<(Instant, usize, usize)> = Vec::new();
-    let (mut drops_then, mut rto_then) = (0, 0);
+    let (mut drops_then, mut rto_then, mut drops_before) = (0, 0, 0);
     // The largest window before the frame was dropped: the one the
     // overshoot's loss cut, its W_max (slow start grew it to there, and
     // the curve has not come back to it since).
@@ -643,6 +660,7 @@ fn sim_cc_cubic_window_after_a_loss_follows_rfc_9438() {
         }
         if samples.is_empty() {
             drops_then = link.queue_drops;
+            drops_before = link.queue_drops;
             rto_then = b.counters(0).tcp_rto;
         }
         if let Some(t) = b.sender_tcbs().first() {
@@ -661,13 +679,19 @@ fn sim_cc_cubic_window_after_a_loss_follows_rfc_9438() {
     );
     let (dropped, _, mss) = samples[0];
     // The window when the fast retransmit cut it (it still grew until
-    // then: the loss is found an RTT after it happened). Below the last
-    // W_max (the overshoot's), so W_max is lowered by fast convergence
-    // (4.7): cwnd * (1 + beta) / 2.
+    // then: the loss is found an RTT after it happened). If slow start
+    // overfilled the queue before, the loss comes below that W_max, so
+    // W_max is lowered by fast convergence (4.7): cwnd * (1 + beta) / 2.
+    // If slow start ended without a loss (HyStart's ACK train, on this
+    // one-BDP queue), this is the first W_max: the window at the loss.
     let cut = samples.windows(2).position(|w| w[1].1 < w[0].1).unwrap();
     let at_loss = samples[cut].1;
-    assert!(at_loss < peak_before, "below the overshoot's window");
-    let w_max = at_loss as f64 * (1.0 + 0.7) / 2.0;
+    let w_max = if drops_before > 0 {
+        assert!(at_loss < peak_before, "below the overshoot's window");
+        at_loss as f64 * (1.0 + 0.7) / 2.0
+    } else {
+        at_loss as f64
+    };
     // The stage starts where recovery left the window: its lowest point.
     let (epoch, cwnd_epoch, _) = *samples
         .iter()

@@ -11,9 +11,11 @@
 //! Both start from the RFC 6928 initial window ([`initial_window`]), count
 //! bytes as RFC 3465 does (L = 2 SMSS per ACK in slow start, 1 SMSS in the
 //! slow start after a timeout), leave their initial slow start by HyStart++
-//! (RFC 9406) when the RTT rises, grow only while the window is what limits
-//! the sender (RFC 7661; RFC 9438 5.8), and restart from the initial window
-//! after an idle period longer than the RTO (RFC 5681 4.1).
+//! (RFC 9406) when the RTT rises or, as Linux's CUBIC does, when an ACK
+//! train shows the window already fills half the path, grow only while
+//! the window is what limits the sender (RFC 7661; RFC 9438 5.8), and
+//! restart from the initial window after an idle period longer than the
+//! RTO (RFC 5681 4.1).
 //!
 //! The connection owns loss detection (duplicate ACKs, RTO, recovery
 //! point); the controller owns cwnd and ssthresh. Every size is in bytes.
@@ -209,6 +211,17 @@ const MIN_RTT_DIVISOR: u32 = 8;
 const N_RTT_SAMPLE: u8 = 8;
 const CSS_GROWTH_DIVISOR: usize = 4;
 const CSS_ROUNDS: u8 = 5;
+/// The ACK-train test (Linux's `bictcp` HyStart, HYSTART_ACK_TRAIN): ACKs
+/// at most this far apart (us) are one train...
+const ACK_TRAIN_GAP: u32 = 2_000;
+/// ...and one that has lasted more than half of (the minimum RTT + this
+/// allowance for a delayed ACK, us) since the round began means the window
+/// already takes half a round trip to cross the bottleneck: slow start
+/// ends there, before the window's next doubling overfills the queue.
+const ACK_TRAIN_ACK_DELAY: u32 = 1_000;
+/// Below this many segments of window the train is not watched (Linux's
+/// hystart_low_window).
+const ACK_TRAIN_LOW_WINDOW: usize = 16;
 /// No sample yet this round ("infinity" in RFC 9406).
 const NO_RTT: u32 = u32::MAX;
 
@@ -236,6 +249,12 @@ struct HyStart {
     last_round_min: u32,
     current_round_min: u32,
     samples: u8,
+    /// The least RTT sample of the connection (us), for the ACK train.
+    min_rtt: u32,
+    /// When the current round began and when the train's last ACK came
+    /// (the clock's microseconds, wrapping: only differences are used).
+    round_start: u32,
+    train_last: u32,
 }
 
 impl HyStart {
@@ -246,6 +265,9 @@ impl HyStart {
             last_round_min: NO_RTT,
             current_round_min: NO_RTT,
             samples: 0,
+            min_rtt: NO_RTT,
+            round_start: 0,
+            train_last: 0,
         }
     }
 
@@ -253,13 +275,50 @@ impl HyStart {
         matches!(self.phase, HyPhase::Css { .. })
     }
 
-    /// One ACK in slow start (RFC 9406 4.2). True: slow start is over, set
-    /// ssthresh to cwnd (CSS_ROUNDS rounds of CSS have passed).
-    fn on_ack(&mut self, ack: &Ack) -> bool {
+    /// The ACK-train test, as Linux's CUBIC runs it beside the delay test.
+    /// RFC 9406's delay test alone cannot see a queue until it stands from
+    /// one round to the next: ACK-clocked slow start drains it between
+    /// rounds, each round's minimum RTT is taken at its start, and by the
+    /// round the minimum rises the window has doubled past what a queue of
+    /// one BDP holds (src/shard/sim_cc_tests.rs measures it). The train
+    /// sees it a round earlier: ACKs that come back-to-back for half a
+    /// round trip are the bottleneck's rate, so the window is half the
+    /// pipe and the next doubling fills it. Not without an RTT sample,
+    /// nor below ACK_TRAIN_LOW_WINDOW segments.
+    fn ack_train_ends_slow_start(&mut self, now: u32, segments: usize) -> bool {
+        if self.min_rtt == NO_RTT || segments < ACK_TRAIN_LOW_WINDOW {
+            return false;
+        }
+        if now.wrapping_sub(self.train_last) > ACK_TRAIN_GAP {
+            // A gap: the train broke; it does not restart this round.
+            return false;
+        }
+        self.train_last = now;
+        let threshold = self.min_rtt.saturating_add(ACK_TRAIN_ACK_DELAY) / 2;
+        now.wrapping_sub(self.round_start) > threshold
+    }
+
+    /// One ACK in slow start (RFC 9406 4.2) with `cwnd` bytes of window.
+    /// True: slow start is over, set ssthresh to cwnd (CSS_ROUNDS rounds
+    /// of CSS have passed, or the ACK train says the window fills the
+    /// bottleneck).
+    fn on_ack(&mut self, ack: &Ack, cwnd: usize) -> bool {
         if self.phase == HyPhase::Off {
             return false;
         }
-        if ack.acked >= self.round_left {
+        let now = ack.now.micros() as u32;
+        if let Some(rtt) = ack.rtt {
+            let us = u32::try_from(rtt.micros()).unwrap_or(NO_RTT - 1);
+            self.min_rtt = self.min_rtt.min(us);
+        }
+        // The round ends with the first ACK for data sent after it began
+        // (RFC 9406: windowEnd, SND.NXT then, is acknowledged once an ACK
+        // covers the byte at windowEnd): so each round begins with the
+        // first ACK of a train, where Linux's begins, and the train is
+        // timed from there.
+        if ack.acked > self.round_left {
+            self.round_start = now;
+            self.train_last = now;
             // A new round: the last one's minimum is the reference.
             self.last_round_min = self.current_round_min;
             self.current_round_min = NO_RTT;
@@ -274,6 +333,10 @@ impl HyStart {
             }
         } else {
             self.round_left -= ack.acked;
+            if self.ack_train_ends_slow_start(now, cwnd / ack.mss.max(1)) {
+                self.phase = HyPhase::Off;
+                return true;
+            }
         }
         if let Some(rtt) = ack.rtt {
             let us = u32::try_from(rtt.micros()).unwrap_or(NO_RTT - 1);
@@ -333,7 +396,7 @@ impl SlowStart {
         if *cwnd >= *ssthresh {
             return false;
         }
-        let (inc, leave) = self.on_ack(ack, grow);
+        let (inc, leave) = self.on_ack(ack, grow, *cwnd);
         *cwnd += inc;
         if leave {
             *ssthresh = *cwnd;
@@ -371,9 +434,9 @@ impl SlowStart {
 
     /// The slow-start increase this ACK earns, and whether HyStart++ ends
     /// slow start with it.
-    fn on_ack(&mut self, ack: &Ack, grow: bool) -> (usize, bool) {
+    fn on_ack(&mut self, ack: &Ack, grow: bool, cwnd: usize) -> (usize, bool) {
         let css = self.hystart.in_css();
-        let leave = self.hystart.on_ack(ack);
+        let leave = self.hystart.on_ack(ack, cwnd);
         if !grow {
             return (0, leave);
         }
@@ -813,6 +876,32 @@ mod tests {
         now
     }
 
+    /// One round of slow start behind a bottleneck `gap_us` per segment:
+    /// the window's ACKs come back `gap_us` apart from `first` on. Returns
+    /// when the next round's first ACK comes: the segments the first ACK
+    /// released, `rtt` later (or right after this train, if it lasts
+    /// longer: the pipe is full).
+    fn train_round(
+        cc: &mut impl CongestionControl,
+        first: Instant,
+        rtt: Duration,
+        gap_us: u64,
+        mss: usize,
+    ) -> Instant {
+        let n = (cc.window() / mss).max(1);
+        let mut t = first;
+        for i in 0..n {
+            if i > 0 {
+                t = t.plus(Duration::from_micros(gap_us));
+            }
+            // What is in flight after this ACK: the rest of this round's
+            // segments, and two for each ACK of it so far.
+            let flight = (n - 1 - i + 2 * i) * mss;
+            cc.on_ack(&ack(t, mss, flight, Some(rtt), mss));
+        }
+        Instant::from_micros((first.plus(rtt).micros()).max(t.micros() + gap_us))
+    }
+
     #[test]
     fn initial_window_is_rfc6928() {
         // min(10*MSS, max(2*MSS, 14600)).
@@ -964,10 +1053,11 @@ mod tests {
             ("cubic", CcAlgorithm::Cubic)
         );
         // Held inline: the controller is its state, no pointer to a heap
-        // object; and small, as every connection holds one.
+        // object; and small, as every connection holds one (128: 116, and
+        // the ACK train's 12 bytes of times).
         assert!(std::mem::size_of::<Cc>() <= std::mem::size_of::<Cubic>() + 8);
         assert!(
-            std::mem::size_of::<Cc>() <= 120,
+            std::mem::size_of::<Cc>() <= 128,
             "{}",
             std::mem::size_of::<Cc>()
         );
@@ -1197,7 +1287,9 @@ mod tests {
         let mut now = Instant::from_secs(1);
         let mut log = Vec::new();
         for r in 0..rounds {
-            now = round(&mut cc, now, Duration::from_micros(rtt_at(r)), mss);
+            // A bottleneck far faster than the window: no ACK train lasts
+            // half a round trip, only the delay test can end slow start.
+            now = train_round(&mut cc, now, Duration::from_micros(rtt_at(r)), 1, mss);
             log.push((r, cc.in_css(), cc.window()));
             if cc.ssthresh() != usize::MAX {
                 break;
@@ -1288,12 +1380,58 @@ mod tests {
         for r in 0..8u64 {
             let n = cc.window() / mss;
             for i in 0..n {
-                now = now.plus(Duration::from_micros(100));
+                // Back to back at a bottleneck far faster than the window
+                // (no ACK train half a round trip long).
+                now = now.plus(Duration::from_micros(if i == 0 { 20_000 } else { 1 }));
                 let rtt = (i == 0).then(|| Duration::from_millis(20 + 10 * r));
                 cc.on_ack(&ack(now, mss, cc.window() - mss, rtt, mss));
             }
         }
         assert!(!cc.in_css());
+        assert_eq!(cc.ssthresh(), usize::MAX);
+    }
+
+    #[test]
+    fn ack_train_ends_slow_start_when_the_window_is_half_the_pipe() {
+        // 20 ms RTT, a bottleneck of 100 us per segment: the pipe holds 200
+        // segments. The delay test never fires (the RTT is flat); the ACK
+        // train does, once a round's ACKs last more than (20 + 1) / 2 ms,
+        // at a window of 106 segments or more: 10, 20, 40, 80, 160.
+        let mss = 1000;
+        let rtt = Duration::from_millis(20);
+        let mut cc = Cubic::new(mss);
+        let mut now = Instant::from_secs(1);
+        let mut windows = Vec::new();
+        for _ in 0..10 {
+            windows.push(cc.window() / mss);
+            now = train_round(&mut cc, now, rtt, 100, mss);
+            if cc.ssthresh() != usize::MAX {
+                break;
+            }
+        }
+        assert_eq!(windows, [10, 20, 40, 80, 160], "{windows:?}");
+        assert!(!cc.in_css());
+        // Left in the round whose train outlasted 10.5 ms: 106 ACKs in,
+        // ssthresh the window then (the rest of the round grew it in
+        // avoidance, by little).
+        assert!(
+            (160 + 105..=160 + 107).contains(&(cc.ssthresh() / mss)),
+            "{}",
+            cc.ssthresh()
+        );
+        assert!(cc.window() >= cc.ssthresh() && cc.window() < cc.ssthresh() + 2 * mss);
+        // The same path with gaps over 2 ms between ACKs (a slow path, or
+        // ACKs thinned out): no train, slow start goes on.
+        let mut cc = Cubic::new(mss);
+        let mut now = Instant::from_secs(1);
+        for _ in 0..4 {
+            now = train_round(&mut cc, now, rtt, 2_500, mss);
+        }
+        assert_eq!(cc.ssthresh(), usize::MAX);
+        // Below 16 segments the train is not watched: a window of 10 whose
+        // ACKs span 18 ms does not end slow start.
+        let mut cc = Cubic::new(mss);
+        train_round(&mut cc, Instant::from_secs(1), rtt, 1_800, mss);
         assert_eq!(cc.ssthresh(), usize::MAX);
     }
 
