@@ -102,6 +102,11 @@ pub struct LoopStats {
     /// Their packets: per iteration, the larger of frames received (RX
     /// queue and handoffs) and frames the TX queue took.
     pub busy_packets: u64,
+    /// Of the busy cycles and packets, those of iterations longer than a
+    /// stall: without them, the cost of the packets when the loop was not
+    /// held up (by side work, or by losing its CPU).
+    pub stalled_busy_cycles: u64,
+    pub stalled_busy_packets: u64,
     /// The longest iteration, in cycles.
     pub max_cycles: u64,
     /// Iterations per cycle bucket ([`bucket_bound`]).
@@ -121,6 +126,8 @@ impl Default for LoopStats {
             busy_iterations: 0,
             busy_cycles: 0,
             busy_packets: 0,
+            stalled_busy_cycles: 0,
+            stalled_busy_packets: 0,
             max_cycles: 0,
             hist: [0; BUCKETS],
             stalls: [0; STALL_KINDS],
@@ -139,6 +146,16 @@ impl LoopStats {
         }
     }
 
+    /// Cycles per packet over the busy iterations that were no stall.
+    pub fn cycles_per_packet_unstalled(&self) -> f64 {
+        let packets = self.busy_packets - self.stalled_busy_packets;
+        if packets == 0 {
+            0.0
+        } else {
+            (self.busy_cycles - self.stalled_busy_cycles) as f64 / packets as f64
+        }
+    }
+
     /// Several cores' figures together: sums, and the longest iteration.
     pub fn sum<'a>(all: impl IntoIterator<Item = &'a LoopStats>) -> LoopStats {
         let mut acc = LoopStats::default();
@@ -148,6 +165,8 @@ impl LoopStats {
             acc.busy_iterations += s.busy_iterations;
             acc.busy_cycles += s.busy_cycles;
             acc.busy_packets += s.busy_packets;
+            acc.stalled_busy_cycles += s.stalled_busy_cycles;
+            acc.stalled_busy_packets += s.stalled_busy_packets;
             acc.max_cycles = acc.max_cycles.max(s.max_cycles);
             for (a, b) in acc.hist.iter_mut().zip(&s.hist) {
                 *a += b;
@@ -164,11 +183,15 @@ impl LoopStats {
     pub fn line(&self) -> String {
         let mut s = format!(
             "cycles_per_packet={:.1} busy_cycles={} busy_packets={} busy_iterations={} \
+             cycles_per_packet_unstalled={:.1} stalled_busy_cycles={} stalled_busy_packets={} \
              iterations={} cycles={} max_iteration_cycles={} tsc_mhz={}",
             self.cycles_per_packet(),
             self.busy_cycles,
             self.busy_packets,
             self.busy_iterations,
+            self.cycles_per_packet_unstalled(),
+            self.stalled_busy_cycles,
+            self.stalled_busy_packets,
             self.iterations,
             self.cycles,
             self.max_cycles,
@@ -207,6 +230,18 @@ impl LoopStats {
             ("loop_busy_cycles".to_string(), self.busy_cycles),
             ("loop_busy_packets".to_string(), self.busy_packets),
             ("loop_busy_iterations".to_string(), self.busy_iterations),
+            (
+                "cycles_per_packet_unstalled".to_string(),
+                self.cycles_per_packet_unstalled().round() as u64,
+            ),
+            (
+                "loop_stalled_busy_cycles".to_string(),
+                self.stalled_busy_cycles,
+            ),
+            (
+                "loop_stalled_busy_packets".to_string(),
+                self.stalled_busy_packets,
+            ),
             ("loop_iterations".to_string(), self.iterations),
             ("loop_cycles".to_string(), self.cycles),
             ("loop_max_iteration_cycles".to_string(), self.max_cycles),
@@ -227,17 +262,19 @@ impl LoopStats {
 
     fn to_array(&self) -> [u64; PUBLISHED] {
         let mut a = [0; PUBLISHED];
-        a[..7].copy_from_slice(&[
+        a[..SCALARS].copy_from_slice(&[
             self.iterations,
             self.cycles,
             self.busy_iterations,
             self.busy_cycles,
             self.busy_packets,
+            self.stalled_busy_cycles,
+            self.stalled_busy_packets,
             self.max_cycles,
             self.tsc_hz,
         ]);
-        a[7..7 + BUCKETS].copy_from_slice(&self.hist);
-        a[7 + BUCKETS..].copy_from_slice(&self.stalls);
+        a[SCALARS..SCALARS + BUCKETS].copy_from_slice(&self.hist);
+        a[SCALARS + BUCKETS..].copy_from_slice(&self.stalls);
         a
     }
 
@@ -248,17 +285,21 @@ impl LoopStats {
             busy_iterations: a[2],
             busy_cycles: a[3],
             busy_packets: a[4],
-            max_cycles: a[5],
-            tsc_hz: a[6],
+            stalled_busy_cycles: a[5],
+            stalled_busy_packets: a[6],
+            max_cycles: a[7],
+            tsc_hz: a[8],
             ..Default::default()
         };
-        s.hist.copy_from_slice(&a[7..7 + BUCKETS]);
-        s.stalls.copy_from_slice(&a[7 + BUCKETS..]);
+        s.hist.copy_from_slice(&a[SCALARS..SCALARS + BUCKETS]);
+        s.stalls.copy_from_slice(&a[SCALARS + BUCKETS..]);
         s
     }
 }
 
-const PUBLISHED: usize = 7 + BUCKETS + STALL_KINDS;
+/// The scalar fields of [`LoopStats`], published before the histogram.
+const SCALARS: usize = 9;
+const PUBLISHED: usize = SCALARS + BUCKETS + STALL_KINDS;
 
 /// The loop's recorder, owned by one lcore.
 #[derive(Debug)]
@@ -309,19 +350,24 @@ impl LoopCycles {
         s.cycles += cycles;
         s.hist[bucket(cycles)] += 1;
         s.max_cycles = s.max_cycles.max(cycles);
-        if moved_in | moved_out != 0 {
+        let packets = moved_in.max(moved_out);
+        if packets != 0 {
             s.busy_iterations += 1;
             s.busy_cycles += cycles;
-            s.busy_packets += moved_in.max(moved_out);
+            s.busy_packets += packets;
         }
         if cycles >= self.stall_cycles {
-            self.count_stall();
+            self.count_stall(cycles, packets);
         }
         self.side = 0;
     }
 
     #[cold]
-    fn count_stall(&mut self) {
+    fn count_stall(&mut self, cycles: u64, packets: u64) {
+        if packets != 0 {
+            self.stats.stalled_busy_cycles += cycles;
+            self.stats.stalled_busy_packets += packets;
+        }
         if self.side == 0 {
             self.stats.stalls[SideWork::COUNT] += 1;
         }
@@ -412,6 +458,7 @@ mod tests {
         assert_eq!(s.busy_cycles, 3200 + 1000 + 500);
         assert_eq!(s.busy_packets, 32 + 10 + 5);
         assert_eq!(s.cycles_per_packet(), 4700.0 / 47.0);
+        assert_eq!(s.cycles_per_packet_unstalled(), s.cycles_per_packet());
         assert_eq!(s.max_cycles, 3200);
         assert_eq!(s.hist.iter().sum::<u64>(), 4);
         assert_eq!(s.hist[bucket(100)], 1);
@@ -428,7 +475,7 @@ mod tests {
         l.mark(SideWork::Timers);
         l.mark(SideWork::Snapshot);
         l.end_iteration(200_000, 0, 0); // both ran in a stall
-        l.end_iteration(400_000, 1, 1); // a stall with no side work
+        l.end_iteration(400_000, 1, 1); // a busy stall with no side work
         l.mark(SideWork::Timers);
         l.end_iteration(400_100, 1, 1); // marks end with their iteration
         l.end_iteration(600_000, 1, 1);
@@ -439,6 +486,13 @@ mod tests {
         assert_eq!(by("publish"), 0);
         assert_eq!(by("kernel"), 0);
         assert_eq!(by("other"), 2);
+        // Only the busy stall is taken out of the unstalled figure.
+        assert_eq!(
+            (s.stalled_busy_cycles, s.stalled_busy_packets),
+            (200_000, 1)
+        );
+        assert_eq!(s.busy_packets, 1);
+        assert_eq!(s.cycles_per_packet_unstalled(), 0.0);
         assert!(s.line().contains(" stalls_timers=1 "), "{}", s.line());
         assert!(s.line().ends_with(" stalls_other=2"), "{}", s.line());
     }
@@ -472,6 +526,6 @@ mod tests {
         assert_eq!(get("loop_cycles_le_128"), 2);
         assert_eq!(get("loop_cycles_inf"), 0);
         assert_eq!(get("loop_stalls_other"), 0);
-        assert_eq!(pairs.len(), 8 + STALL_KINDS + BUCKETS);
+        assert_eq!(pairs.len(), 11 + STALL_KINDS + BUCKETS);
     }
 }

@@ -229,10 +229,22 @@ impl Snapshot {
     fn encode_loop(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let total = LoopStats::sum(self.cores.iter().map(|c| &c.cycles));
         let core_label = |i: usize| vec![("core", i.to_string())];
-        let values: [LoopValue; 6] = [
+        let values: [LoopValue; 8] = [
             ("loop_busy_cycles", "TSC cycles of poll-loop iterations that received or sent frames", false, |s| s.busy_cycles),
             ("loop_busy_packets", "Packets those iterations carried: per iteration, the larger of frames received and frames sent", false, |s| s.busy_packets),
             ("loop_busy_iterations", "Poll-loop iterations that received or sent frames", false, |s| s.busy_iterations),
+            (
+                "loop_stalled_busy_cycles",
+                "Of the busy cycles, those of iterations longer than 100 us",
+                false,
+                |s| s.stalled_busy_cycles,
+            ),
+            (
+                "loop_stalled_busy_packets",
+                "Of the busy packets, those of iterations longer than 100 us",
+                false,
+                |s| s.stalled_busy_packets,
+            ),
             ("loop_iterations", "Poll-loop iterations", false, |s| s.iterations),
             ("loop_cycles", "TSC cycles of every poll-loop iteration", false, |s| s.cycles),
             ("loop_max_iteration_cycles", "The longest poll-loop iteration, in TSC cycles", true, |s| s.max_cycles),
@@ -260,6 +272,26 @@ impl Snapshot {
             encoder.encode_descriptor("core_cycles_per_packet", help, None, MetricType::Gauge)?;
         for (c, s) in self.cores.iter().enumerate() {
             ConstGauge::new(s.cycles.cycles_per_packet())
+                .encode(family.encode_family(&core_label(c))?)?;
+        }
+
+        let help = "Busy loop cycles per packet carried, iterations longer than 100 us left out (cumulative since start)";
+        let mut family = encoder.encode_descriptor(
+            "cycles_per_packet_unstalled",
+            help,
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(total.cycles_per_packet_unstalled())
+            .encode(family.encode_family(&Vec::<(&str, String)>::new())?)?;
+        let mut family = encoder.encode_descriptor(
+            "core_cycles_per_packet_unstalled",
+            help,
+            None,
+            MetricType::Gauge,
+        )?;
+        for (c, s) in self.cores.iter().enumerate() {
+            ConstGauge::new(s.cycles.cycles_per_packet_unstalled())
                 .encode(family.encode_family(&core_label(c))?)?;
         }
 
@@ -729,6 +761,9 @@ mod tests {
             100.0
         );
         assert_eq!(value(&text, "dpstack_loop_iterations_total"), 5.0);
+        // Core 1's stall carried no frames: nothing is left out.
+        assert_eq!(value(&text, "dpstack_cycles_per_packet_unstalled"), 100.0);
+        assert_eq!(value(&text, "dpstack_loop_stalled_busy_cycles_total"), 0.0);
         assert_eq!(
             value(&text, "dpstack_loop_stalls_total{work=\"timers\"}"),
             1.0
