@@ -246,6 +246,11 @@ if [ "$SMOKE" = 1 ]; then WAN=(--smoke); else WAN=(); fi
 IMG=$(realpath "$IMG") flock /tmp/wan.lock bash perf/bench-wan.sh "${WAN[@]}" "$OUT/wan" >"$OUT/wan.txt"
 while read -r l; do log "$l"; done < <(grep '^summary\|^  ' "$OUT/wan.txt")
 
+# 7. Cycles per packet over memif against testpmd --record-core-cycles
+# (issue 15), each target on CPU 1 and the generator on CPU 0.
+if [ "$SMOKE" = 1 ]; then CY=(--smoke "$OUT"); else CY=("$OUT" "$SECS"); fi
+bash perf/bench-cycles.sh "${CY[@]}"
+
 # 4. Instructions per packet on plain buffers (callgrind, deterministic),
 # counted inside FuzzCore::receive only, net of the harness's own work.
 cg() { # case -> instructions per frame (or per pair for tcp-data-ack)

@@ -403,6 +403,77 @@ for loss in sorted({r["loss_pct"] for r in echo}):
           f"{t} | {r['mbit']:.0f} Mbit/s | {rr} |")
 w("")
 
+# 7. Cycles per packet against testpmd (perf/bench-cycles.sh).
+def cycle_rows():
+    try:
+        return [json.loads(l) for l in open(f"{out}/cycles.jsonl") if l.startswith("{")]
+    except OSError:
+        missing.append("cycles.jsonl")
+        return []
+
+
+cyc = {r["name"]: r for r in cycle_rows()}
+
+
+def cyc_find(name):
+    r = cyc.get(name)
+    if not r or not r.get("cycles_per_packet"):
+        missing.append(f"cycles {name}")
+        return None
+    return r
+
+
+w("## 7. Cycles per packet over net_memif against testpmd --record-core-cycles")
+w("")
+w("perf/bench-cycles.sh: dpstack-gen (64-byte frames, 8 flows, CPU 0) against")
+w("dpstack on one lcore (CPU 1; `udp-echo:7`, or ICMP answered by the stack) and")
+w("against `dpdk-testpmd --record-core-cycles` on CPU 1 (`macswap`, `icmpecho`),")
+w("flat out and at one offered rate for both (half of what dpstack reached flat")
+w("out). Both count the TSC cycles of poll-loop iterations that received frames")
+w("(dpstack: or sent them) over the packets those carried: testpmd's `CPU")
+w("cycles/packet`, dpstack's `cycles_per_packet` (docs/operations.md). Read")
+w("twice while the generator sends, the second time SECONDS after the first")
+w(f"({sys.argv[4] if not smoke else 1} s here; reading takes a while, so the window is longer):")
+w("the figures are the difference. A polling thread that loses its CPU comes")
+w("back to a full ring, and that iteration holds the time it did not run:")
+w("*waited* is how long the target's polling thread waited for its CPU in the")
+w("window (schedstat), beside the window's length, and *net* takes it off the")
+w("busy cycles (a lower bound: some of the waiting fell in idle iterations).")
+w("Where the thread waited for a large share of the window the")
+w("figures measure the machine, not the stack.")
+w("")
+w("*Unstalled*: dpstack's figure without its iterations over 100 us (whatever")
+w("held them up: side work, or the CPU taken away); testpmd has no such figure.")
+w("")
+w("| echo | load | target | offered/s | replies/s | cycles/packet | net of waiting | waited | unstalled | ratio to testpmd |")
+w("|---|---|---|---|---|---|---|---|---|---|")
+cyc_ratio = {}
+for proto, label, mode in [("udp", "UDP", "macswap"), ("icmp", "ICMP", "icmpecho")]:
+    for load, suffix in [("flat out", ""), ("same rate", "-half")]:
+        d, t = cyc_find(f"{proto}-dpstack{suffix}"), cyc_find(f"{proto}-testpmd{suffix}")
+        for name, r in [("dpstack", d), (f"testpmd {mode}", t)]:
+            if not r:
+                continue
+            rat = ""
+            if name == "dpstack" and d and t:
+                cyc_ratio[(proto, suffix)] = ratio(d["cycles_per_packet"], t["cycles_per_packet"])
+                rat = f"{cyc_ratio[(proto, suffix)]:.2f}"
+            offered = fmt_m(r["offered_pps"]) if r["offered_pps"] else "flat out"
+            w(f"| {label} | {load} | {name} | {offered} | {fmt_m(r['rx_pps'])} | {r['cycles_per_packet']:.0f} | "
+              f"{r['ran_cycles_per_packet']:.0f} | {r['waited_ns'] / 1e6:.0f} of {r['window_ns'] / 1e6:.0f} ms | "
+              f"{'%.0f' % r['unstalled_cycles_per_packet'] if 'unstalled_cycles_per_packet' in r else ''} | {rat} |")
+w("")
+stalls = [(n, r) for n, r in cyc.items() if r["target"] == "dpstack" and "stalls_other" in r]
+if stalls:
+    w("dpstack's iterations over 100 us in each window, by the side work that ran")
+    w("in them (`other`: none ran: the CPU was taken away, or the packets alone):")
+    w("")
+    w("| run | " + " | ".join(k[len("stalls_"):] for k in stalls[0][1] if k.startswith("stalls_")) + " |")
+    w("|---|" + "---|" * sum(1 for k in stalls[0][1] if k.startswith("stalls_")))
+    for n, r in stalls:
+        w(f"| {n} | " + " | ".join(str(v) for k, v in r.items() if k.startswith("stalls_")) + " |")
+    w("")
+
 # Targets
 w("## Targets")
 w("")
@@ -447,6 +518,12 @@ if fct_p99 is not None:
 for run, r in fair.items():
     if r:
         target_line(f"fairness of 4 flows ({run}): Jain's index >= 0.95: {r['jain']:.3f}", r["jain"] >= 0.95)
+for proto, what, want in [("udp", "UDP echo cycles/packet <= 1.5x testpmd macswap's", 1.5),
+                          ("icmp", "ICMP echo cycles/packet against testpmd icmpecho's", None)]:
+    for suffix, load in [("-half", "same offered rate"), ("", "flat out")]:
+        r = cyc_ratio.get((proto, suffix))
+        if r is not None and want is not None:
+            target_line(f"{what} (memif, {load}): {r:.2f}x", r <= want)
 for name in ["memif-udp-dpstack-1-half", "veth-udp-dpstack-half"]:
     h = j(name)
     if h:

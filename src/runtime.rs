@@ -19,6 +19,7 @@ use crate::shard::{run_lcore, CoreLimits, IfaceConfig, KniSetup, LcoreSetup, Pub
 
 /// Frames one core can have waiting for another.
 const HANDOFF_QUEUE: usize = 1024;
+use crate::stats::cycles::LoopStats;
 use crate::stats::flows::FlowLine;
 use crate::stats::{metrics, Counters};
 use crate::time::Duration;
@@ -75,6 +76,12 @@ fn print_block(
             }
         }
     }
+    let cycles: Vec<LoopStats> = published.iter().map(|p| p.cycles.read()).collect();
+    for (i, c) in cycles.iter().enumerate() {
+        println!("{tag} cycles core={i} {}", c.line());
+        println!("{tag} loop core={i} {}", c.histogram_line());
+    }
+    println!("{tag} cycles core=total {}", LoopStats::sum(&cycles).line());
     for (i, p) in published.iter().enumerate() {
         if let Ok(l) = p.latency.lock() {
             for line in l.lines() {
@@ -117,6 +124,7 @@ fn metrics_snapshot(published: &[Arc<Published>]) -> metrics::Snapshot {
                 |_| metrics::CoreSnapshot::latency_of(&Default::default()),
                 |set| metrics::CoreSnapshot::latency_of(&set),
             ),
+            cycles: p.cycles.read(),
         })
         .collect();
     metrics::Snapshot { cores }
@@ -506,21 +514,24 @@ fn run(
         let published = published.clone();
         let provider: dpdk::StatsProvider = Box::new(move |param: &str| {
             let all: Vec<Counters> = published.iter().map(|p| p.counters.read()).collect();
-            let (c, lat) = if param.is_empty() {
+            let (c, lat, cycles) = if param.is_empty() {
                 let mut lat = crate::stats::latency::LatencySet::default();
                 for p in published.iter() {
                     if let Ok(l) = p.latency.lock() {
                         lat.merge(&l);
                     }
                 }
-                (Counters::sum(all.iter()), lat)
+                let cycles: Vec<LoopStats> = published.iter().map(|p| p.cycles.read()).collect();
+                (Counters::sum(all.iter()), lat, LoopStats::sum(&cycles))
             } else {
                 let i = param.parse::<usize>().ok()?;
-                let lat = published.get(i)?.latency.lock().ok()?.clone();
-                (all.get(i)?.clone(), lat)
+                let p = published.get(i)?;
+                let lat = p.latency.lock().ok()?.clone();
+                (all.get(i)?.clone(), lat, p.cycles.read())
             };
             let mut pairs = c.pairs();
             pairs.extend(lat.pairs());
+            pairs.extend(cycles.pairs());
             Some(pairs)
         });
         if let Err(e) = dpdk::register_stats(provider) {

@@ -9,6 +9,7 @@ use crate::app::{AppFactory, CoreInfo};
 use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::kni::{KniPolicy, KniShared};
+use crate::stats::cycles::{LoopCycles, PublishedCycles, SideWork};
 use crate::stats::flows::{FlowId, FlowRecord};
 use crate::stats::latency::{traffic_kind, LatencySet, TrafficKind};
 use crate::stats::{Counters, DropReason, PublishedCounters};
@@ -29,6 +30,8 @@ pub struct Published {
     pub latency: Mutex<LatencySet>,
     /// The core's flow records, when it keeps them (every second and on exit).
     pub flows: Mutex<Vec<(FlowId, FlowRecord)>>,
+    /// Where the loop's cycles go (with the counters).
+    pub cycles: PublishedCycles,
 }
 
 /// Everything a core needs, moved onto its lcore.
@@ -68,13 +71,14 @@ pub struct KniSetup {
 
 /// The designated core's work for the kernel port: drain every core's
 /// queue into it, and send what the kernel sent on our NIC TX queue.
+/// Returns whether any frame moved.
 fn serve_kernel(
     core: &mut Core<Mempool>,
     shared: &KniShared<Mbuf>,
     rx: &mut RxQueue,
     tx: &mut TxQueue,
     burst: &mut ArrayVec<Mbuf, BURST>,
-) {
+) -> bool {
     for c in 0..shared.cores() {
         while !burst.is_full() {
             match shared.pop(c) {
@@ -83,7 +87,8 @@ fn serve_kernel(
             }
         }
     }
-    if !burst.is_empty() {
+    let to_kernel = !burst.is_empty();
+    if to_kernel {
         let n = burst.len();
         let sent = tx.tx_burst(burst);
         let counters = &mut core.net.counters;
@@ -95,9 +100,11 @@ fn serve_kernel(
         }
     }
     rx.rx_burst(burst);
+    let from_kernel = !burst.is_empty();
     for m in burst.drain(..) {
         core.transmit_from_kernel(m);
     }
+    to_kernel || from_kernel
 }
 
 /// Microseconds since `zero` from the TSC.
@@ -190,6 +197,8 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     let mut next_timer = tsc;
     let mut next_publish = tsc;
     let mut next_latency = tsc;
+    // An iteration over 100 us (a timer period) is a stall.
+    let mut cycles = LoopCycles::new(tsc, hz, timer_period);
     while !stop.load(Ordering::Relaxed) {
         core.begin_burst(clock.now(tsc));
         if steered {
@@ -211,14 +220,20 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         if let (Some((port_id, krx, ktx)), Some(shared)) =
             (kernel_port.as_mut(), kni_shared.as_ref())
         {
-            serve_kernel(&mut core, shared, krx, ktx, &mut kburst);
+            if serve_kernel(&mut core, shared, krx, ktx, &mut kburst) {
+                cycles.mark(SideWork::Kernel);
+            }
             if tsc >= next_link_check {
+                cycles.mark(SideWork::LinkCheck);
                 shared.set_link_up(crate::dpdk::link_up(*port_id));
                 next_link_check = tsc + publish_period;
             }
         }
         tsc = rdtsc();
+        let c = &core.net.counters;
+        cycles.end_iteration(tsc, c.rx_packets + c.steer_handoffs_in, c.tx_packets);
         if tsc >= next_timer {
+            cycles.mark(SideWork::Timers);
             core.poll_timers(clock.now(tsc));
             next_timer = tsc + timer_period;
         }
@@ -237,13 +252,16 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             }
         }
         if tsc >= next_publish {
+            cycles.mark(SideWork::Publish);
             published.counters.publish(&core.net.counters);
+            published.cycles.publish(cycles.stats());
             publish_apps(&core, &published);
             next_publish = tsc + publish_period;
         }
         if tsc >= next_latency {
             // About 1 MB of histograms: copied once a second, not with the
             // counters, so that the copy does not stall the loop often.
+            cycles.mark(SideWork::Snapshot);
             if let Ok(mut slot) = published.latency.try_lock() {
                 slot.clone_from(&latency);
             }
@@ -257,6 +275,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     flush(&mut tx, txv, counters);
     core.clear();
     published.counters.publish(&core.net.counters);
+    published.cycles.publish(cycles.stats());
     publish_apps(&core, &published);
     if let Ok(mut slot) = published.latency.lock() {
         *slot = latency;

@@ -15,8 +15,12 @@
 //! either family counts each frame once. Drops are one family labelled by
 //! reason; applications' counters are `dpstack_app_<name>{app="..."}`,
 //! untyped (an application does not say which of its counters are gauges).
-//! Latency is a histogram in seconds, labelled by traffic kind.
+//! Latency is a histogram in seconds, labelled by traffic kind. The
+//! loop's figures (src/stats/cycles.rs) are `loop_*` counters, the
+//! `cycles_per_packet` gauge, stalls labelled by side work and a histogram
+//! of iteration cycles.
 
+use super::cycles::{bucket_bound, stall_name, LoopStats, BUCKETS, STALL_KINDS};
 use super::latency::{LatencySet, TrafficKind};
 use super::{Counters, DropReason};
 use hdrhistogram::Histogram;
@@ -131,6 +135,8 @@ pub struct CoreSnapshot {
     pub apps: Vec<AppCounters>,
     /// One per [`TrafficKind`], in `TrafficKind::ALL`'s order.
     pub latency: Vec<LatencyBuckets>,
+    /// Where the core's loop cycles went.
+    pub cycles: LoopStats,
 }
 
 impl CoreSnapshot {
@@ -154,6 +160,19 @@ pub struct Snapshot {
 fn metric_name(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The loop's iteration histogram as `(upper bound in cycles, count)`
+/// pairs (not cumulative: the encoder adds them up), `+Inf` last.
+fn cycle_buckets(s: &LoopStats) -> Vec<(f64, u64)> {
+    (0..BUCKETS)
+        .map(|i| {
+            (
+                bucket_bound(i).map_or(f64::INFINITY, |b| b as f64),
+                s.hist[i],
+            )
+        })
         .collect()
 }
 
@@ -200,6 +219,129 @@ fn encode_value(
         }
     }
     Ok(())
+}
+
+/// A loop figure: name, help, whether a gauge, and how to read it.
+type LoopValue = (&'static str, &'static str, bool, fn(&LoopStats) -> u64);
+
+impl Snapshot {
+    /// The loop's figures, all cores and per core.
+    fn encode_loop(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let total = LoopStats::sum(self.cores.iter().map(|c| &c.cycles));
+        let core_label = |i: usize| vec![("core", i.to_string())];
+        let values: [LoopValue; 8] = [
+            ("loop_busy_cycles", "TSC cycles of poll-loop iterations that received or sent frames", false, |s| s.busy_cycles),
+            ("loop_busy_packets", "Packets those iterations carried: per iteration, the larger of frames received and frames sent", false, |s| s.busy_packets),
+            ("loop_busy_iterations", "Poll-loop iterations that received or sent frames", false, |s| s.busy_iterations),
+            (
+                "loop_stalled_busy_cycles",
+                "Of the busy cycles, those of iterations longer than 100 us",
+                false,
+                |s| s.stalled_busy_cycles,
+            ),
+            (
+                "loop_stalled_busy_packets",
+                "Of the busy packets, those of iterations longer than 100 us",
+                false,
+                |s| s.stalled_busy_packets,
+            ),
+            ("loop_iterations", "Poll-loop iterations", false, |s| s.iterations),
+            ("loop_cycles", "TSC cycles of every poll-loop iteration", false, |s| s.cycles),
+            ("loop_max_iteration_cycles", "The longest poll-loop iteration, in TSC cycles", true, |s| s.max_cycles),
+        ];
+        for (name, help, gauge, get) in values {
+            encode_value(encoder, name, help, gauge, &[(vec![], get(&total))])?;
+            let per_core: Vec<_> = self
+                .cores
+                .iter()
+                .enumerate()
+                .map(|(c, s)| (core_label(c), get(&s.cycles)))
+                .collect();
+            encode_value(encoder, &format!("core_{name}"), help, gauge, &per_core)?;
+        }
+
+        let help = "Busy loop cycles per packet carried (cumulative since start; rate(loop_busy_cycles) / rate(loop_busy_packets) over a window)";
+        let mut family =
+            encoder.encode_descriptor("cycles_per_packet", help, None, MetricType::Gauge)?;
+        ConstGauge::new(total.cycles_per_packet()).encode(family.encode_family(&Vec::<(
+            &str,
+            String,
+        )>::new(
+        ))?)?;
+        let mut family =
+            encoder.encode_descriptor("core_cycles_per_packet", help, None, MetricType::Gauge)?;
+        for (c, s) in self.cores.iter().enumerate() {
+            ConstGauge::new(s.cycles.cycles_per_packet())
+                .encode(family.encode_family(&core_label(c))?)?;
+        }
+
+        let help = "Busy loop cycles per packet carried, iterations longer than 100 us left out (cumulative since start)";
+        let mut family = encoder.encode_descriptor(
+            "cycles_per_packet_unstalled",
+            help,
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(total.cycles_per_packet_unstalled())
+            .encode(family.encode_family(&Vec::<(&str, String)>::new())?)?;
+        let mut family = encoder.encode_descriptor(
+            "core_cycles_per_packet_unstalled",
+            help,
+            None,
+            MetricType::Gauge,
+        )?;
+        for (c, s) in self.cores.iter().enumerate() {
+            ConstGauge::new(s.cycles.cycles_per_packet_unstalled())
+                .encode(family.encode_family(&core_label(c))?)?;
+        }
+
+        let help = "Poll-loop iterations longer than 100 us, by the side work that ran in them (other: none did)";
+        let work = |i: usize| ("work", stall_name(i).to_string());
+        let stalls: Vec<_> = (0..STALL_KINDS)
+            .map(|i| (vec![work(i)], total.stalls[i]))
+            .collect();
+        encode_value(encoder, "loop_stalls", help, false, &stalls)?;
+        let mut per_core = Vec::new();
+        for (c, s) in self.cores.iter().enumerate() {
+            for i in 0..STALL_KINDS {
+                per_core.push((vec![("core", c.to_string()), work(i)], s.cycles.stalls[i]));
+            }
+        }
+        encode_value(encoder, "core_loop_stalls", help, false, &per_core)?;
+
+        let help = "TSC cycles of each poll-loop iteration";
+        let mut family = encoder.encode_descriptor(
+            "loop_iteration_cycles",
+            help,
+            None,
+            MetricType::Histogram,
+        )?;
+        family
+            .encode_family(&Vec::<(&str, String)>::new())?
+            .encode_histogram::<Vec<(&str, String)>>(
+                total.cycles as f64,
+                total.iterations,
+                &cycle_buckets(&total),
+                None,
+            )?;
+        let mut family = encoder.encode_descriptor(
+            "core_loop_iteration_cycles",
+            help,
+            None,
+            MetricType::Histogram,
+        )?;
+        for (c, s) in self.cores.iter().enumerate() {
+            family
+                .encode_family(&core_label(c))?
+                .encode_histogram::<Vec<(&str, String)>>(
+                    s.cycles.cycles as f64,
+                    s.cycles.iterations,
+                    &cycle_buckets(&s.cycles),
+                    None,
+                )?;
+        }
+        Ok(())
+    }
 }
 
 impl Collector for Snapshot {
@@ -273,6 +415,8 @@ impl Collector for Snapshot {
                 ConstGauge::new(*v).encode(family.encode_family(&labels)?)?;
             }
         }
+
+        self.encode_loop(&mut encoder)?;
 
         // Latency histograms, all cores and per core.
         let help = "Time from a burst's arrival to its replies handed to the NIC, per frame";
@@ -516,12 +660,23 @@ mod tests {
             c.drop(DropReason::NoSocket);
             let mut lat = LatencySet::default();
             lat.record(TrafficKind::Icmp, 2_000 * (i + 1), 5);
+            // Core i: one idle iteration of 100 cycles, one of 3200 that
+            // echoed 32 frames, and for core 1 a 1 ms stall in the timers.
+            let mut l = crate::stats::cycles::LoopCycles::new(0, 1_000_000_000, 100_000);
+            l.end_iteration(100, 0, 0);
+            l.end_iteration(3300, 32, 32);
+            if i == 1 {
+                l.mark(crate::stats::cycles::SideWork::Timers);
+                l.end_iteration(1_003_300, 32, 32);
+            }
+            let cycles = l.stats().clone();
             cores.push(CoreSnapshot {
                 counters: c,
                 apps: vec![
                     parse_app_line(&format!("app=udp-echo:7 echoed={} bytes=9", i + 1)).unwrap(),
                 ],
                 latency: CoreSnapshot::latency_of(&lat),
+                cycles,
             });
         }
         Snapshot { cores }
@@ -595,6 +750,46 @@ mod tests {
         assert_eq!(
             value(&text, "dpstack_latency_seconds_count{kind=\"udp\"}"),
             0.0
+        );
+        // The loop: busy cycles and packets add up, cycles per packet is
+        // their ratio, stalls carry their side work, iterations their bucket.
+        assert_eq!(value(&text, "dpstack_loop_busy_cycles_total"), 6400.0);
+        assert_eq!(value(&text, "dpstack_loop_busy_packets_total"), 64.0);
+        assert_eq!(value(&text, "dpstack_cycles_per_packet"), 100.0);
+        assert_eq!(
+            value(&text, "dpstack_core_cycles_per_packet{core=\"1\"}"),
+            100.0
+        );
+        assert_eq!(value(&text, "dpstack_loop_iterations_total"), 5.0);
+        // Core 1's stall carried no frames: nothing is left out.
+        assert_eq!(value(&text, "dpstack_cycles_per_packet_unstalled"), 100.0);
+        assert_eq!(value(&text, "dpstack_loop_stalled_busy_cycles_total"), 0.0);
+        assert_eq!(
+            value(&text, "dpstack_loop_stalls_total{work=\"timers\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                "dpstack_core_loop_stalls_total{core=\"0\",work=\"timers\"}"
+            ),
+            0.0
+        );
+        assert_eq!(value(&text, "dpstack_loop_max_iteration_cycles"), 1e6);
+        assert!(text.contains("# TYPE dpstack_loop_iteration_cycles histogram\n"));
+        let b = |le: &str| {
+            value(
+                &text,
+                &format!("dpstack_loop_iteration_cycles_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(b("64"), 0.0);
+        assert_eq!(b("128"), 2.0);
+        assert_eq!(b("4096"), 4.0);
+        assert_eq!(b("+Inf"), 5.0);
+        assert_eq!(
+            value(&text, "dpstack_loop_iteration_cycles_sum"),
+            (3300 * 2 + 1_000_000) as f64
         );
     }
 
