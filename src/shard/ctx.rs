@@ -10,6 +10,7 @@
 
 use super::classify::{classify, Tables, Verdict};
 use super::steer::Steering;
+use super::tcp::deliver_tcp_events;
 use crate::app::{
     App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, SendError, TcpError, TcpEvent,
 };
@@ -22,32 +23,27 @@ use crate::kni::{KniPolicy, KniShared};
 use crate::stats::flows::{FlowId, FlowLog, Transport};
 use crate::stats::{Counters, DropReason};
 use crate::tcp::isn::IsnGenerator;
-use crate::tcp::syncache::{syn_ack, Expired, SynAction, SynCache, SynDefence, SynEntry};
-use crate::tcp::syncookie::{PeerSyn, SynCookies};
-use crate::tcp::table::FlowKey;
-use crate::tcp::{event, tcb, SynCookieMode, Tcb, TcpConfig, TcpTable};
+use crate::tcp::syncache::{SynCache, SynDefence};
+use crate::tcp::syncookie::SynCookies;
+use crate::tcp::{TcpConfig, TcpTable};
 use crate::time::{Duration, Instant};
 use crate::udp::UdpTable;
 use crate::wire::{
     checksum, icmp, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet,
-    Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+    Ipv4Repr, UdpPacket, UdpRepr,
 };
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
-const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
-const UDP_LEN: usize = UdpPacket::<&[u8]>::HEADER_LEN;
+pub(super) const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+pub(super) const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
+pub(super) const UDP_LEN: usize = UdpPacket::<&[u8]>::HEADER_LEN;
 /// The largest UDP payload an IPv4 datagram can carry.
 pub const MAX_UDP_PAYLOAD: usize = 65535 - IP_LEN - UDP_LEN;
-const DEFAULT_TTL: u8 = 64;
+pub(super) const DEFAULT_TTL: u8 = 64;
 /// Frames taken from each other core's handoff queue per poll.
 const BURST_HANDOFF: usize = 32;
-
-#[path = "tcp_glue.rs"]
-mod tcp_glue;
-use tcp_glue::deliver_tcp_events;
 
 /// What a core needs to know about its interface.
 #[derive(Clone, Copy, Debug)]
@@ -113,65 +109,65 @@ impl Default for CoreLimits {
 /// the reassembler, so that an application can be handed `&mut Net` while
 /// the stack still holds the datagram it is reading.
 pub struct Net<P: BufPool> {
-    iface: IfaceConfig,
-    routes: Routes,
-    info: CoreInfo,
-    pool: P,
-    now: Instant,
+    pub(super) iface: IfaceConfig,
+    pub(super) routes: Routes,
+    pub(super) info: CoreInfo,
+    pub(super) pool: P,
+    pub(super) now: Instant,
     pub counters: Counters,
-    tx: Vec<P::Buf>,
-    tx_cap: usize,
-    arp: ArpReader,
-    pending: ArpPending<P::Buf>,
-    udp: UdpTable,
-    ident: IdentGen,
-    icmp_limit: RateLimiter,
+    pub(super) tx: Vec<P::Buf>,
+    pub(super) tx_cap: usize,
+    pub(super) arp: ArpReader,
+    pub(super) pending: ArpPending<P::Buf>,
+    pub(super) udp: UdpTable,
+    pub(super) ident: IdentGen,
+    pub(super) icmp_limit: RateLimiter,
     /// A datagram being built for fragmentation (64 KiB, allocated once).
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
     /// The application calling into `NetCtx` now.
-    current_app: usize,
+    pub(super) current_app: usize,
     /// The datagram an application is being handed, when its frame may carry
     /// the reply: (payload address, length, our port, the sender).
-    rx_inplace: Option<(usize, usize, u16, SocketAddrV4)>,
+    pub(super) rx_inplace: Option<(usize, usize, u16, SocketAddrV4)>,
     /// An application answered that datagram with its own bytes, to its
     /// sender: the receive buffer becomes the reply, to this MAC, at this
     /// place in the TX buffer (kept for it, so that sends later in the same
     /// callback go after it and cannot take its room).
-    reply_inplace: Option<(EthernetAddress, usize)>,
-    tcp: TcpTable,
+    pub(super) reply_inplace: Option<(EthernetAddress, usize)>,
+    pub(super) tcp: TcpTable,
     /// Half-open connections and SYN cookies (SYN flood defence).
-    syn: SynDefence,
+    pub(super) syn: SynDefence,
     /// Events for applications, raised while a segment or timer ran.
-    tcp_events: Vec<(usize, TcpEvent)>,
+    pub(super) tcp_events: Vec<(usize, TcpEvent)>,
     /// Connections whose timers fired (scratch).
-    tcp_expired: Vec<u32>,
-    next_tcp_gauges: Instant,
+    pub(super) tcp_expired: Vec<u32>,
+    pub(super) next_tcp_gauges: Instant,
     /// Connections applications wrote to in this callback round.
-    tcp_dirty: Vec<u32>,
+    pub(super) tcp_dirty: Vec<u32>,
     /// Which flows this core handled (`--flow-records`), if kept.
-    flows: Option<FlowLog>,
+    pub(super) flows: Option<FlowLog>,
     /// The frame being processed was handed over by another core.
-    rx_handed: bool,
+    pub(super) rx_handed: bool,
     /// The NIC found the UDP/TCP checksum of the datagram being processed
     /// right (never for a reassembled one): it is not computed again.
-    rx_l4_good: bool,
+    pub(super) rx_l4_good: bool,
 }
 
 /// One core: its network state, its reassembler, its applications, and on
 /// the main core the ARP table's writer.
 pub struct Core<P: BufPool> {
     pub net: Net<P>,
-    frag: Reassembler,
-    apps: Vec<Box<dyn App>>,
-    arp_writer: Option<ArpWriter>,
-    next_arp_expire: Instant,
-    steering: Option<Arc<Steering<P::Buf>>>,
+    pub(super) frag: Reassembler,
+    pub(super) apps: Vec<Box<dyn App>>,
+    pub(super) arp_writer: Option<ArpWriter>,
+    pub(super) next_arp_expire: Instant,
+    pub(super) steering: Option<Arc<Steering<P::Buf>>>,
     /// Frames for connections other cores own, to hand over.
-    handoff_out: Vec<(usize, P::Buf)>,
+    pub(super) handoff_out: Vec<(usize, P::Buf)>,
     /// The exception path toward the kernel, when there is one.
-    kni: Option<Arc<KniShared<P::Buf>>>,
-    kni_policy: KniPolicy,
-    kni_limit: RateLimiter,
+    pub(super) kni: Option<Arc<KniShared<P::Buf>>>,
+    pub(super) kni_policy: KniPolicy,
+    pub(super) kni_limit: RateLimiter,
 }
 
 impl<P: BufPool> Core<P> {
@@ -893,7 +889,7 @@ fn process_udp<P: BufPool>(
 impl<P: BufPool> Net<P> {
     /// A segment or datagram of this flow processed here (flow records).
     #[inline]
-    fn record_flow_in(
+    pub(super) fn record_flow_in(
         &mut self,
         transport: Transport,
         local_port: u16,
@@ -907,7 +903,7 @@ impl<P: BufPool> Net<P> {
 
     /// Segments or datagrams of this flow sent from here (flow records).
     #[inline]
-    fn record_flow_out(
+    pub(super) fn record_flow_out(
         &mut self,
         transport: Transport,
         local_port: u16,
@@ -954,7 +950,7 @@ impl<P: BufPool> Net<P> {
     }
 
     #[inline]
-    fn drop_frame(&mut self, reason: DropReason) {
+    pub(super) fn drop_frame(&mut self, reason: DropReason) {
         self.counters.drop(reason);
     }
 
@@ -1154,7 +1150,11 @@ impl<P: BufPool> Net<P> {
     }
 
     /// Give a finished frame (destination MAC not yet written) its next hop.
-    fn dispatch_frame(&mut self, mut buf: P::Buf, hop: NextHop) -> Result<(), SendError> {
+    pub(super) fn dispatch_frame(
+        &mut self,
+        mut buf: P::Buf,
+        hop: NextHop,
+    ) -> Result<(), SendError> {
         let ip = match hop {
             NextHop::Broadcast => {
                 buf.data_mut()[0..6].copy_from_slice(EthernetAddress::BROADCAST.as_bytes());
@@ -1183,7 +1183,7 @@ impl<P: BufPool> Net<P> {
 
     /// Write Ethernet (destination left zero) and IPv4 headers at the front of
     /// `buf`, whose length must already be set to the whole frame.
-    fn emit_headers(
+    pub(super) fn emit_headers(
         &mut self,
         buf: &mut P::Buf,
         ip: &Ipv4Repr,
@@ -1264,7 +1264,7 @@ impl<P: BufPool> Net<P> {
         Ok(())
     }
 
-    fn alloc_frame(&mut self, len: usize) -> Result<P::Buf, SendError> {
+    pub(super) fn alloc_frame(&mut self, len: usize) -> Result<P::Buf, SendError> {
         let Some(mut buf) = self.pool.alloc() else {
             self.counters.drop(DropReason::NoBuffer);
             return Err(SendError::NoBuffer);

@@ -13,6 +13,7 @@ mod sim_cc_tests;
 #[cfg(test)]
 mod sim_tests;
 pub mod steer;
+mod tcp;
 #[cfg(test)]
 mod tests;
 pub mod tx;
