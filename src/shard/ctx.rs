@@ -11,12 +11,13 @@
 use super::classify::{classify, Tables, Verdict};
 use super::steer::Steering;
 use super::tcp::deliver_tcp_events;
+use super::udp::process_udp;
 use crate::app::{
-    App, AppFactory, BindError, ConnId, CoreInfo, Datagram, NetCtx, SendError, TcpError, TcpEvent,
+    App, AppFactory, BindError, ConnId, CoreInfo, NetCtx, SendError, TcpError, TcpEvent,
 };
-use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter, LearnResult, PendingOutcome};
+use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter, PendingOutcome};
 use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum};
-use crate::icmp::{checksum_adjust, RateLimiter};
+use crate::icmp::RateLimiter;
 use crate::ipv4::frag::{FragError, FragKey, Reassembler, ReassemblyConfig};
 use crate::ipv4::{IdentGen, NextHop, Routes};
 use crate::kni::{KniPolicy, KniShared};
@@ -29,18 +30,16 @@ use crate::tcp::{TcpConfig, TcpTable};
 use crate::time::{Duration, Instant};
 use crate::udp::UdpTable;
 use crate::wire::{
-    checksum, icmp, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet,
-    Ipv4Repr, UdpPacket, UdpRepr,
+    ArpOperation, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message,
+    IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
 };
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+pub use super::udp::MAX_UDP_PAYLOAD;
+
 pub(super) const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 pub(super) const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
-pub(super) const UDP_LEN: usize = UdpPacket::<&[u8]>::HEADER_LEN;
-/// The largest UDP payload an IPv4 datagram can carry.
-pub const MAX_UDP_PAYLOAD: usize = 65535 - IP_LEN - UDP_LEN;
 pub(super) const DEFAULT_TTL: u8 = 64;
 /// Frames taken from each other core's handoff queue per poll.
 const BURST_HANDOFF: usize = 32;
@@ -827,65 +826,6 @@ fn deliver_datagram<P: BufPool>(
     }
 }
 
-fn process_udp<P: BufPool>(
-    net: &mut Net<P>,
-    apps: &mut [Box<dyn App>],
-    ip: &Ipv4Repr,
-    header: &[u8],
-    payload: &[u8],
-    in_place: bool,
-) {
-    let packet = match UdpPacket::new_checked(payload) {
-        Ok(p) => p,
-        Err(e) => return net.drop_frame(e.into()),
-    };
-    // The UDP length must be the IP payload's exactly.
-    let udp_len = packet.len() as usize;
-    if udp_len != payload.len() {
-        let reason = if udp_len > payload.len() {
-            DropReason::Truncated
-        } else {
-            DropReason::Malformed
-        };
-        return net.drop_frame(reason);
-    }
-    let udp = match UdpRepr::parse(&packet, &ip.src_addr, &ip.dst_addr, !net.rx_l4_good) {
-        Ok(r) => r,
-        Err(e) => return net.drop_frame(e.into()),
-    };
-    let src = SocketAddrV4::new(ip.src_addr, udp.src_port);
-    let binding = match net.udp.lookup(udp.dst_port) {
-        Some(b) if b.accepts(src) => {
-            b.rx += 1;
-            b.app
-        }
-        _ => {
-            net.counters.drop(DropReason::NoSocket);
-            if ip.dst_addr == net.iface.ip.address() {
-                // RFC 1122 3.2.2.1: port unreachable, never for broadcasts.
-                net.send_icmp_error(header, Icmpv4Message::DstUnreachable, 3, Some(payload));
-            }
-            return;
-        }
-    };
-    net.counters.udp_rx += 1;
-    net.record_flow_in(Transport::Udp, udp.dst_port, src, packet.payload().len());
-    let dgram = Datagram {
-        src: SocketAddrV4::new(ip.src_addr, udp.src_port),
-        dst: SocketAddrV4::new(ip.dst_addr, udp.dst_port),
-        payload: packet.payload(),
-    };
-    if let Some(app) = apps.get_mut(binding) {
-        net.current_app = binding;
-        if in_place {
-            let p = dgram.payload;
-            net.rx_inplace = Some((p.as_ptr() as usize, p.len(), udp.dst_port, src));
-        }
-        app.on_datagram(net, &dgram);
-        net.rx_inplace = None;
-    }
-}
-
 impl<P: BufPool> Net<P> {
     /// A segment or datagram of this flow processed here (flow records).
     #[inline]
@@ -966,13 +906,13 @@ impl<P: BufPool> Net<P> {
     /// Frames the TX buffer takes: its size, less the place kept for an
     /// in-place reply the application's callback has sent.
     #[inline]
-    fn tx_room(&self) -> usize {
+    pub(super) fn tx_room(&self) -> usize {
         self.tx_cap - usize::from(self.reply_inplace.is_some())
     }
 
     /// Queue a finished frame for transmit.
     #[inline]
-    fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
+    pub(super) fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
         if self.tx.len() >= self.tx_room() {
             self.counters.tx_backlog_full += 1;
             self.counters.drop(DropReason::QueueFull);
@@ -980,173 +920,6 @@ impl<P: BufPool> Net<P> {
         }
         self.tx.push(buf);
         Ok(())
-    }
-
-    // ---- ARP ------------------------------------------------------------
-
-    fn process_arp(&mut self, mut buf: P::Buf, eth: &EthernetRepr) {
-        let l2 = eth.buffer_len();
-        let repr = {
-            let packet = match ArpPacket::new_checked(&buf.data()[l2..]) {
-                Ok(p) => p,
-                Err(e) => return self.drop_frame(e.into()),
-            };
-            match ArpRepr::parse(&packet) {
-                Ok(r) => r,
-                Err(e) => return self.drop_frame(e.into()),
-            }
-        };
-        let ArpRepr::EthernetIpv4 {
-            operation,
-            source_hardware_addr: sha,
-            source_protocol_addr: spa,
-            target_protocol_addr: tpa,
-            ..
-        } = repr;
-        if !sha.is_unicast() {
-            return self.drop_frame(DropReason::Malformed);
-        }
-        let ours = self.iface.ip.address();
-        if spa == ours {
-            // Our own ARP looped back, or another station claiming our
-            // address (an RFC 5227 conflict): learn nothing, answer nothing.
-            // (A sender MAC equal to ours alone proves nothing: net_tap's
-            // kernel side shares the port's MAC.)
-            if sha != self.iface.mac {
-                self.counters.arp_conflicts += 1;
-            }
-            return self.drop_frame(DropReason::NotForUs);
-        }
-        let for_us = tpa == ours;
-        // RFC 826: update a known sender; add it if we are the target.
-        // Probes (sender 0.0.0.0) teach nothing.
-        let known = self.arp.lookup(&spa).is_some();
-        if (for_us || known)
-            && spa != ours
-            && self.routes.valid_source(spa)
-            && self.iface.ip.contains_addr(&spa)
-        {
-            match self.arp.learn(spa, sha, self.now) {
-                LearnResult::Queued => self.counters.arp_learned += 1,
-                LearnResult::Known => {}
-                LearnResult::QueueFull => self.counters.drop(DropReason::QueueFull),
-            }
-        }
-        if !for_us {
-            return self.drop_frame(DropReason::NotForUs);
-        }
-        if operation != ArpOperation::Request {
-            return;
-        }
-        // Answer in the same buffer.
-        let reply = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Reply,
-            source_hardware_addr: self.iface.mac,
-            source_protocol_addr: ours,
-            target_hardware_addr: sha,
-            target_protocol_addr: spa,
-        };
-        let eth_out = EthernetRepr {
-            src_addr: self.iface.mac,
-            dst_addr: sha,
-            ethertype: EtherType::Arp,
-            vlan: None,
-        };
-        if !buf.set_len(l2 + reply.buffer_len()) {
-            return self.drop_frame(DropReason::Truncated);
-        }
-        if l2 != ETH_LEN {
-            buf.trim_front(l2 - ETH_LEN);
-        }
-        let data = buf.data_mut();
-        eth_out.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
-        reply.emit(&mut ArpPacket::new_unchecked(&mut data[ETH_LEN..]));
-        if self.push_tx(buf).is_ok() {
-            self.counters.arp_replies_sent += 1;
-        }
-    }
-
-    /// Send an ARP packet (request or gratuitous announcement).
-    fn send_arp(
-        &mut self,
-        operation: ArpOperation,
-        dst_mac: EthernetAddress,
-        target_mac: EthernetAddress,
-        target_ip: Ipv4Addr,
-    ) {
-        let Some(mut buf) = self.pool.alloc() else {
-            return self.drop_frame(DropReason::NoBuffer);
-        };
-        let arp = ArpRepr::EthernetIpv4 {
-            operation,
-            source_hardware_addr: self.iface.mac,
-            source_protocol_addr: self.iface.ip.address(),
-            target_hardware_addr: target_mac,
-            target_protocol_addr: target_ip,
-        };
-        let eth = EthernetRepr {
-            src_addr: self.iface.mac,
-            dst_addr: dst_mac,
-            ethertype: EtherType::Arp,
-            vlan: None,
-        };
-        if !buf.set_len(ETH_LEN + arp.buffer_len()) {
-            return self.drop_frame(DropReason::NoBuffer);
-        }
-        let data = buf.data_mut();
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
-        arp.emit(&mut ArpPacket::new_unchecked(&mut data[ETH_LEN..]));
-        if self.push_tx(buf).is_ok() && operation == ArpOperation::Request {
-            self.counters.arp_requests_sent += 1;
-        }
-    }
-
-    fn send_arp_request(&mut self, ip: Ipv4Addr) {
-        self.send_arp(
-            ArpOperation::Request,
-            EthernetAddress::BROADCAST,
-            EthernetAddress([0; 6]),
-            ip,
-        );
-    }
-
-    /// Send what waited for a next hop that now resolves.
-    fn release_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let cap = self.tx_room();
-        let arp = &self.arp;
-        let tx = &mut self.tx;
-        let mut full = 0u64;
-        let sent = self.pending.release_resolved(
-            |ip| arp.lookup(ip),
-            |mut buf, mac| {
-                buf.data_mut()[0..6].copy_from_slice(mac.as_bytes());
-                if tx.len() < cap {
-                    tx.push(buf);
-                } else {
-                    full += 1;
-                }
-            },
-        );
-        self.counters.arp_pending_sent += sent as u64 - full;
-        self.counters.tx_backlog_full += full;
-        self.counters.drops[DropReason::QueueFull as usize] += full;
-    }
-
-    fn poll_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut dropped = 0u64;
-        let mut resend: heapless::Vec<Ipv4Addr, 16> = heapless::Vec::new();
-        self.pending
-            .poll(self.now, |_buf| dropped += 1, |ip| resend.push(ip).is_ok());
-        self.counters.drops[DropReason::NoArp as usize] += dropped;
-        for ip in resend {
-            self.send_arp_request(ip);
-        }
     }
 
     /// Give a finished frame (destination MAC not yet written) its next hop.
@@ -1215,7 +988,7 @@ impl<P: BufPool> Net<P> {
 
     /// Send a complete L4 datagram (`l4`, checksums already filled) to `dst`,
     /// fragmenting it if it does not fit the MTU.
-    fn send_ipv4(
+    pub(super) fn send_ipv4(
         &mut self,
         dst: Ipv4Addr,
         protocol: IpProtocol,
@@ -1276,151 +1049,9 @@ impl<P: BufPool> Net<P> {
         Ok(buf)
     }
 
-    // ---- ICMP -----------------------------------------------------------
-
-    /// Is `icmp` a valid echo request we answer? Drops and counts it if not.
-    fn accept_echo_request(&mut self, ip: &Ipv4Repr, icmp: &[u8]) -> bool {
-        let packet = match Icmpv4Packet::new_checked(icmp) {
-            Ok(p) => p,
-            Err(e) => {
-                self.drop_frame(e.into());
-                return false;
-            }
-        };
-        let reason = match Icmpv4Repr::parse(&packet, true) {
-            // RFC 1122 3.2.2.6: echo to a broadcast address MAY be ignored.
-            Ok(Icmpv4Repr::EchoRequest { .. }) if ip.dst_addr != self.iface.ip.address() => {
-                DropReason::NotForUs
-            }
-            Ok(Icmpv4Repr::EchoRequest { .. }) => return true,
-            Ok(_) => DropReason::Unsupported,
-            Err(e) => e.into(),
-        };
-        self.drop_frame(reason);
-        false
-    }
-
-    /// Echo request in a plain (unfragmented, option-less) datagram: turn
-    /// the same buffer into the reply.
-    fn process_icmp_in_place(&mut self, mut buf: P::Buf, l2: usize, ip: &Ipv4Repr) {
-        let icmp_start = l2 + IP_LEN;
-        let total = l2 + IP_LEN + ip.payload_len;
-        if !self.accept_echo_request(ip, &buf.data()[icmp_start..total]) {
-            return;
-        }
-        let src_mac = EthernetAddress::from_bytes(&buf.data()[6..12]);
-        self.turn_around(&mut buf, l2, ip, src_mac, None);
-        echo_request_to_reply(&mut buf.data_mut()[icmp_start..total]);
-        if self.push_tx(buf).is_ok() {
-            self.counters.icmp_echo_replies += 1;
-        }
-    }
-
-    /// ICMP in a reassembled datagram or one with IP options: reply from a
-    /// copy, through the normal output path (fragmenting as needed).
-    fn process_icmp_copy(&mut self, ip: &Ipv4Repr, payload: &[u8]) {
-        if !self.accept_echo_request(ip, payload) {
-            return;
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let reply = &mut scratch[..payload.len()];
-        reply.copy_from_slice(payload);
-        echo_request_to_reply(reply);
-        if self.send_ipv4(ip.src_addr, IpProtocol::Icmp, reply).is_ok() {
-            self.counters.icmp_echo_replies += 1;
-        }
-        self.scratch = scratch;
-    }
-
-    /// Send an ICMP error about a datagram whose IP header is `header`,
-    /// quoting the header and the first 8 bytes of its payload (RFC 792).
-    /// `payload` is None when the header's own datagram is not at hand (the
-    /// reassembler's timeout hands only the first fragment's header).
-    fn send_icmp_error(
-        &mut self,
-        header: &[u8],
-        msg: Icmpv4Message,
-        code: u8,
-        payload: Option<&[u8]>,
-    ) {
-        let Ok(orig) = Ipv4Packet::new_checked(header).or_else(|_| {
-            // A header alone fails the total-length check: view it unchecked
-            // after checking its own length.
-            if header.len() >= IP_LEN {
-                Ok(Ipv4Packet::new_unchecked(header))
-            } else {
-                Err(())
-            }
-        }) else {
-            return;
-        };
-        let dst = orig.src_addr();
-        if !self.routes.valid_source(dst) {
-            return;
-        }
-        if !self.icmp_limit.allow(self.now) {
-            self.counters.icmp_rate_limited += 1;
-            return;
-        }
-        let mut quote = [0u8; 60 + 8];
-        let hl = header.len().min(60);
-        quote[..hl].copy_from_slice(&header[..hl]);
-        let extra = payload.map_or(0, |p| p.len().min(8));
-        if let Some(p) = payload {
-            quote[hl..hl + extra].copy_from_slice(&p[..extra]);
-        }
-        let original = &quote[..hl + extra];
-        let len = icmp::error_len(original.len());
-        let mut scratch = std::mem::take(&mut self.scratch);
-        {
-            let mut packet = Icmpv4Packet::new_unchecked(&mut scratch[..len]);
-            icmp::emit_error_quoting(&mut packet, msg, code, original);
-        }
-        if self
-            .send_ipv4(dst, IpProtocol::Icmp, &scratch[..len])
-            .is_ok()
-        {
-            self.counters.icmp_errors_sent += 1;
-        }
-        self.scratch = scratch;
-    }
-
-    // ---- UDP output -----------------------------------------------------
-
-    /// Whether this send is the echo of the datagram being delivered (the
-    /// same bytes, back to its sender, from the port it came to) and its
-    /// frame can carry it: then the receive buffer is turned around instead
-    /// of copied (as the ICMP echo is). Once per datagram, and only with
-    /// the next hop resolved and room in the TX buffer, so that it cannot
-    /// fail later; anything else takes the ordinary path.
-    #[inline]
-    fn take_reply_in_place(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
-        let Some((addr, len, port, from)) = self.rx_inplace else {
-            return false;
-        };
-        if addr != payload.as_ptr() as usize
-            || len != payload.len()
-            || port != src_port
-            || from != dst
-            || self.tx.len() >= self.tx_room()
-        {
-            return false;
-        }
-        let mac = match self.routes.next_hop(*dst.ip()) {
-            Some(NextHop::Neighbor(ip)) => self.arp.lookup(&ip),
-            _ => None,
-        };
-        let Some(mac) = mac else {
-            return false;
-        };
-        self.rx_inplace = None;
-        self.reply_inplace = Some((mac, self.tx.len()));
-        true
-    }
-
     /// The Ethernet and IPv4 headers of a received frame (no IP options, at
     /// `l2`) turned into its reply's, to `mac`; Ethernet padding is cut off.
-    fn turn_around(
+    pub(super) fn turn_around(
         &self,
         buf: &mut P::Buf,
         l2: usize,
@@ -1441,127 +1072,6 @@ impl<P: BufPool> Net<P> {
             ident,
         );
     }
-
-    /// Turn a received UDP datagram (no IP options, at `l2`) into its own
-    /// echo to `mac`, queued at `slot` of the TX buffer: where it was sent,
-    /// before what the callback sent after it. The UDP checksum stays valid:
-    /// swapping the addresses leaves the pseudo-header's sum as it was, and
-    /// swapping the ports leaves the header's.
-    fn dispatch_udp_in_place(
-        &mut self,
-        mut buf: P::Buf,
-        l2: usize,
-        ip: &Ipv4Repr,
-        mac: EthernetAddress,
-        slot: usize,
-    ) {
-        let total = l2 + IP_LEN + ip.payload_len;
-        // DF clear and a new ident, as on the ordinary path.
-        let ident = self.ident.next_ident();
-        self.turn_around(&mut buf, l2, ip, mac, Some(ident));
-        let udp = &mut buf.data_mut()[l2 + IP_LEN..total];
-        let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
-        udp[0..2].copy_from_slice(&dport);
-        udp[2..4].copy_from_slice(&sport);
-        // Counted as sent by send_udp; its place was kept (the buffer was
-        // sized up front, so the insert does not allocate).
-        debug_assert!(self.tx.len() < self.tx_cap);
-        self.tx.insert(slot.min(self.tx.len()), buf);
-    }
-
-    fn dispatch_udp(
-        &mut self,
-        src_port: u16,
-        dst: SocketAddrV4,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
-        if payload.len() > MAX_UDP_PAYLOAD {
-            return Err(SendError::TooBig);
-        }
-        let src_ip = self.iface.ip.address();
-        let udp = UdpRepr {
-            src_port,
-            dst_port: dst.port(),
-        };
-        let udp_len = UDP_LEN + payload.len();
-        if IP_LEN + udp_len > self.iface.mtu {
-            // Build the whole datagram (checksum over all of it), then fragment.
-            let mut scratch = std::mem::take(&mut self.scratch);
-            {
-                let mut packet = UdpPacket::new_unchecked(&mut scratch[..udp_len]);
-                udp.emit(
-                    &mut packet,
-                    &src_ip,
-                    dst.ip(),
-                    payload.len(),
-                    |b| b.copy_from_slice(payload),
-                    true,
-                );
-            }
-            let r = self.send_ipv4(*dst.ip(), IpProtocol::Udp, &scratch[..udp_len]);
-            self.scratch = scratch;
-            return r;
-        }
-        let hop = match self.routes.next_hop(*dst.ip()) {
-            Some(h) => h,
-            None => {
-                self.counters.drop(DropReason::NoRoute);
-                return Err(SendError::NoRoute);
-            }
-        };
-        let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + udp_len)?;
-        let ip = Ipv4Repr {
-            src_addr: src_ip,
-            dst_addr: *dst.ip(),
-            next_header: IpProtocol::Udp,
-            payload_len: udp_len,
-            hop_limit: DEFAULT_TTL,
-            ecn: 0,
-        };
-        let offload = self.iface.tx_udp_cksum;
-        {
-            let data = buf.data_mut();
-            let mut packet = UdpPacket::new_unchecked(&mut data[ETH_LEN + IP_LEN..]);
-            udp.emit(
-                &mut packet,
-                &src_ip,
-                dst.ip(),
-                payload.len(),
-                |b| b.copy_from_slice(payload),
-                !offload,
-            );
-            if offload {
-                // DPDK wants the pseudo-header sum in the field.
-                let ph =
-                    checksum::pseudo_header(&src_ip, dst.ip(), IpProtocol::Udp, udp_len as u32);
-                packet.set_checksum(ph);
-            }
-        }
-        let ident = self.ident.next_ident();
-        self.emit_headers(&mut buf, &ip, ident, None);
-        if offload {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::Udp);
-        } else if self.iface.tx_ipv4_cksum {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-        }
-        self.dispatch_frame(buf, hop)
-    }
-}
-
-/// Turn an echo request (checksum valid) into the reply, in place: type 8
-/// code 0 becomes type 0 code 0, and the checksum follows (RFC 1624).
-fn echo_request_to_reply(icmp: &mut [u8]) {
-    let mut packet = Icmpv4Packet::new_unchecked(&mut *icmp);
-    let old = packet.checksum();
-    packet.set_msg_type(Icmpv4Message::EchoReply);
-    let mut c = checksum_adjust(old, 0x0800, 0x0000);
-    if c == 0 {
-        // Eqn. 3 gives +0 for a reply of all zero words too, whose checksum
-        // is 0xffff (the sum of the rest is +0). Recompute the rare zero.
-        packet.set_checksum(0);
-        c = !crate::wire::checksum::data(icmp);
-    }
-    Icmpv4Packet::new_unchecked(icmp).set_checksum(c);
 }
 
 impl<P: BufPool> NetCtx for Net<P> {

@@ -4,8 +4,10 @@
 //! runs it on a DPDK lcore: rx_burst -> dispatch -> buffered tx_burst ->
 //! timers on a TSC deadline.
 
+mod arp;
 pub mod classify;
 pub mod ctx;
+mod icmp;
 #[cfg(feature = "dpdk")]
 mod lcore;
 #[cfg(test)]
@@ -17,6 +19,7 @@ mod tcp;
 #[cfg(test)]
 mod tests;
 pub mod tx;
+mod udp;
 
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
 #[cfg(feature = "dpdk")]
