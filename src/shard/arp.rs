@@ -2,7 +2,8 @@
 //! senders learned through the writer core's table (RFC 826), our own
 //! requests and announcements, and the frames that wait for a next hop.
 
-use super::ctx::{Net, ETH_LEN};
+use super::ctx::Net;
+use super::ethernet::ETH_LEN;
 use crate::arp::LearnResult;
 use crate::buf::{BufPool, PacketBuf};
 use crate::stats::DropReason;

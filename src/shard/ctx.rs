@@ -1,6 +1,10 @@
-//! The per-core context: everything one core owns, and the protocol
-//! dispatch that runs on it. No FFI: it is generic over [`BufPool`], so
-//! `cargo test` drives it with heap buffers and the shard with mbufs.
+//! The per-core context: everything one core owns, its life cycle (start,
+//! bursts, timers, shutdown) and the calls applications make into it
+//! ([`NetCtx`]). The protocols' ingress and egress are its siblings, one
+//! file each (`ethernet`, `arp`, `ipv4`, `icmp`, `udp`, `tcp`, `kernel`,
+//! `handoff`), each an `impl` block on [`Net`] or [`Core`]. No FFI: it is
+//! generic over [`BufPool`], so `cargo test` drives it with heap buffers and
+//! the shard with mbufs.
 //!
 //! Invariants: every frame handed to [`Core::process_frame`] is either
 //! answered (its buffer reused or freed), queued for transmit, or dropped and
@@ -8,18 +12,16 @@
 //! allocates per packet once built (the TX vector, pending queue, scratch and
 //! reassembly memory are sized up front).
 
-use super::classify::{classify, Tables, Verdict};
 use super::steer::Steering;
 use super::tcp::deliver_tcp_events;
-use super::udp::process_udp;
 use crate::app::{
     App, AppFactory, BindError, ConnId, CoreInfo, NetCtx, SendError, TcpError, TcpEvent,
 };
-use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter, PendingOutcome};
-use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum};
+use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter};
+use crate::buf::BufPool;
 use crate::icmp::RateLimiter;
-use crate::ipv4::frag::{FragError, FragKey, Reassembler, ReassemblyConfig};
-use crate::ipv4::{IdentGen, NextHop, Routes};
+use crate::ipv4::frag::{Reassembler, ReassemblyConfig};
+use crate::ipv4::{IdentGen, Routes};
 use crate::kni::{KniPolicy, KniShared};
 use crate::stats::flows::{FlowId, FlowLog, Transport};
 use crate::stats::{Counters, DropReason};
@@ -29,20 +31,11 @@ use crate::tcp::syncookie::SynCookies;
 use crate::tcp::{TcpConfig, TcpTable};
 use crate::time::{Duration, Instant};
 use crate::udp::UdpTable;
-use crate::wire::{
-    ArpOperation, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message,
-    IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
-};
+use crate::wire::{ArpOperation, EthernetAddress, Icmpv4Message, Ipv4Cidr};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 pub use super::udp::MAX_UDP_PAYLOAD;
-
-pub(super) const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
-pub(super) const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
-pub(super) const DEFAULT_TTL: u8 = 64;
-/// Frames taken from each other core's handoff queue per poll.
-const BURST_HANDOFF: usize = 32;
 
 /// What a core needs to know about its interface.
 #[derive(Clone, Copy, Debug)]
@@ -246,92 +239,11 @@ impl<P: BufPool> Core<P> {
         }
     }
 
-    /// Send what this core does not own to the kernel, by `policy`, at most
-    /// `rate` frames per second from this core.
-    pub fn set_kni(&mut self, shared: Arc<KniShared<P::Buf>>, policy: KniPolicy, rate: u64) {
-        self.kni = Some(shared);
-        self.kni_policy = policy;
-        self.kni_limit = RateLimiter::new(rate, (rate / 10).max(32));
-    }
-
-    /// Queue `buf` for the kernel, or drop and count it (rate, link down,
-    /// queue full). Never waits.
-    fn dispatch_kernel(&mut self, buf: P::Buf) {
-        dispatch_kernel(&mut self.net, self.kni.as_deref(), &mut self.kni_limit, buf);
-    }
-
-    /// A copy of `frame` for the kernel (ARP: both need to see it).
-    fn dispatch_kernel_copy(&mut self, frame: &[u8]) {
-        let Some(mut copy) = self.net.pool.alloc() else {
-            self.net.counters.drop(DropReason::NoBuffer);
-            return;
-        };
-        if !copy.set_len(frame.len()) {
-            self.net.counters.drop(DropReason::NoBuffer);
-            return;
-        }
-        copy.data_mut().copy_from_slice(frame);
-        self.dispatch_kernel(copy);
-    }
-
     /// Predict the device's RSS for connections this core opens: their
     /// source port is chosen so that replies reach this core's queue.
     pub fn set_rss(&mut self, p: Arc<rss::QueuePredictor>) {
         let local = self.net.iface.ip.address();
         self.net.tcp.set_rss(p, self.net.info.index as u16, local);
-    }
-
-    /// Share TCP flow ownership with the other cores: this core's
-    /// connections go into the directory, and segments for connections
-    /// another core owns are handed to it.
-    pub fn set_steering(&mut self, s: Arc<Steering<P::Buf>>) {
-        self.net
-            .tcp
-            .set_directory(s.directory.clone(), self.net.info.index);
-        self.net
-            .syn
-            .cache
-            .set_directory(s.directory.clone(), self.net.info.index);
-        self.net
-            .udp
-            .set_directory(s.udp_directory.clone(), self.net.info.index);
-        self.steering = Some(s);
-    }
-
-    /// Process the frames other cores handed to this one.
-    pub fn poll_handoffs(&mut self) {
-        let Some(s) = self.steering.clone() else {
-            return;
-        };
-        let me = self.net.info.index;
-        for src in (0..s.cores()).filter(|&c| c != me) {
-            for _ in 0..BURST_HANDOFF {
-                let Some(buf) = s.pop(src, me) else {
-                    break;
-                };
-                self.net.counters.steer_handoffs_in += 1;
-                self.process_frame_inner(buf, true);
-            }
-        }
-    }
-
-    /// Hand over what this core received for other cores' connections.
-    pub fn flush_handoffs(&mut self) {
-        let Some(s) = self.steering.as_ref() else {
-            return;
-        };
-        let me = self.net.info.index;
-        for (dst, buf) in self.handoff_out.drain(..) {
-            if let Err(_buf) = s.push(me, dst, buf) {
-                self.net.counters.steer_handoff_dropped += 1;
-                self.net.counters.drop(DropReason::QueueFull);
-            } else {
-                self.net.counters.steer_handoffs_out += 1;
-            }
-        }
-        self.net.counters.steer_directory_full = self.net.tcp.directory_full
-            + self.net.udp.directory_full
-            + self.net.syn.cache.directory_full;
     }
 
     /// Start the applications (they bind their ports) and, on the ARP
@@ -414,13 +326,6 @@ impl<P: BufPool> Core<P> {
         self.apps.iter().map(|a| (a.name(), a.counters())).collect()
     }
 
-    /// A frame the kernel sent out of its interface: to the wire, as it is.
-    pub fn transmit_from_kernel(&mut self, buf: P::Buf) {
-        if self.net.push_tx(buf).is_ok() {
-            self.net.counters.kni_from_kernel += 1;
-        }
-    }
-
     /// Buffers this core holds: queued for TX or waiting for ARP or
     /// handoff.
     pub fn held(&self) -> usize {
@@ -461,368 +366,6 @@ impl<P: BufPool> Core<P> {
     /// The TCP table, read-only (tests, diagnostics).
     pub fn tcp_table(&self) -> &TcpTable {
         &self.net.tcp
-    }
-
-    /// Process one received frame.
-    pub fn process_frame(&mut self, buf: P::Buf) {
-        let c = &mut self.net.counters;
-        c.rx_packets += 1;
-        c.rx_bytes += buf.len() as u64;
-        self.process_frame_inner(buf, false);
-    }
-
-    /// `handed_off`: another core sent it here; it is never handed on.
-    fn process_frame_inner(&mut self, buf: P::Buf, handed_off: bool) {
-        let data = buf.data();
-        let frame = match EthernetFrame::new_checked(data) {
-            Ok(f) => f,
-            Err(e) => return self.net.drop_frame(e.into()),
-        };
-        let eth = match EthernetRepr::parse(&frame) {
-            Ok(r) => r,
-            Err(e) => return self.net.drop_frame(e.into()),
-        };
-        if data.len() > self.net.iface.mtu + eth.buffer_len() && eth.ethertype != EtherType::Ipv4 {
-            // IPv4 has its own rule (process_ipv4).
-            return self.net.drop_frame(DropReason::Oversize);
-        }
-        if eth.dst_addr != self.net.iface.mac
-            && !eth.dst_addr.is_broadcast()
-            && !(self.kni.is_some() && eth.dst_addr.is_multicast())
-        {
-            return self.net.drop_frame(DropReason::NotForUs);
-        }
-        if eth.src_addr == self.net.iface.mac && !handed_off {
-            // Our own frame back, or a station with our MAC: answering it,
-            // or giving it to the kernel (whose interface has our MAC too),
-            // would make us our own neighbour (IPv6 DAD fails on it).
-            return self.net.drop_frame(DropReason::Looped);
-        }
-        if eth.vlan.is_some() {
-            // No VLAN is configured on this interface.
-            return self.net.drop_frame(DropReason::Unsupported);
-        }
-        match eth.ethertype {
-            EtherType::Arp => {
-                if self.kni.is_some() && self.kni_policy.arp_copy {
-                    self.dispatch_kernel_copy(buf.data());
-                }
-                self.net.process_arp(buf, &eth)
-            }
-            EtherType::Ipv4 => self.process_ipv4(buf, &eth, handed_off),
-            _ if self.kni.is_some() && self.kni_policy.other_ethertypes && eth.vlan.is_none() => {
-                self.dispatch_kernel(buf)
-            }
-            _ => self.net.drop_frame(DropReason::Unsupported),
-        }
-    }
-
-    fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
-        self.net.rx_handed = handed_off;
-        let l2 = eth.buffer_len();
-        let bytes = &buf.data()[l2..];
-        let packet = match Ipv4Packet::new_checked(bytes) {
-            Ok(p) => p,
-            Err(e) => return self.net.drop_frame(e.into()),
-        };
-        // Longer than the MTU: af_packet's fanout (PACKET_FANOUT_FLAG_DEFRAG)
-        // hands over datagrams the kernel reassembled from their fragments.
-        // Taken when the frame holds exactly one whole datagram, and answered
-        // as a reassembled one would be (never in place: replies are
-        // fragmented to the MTU).
-        let oversize = bytes.len() > self.net.iface.mtu;
-        if oversize && (packet.is_fragment() || usize::from(packet.total_len()) != bytes.len()) {
-            return self.net.drop_frame(DropReason::Oversize);
-        }
-        let csum = buf.rx_checksum();
-        let l4_offloaded = !packet.is_fragment()
-            && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
-        if csum.ip == RxChecksum::Bad || (l4_offloaded && csum.l4 == RxChecksum::Bad) {
-            self.net.counters.rx_csum_offload_bad += 1;
-            return self.net.drop_frame(DropReason::BadChecksum);
-        }
-        self.net.rx_l4_good = l4_offloaded && csum.l4 == RxChecksum::Good;
-        self.net.counters.rx_csum_offload_good +=
-            u64::from(csum.ip == RxChecksum::Good) + u64::from(self.net.rx_l4_good);
-        let ip = match Ipv4Repr::parse(&packet, csum.ip != RxChecksum::Good) {
-            Ok(r) => r,
-            Err(e) => return self.net.drop_frame(e.into()),
-        };
-        if !self.net.routes.accepts(ip.dst_addr) {
-            return self.net.drop_frame(DropReason::NotForUs);
-        }
-        if !self.net.routes.valid_source(ip.src_addr) {
-            return self.net.drop_frame(DropReason::Malformed);
-        }
-        let header_len = packet.header_len() as usize;
-        if header_len > IP_LEN {
-            if let Err(e) = packet.check_options() {
-                return self.net.drop_frame(e.into());
-            }
-        }
-        if packet.is_fragment() {
-            if packet.dont_frag() {
-                // RFC 791: DF and MF/offset together cannot happen.
-                return self.net.drop_frame(DropReason::Malformed);
-            }
-            let key = FragKey {
-                src: ip.src_addr,
-                dst: ip.dst_addr,
-                protocol: ip.next_header.into(),
-                ident: packet.ident(),
-            };
-            let header = &bytes[..header_len];
-            let result = self.frag.process_fragment(
-                self.net.now,
-                key,
-                header,
-                packet.frag_offset() as usize,
-                packet.more_frags(),
-                packet.payload(),
-            );
-            match result {
-                Ok(None) => {}
-                Ok(Some(done)) => {
-                    self.net.counters.ipv4_reassembled += 1;
-                    let ip = Ipv4Repr {
-                        payload_len: done.payload.len(),
-                        ..ip
-                    };
-                    let tables = core_tables(
-                        &self.net,
-                        self.steering.as_deref(),
-                        self.kni.is_some().then_some(&self.kni_policy),
-                    );
-                    match classify(&tables, &ip, done.payload, handed_off) {
-                        Verdict::Local => deliver_datagram(
-                            &mut self.net,
-                            &mut self.apps,
-                            &ip,
-                            done.header,
-                            done.payload,
-                            false,
-                        ),
-                        Verdict::Owner(owner) => hand_over_reassembled(
-                            &mut self.net,
-                            &mut self.handoff_out,
-                            owner,
-                            &ip,
-                            done.key.ident,
-                            done.payload,
-                        ),
-                        Verdict::Kernel => {
-                            // As fragments again, as they came: a frame of
-                            // the MTU fits a buffer and the kernel's link.
-                            let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
-                            refragment(
-                                &mut self.net,
-                                &ip,
-                                done.key.ident,
-                                done.payload,
-                                eth.src_addr,
-                                |net, buf| dispatch_kernel(net, kni, limit, buf),
-                            );
-                        }
-                        Verdict::Drop(reason) => self.net.drop_frame(reason),
-                    }
-                }
-                Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
-                Err(FragError::TooBig) => self.net.counters.drop(DropReason::FragTooBig),
-                Err(FragError::NoSpace) => self.net.counters.drop(DropReason::FragNoSpace),
-            }
-            let c = &mut self.net.counters;
-            c.drops[DropReason::FragNoSpace as usize] += self.frag.take_evicted();
-            c.frag_bytes_peak = c.frag_bytes_peak.max(self.frag.bytes_in_use() as u64);
-            c.frag_in_flight = self.frag.in_flight() as u64;
-            return;
-        }
-        let payload = packet.payload();
-        let tables = core_tables(
-            &self.net,
-            self.steering.as_deref(),
-            self.kni.is_some().then_some(&self.kni_policy),
-        );
-        match classify(&tables, &ip, payload, handed_off) {
-            Verdict::Local => {}
-            Verdict::Owner(owner) => return self.handoff_out.push((owner, buf)),
-            Verdict::Kernel if oversize => {
-                // The kernel's link takes frames of the MTU.
-                let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
-                refragment(
-                    &mut self.net,
-                    &ip,
-                    packet.ident(),
-                    payload,
-                    eth.src_addr,
-                    |net, buf| dispatch_kernel(net, kni, limit, buf),
-                );
-                return;
-            }
-            Verdict::Kernel => return self.dispatch_kernel(buf),
-            Verdict::Drop(reason) => return self.net.drop_frame(reason),
-        }
-        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN && !oversize {
-            // The common echo case: answer in the same buffer.
-            return self.net.process_icmp_in_place(buf, l2, &ip);
-        }
-        let header = &bytes[..header_len];
-        // The frame can carry its own UDP reply: no options, to our address.
-        let in_place =
-            header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address() && !oversize;
-        deliver_datagram(
-            &mut self.net,
-            &mut self.apps,
-            &ip,
-            header,
-            payload,
-            in_place,
-        );
-        if let Some((mac, slot)) = self.net.reply_inplace.take() {
-            self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
-        }
-    }
-}
-
-/// What `net`'s tables say to the classifier: with steering, the flow
-/// directories; with a kernel path, its policy.
-#[inline]
-fn core_tables<'a, P: BufPool>(
-    net: &'a Net<P>,
-    steering: Option<&'a Steering<P::Buf>>,
-    kernel: Option<&'a KniPolicy>,
-) -> Tables<'a> {
-    Tables {
-        me: net.info.index,
-        local: net.iface.ip.address(),
-        udp: &net.udp,
-        tcp: &net.tcp,
-        directories: steering.map(|s| (&*s.directory, &*s.udp_directory)),
-        kernel,
-    }
-}
-
-/// Queue `buf` for the kernel, or drop and count it (no kernel path, rate,
-/// link down, queue full). Never waits.
-fn dispatch_kernel<P: BufPool>(
-    net: &mut Net<P>,
-    kni: Option<&KniShared<P::Buf>>,
-    limit: &mut RateLimiter,
-    buf: P::Buf,
-) {
-    let Some(k) = kni else {
-        return net.drop_frame(DropReason::Unsupported);
-    };
-    let c = &mut net.counters;
-    if !k.link_up() {
-        c.kni_link_down += 1;
-        return c.drop(DropReason::Kernel);
-    }
-    if !limit.allow(net.now) {
-        c.kni_rate_limited += 1;
-        return c.drop(DropReason::Kernel);
-    }
-    match k.push(net.info.index, buf) {
-        Ok(()) => c.kni_to_kernel += 1,
-        Err(_buf) => {
-            c.kni_queue_full += 1;
-            c.drop(DropReason::QueueFull);
-        }
-    }
-}
-
-/// A datagram reassembled here whose flow another core owns goes to that
-/// core as fragments again, each of which fits a buffer; it reassembles
-/// them (af_packet's fanout keeps a datagram's fragments together, but not
-/// on the core that owns the flow). A buffer short drops all of it.
-#[cold]
-fn hand_over_reassembled<P: BufPool>(
-    net: &mut Net<P>,
-    out: &mut Vec<(usize, P::Buf)>,
-    owner: usize,
-    ip: &Ipv4Repr,
-    ident: u16,
-    payload: &[u8],
-) {
-    let start = out.len();
-    let mac = net.iface.mac;
-    if refragment(net, ip, ident, payload, mac, |_, buf| {
-        out.push((owner, buf))
-    }) {
-        net.counters.steer_reassembled_out += 1;
-    } else {
-        out.truncate(start);
-    }
-}
-
-/// Cut a reassembled datagram into fragments of the MTU again, each in a
-/// frame from `src_mac` to our own MAC (the handoff's and the kernel's
-/// interface's), and give each to `emit` in order. False, with the drop
-/// counted, when the pool runs short (the fragments already emitted are
-/// then of no use: a reassembler drops them on its timeout).
-#[cold]
-fn refragment<P: BufPool>(
-    net: &mut Net<P>,
-    ip: &Ipv4Repr,
-    ident: u16,
-    payload: &[u8],
-    src_mac: EthernetAddress,
-    mut emit: impl FnMut(&mut Net<P>, P::Buf),
-) -> bool {
-    for (offset, len, more) in crate::ipv4::frag::fragments(payload.len(), IP_LEN, net.iface.mtu) {
-        // A buffer holds a frame of the MTU.
-        let buf = net
-            .pool
-            .alloc()
-            .and_then(|mut b| b.set_len(ETH_LEN + IP_LEN + len).then_some(b));
-        let Some(mut buf) = buf else {
-            net.drop_frame(DropReason::NoBuffer);
-            return false;
-        };
-        let data = buf.data_mut();
-        let eth = EthernetRepr {
-            src_addr: src_mac,
-            dst_addr: net.iface.mac,
-            ethertype: EtherType::Ipv4,
-            vlan: None,
-        };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
-        let mut packet = Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]);
-        Ipv4Repr {
-            payload_len: len,
-            ..*ip
-        }
-        .emit(&mut packet, false);
-        packet.set_ident(ident);
-        packet.set_frag_offset(offset as u16);
-        packet.set_more_frags(more);
-        packet.fill_checksum();
-        data[ETH_LEN + IP_LEN..].copy_from_slice(&payload[offset..offset + len]);
-        emit(net, buf);
-    }
-    true
-}
-
-/// Hand a complete (possibly reassembled) datagram to its protocol.
-/// `header` is its IP header as received, options included; `in_place`:
-/// its received frame can be turned into a UDP reply.
-fn deliver_datagram<P: BufPool>(
-    net: &mut Net<P>,
-    apps: &mut [Box<dyn App>],
-    ip: &Ipv4Repr,
-    header: &[u8],
-    payload: &[u8],
-    in_place: bool,
-) {
-    net.counters.ipv4_delivered += 1;
-    match ip.next_header {
-        IpProtocol::Udp => process_udp(net, apps, ip, header, payload, in_place),
-        IpProtocol::Icmp => net.process_icmp_copy(ip, payload),
-        IpProtocol::Tcp => {
-            net.process_tcp(ip, payload);
-            deliver_tcp_events(net, apps);
-        }
-        // The rest goes to the kernel exception path once it exists.
-        _ => net.drop_frame(DropReason::Unsupported),
     }
 }
 
@@ -894,183 +437,8 @@ impl<P: BufPool> Net<P> {
         self.counters.drop(reason);
     }
 
-    /// Frames buffered for transmit.
-    pub fn tx_len(&self) -> usize {
-        self.tx.len()
-    }
-
     pub fn iface(&self) -> &IfaceConfig {
         &self.iface
-    }
-
-    /// Frames the TX buffer takes: its size, less the place kept for an
-    /// in-place reply the application's callback has sent.
-    #[inline]
-    pub(super) fn tx_room(&self) -> usize {
-        self.tx_cap - usize::from(self.reply_inplace.is_some())
-    }
-
-    /// Queue a finished frame for transmit.
-    #[inline]
-    pub(super) fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
-        if self.tx.len() >= self.tx_room() {
-            self.counters.tx_backlog_full += 1;
-            self.counters.drop(DropReason::QueueFull);
-            return Err(SendError::QueueFull);
-        }
-        self.tx.push(buf);
-        Ok(())
-    }
-
-    /// Give a finished frame (destination MAC not yet written) its next hop.
-    pub(super) fn dispatch_frame(
-        &mut self,
-        mut buf: P::Buf,
-        hop: NextHop,
-    ) -> Result<(), SendError> {
-        let ip = match hop {
-            NextHop::Broadcast => {
-                buf.data_mut()[0..6].copy_from_slice(EthernetAddress::BROADCAST.as_bytes());
-                return self.push_tx(buf);
-            }
-            NextHop::Neighbor(ip) => ip,
-        };
-        if let Some(mac) = self.arp.lookup(&ip) {
-            buf.data_mut()[0..6].copy_from_slice(mac.as_bytes());
-            return self.push_tx(buf);
-        }
-        match self.pending.push(ip, buf, self.now) {
-            PendingOutcome::QueuedSendRequest => {
-                self.send_arp_request(ip);
-                Ok(())
-            }
-            PendingOutcome::Queued => Ok(()),
-            PendingOutcome::Full(_buf) => {
-                self.counters.drop(DropReason::NoArp);
-                Err(SendError::ArpQueueFull)
-            }
-        }
-    }
-
-    // ---- IPv4 output ----------------------------------------------------
-
-    /// Write Ethernet (destination left zero) and IPv4 headers at the front of
-    /// `buf`, whose length must already be set to the whole frame.
-    pub(super) fn emit_headers(
-        &mut self,
-        buf: &mut P::Buf,
-        ip: &Ipv4Repr,
-        ident: u16,
-        frag: Option<(usize, bool)>,
-    ) {
-        let data = buf.data_mut();
-        let eth = EthernetRepr {
-            src_addr: self.iface.mac,
-            dst_addr: EthernetAddress([0; 6]),
-            ethertype: EtherType::Ipv4,
-            vlan: None,
-        };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
-        let mut packet = Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]);
-        ip.emit(&mut packet, false);
-        packet.set_ident(ident);
-        // DF stays clear (no path MTU discovery for UDP, as Linux by default).
-        if let Some((offset, more)) = frag {
-            packet.set_frag_offset(offset as u16);
-            packet.set_more_frags(more);
-        }
-        if self.iface.tx_ipv4_cksum {
-            packet.set_checksum(0);
-        } else {
-            packet.fill_checksum();
-        }
-    }
-
-    /// Send a complete L4 datagram (`l4`, checksums already filled) to `dst`,
-    /// fragmenting it if it does not fit the MTU.
-    pub(super) fn send_ipv4(
-        &mut self,
-        dst: Ipv4Addr,
-        protocol: IpProtocol,
-        l4: &[u8],
-    ) -> Result<(), SendError> {
-        let hop = match self.routes.next_hop(dst) {
-            Some(h) => h,
-            None => {
-                self.counters.drop(DropReason::NoRoute);
-                return Err(SendError::NoRoute);
-            }
-        };
-        let repr = Ipv4Repr {
-            src_addr: self.iface.ip.address(),
-            dst_addr: dst,
-            next_header: protocol,
-            payload_len: l4.len(),
-            hop_limit: DEFAULT_TTL,
-            ecn: 0,
-        };
-        let ident = self.ident.next_ident();
-        let mtu = self.iface.mtu;
-        if IP_LEN + l4.len() <= mtu {
-            let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + l4.len())?;
-            buf.data_mut()[ETH_LEN + IP_LEN..].copy_from_slice(l4);
-            self.emit_headers(&mut buf, &repr, ident, None);
-            if self.iface.tx_ipv4_cksum {
-                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-            }
-            return self.dispatch_frame(buf, hop);
-        }
-        for (offset, len, more) in crate::ipv4::frag::fragments(l4.len(), IP_LEN, mtu) {
-            let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + len)?;
-            buf.data_mut()[ETH_LEN + IP_LEN..].copy_from_slice(&l4[offset..offset + len]);
-            let frag_repr = Ipv4Repr {
-                payload_len: len,
-                ..repr
-            };
-            self.emit_headers(&mut buf, &frag_repr, ident, Some((offset, more)));
-            if self.iface.tx_ipv4_cksum {
-                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-            }
-            self.dispatch_frame(buf, hop)?;
-            self.counters.ipv4_fragments_sent += 1;
-        }
-        Ok(())
-    }
-
-    pub(super) fn alloc_frame(&mut self, len: usize) -> Result<P::Buf, SendError> {
-        let Some(mut buf) = self.pool.alloc() else {
-            self.counters.drop(DropReason::NoBuffer);
-            return Err(SendError::NoBuffer);
-        };
-        if !buf.set_len(len) {
-            self.counters.drop(DropReason::NoBuffer);
-            return Err(SendError::NoBuffer);
-        }
-        Ok(buf)
-    }
-
-    /// The Ethernet and IPv4 headers of a received frame (no IP options, at
-    /// `l2`) turned into its reply's, to `mac`; Ethernet padding is cut off.
-    pub(super) fn turn_around(
-        &self,
-        buf: &mut P::Buf,
-        l2: usize,
-        ip: &Ipv4Repr,
-        mac: EthernetAddress,
-        ident: Option<u16>,
-    ) {
-        let total = l2 + IP_LEN + ip.payload_len;
-        buf.set_len(total);
-        let data = buf.data_mut();
-        let mut frame = EthernetFrame::new_unchecked(&mut data[..]);
-        frame.set_dst_addr(mac);
-        frame.set_src_addr(self.iface.mac);
-        Ipv4Packet::new_unchecked(&mut data[l2..total]).rewrite_as_reply(
-            self.iface.ip.address(),
-            ip.src_addr,
-            DEFAULT_TTL,
-            ident,
-        );
     }
 }
 

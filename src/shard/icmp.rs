@@ -2,7 +2,8 @@
 //! copy, and the rate-limited errors that quote the datagram they are about
 //! (RFC 792, RFC 1122 3.2.2).
 
-use super::ctx::{Net, IP_LEN};
+use super::ctx::Net;
+use super::ipv4::IP_LEN;
 use crate::buf::{BufPool, PacketBuf};
 use crate::icmp::checksum_adjust;
 use crate::stats::DropReason;

@@ -2,7 +2,9 @@
 //! segments out (headers, checksum or offload, next hop), timers, and the
 //! application calls of [`NetCtx`].
 
-use super::ctx::{Net, DEFAULT_TTL, ETH_LEN, IP_LEN};
+use super::ctx::Net;
+use super::ethernet::ETH_LEN;
+use super::ipv4::{DEFAULT_TTL, IP_LEN};
 use crate::app::{App, BindError, ConnId, SendError, TcpError, TcpEvent};
 use crate::buf::{BufPool, L4Checksum, PacketBuf};
 use crate::stats::flows::Transport;

@@ -3,7 +3,9 @@
 //! NIC can, or built whole and fragmented), and the in-place echo that turns
 //! a received frame into its own reply.
 
-use super::ctx::{Net, DEFAULT_TTL, ETH_LEN, IP_LEN};
+use super::ctx::Net;
+use super::ethernet::ETH_LEN;
+use super::ipv4::{DEFAULT_TTL, IP_LEN};
 use crate::app::{App, Datagram, SendError};
 use crate::buf::{BufPool, L4Checksum, PacketBuf};
 use crate::ipv4::NextHop;
