@@ -19,6 +19,7 @@ use crate::app::{
 };
 use crate::arp::{ArpPending, ArpReader, ArpShared, ArpWriter};
 use crate::buf::BufPool;
+use crate::flow::PortAllocator;
 use crate::icmp::RateLimiter;
 use crate::ipv4::frag::{Reassembler, ReassemblyConfig};
 use crate::ipv4::{IdentGen, Routes};
@@ -127,6 +128,8 @@ pub struct Net<P: BufPool> {
     /// callback go after it and cannot take its room).
     pub(super) reply_inplace: Option<(EthernetAddress, usize)>,
     pub(super) tcp: TcpTable,
+    /// Ephemeral ports for TCP active opens and connected UDP sockets.
+    pub(super) ports: PortAllocator,
     /// Half-open connections and SYN cookies (SYN flood defence).
     pub(super) syn: SynDefence,
     /// Events for applications, raised while a segment or timer ran.
@@ -177,8 +180,9 @@ impl<P: BufPool> Core<P> {
         let apps = factories.iter().map(|f| f(&info)).collect();
         // The buffer pool is this thread's: the core's, as this runs on it.
         crate::tcp::buffer::set_core_budget(limits.tcp_memory);
-        let mut tcp = TcpTable::new(limits.tcp, limits.isn, Instant::ZERO);
-        tcp.set_port_share(info.index, info.count);
+        let tcp = TcpTable::new(limits.tcp, limits.isn, Instant::ZERO);
+        let mut ports = PortAllocator::new(limits.tcp.ephemeral);
+        ports.set_share(info.index, info.count);
         let frag = Reassembler::new(limits.reassembly);
         let counters = Counters {
             frag_bytes_limit: frag.bytes_capacity() as u64,
@@ -212,6 +216,7 @@ impl<P: BufPool> Core<P> {
                 rx_inplace: None,
                 reply_inplace: None,
                 tcp,
+                ports,
                 syn: SynDefence::new(
                     limits.tcp.syn_cache,
                     limits.tcp.syncookies,
@@ -243,7 +248,7 @@ impl<P: BufPool> Core<P> {
     /// source port is chosen so that replies reach this core's queue.
     pub fn set_rss(&mut self, p: Arc<rss::QueuePredictor>) {
         let local = self.net.iface.ip.address();
-        self.net.tcp.set_rss(p, self.net.info.index as u16, local);
+        self.net.ports.set_rss(p, self.net.info.index as u16, local);
     }
 
     /// Start the applications (they bind their ports) and, on the ARP
@@ -465,12 +470,12 @@ impl<P: BufPool> NetCtx for Net<P> {
         // The same choice as a TCP active open: this core's share of the
         // ephemeral ports, or, with the device's RSS known, a port whose
         // replies hash to this core's queue.
-        let udp = &self.udp;
+        let tcp = &self.tcp;
         let port = self
-            .tcp
-            .pick_port(rss::L4::Udp, dst, |p| !udp.is_bound(p))
-            .ok_or(BindError::NoPort)?;
-        self.udp.connect(port, dst, self.current_app)?;
+            .udp
+            .connect_ephemeral(&mut self.ports, dst, self.current_app, |p| {
+                !tcp.port_in_use(p, dst)
+            })?;
         self.counters.udp_connects += 1;
         Ok(port)
     }

@@ -594,7 +594,7 @@ impl<P: BufPool> Net<P> {
         }
         let (port, taken_over) = self
             .tcp
-            .pick_tcp_port(self.now, dst)
+            .pick_tcp_port(&mut self.ports, self.now, dst)
             .ok_or(TcpError::NoPort)?;
         let local = SocketAddrV4::new(self.iface.ip.address(), port);
         let mut iss = self.tcp.isn.isn(self.now, local, dst);
