@@ -1,9 +1,9 @@
 //! dpstack: a user-space, run-to-completion TCP/IP stack on DPDK, sharded per core.
 //!
 //! The protocol code (`wire`, `arp`, `icmp`, `ipv4`, `udp`, `app`, the per-core
-//! context in `shard::ctx`) never calls DPDK: it works on the [`buf::PacketBuf`]
-//! abstraction, which an `Mbuf` implements in production and a heap buffer in
-//! unit tests. Unsafe code lives only in `ffi` and `dpdk`.
+//! context in `shard` but `shard::lcore`) never calls DPDK: it works on the
+//! [`buf::PacketBuf`] abstraction, which an `Mbuf` implements in production
+//! and a heap buffer in unit tests. Unsafe code lives only in `ffi` and `dpdk`.
 //!
 //! `ffi`, `dpdk`, `runtime` and the lcore loop need the `dpdk` feature (the
 //! default); everything else builds and is tested without it, on a machine

@@ -1,10 +1,15 @@
 //! Flows, shared by the protocols and the per-core loop: the key that names
-//! a connection or a connected UDP socket on a core, and the
-//! [`FlowDirectory`] where cores publish which of them owns a flow.
+//! a connection or a connected UDP socket on a core, the [`FlowDirectory`]
+//! where cores publish which of them owns a flow, and the core's
+//! [`PortAllocator`] that TCP and UDP take their ephemeral ports from.
 //!
 //! The directory is a fixed-size, lock-free open-addressing table written
 //! when a connection is made or freed (not per packet) and read only when
 //! a frame reaches a core that does not own its flow.
+
+mod ports;
+
+pub use ports::PortAllocator;
 
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicU64, Ordering};

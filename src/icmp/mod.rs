@@ -1,5 +1,5 @@
 //! ICMP helpers: the error rate limiter and incremental checksum update.
-//! Echo and error generation live in the per-core context (`shard::ctx`),
+//! Echo and error generation live in the per-core context (`shard::icmp`),
 //! which owns the buffers.
 
 use crate::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! 5.5: 1 s, 2 s, 4 s, ..., [`SYN_ACK_RETRIES`] times as Linux's
 //! `tcp_synack_retries`), and is forgotten after the last wait. When the
 //! handshake's ACK arrives, the caller builds the connection from it (see
-//! `tcp_glue.rs`). A half-open connection owns no `Tcb` and no buffer.
+//! `shard/tcp.rs`). A half-open connection owns no `Tcb` and no buffer.
 //!
 //! With several cores and steering, entries are published in the flow
 //! directory as connections are, so that the ACK reaches the core holding

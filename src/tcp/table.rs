@@ -27,15 +27,15 @@ use super::tcb::{State, Tcb};
 use super::timer::TimerWheel;
 use super::timewait::{TimeWait, TwVerdict};
 use super::TcpConfig;
-use crate::flow::FlowDirectory;
+use crate::flow::{FlowDirectory, PortAllocator};
 use crate::hash::FlowMap;
 use crate::stats::Counters;
 use crate::time::Instant;
 use crate::udp::BindError;
 use arrayvec::ArrayVec;
-use rss::{QueuePredictor, L4};
+use rss::L4;
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 /// A connection as an application holds it: a slot and the slot's
@@ -78,22 +78,12 @@ pub struct TcpTable {
     listeners: ArrayVec<(u16, usize), MAX_LISTENERS>,
     wheel: TimerWheel,
     pub isn: IsnGenerator,
-    next_port: u16,
     fired: Vec<(u32, u64)>,
     /// Where other cores look up who owns a flow (multi-core, unpredictable
     /// RSS), and this core's index.
     directory: Option<(Arc<FlowDirectory>, usize)>,
     /// Flows the directory had no room for.
     pub directory_full: u64,
-    /// This core's share of the ephemeral ports: those with
-    /// `port % cores == index`, so two cores never pick the same 4-tuple.
-    port_share: (u16, u16),
-    /// The device's RSS, when it can be predicted: (predictor, this core's
-    /// RX queue, our address). Active opens then take a port whose replies
-    /// hash to this core's queue.
-    rss: Option<(Arc<QueuePredictor>, u16, Ipv4Addr)>,
-    /// Ports looked at by active opens (the cost of prediction).
-    pub ports_probed: u64,
     /// TIME-WAIT connections ended early to make room (table full).
     pub time_wait_recycled: u64,
     /// TIME-WAIT slots, oldest first, as (index, generation); see the
@@ -121,16 +111,12 @@ impl TcpTable {
             listeners: ArrayVec::new(),
             wheel: TimerWheel::new(4096, 1000, now),
             isn,
-            next_port: cfg.ephemeral.0,
             fired: Vec::with_capacity(n),
             directory: None,
             directory_full: 0,
             time_wait_recycled: 0,
             time_wait_fifo: VecDeque::with_capacity(2 * n),
             counts: [0; STATES],
-            port_share: (0, 1),
-            rss: None,
-            ports_probed: 0,
         }
     }
 
@@ -140,22 +126,6 @@ impl TcpTable {
     pub fn fixed_bytes_per_slot() -> usize {
         use std::mem::size_of;
         size_of::<Slot>() + size_of::<u32>() + size_of::<(u32, u64)>() + 2 * size_of::<(u32, u32)>()
-    }
-
-    /// Predict the device's RSS for active opens: a port whose reply
-    /// hashes to our queue is ours alone (the port share stays for
-    /// transports the device hashes on addresses only).
-    pub fn set_rss(&mut self, p: Arc<QueuePredictor>, queue: u16, local: Ipv4Addr) {
-        self.rss = Some((p, queue, local));
-    }
-
-    pub fn predicts_rss(&self) -> bool {
-        self.rss.is_some()
-    }
-
-    /// Take only ports `p` with `p % cores == index` for active opens.
-    pub fn set_port_share(&mut self, index: usize, cores: usize) {
-        self.port_share = (index as u16, cores.max(1) as u16);
     }
 
     /// Publish this core's flows in `dir`.
@@ -446,82 +416,54 @@ impl TcpTable {
         }
     }
 
-    /// A local port for an `l4` connection to `remote`, from the ephemeral
-    /// range, not in use with that remote end; `accept` may refuse a port.
-    /// With the device's RSS predicted and hashing `l4` on ports, the port
-    /// is one whose replies hash to this core's queue; otherwise (no
-    /// prediction, or a device that hashes on addresses only, where no port
-    /// changes the queue) one of this core's share, and a reply that lands
-    /// elsewhere is handed over.
-    pub fn pick_port(
-        &mut self,
-        l4: L4,
-        remote: SocketAddrV4,
-        accept: impl FnMut(u16) -> bool,
-    ) -> Option<u16> {
-        self.scan_ports(l4, remote, accept, None).map(|p| p.0)
+    /// Whether `port` is taken toward `remote`: a listener's, or one of a
+    /// connection (TIME-WAIT included) with that remote end.
+    pub fn port_in_use(&self, port: u16, remote: SocketAddrV4) -> bool {
+        let key = FlowKey {
+            local_port: port,
+            remote,
+        };
+        self.listener(port).is_some() || self.index.contains_key(&key)
     }
 
-    /// A local port for an active TCP open to `remote`, as `pick_port`,
-    /// except that a 4-tuple held only by one of our TIME-WAIT records is
-    /// taken over when that is safe ([`TimeWait::reusable_by_connect`], as
-    /// Linux's `tcp_tw_reuse`): the record is freed and returned, and the
-    /// new connection's ISS must come from its [`TimeWait::reuse_iss`].
-    /// Ports are tried in turn from where the last search stopped, so the
-    /// record met is the one left longest ago.
+    /// A local port from `ports` for an active TCP open to `remote`, not in
+    /// use toward it, except that a 4-tuple held only by one of our
+    /// TIME-WAIT records is taken over when that is safe
+    /// ([`TimeWait::reusable_by_connect`], as Linux's `tcp_tw_reuse`): the
+    /// record is freed and returned, and the new connection's ISS must come
+    /// from its [`TimeWait::reuse_iss`]. Ports are tried in turn from where
+    /// the last search stopped, so the record met is the one left longest
+    /// ago.
     pub fn pick_tcp_port(
         &mut self,
+        ports: &mut PortAllocator,
         now: Instant,
         remote: SocketAddrV4,
     ) -> Option<(u16, Option<TimeWait>)> {
-        self.scan_ports(L4::Tcp, remote, |_| true, Some(now))
-    }
-
-    fn scan_ports(
-        &mut self,
-        l4: L4,
-        remote: SocketAddrV4,
-        mut accept: impl FnMut(u16) -> bool,
-        reuse_time_wait: Option<Instant>,
-    ) -> Option<(u16, Option<TimeWait>)> {
-        let (lo, hi) = self.cfg.ephemeral;
-        let span = u32::from(hi.saturating_sub(lo)) + 1;
-        for _ in 0..span {
-            let port = self.next_port;
-            self.next_port = if port >= hi { lo } else { port + 1 };
+        let mut taken_over = None;
+        let port = ports.pick(L4::Tcp, remote, |port| {
+            if self.listener(port).is_some() {
+                return false;
+            }
             let key = FlowKey {
                 local_port: port,
                 remote,
             };
-            self.ports_probed += 1;
-            let mine = match &self.rss {
-                Some((p, q, local)) if p.hashes_ports(l4) => {
-                    p.queue_for_ipv4_l4(*remote.ip(), *local, remote.port(), port) == *q
+            let Some(&i) = self.index.get(&key) else {
+                return true;
+            };
+            match self.time_wait(i) {
+                Some(tw) if self.cfg.timestamps && tw.reusable_by_connect(now) => {
+                    taken_over = Some((i, *tw));
+                    true
                 }
-                _ => port % self.port_share.1 == self.port_share.0,
-            };
-            if !mine || self.listener(port).is_some() {
-                continue;
+                _ => false,
             }
-            let taken_over = match (self.index.get(&key), reuse_time_wait) {
-                (None, _) => None,
-                (Some(&i), Some(now)) => match self.time_wait(i) {
-                    Some(tw) if self.cfg.timestamps && tw.reusable_by_connect(now) => {
-                        Some((i, *tw))
-                    }
-                    _ => continue,
-                },
-                (Some(_), None) => continue,
-            };
-            if !accept(port) {
-                continue;
-            }
-            if let Some((i, _)) = taken_over {
-                self.free_slot(i);
-            }
-            return Some((port, taken_over.map(|t| t.1)));
+        })?;
+        if let Some((i, _)) = taken_over {
+            self.free_slot(i);
         }
-        None
+        Some((port, taken_over.map(|t| t.1)))
     }
 
     /// Entries in the timer wheel, live or stale (tests, diagnostics).
@@ -570,12 +512,13 @@ mod tests {
             ..Default::default()
         };
         let mut t = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
-        t.set_port_share(1, 2);
+        let mut alloc = PortAllocator::new(cfg.ephemeral);
+        alloc.set_share(1, 2);
         let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
         let local = Ipv4Addr::new(198, 18, 0, 1);
         let mut ports = Vec::new();
         for _ in 0..3 {
-            let p = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
+            let (p, _) = t.pick_tcp_port(&mut alloc, Instant::ZERO, remote).unwrap();
             assert_eq!(p % 2, 1);
             ports.push(p);
             let tcb = Tcb::connect(
@@ -590,7 +533,7 @@ mod tests {
         }
         assert_eq!(ports, vec![61001, 61003, 61005]);
         assert!(t.is_full());
-        let p = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
+        let (p, _) = t.pick_tcp_port(&mut alloc, Instant::ZERO, remote).unwrap();
         let tcb = Tcb::connect(
             &cfg,
             Instant::ZERO,
@@ -613,57 +556,6 @@ mod tests {
         t.free_slot(id.index);
         assert!(t.resolve(id).is_none());
         assert!(!t.is_full());
-    }
-
-    #[test]
-    fn predicted_ports_bring_replies_back_to_this_core() {
-        let cfg = TcpConfig::default();
-        let reta = rss::RetaTable::uniform(128, 4).unwrap();
-        let p = Arc::new(QueuePredictor::new(&rss::ToeplitzKey::MICROSOFT, reta));
-        let local = Ipv4Addr::new(198, 18, 0, 1);
-        for queue in 0..4u16 {
-            let mut t = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
-            t.set_rss(p.clone(), queue, local);
-            for i in 0..50u16 {
-                let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5000 + i);
-                let port = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
-                assert_eq!(
-                    p.queue_for_ipv4_l4(*remote.ip(), local, remote.port(), port),
-                    queue
-                );
-            }
-            // About one port in four fits: a short scan, not 64K.
-            assert!(t.ports_probed < 50 * 16, "{}", t.ports_probed);
-        }
-    }
-
-    #[test]
-    fn address_only_hashing_falls_back_to_the_port_share() {
-        // The device hashes UDP on addresses only: no port changes where a
-        // reply lands, so UDP takes this core's share (p % 2 == 1) and
-        // relies on the handoff; TCP is still predicted.
-        let cfg = TcpConfig::default();
-        let reta = rss::RetaTable::uniform(128, 2).unwrap();
-        let p = Arc::new(
-            QueuePredictor::new(&rss::ToeplitzKey::MICROSOFT, reta).with_ports(true, false),
-        );
-        let local = Ipv4Addr::new(198, 18, 0, 1);
-        let mut t = TcpTable::new(cfg, IsnGenerator::new(), Instant::ZERO);
-        t.set_port_share(1, 2);
-        t.set_rss(p.clone(), 1, local);
-        let mut tcp_even = false;
-        for i in 0..40u16 {
-            let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5000 + i);
-            let u = t.pick_port(L4::Udp, remote, |_| true).unwrap();
-            assert_eq!(u % 2, 1, "UDP port {u} is not this core's share");
-            let port = t.pick_port(L4::Tcp, remote, |_| true).unwrap();
-            assert_eq!(
-                p.queue_for_ipv4_l4(*remote.ip(), local, remote.port(), port),
-                1
-            );
-            tcp_even |= port.is_multiple_of(2);
-        }
-        assert!(tcp_even, "TCP ports follow the hash, not the share");
     }
 
     #[test]
@@ -1013,19 +905,21 @@ mod tests {
         };
         let now = Instant::from_secs(1);
         let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let mut ports = PortAllocator::new(cfg.ephemeral);
         // Both ports to the server in TIME-WAIT: 61000 with timestamps,
         // 61001 without.
         for (port, ts) in [(61000, true), (61001, false)] {
             let id = t.insert(now, established(&cfg, now, port, ts)).unwrap();
             let _ = move_to(&mut t, now, id.index, State::TimeWait);
         }
-        assert_eq!(t.pick_tcp_port(now, SERVER), None, "too young");
+        assert_eq!(t.pick_tcp_port(&mut ports, now, SERVER), None, "too young");
         let soon = now.plus(Duration::from_millis(999));
-        assert_eq!(t.pick_tcp_port(soon, SERVER), None);
+        assert_eq!(t.pick_tcp_port(&mut ports, soon, SERVER), None);
         // UDP (and anything but an active TCP open) never takes one over.
         let later = now.plus(Duration::from_secs(1));
-        assert_eq!(t.pick_port(L4::Tcp, SERVER, |_| true), None);
-        let (port, tw) = t.pick_tcp_port(later, SERVER).unwrap();
+        let udp = ports.pick(L4::Udp, SERVER, |p| !t.port_in_use(p, SERVER));
+        assert_eq!(udp, None);
+        let (port, tw) = t.pick_tcp_port(&mut ports, later, SERVER).unwrap();
         assert_eq!(port, 61000);
         let tw = tw.expect("the record taken over");
         assert_eq!(tw.snd_nxt().0, 1001);
@@ -1042,12 +936,12 @@ mod tests {
         t.insert(later, Box::new(tcb)).unwrap();
         assert!(t.lookup(&key).is_some());
         let much_later = now.plus(Duration::from_secs(50));
-        assert_eq!(t.pick_tcp_port(much_later, SERVER), None);
+        assert_eq!(t.pick_tcp_port(&mut ports, much_later, SERVER), None);
         assert_eq!(t.count_state(State::TimeWait), 1);
         // Another server, or timestamps off here: no taking over either.
         let other = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), 80);
         assert!(matches!(
-            t.pick_tcp_port(much_later, other),
+            t.pick_tcp_port(&mut ports, much_later, other),
             Some((_, None))
         ));
         let mut t = TcpTable::new(
@@ -1062,6 +956,6 @@ mod tests {
             let id = t.insert(now, established(&cfg, now, port, true)).unwrap();
             let _ = move_to(&mut t, now, id.index, State::TimeWait);
         }
-        assert_eq!(t.pick_tcp_port(much_later, SERVER), None);
+        assert_eq!(t.pick_tcp_port(&mut ports, much_later, SERVER), None);
     }
 }

@@ -10,7 +10,7 @@
 //! the shared [`FlowDirectory`] so that another core receiving a reply hands
 //! it over. It takes datagrams from its remote end only.
 
-use crate::flow::FlowDirectory;
+use crate::flow::{FlowDirectory, PortAllocator};
 use crate::tcp::table::FlowKey;
 use heapless::FnvIndexMap;
 use std::net::SocketAddrV4;
@@ -117,6 +117,23 @@ impl UdpTable {
             }
         }
         Ok(())
+    }
+
+    /// Connect an ephemeral port to `remote`: the next of this core's ports
+    /// (`ports`) that no socket here holds and `is_free` (the other
+    /// transports' say) takes.
+    pub fn connect_ephemeral(
+        &mut self,
+        ports: &mut PortAllocator,
+        remote: SocketAddrV4,
+        app: usize,
+        mut is_free: impl FnMut(u16) -> bool,
+    ) -> Result<u16, BindError> {
+        let port = ports
+            .pick(rss::L4::Udp, remote, |p| !self.is_bound(p) && is_free(p))
+            .ok_or(BindError::NoPort)?;
+        self.connect(port, remote, app)?;
+        Ok(port)
     }
 
     /// Release a port; true if it was bound.

@@ -2,10 +2,22 @@
 //! segments out (headers, checksum or offload, next hop), timers, and the
 //! application calls of [`NetCtx`].
 
-use super::*;
+use super::ctx::Net;
+use super::ethernet::ETH_LEN;
+use super::ipv4::{DEFAULT_TTL, IP_LEN};
+use crate::app::{App, BindError, ConnId, SendError, TcpError, TcpEvent};
+use crate::buf::{BufPool, L4Checksum, PacketBuf};
+use crate::stats::flows::Transport;
+use crate::stats::{Counters, DropReason};
 use crate::tcp::buffer::BUFFER_SIZES;
-use crate::tcp::{Keepalive, TwVerdict};
+use crate::tcp::syncache::{syn_ack, Expired, SynAction, SynEntry};
+use crate::tcp::syncookie::{PeerSyn, SynCookies};
+use crate::tcp::table::FlowKey;
+use crate::tcp::{event, tcb, Keepalive, SynCookieMode, Tcb, TwVerdict};
+use crate::time::{Duration, Instant};
 use crate::wire::ipv4::ecn::NOT_ECT;
+use crate::wire::{checksum, IpProtocol, Ipv4Repr, TcpPacket, TcpRepr};
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Refresh the TCP gauges this often.
 const GAUGE_INTERVAL: Duration = Duration::from_millis(100);
@@ -582,7 +594,7 @@ impl<P: BufPool> Net<P> {
         }
         let (port, taken_over) = self
             .tcp
-            .pick_tcp_port(self.now, dst)
+            .pick_tcp_port(&mut self.ports, self.now, dst)
             .ok_or(TcpError::NoPort)?;
         let local = SocketAddrV4::new(self.iface.ip.address(), port);
         let mut iss = self.tcp.isn.isn(self.now, local, dst);

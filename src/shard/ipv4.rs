@@ -1,0 +1,402 @@
+//! IPv4 on a core: datagrams in (validation, reassembly, the classifier's
+//! verdict, delivery to their protocol), datagrams out (headers, ident,
+//! fragmentation to the MTU), and the header rewrite of in-place replies.
+
+use super::classify::{classify, Tables, Verdict};
+use super::ctx::{Core, Net};
+use super::ethernet::ETH_LEN;
+use super::handoff::hand_over_reassembled;
+use super::kernel::dispatch_kernel;
+use super::steer::Steering;
+use super::tcp::deliver_tcp_events;
+use super::udp::process_udp;
+use crate::app::{App, SendError};
+use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum};
+use crate::ipv4::frag::{FragError, FragKey};
+use crate::kni::KniPolicy;
+use crate::stats::DropReason;
+use crate::wire::{
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+};
+use std::net::Ipv4Addr;
+
+pub(super) const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
+pub(super) const DEFAULT_TTL: u8 = 64;
+
+impl<P: BufPool> Core<P> {
+    pub(super) fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
+        self.net.rx_handed = handed_off;
+        let l2 = eth.buffer_len();
+        let bytes = &buf.data()[l2..];
+        let packet = match Ipv4Packet::new_checked(bytes) {
+            Ok(p) => p,
+            Err(e) => return self.net.drop_frame(e.into()),
+        };
+        // Longer than the MTU: af_packet's fanout (PACKET_FANOUT_FLAG_DEFRAG)
+        // hands over datagrams the kernel reassembled from their fragments.
+        // Taken when the frame holds exactly one whole datagram, and answered
+        // as a reassembled one would be (never in place: replies are
+        // fragmented to the MTU).
+        let oversize = bytes.len() > self.net.iface.mtu;
+        if oversize && (packet.is_fragment() || usize::from(packet.total_len()) != bytes.len()) {
+            return self.net.drop_frame(DropReason::Oversize);
+        }
+        let csum = buf.rx_checksum();
+        let l4_offloaded = !packet.is_fragment()
+            && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
+        if csum.ip == RxChecksum::Bad || (l4_offloaded && csum.l4 == RxChecksum::Bad) {
+            self.net.counters.rx_csum_offload_bad += 1;
+            return self.net.drop_frame(DropReason::BadChecksum);
+        }
+        self.net.rx_l4_good = l4_offloaded && csum.l4 == RxChecksum::Good;
+        self.net.counters.rx_csum_offload_good +=
+            u64::from(csum.ip == RxChecksum::Good) + u64::from(self.net.rx_l4_good);
+        let ip = match Ipv4Repr::parse(&packet, csum.ip != RxChecksum::Good) {
+            Ok(r) => r,
+            Err(e) => return self.net.drop_frame(e.into()),
+        };
+        if !self.net.routes.accepts(ip.dst_addr) {
+            return self.net.drop_frame(DropReason::NotForUs);
+        }
+        if !self.net.routes.valid_source(ip.src_addr) {
+            return self.net.drop_frame(DropReason::Malformed);
+        }
+        let header_len = packet.header_len() as usize;
+        if header_len > IP_LEN {
+            if let Err(e) = packet.check_options() {
+                return self.net.drop_frame(e.into());
+            }
+        }
+        if packet.is_fragment() {
+            if packet.dont_frag() {
+                // RFC 791: DF and MF/offset together cannot happen.
+                return self.net.drop_frame(DropReason::Malformed);
+            }
+            let key = FragKey {
+                src: ip.src_addr,
+                dst: ip.dst_addr,
+                protocol: ip.next_header.into(),
+                ident: packet.ident(),
+            };
+            let header = &bytes[..header_len];
+            let result = self.frag.process_fragment(
+                self.net.now,
+                key,
+                header,
+                packet.frag_offset() as usize,
+                packet.more_frags(),
+                packet.payload(),
+            );
+            match result {
+                Ok(None) => {}
+                Ok(Some(done)) => {
+                    self.net.counters.ipv4_reassembled += 1;
+                    let ip = Ipv4Repr {
+                        payload_len: done.payload.len(),
+                        ..ip
+                    };
+                    let tables = core_tables(
+                        &self.net,
+                        self.steering.as_deref(),
+                        self.kni.is_some().then_some(&self.kni_policy),
+                    );
+                    match classify(&tables, &ip, done.payload, handed_off) {
+                        Verdict::Local => deliver_datagram(
+                            &mut self.net,
+                            &mut self.apps,
+                            &ip,
+                            done.header,
+                            done.payload,
+                            false,
+                        ),
+                        Verdict::Owner(owner) => hand_over_reassembled(
+                            &mut self.net,
+                            &mut self.handoff_out,
+                            owner,
+                            &ip,
+                            done.key.ident,
+                            done.payload,
+                        ),
+                        Verdict::Kernel => {
+                            // As fragments again, as they came: a frame of
+                            // the MTU fits a buffer and the kernel's link.
+                            let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
+                            refragment(
+                                &mut self.net,
+                                &ip,
+                                done.key.ident,
+                                done.payload,
+                                eth.src_addr,
+                                |net, buf| dispatch_kernel(net, kni, limit, buf),
+                            );
+                        }
+                        Verdict::Drop(reason) => self.net.drop_frame(reason),
+                    }
+                }
+                Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
+                Err(FragError::TooBig) => self.net.counters.drop(DropReason::FragTooBig),
+                Err(FragError::NoSpace) => self.net.counters.drop(DropReason::FragNoSpace),
+            }
+            let c = &mut self.net.counters;
+            c.drops[DropReason::FragNoSpace as usize] += self.frag.take_evicted();
+            c.frag_bytes_peak = c.frag_bytes_peak.max(self.frag.bytes_in_use() as u64);
+            c.frag_in_flight = self.frag.in_flight() as u64;
+            return;
+        }
+        let payload = packet.payload();
+        let tables = core_tables(
+            &self.net,
+            self.steering.as_deref(),
+            self.kni.is_some().then_some(&self.kni_policy),
+        );
+        match classify(&tables, &ip, payload, handed_off) {
+            Verdict::Local => {}
+            Verdict::Owner(owner) => return self.handoff_out.push((owner, buf)),
+            Verdict::Kernel if oversize => {
+                // The kernel's link takes frames of the MTU.
+                let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
+                refragment(
+                    &mut self.net,
+                    &ip,
+                    packet.ident(),
+                    payload,
+                    eth.src_addr,
+                    |net, buf| dispatch_kernel(net, kni, limit, buf),
+                );
+                return;
+            }
+            Verdict::Kernel => return self.dispatch_kernel(buf),
+            Verdict::Drop(reason) => return self.net.drop_frame(reason),
+        }
+        if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN && !oversize {
+            // The common echo case: answer in the same buffer.
+            return self.net.process_icmp_in_place(buf, l2, &ip);
+        }
+        let header = &bytes[..header_len];
+        // The frame can carry its own UDP reply: no options, to our address.
+        let in_place =
+            header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address() && !oversize;
+        deliver_datagram(
+            &mut self.net,
+            &mut self.apps,
+            &ip,
+            header,
+            payload,
+            in_place,
+        );
+        if let Some((mac, slot)) = self.net.reply_inplace.take() {
+            self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
+        }
+    }
+}
+
+impl<P: BufPool> Net<P> {
+    /// Write Ethernet (destination left zero) and IPv4 headers at the front of
+    /// `buf`, whose length must already be set to the whole frame.
+    pub(super) fn emit_headers(
+        &mut self,
+        buf: &mut P::Buf,
+        ip: &Ipv4Repr,
+        ident: u16,
+        frag: Option<(usize, bool)>,
+    ) {
+        let data = buf.data_mut();
+        let eth = EthernetRepr {
+            src_addr: self.iface.mac,
+            dst_addr: EthernetAddress([0; 6]),
+            ethertype: EtherType::Ipv4,
+            vlan: None,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
+        let mut packet = Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]);
+        ip.emit(&mut packet, false);
+        packet.set_ident(ident);
+        // DF stays clear (no path MTU discovery for UDP, as Linux by default).
+        if let Some((offset, more)) = frag {
+            packet.set_frag_offset(offset as u16);
+            packet.set_more_frags(more);
+        }
+        if self.iface.tx_ipv4_cksum {
+            packet.set_checksum(0);
+        } else {
+            packet.fill_checksum();
+        }
+    }
+
+    /// Send a complete L4 datagram (`l4`, checksums already filled) to `dst`,
+    /// fragmenting it if it does not fit the MTU.
+    pub(super) fn send_ipv4(
+        &mut self,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        l4: &[u8],
+    ) -> Result<(), SendError> {
+        let hop = match self.routes.next_hop(dst) {
+            Some(h) => h,
+            None => {
+                self.counters.drop(DropReason::NoRoute);
+                return Err(SendError::NoRoute);
+            }
+        };
+        let repr = Ipv4Repr {
+            src_addr: self.iface.ip.address(),
+            dst_addr: dst,
+            next_header: protocol,
+            payload_len: l4.len(),
+            hop_limit: DEFAULT_TTL,
+            ecn: 0,
+        };
+        let ident = self.ident.next_ident();
+        let mtu = self.iface.mtu;
+        if IP_LEN + l4.len() <= mtu {
+            let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + l4.len())?;
+            buf.data_mut()[ETH_LEN + IP_LEN..].copy_from_slice(l4);
+            self.emit_headers(&mut buf, &repr, ident, None);
+            if self.iface.tx_ipv4_cksum {
+                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
+            }
+            return self.dispatch_frame(buf, hop);
+        }
+        for (offset, len, more) in crate::ipv4::frag::fragments(l4.len(), IP_LEN, mtu) {
+            let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + len)?;
+            buf.data_mut()[ETH_LEN + IP_LEN..].copy_from_slice(&l4[offset..offset + len]);
+            let frag_repr = Ipv4Repr {
+                payload_len: len,
+                ..repr
+            };
+            self.emit_headers(&mut buf, &frag_repr, ident, Some((offset, more)));
+            if self.iface.tx_ipv4_cksum {
+                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
+            }
+            self.dispatch_frame(buf, hop)?;
+            self.counters.ipv4_fragments_sent += 1;
+        }
+        Ok(())
+    }
+
+    pub(super) fn alloc_frame(&mut self, len: usize) -> Result<P::Buf, SendError> {
+        let Some(mut buf) = self.pool.alloc() else {
+            self.counters.drop(DropReason::NoBuffer);
+            return Err(SendError::NoBuffer);
+        };
+        if !buf.set_len(len) {
+            self.counters.drop(DropReason::NoBuffer);
+            return Err(SendError::NoBuffer);
+        }
+        Ok(buf)
+    }
+
+    /// The Ethernet and IPv4 headers of a received frame (no IP options, at
+    /// `l2`) turned into its reply's, to `mac`; Ethernet padding is cut off.
+    pub(super) fn turn_around(
+        &self,
+        buf: &mut P::Buf,
+        l2: usize,
+        ip: &Ipv4Repr,
+        mac: EthernetAddress,
+        ident: Option<u16>,
+    ) {
+        let total = l2 + IP_LEN + ip.payload_len;
+        buf.set_len(total);
+        let data = buf.data_mut();
+        let mut frame = EthernetFrame::new_unchecked(&mut data[..]);
+        frame.set_dst_addr(mac);
+        frame.set_src_addr(self.iface.mac);
+        Ipv4Packet::new_unchecked(&mut data[l2..total]).rewrite_as_reply(
+            self.iface.ip.address(),
+            ip.src_addr,
+            DEFAULT_TTL,
+            ident,
+        );
+    }
+}
+
+/// What `net`'s tables say to the classifier: with steering, the flow
+/// directories; with a kernel path, its policy.
+#[inline]
+fn core_tables<'a, P: BufPool>(
+    net: &'a Net<P>,
+    steering: Option<&'a Steering<P::Buf>>,
+    kernel: Option<&'a KniPolicy>,
+) -> Tables<'a> {
+    Tables {
+        me: net.info.index,
+        local: net.iface.ip.address(),
+        udp: &net.udp,
+        tcp: &net.tcp,
+        directories: steering.map(|s| (&*s.directory, &*s.udp_directory)),
+        kernel,
+    }
+}
+
+/// Cut a reassembled datagram into fragments of the MTU again, each in a
+/// frame from `src_mac` to our own MAC (the handoff's and the kernel's
+/// interface's), and give each to `emit` in order. False, with the drop
+/// counted, when the pool runs short (the fragments already emitted are
+/// then of no use: a reassembler drops them on its timeout).
+#[cold]
+pub(super) fn refragment<P: BufPool>(
+    net: &mut Net<P>,
+    ip: &Ipv4Repr,
+    ident: u16,
+    payload: &[u8],
+    src_mac: EthernetAddress,
+    mut emit: impl FnMut(&mut Net<P>, P::Buf),
+) -> bool {
+    for (offset, len, more) in crate::ipv4::frag::fragments(payload.len(), IP_LEN, net.iface.mtu) {
+        // A buffer holds a frame of the MTU.
+        let buf = net
+            .pool
+            .alloc()
+            .and_then(|mut b| b.set_len(ETH_LEN + IP_LEN + len).then_some(b));
+        let Some(mut buf) = buf else {
+            net.drop_frame(DropReason::NoBuffer);
+            return false;
+        };
+        let data = buf.data_mut();
+        let eth = EthernetRepr {
+            src_addr: src_mac,
+            dst_addr: net.iface.mac,
+            ethertype: EtherType::Ipv4,
+            vlan: None,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut data[..]));
+        let mut packet = Ipv4Packet::new_unchecked(&mut data[ETH_LEN..]);
+        Ipv4Repr {
+            payload_len: len,
+            ..*ip
+        }
+        .emit(&mut packet, false);
+        packet.set_ident(ident);
+        packet.set_frag_offset(offset as u16);
+        packet.set_more_frags(more);
+        packet.fill_checksum();
+        data[ETH_LEN + IP_LEN..].copy_from_slice(&payload[offset..offset + len]);
+        emit(net, buf);
+    }
+    true
+}
+
+/// Hand a complete (possibly reassembled) datagram to its protocol.
+/// `header` is its IP header as received, options included; `in_place`:
+/// its received frame can be turned into a UDP reply.
+fn deliver_datagram<P: BufPool>(
+    net: &mut Net<P>,
+    apps: &mut [Box<dyn App>],
+    ip: &Ipv4Repr,
+    header: &[u8],
+    payload: &[u8],
+    in_place: bool,
+) {
+    net.counters.ipv4_delivered += 1;
+    match ip.next_header {
+        IpProtocol::Udp => process_udp(net, apps, ip, header, payload, in_place),
+        IpProtocol::Icmp => net.process_icmp_copy(ip, payload),
+        IpProtocol::Tcp => {
+            net.process_tcp(ip, payload);
+            deliver_tcp_events(net, apps);
+        }
+        // The rest goes to the kernel exception path once it exists.
+        _ => net.drop_frame(DropReason::Unsupported),
+    }
+}
