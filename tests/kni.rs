@@ -237,3 +237,66 @@ fn ephemeral_ports_overlapping_the_kernels_are_refused() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("overlap"), "{}", text(&o));
 }
+
+/// Issue 15, fix 1: a datagram that arrives in fragments meets the kernel
+/// policy after reassembly, as a whole one does. A 3000-byte UDP datagram
+/// to a port no application owns reaches the kernel's socket (it was
+/// answered with port unreachable), and the fragmented echo reply to the
+/// kernel's own `ping -s 3000` reaches the kernel (it was dropped).
+#[test]
+fn fragmented_datagrams_reach_the_kernel_after_reassembly() {
+    let _g = serial();
+    let net = TestNet::new(Link::Tap);
+    let (d, kif) = start(&net, "--app udp-echo:7");
+    let ip = net.stack_ip();
+    let host = net.host_ip();
+    let got = std::env::temp_dir().join(format!("dpstack-kni-frag-{}", std::process::id()));
+    let _ = std::fs::remove_file(&got);
+    // The kernel's listener, on dpstack's address through the kernel
+    // interface; it writes the length of each datagram it gets.
+    let _srv = bg(&format!(
+        "exec /usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); \
+         s.bind(('{ip}',9999)); f=open('{}','a')\nwhile True:\n  b,a=s.recvfrom(65535); f.write('%d\\n' % len(b)); f.flush()\"",
+        got.display()
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    // A few tries: the first may wait on ARP at either end.
+    let mut lens = String::new();
+    for _ in 0..10 {
+        net.host(&format!(
+            "/usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); \
+             s.sendto(b'k'*3000,('{ip}',9999))\""
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+        lens = std::fs::read_to_string(&got).unwrap_or_default();
+        if !lens.is_empty() {
+            break;
+        }
+    }
+    let b = d.next_block();
+    assert!(
+        lens.lines().any(|l| l == "3000"),
+        "the kernel's socket got {lens:?}; dpstack: reassembled {} icmp errors {} to kernel {}",
+        b.get("ipv4_reassembled"),
+        b.get("icmp_errors_sent"),
+        b.get("kni_to_kernel")
+    );
+    assert!(b.get("ipv4_reassembled") >= 1, "{:?}", b.total);
+    assert_eq!(b.get("icmp_errors_sent"), 0, "no port unreachable");
+
+    // The kernel's own large ping: its request leaves in fragments, the
+    // host's reply comes back in fragments and must reach the kernel.
+    let o = try_run(&format!("ping -c 3 -i 0.3 -W 2 -s 3000 -I {kif} {host}"));
+    assert!(
+        o.status.success(),
+        "ping -s 3000 from the kernel: {}",
+        text(&o)
+    );
+    // dpstack's own echo still answers a fragmented datagram itself.
+    let o = net.tool("udp.py", &format!("sizes {ip} 7 3000 3000"));
+    assert!(o.status.success(), "{}", text(&o));
+
+    let _ = std::fs::remove_file(&got);
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(1));
+}
