@@ -45,6 +45,8 @@ const DEFAULT_TTL: u8 = 64;
 /// Frames taken from each other core's handoff queue per poll.
 const BURST_HANDOFF: usize = 32;
 
+#[path = "conns.rs"]
+pub mod conns;
 #[path = "tcp_glue.rs"]
 mod tcp_glue;
 use tcp_glue::deliver_tcp_events;

@@ -29,6 +29,8 @@ pub struct Published {
     pub latency: Mutex<LatencySet>,
     /// The core's flow records, when it keeps them (every second and on exit).
     pub flows: Mutex<Vec<(FlowId, FlowRecord)>>,
+    /// Its connections and sockets (every second and when asked).
+    pub conns: super::ConnsSlot,
 }
 
 /// Everything a core needs, moved onto its lcore.
@@ -186,6 +188,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     started.fetch_add(1, Ordering::AcqRel);
 
     let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut conns = super::ConnsPublisher::default();
     let mut tsc = rdtsc();
     let mut next_timer = tsc;
     let mut next_publish = tsc;
@@ -236,6 +239,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
                 }
             }
         }
+        conns.poll(&core, clock.now(tsc), &published.conns);
         if tsc >= next_publish {
             published.counters.publish(&core.net.counters);
             publish_apps(&core, &published);

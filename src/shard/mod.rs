@@ -17,6 +17,7 @@ pub mod steer;
 mod tests;
 pub mod tx;
 
+pub use ctx::conns::{listing_page, ConnsPublisher, ConnsSlot};
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
 #[cfg(feature = "dpdk")]
 pub use lcore::{run_lcore, KniSetup, LcoreSetup, Published};

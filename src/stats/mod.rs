@@ -5,6 +5,7 @@
 //! [`PublishedCounters`] slot on its stats timer and on exit, and the printer
 //! reads that slot.
 
+pub mod conns;
 pub mod flows;
 pub mod latency;
 pub mod metrics;
