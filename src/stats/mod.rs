@@ -9,6 +9,7 @@ pub mod conns;
 pub mod flows;
 pub mod latency;
 pub mod metrics;
+pub mod ss;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
