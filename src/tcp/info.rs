@@ -15,10 +15,12 @@ use crate::time::Duration;
 /// One connection's running counts since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnTotals {
-    /// Segments sent: data, SYN, FIN, pure ACKs, probes, retransmissions
+    /// Segments sent: SYN or SYN-ACK (one, for a connection the SYN
+    /// cache answered), data, FIN, pure ACKs, probes, retransmissions
     /// (RSTs are not: they end the connection).
     pub segs_out: u64,
-    /// Segments handed to this connection (acceptable or not).
+    /// Segments handed to this connection (acceptable or not), the SYN a
+    /// passive one was built from included.
     pub segs_in: u64,
     /// Payload bytes sent, retransmissions included (Linux `bytes_sent`).
     pub bytes_sent: u64,

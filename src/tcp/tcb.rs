@@ -537,6 +537,8 @@ impl Tcb {
         let mut t = Tcb::blank(cfg, now, local, remote, iss, app);
         t.state = State::SynReceived;
         t.passive = true;
+        // The SYN it is built from.
+        t.totals.segs_in = 1;
         t.take_syn_options(syn);
         t.ecn.accept_syn(syn.flags);
         t.rcv.irs = Seq(syn.seq_number);
@@ -2827,6 +2829,9 @@ impl Tcb {
         if let (false, Some(sent)) = (self.ts_enabled, first_sent) {
             self.rtt_timed = Some((self.snd.iss, sent));
         }
+        // The SYN-ACK the SYN cache (or a cookie) sent for it; its
+        // retransmissions are the core's count, not the connection's.
+        self.totals.segs_out += 1;
     }
 }
 
