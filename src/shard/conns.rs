@@ -5,13 +5,12 @@
 //!
 //! The core owns its tables; no other thread touches them. A
 //! [`ConnsPublisher`] on the core walks the table a step at a time (at
-//! most [`STEP_SLOTS`] slots per loop iteration, so that a walk never
-//! stalls the loop), copies at most [`SNAPSHOT_MAX`] connections, and
+//! most [`STEP_SLOTS`] slots per timer tick, every 100 us, so that a walk
+//! never stalls the loop), copies at most [`SNAPSHOT_MAX`] records, and
 //! swaps the finished snapshot into the core's [`ConnsSlot`] with a
 //! `try_lock` (a reader holding the slot makes it try again on the next
-//! iteration; the core never waits). A walk starts once a second, and at
-//! once when a reader asks (a request word the core reads once per
-//! iteration).
+//! tick; the core never waits). A walk starts once a second, and at once
+//! when a reader asks (a request word the core reads once per tick).
 //!
 //! Every listing position is a cursor: listeners are cursors 0 to 63 (their
 //! place in the listener list), connections 64 + their slot in the table.
@@ -33,7 +32,7 @@ use std::sync::Mutex;
 
 /// Records (listeners and connections) in one snapshot, at most.
 pub const SNAPSHOT_MAX: usize = 4096;
-/// Table slots one loop iteration looks at, at most.
+/// Table slots one step (one timer tick of the core) looks at, at most.
 pub const STEP_SLOTS: usize = 1024;
 /// A snapshot is taken this often unasked.
 const PERIOD: Duration = Duration::from_secs(1);
@@ -144,8 +143,9 @@ impl ConnsPublisher {
         }
     }
 
-    /// One loop iteration's share: start a walk if one is due or asked
-    /// for, go on with the one in progress, publish it once done.
+    /// One step (the core calls it on its timer tick): start a walk if one
+    /// is due or asked for, go on with the one in progress, publish it
+    /// once done.
     pub fn poll<P: BufPool>(&mut self, core: &Core<P>, now: Instant, slot: &ConnsSlot) {
         if self.walk.is_none() && !self.finished {
             if slot.request.load(Ordering::Relaxed) == 0 && now < self.next_due {

@@ -223,6 +223,8 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         tsc = rdtsc();
         if tsc >= next_timer {
             core.poll_timers(clock.now(tsc));
+            // The connections view: a step of a walk, if one is due.
+            conns.poll(&core, clock.now(tsc), &published.conns);
             next_timer = tsc + timer_period;
         }
         if !core.tx_queue().is_empty() {
@@ -239,7 +241,6 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
                 }
             }
         }
-        conns.poll(&core, clock.now(tsc), &published.conns);
         if tsc >= next_publish {
             published.counters.publish(&core.net.counters);
             publish_apps(&core, &published);
