@@ -538,6 +538,20 @@ fn run(
             eprintln!("dpstack: telemetry: {e} (continuing without /dpstack/stats)");
         }
     }
+    // The connections view: pages of each core's published snapshot.
+    for (name, udp, help) in [
+        ("/dpstack/tcp/conns", false, "TCP listeners and connections, a page at a time. Parameters: [*|core[,cursor]] or *,core,cursor (the reply's next)"),
+        ("/dpstack/udp/sockets", true, "UDP sockets, a page at a time. Parameters: [*|core[,cursor]] or *,core,cursor (the reply's next)"),
+    ] {
+        let published = published.clone();
+        let provider: dpdk::ReplyProvider = Box::new(move |param: &str| {
+            let slots: Vec<&crate::shard::ConnsSlot> = published.iter().map(|p| &p.conns).collect();
+            crate::shard::listing_page(&slots, param, udp)
+        });
+        if let Err(e) = dpdk::register_reply(name, help, provider) {
+            eprintln!("dpstack: telemetry: {e} (continuing without {name})");
+        }
+    }
     let core0_queues = queues.next().ok_or("the port has no queue")?;
     for ((i, &lcore), q) in lcores.iter().enumerate().skip(1).zip(queues) {
         let s = setup(i, q);

@@ -1208,12 +1208,17 @@ mod tests {
 
     #[test]
     fn a_sample_line_carries_every_field() {
+        let peer = "198.18.0.2:80".parse().unwrap();
+        let local = "198.18.0.1:40000".parse().unwrap();
+        let cfg = crate::tcp::TcpConfig::default();
+        let base = crate::tcp::Tcb::connect(&cfg, Instant::ZERO, local, peer, 1, 0);
         let info = super::super::TcpInfo {
             cwnd: 14600,
             srtt: Some(Duration::from_micros(20_150)),
             rto: Duration::from_millis(220),
             unacked: 3000,
             congestion_control: crate::tcp::CcAlgorithm::Cubic,
+            ..base.info(Instant::ZERO)
         };
         assert_eq!(
             sample_line(1, Duration::from_micros(1500), 7, &info),

@@ -85,21 +85,10 @@ pub enum TcpEvent {
     Closed { conn: ConnId, reason: CloseReason },
 }
 
-/// A connection's sending state, for measuring (as a few fields of Linux's
-/// `TCP_INFO`): what [`NetCtx::tcp_info`] returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpInfo {
-    /// The congestion window, in bytes.
-    pub cwnd: usize,
-    /// The smoothed round-trip time, once one has been measured.
-    pub srtt: Option<Duration>,
-    /// The retransmission timeout now (RFC 6298, backoff included).
-    pub rto: Duration,
-    /// Bytes queued and not yet acknowledged, sent or not.
-    pub unacked: usize,
-    /// The congestion control the connection runs.
-    pub congestion_control: CcAlgorithm,
-}
+/// What [`NetCtx::tcp_info`] returns: a connection's state, windows,
+/// timers and totals (as Linux's `TCP_INFO`); the connections view of
+/// telemetry shows the same.
+pub use crate::tcp::TcpInfo;
 
 /// Why a TCP call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

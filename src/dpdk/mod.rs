@@ -18,4 +18,4 @@ pub use port::{
     hotplug_vdev, link_up, port_by_name, port_name, Port, PortCaps, PortConfig, RxQueue, TxQueue,
     BURST,
 };
-pub use telemetry::{register_stats, StatsProvider};
+pub use telemetry::{register_reply, register_stats, ReplyProvider, StatsProvider};

@@ -32,6 +32,8 @@ pub struct Published {
     pub flows: Mutex<Vec<(FlowId, FlowRecord)>>,
     /// Where the loop's cycles go (with the counters).
     pub cycles: PublishedCycles,
+    /// Its connections and sockets (every second and when asked).
+    pub conns: super::ConnsSlot,
 }
 
 /// Everything a core needs, moved onto its lcore.
@@ -193,6 +195,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     started.fetch_add(1, Ordering::AcqRel);
 
     let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut conns = super::ConnsPublisher::default();
     let mut tsc = rdtsc();
     let mut next_timer = tsc;
     let mut next_publish = tsc;
@@ -235,6 +238,8 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         if tsc >= next_timer {
             cycles.mark(SideWork::Timers);
             core.poll_timers(clock.now(tsc));
+            // The connections view: a step of a walk, if one is due.
+            conns.poll(&core, clock.now(tsc), &published.conns);
             next_timer = tsc + timer_period;
         }
         if !core.tx_queue().is_empty() {

@@ -11,6 +11,7 @@
 
 mod arp;
 pub mod classify;
+pub mod conns;
 pub mod ctx;
 mod ethernet;
 mod handoff;
@@ -30,6 +31,7 @@ mod tests;
 pub mod tx;
 mod udp;
 
+pub use conns::{listing_page, ConnsPublisher, ConnsSlot};
 pub use ctx::{Core, CoreLimits, IfaceConfig, Net};
 #[cfg(feature = "dpdk")]
 pub use lcore::{run_lcore, KniSetup, LcoreSetup, Published};

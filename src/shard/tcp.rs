@@ -638,14 +638,7 @@ impl<P: BufPool> Net<P> {
     }
 
     pub(super) fn tcp_info_impl(&self, conn: ConnId) -> Result<crate::app::TcpInfo, TcpError> {
-        let t = self.conn_ref(conn)?;
-        Ok(crate::app::TcpInfo {
-            cwnd: t.cwnd(),
-            srtt: t.srtt(),
-            rto: t.rto(),
-            unacked: t.unsent_or_unacked(),
-            congestion_control: t.congestion_control(),
-        })
+        Ok(self.conn_ref(conn)?.info(self.now))
     }
 
     pub(super) fn tcp_shutdown_impl(&mut self, conn: ConnId) -> Result<(), TcpError> {

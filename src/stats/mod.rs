@@ -5,10 +5,12 @@
 //! [`PublishedCounters`] slot on its stats timer and on exit, and the printer
 //! reads that slot.
 
+pub mod conns;
 pub mod cycles;
 pub mod flows;
 pub mod latency;
 pub mod metrics;
+pub mod ss;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,6 +7,7 @@ pub mod autotune;
 pub mod buffer;
 pub mod cc;
 pub mod ecn;
+pub mod info;
 pub mod isn;
 pub mod rtt;
 mod scoreboard;
@@ -23,6 +24,7 @@ mod tests;
 
 pub use cc::{Ack, Cc, CongestionControl, Cubic, NewReno};
 pub use ecn::EcnMode;
+pub use info::{ConnTotals, TcpInfo};
 pub use seq::Seq;
 pub use syncache::SynCookieMode;
 pub use table::{ConnId, TcpTable};

@@ -68,6 +68,11 @@ impl RttEstimator {
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt.map(Duration::from_micros)
     }
+
+    /// RTTVAR (zero before the first sample).
+    pub fn rttvar(&self) -> Duration {
+        Duration::from_micros(self.rttvar)
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,12 @@ struct Slot {
     counted: State,
 }
 
+/// A used slot, read-only ([`TcpTable::entry`]).
+pub enum TableEntry<'a> {
+    Open(&'a Tcb),
+    TimeWait(&'a TimeWait),
+}
+
 /// Connection states, for the per-state counts (`State as usize`).
 const STATES: usize = State::TimeWait as usize + 1;
 
@@ -479,6 +485,29 @@ impl TcpTable {
             .filter(|(_, s)| s.key.is_some())
             .map(|(i, _)| i as u32)
             .collect()
+    }
+
+    /// Slots in the table, used or not (the bound of [`Self::entry`]).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// What slot `index` holds, read-only: its 4-tuple and its connection
+    /// or TIME-WAIT record; None for a free slot (and for a connection
+    /// taken out to run, which never outlives the caller's step).
+    pub fn entry(&self, index: u32) -> Option<(FlowKey, TableEntry<'_>)> {
+        let slot = self.slots.get(index as usize)?;
+        let key = slot.key?;
+        match &slot.conn {
+            Conn::Open(t) => Some((key, TableEntry::Open(t))),
+            Conn::TimeWait(tw) => Some((key, TableEntry::TimeWait(tw))),
+            Conn::Empty => None,
+        }
+    }
+
+    /// The listening ports and their applications.
+    pub fn listeners(&self) -> &[(u16, usize)] {
+        &self.listeners
     }
 
     /// A connection, read-only (None for a TIME-WAIT record).

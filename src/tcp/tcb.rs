@@ -32,6 +32,7 @@ use super::autotune::{self, RcvSpace};
 use super::buffer::{self, Assembler, RecvBuffer, SendBuffer};
 use super::cc::{Ack, Cc};
 use super::ecn::{EcnMode, EcnState};
+use super::info::{ConnTotals, TcpInfo};
 use super::rtt::RttEstimator;
 use super::scoreboard::{Delivered, Scoreboard};
 use super::seq::Seq;
@@ -384,12 +385,16 @@ pub struct Tcb {
     pub close_reason: Option<CloseReason>,
     /// The wheel tick this connection is filed under (see timer.rs).
     pub timer_tick: Option<u64>,
+    /// When the connection was created, for its age.
+    created: Instant,
+    /// Its own running counts (bytes and segments each way).
+    totals: ConnTotals,
 }
 
 impl Tcb {
     fn blank(
         cfg: &TcpConfig,
-        _now: Instant,
+        now: Instant,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: u32,
@@ -481,6 +486,8 @@ impl Tcb {
             events: 0,
             close_reason: None,
             timer_tick: None,
+            created: now,
+            totals: ConnTotals::default(),
         }
     }
 
@@ -530,6 +537,8 @@ impl Tcb {
         let mut t = Tcb::blank(cfg, now, local, remote, iss, app);
         t.state = State::SynReceived;
         t.passive = true;
+        // The SYN it is built from.
+        t.totals.segs_in = 1;
         t.take_syn_options(syn);
         t.ecn.accept_syn(syn.flags);
         t.rcv.irs = Seq(syn.seq_number);
@@ -774,6 +783,7 @@ impl Tcb {
         payload: &[u8],
         c: &mut Counters,
     ) {
+        self.totals.segs_in += 1;
         // The application found the send buffer full (the ACK may
         // announce room and clear this).
         let send_blocked = self.want_writable;
@@ -1160,6 +1170,7 @@ impl Tcb {
             let acked = ack.since(self.snd.una);
             let data_acked = acked.min(self.tx.len());
             self.tx.consume(data_acked);
+            self.totals.bytes_acked += data_acked as u64;
             if acked > data_acked && self.fin_seq.is_some() {
                 self.fin_acked = true;
             }
@@ -1405,6 +1416,7 @@ impl Tcb {
                 self.rcv.nxt = self.rcv.nxt + w.in_order;
                 self.events |= event::READABLE;
                 c.tcp_rx_bytes += w.in_order as u64;
+                self.totals.bytes_received += w.in_order as u64;
                 if had_ooo {
                     // Filling a hole is acknowledged at once, too.
                     self.ack_now = true;
@@ -1980,6 +1992,18 @@ impl Tcb {
 
     /// [`Tcb::dispatch`], telling `emit` each segment's IP ECN codepoint.
     pub fn dispatch_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        // The core takes `tx_stats` after each dispatch; the connection's
+        // own totals keep what this one added.
+        let before = self.tx_stats;
+        self.dispatch_due(now, emit);
+        let s = &self.tx_stats;
+        let t = &mut self.totals;
+        t.segs_out += s.segments - before.segments;
+        t.bytes_sent += s.bytes - before.bytes;
+        t.retransmits += s.retransmits - before.retransmits;
+    }
+
+    fn dispatch_due(&mut self, now: Instant, emit: &mut Emit<'_>) {
         if let Some(rst) = self.pending_rst.take() {
             if emit(&rst, NOT_ECT, &[], &[]) {
                 self.tx_stats.resets += 1;
@@ -2212,6 +2236,7 @@ impl Tcb {
         self.tx_stats.cwr += u64::from(cwr.contains(TcpFlags::CWR));
         if seq < self.snd.max {
             self.tx_stats.retransmits += 1;
+            self.totals.bytes_retrans += len as u64;
             if let Some(u) = self.rec.undo.as_mut() {
                 if u.retrans == 0 && u.stamp.is_none() {
                     u.stamp = Some(ts_now(now).max(1));
@@ -2563,6 +2588,47 @@ impl Tcb {
         self.cc.algorithm()
     }
 
+    /// Everything the connection tells about itself at `now` (the
+    /// application's `tcp_info` and the connections view).
+    pub fn info(&self, now: Instant) -> TcpInfo {
+        let rcv_wnd = if self.rcv.adv > self.rcv.nxt {
+            self.rcv.adv.since(self.rcv.nxt)
+        } else {
+            0
+        };
+        TcpInfo {
+            cwnd: self.cc.window(),
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            unacked: self.tx.len(),
+            congestion_control: self.cc.algorithm(),
+            state: self.state,
+            snd_una: self.snd.una.0,
+            snd_nxt: self.snd.nxt.0,
+            snd_max: self.snd.max.0,
+            snd_wnd: self.snd.wnd,
+            snd_wscale: self.snd.shift,
+            rcv_nxt: self.rcv.nxt.0,
+            rcv_wnd,
+            rcv_wscale: self.rcv.shift,
+            mss: self.mss,
+            ssthresh: self.cc.ssthresh(),
+            rttvar: self.rtt.rttvar(),
+            min_rtt: self.rec.min_rtt,
+            backoff: self.rtt.backoffs(),
+            in_recovery: self.rec.in_recovery,
+            timestamps: self.ts_enabled,
+            sack: self.sack_ok,
+            ecn: self.ecn.ok,
+            recv_queued: self.rx.len(),
+            send_buffer: self.tx.capacity(),
+            recv_buffer: self.rx.capacity(),
+            passive: self.passive,
+            age: now.since(self.created),
+            totals: self.totals,
+        }
+    }
+
     /// ECN (RFC 3168) for this connection, in place of the configured
     /// mode: what our SYN asks for, and whether a peer's request is
     /// accepted. Only before the handshake (false after: ECN is settled by
@@ -2763,6 +2829,9 @@ impl Tcb {
         if let (false, Some(sent)) = (self.ts_enabled, first_sent) {
             self.rtt_timed = Some((self.snd.iss, sent));
         }
+        // The SYN-ACK the SYN cache (or a cookie) sent for it; its
+        // retransmissions are the core's count, not the connection's.
+        self.totals.segs_out += 1;
     }
 }
 

@@ -2843,3 +2843,48 @@ fn a_loss_the_tail_loss_probe_repaired_reduces_the_window() {
         assert_eq!(t.tcb.cwnd() < cwnd, !dsack, "dsack {dsack}");
     }
 }
+
+/// The connection's own totals (the connections view, `tcp_info`): every
+/// segment each way, payload bytes sent, sent again, acknowledged and
+/// received in order, retransmissions; and its age.
+#[test]
+fn connection_totals_count_both_ways_and_retransmissions() {
+    let mut syn = seg(SYN, IRS, 0);
+    syn.options.mss = Some(100);
+    let mut t = T::passive(cfg(), syn);
+    let start = t.now;
+    t.out(); // SYN-ACK
+    t.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    // 5 bytes in, acknowledged later (delayed ACK).
+    t.send(seg(ACK | PSH, IRS + 1, ISS + 1), b"hello");
+    // A duplicate of them: counted in, not received again.
+    t.send(seg(ACK | PSH, IRS + 1, ISS + 1), b"hello");
+    t.tcb.send(&[7u8; 1000]);
+    assert_eq!(t.out().len(), 10);
+    // Three duplicate ACKs: one segment of 100 sent again.
+    for _ in 0..4 {
+        t.send(seg(ACK, IRS + 6, ISS + 201), b"");
+    }
+    t.send(seg(ACK, IRS + 6, ISS + 1001), b"");
+    t.now = t.now.plus(Duration::from_millis(250));
+    let i = t.tcb.info(t.now);
+    let tot = i.totals;
+    // The SYN that built it, the handshake's ACK, hello, hello again, an
+    // ACK and 3 duplicates, the full ACK.
+    assert_eq!(tot.segs_in, 9);
+    assert_eq!(tot.bytes_received, 5);
+    assert_eq!(tot.bytes_sent, 1100);
+    assert_eq!(tot.bytes_retrans, 100);
+    assert_eq!(tot.retransmits, 1);
+    assert_eq!(tot.bytes_acked, 1000);
+    // The SYN-ACK, the duplicate's ACK, 10 data segments, the
+    // retransmission, and whatever else the connection sent, as the core
+    // counts it (tx_stats).
+    assert!(tot.segs_out >= 13, "{tot:?}");
+    assert_eq!(i.state, State::Established);
+    assert_eq!(i.snd_una, ISS + 1001);
+    assert_eq!(i.rcv_nxt, IRS + 6);
+    assert_eq!(i.mss, 100);
+    assert_eq!(i.age, t.now.since(start));
+    assert!(i.passive);
+}

@@ -77,6 +77,11 @@ pub enum TwVerdict {
 }
 
 impl TimeWait {
+    /// SND.NXT and RCV.NXT as the connection left them.
+    pub fn seqs(&self) -> (Seq, Seq) {
+        (self.snd_nxt, self.rcv_nxt)
+    }
+
     /// The record of a connection that entered TIME-WAIT: our SND.NXT, the
     /// peer's RCV.NXT, TS.Recent if timestamps are on, and the end of 2*MSL.
     pub fn new(

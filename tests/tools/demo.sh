@@ -4,11 +4,13 @@
 # echo round trip, HTTP with curl, 10 MB through TCP echo, then SIGTERM and
 # the final counters, with the flow records (which core handled which flow).
 # Before the end: a short capture by dpdk-dumpcap read back with tcpdump
-# (with hugepages: capture needs EAL's shared configuration), and a curl of
-# the Prometheus endpoint.
+# (with hugepages: capture needs EAL's shared configuration), a curl of
+# the Prometheus endpoint, and a connection held open by curl shown by
+# dpstack-ss (the connections view, read from DPDK telemetry).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/dpstack}
+SS=${SS:-target/release/dpstack-ss}
 NS=dpsdemo
 A=dpdemo0   # dpstack's end
 B=dpdemo1   # the host's end
@@ -17,6 +19,7 @@ PCAP=/tmp/dpsdemo.pcapng
 METRICS=127.0.0.1:9464
 
 cleanup() {
+    [ -n "${CURL:-}" ] && kill "$CURL" 2>/dev/null || true
     [ -n "${PID:-}" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
     ip link del "$A" 2>/dev/null || true
@@ -86,6 +89,16 @@ fi
 echo; echo "+ curl -s http://$METRICS/metrics (a few of its lines)"
 curl -s --max-time 5 "http://$METRICS/metrics" |
     grep -E '^dpstack_(rx_packets_total|tx_packets_total|icmp_echo_replies_total|tcp_established|app_echoed|latency_seconds_(bucket\{kind="icmp",le="(1e-05|0.0001)"\}|count))'
+
+echo; echo "+ ip netns exec $NS curl --rate 4/m http://198.18.0.1/ http://198.18.0.1/ & (two GETs 15 s apart, one connection)"
+ip netns exec "$NS" curl -s --max-time 30 --rate 4/m -o /dev/null -o /dev/null http://198.18.0.1/ http://198.18.0.1/ &
+CURL=$!
+sleep 1
+echo "+ $SS --file-prefix dpsdemo -a (dpstack's connections, as ss -tina)"
+"$SS" --file-prefix dpsdemo -a
+kill "$CURL" 2>/dev/null || true
+wait "$CURL" 2>/dev/null || true
+CURL=
 
 echo; echo "+ kill -TERM dpstack"
 kill -TERM "$PID"

@@ -10,6 +10,9 @@
     tcp.py echo-server PORT COUNT          a Linux listener: echo COUNT connections,
                                            then print what it saw
     tcp.py hostile HOST PORT IFACE         hostile segments into a live connection
+    tcp.py echo-later PORT DELAY           a Linux listener: one connection, read it to
+                                           its FIN, wait DELAY seconds, send it all
+                                           back and close; print what it saw
 
 Prints one JSON object; exits non-zero when the check fails. Addresses must be
 in 198.18.0.0/15.
@@ -253,6 +256,26 @@ def echo_server(port, count):
     print(json.dumps({"connections": seen}))
 
 
+def echo_later(port, delay):
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(1)
+    srv.settimeout(30)
+    c, addr = srv.accept()
+    c.settimeout(30)
+    data = bytearray()
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        data += b
+    time.sleep(delay)
+    c.sendall(data)
+    c.close()
+    print(json.dumps({"peer": "%s:%d" % addr, "bytes": len(data)}))
+
+
 def hostile(host, port, iface):
     """Inject hostile segments into a live connection and check the answers
     against RFC 9293 and RFC 5961; the connection must survive them."""
@@ -381,6 +404,8 @@ def main():
         http_pipeline(a[1], int(a[2]), int(a[3]))
     elif cmd == "echo-server":
         echo_server(int(a[1]), int(a[2]))
+    elif cmd == "echo-later":
+        echo_later(int(a[1]), float(a[2]))
     elif cmd == "hostile":
         hostile(a[1], int(a[2]), a[3])
     else:
