@@ -947,20 +947,43 @@ impl Tcb {
             (_, 0) => seq == self.rcv.nxt, // only its ACK and RST count
             (_, _) => self.in_window(seq, wnd) || self.in_window(seq + (seg_len - 1), wnd),
         };
+        // Not acceptable, its text and FIN are not taken, but its ACK may
+        // be ("special allowance should be made to accept valid ACKs"):
+        // as Linux (`tcp_sequence`, then `tcp_ack` before the data is
+        // dropped), if it starts no later than the window's right edge and
+        // ends no earlier than the RCV.NXT our last ACK announced. A peer
+        // that filled our window sends its ACKs from there: its pure ACKs
+        // carry its SND.NXT, our right edge (Linux `tcp_acceptable_seq`),
+        // and a retransmission (a tail loss probe) repeats data we hold.
+        // Were they dropped whole, our data would wait for a timeout while
+        // theirs waits for our application to read, which waits on a send
+        // buffer only their ACKs free. RST and SYN keep RFC 5961's checks.
+        let ack_only = !acceptable
+            && flags.ack()
+            && !flags.rst()
+            && !flags.syn()
+            && seq <= self.rcv.nxt + wnd
+            && seq + seg_len >= self.rcv.last_ack_sent;
         if !acceptable {
             c.drop(DropReason::TcpOutOfWindow);
             if !flags.rst() && !payload.is_empty() && seq + payload.len() <= self.rcv.nxt {
                 // A retransmission of data we hold (RFC 2883 4.1.1).
                 self.note_dsack(seq, seq + payload.len(), c);
             }
-            if !flags.rst() {
+            // Data or a FIN is answered with the duplicate ACK it calls
+            // for; an ACK taken is not (it is no retransmission, and ACKs
+            // answered with ACKs could loop).
+            let ack_taken_alone = ack_only && seg_len == 0;
+            if !flags.rst() && !ack_taken_alone {
                 self.ack_invalid(now, seg_len, flags.syn(), c);
                 if self.state == State::TimeWait && flags.fin() {
                     // A retransmitted FIN: our last ACK was lost.
                     self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
                 }
             }
-            return;
+            if !ack_only {
+                return;
+            }
         }
         self.peer_alive(now);
         // RFC 3168 6.1.3: the CWR and CE of an acceptable segment.
@@ -1035,6 +1058,17 @@ impl Tcb {
             .ece_reduces(flags, ack, self.snd.max, self.rec.in_recovery, c)
         {
             self.cc.on_ecn(flight, self.mss);
+        }
+        if ack_only {
+            // RFC 7323 4.3 as Linux (`tcp_replace_ts_recent`): a segment
+            // that begins at or below Last.ACK.sent holds the timestamp to
+            // echo, whether or not its data is taken.
+            if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
+                if seq <= self.rcv.last_ack_sent {
+                    self.rcv.ts_recent = val;
+                }
+            }
+            return;
         }
         // Trim what we already have (the front) or cannot hold (the tail).
         let mut data = payload;
@@ -1309,12 +1343,15 @@ impl Tcb {
                 self.prr_on_ack(data);
             }
         }
-        // Window update (SND.WL1/WL2 rule).
-        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) {
+        // Window update: the SND.WL1/WL2 rule, or (Linux
+        // `tcp_may_update_window`) an ACK that acknowledged new data, which
+        // is newer than every segment taken before it, whatever its
+        // sequence number (a retransmission, taken for its ACK only).
+        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) || ack > una_before {
             let reopened = self.snd.wnd == 0 && window > 0;
             self.snd.wnd = window;
             self.snd.max_wnd = self.snd.max_wnd.max(window);
-            self.snd.wl1 = seq;
+            self.snd.wl1 = self.snd.wl1.max(seq);
             self.snd.wl2 = ack;
             if reopened {
                 self.timers[Timer::Persist] = None;

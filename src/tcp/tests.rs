@@ -2843,3 +2843,106 @@ fn a_loss_the_tail_loss_probe_repaired_reduces_the_window() {
         assert_eq!(t.tcb.cwnd() < cwnd, !dsack, "dsack {dsack}");
     }
 }
+
+// ---- ACKs on segments the window cannot take -------------------------------
+
+/// Buffers fixed at `n` bytes each way, no window scale: the window we
+/// offer is the buffer's room, to the byte.
+fn fixed_buffers(n: usize) -> TcpConfig {
+    TcpConfig {
+        rx_buffer: n,
+        tx_buffer: n,
+        rx_buffer_max: n,
+        tx_buffer_max: n,
+        window_scaling: false,
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_zero_window_still_takes_the_ack_on_data_it_cannot_take() {
+    let mut t = T::established(fixed_buffers(1024));
+    t.tcb.send(&[7; 500]);
+    assert_eq!(t.out(), vec![o(ACK | PSH, ISS + 1, IRS + 1, &[7; 500])]);
+    // The peer fills our buffer before our data reaches it.
+    t.send(seg(ACK, IRS + 1, ISS + 1), &[1; 512]);
+    let full = t.send(seg(ACK, IRS + 513, ISS + 1), &[2; 512]);
+    assert_eq!(full, vec![o(ACK, ISS + 501, IRS + 1025, b"")]);
+    // Our ACK is lost. The peer resends a segment spanning our left edge
+    // (repacketized), now acknowledging half of our data: RCV.WND is zero
+    // and none of its bytes is taken (RFC 9293 3.10.7.4), but its ACK is,
+    // and it is answered with our ACK.
+    let out = t.send(seg(ACK, IRS + 1000, ISS + 251), &[3; 100]);
+    assert_eq!(out, vec![o(ACK, ISS + 501, IRS + 1025, b"")]);
+    assert_eq!(t.tcb.snd_una().0, ISS + 251);
+    // Then its tail loss probe: its last segment again, all of it data we
+    // hold, with the ACK of the rest of ours.
+    let out = t.send(seg(ACK, IRS + 513, ISS + 501), &[2; 512]);
+    assert_eq!(out, vec![o(ACK, ISS + 501, IRS + 1025, b"")]);
+    assert_eq!(t.tcb.snd_una().0, ISS + 501);
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+    assert_eq!(t.tcb.recv_len(), 1024);
+    // Nothing of ours is left to resend: no timer sends it again.
+    for _ in 0..20 {
+        assert!(t.advance(Duration::from_millis(100)).is_empty());
+    }
+    assert_eq!((t.tcb.tx_stats.retransmits, t.c.tcp_rto), (0, 0));
+    // A segment wholly older than the RCV.NXT of our last ACK is still
+    // dropped unread (Linux `tcp_sequence`): its ACK, not acceptable
+    // either, is not taken.
+    t.tcb.send(&[8; 10]);
+    t.out();
+    t.send(seg(ACK, IRS + 1, ISS + 511), &[1; 512]);
+    assert_eq!(t.tcb.snd_una().0, ISS + 501);
+}
+
+#[test]
+fn a_peer_that_filled_our_window_is_heard_from_its_right_edge() {
+    // An echo on both ends, each reading only what it can write back, so
+    // that neither reads while its send buffer is full.
+    let mut t = T::established(TcpConfig {
+        nagle: false,
+        ..fixed_buffers(2048)
+    });
+    let mut buf = [0u8; 2048];
+    // The peer sends 2048 bytes; we read them and write them back.
+    for i in 0..4 {
+        t.send(seg(ACK, IRS + 1 + i * 512, ISS + 1), &[1; 512]);
+    }
+    assert_eq!(t.tcb.recv(&mut buf), 2048);
+    assert_eq!(t.tcb.send(&buf), 2048);
+    assert_eq!(t.out().len(), 4);
+    assert_eq!(t.tcb.send_space(), 0);
+    // It sends our whole window again; the first segment of it is lost.
+    let edge = IRS + 1 + 4096;
+    for i in 5..8 {
+        t.send(seg(ACK, IRS + 1 + i * 512, ISS + 1), &[2; 512]);
+    }
+    assert_eq!(t.tcb.rcv_nxt().0, IRS + 2049);
+    t.take_events();
+    // Our data reaches it. It cannot send (our window is full), so it
+    // acknowledges with a pure ACK whose sequence number is its SND.NXT,
+    // our right edge (RCV.NXT + RCV.WND: Linux `tcp_acceptable_seq`). Not
+    // in the window by 3.10.7.4's table, yet it is the only word from the
+    // peer until the lost segment is resent, and our echo cannot read
+    // until it writes: take its ACK (as Linux `tcp_sequence`).
+    assert!(t.send(seg(ACK, edge, ISS + 2049), b"").is_empty());
+    assert_eq!(t.tcb.snd_una().0, ISS + 2049);
+    assert_eq!(t.tcb.send_space(), 2048);
+    // The lost segment comes again, with the same ACK: all four are ours
+    // to read, and the echo goes on both ways.
+    let fill = t.send(seg(ACK, IRS + 2049, ISS + 2049), &[2; 512]);
+    assert_eq!(fill, vec![o(ACK, ISS + 2049, edge, b"")]);
+    assert_eq!(t.tcb.recv(&mut buf), 2048);
+    assert_eq!(t.tcb.send(&buf), 2048);
+    let out = t.out();
+    assert_eq!(out[0].1, ISS + 2049);
+    assert_eq!(out.iter().map(|s| s.3.len()).sum::<usize>(), 2048);
+    // Its next data, from the old right edge, is in the window again.
+    assert!(t
+        .send(seg(ACK, edge, ISS + 4097), &[3; 512])
+        .iter()
+        .all(|s| s.3.is_empty() || s.1 >= ISS + 4097));
+    assert_eq!(t.tcb.snd_una().0, ISS + 4097);
+    assert_eq!(t.tcb.rcv_nxt().0, edge + 512);
+}
