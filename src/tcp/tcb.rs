@@ -1605,11 +1605,21 @@ impl Tcb {
         let adv = (wnd >> shift).min(65535);
         let edge = self.rcv.nxt + (adv << shift);
         // Rounded down to the scale, the edge offered may sit up to one
-        // unit below the one offered before; RCV.WND for acceptance stays
-        // at the larger (`rcv.adv`, never moved back). Rounding up instead
-        // (as Linux) offered bytes the buffer cannot hold: a peer that
-        // filled them sent ACKs past our zero window, which we could not
-        // take, and an echo stalled (tests/tcp.rs, through loss).
+        // unit below the one offered before (RFC 7323 2.4 allows it); the
+        // edge for acceptance stays at the larger (`rcv.adv`, never moved
+        // back), so whatever the peer sent up to it is taken. Linux rounds
+        // up (`__tcp_select_window` ALIGNs, and a window that would shrink
+        // is offered as the old one rounded up): its window is a fraction
+        // of its buffer's memory, and the rounding fits in the rest. Ours
+        // is the buffer to the byte: rounded up, each ACK could move the
+        // edge up to a unit past the room (the roundings add up while the
+        // application does not read), and the peer's segments there would
+        // be taken for their ACK only and sent twice. Rounded up with
+        // acceptance left at the unrounded edge, the peer's ACKs from the
+        // edge it was offered were dropped whole and the lossy echo of
+        // tests/tcp.rs stalled; acceptance now takes them
+        // (`process_synchronized`), and rounding down costs under a unit
+        // of window (128 bytes at the default scale, 7).
         if edge > self.rcv.adv || !self.state.synchronized() {
             self.rcv.adv = edge;
         }
