@@ -171,6 +171,17 @@ impl Scoreboard {
         self.find(seq).map(|i| self.segs[i].end)
     }
 
+    /// Some record past `seq` is SACKed.
+    pub fn sacked_beyond(&self, seq: Seq) -> bool {
+        self.sacked > 0
+            && self
+                .segs
+                .iter()
+                .rev()
+                .take_while(|s| s.end > seq)
+                .any(|s| s.sacked)
+    }
+
     /// The SACKed record holding `seq`, if it is one: its end.
     pub fn sacked_end(&self, seq: Seq) -> Option<Seq> {
         self.find(seq)

@@ -2946,3 +2946,123 @@ fn a_peer_that_filled_our_window_is_heard_from_its_right_edge() {
     assert_eq!(t.tcb.snd_una().0, ISS + 4097);
     assert_eq!(t.tcb.rcv_nxt().0, edge + 512);
 }
+
+// ---- F-RTO (RFC 5682) -----------------------------------------------------
+
+/// Ten segments of 100 bytes out of 2000 queued, no timestamps, SACK or
+/// not; the tail loss probe (10 ms) resends the last, the timer (200 ms)
+/// the first. Returns the connection and its cwnd and ssthresh before the
+/// timeout.
+fn timed_out_flight(sack: bool) -> (T, usize, usize) {
+    let mut t = if sack {
+        established_sack()
+    } else {
+        established_mss(100, false)
+    };
+    t.tcb.send(&[7; 2000]);
+    assert_eq!(t.out().len(), 10);
+    let before = (t.tcb.cwnd(), t.tcb.ssthresh());
+    assert_eq!(t.advance(Duration::from_millis(10)).len(), 1);
+    let rto = t.advance(Duration::from_millis(190));
+    assert_eq!(rto, vec![o(ACK, ISS + 1, IRS + 1, &[7; 100])]);
+    assert_eq!(t.c.tcp_rto, 1);
+    assert!(t.tcb.ssthresh() < before.1 && t.tcb.cwnd() < before.0);
+    // What comes next was on its way: it arrives sooner than a round trip
+    // (5 ms) after the retransmission, which it cannot be the answer to.
+    t.advance(Duration::from_millis(1));
+    (t, before.0, before.1)
+}
+
+fn seqs(out: &[Out]) -> Vec<u32> {
+    out.iter().map(|s| s.1 - ISS).collect()
+}
+
+#[test]
+fn frto_finds_a_timeout_of_a_delayed_flight_spurious() {
+    for sack in [false, true] {
+        let (mut t, cwnd, ssthresh) = timed_out_flight(sack);
+        // The flight was only delayed: its ACKs come now. The first covers
+        // the resent segment and the next: new data goes instead of
+        // resending the rest (step 2b).
+        let out = t.send(sack_ack(201, &[]), b"");
+        assert_eq!(seqs(&out), vec![1001, 1101], "sack {sack}");
+        // The second covers data sent before the timeout and never
+        // resent: the timeout was spurious (step 3b); the window is back.
+        let out = t.send(sack_ack(401, &[]), b"");
+        assert_eq!(t.c.tcp_frto_spurious, 1, "sack {sack}");
+        assert_eq!((t.c.tcp_spurious_rto, t.c.tcp_undo), (1, 1));
+        // (An ssthresh not yet set, "infinite", comes back as 4 GiB.)
+        let ssthresh = ssthresh.min(u32::MAX as usize);
+        assert_eq!((t.tcb.cwnd(), t.tcb.ssthresh()), (cwnd, ssthresh));
+        assert_eq!(seqs(&out), vec![1201, 1301], "sack {sack}");
+        // The rest of the flight is acknowledged as it arrives; nothing of
+        // it is ever sent again.
+        for ack in [601, 801, 1001, 1201, 1401] {
+            let out = t.send(sack_ack(ack, &[]), b"");
+            assert!(out.iter().all(|s| s.1 >= ISS + 1401), "sack {sack}");
+        }
+        assert_eq!(t.tcb.tx_stats.retransmits, 2, "the probe and the timeout's");
+    }
+}
+
+#[test]
+fn frto_leaves_a_timeout_of_a_lost_flight_to_go_back_n() {
+    for sack in [false, true] {
+        let (mut t, _, ssthresh) = timed_out_flight(sack);
+        // Only the resent segment arrived, the rest of the flight was
+        // lost: the first ACK covers the retransmission alone, and new
+        // data goes (step 2b).
+        let out = t.send(sack_ack(101, &[]), b"");
+        assert_eq!(seqs(&out), vec![1001, 1101], "sack {sack}");
+        // The next is a duplicate: with SACK it reports the new data,
+        // beyond the recovery point; without, it has nothing new. The
+        // loss was real (step 3a): the flight is resent from SND.UNA.
+        let blocks: &[(u32, u32)] = if sack { &[(1001, 1201)] } else { &[] };
+        let out = t.send(sack_ack(101, blocks), b"");
+        assert_eq!(seqs(&out)[0], 101, "sack {sack}");
+        assert!(out.iter().all(|s| s.1 < ISS + 1001), "sack {sack}");
+        assert_eq!((t.c.tcp_frto_spurious, t.c.tcp_undo), (0, 0));
+        assert!(t.tcb.ssthresh() < ssthresh);
+        assert!(t.tcb.cwnd() <= 300, "{}", t.tcb.cwnd());
+        // Go-back-N goes on with each ACK, skipping what was SACKed.
+        let out = t.send(sack_ack(301, blocks), b"");
+        assert_eq!(seqs(&out)[0], 301, "sack {sack}");
+        assert_eq!(t.c.tcp_frto_spurious, 0);
+    }
+}
+
+#[test]
+fn with_timestamps_eifel_judges_a_timeout_before_frto() {
+    let (mut t, _) = established_with_timestamps(cfg());
+    t.tcb.send(&[7; 30_000]);
+    let flight = t.out_full();
+    assert_eq!(flight.len(), 10);
+    let sent_ts = flight[0].0.options.timestamps.unwrap().0;
+    let mss = flight[0].1.len() as u32;
+    let (cwnd, ssthresh) = (t.tcb.cwnd(), t.tcb.ssthresh());
+    assert_eq!(t.advance(Duration::from_millis(10)).len(), 1);
+    assert_eq!(t.advance(Duration::from_millis(190)).len(), 1);
+    assert_eq!(t.c.tcp_rto, 1);
+    t.advance(Duration::from_millis(1));
+    // The flight was delayed. Its first ACK echoes the TSval of the
+    // originals, older than the retransmission's: Eifel detection finds
+    // the timeout spurious on this first ACK, where F-RTO would wait for
+    // the second; the window is back and new data goes.
+    let ack = |n: u32| {
+        let mut a = seg(ACK, IRS + 1, ISS + 1 + n * mss);
+        a.options.timestamps = Some((3, sent_ts));
+        a
+    };
+    let out = t.send(ack(2), b"");
+    assert_eq!((t.c.tcp_spurious_rto, t.c.tcp_frto_spurious), (1, 0));
+    // (Restored before this ACK's own growth.)
+    assert!(t.tcb.cwnd() >= cwnd, "{} < {cwnd}", t.tcb.cwnd());
+    assert_eq!(t.tcb.ssthresh(), ssthresh.min(u32::MAX as usize));
+    assert!(!out.is_empty() && out.iter().all(|s| s.1 >= ISS + 1 + 10 * mss));
+    // F-RTO ended with it: the second ACK counts nothing more.
+    t.send(ack(4), b"");
+    assert_eq!(
+        (t.c.tcp_spurious_rto, t.c.tcp_frto_spurious, t.c.tcp_undo),
+        (1, 0, 1)
+    );
+}
