@@ -736,6 +736,15 @@ impl Tcb {
     pub fn unsent_or_unacked(&self) -> usize {
         self.tx.len()
     }
+    /// The scoreboard's invariants against SND.UNA and SND.MAX (the
+    /// fuzzing oracle's `check_core`).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn check_scoreboard(&self) -> Result<(), String> {
+        match self.rec.board.as_deref() {
+            Some(board) => board.check(self.snd.una, self.snd.max),
+            None => Ok(()),
+        }
+    }
     pub fn ssthresh(&self) -> usize {
         self.cc.ssthresh()
     }

@@ -114,6 +114,10 @@ impl T {
             v.push((*r, [a, b].concat()));
             true
         });
+        // Every test checks the scoreboard after each segment and timer.
+        if let Err(e) = self.tcb.check_scoreboard() {
+            panic!("scoreboard: {e}");
+        }
         v
     }
 
