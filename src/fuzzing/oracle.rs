@@ -236,7 +236,11 @@ const STATES: [State; 10] = State::ALL;
 ///   ones sum to `tcp_connections`, none exceeds its table's size;
 /// - no TCP buffer memory is held when no connection is left, and none
 ///   past the budget (`--tcp-memory`) but for one chunk per connection;
-/// - `tcp_mem_peak` is at least `tcp_mem_bytes`.
+/// - `tcp_mem_peak` is at least `tcp_mem_bytes`;
+/// - every connection's scoreboard holds its flight as scoreboard.rs says:
+///   records sorted and contiguous from SND.UNA to SND.MAX, the cached
+///   SACKed, lost and resent byte counts equal a recount, the pipe never
+///   below zero (with the `fuzzing` feature, or in tests).
 pub fn check_core(core: &FuzzCore, limits: &CoreLimits) -> Result<(), String> {
     let c = core.core();
     let t = c.tcp_table();
@@ -260,6 +264,8 @@ pub fn check_core(core: &FuzzCore, limits: &CoreLimits) -> Result<(), String> {
             (None, None) => return Err(format!("slot {i} is keyed but holds nothing")),
         }
     }
+    #[cfg(any(test, feature = "fuzzing"))]
+    check_scoreboards(t)?;
     let mut sum = 0;
     for s in STATES {
         let n = t.count_state(s);
@@ -313,6 +319,20 @@ pub fn check_core(core: &FuzzCore, limits: &CoreLimits) -> Result<(), String> {
             "TCP memory peak {} below the bytes held {}",
             mem.peak, mem.bytes
         ));
+    }
+    Ok(())
+}
+
+/// Every connection's scoreboard against its SND.UNA and SND.MAX (the
+/// invariants of scoreboard.rs); `check_core` calls it, and the two-core
+/// pair (`pair.rs`) after each step with the `fuzzing` feature.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn check_scoreboards(t: &crate::tcp::TcpTable) -> Result<(), String> {
+    for i in t.indices() {
+        if let Some(tcb) = t.get(i) {
+            tcb.check_scoreboard()
+                .map_err(|e| format!("{} {}: scoreboard: {e}", tcb.remote, tcb.state.name()))?;
+        }
     }
     Ok(())
 }

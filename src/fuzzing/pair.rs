@@ -493,6 +493,12 @@ impl<L: Link> Pair<L> {
             }
             n.core.poll_timers(self.now);
             self.transmit(i);
+            // The fuzz target's small flights afford a check per step; the
+            // simulations' large ones (a test build) would run 3x slower.
+            #[cfg(feature = "fuzzing")]
+            if let Err(e) = super::oracle::check_scoreboards(self.nodes[i].core.tcp_table()) {
+                panic!("{}, t={}us: node {i}: {e}", self.label, self.now.micros());
+            }
         }
     }
 

@@ -272,6 +272,9 @@ counters! {
     tcp_undo,
     /// Of those, after a retransmission timeout (RFC 4015).
     tcp_spurious_rto,
+    /// Of those, found by F-RTO (RFC 5682): the second ACK after the
+    /// timeout acknowledged data sent before it and never resent.
+    tcp_frto_spurious,
     /// Duplicate ACKs received.
     tcp_dup_acks,
     /// Segments kept out of order.

@@ -171,6 +171,17 @@ impl Scoreboard {
         self.find(seq).map(|i| self.segs[i].end)
     }
 
+    /// Some record past `seq` is SACKed.
+    pub fn sacked_beyond(&self, seq: Seq) -> bool {
+        self.sacked > 0
+            && self
+                .segs
+                .iter()
+                .rev()
+                .take_while(|s| s.end > seq)
+                .any(|s| s.sacked)
+    }
+
     /// The SACKed record holding `seq`, if it is one: its end.
     pub fn sacked_end(&self, seq: Seq) -> Option<Seq> {
         self.find(seq)
@@ -462,7 +473,7 @@ impl Scoreboard {
 
     /// The byte counts recomputed from the records (tests and the fuzzing
     /// oracle check the incremental ones against it).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn recount(&self) -> (usize, usize, usize, usize) {
         let mut c = (0, 0, 0, 0);
         for s in &self.segs {
@@ -477,9 +488,55 @@ impl Scoreboard {
         c
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         (self.sacked, self.lost, self.retrans, self.sacked_segments)
+    }
+
+    /// The module's invariants for a flight from `una` to `max` (SND.UNA,
+    /// SND.MAX), for the fuzzing oracle: each record is a non-empty range,
+    /// the records are sorted and contiguous from `una` to `max`, the
+    /// pipe's terms never make it negative (`pipe` saturates, which would
+    /// hide it), and the byte counts equal a recount.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn check(&self, una: Seq, max: Seq) -> Result<(), String> {
+        let mut at = una;
+        for (i, s) in self.segs.iter().enumerate() {
+            if s.start != at {
+                return Err(format!(
+                    "record {i} starts at {} where {} was due (SND.UNA {}, SND.MAX {})",
+                    s.start.0, at.0, una.0, max.0
+                ));
+            }
+            if s.end <= s.start || s.end > max {
+                return Err(format!(
+                    "record {i} is {}..{} (SND.MAX {})",
+                    s.start.0, s.end.0, max.0
+                ));
+            }
+            if s.sacked && (s.lost || s.retrans) {
+                return Err(format!("record {i} is SACKed and lost or in flight again"));
+            }
+            at = s.end;
+        }
+        if !self.segs.is_empty() && at != max {
+            return Err(format!("the records end at {}, SND.MAX is {}", at.0, max.0));
+        }
+        let out = at.since(una);
+        if out + self.retrans < self.sacked + self.lost {
+            return Err(format!(
+                "pipe below zero: {out} out + {} resent < {} SACKed + {} lost",
+                self.retrans, self.sacked, self.lost
+            ));
+        }
+        if self.counts() != self.recount() {
+            return Err(format!(
+                "(sacked, lost, retrans, sacked segments) kept as {:?}, recounted {:?}",
+                self.counts(),
+                self.recount()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -507,6 +564,32 @@ mod tests {
             assert!(s.start < s.end);
             at = Some(s.end);
         }
+    }
+
+    #[test]
+    fn the_oracle_check_names_each_broken_invariant() {
+        let mut b = ten();
+        b.sack(Instant(20_000), Seq(300), Seq(500), None, MS);
+        b.on_timeout(false);
+        assert_eq!(b.check(Seq(0), Seq(1000)), Ok(()));
+        let err = |b: &Scoreboard, una: u32, max: u32| b.check(Seq(una), Seq(max)).unwrap_err();
+        assert!(err(&b, 100, 1000).contains("record 0 starts at 0"));
+        assert!(err(&b, 0, 900).contains("record 9 is 900..1000"));
+        assert!(err(&b, 0, 1100).contains("end at 1000"));
+        let mut gap = b.clone();
+        gap.segs.remove(4);
+        assert!(err(&gap, 0, 1000).contains("record 4 starts at 500"));
+        let mut miscount = b.clone();
+        miscount.lost -= 100;
+        assert!(err(&miscount, 0, 1000).contains("recounted"));
+        let mut both = b.clone();
+        both.segs[3].lost = true;
+        assert!(err(&both, 0, 1000).contains("record 3 is SACKed"));
+        // (Exact counts never sum past the flight: the pipe goes below
+        // zero only with counts gone wrong, and is named first.)
+        let mut negative = b;
+        negative.lost += 2000;
+        assert!(err(&negative, 0, 1000).contains("pipe below zero"));
     }
 
     #[test]

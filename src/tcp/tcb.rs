@@ -2,10 +2,10 @@
 //! RFC 5961 (blind reset, SYN and data injection), RFC 7323 (window scale,
 //! timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582 (congestion control,
 //! NewReno), RFC 6675 and 8985 (SACK loss recovery, RACK-TLP) on a
-//! per-segment scoreboard (scoreboard.rs), RFC 6937 (PRR), RFC 3708/3522
-//! (undoing spurious reductions), RFC 5482 (user timeout), RFC 3168 (ECN:
-//! the rules are in `ecn.rs`) and RFC 1122 (delayed ACK, Nagle,
-//! keepalive, zero-window probes).
+//! per-segment scoreboard (scoreboard.rs), RFC 6937 (PRR), RFC 3708,
+//! 3522 and 5682 (undoing spurious reductions: D-SACK, Eifel, F-RTO), RFC
+//! 5482 (user timeout), RFC 3168 (ECN: the rules are in `ecn.rs`) and RFC
+//! 1122 (delayed ACK, Nagle, keepalive, zero-window probes).
 //!
 //! Invariants: a segment we send never carries more than the MSS of
 //! payload and options together (options are paid out of the segment); a
@@ -231,6 +231,33 @@ struct Recovery {
     prr_quota: u32,
     /// The last reduction, while it may still prove spurious.
     undo: Option<Undo>,
+    /// F-RTO's step after a timeout (RFC 5682).
+    frto: Frto,
+    /// New segments F-RTO's step 2b may still send, whatever cwnd says
+    /// (they go instead of retransmissions).
+    frto_new: u8,
+}
+
+/// F-RTO (RFC 5682: section 3's SACK-enhanced algorithm, section 2's
+/// without SACK), after a first timeout outside fast recovery: the ACKs
+/// that follow the retransmission of the first segment tell whether the
+/// flight was lost or only delayed. Without timestamps it is the only way
+/// to tell; with them, Eifel detection (RFC 3522) judges the first ACK
+/// after the timeout, before F-RTO's second, and its verdict ends F-RTO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frto {
+    Off,
+    /// Step 2: waiting for the ACK of the retransmitted segment.
+    /// `recovery_point` is SND.MAX at the timeout (RFC 5682's
+    /// RecoveryPoint).
+    FirstAck {
+        recovery_point: Seq,
+    },
+    /// Step 3: new data went out instead of retransmissions; the next
+    /// ACK decides.
+    SecondAck {
+        recovery_point: Seq,
+    },
 }
 
 /// A congestion window reduction (fast recovery or a timeout) that may be
@@ -457,6 +484,8 @@ impl Tcb {
                 recover_fs: 0,
                 prr_quota: 0,
                 undo: None,
+                frto: Frto::Off,
+                frto_new: 0,
             },
             ecn: EcnState::new(cfg.ecn),
             timers: Timers::default(),
@@ -716,6 +745,18 @@ impl Tcb {
     pub fn unsent_or_unacked(&self) -> usize {
         self.tx.len()
     }
+    /// The scoreboard's invariants against SND.UNA and SND.MAX (the
+    /// fuzzing oracle's `check_core`).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn check_scoreboard(&self) -> Result<(), String> {
+        match self.rec.board.as_deref() {
+            Some(board) => board.check(self.snd.una, self.snd.max),
+            None => Ok(()),
+        }
+    }
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
     pub fn cwnd(&self) -> usize {
         self.cc.window()
     }
@@ -957,20 +998,43 @@ impl Tcb {
             (_, 0) => seq == self.rcv.nxt, // only its ACK and RST count
             (_, _) => self.in_window(seq, wnd) || self.in_window(seq + (seg_len - 1), wnd),
         };
+        // Not acceptable, its text and FIN are not taken, but its ACK may
+        // be ("special allowance should be made to accept valid ACKs"):
+        // as Linux (`tcp_sequence`, then `tcp_ack` before the data is
+        // dropped), if it starts no later than the window's right edge and
+        // ends no earlier than the RCV.NXT our last ACK announced. A peer
+        // that filled our window sends its ACKs from there: its pure ACKs
+        // carry its SND.NXT, our right edge (Linux `tcp_acceptable_seq`),
+        // and a retransmission (a tail loss probe) repeats data we hold.
+        // Were they dropped whole, our data would wait for a timeout while
+        // theirs waits for our application to read, which waits on a send
+        // buffer only their ACKs free. RST and SYN keep RFC 5961's checks.
+        let ack_only = !acceptable
+            && flags.ack()
+            && !flags.rst()
+            && !flags.syn()
+            && seq <= self.rcv.nxt + wnd
+            && seq + seg_len >= self.rcv.last_ack_sent;
         if !acceptable {
             c.drop(DropReason::TcpOutOfWindow);
             if !flags.rst() && !payload.is_empty() && seq + payload.len() <= self.rcv.nxt {
                 // A retransmission of data we hold (RFC 2883 4.1.1).
                 self.note_dsack(seq, seq + payload.len(), c);
             }
-            if !flags.rst() {
+            // Data or a FIN is answered with the duplicate ACK it calls
+            // for; an ACK taken is not (it is no retransmission, and ACKs
+            // answered with ACKs could loop).
+            let ack_taken_alone = ack_only && seg_len == 0;
+            if !flags.rst() && !ack_taken_alone {
                 self.ack_invalid(now, seg_len, flags.syn(), c);
                 if self.state == State::TimeWait && flags.fin() {
                     // A retransmitted FIN: our last ACK was lost.
                     self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
                 }
             }
-            return;
+            if !ack_only {
+                return;
+            }
         }
         self.peer_alive(now);
         // RFC 3168 6.1.3: the CWR and CE of an acceptable segment.
@@ -1045,6 +1109,17 @@ impl Tcb {
             .ece_reduces(flags, ack, self.snd.max, self.rec.in_recovery, c)
         {
             self.cc.on_ecn(flight, self.mss);
+        }
+        if ack_only {
+            // RFC 7323 4.3 as Linux (`tcp_replace_ts_recent`): a segment
+            // that begins at or below Last.ACK.sent holds the timestamp to
+            // echo, whether or not its data is taken.
+            if let (true, Some((val, _))) = (self.ts_enabled, seg.options.timestamps) {
+                if seq <= self.rcv.last_ack_sent {
+                    self.rcv.ts_recent = val;
+                }
+            }
+            return;
         }
         // Trim what we already have (the front) or cannot hold (the tail).
         let mut data = payload;
@@ -1156,14 +1231,15 @@ impl Tcb {
         } else {
             None
         };
+        let mut dup_ack = false;
         if ack > self.snd.una {
+            let min_rtt = self.rack_min_rtt();
             if let Some(board) = self.rec.board.as_deref_mut() {
                 let ecr = seg
                     .options
                     .timestamps
                     .map(|t| t.1)
                     .filter(|_| self.ts_enabled);
-                let min_rtt = self.rec.min_rtt.unwrap_or(Duration::from_micros(0));
                 let d = board.ack(now, ack, ecr, min_rtt);
                 Scoreboard::merge(&mut delivered, d);
             }
@@ -1175,7 +1251,11 @@ impl Tcb {
                 self.fin_acked = true;
             }
             let flight_before = self.snd.max.since(self.snd.una);
-            self.undo_by_eifel(seg, ack, c);
+            if self.undo_by_eifel(seg, ack, c) {
+                // Eifel judged the timeout first (its first ACK): F-RTO
+                // has nothing left to tell.
+                self.end_frto();
+            }
             if self.rec.tlp_end.is_some_and(|e| ack > e) {
                 // RFC 8985 7.4.2: acknowledged beyond the probe with no
                 // D-SACK for it: the probe repaired a loss, which calls
@@ -1273,6 +1353,7 @@ impl Tcb {
                 None => window == self.snd.wnd,
             }
         {
+            dup_ack = true;
             self.rec.dup_acks += 1;
             c.tcp_dup_acks += 1;
             // RFC 5827 early retransmit: with fewer than four segments out
@@ -1300,8 +1381,13 @@ impl Tcb {
             let due = self.rec.dup_acks as usize >= thresh || lost || probed;
             // After a timeout, NewReno waits for RECOVER before it trusts
             // duplicate ACKs again (RFC 6582 4.1); SACK tells real losses
-            // from the retransmissions' echoes, so it need not wait.
-            if due && !self.rec.in_recovery && (ack >= self.rec.recover || self.sack_ok) {
+            // from the retransmissions' echoes, so it need not wait; but
+            // F-RTO's next ACK decides first.
+            if due
+                && !self.rec.in_recovery
+                && (ack >= self.rec.recover || self.sack_ok)
+                && self.rec.frto == Frto::Off
+            {
                 if let Some(board) = self.rec.board.as_deref_mut() {
                     board.mark_first_lost();
                 }
@@ -1320,12 +1406,15 @@ impl Tcb {
                 self.prr_on_ack(data);
             }
         }
-        // Window update (SND.WL1/WL2 rule).
-        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) {
+        // Window update: the SND.WL1/WL2 rule, or (Linux
+        // `tcp_may_update_window`) an ACK that acknowledged new data, which
+        // is newer than every segment taken before it, whatever its
+        // sequence number (a retransmission, taken for its ACK only).
+        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) || ack > una_before {
             let reopened = self.snd.wnd == 0 && window > 0;
             self.snd.wnd = window;
             self.snd.max_wnd = self.snd.max_wnd.max(window);
-            self.snd.wl1 = seq;
+            self.snd.wl1 = self.snd.wl1.max(seq);
             self.snd.wl2 = ack;
             if reopened {
                 self.timers[Timer::Persist] = None;
@@ -1335,6 +1424,12 @@ impl Tcb {
                 }
             }
         }
+        self.frto_on_ack(
+            ack > una_before,
+            dup_ack,
+            sack.is_some_and(|s| s.new_data),
+            c,
+        );
         match self.state {
             State::FinWait1 if self.fin_acked => {
                 self.state = State::FinWait2;
@@ -1580,11 +1675,21 @@ impl Tcb {
         let adv = (wnd >> shift).min(65535);
         let edge = self.rcv.nxt + (adv << shift);
         // Rounded down to the scale, the edge offered may sit up to one
-        // unit below the one offered before; RCV.WND for acceptance stays
-        // at the larger (`rcv.adv`, never moved back). Rounding up instead
-        // (as Linux) offered bytes the buffer cannot hold: a peer that
-        // filled them sent ACKs past our zero window, which we could not
-        // take, and an echo stalled (tests/tcp.rs, through loss).
+        // unit below the one offered before (RFC 7323 2.4 allows it); the
+        // edge for acceptance stays at the larger (`rcv.adv`, never moved
+        // back), so whatever the peer sent up to it is taken. Linux rounds
+        // up (`__tcp_select_window` ALIGNs, and a window that would shrink
+        // is offered as the old one rounded up): its window is a fraction
+        // of its buffer's memory, and the rounding fits in the rest. Ours
+        // is the buffer to the byte: rounded up, each ACK could move the
+        // edge up to a unit past the room (the roundings add up while the
+        // application does not read), and the peer's segments there would
+        // be taken for their ACK only and sent twice. Rounded up with
+        // acceptance left at the unrounded edge, the peer's ACKs from the
+        // edge it was offered were dropped whole and the lossy echo of
+        // tests/tcp.rs stalled; acceptance now takes them
+        // (`process_synchronized`), and rounding down costs under a unit
+        // of window (128 bytes at the default scale, 7).
         if edge > self.rcv.adv || !self.state.synchronized() {
             self.rcv.adv = edge;
         }
@@ -1714,7 +1819,7 @@ impl Tcb {
             .timestamps
             .map(|t| t.1)
             .filter(|_| self.ts_enabled);
-        let min_rtt = self.rec.min_rtt.unwrap_or(Duration::from_micros(0));
+        let min_rtt = self.rack_min_rtt();
         let Some(board) = self.rec.board.as_deref_mut() else {
             return info;
         };
@@ -1746,6 +1851,7 @@ impl Tcb {
 
     /// RFC 6582 3.2 step 2, RFC 6675 5 step 4: enter fast recovery.
     fn enter_recovery(&mut self, c: &mut Counters) {
+        self.end_frto();
         self.rec.dup_acks = self.rec.dup_acks.max(3);
         self.rec.in_recovery = true;
         self.rec.partial_acked = false;
@@ -1796,19 +1902,21 @@ impl Tcb {
     /// RFC 3522 (Eifel detection): the first ACK for the retransmitted
     /// data echoes a TSval older than the retransmission's: the original
     /// arrived, the retransmission was spurious.
-    fn undo_by_eifel(&mut self, seg: &TcpRepr, ack: Seq, c: &mut Counters) {
+    /// True if it judged (the ACK echoed a timestamp), spurious or not.
+    fn undo_by_eifel(&mut self, seg: &TcpRepr, ack: Seq, c: &mut Counters) -> bool {
         let Some(u) = self.rec.undo.as_mut() else {
-            return;
+            return false;
         };
         let Some(stamp) = u.stamp else {
-            return;
+            return false;
         };
         if ack <= u.from {
-            return;
+            return false;
         }
         u.stamp = None;
         let echo = seg.options.timestamps.map_or(0, |t| t.1);
-        if self.ts_enabled && echo != 0 && (echo.wrapping_sub(stamp) as i32) < 0 {
+        let judged = self.ts_enabled && echo != 0;
+        if judged && (echo.wrapping_sub(stamp) as i32) < 0 {
             if u.rto {
                 // RFC 4015 3.2: the timeout was spurious; go on with new
                 // data rather than resend the flight.
@@ -1817,6 +1925,81 @@ impl Tcb {
             }
             self.undo_reduction(c);
         }
+        judged
+    }
+
+    /// RFC 5682 steps 2 and 3 for an ACK after a timeout: `advanced`, it
+    /// acknowledged new data; `dup`, it is a duplicate ACK; `new_sack`, its
+    /// SACK blocks reported data not reported before. Other ACKs (a window
+    /// update, data) tell nothing.
+    fn frto_on_ack(&mut self, advanced: bool, dup: bool, new_sack: bool, c: &mut Counters) {
+        let (rp, second) = match self.rec.frto {
+            Frto::Off => return,
+            Frto::FirstAck { recovery_point } => (recovery_point, false),
+            Frto::SecondAck { recovery_point } => (recovery_point, true),
+        };
+        if self.rec.in_recovery || self.rec.undo.is_none_or(|u| !u.rto) {
+            // The timeout's reduction was judged otherwise (D-SACKs, or a
+            // fast recovery replaced it).
+            return self.end_frto();
+        }
+        if !second {
+            if advanced {
+                let unsent = self
+                    .tx
+                    .len()
+                    .saturating_sub(self.snd.max.since(self.snd.una));
+                let room = self.snd.una + self.snd.wnd > self.snd.max;
+                if self.snd.una >= rp || unsent == 0 || !room {
+                    // 2a: the whole flight is acknowledged, nothing to
+                    // tell; or 2b finds no new data the peer's window
+                    // takes: the timeout's go-back-N goes on.
+                    return self.end_frto();
+                }
+                // 2b: the retransmission was acknowledged, the rest of
+                // the flight not yet: send up to two new segments instead
+                // of resending it (cwnd, at two segments after the
+                // timeout's one, grows to three at most by step 3, as
+                // 3a's "no more than 3 * MSS" asks).
+                self.snd.nxt = self.snd.max;
+                self.rec.frto_new = 2;
+                self.rec.frto = Frto::SecondAck { recovery_point: rp };
+            } else if dup && !self.sack_ok {
+                // Section 2.1 step 2: without SACK, a duplicate ACK says
+                // the retransmission filled a hole, and more are lost.
+                self.end_frto();
+            }
+            // With SACK, duplicate ACKs only fill the scoreboard.
+            return;
+        }
+        if !advanced && !dup {
+            return;
+        }
+        let beyond = self.snd.una > rp
+            || self
+                .rec
+                .board
+                .as_deref()
+                .is_some_and(|b| b.sacked_beyond(rp));
+        self.end_frto();
+        if beyond || !(advanced || new_sack) {
+            // 3a: the new segments arrived ahead of the flight's rest, or
+            // nothing sent before the timeout arrived since: the flight
+            // was lost; resend it.
+            self.snd.nxt = self.snd.una;
+            return;
+        }
+        // 3b: data sent before the timeout and never resent arrived after
+        // it: the timeout was spurious. Back to the window before it, and
+        // on with new data (RFC 4015 3.2, as Eifel's response).
+        c.tcp_frto_spurious += 1;
+        c.tcp_spurious_rto += 1;
+        self.undo_reduction(c);
+    }
+
+    fn end_frto(&mut self) {
+        self.rec.frto = Frto::Off;
+        self.rec.frto_new = 0;
     }
 
     /// Return to the window before the last reduction and leave recovery:
@@ -1893,6 +2076,15 @@ impl Tcb {
         }
     }
 
+    /// RACK.min_RTT for the ambiguity test of RFC 8985 6.2 step 2: before
+    /// any sample, unbounded (as Linux's windowed minimum starts), so that
+    /// a retransmission delivered before the first sample is taken as the
+    /// original's delivery, not as its own (after a timeout of a delayed
+    /// flight, its own would deem the whole flight lost).
+    fn rack_min_rtt(&self) -> Duration {
+        self.rec.min_rtt.unwrap_or(Duration::from_micros(u64::MAX))
+    }
+
     /// RFC 8985 6.2 step 4, RACK.reo_wnd: none while no reordering was
     /// seen and recovery is under way or DupThresh segments are SACKed
     /// (the loss is plain), else a quarter of the minimum RTT (times the
@@ -1929,6 +2121,11 @@ impl Tcb {
         // resent when it ended, start the next one (as Linux re-enters
         // recovery while lost_out is not zero).
         if lost.segments == 0 && (self.rec.in_recovery || board.next_lost().is_none()) {
+            return;
+        }
+        if self.rec.frto != Frto::Off {
+            // After a timeout, F-RTO's next ACK says whether the flight
+            // is lost at all; until then nothing more is resent.
             return;
         }
         if !self.rec.in_recovery && self.snd.nxt >= self.snd.max {
@@ -2339,6 +2536,10 @@ impl Tcb {
                     0
                 };
                 self.snd.wnd.saturating_sub(flight).min(prr)
+            } else if self.rec.frto_new > 0 {
+                // F-RTO step 2b: new segments instead of retransmissions,
+                // within the peer's window only.
+                self.snd.wnd.saturating_sub(flight)
             } else {
                 self.snd.wnd.min(self.cc.window()).saturating_sub(flight)
             };
@@ -2356,7 +2557,7 @@ impl Tcb {
                 return;
             }
             match self.send_segment(now, self.snd.nxt, len, emit) {
-                Some(n) if n > 0 => {}
+                Some(n) if n > 0 => self.rec.frto_new = self.rec.frto_new.saturating_sub(1),
                 _ => return,
             }
         }
@@ -2438,6 +2639,7 @@ impl Tcb {
             self.rec.probe_tail = false;
             self.rec.retransmit_una = false;
             self.rtt_timed = None;
+            self.end_frto();
             if !self.persist_gives_up(now, c) {
                 self.probe_window(now);
             }
@@ -2466,6 +2668,7 @@ impl Tcb {
             return self.time_out(c);
         }
         c.tcp_rto += 1;
+        self.end_frto();
         if self.state.synchronized() && self.snd.max > self.snd.una {
             if self.rtt.backoffs() > 0 {
                 // A timeout again: no spurious one to detect.
@@ -2477,6 +2680,13 @@ impl Tcb {
                 }
             } else {
                 self.start_undo_episode(true);
+                // RFC 5682 step 1: a first timeout, outside fast recovery
+                // (as Linux: a timeout there more likely lost a
+                // retransmission), and not a repeated one (already in RTO
+                // recovery).
+                self.rec.frto = Frto::FirstAck {
+                    recovery_point: self.snd.max,
+                };
             }
             self.cc.on_rto(self.snd.max.since(self.snd.una), self.mss);
         }

@@ -114,6 +114,10 @@ impl T {
             v.push((*r, [a, b].concat()));
             true
         });
+        // Every test checks the scoreboard after each segment and timer.
+        if let Err(e) = self.tcb.check_scoreboard() {
+            panic!("scoreboard: {e}");
+        }
         v
     }
 
@@ -2887,4 +2891,227 @@ fn connection_totals_count_both_ways_and_retransmissions() {
     assert_eq!(i.mss, 100);
     assert_eq!(i.age, t.now.since(start));
     assert!(i.passive);
+}
+
+// ---- ACKs on segments the window cannot take -------------------------------
+
+/// Buffers fixed at `n` bytes each way, no window scale: the window we
+/// offer is the buffer's room, to the byte.
+fn fixed_buffers(n: usize) -> TcpConfig {
+    TcpConfig {
+        rx_buffer: n,
+        tx_buffer: n,
+        rx_buffer_max: n,
+        tx_buffer_max: n,
+        window_scaling: false,
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_zero_window_still_takes_the_ack_on_data_it_cannot_take() {
+    let mut t = T::established(fixed_buffers(1024));
+    t.tcb.send(&[7; 500]);
+    assert_eq!(t.out(), vec![o(ACK | PSH, ISS + 1, IRS + 1, &[7; 500])]);
+    // The peer fills our buffer before our data reaches it.
+    t.send(seg(ACK, IRS + 1, ISS + 1), &[1; 512]);
+    let full = t.send(seg(ACK, IRS + 513, ISS + 1), &[2; 512]);
+    assert_eq!(full, vec![o(ACK, ISS + 501, IRS + 1025, b"")]);
+    // Our ACK is lost. The peer resends a segment spanning our left edge
+    // (repacketized), now acknowledging half of our data: RCV.WND is zero
+    // and none of its bytes is taken (RFC 9293 3.10.7.4), but its ACK is,
+    // and it is answered with our ACK.
+    let out = t.send(seg(ACK, IRS + 1000, ISS + 251), &[3; 100]);
+    assert_eq!(out, vec![o(ACK, ISS + 501, IRS + 1025, b"")]);
+    assert_eq!(t.tcb.snd_una().0, ISS + 251);
+    // Then its tail loss probe: its last segment again, all of it data we
+    // hold, with the ACK of the rest of ours.
+    let out = t.send(seg(ACK, IRS + 513, ISS + 501), &[2; 512]);
+    assert_eq!(out, vec![o(ACK, ISS + 501, IRS + 1025, b"")]);
+    assert_eq!(t.tcb.snd_una().0, ISS + 501);
+    assert_eq!(t.tcb.unsent_or_unacked(), 0);
+    assert_eq!(t.tcb.recv_len(), 1024);
+    // Nothing of ours is left to resend: no timer sends it again.
+    for _ in 0..20 {
+        assert!(t.advance(Duration::from_millis(100)).is_empty());
+    }
+    assert_eq!((t.tcb.tx_stats.retransmits, t.c.tcp_rto), (0, 0));
+    // A segment wholly older than the RCV.NXT of our last ACK is still
+    // dropped unread (Linux `tcp_sequence`): its ACK, not acceptable
+    // either, is not taken.
+    t.tcb.send(&[8; 10]);
+    t.out();
+    t.send(seg(ACK, IRS + 1, ISS + 511), &[1; 512]);
+    assert_eq!(t.tcb.snd_una().0, ISS + 501);
+}
+
+#[test]
+fn a_peer_that_filled_our_window_is_heard_from_its_right_edge() {
+    // An echo on both ends, each reading only what it can write back, so
+    // that neither reads while its send buffer is full.
+    let mut t = T::established(TcpConfig {
+        nagle: false,
+        ..fixed_buffers(2048)
+    });
+    let mut buf = [0u8; 2048];
+    // The peer sends 2048 bytes; we read them and write them back.
+    for i in 0..4 {
+        t.send(seg(ACK, IRS + 1 + i * 512, ISS + 1), &[1; 512]);
+    }
+    assert_eq!(t.tcb.recv(&mut buf), 2048);
+    assert_eq!(t.tcb.send(&buf), 2048);
+    assert_eq!(t.out().len(), 4);
+    assert_eq!(t.tcb.send_space(), 0);
+    // It sends our whole window again; the first segment of it is lost.
+    let edge = IRS + 1 + 4096;
+    for i in 5..8 {
+        t.send(seg(ACK, IRS + 1 + i * 512, ISS + 1), &[2; 512]);
+    }
+    assert_eq!(t.tcb.rcv_nxt().0, IRS + 2049);
+    t.take_events();
+    // Our data reaches it. It cannot send (our window is full), so it
+    // acknowledges with a pure ACK whose sequence number is its SND.NXT,
+    // our right edge (RCV.NXT + RCV.WND: Linux `tcp_acceptable_seq`). Not
+    // in the window by 3.10.7.4's table, yet it is the only word from the
+    // peer until the lost segment is resent, and our echo cannot read
+    // until it writes: take its ACK (as Linux `tcp_sequence`).
+    assert!(t.send(seg(ACK, edge, ISS + 2049), b"").is_empty());
+    assert_eq!(t.tcb.snd_una().0, ISS + 2049);
+    assert_eq!(t.tcb.send_space(), 2048);
+    // The lost segment comes again, with the same ACK: all four are ours
+    // to read, and the echo goes on both ways.
+    let fill = t.send(seg(ACK, IRS + 2049, ISS + 2049), &[2; 512]);
+    assert_eq!(fill, vec![o(ACK, ISS + 2049, edge, b"")]);
+    assert_eq!(t.tcb.recv(&mut buf), 2048);
+    assert_eq!(t.tcb.send(&buf), 2048);
+    let out = t.out();
+    assert_eq!(out[0].1, ISS + 2049);
+    assert_eq!(out.iter().map(|s| s.3.len()).sum::<usize>(), 2048);
+    // Its next data, from the old right edge, is in the window again.
+    assert!(t
+        .send(seg(ACK, edge, ISS + 4097), &[3; 512])
+        .iter()
+        .all(|s| s.3.is_empty() || s.1 >= ISS + 4097));
+    assert_eq!(t.tcb.snd_una().0, ISS + 4097);
+    assert_eq!(t.tcb.rcv_nxt().0, edge + 512);
+}
+
+// ---- F-RTO (RFC 5682) -----------------------------------------------------
+
+/// Ten segments of 100 bytes out of 2000 queued, no timestamps, SACK or
+/// not; the tail loss probe (10 ms) resends the last, the timer (200 ms)
+/// the first. Returns the connection and its cwnd and ssthresh before the
+/// timeout.
+fn timed_out_flight(sack: bool) -> (T, usize, usize) {
+    let mut t = if sack {
+        established_sack()
+    } else {
+        established_mss(100, false)
+    };
+    t.tcb.send(&[7; 2000]);
+    assert_eq!(t.out().len(), 10);
+    let before = (t.tcb.cwnd(), t.tcb.ssthresh());
+    assert_eq!(t.advance(Duration::from_millis(10)).len(), 1);
+    let rto = t.advance(Duration::from_millis(190));
+    assert_eq!(rto, vec![o(ACK, ISS + 1, IRS + 1, &[7; 100])]);
+    assert_eq!(t.c.tcp_rto, 1);
+    assert!(t.tcb.ssthresh() < before.1 && t.tcb.cwnd() < before.0);
+    // What comes next was on its way: it arrives sooner than a round trip
+    // (5 ms) after the retransmission, which it cannot be the answer to.
+    t.advance(Duration::from_millis(1));
+    (t, before.0, before.1)
+}
+
+fn seqs(out: &[Out]) -> Vec<u32> {
+    out.iter().map(|s| s.1 - ISS).collect()
+}
+
+#[test]
+fn frto_finds_a_timeout_of_a_delayed_flight_spurious() {
+    for sack in [false, true] {
+        let (mut t, cwnd, ssthresh) = timed_out_flight(sack);
+        // The flight was only delayed: its ACKs come now. The first covers
+        // the resent segment and the next: new data goes instead of
+        // resending the rest (step 2b).
+        let out = t.send(sack_ack(201, &[]), b"");
+        assert_eq!(seqs(&out), vec![1001, 1101], "sack {sack}");
+        // The second covers data sent before the timeout and never
+        // resent: the timeout was spurious (step 3b); the window is back.
+        let out = t.send(sack_ack(401, &[]), b"");
+        assert_eq!(t.c.tcp_frto_spurious, 1, "sack {sack}");
+        assert_eq!((t.c.tcp_spurious_rto, t.c.tcp_undo), (1, 1));
+        // (An ssthresh not yet set, "infinite", comes back as 4 GiB.)
+        let ssthresh = ssthresh.min(u32::MAX as usize);
+        assert_eq!((t.tcb.cwnd(), t.tcb.ssthresh()), (cwnd, ssthresh));
+        assert_eq!(seqs(&out), vec![1201, 1301], "sack {sack}");
+        // The rest of the flight is acknowledged as it arrives; nothing of
+        // it is ever sent again.
+        for ack in [601, 801, 1001, 1201, 1401] {
+            let out = t.send(sack_ack(ack, &[]), b"");
+            assert!(out.iter().all(|s| s.1 >= ISS + 1401), "sack {sack}");
+        }
+        assert_eq!(t.tcb.tx_stats.retransmits, 2, "the probe and the timeout's");
+    }
+}
+
+#[test]
+fn frto_leaves_a_timeout_of_a_lost_flight_to_go_back_n() {
+    for sack in [false, true] {
+        let (mut t, _, ssthresh) = timed_out_flight(sack);
+        // Only the resent segment arrived, the rest of the flight was
+        // lost: the first ACK covers the retransmission alone, and new
+        // data goes (step 2b).
+        let out = t.send(sack_ack(101, &[]), b"");
+        assert_eq!(seqs(&out), vec![1001, 1101], "sack {sack}");
+        // The next is a duplicate: with SACK it reports the new data,
+        // beyond the recovery point; without, it has nothing new. The
+        // loss was real (step 3a): the flight is resent from SND.UNA.
+        let blocks: &[(u32, u32)] = if sack { &[(1001, 1201)] } else { &[] };
+        let out = t.send(sack_ack(101, blocks), b"");
+        assert_eq!(seqs(&out)[0], 101, "sack {sack}");
+        assert!(out.iter().all(|s| s.1 < ISS + 1001), "sack {sack}");
+        assert_eq!((t.c.tcp_frto_spurious, t.c.tcp_undo), (0, 0));
+        assert!(t.tcb.ssthresh() < ssthresh);
+        assert!(t.tcb.cwnd() <= 300, "{}", t.tcb.cwnd());
+        // Go-back-N goes on with each ACK, skipping what was SACKed.
+        let out = t.send(sack_ack(301, blocks), b"");
+        assert_eq!(seqs(&out)[0], 301, "sack {sack}");
+        assert_eq!(t.c.tcp_frto_spurious, 0);
+    }
+}
+
+#[test]
+fn with_timestamps_eifel_judges_a_timeout_before_frto() {
+    let (mut t, _) = established_with_timestamps(cfg());
+    t.tcb.send(&[7; 30_000]);
+    let flight = t.out_full();
+    assert_eq!(flight.len(), 10);
+    let sent_ts = flight[0].0.options.timestamps.unwrap().0;
+    let mss = flight[0].1.len() as u32;
+    let (cwnd, ssthresh) = (t.tcb.cwnd(), t.tcb.ssthresh());
+    assert_eq!(t.advance(Duration::from_millis(10)).len(), 1);
+    assert_eq!(t.advance(Duration::from_millis(190)).len(), 1);
+    assert_eq!(t.c.tcp_rto, 1);
+    t.advance(Duration::from_millis(1));
+    // The flight was delayed. Its first ACK echoes the TSval of the
+    // originals, older than the retransmission's: Eifel detection finds
+    // the timeout spurious on this first ACK, where F-RTO would wait for
+    // the second; the window is back and new data goes.
+    let ack = |n: u32| {
+        let mut a = seg(ACK, IRS + 1, ISS + 1 + n * mss);
+        a.options.timestamps = Some((3, sent_ts));
+        a
+    };
+    let out = t.send(ack(2), b"");
+    assert_eq!((t.c.tcp_spurious_rto, t.c.tcp_frto_spurious), (1, 0));
+    // (Restored before this ACK's own growth.)
+    assert!(t.tcb.cwnd() >= cwnd, "{} < {cwnd}", t.tcb.cwnd());
+    assert_eq!(t.tcb.ssthresh(), ssthresh.min(u32::MAX as usize));
+    assert!(!out.is_empty() && out.iter().all(|s| s.1 >= ISS + 1 + 10 * mss));
+    // F-RTO ended with it: the second ACK counts nothing more.
+    t.send(ack(4), b"");
+    assert_eq!(
+        (t.c.tcp_spurious_rto, t.c.tcp_frto_spurious, t.c.tcp_undo),
+        (1, 0, 1)
+    );
 }
