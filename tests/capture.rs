@@ -81,7 +81,7 @@ fn dumpcap_captures_a_ping_with_a_filter() {
     }
     std::thread::sleep(Duration::from_millis(300));
 
-    let ping = net.host(&format!("ping -c 5 -i 0.2 -W 1 {}", net.stack_ip()));
+    let ping = net.host(&format!("ping -c 5 -w 10 -i 0.2 -W 1 {}", net.stack_ip()));
     assert!(ping.status.success(), "{}", text(&ping));
     let status = dumpcap.wait().unwrap();
     let dumped = std::fs::read_to_string(&log).unwrap_or_default();

@@ -78,7 +78,7 @@ fn the_kernel_serves_what_dpstack_does_not_own() {
     assert_eq!(text(&o), "200", "dpstack's own http app");
 
     // ICMP echo: dpstack answers (the default).
-    let o = net.host(&format!("ping -c 3 -i 0.2 -W 1 {ip}"));
+    let o = net.host(&format!("ping -c 3 -w 10 -i 0.2 -W 1 {ip}"));
     assert!(o.status.success(), "{}", text(&o));
 
     // IPv6: neighbour discovery and echo through the exception path, to
@@ -120,7 +120,7 @@ fn the_kernel_serves_what_dpstack_does_not_own() {
 
     // Linux-originated traffic out of the kernel interface: a ping, and a
     // TCP connection to a listener on the host.
-    let o = try_run(&format!("ping -c 3 -i 0.2 -W 1 -I {kif} {host}"));
+    let o = try_run(&format!("ping -c 3 -w 10 -i 0.2 -W 1 -I {kif} {host}"));
     assert!(o.status.success(), "ping from the kernel: {}", text(&o));
     let tool = root().join("tests/tools/tcp.py");
     let _echo = bg(&format!(
@@ -175,7 +175,7 @@ fn icmp_by_the_kernel_floods_are_limited_and_a_down_interface_drops() {
     );
     let ip = net.stack_ip();
 
-    let o = net.host(&format!("ping -c 3 -i 0.2 -W 1 {ip}"));
+    let o = net.host(&format!("ping -c 3 -w 10 -i 0.2 -W 1 {ip}"));
     assert!(o.status.success(), "{}", text(&o));
     let b = d.next_block();
     assert_eq!(b.get("icmp_echo_replies"), 0, "the kernel answers");
@@ -286,7 +286,9 @@ fn fragmented_datagrams_reach_the_kernel_after_reassembly() {
 
     // The kernel's own large ping: its request leaves in fragments, the
     // host's reply comes back in fragments and must reach the kernel.
-    let o = try_run(&format!("ping -c 3 -i 0.3 -W 2 -s 3000 -I {kif} {host}"));
+    let o = try_run(&format!(
+        "ping -c 3 -w 10 -i 0.3 -W 2 -s 3000 -I {kif} {host}"
+    ));
     assert!(
         o.status.success(),
         "ping -s 3000 from the kernel: {}",

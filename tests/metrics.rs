@@ -135,7 +135,7 @@ fn metrics_endpoint_matches_the_final_counters() {
 
     // Traffic: pings, and UDP datagrams the echo application answers.
     let ip = net.stack_ip();
-    let ping = net.host(&format!("ping -c 20 -i 0.01 -W 1 {ip}"));
+    let ping = net.host(&format!("ping -c 20 -w 10 -i 0.01 -W 1 {ip}"));
     assert!(ping.status.success(), "{}", text(&ping));
     let udp = net.host(&format!(
         "/usr/bin/python3 {} flows {ip} 7 8 10",
