@@ -83,10 +83,8 @@ fn print_block(
     }
     println!("{tag} cycles core=total {}", LoopStats::sum(&cycles).line());
     for (i, p) in published.iter().enumerate() {
-        if let Ok(l) = p.latency.lock() {
-            for line in l.lines() {
-                println!("{tag} latency core={i} {line}");
-            }
+        for line in p.latency.read(|l| l.lines()).unwrap_or_default() {
+            println!("{tag} latency core={i} {line}");
         }
     }
     if let Some(port) = port {
@@ -120,10 +118,10 @@ fn metrics_snapshot(published: &[Arc<Published>]) -> metrics::Snapshot {
                         .collect()
                 },
             ),
-            latency: p.latency.lock().map_or_else(
-                |_| metrics::CoreSnapshot::latency_of(&Default::default()),
-                |set| metrics::CoreSnapshot::latency_of(&set),
-            ),
+            latency: p
+                .latency
+                .read(metrics::CoreSnapshot::latency_of)
+                .unwrap_or_else(|| metrics::CoreSnapshot::latency_of(&Default::default())),
             cycles: p.cycles.read(),
         })
         .collect();
@@ -517,16 +515,14 @@ fn run(
             let (c, lat, cycles) = if param.is_empty() {
                 let mut lat = crate::stats::latency::LatencySet::default();
                 for p in published.iter() {
-                    if let Ok(l) = p.latency.lock() {
-                        lat.merge(&l);
-                    }
+                    p.latency.read(|l| lat.merge(l));
                 }
                 let cycles: Vec<LoopStats> = published.iter().map(|p| p.cycles.read()).collect();
                 (Counters::sum(all.iter()), lat, LoopStats::sum(&cycles))
             } else {
                 let i = param.parse::<usize>().ok()?;
                 let p = published.get(i)?;
-                let lat = p.latency.lock().ok()?.clone();
+                let lat = p.latency.read(|l| l.clone())?;
                 (all.get(i)?.clone(), lat, p.cycles.read())
             };
             let mut pairs = c.pairs();

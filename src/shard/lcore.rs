@@ -12,6 +12,7 @@ use crate::kni::{KniPolicy, KniShared};
 use crate::stats::cycles::{LoopCycles, PublishedCycles, SideWork};
 use crate::stats::flows::{FlowId, FlowRecord};
 use crate::stats::latency::{traffic_kind, LatencySet, TrafficKind};
+use crate::stats::latency_slot::LatencySlot;
 use crate::stats::{Counters, DropReason, PublishedCounters};
 use crate::time::Instant;
 use arrayvec::ArrayVec;
@@ -26,8 +27,9 @@ pub struct Published {
     pub apps: Mutex<Vec<String>>,
     /// Set when the core has left its loop and published its final counters.
     pub done: AtomicBool,
-    /// RX-to-TX latency histograms, per traffic kind (every second and on exit).
-    pub latency: Mutex<LatencySet>,
+    /// RX-to-TX latency histograms, per traffic kind (handed over every
+    /// second and on exit, without a copy on the lcore).
+    pub latency: LatencySlot,
     /// The core's flow records, when it keeps them (every second and on exit).
     pub flows: Mutex<Vec<(FlowId, FlowRecord)>>,
     /// Where the loop's cycles go (with the counters).
@@ -264,12 +266,10 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             next_publish = tsc + publish_period;
         }
         if tsc >= next_latency {
-            // About 1 MB of histograms: copied once a second, not with the
-            // counters, so that the copy does not stall the loop often.
+            // What was recorded since the last hand-over, swapped for the
+            // slot's empty spare: readers fold it in on their own thread.
             cycles.mark(SideWork::Snapshot);
-            if let Ok(mut slot) = published.latency.try_lock() {
-                slot.clone_from(&latency);
-            }
+            published.latency.hand_over(&mut latency);
             if let (Some(log), Ok(mut slot)) = (core.net.flow_log(), published.flows.try_lock()) {
                 log.snapshot_into(&mut slot);
             }
@@ -282,9 +282,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     published.counters.publish(&core.net.counters);
     published.cycles.publish(cycles.stats());
     publish_apps(&core, &published);
-    if let Ok(mut slot) = published.latency.lock() {
-        *slot = latency;
-    }
+    published.latency.hand_over_last(&latency);
     if let (Some(log), Ok(mut slot)) = (core.net.flow_log(), published.flows.lock()) {
         log.snapshot_into(&mut slot);
     }

@@ -9,6 +9,7 @@ pub mod conns;
 pub mod cycles;
 pub mod flows;
 pub mod latency;
+pub mod latency_slot;
 pub mod metrics;
 pub mod ss;
 
