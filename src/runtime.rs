@@ -26,7 +26,7 @@ use crate::time::Duration;
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("dpstack: {msg}");
@@ -89,9 +89,15 @@ fn print_block(
     }
     if let Some(port) = port {
         if let Ok(s) = port.stats() {
+            // Whether imissed can be believed: 0 from a driver that never
+            // counts misses says nothing.
+            let reported = match dpdk::ring_drops::imissed_reported(&port.caps().driver) {
+                Some(r) => format!(" imissed_reported={r}"),
+                None => String::new(),
+            };
             println!(
-                "{tag} port ipackets={} opackets={} ierrors={} oerrors={} imissed={} rx_nombuf={}",
-                s.ipackets, s.opackets, s.ierrors, s.oerrors, s.imissed, s.rx_nombuf
+                "{tag} port driver={} ipackets={} opackets={} ierrors={} oerrors={} imissed={}{reported} rx_nombuf={}",
+                port.caps().driver, s.ipackets, s.opackets, s.ierrors, s.oerrors, s.imissed, s.rx_nombuf
             );
         }
     }
@@ -136,6 +142,22 @@ fn print_flows(tag: &str, published: &[Arc<Published>]) {
             for (id, r) in flows.iter() {
                 println!("{tag} flow core={i} {}", FlowLine(id, r));
             }
+        }
+    }
+}
+
+/// The kernel's af_packet ring drops, when the port is net_af_packet and
+/// its sockets were found (src/dpdk/ring_drops.rs).
+fn print_ring_drops(tag: &str, ring: &Mutex<Option<dpdk::ring_drops::RingDrops>>) {
+    if let Ok(mut guard) = ring.lock() {
+        if let Some(r) = guard.as_mut() {
+            r.poll();
+            println!(
+                "{tag} port ring_drops={} ring_packets={} ring_sockets={}",
+                r.drops,
+                r.packets,
+                r.sockets()
+            );
         }
     }
 }
@@ -261,6 +283,15 @@ fn run(
     let mut port = Port::start(cfg.port, &port_cfg, pool)
         .map_err(|e| format!("port {} failed to start: {e}", cfg.port))?;
     let caps = port.caps().clone();
+    // What the kernel dropped from af_packet's rings: the PMD does not say.
+    let ring_drops = Arc::new(Mutex::new(if caps.driver == "net_af_packet" {
+        dpdk::ring_drops::RingDrops::find(caps.if_index)
+            .map_err(|e| eprintln!("dpstack: af_packet ring drops unreadable: {e}"))
+            .ok()
+            .flatten()
+    } else {
+        None
+    }));
     let rss = match (&caps.rss_key, &caps.reta) {
         _ if !caps.rss => "off".to_string(),
         (Some(k), Some(r)) => format!(
@@ -565,6 +596,7 @@ fn run(
         let started = started.clone();
         let interval = cfg.stats_interval;
         let ip = cfg.ip;
+        let ring_drops = ring_drops.clone();
         std::thread::spawn(move || {
             while started.load(Ordering::Acquire) < n && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(5));
@@ -578,6 +610,7 @@ fn run(
                 if interval > 0 && last.elapsed().as_secs() >= interval {
                     last = std::time::Instant::now();
                     print_block("stats", &published, Some(&pool), None);
+                    print_ring_drops("stats", &ring_drops);
                 }
             }
         })
@@ -612,6 +645,7 @@ fn run(
     drop(kni_shared);
     println!("dpstack: stopping");
     print_block("final", &published, None, Some(&port));
+    print_ring_drops("final", &ring_drops);
     print_flows("final", &published);
     drop(flows);
     port.stop();
