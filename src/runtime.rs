@@ -149,17 +149,23 @@ fn print_flows(tag: &str, published: &[Arc<Published>]) {
 /// The kernel's af_packet ring drops, when the port is net_af_packet and
 /// its sockets were found (src/dpdk/ring_drops.rs).
 fn print_ring_drops(tag: &str, ring: &Mutex<Option<dpdk::ring_drops::RingDrops>>) {
-    if let Ok(mut guard) = ring.lock() {
-        if let Some(r) = guard.as_mut() {
-            r.poll();
-            println!(
-                "{tag} port ring_drops={} ring_packets={} ring_sockets={}",
-                r.drops,
-                r.packets,
-                r.sockets()
-            );
-        }
+    let sockets = ring
+        .lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|r| r.sockets()));
+    if let (Some((drops, packets)), Some(sockets)) = (poll_ring_drops(ring), sockets) {
+        println!("{tag} port ring_drops={drops} ring_packets={packets} ring_sockets={sockets}");
     }
+}
+
+/// `(drops, packets)` of the af_packet rings since start, brought up to
+/// date (every reader polls: the kernel resets its counts on each read, the
+/// totals live here).
+fn poll_ring_drops(ring: &Mutex<Option<dpdk::ring_drops::RingDrops>>) -> Option<(u64, u64)> {
+    let mut guard = ring.lock().ok()?;
+    let r = guard.as_mut()?;
+    r.poll();
+    Some((r.drops, r.packets))
 }
 
 fn print_mempool(tag: &str, pool: &Mempool) {
@@ -541,6 +547,7 @@ fn run(
     };
     {
         let published = published.clone();
+        let ring_drops = ring_drops.clone();
         let provider: dpdk::StatsProvider = Box::new(move |param: &str| {
             let all: Vec<Counters> = published.iter().map(|p| p.counters.read()).collect();
             let (c, lat, cycles) = if param.is_empty() {
@@ -559,6 +566,13 @@ fn run(
             let mut pairs = c.pairs();
             pairs.extend(lat.pairs());
             pairs.extend(cycles.pairs());
+            if param.is_empty() {
+                // The port's, not a core's: with the whole stack only.
+                if let Some((drops, packets)) = poll_ring_drops(&ring_drops) {
+                    pairs.push(("port_ring_drops".into(), drops));
+                    pairs.push(("port_ring_packets".into(), packets));
+                }
+            }
             Some(pairs)
         });
         if let Err(e) = dpdk::register_stats(provider) {

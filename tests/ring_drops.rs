@@ -39,6 +39,22 @@ fn af_packet_ring_drops_while_stopped_are_counted() {
     net.send_frames(&d.mac, "ip_bad_cksum", SENT as u32);
     run(&format!("kill -CONT {pid}"));
     std::thread::sleep(Duration::from_millis(1500));
+    // Telemetry has the same beside the counters: {"/dpstack/stats": {...,
+    // "port_ring_drops": N, ...}}.
+    let tool = root().join("tests/tools/telemetry.py");
+    let o = try_run(&format!(
+        "/usr/bin/python3 {} dps{} /dpstack/stats",
+        tool.display(),
+        net.ns
+    ));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let telemetry_drops: u64 = t
+        .split("\"port_ring_drops\": ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no port_ring_drops in {t}"));
     let e = d.stop();
     let all = e.lines.join("\n");
     let port = e
@@ -68,4 +84,9 @@ fn af_packet_ring_drops_while_stopped_are_counted() {
         "{drops} ring drops, {read} of {SENT} read:\n{all}"
     );
     assert!(drops <= SENT + 20, "{drops} ring drops of {SENT}:\n{all}");
+    // Read before the stop, after every frame had arrived.
+    assert!(
+        telemetry_drops >= SENT - read && telemetry_drops <= drops,
+        "telemetry {telemetry_drops}, final {drops}"
+    );
 }
