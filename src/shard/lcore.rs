@@ -10,6 +10,7 @@ use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::kni::{KniPolicy, KniShared};
 use crate::stats::cycles::{LoopCycles, PublishedCycles, SideWork};
+use crate::stats::flow_snapshot::FlowSnapshot;
 use crate::stats::flows::{FlowId, FlowRecord};
 use crate::stats::latency::{traffic_kind, LatencySet, TrafficKind};
 use crate::stats::latency_slot::LatencySlot;
@@ -198,6 +199,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
 
     let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
     let mut conns = super::ConnsPublisher::default();
+    let mut flow_snapshot = FlowSnapshot::default();
     let mut tsc = rdtsc();
     let mut next_timer = tsc;
     let mut next_publish = tsc;
@@ -242,6 +244,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             core.poll_timers(clock.now(tsc));
             // The connections view: a step of a walk, if one is due.
             conns.poll(&core, clock.now(tsc), &published.conns);
+            if let Some(log) = core.net.flow_log() {
+                flow_snapshot.step(log, &published.flows);
+            }
             next_timer = tsc + timer_period;
         }
         if !core.tx_queue().is_empty() {
@@ -270,9 +275,8 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             // slot's empty spare: readers fold it in on their own thread.
             cycles.mark(SideWork::Snapshot);
             published.latency.hand_over(&mut latency);
-            if let (Some(log), Ok(mut slot)) = (core.net.flow_log(), published.flows.try_lock()) {
-                log.snapshot_into(&mut slot);
-            }
+            // Flow records: copied a slice per timer tick from now on.
+            flow_snapshot.start();
             next_latency = tsc + latency_period;
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod conns;
 pub mod cycles;
+pub mod flow_snapshot;
 pub mod flows;
 pub mod latency;
 pub mod latency_slot;
