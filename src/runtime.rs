@@ -26,7 +26,7 @@ use crate::time::Duration;
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("dpstack: {msg}");
@@ -83,17 +83,21 @@ fn print_block(
     }
     println!("{tag} cycles core=total {}", LoopStats::sum(&cycles).line());
     for (i, p) in published.iter().enumerate() {
-        if let Ok(l) = p.latency.lock() {
-            for line in l.lines() {
-                println!("{tag} latency core={i} {line}");
-            }
+        for line in p.latency.read(|l| l.lines()).unwrap_or_default() {
+            println!("{tag} latency core={i} {line}");
         }
     }
     if let Some(port) = port {
         if let Ok(s) = port.stats() {
+            // Whether imissed can be believed: 0 from a driver that never
+            // counts misses says nothing.
+            let reported = match dpdk::ring_drops::imissed_reported(&port.caps().driver) {
+                Some(r) => format!(" imissed_reported={r}"),
+                None => String::new(),
+            };
             println!(
-                "{tag} port ipackets={} opackets={} ierrors={} oerrors={} imissed={} rx_nombuf={}",
-                s.ipackets, s.opackets, s.ierrors, s.oerrors, s.imissed, s.rx_nombuf
+                "{tag} port driver={} ipackets={} opackets={} ierrors={} oerrors={} imissed={}{reported} rx_nombuf={}",
+                port.caps().driver, s.ipackets, s.opackets, s.ierrors, s.oerrors, s.imissed, s.rx_nombuf
             );
         }
     }
@@ -120,10 +124,10 @@ fn metrics_snapshot(published: &[Arc<Published>]) -> metrics::Snapshot {
                         .collect()
                 },
             ),
-            latency: p.latency.lock().map_or_else(
-                |_| metrics::CoreSnapshot::latency_of(&Default::default()),
-                |set| metrics::CoreSnapshot::latency_of(&set),
-            ),
+            latency: p
+                .latency
+                .read(metrics::CoreSnapshot::latency_of)
+                .unwrap_or_else(|| metrics::CoreSnapshot::latency_of(&Default::default())),
             cycles: p.cycles.read(),
         })
         .collect();
@@ -140,6 +144,28 @@ fn print_flows(tag: &str, published: &[Arc<Published>]) {
             }
         }
     }
+}
+
+/// The kernel's af_packet ring drops, when the port is net_af_packet and
+/// its sockets were found (src/dpdk/ring_drops.rs).
+fn print_ring_drops(tag: &str, ring: &Mutex<Option<dpdk::ring_drops::RingDrops>>) {
+    let sockets = ring
+        .lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|r| r.sockets()));
+    if let (Some((drops, packets)), Some(sockets)) = (poll_ring_drops(ring), sockets) {
+        println!("{tag} port ring_drops={drops} ring_packets={packets} ring_sockets={sockets}");
+    }
+}
+
+/// `(drops, packets)` of the af_packet rings since start, brought up to
+/// date (every reader polls: the kernel resets its counts on each read, the
+/// totals live here).
+fn poll_ring_drops(ring: &Mutex<Option<dpdk::ring_drops::RingDrops>>) -> Option<(u64, u64)> {
+    let mut guard = ring.lock().ok()?;
+    let r = guard.as_mut()?;
+    r.poll();
+    Some((r.drops, r.packets))
 }
 
 fn print_mempool(tag: &str, pool: &Mempool) {
@@ -263,6 +289,15 @@ fn run(
     let mut port = Port::start(cfg.port, &port_cfg, pool)
         .map_err(|e| format!("port {} failed to start: {e}", cfg.port))?;
     let caps = port.caps().clone();
+    // What the kernel dropped from af_packet's rings: the PMD does not say.
+    let ring_drops = Arc::new(Mutex::new(if caps.driver == "net_af_packet" {
+        dpdk::ring_drops::RingDrops::find(caps.if_index)
+            .map_err(|e| eprintln!("dpstack: af_packet ring drops unreadable: {e}"))
+            .ok()
+            .flatten()
+    } else {
+        None
+    }));
     let rss = match (&caps.rss_key, &caps.reta) {
         _ if !caps.rss => "off".to_string(),
         (Some(k), Some(r)) => format!(
@@ -512,26 +547,32 @@ fn run(
     };
     {
         let published = published.clone();
+        let ring_drops = ring_drops.clone();
         let provider: dpdk::StatsProvider = Box::new(move |param: &str| {
             let all: Vec<Counters> = published.iter().map(|p| p.counters.read()).collect();
             let (c, lat, cycles) = if param.is_empty() {
                 let mut lat = crate::stats::latency::LatencySet::default();
                 for p in published.iter() {
-                    if let Ok(l) = p.latency.lock() {
-                        lat.merge(&l);
-                    }
+                    p.latency.read(|l| lat.merge(l));
                 }
                 let cycles: Vec<LoopStats> = published.iter().map(|p| p.cycles.read()).collect();
                 (Counters::sum(all.iter()), lat, LoopStats::sum(&cycles))
             } else {
                 let i = param.parse::<usize>().ok()?;
                 let p = published.get(i)?;
-                let lat = p.latency.lock().ok()?.clone();
+                let lat = p.latency.read(|l| l.clone())?;
                 (all.get(i)?.clone(), lat, p.cycles.read())
             };
             let mut pairs = c.pairs();
             pairs.extend(lat.pairs());
             pairs.extend(cycles.pairs());
+            if param.is_empty() {
+                // The port's, not a core's: with the whole stack only.
+                if let Some((drops, packets)) = poll_ring_drops(&ring_drops) {
+                    pairs.push(("port_ring_drops".into(), drops));
+                    pairs.push(("port_ring_packets".into(), packets));
+                }
+            }
             Some(pairs)
         });
         if let Err(e) = dpdk::register_stats(provider) {
@@ -569,6 +610,7 @@ fn run(
         let started = started.clone();
         let interval = cfg.stats_interval;
         let ip = cfg.ip;
+        let ring_drops = ring_drops.clone();
         std::thread::spawn(move || {
             while started.load(Ordering::Acquire) < n && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(5));
@@ -582,6 +624,7 @@ fn run(
                 if interval > 0 && last.elapsed().as_secs() >= interval {
                     last = std::time::Instant::now();
                     print_block("stats", &published, Some(&pool), None);
+                    print_ring_drops("stats", &ring_drops);
                 }
             }
         })
@@ -616,6 +659,7 @@ fn run(
     drop(kni_shared);
     println!("dpstack: stopping");
     print_block("final", &published, None, Some(&port));
+    print_ring_drops("final", &ring_drops);
     print_flows("final", &published);
     drop(flows);
     port.stop();

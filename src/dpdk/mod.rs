@@ -8,6 +8,7 @@ pub mod flow;
 mod mempool;
 mod pdump;
 mod port;
+pub mod ring_drops;
 mod telemetry;
 
 pub use eal::{lcore_id, rdtsc, socket_id, tsc_hz, version, Eal};

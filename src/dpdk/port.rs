@@ -42,6 +42,8 @@ impl Default for PortConfig {
 pub struct PortCaps {
     pub driver: String,
     pub name: String,
+    /// The kernel interface behind the port (net_af_packet, net_tap), else 0.
+    pub if_index: u32,
     pub max_rx_queues: u16,
     pub max_tx_queues: u16,
     /// RSS was enabled (the device advertised RSS offloads).
@@ -153,6 +155,7 @@ impl Port {
         let mut caps = PortCaps {
             driver,
             name: port_name(id),
+            if_index: info.if_index,
             max_rx_queues: info.max_rx_queues,
             max_tx_queues: info.max_tx_queues,
             ..Default::default()

@@ -10,8 +10,10 @@ use crate::arp::ArpShared;
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::kni::{KniPolicy, KniShared};
 use crate::stats::cycles::{LoopCycles, PublishedCycles, SideWork};
+use crate::stats::flow_snapshot::FlowSnapshot;
 use crate::stats::flows::{FlowId, FlowRecord};
 use crate::stats::latency::{traffic_kind, LatencySet, TrafficKind};
+use crate::stats::latency_slot::LatencySlot;
 use crate::stats::{Counters, DropReason, PublishedCounters};
 use crate::time::Instant;
 use arrayvec::ArrayVec;
@@ -26,8 +28,9 @@ pub struct Published {
     pub apps: Mutex<Vec<String>>,
     /// Set when the core has left its loop and published its final counters.
     pub done: AtomicBool,
-    /// RX-to-TX latency histograms, per traffic kind (every second and on exit).
-    pub latency: Mutex<LatencySet>,
+    /// RX-to-TX latency histograms, per traffic kind (handed over every
+    /// second and on exit, without a copy on the lcore).
+    pub latency: LatencySlot,
     /// The core's flow records, when it keeps them (every second and on exit).
     pub flows: Mutex<Vec<(FlowId, FlowRecord)>>,
     /// Where the loop's cycles go (with the counters).
@@ -196,6 +199,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
 
     let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
     let mut conns = super::ConnsPublisher::default();
+    let mut flow_snapshot = FlowSnapshot::default();
     let mut tsc = rdtsc();
     let mut next_timer = tsc;
     let mut next_publish = tsc;
@@ -240,6 +244,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             core.poll_timers(clock.now(tsc));
             // The connections view: a step of a walk, if one is due.
             conns.poll(&core, clock.now(tsc), &published.conns);
+            if let Some(log) = core.net.flow_log() {
+                flow_snapshot.step(log, &published.flows);
+            }
             next_timer = tsc + timer_period;
         }
         if !core.tx_queue().is_empty() {
@@ -264,15 +271,12 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             next_publish = tsc + publish_period;
         }
         if tsc >= next_latency {
-            // About 1 MB of histograms: copied once a second, not with the
-            // counters, so that the copy does not stall the loop often.
+            // What was recorded since the last hand-over, swapped for the
+            // slot's empty spare: readers fold it in on their own thread.
             cycles.mark(SideWork::Snapshot);
-            if let Ok(mut slot) = published.latency.try_lock() {
-                slot.clone_from(&latency);
-            }
-            if let (Some(log), Ok(mut slot)) = (core.net.flow_log(), published.flows.try_lock()) {
-                log.snapshot_into(&mut slot);
-            }
+            published.latency.hand_over(&mut latency);
+            // Flow records: copied a slice per timer tick from now on.
+            flow_snapshot.start();
             next_latency = tsc + latency_period;
         }
     }
@@ -282,9 +286,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     published.counters.publish(&core.net.counters);
     published.cycles.publish(cycles.stats());
     publish_apps(&core, &published);
-    if let Ok(mut slot) = published.latency.lock() {
-        *slot = latency;
-    }
+    published.latency.hand_over_last(&latency);
     if let (Some(log), Ok(mut slot)) = (core.net.flow_log(), published.flows.lock()) {
         log.snapshot_into(&mut slot);
     }

@@ -11,8 +11,11 @@
 //!
 //! The table never grows past its capacity: a new flow arriving at a full
 //! table is counted (`flow_records_full`) and not recorded; the flows
-//! already in it keep counting. The map is sized up front, so recording
-//! allocates nothing on the packet path.
+//! already in it keep counting. The records sit in a vector in the order
+//! they were first seen (nothing is ever removed), found through an index
+//! map; both are sized up front, so recording allocates nothing on the
+//! packet path, and a snapshot can copy them a slice at a time
+//! (src/stats/flow_snapshot.rs).
 
 use crate::hash::FlowHash;
 use crate::time::Instant;
@@ -77,7 +80,8 @@ impl FlowRecord {
 
 /// One core's flow records.
 pub struct FlowLog {
-    map: HashMap<FlowId, FlowRecord, FlowHash>,
+    index: HashMap<FlowId, u32, FlowHash>,
+    records: Vec<(FlowId, FlowRecord)>,
     capacity: usize,
     /// New flows not recorded because the table was full.
     pub full: u64,
@@ -86,8 +90,11 @@ pub struct FlowLog {
 impl FlowLog {
     /// A table of at most `capacity` flows, allocated now.
     pub fn new(capacity: usize) -> FlowLog {
+        // Indices are u32.
+        let capacity = capacity.min(u32::MAX as usize);
         FlowLog {
-            map: HashMap::with_capacity_and_hasher(capacity, FlowHash::default()),
+            index: HashMap::with_capacity_and_hasher(capacity, FlowHash::default()),
+            records: Vec::with_capacity(capacity),
             capacity,
             full: 0,
         }
@@ -95,11 +102,19 @@ impl FlowLog {
 
     #[inline]
     fn entry(&mut self, now: Instant, id: FlowId) -> Option<&mut FlowRecord> {
-        if self.map.len() >= self.capacity && !self.map.contains_key(&id) {
-            self.full += 1;
-            return None;
-        }
-        let r = self.map.entry(id).or_insert_with(|| FlowRecord::new(now));
+        let i = match self.index.get(&id) {
+            Some(&i) => i as usize,
+            None if self.records.len() >= self.capacity => {
+                self.full += 1;
+                return None;
+            }
+            None => {
+                self.index.insert(id, self.records.len() as u32);
+                self.records.push((id, FlowRecord::new(now)));
+                self.records.len() - 1
+            }
+        };
+        let r = &mut self.records[i].1;
         r.last = now;
         Some(r)
     }
@@ -128,22 +143,32 @@ impl FlowLog {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.records.is_empty()
+    }
+
+    /// The most flows it records.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     pub fn get(&self, id: &FlowId) -> Option<&FlowRecord> {
-        self.map.get(id)
+        self.index.get(id).map(|&i| &self.records[i as usize].1)
+    }
+
+    /// Every record, in the order the flows were first seen.
+    pub fn records(&self) -> &[(FlowId, FlowRecord)] {
+        &self.records
     }
 
     /// Copy every record into `out` (cleared first; no allocation once
     /// `out` has held as many).
     pub fn snapshot_into(&self, out: &mut Vec<(FlowId, FlowRecord)>) {
         out.clear();
-        out.extend(self.map.iter().map(|(k, v)| (*k, *v)));
+        out.extend_from_slice(&self.records);
     }
 }
 
@@ -213,7 +238,7 @@ mod tests {
     #[test]
     fn full_table_counts_new_flows_and_keeps_the_old() {
         let mut log = FlowLog::new(4);
-        let cap = log.map.capacity();
+        let cap = (log.index.capacity(), log.records.capacity());
         for p in 0..4 {
             log.record_in(Instant(1), id(Transport::Udp, p), 1, false);
         }
@@ -227,7 +252,7 @@ mod tests {
         assert_eq!(log.get(&id(Transport::Udp, 0)).unwrap().packets_in, 2);
         assert_eq!(log.full, 12);
         // Never grew.
-        assert_eq!(log.map.capacity(), cap);
+        assert_eq!((log.index.capacity(), log.records.capacity()), cap);
     }
 
     #[test]

@@ -78,6 +78,18 @@ impl LatencySet {
         &self.hists[kind as usize]
     }
 
+    /// Nothing recorded (one load per kind).
+    pub fn is_empty(&self) -> bool {
+        self.hists.iter().all(|h| h.is_empty())
+    }
+
+    /// Back to empty, keeping the buckets' memory.
+    pub fn reset(&mut self) {
+        for h in &mut self.hists {
+            h.reset();
+        }
+    }
+
     /// Add another core's histograms.
     pub fn merge(&mut self, other: &LatencySet) {
         for (a, b) in self.hists.iter_mut().zip(&other.hists) {

@@ -6,7 +6,7 @@
 //! Everything here runs on a plain thread on the kernel's network, off the
 //! packet path: a scrape reads what the cores last published (atomics for
 //! the counters; the cores only ever `try_lock` their application and
-//! latency slots, so holding one of those locks skips a core's copy and
+//! latency slots, so holding one of those locks delays a core's hand-over and
 //! never stalls it).
 //!
 //! Names: every counter is exported twice, for the whole stack

@@ -7,8 +7,10 @@
 
 pub mod conns;
 pub mod cycles;
+pub mod flow_snapshot;
 pub mod flows;
 pub mod latency;
+pub mod latency_slot;
 pub mod metrics;
 pub mod ss;
 
