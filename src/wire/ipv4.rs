@@ -233,7 +233,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         &self.b()[Self::HEADER_LEN..usize::from(self.header_len())]
     }
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(&self.b()[..usize::from(self.header_len())]) == 0xffff
+        let hl = usize::from(self.header_len());
+        match self.b().first_chunk::<20>() {
+            Some(h) if hl == Self::HEADER_LEN => checksum::header20(h) == 0xffff,
+            _ => checksum::data(&self.b()[..hl]) == 0xffff,
+        }
     }
 
     /// The options are well formed (RFC 791 3.1): end of list (0) and no-op
@@ -271,25 +275,34 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// (RFC 1624) rather than summed again. The received checksum must have
     /// been verified; options, if any, are left as they are.
     pub fn rewrite_as_reply(&mut self, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ident: Option<u16>) {
-        fn set(b: &mut [u8], at: usize, new: u16, c: &mut u16) {
-            let old = u16::from_be_bytes([b[at], b[at + 1]]);
-            *c = checksum::adjust(*c, old, new);
-            b[at..at + 2].copy_from_slice(&new.to_be_bytes());
+        // Each changed 32-bit word adds its old value's complement and its
+        // new value to one sum (checksum::adjust_by); a reply's addresses
+        // are the request's swapped, which leaves that sum as it was.
+        fn set(h: &mut [u8], at: usize, new: u32, delta: &mut u64) {
+            let old = u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+            *delta += u64::from(!old) + u64::from(new);
+            h[at..at + 4].copy_from_slice(&new.to_be_bytes());
         }
-        let b = self.buffer.as_mut();
-        let mut c = u16::from_be_bytes([b[10], b[11]]);
+        let h = &mut self.buffer.as_mut()[..field::DST + 4];
+        let mut delta = 0;
         if let Some(ident) = ident {
-            set(b, 4, ident, &mut c);
-            let flags = u16::from_be_bytes([b[6], b[7]]) & !0x4000;
-            set(b, 6, flags, &mut c);
+            let flags = be16(h, field::FLG_OFF) & !0x4000;
+            set(
+                h,
+                field::IDENT,
+                (u32::from(ident) << 16) | u32::from(flags),
+                &mut delta,
+            );
         }
-        set(b, 8, (u16::from(ttl) << 8) | u16::from(b[9]), &mut c);
-        let (s, d) = (src.octets(), dst.octets());
-        set(b, 12, u16::from_be_bytes([s[0], s[1]]), &mut c);
-        set(b, 14, u16::from_be_bytes([s[2], s[3]]), &mut c);
-        set(b, 16, u16::from_be_bytes([d[0], d[1]]), &mut c);
-        set(b, 18, u16::from_be_bytes([d[2], d[3]]), &mut c);
-        b[10..12].copy_from_slice(&c.to_be_bytes());
+        // TTL and protocol are one word; the checksum, in the next, stays out.
+        let old = be16(h, field::TTL);
+        let new = (u16::from(ttl) << 8) | (old & 0xff);
+        delta += u64::from(!old) + u64::from(new);
+        h[field::TTL] = ttl;
+        set(h, field::SRC, u32::from(src), &mut delta);
+        set(h, field::DST, u32::from(dst), &mut delta);
+        let c = checksum::adjust_by(be16(h, field::CHECKSUM), delta);
+        set_be16(h, field::CHECKSUM, c);
     }
 
     fn bm(&mut self) -> &mut [u8] {
