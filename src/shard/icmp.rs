@@ -22,11 +22,19 @@ impl<P: BufPool> Net<P> {
                 return false;
             }
         };
+        let us = ip.dst_addr == self.iface.ip.address();
+        if packet.is_echo_request() && packet.verify_checksum() {
+            // The common case without building the Repr; the rest below
+            // only to find the drop reason.
+            if us {
+                return true;
+            }
+            self.drop_frame(DropReason::NotForUs);
+            return false;
+        }
         let reason = match Icmpv4Repr::parse(&packet, true) {
             // RFC 1122 3.2.2.6: echo to a broadcast address MAY be ignored.
-            Ok(Icmpv4Repr::EchoRequest { .. }) if ip.dst_addr != self.iface.ip.address() => {
-                DropReason::NotForUs
-            }
+            Ok(Icmpv4Repr::EchoRequest { .. }) if !us => DropReason::NotForUs,
             Ok(Icmpv4Repr::EchoRequest { .. }) => return true,
             Ok(_) => DropReason::Unsupported,
             Err(e) => e.into(),

@@ -205,11 +205,13 @@ pub(super) fn process_udp<P: BufPool>(
         }
     };
     net.counters.udp_rx += 1;
-    net.record_flow_in(Transport::Udp, udp.dst_port, src, packet.payload().len());
+    // The length was checked above: the datagram's data is the rest.
+    let data = payload.get(UDP_LEN..).unwrap_or_default();
+    net.record_flow_in(Transport::Udp, udp.dst_port, src, data.len());
     let dgram = Datagram {
-        src: SocketAddrV4::new(ip.src_addr, udp.src_port),
+        src,
         dst: SocketAddrV4::new(ip.dst_addr, udp.dst_port),
-        payload: packet.payload(),
+        payload: data,
     };
     if let Some(app) = apps.get_mut(binding) {
         net.current_app = binding;

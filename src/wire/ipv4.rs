@@ -407,13 +407,20 @@ impl Ipv4Repr {
         if verify_checksum && !packet.verify_checksum() {
             return Err(Error::BadChecksum);
         }
+        // The fixed header as one array: its fields read without a bounds
+        // check each (new_checked saw the 20 bytes; an unchecked view that
+        // lacks them is truncated).
+        let h = packet.b().first_chunk::<20>().ok_or(Error::Truncated)?;
+        let header_len = usize::from(h[field::VER_IHL] & 0x0f) * 4;
+        let total_len = usize::from(u16::from_be_bytes([h[field::LENGTH], h[field::LENGTH + 1]]));
+        let (s, d) = (field::SRC, field::DST);
         Ok(Ipv4Repr {
-            src_addr: packet.src_addr(),
-            dst_addr: packet.dst_addr(),
-            next_header: packet.next_header(),
-            payload_len: usize::from(packet.total_len()) - usize::from(packet.header_len()),
-            hop_limit: packet.hop_limit(),
-            ecn: packet.ecn(),
+            src_addr: Ipv4Addr::new(h[s], h[s + 1], h[s + 2], h[s + 3]),
+            dst_addr: Ipv4Addr::new(h[d], h[d + 1], h[d + 2], h[d + 3]),
+            next_header: h[field::PROTOCOL].into(),
+            payload_len: total_len.saturating_sub(header_len),
+            hop_limit: h[field::TTL],
+            ecn: h[field::DSCP_ECN] & 0x03,
         })
     }
     /// 20: no options are emitted.

@@ -70,10 +70,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
             return true;
         }
         let len = usize::from(self.len());
-        checksum::combine(&[
-            checksum::pseudo_header(src, dst, IpProtocol::Udp, len as u32),
-            checksum::data(&self.buffer.as_ref()[..len]),
-        ]) == 0xffff
+        checksum::data_with_pseudo_header(src, dst, IpProtocol::Udp, &self.buffer.as_ref()[..len])
+            == 0xffff
     }
 }
 
