@@ -131,11 +131,13 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         Icmpv4Packet { buffer }
     }
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < Self::HEADER_LEN {
             return Err(Error::Truncated);
@@ -150,6 +152,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     }
     /// Type 8 code 0: what `Icmpv4Repr::parse` makes an `EchoRequest` of
     /// once the checksum verifies, told from two bytes.
+    #[inline]
     pub fn is_echo_request(&self) -> bool {
         let b = self.buffer.as_ref();
         b.len() >= Self::HEADER_LEN && b[field::TYPE] == 8 && b[field::CODE] == 0
@@ -170,6 +173,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     pub fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::data(self.buffer.as_ref()) == 0xffff
     }

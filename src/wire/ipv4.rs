@@ -144,12 +144,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
     }
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
     /// Lengths and version: everything needed before reading any field.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < Self::HEADER_LEN {
@@ -184,6 +186,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.b()[field::VER_IHL] >> 4
     }
     /// Header length in bytes.
+    #[inline]
     pub fn header_len(&self) -> u8 {
         (self.b()[field::VER_IHL] & 0x0f) * 4
     }
@@ -193,28 +196,35 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn ecn(&self) -> u8 {
         self.b()[field::DSCP_ECN] & 0x03
     }
+    #[inline]
     pub fn total_len(&self) -> u16 {
         be16(self.b(), field::LENGTH)
     }
+    #[inline]
     pub fn ident(&self) -> u16 {
         be16(self.b(), field::IDENT)
     }
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         be16(self.b(), field::FLG_OFF) & 0x4000 != 0
     }
+    #[inline]
     pub fn more_frags(&self) -> bool {
         be16(self.b(), field::FLG_OFF) & 0x2000 != 0
     }
     /// Fragment offset in bytes.
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         (be16(self.b(), field::FLG_OFF) & 0x1fff) << 3
     }
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         self.more_frags() || self.frag_offset() != 0
     }
     pub fn hop_limit(&self) -> u8 {
         self.b()[field::TTL]
     }
+    #[inline]
     pub fn next_header(&self) -> IpProtocol {
         self.b()[field::PROTOCOL].into()
     }
@@ -232,6 +242,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn options(&self) -> &[u8] {
         &self.b()[Self::HEADER_LEN..usize::from(self.header_len())]
     }
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         let hl = usize::from(self.header_len());
         match self.b().first_chunk::<20>() {
@@ -263,6 +274,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(())
     }
     /// From the end of the header to `total_len` (Ethernet padding excluded).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.b()[usize::from(self.header_len())..usize::from(self.total_len())]
     }
@@ -274,6 +286,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// and the checksum carried over from the received one word by word
     /// (RFC 1624) rather than summed again. The received checksum must have
     /// been verified; options, if any, are left as they are.
+    #[inline]
     pub fn rewrite_as_reply(&mut self, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ident: Option<u16>) {
         // Each changed 32-bit word adds its old value's complement and its
         // new value to one sum (checksum::adjust_by); a reply's addresses
@@ -400,6 +413,7 @@ pub struct Ipv4Repr {
 
 impl Ipv4Repr {
     /// Fragments and options are accepted here: the caller decides.
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &Ipv4Packet<&T>,
         verify_checksum: bool,

@@ -22,11 +22,13 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
     }
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < Self::HEADER_LEN {
@@ -44,27 +46,33 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub fn into_inner(self) -> T {
         self.buffer
     }
+    #[inline]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
     /// The length field (header included).
+    #[inline]
     pub fn len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
     pub fn is_empty(&self) -> bool {
         usize::from(self.len()) <= Self::HEADER_LEN
     }
+    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
     /// From the header to the length field.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[Self::HEADER_LEN..usize::from(self.len())]
     }
     /// True if the checksum is right, or zero (none sent, RFC 768).
+    #[inline]
     pub fn verify_checksum(&self, src: &Ipv4Addr, dst: &Ipv4Addr) -> bool {
         if self.checksum() == 0 {
             return true;
@@ -112,6 +120,7 @@ pub struct UdpRepr {
 }
 
 impl UdpRepr {
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &UdpPacket<&T>,
         src: &Ipv4Addr,
