@@ -40,13 +40,22 @@ impl From<IpProtocol> for u8 {
 pub struct Ipv4Cidr {
     address: Ipv4Addr,
     prefix_len: u8,
+    /// The netmask's bits, from `prefix_len`: every received datagram's
+    /// addresses are tested against it (route and source checks).
+    mask: u32,
 }
 
 impl Ipv4Cidr {
     pub fn new(address: Ipv4Addr, prefix_len: u8) -> Option<Self> {
-        (prefix_len <= 32).then_some(Ipv4Cidr {
+        let mask = match prefix_len {
+            0 => 0,
+            1..=32 => u32::MAX << (32 - u32::from(prefix_len)),
+            _ => return None,
+        };
+        Some(Ipv4Cidr {
             address,
             prefix_len,
+            mask,
         })
     }
     pub fn address(&self) -> Ipv4Addr {
@@ -55,12 +64,9 @@ impl Ipv4Cidr {
     pub fn prefix_len(&self) -> u8 {
         self.prefix_len
     }
+    #[inline]
     fn mask_bits(&self) -> u32 {
-        if self.prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix_len))
-        }
+        self.mask
     }
     pub fn netmask(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.mask_bits())
@@ -68,9 +74,11 @@ impl Ipv4Cidr {
     pub fn network(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.address) & self.mask_bits())
     }
+    #[inline]
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.address) | !self.mask_bits())
     }
+    #[inline]
     pub fn contains_addr(&self, a: &Ipv4Addr) -> bool {
         u32::from(*a) & self.mask_bits() == u32::from(self.address) & self.mask_bits()
     }
@@ -710,5 +718,11 @@ mod tests {
         }
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains_addr(&Ipv4Addr::new(8, 8, 8, 8)));
+        assert_eq!(all.netmask(), Ipv4Addr::UNSPECIFIED);
+        let host: Ipv4Cidr = "198.18.0.1/32".parse().unwrap();
+        assert_eq!(host.netmask(), Ipv4Addr::BROADCAST);
+        assert!(!host.contains_addr(&Ipv4Addr::new(198, 18, 0, 2)));
+        let odd = Ipv4Cidr::new(Ipv4Addr::new(198, 18, 0, 1), 15).unwrap();
+        assert_eq!(odd.netmask(), Ipv4Addr::new(255, 254, 0, 0));
     }
 }
