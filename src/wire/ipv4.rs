@@ -421,7 +421,9 @@ pub struct Ipv4Repr {
 
 impl Ipv4Repr {
     /// Fragments and options are accepted here: the caller decides.
-    #[inline]
+    // Once per datagram received: as a call, its Result went through
+    // memory and the caller's registers were saved (make pathcost).
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &Ipv4Packet<&T>,
         verify_checksum: bool,

@@ -120,7 +120,9 @@ pub struct UdpRepr {
 }
 
 impl UdpRepr {
-    #[inline]
+    // Once per datagram received: as a call, its Result went through
+    // memory and the caller's registers were saved (make pathcost).
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &UdpPacket<&T>,
         src: &Ipv4Addr,
