@@ -44,14 +44,19 @@ impl<P: BufPool> Net<P> {
     }
 
     /// Echo request in a plain (unfragmented, option-less) datagram: turn
-    /// the same buffer into the reply.
-    pub(super) fn process_icmp_in_place(&mut self, mut buf: P::Buf, l2: usize, ip: &Ipv4Repr) {
+    /// the same buffer into the reply, to `src_mac` (the frame's sender).
+    pub(super) fn process_icmp_in_place(
+        &mut self,
+        mut buf: P::Buf,
+        l2: usize,
+        ip: &Ipv4Repr,
+        src_mac: EthernetAddress,
+    ) {
         let icmp_start = l2 + IP_LEN;
         let total = l2 + IP_LEN + ip.payload_len;
         if !self.accept_echo_request(ip, &buf.data()[icmp_start..total]) {
             return;
         }
-        let src_mac = EthernetAddress::from_bytes(&buf.data()[6..12]);
         self.turn_around(&mut buf, l2, ip, src_mac, None);
         echo_request_to_reply(&mut buf.data_mut()[icmp_start..total]);
         if self.push_tx(buf).is_ok() {

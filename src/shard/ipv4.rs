@@ -171,7 +171,7 @@ impl<P: BufPool> Core<P> {
         }
         if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN && !oversize {
             // The common echo case: answer in the same buffer.
-            return self.net.process_icmp_in_place(buf, l2, &ip);
+            return self.net.process_icmp_in_place(buf, l2, &ip, eth.src_addr);
         }
         let header = &bytes[..header_len];
         // The frame can carry its own UDP reply: no options, to our address.

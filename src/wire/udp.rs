@@ -90,6 +90,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn set_dst_port(&mut self, v: u16) {
         set_be16(self.buffer.as_mut(), field::DST_PORT, v)
     }
+    /// Swap the source and destination ports, as a reply has them: one
+    /// 32-bit word turned by 16 bits. The checksum stays valid (the same
+    /// words, summed in another order).
+    #[inline]
+    pub fn swap_ports(&mut self) {
+        let b = self.buffer.as_mut();
+        if let Some(ports) = b.get_mut(field::SRC_PORT..field::DST_PORT + 2) {
+            let w = u32::from_be_bytes([ports[0], ports[1], ports[2], ports[3]]);
+            ports.copy_from_slice(&w.rotate_left(16).to_be_bytes());
+        }
+    }
     pub fn set_len(&mut self, v: u16) {
         set_be16(self.buffer.as_mut(), field::LENGTH, v)
     }
@@ -207,6 +218,21 @@ mod tests {
             true,
         );
         assert_eq!(out, b);
+    }
+
+    #[test]
+    fn swapped_ports_keep_the_checksum() {
+        let mut b = dgram();
+        let mut p = UdpPacket::new_unchecked(&mut b[..]);
+        p.swap_ports();
+        assert_eq!((p.src_port(), p.dst_port()), (7, 4000));
+        // Valid for the reply's pseudo-header (the addresses swapped too).
+        assert!(UdpPacket::new_checked(&b[..])
+            .unwrap()
+            .verify_checksum(&DST, &SRC));
+        let mut short = [1u8, 2, 3];
+        UdpPacket::new_unchecked(&mut short[..]).swap_ports();
+        assert_eq!(short, [1, 2, 3]);
     }
 
     #[test]
