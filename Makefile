@@ -9,7 +9,7 @@ CARGO ?= cargo
 # these pointing nowhere, anything that still did would fail the build.
 NODPDK := PKG_CONFIG_LIBDIR=/nonexistent LIBCLANG_PATH=/nonexistent
 
-.PHONY: all deps hugepages build release demo test unit unit-nodpdk integration lint fuzz fuzz-regress bench clean
+.PHONY: all deps hugepages build release demo test unit unit-nodpdk integration lint fuzz fuzz-regress bench pathcost clean
 
 all: build
 
@@ -71,6 +71,34 @@ fuzz:
 
 fuzz-regress:
 	bash tests/fuzz/run.sh regress
+
+# Instructions per frame on the protocol path (perf/src/bin/pathcost.rs under
+# callgrind, counted inside FuzzCore::receive, net of the harness case; the
+# same method as `make bench` section 4). One JSON line per case;
+# `make pathcost PATHCOST_TOP=15` also prints each case's 15 costliest
+# functions (self cost, whole run, harness included) after its line.
+PATHCOST_N ?= 2000
+PATHCOST_TOP ?= 0
+PATHCOST_OUT ?= /tmp/dpstack-pathcost
+pathcost:
+	@$(CARGO) build --release -q -p perf --bin pathcost
+	@mkdir -p $(PATHCOST_OUT); \
+	cg() { valgrind --tool=callgrind --toggle-collect='*FuzzCore*receive*' \
+		--callgrind-out-file=$(PATHCOST_OUT)/cg-$$1.out target/release/pathcost $$1 $(PATHCOST_N) \
+		>/dev/null 2>&1 || { echo "pathcost $$1 failed" >&2; exit 1; }; \
+		awk -v n=$(PATHCOST_N) '/^totals:/ {printf "%.1f", $$2 / n}' $(PATHCOST_OUT)/cg-$$1.out; }; \
+	h=$$(cg harness) || exit 1; \
+	for c in udp-echo icmp-echo tcp-data-ack; do \
+		frames=1; [ $$c = tcp-data-ack ] && frames=2; \
+		raw=$$(cg $$c) || exit 1; \
+		awk -v c=$$c -v n=$(PATHCOST_N) -v raw=$$raw -v h=$$h -v f=$$frames 'BEGIN { \
+			printf "{\"case\": \"%s\", \"n\": %d, \"raw\": %.1f, \"harness\": %.1f, \"instructions\": %.0f}\n", \
+				c, n, raw, h * f, raw - h * f }'; \
+		if [ $(PATHCOST_TOP) -gt 0 ]; then \
+			callgrind_annotate $(PATHCOST_OUT)/cg-$$c.out 2>/dev/null \
+				| grep '%)' | grep -v 'PROGRAM TOTALS' | sed 's/ \[[^]]*\]$$//' | head -n $(PATHCOST_TOP); \
+		fi; \
+	done
 
 clean:
 	$(CARGO) clean

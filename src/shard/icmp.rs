@@ -22,11 +22,19 @@ impl<P: BufPool> Net<P> {
                 return false;
             }
         };
+        let us = ip.dst_addr == self.iface.ip.address();
+        if packet.is_echo_request() && packet.verify_checksum() {
+            // The common case without building the Repr; the rest below
+            // only to find the drop reason.
+            if us {
+                return true;
+            }
+            self.drop_frame(DropReason::NotForUs);
+            return false;
+        }
         let reason = match Icmpv4Repr::parse(&packet, true) {
             // RFC 1122 3.2.2.6: echo to a broadcast address MAY be ignored.
-            Ok(Icmpv4Repr::EchoRequest { .. }) if ip.dst_addr != self.iface.ip.address() => {
-                DropReason::NotForUs
-            }
+            Ok(Icmpv4Repr::EchoRequest { .. }) if !us => DropReason::NotForUs,
             Ok(Icmpv4Repr::EchoRequest { .. }) => return true,
             Ok(_) => DropReason::Unsupported,
             Err(e) => e.into(),
@@ -36,14 +44,19 @@ impl<P: BufPool> Net<P> {
     }
 
     /// Echo request in a plain (unfragmented, option-less) datagram: turn
-    /// the same buffer into the reply.
-    pub(super) fn process_icmp_in_place(&mut self, mut buf: P::Buf, l2: usize, ip: &Ipv4Repr) {
+    /// the same buffer into the reply, to `src_mac` (the frame's sender).
+    pub(super) fn process_icmp_in_place(
+        &mut self,
+        mut buf: P::Buf,
+        l2: usize,
+        ip: &Ipv4Repr,
+        src_mac: EthernetAddress,
+    ) {
         let icmp_start = l2 + IP_LEN;
         let total = l2 + IP_LEN + ip.payload_len;
         if !self.accept_echo_request(ip, &buf.data()[icmp_start..total]) {
             return;
         }
-        let src_mac = EthernetAddress::from_bytes(&buf.data()[6..12]);
         self.turn_around(&mut buf, l2, ip, src_mac, None);
         echo_request_to_reply(&mut buf.data_mut()[icmp_start..total]);
         if self.push_tx(buf).is_ok() {

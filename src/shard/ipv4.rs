@@ -38,12 +38,13 @@ impl<P: BufPool> Core<P> {
         // as a reassembled one would be (never in place: replies are
         // fragmented to the MTU).
         let oversize = bytes.len() > self.net.iface.mtu;
-        if oversize && (packet.is_fragment() || usize::from(packet.total_len()) != bytes.len()) {
+        let is_fragment = packet.is_fragment();
+        if oversize && (is_fragment || usize::from(packet.total_len()) != bytes.len()) {
             return self.net.drop_frame(DropReason::Oversize);
         }
         let csum = buf.rx_checksum();
-        let l4_offloaded = !packet.is_fragment()
-            && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
+        let l4_offloaded =
+            !is_fragment && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
         if csum.ip == RxChecksum::Bad || (l4_offloaded && csum.l4 == RxChecksum::Bad) {
             self.net.counters.rx_csum_offload_bad += 1;
             return self.net.drop_frame(DropReason::BadChecksum);
@@ -67,7 +68,7 @@ impl<P: BufPool> Core<P> {
                 return self.net.drop_frame(e.into());
             }
         }
-        if packet.is_fragment() {
+        if is_fragment {
             if packet.dont_frag() {
                 // RFC 791: DF and MF/offset together cannot happen.
                 return self.net.drop_frame(DropReason::Malformed);
@@ -170,7 +171,7 @@ impl<P: BufPool> Core<P> {
         }
         if ip.next_header == IpProtocol::Icmp && header_len == IP_LEN && !oversize {
             // The common echo case: answer in the same buffer.
-            return self.net.process_icmp_in_place(buf, l2, &ip);
+            return self.net.process_icmp_in_place(buf, l2, &ip, eth.src_addr);
         }
         let header = &bytes[..header_len];
         // The frame can carry its own UDP reply: no options, to our address.

@@ -74,10 +74,7 @@ impl<P: BufPool> Net<P> {
         // DF clear and a new ident, as on the ordinary path.
         let ident = self.ident.next_ident();
         self.turn_around(&mut buf, l2, ip, mac, Some(ident));
-        let udp = &mut buf.data_mut()[l2 + IP_LEN..total];
-        let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
-        udp[0..2].copy_from_slice(&dport);
-        udp[2..4].copy_from_slice(&sport);
+        UdpPacket::new_unchecked(&mut buf.data_mut()[l2 + IP_LEN..total]).swap_ports();
         // Counted as sent by send_udp; its place was kept (the buffer was
         // sized up front, so the insert does not allocate).
         debug_assert!(self.tx.len() < self.tx_cap);
@@ -205,11 +202,13 @@ pub(super) fn process_udp<P: BufPool>(
         }
     };
     net.counters.udp_rx += 1;
-    net.record_flow_in(Transport::Udp, udp.dst_port, src, packet.payload().len());
+    // The length was checked above: the datagram's data is the rest.
+    let data = payload.get(UDP_LEN..).unwrap_or_default();
+    net.record_flow_in(Transport::Udp, udp.dst_port, src, data.len());
     let dgram = Datagram {
-        src: SocketAddrV4::new(ip.src_addr, udp.src_port),
+        src,
         dst: SocketAddrV4::new(ip.dst_addr, udp.dst_port),
-        payload: packet.payload(),
+        payload: data,
     };
     if let Some(app) = apps.get_mut(binding) {
         net.current_app = binding;

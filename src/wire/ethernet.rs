@@ -141,6 +141,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         EthernetFrame { buffer }
     }
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let f = Self::new_unchecked(buffer);
         f.check_len()?;
@@ -229,6 +230,7 @@ pub struct EthernetRepr {
 
 impl EthernetRepr {
     /// Stacked tags (QinQ, or a second 802.1Q) are unsupported.
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &EthernetFrame<&T>) -> Result<Self> {
         let ethertype = frame.ethertype();
         if matches!(ethertype, EtherType::Vlan | EtherType::QinQ) {

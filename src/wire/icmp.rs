@@ -131,11 +131,13 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         Icmpv4Packet { buffer }
     }
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < Self::HEADER_LEN {
             return Err(Error::Truncated);
@@ -147,6 +149,13 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     }
     pub fn msg_type(&self) -> Icmpv4Message {
         self.buffer.as_ref()[field::TYPE].into()
+    }
+    /// Type 8 code 0: what `Icmpv4Repr::parse` makes an `EchoRequest` of
+    /// once the checksum verifies, told from two bytes.
+    #[inline]
+    pub fn is_echo_request(&self) -> bool {
+        let b = self.buffer.as_ref();
+        b.len() >= Self::HEADER_LEN && b[field::TYPE] == 8 && b[field::CODE] == 0
     }
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
@@ -164,6 +173,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     pub fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::data(self.buffer.as_ref()) == 0xffff
     }
@@ -420,6 +430,31 @@ mod tests {
         let mut out = [0u8; 12];
         r.emit(&mut Icmpv4Packet::new_unchecked(&mut out[..]));
         assert_eq!(out, b);
+    }
+
+    #[test]
+    fn is_echo_request_agrees_with_parse() {
+        // Every type and code of a checksummed message: is_echo_request
+        // plus the checksum is what parse makes an EchoRequest of.
+        for t in 0..=255u8 {
+            for code in [0u8, 1, 3, 255] {
+                let mut b = echo();
+                b[0] = t;
+                b[1] = code;
+                Icmpv4Packet::new_unchecked(&mut b[..]).fill_checksum();
+                let p = Icmpv4Packet::new_checked(&b[..]).unwrap();
+                let parsed = matches!(
+                    Icmpv4Repr::parse(&p, true),
+                    Ok(Icmpv4Repr::EchoRequest { .. })
+                );
+                assert_eq!(
+                    p.is_echo_request() && p.verify_checksum(),
+                    parsed,
+                    "{t} {code}"
+                );
+            }
+        }
+        assert!(!Icmpv4Packet::new_unchecked(&echo()[..7]).is_echo_request());
     }
 
     #[test]

@@ -40,13 +40,22 @@ impl From<IpProtocol> for u8 {
 pub struct Ipv4Cidr {
     address: Ipv4Addr,
     prefix_len: u8,
+    /// The netmask's bits, from `prefix_len`: every received datagram's
+    /// addresses are tested against it (route and source checks).
+    mask: u32,
 }
 
 impl Ipv4Cidr {
     pub fn new(address: Ipv4Addr, prefix_len: u8) -> Option<Self> {
-        (prefix_len <= 32).then_some(Ipv4Cidr {
+        let mask = match prefix_len {
+            0 => 0,
+            1..=32 => u32::MAX << (32 - u32::from(prefix_len)),
+            _ => return None,
+        };
+        Some(Ipv4Cidr {
             address,
             prefix_len,
+            mask,
         })
     }
     pub fn address(&self) -> Ipv4Addr {
@@ -55,12 +64,9 @@ impl Ipv4Cidr {
     pub fn prefix_len(&self) -> u8 {
         self.prefix_len
     }
+    #[inline]
     fn mask_bits(&self) -> u32 {
-        if self.prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix_len))
-        }
+        self.mask
     }
     pub fn netmask(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.mask_bits())
@@ -68,9 +74,11 @@ impl Ipv4Cidr {
     pub fn network(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.address) & self.mask_bits())
     }
+    #[inline]
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.address) | !self.mask_bits())
     }
+    #[inline]
     pub fn contains_addr(&self, a: &Ipv4Addr) -> bool {
         u32::from(*a) & self.mask_bits() == u32::from(self.address) & self.mask_bits()
     }
@@ -144,12 +152,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
     }
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
     /// Lengths and version: everything needed before reading any field.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < Self::HEADER_LEN {
@@ -184,6 +194,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.b()[field::VER_IHL] >> 4
     }
     /// Header length in bytes.
+    #[inline]
     pub fn header_len(&self) -> u8 {
         (self.b()[field::VER_IHL] & 0x0f) * 4
     }
@@ -193,28 +204,35 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn ecn(&self) -> u8 {
         self.b()[field::DSCP_ECN] & 0x03
     }
+    #[inline]
     pub fn total_len(&self) -> u16 {
         be16(self.b(), field::LENGTH)
     }
+    #[inline]
     pub fn ident(&self) -> u16 {
         be16(self.b(), field::IDENT)
     }
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         be16(self.b(), field::FLG_OFF) & 0x4000 != 0
     }
+    #[inline]
     pub fn more_frags(&self) -> bool {
         be16(self.b(), field::FLG_OFF) & 0x2000 != 0
     }
     /// Fragment offset in bytes.
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         (be16(self.b(), field::FLG_OFF) & 0x1fff) << 3
     }
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         self.more_frags() || self.frag_offset() != 0
     }
     pub fn hop_limit(&self) -> u8 {
         self.b()[field::TTL]
     }
+    #[inline]
     pub fn next_header(&self) -> IpProtocol {
         self.b()[field::PROTOCOL].into()
     }
@@ -232,8 +250,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn options(&self) -> &[u8] {
         &self.b()[Self::HEADER_LEN..usize::from(self.header_len())]
     }
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(&self.b()[..usize::from(self.header_len())]) == 0xffff
+        let hl = usize::from(self.header_len());
+        match self.b().first_chunk::<20>() {
+            Some(h) if hl == Self::HEADER_LEN => checksum::header20(h) == 0xffff,
+            _ => checksum::data(&self.b()[..hl]) == 0xffff,
+        }
     }
 
     /// The options are well formed (RFC 791 3.1): end of list (0) and no-op
@@ -259,6 +282,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(())
     }
     /// From the end of the header to `total_len` (Ethernet padding excluded).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.b()[usize::from(self.header_len())..usize::from(self.total_len())]
     }
@@ -270,26 +294,36 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// and the checksum carried over from the received one word by word
     /// (RFC 1624) rather than summed again. The received checksum must have
     /// been verified; options, if any, are left as they are.
+    #[inline]
     pub fn rewrite_as_reply(&mut self, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ident: Option<u16>) {
-        fn set(b: &mut [u8], at: usize, new: u16, c: &mut u16) {
-            let old = u16::from_be_bytes([b[at], b[at + 1]]);
-            *c = checksum::adjust(*c, old, new);
-            b[at..at + 2].copy_from_slice(&new.to_be_bytes());
+        // Each changed 32-bit word adds its old value's complement and its
+        // new value to one sum (checksum::adjust_by); a reply's addresses
+        // are the request's swapped, which leaves that sum as it was.
+        fn set(h: &mut [u8], at: usize, new: u32, delta: &mut u64) {
+            let old = u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+            *delta += u64::from(!old) + u64::from(new);
+            h[at..at + 4].copy_from_slice(&new.to_be_bytes());
         }
-        let b = self.buffer.as_mut();
-        let mut c = u16::from_be_bytes([b[10], b[11]]);
+        let h = &mut self.buffer.as_mut()[..field::DST + 4];
+        let mut delta = 0;
         if let Some(ident) = ident {
-            set(b, 4, ident, &mut c);
-            let flags = u16::from_be_bytes([b[6], b[7]]) & !0x4000;
-            set(b, 6, flags, &mut c);
+            let flags = be16(h, field::FLG_OFF) & !0x4000;
+            set(
+                h,
+                field::IDENT,
+                (u32::from(ident) << 16) | u32::from(flags),
+                &mut delta,
+            );
         }
-        set(b, 8, (u16::from(ttl) << 8) | u16::from(b[9]), &mut c);
-        let (s, d) = (src.octets(), dst.octets());
-        set(b, 12, u16::from_be_bytes([s[0], s[1]]), &mut c);
-        set(b, 14, u16::from_be_bytes([s[2], s[3]]), &mut c);
-        set(b, 16, u16::from_be_bytes([d[0], d[1]]), &mut c);
-        set(b, 18, u16::from_be_bytes([d[2], d[3]]), &mut c);
-        b[10..12].copy_from_slice(&c.to_be_bytes());
+        // TTL and protocol are one word; the checksum, in the next, stays out.
+        let old = be16(h, field::TTL);
+        let new = (u16::from(ttl) << 8) | (old & 0xff);
+        delta += u64::from(!old) + u64::from(new);
+        h[field::TTL] = ttl;
+        set(h, field::SRC, u32::from(src), &mut delta);
+        set(h, field::DST, u32::from(dst), &mut delta);
+        let c = checksum::adjust_by(be16(h, field::CHECKSUM), delta);
+        set_be16(h, field::CHECKSUM, c);
     }
 
     fn bm(&mut self) -> &mut [u8] {
@@ -387,6 +421,9 @@ pub struct Ipv4Repr {
 
 impl Ipv4Repr {
     /// Fragments and options are accepted here: the caller decides.
+    // Once per datagram received: as a call, its Result went through
+    // memory and the caller's registers were saved (make pathcost).
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &Ipv4Packet<&T>,
         verify_checksum: bool,
@@ -394,13 +431,20 @@ impl Ipv4Repr {
         if verify_checksum && !packet.verify_checksum() {
             return Err(Error::BadChecksum);
         }
+        // The fixed header as one array: its fields read without a bounds
+        // check each (new_checked saw the 20 bytes; an unchecked view that
+        // lacks them is truncated).
+        let h = packet.b().first_chunk::<20>().ok_or(Error::Truncated)?;
+        let header_len = usize::from(h[field::VER_IHL] & 0x0f) * 4;
+        let total_len = usize::from(u16::from_be_bytes([h[field::LENGTH], h[field::LENGTH + 1]]));
+        let (s, d) = (field::SRC, field::DST);
         Ok(Ipv4Repr {
-            src_addr: packet.src_addr(),
-            dst_addr: packet.dst_addr(),
-            next_header: packet.next_header(),
-            payload_len: usize::from(packet.total_len()) - usize::from(packet.header_len()),
-            hop_limit: packet.hop_limit(),
-            ecn: packet.ecn(),
+            src_addr: Ipv4Addr::new(h[s], h[s + 1], h[s + 2], h[s + 3]),
+            dst_addr: Ipv4Addr::new(h[d], h[d + 1], h[d + 2], h[d + 3]),
+            next_header: h[field::PROTOCOL].into(),
+            payload_len: total_len.saturating_sub(header_len),
+            hop_limit: h[field::TTL],
+            ecn: h[field::DSCP_ECN] & 0x03,
         })
     }
     /// 20: no options are emitted.
@@ -676,5 +720,11 @@ mod tests {
         }
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains_addr(&Ipv4Addr::new(8, 8, 8, 8)));
+        assert_eq!(all.netmask(), Ipv4Addr::UNSPECIFIED);
+        let host: Ipv4Cidr = "198.18.0.1/32".parse().unwrap();
+        assert_eq!(host.netmask(), Ipv4Addr::BROADCAST);
+        assert!(!host.contains_addr(&Ipv4Addr::new(198, 18, 0, 2)));
+        let odd = Ipv4Cidr::new(Ipv4Addr::new(198, 18, 0, 1), 15).unwrap();
+        assert_eq!(odd.netmask(), Ipv4Addr::new(255, 254, 0, 0));
     }
 }

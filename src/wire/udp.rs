@@ -22,11 +22,13 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
     }
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < Self::HEADER_LEN {
@@ -44,36 +46,40 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub fn into_inner(self) -> T {
         self.buffer
     }
+    #[inline]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
     /// The length field (header included).
+    #[inline]
     pub fn len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
     pub fn is_empty(&self) -> bool {
         usize::from(self.len()) <= Self::HEADER_LEN
     }
+    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
     /// From the header to the length field.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[Self::HEADER_LEN..usize::from(self.len())]
     }
     /// True if the checksum is right, or zero (none sent, RFC 768).
+    #[inline]
     pub fn verify_checksum(&self, src: &Ipv4Addr, dst: &Ipv4Addr) -> bool {
         if self.checksum() == 0 {
             return true;
         }
         let len = usize::from(self.len());
-        checksum::combine(&[
-            checksum::pseudo_header(src, dst, IpProtocol::Udp, len as u32),
-            checksum::data(&self.buffer.as_ref()[..len]),
-        ]) == 0xffff
+        checksum::data_with_pseudo_header(src, dst, IpProtocol::Udp, &self.buffer.as_ref()[..len])
+            == 0xffff
     }
 }
 
@@ -83,6 +89,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     }
     pub fn set_dst_port(&mut self, v: u16) {
         set_be16(self.buffer.as_mut(), field::DST_PORT, v)
+    }
+    /// Swap the source and destination ports, as a reply has them: one
+    /// 32-bit word turned by 16 bits. The checksum stays valid (the same
+    /// words, summed in another order).
+    #[inline]
+    pub fn swap_ports(&mut self) {
+        let b = self.buffer.as_mut();
+        if let Some(ports) = b.get_mut(field::SRC_PORT..field::DST_PORT + 2) {
+            let w = u32::from_be_bytes([ports[0], ports[1], ports[2], ports[3]]);
+            ports.copy_from_slice(&w.rotate_left(16).to_be_bytes());
+        }
     }
     pub fn set_len(&mut self, v: u16) {
         set_be16(self.buffer.as_mut(), field::LENGTH, v)
@@ -114,6 +131,9 @@ pub struct UdpRepr {
 }
 
 impl UdpRepr {
+    // Once per datagram received: as a call, its Result went through
+    // memory and the caller's registers were saved (make pathcost).
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &UdpPacket<&T>,
         src: &Ipv4Addr,
@@ -198,6 +218,21 @@ mod tests {
             true,
         );
         assert_eq!(out, b);
+    }
+
+    #[test]
+    fn swapped_ports_keep_the_checksum() {
+        let mut b = dgram();
+        let mut p = UdpPacket::new_unchecked(&mut b[..]);
+        p.swap_ports();
+        assert_eq!((p.src_port(), p.dst_port()), (7, 4000));
+        // Valid for the reply's pseudo-header (the addresses swapped too).
+        assert!(UdpPacket::new_checked(&b[..])
+            .unwrap()
+            .verify_checksum(&DST, &SRC));
+        let mut short = [1u8, 2, 3];
+        UdpPacket::new_unchecked(&mut short[..]).swap_ports();
+        assert_eq!(short, [1, 2, 3]);
     }
 
     #[test]
