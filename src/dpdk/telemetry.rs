@@ -18,6 +18,18 @@ pub type StatsProvider = Box<dyn Fn(&str) -> Option<Vec<(String, u64)>> + Send +
 
 static PROVIDER: OnceLock<StatsProvider> = OnceLock::new();
 
+/// A command's parameters, trimmed ("" when none were given).
+fn param_string(params: *const c_char) -> String {
+    if params.is_null() {
+        return String::new();
+    }
+    // SAFETY: telemetry passes NUL-terminated strings valid for the call.
+    unsafe { CStr::from_ptr(params) }
+        .to_string_lossy()
+        .trim()
+        .to_string()
+}
+
 extern "C" fn stats_cb(
     _cmd: *const c_char,
     params: *const c_char,
@@ -26,15 +38,7 @@ extern "C" fn stats_cb(
     let Some(provider) = PROVIDER.get() else {
         return -1;
     };
-    let params = if params.is_null() {
-        String::new()
-    } else {
-        // SAFETY: telemetry passes a NUL-terminated string valid for the call.
-        unsafe { CStr::from_ptr(params) }
-            .to_string_lossy()
-            .trim()
-            .to_string()
-    };
+    let params = param_string(params);
     let Some(pairs) = provider(&params) else {
         return -1;
     };
@@ -101,15 +105,7 @@ extern "C" fn reply_cb(
     }
     // SAFETY: telemetry passes NUL-terminated strings valid for the call.
     let cmd = unsafe { CStr::from_ptr(cmd) }.to_string_lossy();
-    let params = if params.is_null() {
-        String::new()
-    } else {
-        // SAFETY: as above.
-        unsafe { CStr::from_ptr(params) }
-            .to_string_lossy()
-            .trim()
-            .to_string()
-    };
+    let params = param_string(params);
     let provider = match REPLY_PROVIDERS.lock() {
         Ok(list) => list.iter().find(|(n, _)| *n == cmd).map(|(_, p)| p.clone()),
         Err(_) => None,

@@ -13,6 +13,7 @@ use super::udp::process_udp;
 use crate::app::{App, SendError};
 use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum};
 use crate::ipv4::frag::{FragError, FragKey};
+use crate::ipv4::NextHop;
 use crate::kni::KniPolicy;
 use crate::stats::DropReason;
 use crate::wire::{
@@ -224,6 +225,14 @@ impl<P: BufPool> Net<P> {
         }
     }
 
+    /// The next hop toward `dst`; none is a drop, counted.
+    pub(super) fn route(&mut self, dst: Ipv4Addr) -> Result<NextHop, SendError> {
+        self.routes.next_hop(dst).ok_or_else(|| {
+            self.counters.drop(DropReason::NoRoute);
+            SendError::NoRoute
+        })
+    }
+
     /// Send a complete L4 datagram (`l4`, checksums already filled) to `dst`,
     /// fragmenting it if it does not fit the MTU.
     pub(super) fn send_ipv4(
@@ -232,13 +241,7 @@ impl<P: BufPool> Net<P> {
         protocol: IpProtocol,
         l4: &[u8],
     ) -> Result<(), SendError> {
-        let hop = match self.routes.next_hop(dst) {
-            Some(h) => h,
-            None => {
-                self.counters.drop(DropReason::NoRoute);
-                return Err(SendError::NoRoute);
-            }
-        };
+        let hop = self.route(dst)?;
         let repr = Ipv4Repr {
             src_addr: self.iface.ip.address(),
             dst_addr: dst,

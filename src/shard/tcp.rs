@@ -424,13 +424,7 @@ impl<P: BufPool> Net<P> {
         a: &[u8],
         b: &[u8],
     ) -> Result<(), SendError> {
-        let hop = match self.routes.next_hop(dst) {
-            Some(h) => h,
-            None => {
-                self.counters.drop(DropReason::NoRoute);
-                return Err(SendError::NoRoute);
-            }
-        };
+        let hop = self.route(dst)?;
         let src = self.iface.ip.address();
         let hlen = repr.header_len();
         let tcp_len = hlen + a.len() + b.len();
