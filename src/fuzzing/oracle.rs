@@ -182,27 +182,12 @@ impl SeqOracle {
     }
 }
 
-/// The counters that are gauges, limits or set from elsewhere (may go
-/// down); every other counter counts events and never decreases.
-const GAUGES: [&str; 17] = [
-    "arp_entries",
-    "frag_bytes_limit",
-    "frag_in_flight",
-    "tcp_connections",
-    "tcp_time_wait",
-    "tcp_syn_sent",
-    "tcp_syn_received",
-    "tcp_established",
-    "tcp_fin_wait1",
-    "tcp_fin_wait2",
-    "tcp_close_wait",
-    "tcp_closing",
-    "tcp_last_ack",
-    "tcp_half_open",
-    "tcp_mem_bytes",
-    "tcp_mem_limit",
-    "flow_records",
-];
+/// Whether counter `name` may go down: a gauge or a limit
+/// ([`crate::stats::GAUGES`]), but not a high-water mark (`_peak`), which
+/// only rises.
+fn may_go_down(name: &str) -> bool {
+    crate::stats::Counters::is_gauge(name) && !name.ends_with("_peak")
+}
 
 /// Event counters never go down: each is compared with its value at the
 /// last check.
@@ -215,7 +200,7 @@ impl CounterOracle {
     pub fn check(&mut self, c: &crate::stats::Counters) -> Result<(), String> {
         let now = c.pairs();
         for ((name, was), (_, is)) in self.last.iter().zip(&now) {
-            if is < was && !GAUGES.contains(&name.as_str()) {
+            if is < was && !may_go_down(name) {
                 return Err(format!("counter {name} went down from {was} to {is}"));
             }
         }
