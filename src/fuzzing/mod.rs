@@ -73,6 +73,11 @@ impl FuzzCore {
         }
     }
 
+    /// The started core itself, for tests that drive it their own way.
+    pub fn into_core(self) -> Core<HeapPool> {
+        self.core
+    }
+
     /// Process `frame` as received, run the timers, drain what was sent.
     /// Panics if a buffer is unaccounted for (a leak).
     pub fn feed(&mut self, frame: &[u8]) {

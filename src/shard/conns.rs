@@ -490,11 +490,10 @@ pub fn listing_page(slots: &[&ConnsSlot], params: &str, udp: bool) -> Option<Rep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::{AppFactory, AppSpec, CoreInfo};
-    use crate::arp::{ArpConfig, ArpShared};
+    use crate::arp::ArpConfig;
     use crate::buf::HeapPool;
-    use crate::shard::ctx::{CoreLimits, IfaceConfig};
-    use crate::wire::EthernetAddress;
+    use crate::fuzzing::FuzzCore;
+    use crate::shard::ctx::CoreLimits;
 
     /// A core with a listener, a UDP socket and `clients` connections it
     /// opened itself (SYN-SENT: the host's MAC is never learnt).
@@ -504,35 +503,8 @@ mod tests {
             "udp-echo:7".to_string(),
             format!("tcp-client:198.18.0.2:5001:1000:{clients}"),
         ];
-        let factories: Vec<AppFactory> = apps
-            .iter()
-            .map(|a| a.parse::<AppSpec>().unwrap().factory())
-            .collect();
-        let iface = IfaceConfig {
-            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            ip: "198.18.0.1/24".parse().unwrap(),
-            gateway: None,
-            mtu: 1500,
-            tx_ipv4_cksum: false,
-            tx_udp_cksum: false,
-            tx_tcp_cksum: false,
-        };
-        let info = CoreInfo {
-            index: 0,
-            count: 1,
-            lcore: 0,
-        };
-        let arp = ArpShared::new(ArpConfig::default());
-        let mut c = Core::new(
-            iface,
-            info,
-            HeapPool::new(512),
-            arp,
-            true,
-            CoreLimits::default(),
-            &factories,
-        );
-        c.start(Instant::from_secs(1)).unwrap();
+        let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+        let mut c = FuzzCore::with(CoreLimits::default(), ArpConfig::default(), &apps).into_core();
         c.poll_timers(Instant::from_secs(1));
         c
     }
