@@ -193,6 +193,17 @@ impl<P: BufPool> Core<P> {
 }
 
 impl<P: BufPool> Net<P> {
+    /// Ask the device for the checksums it is to fill: the L4 one given
+    /// (`l4`: that protocol's checksum is offloaded), else the IPv4 header's
+    /// alone where that is offloaded.
+    pub(super) fn request_tx_offload(&self, buf: &mut P::Buf, l4: Option<L4Checksum>) {
+        if let Some(l4) = l4 {
+            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, l4);
+        } else if self.iface.tx_ipv4_cksum {
+            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
+        }
+    }
+
     /// Write Ethernet (destination left zero) and IPv4 headers at the front of
     /// `buf`, whose length must already be set to the whole frame.
     pub(super) fn emit_headers(
@@ -256,9 +267,7 @@ impl<P: BufPool> Net<P> {
             let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + l4.len())?;
             buf.data_mut()[ETH_LEN + IP_LEN..].copy_from_slice(l4);
             self.emit_headers(&mut buf, &repr, ident, None);
-            if self.iface.tx_ipv4_cksum {
-                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-            }
+            self.request_tx_offload(&mut buf, None);
             return self.dispatch_frame(buf, hop);
         }
         for (offset, len, more) in crate::ipv4::frag::fragments(l4.len(), IP_LEN, mtu) {
@@ -269,9 +278,7 @@ impl<P: BufPool> Net<P> {
                 ..repr
             };
             self.emit_headers(&mut buf, &frag_repr, ident, Some((offset, more)));
-            if self.iface.tx_ipv4_cksum {
-                buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-            }
+            self.request_tx_offload(&mut buf, None);
             self.dispatch_frame(buf, hop)?;
             self.counters.ipv4_fragments_sent += 1;
         }

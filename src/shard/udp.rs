@@ -151,11 +151,7 @@ impl<P: BufPool> Net<P> {
         }
         let ident = self.ident.next_ident();
         self.emit_headers(&mut buf, &ip, ident, None);
-        if offload {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::Udp);
-        } else if self.iface.tx_ipv4_cksum {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-        }
+        self.request_tx_offload(&mut buf, offload.then_some(L4Checksum::Udp));
         self.dispatch_frame(buf, hop)
     }
 }
