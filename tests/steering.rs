@@ -210,7 +210,15 @@ fn fragmented_replies_reach_the_core_that_opened_the_flow() {
     );
     // The host's address exists once dpstack's TAP is in its namespace; the
     // client sends again every 200 ms until the server answers.
-    let udp_server = udp_echo_server(&net, 5009, 8);
+    //
+    // The TAP sends a fragment to the queue that last wrote a fragment of
+    // the same address pair (its flow table; fragments hash on addresses
+    // only). Answered at once, each reply could follow its own request to
+    // the right core. Held 20 ms and answered in one burst, the replies
+    // all go to the queue of the core that sent last, and the other core
+    // hears nothing until one is handed over: every burst that holds
+    // flows of both cores hands one over at least.
+    let udp_server = udp_echo_server_held(&net, 5009, 8, 20);
     let uapp = format!("udp-client:{udp_peer}");
     let b = d.wait_for("16 UDP flows", Duration::from_secs(20), |b| {
         b.app_total(&uapp, "completed") + b.app_total(&uapp, "failed") >= 16

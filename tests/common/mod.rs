@@ -65,11 +65,18 @@ pub fn echo_server(net: &TestNet, port: u16, count: u32) -> Child {
 /// A Linux UDP echo server on the test host's `port` (tests/tools/udp.py
 /// echo-server) for `seconds`; prints how many datagrams and peers it saw.
 pub fn udp_echo_server(net: &TestNet, port: u16, seconds: u32) -> Child {
-    let (ip, port, seconds) = (net.host_ip(), port.to_string(), seconds.to_string());
+    udp_echo_server_held(net, port, seconds, 0)
+}
+
+/// As `udp_echo_server`, but each request is held up to `hold_ms` and the
+/// held ones answered in one burst.
+pub fn udp_echo_server_held(net: &TestNet, port: u16, seconds: u32, hold_ms: u32) -> Child {
+    let (ip, port) = (net.host_ip(), port.to_string());
+    let (seconds, hold) = (seconds.to_string(), hold_ms.to_string());
     host_tool_bg(
         net,
         "udp.py",
-        &["echo-server", &ip, &port, &seconds],
+        &["echo-server", &ip, &port, &seconds, &hold],
         Duration::from_millis(300),
     )
 }

@@ -6,8 +6,11 @@
     udp.py flows HOST PORT FLOWS PER       FLOWS sockets at once, PER datagrams each
     udp.py refused HOST PORT               a connected socket must see ECONNREFUSED
     udp.py send HOST PORT COUNT SIZE       fire and forget (for udp-sink)
-    udp.py echo-server HOST PORT SECONDS   a Linux echo server on HOST:PORT for
-                                           SECONDS (for dpstack's udp-client)
+    udp.py echo-server HOST PORT SECONDS [HOLD_MS]
+                                           a Linux echo server on HOST:PORT for
+                                           SECONDS (for dpstack's udp-client);
+                                           with HOLD_MS, requests are held that
+                                           long and answered in one burst
 
 Prints one JSON object; exits non-zero when the check fails. Each echo is
 retried (up to 3 sends) only if no reply came within the timeout; every reply
@@ -142,17 +145,26 @@ def main():
         secs = float(sys.argv[4])
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(dest)
-        s.settimeout(0.2)
-        echoed, peers = 0, set()
+        hold = float(sys.argv[5]) / 1000 if len(sys.argv) > 5 else 0.0
+        echoed, peers, held, first = 0, set(), [], 0.0
         end = time.time() + secs
         while time.time() < end:
-            try:
-                data, src = s.recvfrom(65535)
-            except socket.timeout:
-                continue
-            s.sendto(data, src)
-            echoed += 1
-            peers.add(src)
+            wait = 0.2 if not held else max(0.0, first + hold - time.time())
+            s.settimeout(wait if wait > 0 else None)
+            if wait > 0:
+                try:
+                    data, src = s.recvfrom(65535)
+                    if not held:
+                        first = time.time()
+                    held.append((data, src))
+                    peers.add(src)
+                except socket.timeout:
+                    pass
+            if held and time.time() >= first + hold:
+                for data, src in held:
+                    s.sendto(data, src)
+                echoed += len(held)
+                held = []
         out.update(echoed=echoed, peers=len(peers))
     else:
         raise SystemExit("unknown mode " + mode)
