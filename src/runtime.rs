@@ -110,7 +110,11 @@ fn print_block(
 /// counters' atomics and holds each core's application and latency slot
 /// only while it folds them: the cores `try_lock` those slots and skip a
 /// publication rather than wait.
-fn metrics_snapshot(published: &[Arc<Published>]) -> metrics::Snapshot {
+fn metrics_snapshot(
+    published: &[Arc<Published>],
+    port: &PortView,
+    ring: &Mutex<Option<dpdk::ring_drops::RingDrops>>,
+) -> metrics::Snapshot {
     let cores = published
         .iter()
         .map(|p| metrics::CoreSnapshot {
@@ -131,7 +135,23 @@ fn metrics_snapshot(published: &[Arc<Published>]) -> metrics::Snapshot {
             cycles: p.cycles.read(),
         })
         .collect();
-    metrics::Snapshot { cores }
+    let port = port.reader.read().map(|s| metrics::PortFigures {
+        rx_packets: s.ipackets,
+        tx_packets: s.opackets,
+        rx_errors: s.ierrors,
+        tx_errors: s.oerrors,
+        rx_missed: s.imissed,
+        rx_nombuf: s.rx_nombuf,
+        missed_reported: dpdk::ring_drops::imissed_reported(&port.driver),
+        ring: poll_ring_drops(ring),
+    });
+    metrics::Snapshot { cores, port }
+}
+
+/// The port as the metrics thread sees it.
+struct PortView {
+    reader: dpdk::PortStatsReader,
+    driver: String,
 }
 
 /// Every core's flow records, one line a flow, sorted (`--flow-records`).
@@ -637,8 +657,15 @@ fn run(
         }
         let stop = stop.clone();
         let published = published.clone();
+        let ring_drops = ring_drops.clone();
+        let view = PortView {
+            reader: port.stats_reader(),
+            driver: port.caps().driver.clone(),
+        };
         std::thread::spawn(move || {
-            metrics::serve(listener, &stop, &|| metrics_snapshot(&published).encode())
+            metrics::serve(listener, &stop, &|| {
+                metrics_snapshot(&published, &view, &ring_drops).encode()
+            })
         })
     });
 

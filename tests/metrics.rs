@@ -230,6 +230,44 @@ fn metrics_endpoint_matches_the_final_counters() {
         }
     }
     assert_eq!(f.app_total("udp-echo:7", "echoed"), 80);
+    // The port's own counters and the kernel ring's, as printed at exit.
+    let port_line = |prefix: &str| -> Vec<(String, u64)> {
+        let l = e
+            .lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line"));
+        l.split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect()
+    };
+    let get =
+        |pairs: &[(String, u64)], k: &str| pairs.iter().find(|(n, _)| n == k).map(|p| p.1).unwrap();
+    let dev = port_line("final port driver=");
+    assert!(get(&dev, "ipackets") >= 80 + 20);
+    for (key, series) in [
+        ("ipackets", "dpstack_port_rx_packets_total"),
+        ("opackets", "dpstack_port_tx_packets_total"),
+        ("imissed", "dpstack_port_rx_missed_total"),
+        ("rx_nombuf", "dpstack_port_rx_nombuf_total"),
+    ] {
+        assert_eq!(sample(&s, series, &[]), get(&dev, key), "{series}");
+    }
+    // af_packet never counts imissed: the series says so.
+    assert_eq!(sample(&s, "dpstack_port_rx_missed_reported", &[]), 0);
+    let ring = port_line("final port ring_drops=");
+    let ring_drops = e
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("final port ring_drops="))
+        .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("ring drops");
+    assert_eq!(sample(&s, "dpstack_port_ring_drops_total", &[]), ring_drops);
+    assert_eq!(
+        sample(&s, "dpstack_port_ring_packets_total", &[]),
+        get(&ring, "ring_packets")
+    );
     // The loop's busy packets, as printed in the final `cycles` line: the
     // echoes and pings were carried by busy iterations.
     let printed_busy: u64 = e

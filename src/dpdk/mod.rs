@@ -16,7 +16,7 @@ pub use error::{check, rte_errno, strerror, DpdkError, Result};
 pub use mempool::{af_packet_max_frame, Mbuf, Mempool};
 pub use pdump::Pdump;
 pub use port::{
-    hotplug_vdev, link_up, port_by_name, port_name, Port, PortCaps, PortConfig, RxQueue, TxQueue,
-    BURST,
+    hotplug_vdev, link_up, port_by_name, port_name, Port, PortCaps, PortConfig, PortStatsReader,
+    RxQueue, TxQueue, BURST,
 };
 pub use telemetry::{register_reply, register_stats, ReplyProvider, StatsProvider};

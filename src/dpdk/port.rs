@@ -107,6 +107,26 @@ impl Drop for PortInner {
     }
 }
 
+/// Reads a port's counters from any thread; says None once the port is
+/// stopped or gone (rte_eth_stats_get is safe beside the polling lcores).
+#[derive(Clone)]
+pub struct PortStatsReader {
+    inner: std::sync::Weak<PortInner>,
+}
+
+impl PortStatsReader {
+    pub fn read(&self) -> Option<ffi::rte_eth_stats> {
+        let inner = self.inner.upgrade()?;
+        if !inner.started.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut s = ffi::rte_eth_stats::default();
+        // SAFETY: valid out-parameter; the port is configured (the Arc held
+        // for the call keeps it from being closed under it).
+        (unsafe { ffi::rte_eth_stats_get(inner.id, &mut s) } == 0).then_some(s)
+    }
+}
+
 /// Take queue `q` out of `taken`, once.
 fn take(taken: &[AtomicBool], port: u16, kind: &str, q: u16) -> Result<()> {
     let flag = taken.get(usize::from(q)).ok_or_else(|| {
@@ -315,6 +335,14 @@ impl Port {
     }
     pub fn caps(&self) -> &PortCaps {
         &self.caps
+    }
+
+    /// A reader of the device's counters for another thread (the metrics
+    /// server) that does not keep the port open.
+    pub fn stats_reader(&self) -> PortStatsReader {
+        PortStatsReader {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The device's own counters.
