@@ -13,7 +13,9 @@
 //! when a reader asks (a request word the core reads once per tick).
 //!
 //! Every listing position is a cursor: listeners are cursors 0 to 63 (their
-//! place in the listener list), connections 64 + their slot in the table.
+//! place in the listener list), connections 64 + their slot in the table,
+//! and half-open connections (SYN-RECEIVED, held in the SYN cache, not in
+//! the table) 2^40 + their slot in the SYN cache.
 //! A snapshot covers the cursors from where its walk started to where it
 //! stopped (`next`: None when it reached the end of the table). A reader
 //! asking for a cursor outside the snapshot asks for a walk from there, so
@@ -41,6 +43,8 @@ pub const STEP_SLOTS: usize = 1024;
 const PERIOD: Duration = Duration::from_secs(1);
 /// The first connection's cursor: listeners come before.
 const CONN_CURSOR: u64 = MAX_LISTENERS as u64;
+/// The first half-open connection's cursor: past any table slot.
+const SYN_CURSOR: u64 = 1 << 40;
 /// A request for a fresh snapshot from the same place (UDP readers).
 const REQUEST_SAME: u64 = u64::MAX;
 
@@ -55,6 +59,16 @@ pub enum ConnKind {
         snd_nxt: u32,
         rcv_nxt: u32,
         left: Duration,
+    },
+    /// A half-open connection in the SYN cache: our SYN-ACK sent, the
+    /// handshake's ACK awaited.
+    SynRecv {
+        iss: u32,
+        irs: u32,
+        retransmits: u8,
+        age: Duration,
+        /// Until the SYN-ACK goes again.
+        next_retransmit: Duration,
     },
 }
 
@@ -117,8 +131,9 @@ pub struct ConnsSlot {
 pub struct ConnsPublisher {
     /// Connections in one snapshot, at most ([`SNAPSHOT_MAX`]).
     max: usize,
-    /// The next table slot to look at, while a walk runs.
-    walk: Option<u32>,
+    /// The next cursor to look at (a table slot's, then a SYN cache
+    /// slot's), while a walk runs.
+    walk: Option<u64>,
     /// The walk is over; the snapshot waits for the slot.
     finished: bool,
     building: ConnsSnapshot,
@@ -188,20 +203,20 @@ impl ConnsPublisher {
                 });
             }
         }
-        self.walk = Some(
-            self.start
-                .saturating_sub(CONN_CURSOR)
-                .min(u64::from(u32::MAX)) as u32,
-        );
+        self.walk = Some(self.start.max(CONN_CURSOR));
     }
 
     fn step<P: BufPool>(&mut self, core: &Core<P>) {
         let net = &core.net;
         let table = &net.tcp;
         let ip = net.iface.ip.address();
-        let Some(mut index) = self.walk else {
+        let Some(cursor) = self.walk else {
             return;
         };
+        if cursor >= SYN_CURSOR {
+            return self.step_syn(core, cursor);
+        }
+        let mut index = cursor.saturating_sub(CONN_CURSOR).min(table.slots() as u64) as u32;
         let end = table.slots().min(index as usize + STEP_SLOTS) as u32;
         let b = &mut self.building;
         while index < end {
@@ -236,11 +251,60 @@ impl ConnsPublisher {
             }
             index += 1;
         }
-        if b.next.is_some() || index as usize >= table.slots() {
+        if b.next.is_some() {
+            self.walk = None;
+            self.finished = true;
+        } else if index as usize >= table.slots() {
+            // The table is done: the SYN cache next, on the next step.
+            self.walk = Some(SYN_CURSOR);
+        } else {
+            self.walk = Some(CONN_CURSOR + u64::from(index));
+        }
+    }
+
+    /// One step through the SYN cache's half-open connections.
+    fn step_syn<P: BufPool>(&mut self, core: &Core<P>, cursor: u64) {
+        let net = &core.net;
+        let cache = &net.syn.cache;
+        let ip = net.iface.ip.address();
+        let slots = cache.capacity() as u64;
+        let mut index = (cursor - SYN_CURSOR).min(slots);
+        let end = slots.min(index + STEP_SLOTS as u64);
+        let b = &mut self.building;
+        while index < end {
+            if b.tcp.len() >= self.max {
+                b.next = Some(SYN_CURSOR + index);
+                break;
+            }
+            if let Some(e) = cache.entry(index as u32) {
+                let port = e.key.local_port;
+                let app = net
+                    .tcp
+                    .listeners()
+                    .iter()
+                    .find(|l| l.0 == port)
+                    .map(|l| l.1);
+                b.tcp.push(TcpRecord {
+                    cursor: SYN_CURSOR + index,
+                    local: SocketAddrV4::new(ip, port),
+                    remote: Some(e.key.remote),
+                    app,
+                    kind: ConnKind::SynRecv {
+                        iss: e.iss,
+                        irs: e.irs,
+                        retransmits: e.retransmits,
+                        age: net.now.since(e.sent),
+                        next_retransmit: e.next_retransmit.since(net.now),
+                    },
+                });
+            }
+            index += 1;
+        }
+        if b.next.is_some() || index >= slots {
             self.walk = None;
             self.finished = true;
         } else {
-            self.walk = Some(index);
+            self.walk = Some(SYN_CURSOR + index);
         }
     }
 
@@ -251,7 +315,7 @@ impl ConnsPublisher {
         let net = &core.net;
         let ip = net.iface.ip.address();
         let b = &mut self.building;
-        b.tcp_total = net.tcp.listeners().len() + net.tcp.len();
+        b.tcp_total = net.tcp.listeners().len() + net.tcp.len() + net.syn.cache.len();
         b.udp.clear();
         b.udp.extend(net.udp.iter().map(|(port, s)| UdpRecord {
             local: SocketAddrV4::new(ip, port),
@@ -354,6 +418,27 @@ impl TcpRecord {
                 f.push(("snd_nxt", Value::U64(u64::from(*snd_nxt))));
                 f.push(("rcv_nxt", Value::U64(u64::from(*rcv_nxt))));
                 f.push(("timewait_ms", ms(*left)));
+            }
+            ConnKind::SynRecv {
+                iss,
+                irs,
+                retransmits,
+                age,
+                next_retransmit,
+            } => {
+                // As a connection's, so that `snd_una`/`rcv_nxt` read
+                // alike: our SYN is unacknowledged, theirs received.
+                f.extend([
+                    ("state", Value::Str("SYN-RECEIVED".into())),
+                    ("app", app_name(apps, self.app)),
+                    ("snd_una", Value::U64(u64::from(*iss))),
+                    ("snd_nxt", Value::U64(u64::from(iss.wrapping_add(1)))),
+                    ("rcv_nxt", Value::U64(u64::from(irs.wrapping_add(1)))),
+                    ("retrans", Value::U64(u64::from(*retransmits))),
+                    ("rto_us", us(*next_retransmit)),
+                    ("age_ms", ms(*age)),
+                    ("syn_cache", Value::U64(1)),
+                ]);
             }
             ConnKind::Open(i) => {
                 let t = &i.totals;
@@ -600,17 +685,20 @@ mod tests {
         assert!(value(&udp, "next").is_none());
     }
 
-    /// A walk looks at no more than STEP_SLOTS slots per poll, and none
-    /// starts before its second unless asked.
+    /// A walk looks at no more than STEP_SLOTS slots per poll (table slots,
+    /// then SYN cache slots), and none starts before its second unless
+    /// asked.
     #[test]
     fn walks_are_stepped_and_periodic() {
         let c = core(1);
         let slot = ConnsSlot::default();
         let mut p = ConnsPublisher::default();
         let now = Instant::from_secs(1);
-        // The default table: 4096 slots, four steps.
-        let polls = c.net.tcp.slots().div_ceil(STEP_SLOTS);
-        assert_eq!(polls, 4);
+        // The default table: 4096 slots, four steps; then the SYN cache's
+        // 1024 slots, one more.
+        assert_eq!(c.net.syn.cache.capacity(), 1024);
+        let polls = c.net.tcp.slots().div_ceil(STEP_SLOTS) + 1;
+        assert_eq!(polls, 5);
         for _ in 0..polls - 1 {
             p.poll(&c, now, &slot);
         }

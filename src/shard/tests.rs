@@ -3285,3 +3285,62 @@ fn frames_the_nic_found_bad_are_dropped_and_counted() {
     r.core.clear();
     assert_eq!(r.in_use(), 0);
 }
+
+/// Half-open connections (in the SYN cache, not the table) are listed as
+/// SYN-RECEIVED, after the table's connections, and counted in the total.
+#[test]
+fn the_connections_view_lists_half_open_connections() {
+    use super::conns::{ConnKind, ConnsPublisher, ConnsSlot, STEP_SLOTS};
+    let tcp = crate::tcp::TcpConfig {
+        syn_cache: 16,
+        syncookies: SynCookieMode::Never,
+        ..Default::default()
+    };
+    let mut r = flood_rig(&["http:80"], tcp);
+    for i in 0..3u32 {
+        r.rx(&spoofed_syn(i));
+        r.take_tx();
+    }
+    assert_eq!(r.core.syn_cache().len(), 3);
+    // Past the first SYN-ACK's retransmission (1 s).
+    r.tick(Duration::from_millis(1500));
+    r.take_tx();
+    let (slot, mut p) = (ConnsSlot::default(), ConnsPublisher::default());
+    let steps = (r.core.tcp_table().slots() + r.core.syn_cache().capacity()).div_ceil(STEP_SLOTS);
+    for _ in 0..steps + 2 {
+        p.poll(&r.core, r.core.net.now, &slot);
+    }
+    let recs = slot
+        .read(0, false, false, std::time::Duration::ZERO, |s| {
+            assert_eq!(s.tcp_total, 1 + 3);
+            s.tcp.clone()
+        })
+        .expect("a snapshot");
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    assert!(matches!(recs[0].kind, ConnKind::Listen));
+    let mut remotes = Vec::new();
+    for rec in &recs[1..] {
+        let ConnKind::SynRecv {
+            retransmits, age, ..
+        } = rec.kind
+        else {
+            panic!("{rec:?}");
+        };
+        assert_eq!(rec.local.port(), 80);
+        assert_eq!(rec.app, Some(0), "the listener's application");
+        assert_eq!(retransmits, 1);
+        assert!(age >= Duration::from_millis(1500), "{age:?}");
+        let f = rec.fields(0, &["http:80".to_string()]);
+        assert!(f.contains(&(
+            "state",
+            crate::stats::conns::Value::Str("SYN-RECEIVED".into())
+        )));
+        remotes.push(rec.remote.expect("a peer"));
+    }
+    remotes.sort();
+    let want: Vec<SocketAddrV4> = (0..3u32)
+        .map(|i| SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | i), 1024 + i as u16))
+        .collect();
+    assert_eq!(remotes, want);
+    r.core.clear();
+}

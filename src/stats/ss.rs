@@ -219,6 +219,14 @@ pub fn format_record(r: &Record, info: bool) -> String {
             num(r, "snd_nxt"),
             num(r, "rcv_nxt")
         ));
+    } else if r.contains_key("syn_cache") {
+        // A half-open connection: ss shows its SYN-ACK timer the same way.
+        i.push(format!(
+            "timer:(on,{}ms,{}) age:{}ms",
+            num(r, "rto_us") / 1000,
+            num(r, "retrans"),
+            num(r, "age_ms")
+        ));
     } else if r.contains_key("cwnd") {
         let mss = num(r, "mss").max(1);
         for flag in ["ts", "sack", "ecn"] {
@@ -379,6 +387,22 @@ mod tests {
         for bad in ["state nope", "sport", "sport = :x", "src 1.2.3.4", "state"] {
             assert!(Filter::parse(false, false, &words(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_half_open_connection_prints_its_syn_ack_timer() {
+        let r = rec(
+            json!({"core": 1, "local": "198.18.0.1:80", "remote": "198.18.0.2:9",
+            "state": "SYN-RECEIVED", "app": "http:80", "retrans": 2, "rto_us": 1_500_000,
+            "age_ms": 3100, "syn_cache": 1}),
+        );
+        let s = format_record(&r, true);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].starts_with("SYN-RECV "), "{s}");
+        assert_eq!(lines[1].trim(), "timer:(on,1500ms,2) age:3100ms");
+        let f = |w: &str| Filter::parse(false, false, &words(w)).unwrap();
+        assert!(!f("").matches(&r), "ss leaves SYN-RECV out by default");
+        assert!(f("state syn-recv").matches(&r));
     }
 
     #[test]

@@ -185,6 +185,12 @@ impl SynCache {
         self.free.is_empty()
     }
 
+    /// What slot `index` holds (0 to [`capacity`](Self::capacity)), read-only;
+    /// None for a free one.
+    pub fn entry(&self, index: u32) -> Option<&SynEntry> {
+        self.slots.get(index as usize)?.entry.as_ref()
+    }
+
     /// Half-open connections to local `port`.
     pub fn half_open(&self, port: u16) -> usize {
         self.per_port
