@@ -17,7 +17,7 @@
 #   3. fair: 4 flows at once for FAIR_SECS (30; --smoke: 5) through the
 #      one bottleneck, no random loss: 4 dpstack flows (one tcp-send with 4
 #      connections), 4 Linux flows, then 2 dpstack and 2 Linux together
-#      (dpstack's started first, Linux's once its connections are open).
+#      (Linux's let go the moment dpstack's tcp-send opens its connections).
 #      Each flow runs until the sink cuts it FAIR_SECS after its accept;
 #      per-flow goodput, Jain's fairness index over the 4, and in the mixed
 #      run each stack's share of the total.
@@ -377,9 +377,13 @@ fair() {
     rm -f "$go"
     sink "$name" "$FAIR_SECS" "$1"
     # Linux's senders wait for $go: started (python's start is slow on a
-    # loaded machine), then let go once the sink has accepted dpstack's
-    # connections (its start takes a second or two), so that all four run
-    # side by side.
+    # loaded machine), then let go the moment dpstack's tcp-send opens its
+    # connections (its first cwnd sample, at t_us=0: its EAL start takes a
+    # second or two), so that all four start within a few milliseconds.
+    # (Letting go once the sink had accepted dpstack's connections gave
+    # them a head start of about 100 ms, 5 round trips of slow start: 32
+    # times Linux's window when the queue first overflowed, which CUBIC's
+    # convergence does not make up in 30 s.)
     if [ "$3" -gt 0 ]; then
         linux_start "$name" $FAIR_BYTES 1 "$3" $SAMPLE_MS "$go"
         for _ in $(seq 200); do
@@ -388,11 +392,18 @@ fair() {
         done
     fi
     if [ "$2" -gt 0 ]; then
+        # dpstack_start returns once dpstack is ready, after the app
+        # opened its connections: the go goes from a watcher of its output.
+        (
+            for _ in $(seq 6000); do
+                grep -qs '^tcp-send-sample .* t_us=0 ' "$TMP/$name.dp" && break
+                sleep 0.005
+            done
+            touch "$go"
+        ) &
+        local watcher=$!
         dpstack_start "$name" $FAIR_BYTES "$2" 1 $SAMPLE_MS
-        for _ in $(seq 100); do
-            [ "$(grep -c '^{"accepted"' "$TMP/$name.sink")" -ge "$2" ] && break
-            sleep 0.05
-        done
+        wait "$watcher" || true
     fi
     touch "$go"
     [ "$2" -gt 0 ] && dpstack_wait "$name" $((FAIR_SECS + 30))
