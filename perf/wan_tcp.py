@@ -225,10 +225,13 @@ TCPI_SND_MSS, TCPI_SND_CWND = 16, 80
 # by its own send buffer (the application not writing fast enough); the
 # rest of busy is cwnd-limited.
 TCPI_BUSY_TIME, TCPI_RWND_LIMITED, TCPI_SNDBUF_LIMITED = 168, 176, 184
+# ... and the segments it retransmitted (tcpi_total_retrans).
+TCPI_TOTAL_RETRANS = 100
 
 
 def tcp_chrono(sock):
-    """The socket's busy / rwnd-limited / sndbuf-limited time (ms), or None."""
+    """The socket's busy / rwnd-limited / sndbuf-limited time (ms) and its
+    retransmitted segments, or None."""
     try:
         b = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 192)
     except OSError:
@@ -239,7 +242,13 @@ def tcp_chrono(sock):
         struct.unpack_from("Q", b, o)[0] // 1000
         for o in (TCPI_BUSY_TIME, TCPI_RWND_LIMITED, TCPI_SNDBUF_LIMITED)
     )
-    return {"busy_ms": busy, "rwnd_limited_ms": rwnd, "sndbuf_limited_ms": sndbuf}
+    (retrans,) = struct.unpack_from("I", b, TCPI_TOTAL_RETRANS)
+    return {
+        "busy_ms": busy,
+        "rwnd_limited_ms": rwnd,
+        "sndbuf_limited_ms": sndbuf,
+        "retransmitted": retrans,
+    }
 
 
 class InfoSampler(threading.Thread):
