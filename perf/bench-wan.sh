@@ -3,7 +3,9 @@
 # dpstack-bridge at 20 ms RTT (10 ms each way) and 500 Mbit/s, a Linux
 # receiver (perf/wan_tcp.py sink) on the other side, and the sender either
 # dpstack (af_packet, 1 lcore, `tcp-send`) or Linux (perf/wan_tcp.py send,
-# CUBIC), through the same bridge in the same run:
+# CUBIC), through the same bridge in the same run (each stack on a veth of
+# its own in the senders' namespace, joined by a kernel bridge to the veth
+# into dpstack-bridge):
 #
 #   1. bulk: one transfer (200 MB; --smoke: 20 MB) at 0%, 0.5% and 2%
 #      random loss of the sender's frames: goodput as the sink saw it, from
@@ -17,7 +19,7 @@
 #   3. fair: 4 flows at once for FAIR_SECS (30; --smoke: 5) through the
 #      one bottleneck, no random loss: 4 dpstack flows (one tcp-send with 4
 #      connections), 4 Linux flows, then 2 dpstack and 2 Linux together
-#      (dpstack's started first, Linux's once its connections are open).
+#      (Linux's let go the moment dpstack's tcp-send opens its connections).
 #      Each flow runs until the sink cuts it FAIR_SECS after its accept;
 #      per-flow goodput, Jain's fairness index over the 4, and in the mixed
 #      run each stack's share of the total.
@@ -151,7 +153,28 @@ for ns in $S $R; do
     # bridge's CPU that transmits into the veth.
     ip netns exec $ns sh -c "echo 1 > /sys/class/net/${ns}1/queues/rx-0/rps_cpus"
 done
-ip -n $S addr add $LINUX_IP/24 dev ${S}1
+# The senders' side: each stack on a veth of its own, joined to ${S}1 by a
+# kernel bridge in the namespace (${S}d1: dpstack's af_packet; ${S}l1:
+# Linux's address). On one shared veth, dpstack's af_packet socket got a
+# copy of every frame on it, Linux's outgoing data included (the PMD does
+# not set PACKET_IGNORE_OUTGOING): in the mixed fair run its lcore took in
+# ~490,000 frames for ~150,000 sent and its ring dropped ~4,000-5,800 of
+# them, its own ACKs among them, on a cost Linux's senders did not have.
+# The bridge learns each stack's MAC and forwards it only its own frames.
+ip netns exec $S sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+ip -n $S link add ${S}br type bridge
+ip -n $S link set ${S}1 master ${S}br
+for p in d l; do
+    ip -n $S link add ${S}${p}0 type veth peer name ${S}${p}1
+    ip -n $S link set ${S}${p}0 master ${S}br
+    for e in ${S}${p}0 ${S}${p}1; do
+        ip netns exec $S ethtool -K $e tso off gso off gro off tx off >/dev/null
+        ip -n $S link set $e up
+    done
+    ip netns exec $S sh -c "echo 1 > /sys/class/net/${S}${p}1/queues/rx-0/rps_cpus"
+done
+ip -n $S link set ${S}br up
+ip -n $S addr add $LINUX_IP/24 dev ${S}l1
 ip -n $R addr add $SINK_IP/24 dev ${R}1
 # CUBIC per socket (TCP_CONGESTION in wan_tcp.py, root may pick any
 # available algorithm): this kernel's default is BBR, and a namespace may
@@ -231,7 +254,7 @@ dpstack_start() {
     : >"$out"
     # shellcheck disable=SC2046,SC2086
     ip netns exec $S $DP -l 0 --no-pci $(eal_mem) --file-prefix dpwandp \
-        --log-level=lib.eal:warning --vdev=net_af_packet0,iface=${S}1,qpairs=1 -- \
+        --log-level=lib.eal:warning --vdev=net_af_packet0,iface=${S}d1,qpairs=1 -- \
         --ip $DP_IP/24 --stats-interval 1 $DP_TCP_ARGS \
         --app "$app:$2:$3:$4:${5:-0}" >"$out" 2>&1 &
     DPID=$!
@@ -377,9 +400,13 @@ fair() {
     rm -f "$go"
     sink "$name" "$FAIR_SECS" "$1"
     # Linux's senders wait for $go: started (python's start is slow on a
-    # loaded machine), then let go once the sink has accepted dpstack's
-    # connections (its start takes a second or two), so that all four run
-    # side by side.
+    # loaded machine), then let go the moment dpstack's tcp-send opens its
+    # connections (its first cwnd sample, at t_us=0: its EAL start takes a
+    # second or two), so that all four start within a few milliseconds.
+    # (Letting go once the sink had accepted dpstack's connections gave
+    # them a head start of about 100 ms, 5 round trips of slow start: 32
+    # times Linux's window when the queue first overflowed, which CUBIC's
+    # convergence does not make up in 30 s.)
     if [ "$3" -gt 0 ]; then
         linux_start "$name" $FAIR_BYTES 1 "$3" $SAMPLE_MS "$go"
         for _ in $(seq 200); do
@@ -388,11 +415,18 @@ fair() {
         done
     fi
     if [ "$2" -gt 0 ]; then
+        # dpstack_start returns once dpstack is ready, after the app
+        # opened its connections: the go goes from a watcher of its output.
+        (
+            for _ in $(seq 6000); do
+                grep -qs '^tcp-send-sample .* t_us=0 ' "$TMP/$name.dp" && break
+                sleep 0.005
+            done
+            touch "$go"
+        ) &
+        local watcher=$!
         dpstack_start "$name" $FAIR_BYTES "$2" 1 $SAMPLE_MS
-        for _ in $(seq 100); do
-            [ "$(grep -c '^{"accepted"' "$TMP/$name.sink")" -ge "$2" ] && break
-            sleep 0.05
-        done
+        wait "$watcher" || true
     fi
     touch "$go"
     [ "$2" -gt 0 ] && dpstack_wait "$name" $((FAIR_SECS + 30))

@@ -220,6 +220,35 @@ def nearest_rank(sorted_values, q):
 # struct tcp_info (linux/tcp.h): 8 bytes of u8 fields, then u32s. The
 # offsets of the two sampled: the MSS and the window in segments.
 TCPI_SND_MSS, TCPI_SND_CWND = 16, 80
+# struct tcp_info's chrono counters (Linux 4.10+, us): the time the socket
+# had data in flight (busy), and of that, limited by the peer's window or
+# by its own send buffer (the application not writing fast enough); the
+# rest of busy is cwnd-limited.
+TCPI_BUSY_TIME, TCPI_RWND_LIMITED, TCPI_SNDBUF_LIMITED = 168, 176, 184
+# ... and the segments it retransmitted (tcpi_total_retrans).
+TCPI_TOTAL_RETRANS = 100
+
+
+def tcp_chrono(sock):
+    """The socket's busy / rwnd-limited / sndbuf-limited time (ms) and its
+    retransmitted segments, or None."""
+    try:
+        b = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 192)
+    except OSError:
+        return None
+    if len(b) < TCPI_SNDBUF_LIMITED + 8:
+        return None
+    busy, rwnd, sndbuf = (
+        struct.unpack_from("Q", b, o)[0] // 1000
+        for o in (TCPI_BUSY_TIME, TCPI_RWND_LIMITED, TCPI_SNDBUF_LIMITED)
+    )
+    (retrans,) = struct.unpack_from("I", b, TCPI_TOTAL_RETRANS)
+    return {
+        "busy_ms": busy,
+        "rwnd_limited_ms": rwnd,
+        "sndbuf_limited_ms": sndbuf,
+        "retransmitted": retrans,
+    }
 
 
 class InfoSampler(threading.Thread):
@@ -274,6 +303,8 @@ def send(args):
     dst = (ip, int(port))
     pat = memoryview(PATTERN)
     fcts = []
+    # Each transfer's chrono counters, for single transfers (a fair flow).
+    chronos = []
     failed = 0
     first = last = None
     for _ in range(args.count):
@@ -298,6 +329,7 @@ def send(args):
                 if not d:
                     break
             t1 = time.monotonic()
+            chronos.append(tcp_chrono(s))
             fcts.append(round((t1 - t0) * 1e6))
             last = t1
             if sampler:
@@ -305,6 +337,7 @@ def send(args):
             s.close()
         except OSError:
             failed += 1
+            chronos.append(tcp_chrono(s))
             if sampler:
                 sampler.watch(None)
             reset(s)
@@ -328,6 +361,7 @@ def send(args):
                 "fct_max_us": fcts[-1] if fcts else 0,
                 "fct_mean_us": sum(fcts) // completed if completed else 0,
                 **({"fcts_us": fcts} if args.fcts else {}),
+                **({"chrono": chronos[0]} if args.count == 1 and chronos else {}),
             }
         ),
         flush=True,

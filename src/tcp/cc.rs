@@ -249,7 +249,8 @@ struct HyStart {
     last_round_min: u32,
     current_round_min: u32,
     samples: u8,
-    /// The least RTT sample of the connection (us), for the ACK train.
+    /// The least RTT sample of the connection (us): for the ACK train,
+    /// and (kept after slow start) how far ahead CUBIC aims.
     min_rtt: u32,
     /// When the current round began and when the train's last ACK came
     /// (the clock's microseconds, wrapping: only differences are used).
@@ -302,15 +303,19 @@ impl HyStart {
     /// True: slow start is over, set ssthresh to cwnd (CSS_ROUNDS rounds
     /// of CSS have passed, or the ACK train says the window fills the
     /// bottleneck).
+    /// Every RTT sample, in or out of slow start: the connection's least.
+    fn note_rtt(&mut self, ack: &Ack) {
+        if let Some(rtt) = ack.rtt {
+            let us = u32::try_from(rtt.micros()).unwrap_or(NO_RTT - 1);
+            self.min_rtt = self.min_rtt.min(us);
+        }
+    }
+
     fn on_ack(&mut self, ack: &Ack, cwnd: usize) -> bool {
         if self.phase == HyPhase::Off {
             return false;
         }
         let now = ack.now.micros() as u32;
-        if let Some(rtt) = ack.rtt {
-            let us = u32::try_from(rtt.micros()).unwrap_or(NO_RTT - 1);
-            self.min_rtt = self.min_rtt.min(us);
-        }
         // The round ends with the first ACK for data sent after it began
         // (RFC 9406: windowEnd, SND.NXT then, is acknowledged once an ACK
         // covers the byte at windowEnd): so each round begins with the
@@ -393,6 +398,7 @@ impl SlowStart {
     /// False in congestion avoidance: the algorithm's own growth applies.
     fn step(&mut self, ack: &Ack, grow: bool, cwnd: &mut usize, ssthresh: &mut usize) -> bool {
         self.note_ack(ack.now, ack.flight);
+        self.hystart.note_rtt(ack);
         if *cwnd >= *ssthresh {
             return false;
         }
@@ -707,7 +713,15 @@ impl Cubic {
         let mss = ack.mss as f64;
         let acked = ack.acked as f64;
         let t = secs(ack.now.since(e.start));
-        let rtt = ack.srtt.map_or(0.0, secs);
+        // One minimum RTT ahead (the connection's least sample, as
+        // Linux's `t + delay_min`); the smoothed RTT only until a sample
+        // came. Not the smoothed RTT, which a standing queue inflates:
+        // aiming a queued RTT ahead grows a flow the faster the fuller
+        // the bottleneck it shares, and faster than Linux's CUBIC beside it.
+        let rtt = match self.ss.hystart.min_rtt {
+            NO_RTT => ack.srtt.map_or(0.0, secs),
+            us => f64::from(us) / 1e6,
+        };
         // Reno-friendly region (4.3): W_est grows by alpha per window acked,
         // by 1 once it has reached the window before the last reduction.
         let alpha = if e.w_est >= self.cwnd_prior {
@@ -1192,6 +1206,46 @@ mod tests {
         let grown = cc.window() as f64 / before as f64;
         assert!(grown > 1.3 && grown <= 1.5, "{grown}");
         round(&mut cc, now, rtt, mss);
+    }
+
+    #[test]
+    fn cubic_aims_one_minimum_rtt_ahead_not_one_queued_rtt() {
+        // The path's RTT is 20 ms, but a standing queue holds the smoothed
+        // RTT at 200 ms: each ACK aims at W_cubic(t + 20 ms), as Linux's
+        // `t + delay_min`, not 200 ms ahead (which would grow a flow the
+        // faster the fuller the queue it shares).
+        let mss = 1000;
+        let mut cc = cubic_after_loss_at_100(mss);
+        let t0 = Instant::from_secs(10);
+        let min = Duration::from_millis(20);
+        let queued = Duration::from_millis(200);
+        cc.on_ack(&Ack {
+            now: t0,
+            acked: mss,
+            flight: 69 * mss,
+            rtt: Some(min),
+            srtt: Some(queued),
+            mss,
+        });
+        // One ACK 2 s in (concave region; K = 4.2 s), with the queued
+        // sample: growth is (target - cwnd) / cwnd of an MSS per MSS acked.
+        let now = t0.plus(Duration::from_secs(2));
+        let before = cc.window_f64();
+        cc.on_ack(&Ack {
+            now,
+            acked: mss,
+            flight: 69 * mss,
+            rtt: Some(queued),
+            srtt: Some(queued),
+            mss,
+        });
+        let target = cc.w_cubic(2.0 + 0.020, mss).unwrap();
+        let want = before + (target - before) * mss as f64 / before;
+        let got = cc.window_f64();
+        assert!((got - want).abs() < 1e-6, "cwnd {got}, want {want}");
+        let queued_target = cc.w_cubic(2.0 + 0.200, mss).unwrap();
+        let aggressive = before + (queued_target - before) * mss as f64 / before;
+        assert!(aggressive - got > 10.0, "{aggressive} vs {got}");
     }
 
     #[test]
