@@ -62,6 +62,7 @@ impl<P: BufPool> Net<P> {
     /// before what the callback sent after it. The UDP checksum stays valid:
     /// swapping the addresses leaves the pseudo-header's sum as it was, and
     /// swapping the ports leaves the header's.
+    #[inline]
     pub(super) fn dispatch_udp_in_place(
         &mut self,
         mut buf: P::Buf,
