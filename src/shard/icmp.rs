@@ -14,7 +14,7 @@ use crate::wire::{
 
 impl<P: BufPool> Net<P> {
     /// Is `icmp` a valid echo request we answer? Drops and counts it if not.
-    #[inline]
+    #[inline(always)]
     fn accept_echo_request(&mut self, ip: &Ipv4Repr, icmp: &[u8]) -> bool {
         let packet = match Icmpv4Packet::new_checked(icmp) {
             Ok(p) => p,
@@ -46,7 +46,7 @@ impl<P: BufPool> Net<P> {
 
     /// Echo request in a plain (unfragmented, option-less) datagram: turn
     /// the same buffer into the reply, to `src_mac` (the frame's sender).
-    #[inline]
+    #[inline(always)]
     pub(super) fn process_icmp_in_place(
         &mut self,
         mut buf: P::Buf,

@@ -79,7 +79,12 @@ impl<P: BufPool> Net<P> {
         // Counted as sent by send_udp; its place was kept (the buffer was
         // sized up front, so the insert does not allocate).
         debug_assert!(self.tx.len() < self.tx_cap);
-        self.tx.insert(slot.min(self.tx.len()), buf);
+        // Mostly the last: a push, without insert's move of the tail.
+        if slot >= self.tx.len() {
+            self.tx.push(buf);
+        } else {
+            self.tx.insert(slot, buf);
+        }
     }
 
     pub(super) fn dispatch_udp(
