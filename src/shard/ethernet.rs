@@ -22,6 +22,7 @@ impl<P: BufPool> Core<P> {
     }
 
     /// `handed_off`: another core sent it here; it is never handed on.
+    #[inline]
     pub(super) fn process_frame_inner(&mut self, buf: P::Buf, handed_off: bool) {
         let data = buf.data();
         let frame = match EthernetFrame::new_checked(data) {
@@ -82,7 +83,7 @@ impl<P: BufPool> Net<P> {
     }
 
     /// Queue a finished frame for transmit.
-    #[inline]
+    #[inline(always)]
     pub(super) fn push_tx(&mut self, buf: P::Buf) -> Result<(), SendError> {
         if self.tx.len() >= self.tx_room() {
             self.counters.tx_backlog_full += 1;

@@ -14,6 +14,7 @@ use crate::wire::{
 
 impl<P: BufPool> Net<P> {
     /// Is `icmp` a valid echo request we answer? Drops and counts it if not.
+    #[inline(always)]
     fn accept_echo_request(&mut self, ip: &Ipv4Repr, icmp: &[u8]) -> bool {
         let packet = match Icmpv4Packet::new_checked(icmp) {
             Ok(p) => p,
@@ -45,6 +46,7 @@ impl<P: BufPool> Net<P> {
 
     /// Echo request in a plain (unfragmented, option-less) datagram: turn
     /// the same buffer into the reply, to `src_mac` (the frame's sender).
+    #[inline(always)]
     pub(super) fn process_icmp_in_place(
         &mut self,
         mut buf: P::Buf,
@@ -136,6 +138,7 @@ impl<P: BufPool> Net<P> {
 
 /// Turn an echo request (checksum valid) into the reply, in place: type 8
 /// code 0 becomes type 0 code 0, and the checksum follows (RFC 1624).
+#[inline]
 fn echo_request_to_reply(icmp: &mut [u8]) {
     let mut packet = Icmpv4Packet::new_unchecked(&mut *icmp);
     let old = packet.checksum();

@@ -299,6 +299,7 @@ impl<P: BufPool> Net<P> {
 
     /// The Ethernet and IPv4 headers of a received frame (no IP options, at
     /// `l2`) turned into its reply's, to `mac`; Ethernet padding is cut off.
+    #[inline]
     pub(super) fn turn_around(
         &self,
         buf: &mut P::Buf,
@@ -391,6 +392,7 @@ pub(super) fn refragment<P: BufPool>(
 /// Hand a complete (possibly reassembled) datagram to its protocol.
 /// `header` is its IP header as received, options included; `in_place`:
 /// its received frame can be turned into a UDP reply.
+#[inline]
 fn deliver_datagram<P: BufPool>(
     net: &mut Net<P>,
     apps: &mut [Box<dyn App>],

@@ -62,6 +62,7 @@ impl<P: BufPool> Net<P> {
     /// before what the callback sent after it. The UDP checksum stays valid:
     /// swapping the addresses leaves the pseudo-header's sum as it was, and
     /// swapping the ports leaves the header's.
+    #[inline]
     pub(super) fn dispatch_udp_in_place(
         &mut self,
         mut buf: P::Buf,
@@ -78,7 +79,12 @@ impl<P: BufPool> Net<P> {
         // Counted as sent by send_udp; its place was kept (the buffer was
         // sized up front, so the insert does not allocate).
         debug_assert!(self.tx.len() < self.tx_cap);
-        self.tx.insert(slot.min(self.tx.len()), buf);
+        // Mostly the last: a push, without insert's move of the tail.
+        if slot >= self.tx.len() {
+            self.tx.push(buf);
+        } else {
+            self.tx.insert(slot, buf);
+        }
     }
 
     pub(super) fn dispatch_udp(

@@ -1,8 +1,10 @@
 //! UDP: the per-core socket table.
 //!
 //! Each core binds the same ports for its own instance of each application,
-//! so a datagram is delivered on whichever core its flow landed. The table is
-//! a fixed-capacity `heapless` map: binding past capacity fails and says so.
+//! so a datagram is delivered on whichever core its flow landed. The table
+//! holds at most [`MAX_SOCKETS`] sockets (binding past capacity fails and
+//! says so), found by port through a direct index: one load per datagram
+//! instead of a hash lookup.
 //!
 //! A connected socket (an active open, [`UdpTable::connect`]) is one core's
 //! alone: its ephemeral port is chosen so that replies come back to this
@@ -12,7 +14,6 @@
 
 use crate::flow::{FlowDirectory, PortAllocator};
 use crate::tcp::table::FlowKey;
-use heapless::FnvIndexMap;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
@@ -52,9 +53,12 @@ pub enum BindError {
     NoPort,
 }
 
-#[derive(Default)]
 pub struct UdpTable {
-    map: FnvIndexMap<u16, Binding, MAX_SOCKETS>,
+    /// The sockets, in binding order (a removal moves the last into the
+    /// hole, as `swap_remove` does).
+    slots: Vec<(u16, Binding)>,
+    /// By port: 0 for none, else the socket's place in `slots` plus one.
+    index: Box<[u16; 1 << 16]>,
     /// Where other cores look up who owns a connected socket (multi-core,
     /// unpredictable RSS), and this core's index.
     directory: Option<(Arc<FlowDirectory>, usize)>,
@@ -62,29 +66,50 @@ pub struct UdpTable {
     pub directory_full: u64,
 }
 
+impl Default for UdpTable {
+    fn default() -> Self {
+        let index: Box<[u16]> = vec![0u16; 1 << 16].into_boxed_slice();
+        UdpTable {
+            slots: Vec::with_capacity(MAX_SOCKETS),
+            index: index.try_into().expect("65536 entries"),
+            directory: None,
+            directory_full: 0,
+        }
+    }
+}
+
 impl UdpTable {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The place in `slots` of the socket bound to `port`.
+    #[inline]
+    fn slot(&self, port: u16) -> Option<usize> {
+        (self.index[usize::from(port)] as usize).checked_sub(1)
     }
 
     pub fn bind(&mut self, port: u16, app: usize) -> Result<(), BindError> {
         if port == 0 {
             return Err(BindError::PortZero);
         }
-        if self.map.contains_key(&port) {
+        if self.is_bound(port) {
             return Err(BindError::InUse(port));
         }
-        self.map
-            .insert(
-                port,
-                Binding {
-                    app,
-                    rx: 0,
-                    tx: 0,
-                    remote: None,
-                },
-            )
-            .map_err(|_| BindError::TableFull)?;
+        if self.slots.len() >= MAX_SOCKETS {
+            return Err(BindError::TableFull);
+        }
+        self.slots.push((
+            port,
+            Binding {
+                app,
+                rx: 0,
+                tx: 0,
+                remote: None,
+            },
+        ));
+        // At most MAX_SOCKETS (256) slots: the place fits.
+        self.index[usize::from(port)] = self.slots.len() as u16;
         Ok(())
     }
 
@@ -102,7 +127,7 @@ impl UdpTable {
         app: usize,
     ) -> Result<(), BindError> {
         self.bind(port, app)?;
-        if let Some(b) = self.map.get_mut(&port) {
+        if let Some(b) = self.lookup(port) {
             b.remote = Some(remote);
         }
         if let Some((dir, core)) = &self.directory {
@@ -138,8 +163,13 @@ impl UdpTable {
 
     /// Release a port; true if it was bound.
     pub fn unbind(&mut self, port: u16) -> bool {
-        match self.map.remove(&port) {
-            Some(b) => {
+        match self.slot(port) {
+            Some(i) => {
+                self.index[usize::from(port)] = 0;
+                let (_, b) = self.slots.swap_remove(i);
+                if let Some(&(moved, _)) = self.slots.get(i) {
+                    self.index[usize::from(moved)] = (i + 1) as u16;
+                }
                 if let (Some(remote), Some((dir, core))) = (b.remote, &self.directory) {
                     dir.remove(
                         &FlowKey {
@@ -157,29 +187,32 @@ impl UdpTable {
 
     #[inline]
     pub fn lookup(&mut self, port: u16) -> Option<&mut Binding> {
-        self.map.get_mut(&port)
+        let i = self.slot(port)?;
+        self.slots.get_mut(i).map(|(_, b)| b)
     }
 
     /// The socket bound to `port`, read-only.
     #[inline]
     pub fn get(&self, port: u16) -> Option<&Binding> {
-        self.map.get(&port)
+        let i = self.slot(port)?;
+        self.slots.get(i).map(|(_, b)| b)
     }
 
+    #[inline]
     pub fn is_bound(&self, port: u16) -> bool {
-        self.map.contains_key(&port)
+        self.index[usize::from(port)] != 0
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.slots.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u16, &Binding)> {
-        self.map.iter().map(|(p, b)| (*p, b))
+        self.slots.iter().map(|(p, b)| (*p, b))
     }
 }
 
@@ -200,6 +233,38 @@ mod tests {
         assert!(t.unbind(7));
         assert!(!t.unbind(7));
         assert!(t.lookup(7).is_none());
+    }
+
+    #[test]
+    fn index_follows_removals_from_the_middle() {
+        let mut t = UdpTable::new();
+        let ports = [7u16, 9, 53, 65535, 1, 40000];
+        for (app, p) in ports.iter().enumerate() {
+            t.bind(*p, app).unwrap();
+        }
+        // Remove from the middle, the end and the front: every other
+        // port still finds its own socket, and a removed one none.
+        for (gone, p) in [9u16, 40000, 7].iter().enumerate() {
+            assert!(t.unbind(*p));
+            assert!(t.lookup(*p).is_none() && !t.is_bound(*p));
+            for (app, q) in ports.iter().enumerate() {
+                if [9u16, 40000, 7][..=gone].contains(q) {
+                    assert!(t.get(*q).is_none());
+                } else {
+                    assert_eq!(t.get(*q).unwrap().app, app, "port {q}");
+                    assert_eq!(t.lookup(*q).unwrap().app, app, "port {q}");
+                }
+            }
+        }
+        assert_eq!(t.len(), 3);
+        let mut seen: Vec<u16> = t.iter().map(|(p, _)| p).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 53, 65535]);
+        // Rebinding a freed port works; the others are untouched.
+        t.bind(9, 42).unwrap();
+        assert_eq!(t.get(9).unwrap().app, 42);
+        assert_eq!(t.get(65535).unwrap().app, 3);
+        assert!(t.get(0).is_none());
     }
 
     #[test]

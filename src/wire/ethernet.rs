@@ -147,6 +147,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         f.check_len()?;
         Ok(f)
     }
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < Self::HEADER_LEN {
@@ -160,6 +161,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     pub fn into_inner(self) -> T {
         self.buffer
     }
+    #[inline]
     fn tagged(&self) -> bool {
         be16(self.buffer.as_ref(), field::ETHERTYPE) == 0x8100
     }
@@ -178,6 +180,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         EthernetAddress::from_bytes(&self.buffer.as_ref()[field::SRC])
     }
     /// The EtherType after the 802.1Q tag if there is one.
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         let b = self.buffer.as_ref();
         if self.tagged() {
@@ -186,6 +189,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
             be16(b, field::ETHERTYPE).into()
         }
     }
+    #[inline]
     pub fn vlan(&self) -> Option<VlanTag> {
         if !self.tagged() {
             return None;

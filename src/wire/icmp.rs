@@ -173,7 +173,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     pub fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::data(self.buffer.as_ref()) == 0xffff
     }

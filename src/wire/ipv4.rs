@@ -250,7 +250,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn options(&self) -> &[u8] {
         &self.b()[Self::HEADER_LEN..usize::from(self.header_len())]
     }
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         let hl = usize::from(self.header_len());
         match self.b().first_chunk::<20>() {
@@ -282,7 +282,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(())
     }
     /// From the end of the header to `total_len` (Ethernet padding excluded).
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.b()[usize::from(self.header_len())..usize::from(self.total_len())]
     }

@@ -72,7 +72,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         &self.buffer.as_ref()[Self::HEADER_LEN..usize::from(self.len())]
     }
     /// True if the checksum is right, or zero (none sent, RFC 768).
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self, src: &Ipv4Addr, dst: &Ipv4Addr) -> bool {
         if self.checksum() == 0 {
             return true;
