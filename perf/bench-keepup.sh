@@ -54,6 +54,10 @@ if [ ! -x "$PKTGEN" ]; then
     echo '{"row": "keepup-summary", "measured": false, "why": "pktgen not found (docs/load-testing.md)"}' >"$JSONL"
     exit 0
 fi
+# This script and what it runs (perf, telemetry reads, the shell's own
+# polling) stay on CPU 0 with pktgen: CPU 1 is the target's alone. EAL pins
+# the targets' lcores to CPU 1 itself.
+taskset -pc 0 $$ >/dev/null
 BIN=$PWD/target/release
 [ -x "$BIN/dpstack" ] || cargo build --release -q -p dpstack
 MEM="--in-memory"
@@ -90,17 +94,17 @@ VDEV=--vdev=net_af_packet0,iface=dpskA,qpairs=1
 
 # Wait until the mark file says WHAT, or until pktgen (PID) has gone.
 wait_mark() { # what pid
-    for _ in $(seq 3000); do
+    for _ in $(seq 1500); do
         grep -q "^$1 " "$K/mark" 2>/dev/null && return 0
         kill -0 "$2" 2>/dev/null || return 0
-        sleep 0.02
+        sleep 0.04
     done
 }
 # dpstack's loop figures now (telemetry /dpstack/stats,0): the stalls by
 # side work and the per-iteration histogram, cumulative; {} for testpmd.
 figures() { # target
     [ "$1" = dpstack ] || { echo '{}'; return; }
-    echo "/dpstack/stats,0" | timeout 10 taskset -c 0 dpdk-telemetry.py -f dpskdut 2>/dev/null \
+    echo "/dpstack/stats,0" | timeout 10 dpdk-telemetry.py -f dpskdut 2>/dev/null \
         | python3 -c '
 import json, sys
 t = sys.stdin.read()
@@ -162,13 +166,13 @@ measure() {
     if [ "$SCHED_TRACE" = 1 ]; then
         # Started before pktgen (perf takes a while to start); the window
         # is cut out of it by time (CLOCK_MONOTONIC, as mono() reads).
-        taskset -c 0 perf record -q -k CLOCK_MONOTONIC -e sched:sched_switch -C 1 \
+        perf record -q -k CLOCK_MONOTONIC -e sched:sched_switch -C 1 \
             -o "$K/$name.perf" -- sleep $((SECS + 90)) >/dev/null 2>&1 &
         sched=$!
         sleep 1
     fi
     DUT_MAC=$MAC RATES=$pct SECS=$SECS LATENCY=0 SWEEP_OUT=$K/$name.sweep MARK=$K/mark \
-        timeout $((SECS + 60)) ip netns exec $NS taskset -c 0 "$PKTGEN" --lcores='(0-1)@0' \
+        timeout $((SECS + 60)) ip netns exec $NS "$PKTGEN" --lcores='(0-1)@0' \
         --no-pci --file-prefix dpskpg --no-huge -m 1536 --no-shconf \
         --vdev=net_af_packet1,iface=dpskB -- -P -m 1.0 -f perf/pktgen/rate-sweep.lua \
         </dev/null >"$K/$name-pktgen.txt" 2>&1 &

@@ -549,7 +549,10 @@ elif ku:
         w("|---|---|---|---|---|---|---|")
         for r in sorted(sched, key=lambda r: (r["rate"], r["run"], r["target"] != "testpmd")):
             g = r["sched"]
-            ran = ", ".join(f"{k} {v:.0f}" for k, v in list(g["ran_ms"].items())[:4])
+            ran = ", ".join(f"{k} {v:.0f}" for k, v in list(g["ran_ms"].items())[:4] if not k.startswith("own:"))
+            if g.get("own_turns"):
+                ran += (f"; own threads {sum(v for k, v in g['ran_ms'].items() if k.startswith('own:')):.1f} "
+                        f"in {g['own_turns']} turns, longest {g['own_longest_us']:.0f} us")
             w(f"| {r['target']} | {fmt_m(r['rate'])} | {r['run']} | {g['off_ms']:.0f} of {g['span_ms']:.0f} ms | "
               f"{g['gaps']} ({g['gaps_over_1ms']}) | {g['longest_ms']:.1f} ms | {ran} |")
         w("")

@@ -28,6 +28,7 @@ def gaps(lines, tid, own=frozenset(), window=(0.0, float("inf"))):
     out_at = None
     off = []
     ran = {}
+    own_turns, own_longest = 0, 0.0
     cur = None  # (comm, pid, since) of the task on the CPU
     for l in lines:
         m = LINE.match(l)
@@ -42,6 +43,9 @@ def gaps(lines, tid, own=frozenset(), window=(0.0, float("inf"))):
         if cur is not None and cur[1] == prev_pid and prev_pid != tid:
             name = "idle" if prev_pid == 0 else f"own:{cur[0]}/{prev_pid}" if prev_pid in own else cur[0]
             ran[name] = ran.get(name, 0.0) + t - cur[2]
+            if prev_pid in own:
+                own_turns += 1
+                own_longest = max(own_longest, t - cur[2])
         cur = (next_comm, next_pid, t)
         if prev_pid == tid:
             out_at = t
@@ -56,7 +60,12 @@ def gaps(lines, tid, own=frozenset(), window=(0.0, float("inf"))):
         "gaps": len(off),
         "gaps_over_1ms": sum(1 for g in off if g > 1e-3),
         "longest_ms": round(max(off, default=0.0) * 1e3, 2),
-        "ran_ms": {k: round(v * 1e3, 1) for k, v in sorted(ran.items(), key=lambda kv: -kv[1])[:6]},
+        # The six largest, and the target's own threads whatever their share.
+        "ran_ms": {k: round(v * 1e3, 2) for i, (k, v) in enumerate(sorted(ran.items(), key=lambda kv: -kv[1]))
+                   if i < 6 or k.startswith("own:")},
+        # How often the target's own threads took the CPU, and their longest turn.
+        "own_turns": own_turns,
+        "own_longest_us": round(own_longest * 1e6, 1),
     }
 
 
