@@ -490,6 +490,9 @@ ku = keepup_rows()
 ku_sum = next((r for r in ku if r["row"] == "keepup-summary"), None)
 if ku and not ku_sum:
     missing.append("keepup summary")
+# A run where pktgen sent nothing (it failed to start) measured nothing.
+missing.extend(f"keepup {r['target']} {r['rate']} run {r['run']} (pktgen sent nothing)"
+               for r in ku if r["row"] == "keepup" and not r["sent"])
 w("## 8. Keeping up with testpmd under pktgen-dpdk over af_packet")
 w("")
 w("perf/bench-keepup.sh: pktgen-dpdk 23.03 (docs/load-testing.md) in a namespace")
