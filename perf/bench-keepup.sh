@@ -17,7 +17,8 @@
 # /opt/pktgen/build/app/pktgen: docs/load-testing.md says how to build it).
 # The sweep stops after the first rate where testpmd echoed less than 99%
 # in some run, or where pktgen sent less than 90% of the rate asked for
-# (its own limit: higher rates would measure nothing new).
+# (its own limit: higher rates would measure nothing new); KEEP_GOING=1
+# measures every rate of RATES.
 #
 # One JSON line per (target, rate, run) in OUTDIR/keepup.jsonl: what
 # pktgen sent and got back (its port counters, read by
@@ -277,7 +278,9 @@ for rate in "${rates[@]}"; do
         measure testpmd "$rate" "$run"
         measure dpstack "$rate" "$run"
     done
-    # Stop past the rate where testpmd dropped 1%, or past pktgen's limit.
+    # Stop past the rate where testpmd dropped 1%, or past pktgen's limit
+    # (KEEP_GOING=1: measure every rate of RATES).
+    [ "${KEEP_GOING:-0}" = 1 ] && continue
     python3 - "$JSONL" "$rate" <<'PY' || break
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
