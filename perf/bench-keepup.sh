@@ -23,7 +23,8 @@
 # One JSON line per (target, rate, run) in OUTDIR/keepup.jsonl: what
 # pktgen sent and got back (its port counters, read by
 # perf/pktgen/rate-sweep.lua after it stopped and waited 1.5 s), the echoed
-# fraction, the same from dpskB's kernel counters (they include ARP), the
+# fraction, the same from dpskB's kernel counters (over pktgen's whole run:
+# they include its warm-up and ARP), the
 # frames that reached dpskA but not the target (its af_packet ring drops:
 # dpskA's rx_packets over the target's lifetime less the target's own RX
 # count), how long the target's polling thread waited for its CPU while
