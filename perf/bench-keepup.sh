@@ -24,13 +24,16 @@
 # pktgen sent and got back (its port counters, read by
 # perf/pktgen/rate-sweep.lua after it stopped and waited 1.5 s), the echoed
 # fraction, the same from dpskB's kernel counters (over pktgen's whole run:
-# they include its warm-up and ARP), the
-# frames that reached dpskA but not the target (its af_packet ring drops:
-# dpskA's rx_packets over the target's lifetime less the target's own RX
-# count), how long the target's polling thread waited for its CPU while
-# pktgen ran (/proc/PID/task/TID/schedstat), and for dpstack its own
-# `port ring_drops=`, its loop's stall counts by side work and its
-# per-iteration cycle histogram. Then one summary line per rate and the
+# they include its warm-up and ARP), the frames that reached dpskA but not
+# the target (its af_packet ring drops: dpskA's rx_packets over the
+# target's lifetime less the target's own RX count), and over the window
+# in which pktgen sent (between the MARK lines rate-sweep.lua writes): how
+# long the target's polling thread waited for its CPU
+# (/proc/PID/task/TID/schedstat), who ran on CPU 1 instead (`sched`: perf
+# sched_switch, perf/sched_gaps.py; SCHED_TRACE=0 leaves it out), and for
+# dpstack its loop's stalls by side work and its long iterations
+# (telemetry at both ends), besides its final `port ring_drops=`, stall
+# counts and cycle histogram. Then one summary line per rate and the
 # verdict (a "keepup-summary" JSON line and text on stderr).
 #
 # Without pktgen it says "not measured" and exits 0 (a machine without
@@ -38,9 +41,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKTGEN=${PKTGEN:-/opt/pktgen/build/app/pktgen}
-SMOKE=0
 if [ "${1:-}" = "--smoke" ]; then
-    SMOKE=1; OUT=${2:?OUTDIR}
+    OUT=${2:?OUTDIR}
     RATES=148800; RUNS=1; SECS=2
 else
     OUT=${1:-/tmp/dpskeepup}
