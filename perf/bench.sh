@@ -251,6 +251,13 @@ while read -r l; do log "$l"; done < <(grep '^summary\|^  ' "$OUT/wan.txt")
 if [ "$SMOKE" = 1 ]; then CY=(--smoke "$OUT"); else CY=("$OUT" "$SECS"); fi
 bash perf/bench-cycles.sh "${CY[@]}"
 
+# 8. Keeps up like testpmd (issue 15): pktgen-dpdk over af_packet from a
+# namespace, on CPU 0, against testpmd macswap and dpstack's udp-echo on CPU
+# 1, alternately, at rising rates. Without pktgen (docs/load-testing.md) it
+# says "not measured" and the report says so.
+if [ "$SMOKE" = 1 ]; then KU=(--smoke "$OUT"); else KU=("$OUT"); fi
+SECS=$SECS bash perf/bench-keepup.sh "${KU[@]}"
+
 # 4. Instructions per packet on plain buffers (callgrind, deterministic),
 # counted inside FuzzCore::receive only, net of the harness's own work.
 cg() { # case -> instructions per frame (or per pair for tcp-data-ack)

@@ -531,6 +531,89 @@ if stalls:
         w(f"| {n} | " + " | ".join(str(v) for k, v in r.items() if k.startswith("stalls_")) + " |")
     w("")
 
+# 8. Keeping up with testpmd under pktgen-dpdk (perf/bench-keepup.sh).
+def keepup_rows():
+    try:
+        return [json.loads(l) for l in open(f"{out}/keepup.jsonl") if l.startswith("{")]
+    except OSError:
+        missing.append("keepup.jsonl")
+        return []
+
+
+ku = keepup_rows()
+ku_sum = next((r for r in ku if r["row"] == "keepup-summary"), None)
+if ku and not ku_sum:
+    missing.append("keepup summary")
+# A run where pktgen sent nothing (it failed to start) measured nothing.
+missing.extend(f"keepup {r['target']} {r['rate']} run {r['run']} (pktgen sent nothing)"
+               for r in ku if r["row"] == "keepup" and not r["sent"])
+w("## 8. Keeping up with testpmd under pktgen-dpdk over af_packet")
+w("")
+w("perf/bench-keepup.sh: pktgen-dpdk 23.03 (docs/load-testing.md) in a namespace")
+w("host sends 64-byte UDP over af_packet on a veth, on CPU 0, for a few seconds")
+w("at each rate, and counts what comes back (its port counters, read 1.5 s after")
+w("it stopped). The target, on one lcore alone on CPU 1 and on the same")
+w("af_packet port, is alternately `dpdk-testpmd --forward-mode=macswap` and")
+w("dpstack's `udp-echo:7`, two runs each, the rate rising until testpmd echoes")
+w("less than 99% (or pktgen cannot send the rate). *Ring drops*: frames that")
+w("reached the target's veth end and that it never read (the kernel's af_packet")
+w("ring overflowed: the lcore fell behind), counted from the interface's counters")
+w("for both (dpstack's own `ring_drops` says the same). *Waited*: how long the")
+w("target's polling thread waited for its CPU while pktgen sent (schedstat); on a")
+w("shared machine that is time the ring fills unread, and above 10% of the window")
+w("the run measures the machine (the target line then says \"NOT measured\").")
+w("*Stalls*: dpstack's loop iterations over 100 us in the same window, by the")
+w("side work that ran in them (`other`: none ran).")
+w("")
+if ku_sum and not ku_sum.get("measured"):
+    w(f"Not measured in this run: {ku_sum.get('why', '')}.")
+    w("")
+elif ku:
+    w("| rate asked/s | run | pktgen sent/s | testpmd echoed | dpstack echoed | dpstack / testpmd | "
+      "ring drops testpmd / dpstack | waited testpmd / dpstack | dpstack stalls (timers, publish, other) | "
+      "dpstack iterations over 1 ms (at least) |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    pairs = {}
+    for r in ku:
+        if r["row"] == "keepup":
+            pairs.setdefault((r["rate"], r["run"]), {})[r["target"]] = r
+    def wt(x):
+        return f"{x['waited_ns'] / 1e6:.0f} of {x['window_ns'] / 1e6:.0f} ms"
+    def over_1ms(x):
+        # window_long_iterations: le_<bound>us -> count; over 1 ms is a
+        # bound above 2 ms (the buckets are powers of two of cycles).
+        h = x.get("window_long_iterations", {})
+        return sum(v for k, v in h.items() if k == "inf" or int(k[3:-2]) > 2000)
+    for (rate, run), p in sorted(pairs.items()):
+        t, d = p.get("testpmd"), p.get("dpstack")
+        if not (t and d):
+            missing.append(f"keepup {rate} run {run}")
+            continue
+        st = d.get("window_stalls", d.get("stalls", {}))
+        w(f"| {fmt_m(rate)} | {run} | {fmt_m(t['sent_pps'])} / {fmt_m(d['sent_pps'])} | "
+          f"{t['echoed'] * 100:.2f}% | {d['echoed'] * 100:.2f}% | {ratio(d['echoed'], t['echoed']):.3f} | "
+          f"{t['ring_drops_ext']} / {d['ring_drops_ext']} | {wt(t)} / {wt(d)} | "
+          f"{st.get('timers', '')}, {st.get('publish', '')}, {st.get('other', '')} | {over_1ms(d)} |")
+    w("")
+    sched = [r for r in ku if r["row"] == "keepup" and r.get("sched")]
+    if sched:
+        w("Who had CPU 1 while pktgen sent (`perf record -e sched:sched_switch -C 1`,")
+        w("perf/sched_gaps.py): how long the target's polling thread was off it, in how")
+        w("many gaps, and what ran there instead (milliseconds; `own:` a thread of the")
+        w("target's own process):")
+        w("")
+        w("| target | rate asked/s | run | off CPU | gaps (over 1 ms) | longest gap | ran instead |")
+        w("|---|---|---|---|---|---|---|")
+        for r in sorted(sched, key=lambda r: (r["rate"], r["run"], r["target"] != "testpmd")):
+            g = r["sched"]
+            ran = ", ".join(f"{k} {v:.0f}" for k, v in list(g["ran_ms"].items())[:4] if not k.startswith("own:"))
+            if g.get("own_turns"):
+                ran += (f"; own threads {sum(v for k, v in g['ran_ms'].items() if k.startswith('own:')):.1f} "
+                        f"in {g['own_turns']} turns, longest {g['own_longest_us']:.0f} us")
+            w(f"| {r['target']} | {fmt_m(r['rate'])} | {r['run']} | {g['off_ms']:.0f} of {g['span_ms']:.0f} ms | "
+              f"{g['gaps']} ({g['gaps_over_1ms']}) | {g['longest_ms']:.1f} ms | {ran} |")
+        w("")
+
 # Targets
 w("## Targets")
 w("")
@@ -593,6 +676,19 @@ for c, what in PATH_CASES:
     if r:
         target_line(f"{what} <= {PATH_TARGET[c]} instructions (make pathcost): {r['instructions']:.0f}",
                     r["instructions"] <= PATH_TARGET[c])
+if ku_sum and not ku_sum.get("measured"):
+    w(f"- not measured: dpstack echoes >= 0.99 of what testpmd echoes under pktgen over af_packet "
+      f"({ku_sum.get('why', '')})")
+elif ku_sum and ku_sum.get("waited_max", 0) > 0.10:
+    w(f"- NOT measured: dpstack echoes >= 0.99 of what testpmd echoes under pktgen over af_packet: "
+      f"worst {ku_sum['worst_ratio']:.3f} read, but a target waited {ku_sum['waited_max'] * 100:.0f}% "
+      f"of its window for its CPU")
+elif ku_sum:
+    lim = ku_sum["testpmd_drop_rate"]
+    target_line(f"dpstack echoes >= 0.99 of what testpmd echoes under pktgen over af_packet, every run, "
+                f"every rate up to {fmt_m(ku_sum['judged_up_to'] or 0)}/s "
+                f"({'where testpmd dropped 1%' if lim else 'testpmd never dropped 1%'}): "
+                f"worst {ku_sum['worst_ratio']:.3f}", ku_sum["met"])
 for name in ["memif-udp-dpstack-1-half", "veth-udp-dpstack-half"]:
     h = j(name)
     if h:

@@ -12,6 +12,10 @@
 --   SIZE       frame size without CRC, 64..1518                     [64]
 --   RATES      percents of the link speed, comma separated          [1,2,5,10,20]
 --   SECS       seconds per step                                     [3]
+--   LATENCY    1: latency probes on, 0: off (the stream alone)      [1]
+--   MARK       write "start RATE" to this file when a step starts
+--              sending and "stop RATE" when it stops (for a script
+--              that measures the target over the same window)     [none]
 --   SWEEP_OUT  also append the result lines to this file            [none]
 --
 -- Per step it prints one line starting with "sweep:": the rate asked for,
@@ -39,6 +43,8 @@ local dport   = tonumber(env("DPORT", "7"))
 local size    = tonumber(env("SIZE", "64"))
 local secs    = tonumber(env("SECS", "3"))
 local out     = env("SWEEP_OUT", nil)
+local latency = env("LATENCY", "1") ~= "0"
+local mark    = env("MARK", nil)
 local rates   = {}
 for r in string.gmatch(env("RATES", "1,2,5,10,20"), "[^,]+") do
     rates[#rates + 1] = r
@@ -46,6 +52,12 @@ end
 
 local outf = nil
 if out ~= nil then outf = io.open(out, "a") end
+
+local function mark_step(what, rate)
+    if mark == nil then return end
+    local f = io.open(mark, "w")
+    if f ~= nil then f:write(what .. " " .. rate .. "\n"); f:close() end
+end
 
 local function emit(line)
     print(line)
@@ -70,9 +82,11 @@ pktgen.set(port, "count", 0)
 -- Answer ARP for src_ip: dpstack resolves the sender before it replies.
 pktgen.process(port, "enable")
 -- Latency probes (ENABLE_LATENCY_PKTS); they are added to the stream.
-pktgen.latency(port, "enable")
--- pktgen computes the average latency only while its latency page is shown.
-pktgen.page("latency")
+if latency then
+    pktgen.latency(port, "enable")
+    -- pktgen computes the average latency only while its latency page is shown.
+    pktgen.page("latency")
+end
 
 -- One short warm-up, so that dpstack has resolved our MAC before step 1.
 pktgen.set(port, "rate", "1")
@@ -89,9 +103,11 @@ for _, rate in ipairs(rates) do
     pktgen.clr()
     pktgen.set(port, "rate", rate)
     pktgen.delay(200)
+    mark_step("start", rate)
     pktgen.start(port)
     pktgen.delay(secs * 1000)
     pktgen.stop(port)
+    mark_step("stop", rate)
     -- let the last replies arrive and the display thread refresh avg_cycles
     pktgen.delay(1500)
 
