@@ -148,6 +148,15 @@ fn metrics_snapshot(
     metrics::Snapshot { cores, port }
 }
 
+/// A thread that is not an lcore, named so that `top -H` and /proc tell it
+/// from the lcores.
+fn spawn_side<F: FnOnce() + Send + 'static>(name: &str, f: F) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
+}
+
 /// The port as the metrics thread sees it.
 struct PortView {
     reader: dpdk::PortStatsReader,
@@ -623,20 +632,35 @@ fn run(
         }
     }
 
+    // Threads that are not lcores run off the lcores' CPUs where there is
+    // room (spawned from the main lcore, they would share its CPU).
+    let control_cpus = eal.control_cpus();
+
     // The printer: a plain thread that sleeps; lcores never print.
     let printer = {
+        let control_cpus = control_cpus.clone();
         let stop = stop.clone();
         let published = published.clone();
         let started = started.clone();
         let interval = cfg.stats_interval;
         let ip = cfg.ip;
         let ring_drops = ring_drops.clone();
-        std::thread::spawn(move || {
+        spawn_side("dps-printer", move || {
+            let pinned = dpdk::pin_current_thread(&control_cpus);
             while started.load(Ordering::Acquire) < n && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             if !stop.load(Ordering::Relaxed) {
                 println!("dpstack: ready ip {ip} on {n} lcores");
+                let cpus = dpdk::current_thread_cpus();
+                println!(
+                    "dpstack: side threads on CPUs {cpus:?}{}",
+                    if pinned {
+                        ""
+                    } else {
+                        " (could not move them off the lcores)"
+                    }
+                );
             }
             let mut last = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
@@ -662,7 +686,9 @@ fn run(
             reader: port.stats_reader(),
             driver: port.caps().driver.clone(),
         };
-        std::thread::spawn(move || {
+        let control_cpus = control_cpus.clone();
+        spawn_side("dps-metrics", move || {
+            dpdk::pin_current_thread(&control_cpus);
             metrics::serve(listener, &stop, &|| {
                 metrics_snapshot(&published, &view, &ring_drops).encode()
             })

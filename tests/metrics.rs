@@ -307,3 +307,58 @@ fn metrics_endpoint_matches_the_final_counters() {
         );
     }
 }
+
+/// Threads that are not lcores (the printer, the metrics server) run off
+/// the lcores' CPUs: with one lcore on CPU 1 of two, on CPU 0.
+#[test]
+fn side_threads_leave_the_lcore_its_cpu() {
+    let _g = serial();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("one CPU: nothing to leave");
+        return;
+    }
+    let net = TestNet::new(Link::Veth);
+    let port = free_port();
+    let d = Dpstack::start_on(
+        &net,
+        "1",
+        &format!("--app udp-echo:7 --metrics 127.0.0.1:{port}"),
+    );
+    // Printed right after "ready".
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !d.output().contains("side threads on CPUs") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        d.output().contains("side threads on CPUs [0]"),
+        "{}",
+        d.output()
+    );
+    let mut seen = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap() {
+        let t = t.unwrap().path();
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(t.join("status")).unwrap_or_default();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        seen.push((comm.trim().to_string(), cpus));
+    }
+    for name in ["dps-printer", "dps-metrics"] {
+        let cpus = seen
+            .iter()
+            .find(|(c, _)| c == name)
+            .map(|(_, c)| c.as_str());
+        assert_eq!(cpus, Some("0"), "{name}: {seen:?}");
+    }
+    // The lcore itself (the main thread) stays on CPU 1.
+    assert!(
+        seen.iter().any(|(c, cpus)| c == "dpstack" && cpus == "1"),
+        "{seen:?}"
+    );
+    let e = d.stop();
+    assert_clean_exit(&e, Duration::from_secs(2));
+}

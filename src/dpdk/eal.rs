@@ -8,7 +8,8 @@ use std::os::raw::{c_char, c_int, c_void};
 /// The initialised Environment Abstraction Layer. Exactly one per process;
 /// dropping it calls `rte_eal_cleanup`.
 pub struct Eal {
-    _private: (),
+    /// The CPUs the process could run on before EAL pinned its threads.
+    allowed: Vec<usize>,
 }
 
 impl Eal {
@@ -28,13 +29,40 @@ impl Eal {
         let mut argv: Vec<*mut c_char> = cargs.into_iter().map(|c| c.into_raw()).collect();
         argv.push(std::ptr::null_mut());
         let argv = Box::leak(argv.into_boxed_slice());
+        // Before EAL pins this thread to the main lcore.
+        let allowed = current_thread_cpus();
         // SAFETY: argv is a NULL-terminated array of valid C strings that
         // lives for the rest of the process.
         let ret = unsafe { ffi::rte_eal_init(args.len() as c_int, argv.as_mut_ptr()) };
         if ret < 0 {
             return Err(from_errno("rte_eal_init"));
         }
-        Ok((Eal { _private: () }, ret as usize))
+        Ok((Eal { allowed }, ret as usize))
+    }
+
+    /// Where threads that are not lcores belong (a printer, a metrics
+    /// server): the CPUs the process may use that no lcore runs on, as EAL
+    /// places its own control threads; every allowed CPU when the lcores
+    /// take them all. A thread spawned from the main lcore inherits its
+    /// CPU and takes turns with its polling loop otherwise.
+    pub fn control_cpus(&self) -> Vec<usize> {
+        let lcores = self.lcores();
+        let free: Vec<usize> = self
+            .allowed
+            .iter()
+            .copied()
+            .filter(|&cpu| {
+                // SAFETY: plain query of EAL's lcore configuration.
+                !lcores
+                    .iter()
+                    .any(|&l| unsafe { ffi::shim_lcore_has_cpu(l, cpu as u32) } != 0)
+            })
+            .collect();
+        if free.is_empty() {
+            self.allowed.clone()
+        } else {
+            free
+        }
     }
 
     /// The lcores EAL runs: the main lcore first, then the workers.
@@ -91,6 +119,38 @@ impl Drop for Eal {
         // SAFETY: called once, after every lcore has returned and every
         // port has been closed by its owner.
         unsafe { ffi::rte_eal_cleanup() };
+    }
+}
+
+/// The CPUs the calling thread may run on.
+pub fn current_thread_cpus() -> Vec<usize> {
+    // SAFETY: set is a valid cpu_set_t of the size given; on failure it
+    // stays empty.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Run the calling thread on `cpus` only; false if the kernel refused (or
+/// `cpus` is empty), and the thread then stays where it was.
+pub fn pin_current_thread(cpus: &[usize]) -> bool {
+    if cpus.is_empty() {
+        return false;
+    }
+    // SAFETY: set is a valid cpu_set_t of the size given, every CPU below
+    // CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 

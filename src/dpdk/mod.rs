@@ -11,7 +11,9 @@ mod port;
 pub mod ring_drops;
 mod telemetry;
 
-pub use eal::{lcore_id, rdtsc, socket_id, tsc_hz, version, Eal};
+pub use eal::{
+    current_thread_cpus, lcore_id, pin_current_thread, rdtsc, socket_id, tsc_hz, version, Eal,
+};
 pub use error::{check, rte_errno, strerror, DpdkError, Result};
 pub use mempool::{af_packet_max_frame, Mbuf, Mempool};
 pub use pdump::Pdump;

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* cpu_set_t, rte_cpuset_t */
 #include "shim.h"
 
 int shim_rte_errno(void) { return rte_errno; }
@@ -59,6 +60,13 @@ uint32_t shim_mbuf_rss_hash(const struct rte_mbuf *m, int *valid)
 
 uint64_t shim_rdtsc(void) { return rte_rdtsc(); }
 unsigned shim_lcore_id(void) { return rte_lcore_id(); }
+int shim_lcore_has_cpu(unsigned lcore, unsigned cpu)
+{
+    if (cpu >= CPU_SETSIZE)
+        return 0;
+    rte_cpuset_t set = rte_lcore_cpuset(lcore);
+    return CPU_ISSET(cpu, &set) ? 1 : 0;
+}
 unsigned shim_socket_id(void) { return rte_socket_id(); }
 uint16_t shim_mbuf_default_buf_size(void) { return RTE_MBUF_DEFAULT_BUF_SIZE; }
 uint16_t shim_pktmbuf_headroom(void) { return RTE_PKTMBUF_HEADROOM; }

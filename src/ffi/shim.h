@@ -47,6 +47,8 @@ uint32_t shim_mbuf_rss_hash(const struct rte_mbuf *m, int *valid);
 
 uint64_t shim_rdtsc(void);
 unsigned shim_lcore_id(void);
+/* Whether lcore `lcore` may run on CPU `cpu` (its EAL cpuset). */
+int shim_lcore_has_cpu(unsigned lcore, unsigned cpu);
 unsigned shim_socket_id(void);
 uint16_t shim_mbuf_default_buf_size(void);
 uint16_t shim_pktmbuf_headroom(void);

@@ -603,6 +603,11 @@ impl Dpstack {
         }
     }
 
+    /// The process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// A fresh block (printed after this call).
     pub fn next_block(&self) -> Block {
         self.wait_for("a stats block", Duration::from_secs(5), |_| true)
