@@ -319,7 +319,12 @@ struct Timers([Option<Instant>; TIMERS]);
 impl Timers {
     /// The earliest deadline of any timer.
     fn next(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
+        // Branch-free on the per-segment path: an unset timer counts as
+        // the end of time.
+        let (min, any) = self.0.iter().fold((u64::MAX, false), |(m, any), t| {
+            (m.min(t.map_or(u64::MAX, |d| d.0)), any | t.is_some())
+        });
+        any.then_some(Instant(min))
     }
     fn clear_all(&mut self) {
         self.0 = [None; TIMERS];
@@ -412,6 +417,9 @@ pub struct Tcb {
     pub close_reason: Option<CloseReason>,
     /// The wheel tick this connection is filed under (see timer.rs).
     pub timer_tick: Option<u64>,
+    /// The deadline `timer_tick` was filed for: a later one needs no
+    /// look at the wheel (it rounds to that tick or a later one).
+    pub timer_filed: Instant,
     /// When the connection was created, for its age.
     created: Instant,
     /// Its own running counts (bytes and segments each way).
@@ -515,6 +523,7 @@ impl Tcb {
             events: 0,
             close_reason: None,
             timer_tick: None,
+            timer_filed: Instant::ZERO,
             created: now,
             totals: ConnTotals::default(),
         }
@@ -2189,6 +2198,9 @@ impl Tcb {
 
     /// [`Tcb::dispatch`], telling `emit` each segment's IP ECN codepoint.
     pub fn dispatch_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        if self.nothing_due() {
+            return;
+        }
         // The core takes `tx_stats` after each dispatch; the connection's
         // own totals keep what this one added.
         let before = self.tx_stats;
@@ -2198,6 +2210,25 @@ impl Tcb {
         t.segs_out += s.segments - before.segments;
         t.bytes_sent += s.bytes - before.bytes;
         t.retransmits += s.retransmits - before.retransmits;
+    }
+
+    /// Whether `dispatch_due` would send nothing and change nothing: a
+    /// synchronized connection with no RST, ACK, probe or repair due, not
+    /// in SACK recovery, every byte written sent (SND.NXT at SND.MAX, no
+    /// FIN queued), so not window-blocked either. The common case after
+    /// a segment that only needs a delayed ACK, or acknowledges all.
+    #[inline]
+    pub(super) fn nothing_due(&self) -> bool {
+        self.state.synchronized()
+            && self.pending_rst.is_none()
+            && !self.ack_now
+            && !self.probe_now
+            && !self.rec.probe_tail
+            && !self.rec.retransmit_una
+            && !(self.sack_ok && self.rec.in_recovery)
+            && !self.fin_queued
+            && self.snd.nxt == self.snd.max
+            && self.snd.nxt.since(self.snd.una) >= self.tx.len()
     }
 
     fn dispatch_due(&mut self, now: Instant, emit: &mut Emit<'_>) {
