@@ -371,11 +371,17 @@ impl<P: BufPool> Net<P> {
         c.tcp_cwr_sent += s.cwr;
     }
 
+    #[inline]
     fn collect_events(&mut self, index: u32, tcb: &mut Tcb) {
         let bits = tcb.take_events();
-        if bits == 0 || tcb.app_closed {
-            return;
+        if bits != 0 && !tcb.app_closed {
+            self.push_events(index, tcb, bits);
         }
+    }
+
+    /// The events `bits` of a connection its application holds.
+    #[inline(never)]
+    fn push_events(&mut self, index: u32, tcb: &Tcb, bits: u8) {
         let conn = self.tcp.id_of(index);
         let app = tcb.app;
         if bits & event::CONNECTED != 0 {
