@@ -3141,3 +3141,34 @@ pub fn reset_for(seg: &TcpRepr, payload_len: usize) -> Option<TcpRepr> {
         options: TcpOptions::default(),
     })
 }
+
+#[cfg(test)]
+mod timers_tests {
+    use super::*;
+
+    #[test]
+    fn timers_hold_deadlines_and_the_earliest() {
+        let mut t = Timers::default();
+        assert_eq!(t.next(), None);
+        assert_eq!(t.get(Timer::Retransmit), None);
+        t.set(Timer::Keepalive, Some(Instant::from_secs(7)));
+        t.set(Timer::DelayedAck, Some(Instant::from_millis(40)));
+        assert_eq!(t.next(), Some(Instant::from_millis(40)));
+        assert_eq!(t.get(Timer::Keepalive), Some(Instant::from_secs(7)));
+        // get_or_insert keeps a deadline that is set.
+        t.get_or_insert(Timer::DelayedAck, Instant::from_millis(1));
+        assert_eq!(t.get(Timer::DelayedAck), Some(Instant::from_millis(40)));
+        t.get_or_insert(Timer::Retransmit, Instant::from_millis(5));
+        assert_eq!(t.next(), Some(Instant::from_millis(5)));
+        // Instant zero is a deadline like any other.
+        t.set(Timer::Close, Some(Instant::ZERO));
+        assert_eq!(t.next(), Some(Instant::ZERO));
+        t.set(Timer::Close, None);
+        t.set(Timer::Retransmit, None);
+        t.set(Timer::DelayedAck, None);
+        assert_eq!(t.next(), Some(Instant::from_secs(7)));
+        t.clear_all();
+        assert_eq!(t.next(), None);
+        assert!((0..TIMERS).all(|i| t.0[i] == NO_TIMER));
+    }
+}
