@@ -755,10 +755,21 @@ impl RecvBuffer {
     /// Copy readable bytes into `out`, consuming them.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.ring.len());
-        let mut at = 0;
-        for piece in self.ring.pieces(0, n) {
-            out[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
+        if n == 0 {
+            return 0;
+        }
+        let (slot, start) = self.ring.locate(0);
+        let one = self.ring.table.as_ref().and_then(|t| t[slot].as_ref());
+        match one {
+            // In one chunk: one copy, no walk.
+            Some(c) if start + n <= CHUNK => out[..n].copy_from_slice(&c[start..start + n]),
+            _ => {
+                let mut at = 0;
+                for piece in self.ring.pieces(0, n) {
+                    out[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+            }
         }
         self.consume(n);
         n
