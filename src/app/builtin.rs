@@ -368,6 +368,10 @@ impl TcpEcho {
                 c.pending.extend_from_slice(&self.buf[sent..n]);
                 return;
             }
+            if n < self.buf.len() {
+                // A short read left nothing readable: no call to learn it.
+                break;
+            }
         }
         if c.peer_closed && c.pending.is_empty() {
             let _ = net.tcp_close(conn);

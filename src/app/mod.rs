@@ -147,7 +147,9 @@ pub trait NetCtx {
     fn tcp_send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, TcpError>;
     /// Room in the send buffer now.
     fn tcp_send_space(&self, conn: ConnId) -> Result<usize, TcpError>;
-    /// Read in-order data into `buf`; 0 when nothing is readable.
+    /// Read in-order data into `buf`; 0 when nothing is readable. Reads
+    /// as much as is readable, up to `buf.len()`: a shorter read leaves
+    /// nothing readable.
     fn tcp_recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, TcpError>;
     /// Readable bytes now.
     fn tcp_recv_len(&self, conn: ConnId) -> Result<usize, TcpError>;

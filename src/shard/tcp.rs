@@ -371,11 +371,17 @@ impl<P: BufPool> Net<P> {
         c.tcp_cwr_sent += s.cwr;
     }
 
+    #[inline]
     fn collect_events(&mut self, index: u32, tcb: &mut Tcb) {
         let bits = tcb.take_events();
-        if bits == 0 || tcb.app_closed {
-            return;
+        if bits != 0 && !tcb.app_closed {
+            self.push_events(index, tcb, bits);
         }
+    }
+
+    /// The events `bits` of a connection its application holds.
+    #[inline(never)]
+    fn push_events(&mut self, index: u32, tcb: &Tcb, bits: u8) {
         let conn = self.tcp.id_of(index);
         let app = tcb.app;
         if bits & event::CONNECTED != 0 {
@@ -526,18 +532,26 @@ impl<P: BufPool> Net<P> {
         f: impl FnOnce(&mut Tcb, Instant) -> Result<R, TcpError>,
     ) -> Result<R, TcpError> {
         let index = self.tcp.resolve(conn).ok_or(TcpError::NoConnection)?;
-        let Some(mut tcb) = self.tcp.take(index) else {
+        let now = self.now;
+        let current = self.current_app;
+        // Run in its slot: no take and put for the common call.
+        let Some(tcb) = self.tcp.get_mut(index) else {
             return Err(TcpError::NoConnection);
         };
-        if tcb.app != self.current_app || tcb.app_closed {
-            self.put_tcb(index, tcb);
+        if tcb.app != current || tcb.app_closed {
             return Err(TcpError::NoConnection);
         }
-        let r = f(&mut tcb, self.now);
+        let r = f(tcb, now);
         if tcb.is_closed() {
             // An abort: its RST goes now, before the slot is freed.
-            self.dispatch_tcb(&mut tcb);
-        } else if !tcb.dispatch_queued {
+            if let Some(mut tcb) = self.tcp.take(index) {
+                self.dispatch_tcb(&mut tcb);
+                tcb.take_events();
+                self.put_tcb(index, tcb);
+            }
+            return r;
+        }
+        if !tcb.dispatch_queued {
             // Sends are coalesced: what the application writes in one
             // callback leaves together once it returns (no write-write
             // Nagle stall between a response's head and body).
@@ -547,8 +561,18 @@ impl<P: BufPool> Net<P> {
         // The application caused whatever happened: it is not told (but
         // a connection that turns into a TIME-WAIT record is gone for it).
         tcb.take_events();
-        self.put_tcb(index, tcb);
+        self.settle_tcb(index);
         r
+    }
+
+    /// `put_tcb` for a connection an application's call ran on in place.
+    fn settle_tcb(&mut self, index: u32) {
+        let conn = self.tcp.id_of(index);
+        if let Some(app) = self.tcp.settle(self.now, index) {
+            let reason = crate::tcp::CloseReason::Normal;
+            self.tcp_events
+                .push((app, TcpEvent::Closed { conn, reason }));
+        }
     }
 
     /// Send what applications queued during their callbacks.

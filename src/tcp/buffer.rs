@@ -268,7 +268,27 @@ impl Chunks {
     /// How much of `[offset, offset + len)` can be stored with at most
     /// `avail` bytes of new memory: all of it, or up to the first chunk
     /// that cannot be had.
-    fn storable(&self, offset: usize, len: usize, mut avail: usize) -> usize {
+    fn storable(&self, offset: usize, len: usize, avail: usize) -> usize {
+        if len == 0 || self.capacity == 0 {
+            return 0;
+        }
+        let table = self.table.as_deref();
+        let (slot, at) = self.locate(offset);
+        if at + len <= CHUNK {
+            // Within one chunk (a segment, most often): what the loop
+            // below finds, without it.
+            let need = match table {
+                None => table_bytes(self.slots()) + CHUNK,
+                Some(t) if t[slot].is_none() => CHUNK,
+                Some(_) => 0,
+            };
+            return if avail >= need { len } else { 0 };
+        }
+        self.storable_by_chunks(offset, len, avail)
+    }
+
+    /// `storable`, chunk by chunk: any range.
+    fn storable_by_chunks(&self, offset: usize, len: usize, mut avail: usize) -> usize {
         if len == 0 || self.capacity == 0 {
             return 0;
         }
@@ -466,6 +486,16 @@ impl SendBuffer {
     pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
         let len = len.min(self.ring.len().saturating_sub(offset));
         debug_assert!(len <= CHUNK, "a segment longer than a chunk");
+        if len == 0 {
+            return (&[], &[]);
+        }
+        let (slot, at) = self.ring.locate(offset);
+        if at + len <= CHUNK {
+            // In one chunk: the first piece is all of it.
+            let chunk = self.ring.table.as_ref().and_then(|t| t[slot].as_ref());
+            debug_assert!(chunk.is_some(), "stored bytes in a missing chunk");
+            return (chunk.map_or(&[][..], |c| &c[at..at + len]), &[]);
+        }
         let mut p = self.ring.pieces(offset, len);
         (p.next().unwrap_or(&[]), p.next().unwrap_or(&[]))
     }
@@ -725,10 +755,21 @@ impl RecvBuffer {
     /// Copy readable bytes into `out`, consuming them.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.ring.len());
-        let mut at = 0;
-        for piece in self.ring.pieces(0, n) {
-            out[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
+        if n == 0 {
+            return 0;
+        }
+        let (slot, start) = self.ring.locate(0);
+        let one = self.ring.table.as_ref().and_then(|t| t[slot].as_ref());
+        match one {
+            // In one chunk: one copy, no walk.
+            Some(c) if start + n <= CHUNK => out[..n].copy_from_slice(&c[start..start + n]),
+            _ => {
+                let mut at = 0;
+                for piece in self.ring.pieces(0, n) {
+                    out[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+            }
         }
         self.consume(n);
         n
@@ -792,6 +833,40 @@ mod tests {
     /// Run `f` on a thread of its own: a fresh pool, budget unlimited.
     fn on_fresh_core(f: impl FnOnce() + Send + 'static) {
         std::thread::spawn(f).join().unwrap();
+    }
+
+    #[test]
+    fn storable_within_a_chunk_is_what_the_chunk_walk_finds() {
+        on_fresh_core(|| {
+            let mut pool = Pool {
+                stats: core_stats(),
+                chunks: Vec::new(),
+                tables: Vec::new(),
+            };
+            let mut ring = Chunks::new(64 * 1024);
+            let t = table_bytes(ring.slots());
+            let avails = [0, CHUNK - 1, CHUNK, t, t + CHUNK - 1, t + CHUNK, usize::MAX];
+            let check = |ring: &Chunks| {
+                for offset in [0, 1, 100, CHUNK - 64, CHUNK - 1, CHUNK, 2 * CHUNK + 5] {
+                    for len in [0, 1, 64, 1460, CHUNK - offset % CHUNK, CHUNK, CHUNK + 1] {
+                        for &avail in &avails {
+                            assert_eq!(
+                                ring.storable(offset, len, avail),
+                                ring.storable_by_chunks(offset, len, avail),
+                                "offset {offset} len {len} avail {avail}"
+                            );
+                        }
+                    }
+                }
+            };
+            // No table, then a table with one chunk, then one further on.
+            check(&ring);
+            ring.write_at(&mut pool, 10, &[1; 64]);
+            check(&ring);
+            ring.write_at(&mut pool, 2 * CHUNK, &[2; 64]);
+            check(&ring);
+            ring.advance(Some(&mut pool), 0, usize::MAX);
+        });
     }
 
     #[test]

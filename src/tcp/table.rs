@@ -34,6 +34,7 @@ use crate::time::Instant;
 use crate::udp::BindError;
 use arrayvec::ArrayVec;
 use rss::L4;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -97,6 +98,8 @@ pub struct TcpTable {
     time_wait_fifo: VecDeque<(u32, u32)>,
     /// Connections per state, kept as they are put back and freed.
     counts: [usize; STATES],
+    /// The slot `lookup` found last (checked against the slot's key).
+    last_hit: Cell<u32>,
 }
 
 impl TcpTable {
@@ -123,6 +126,7 @@ impl TcpTable {
             time_wait_recycled: 0,
             time_wait_fifo: VecDeque::with_capacity(2 * n),
             counts: [0; STATES],
+            last_hit: Cell::new(u32::MAX),
         }
     }
 
@@ -166,8 +170,22 @@ impl TcpTable {
         self.listeners.iter().find(|l| l.0 == port).map(|l| l.1)
     }
 
+    /// The slot of `key`'s connection. The last slot found is tried
+    /// first: a slot holds `key` exactly when the index maps `key` to it,
+    /// so comparing the slot's key is the whole check (and a segment
+    /// usually follows one of the same flow).
     pub fn lookup(&self, key: &FlowKey) -> Option<u32> {
-        self.index.get(key).copied()
+        let last = self.last_hit.get();
+        if let Some(slot) = self.slots.get(last as usize) {
+            if slot.key.as_ref() == Some(key) {
+                return Some(last);
+            }
+        }
+        let found = self.index.get(key).copied();
+        if let Some(i) = found {
+            self.last_hit.set(i);
+        }
+        found
     }
 
     pub fn len(&self) -> usize {
@@ -250,6 +268,28 @@ impl TcpTable {
     /// connection became a record while its application still held it.
     #[must_use]
     pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
+        let state = tcb.state;
+        if matches!(state, State::Closed | State::TimeWait)
+            || self.slots[index as usize].key.is_none()
+        {
+            return self.put_closing(now, index, tcb);
+        }
+        file_deadline(&mut self.wheel, now, index, &mut tcb);
+        let slot = &mut self.slots[index as usize];
+        if slot.counted != state {
+            self.counts[slot.counted as usize] -= 1;
+            self.counts[state as usize] += 1;
+            slot.counted = state;
+        }
+        slot.conn = Conn::Open(tcb);
+        None
+    }
+
+    /// `put` of a closed connection, one in TIME-WAIT, or one whose slot
+    /// was freed: off the per-segment path.
+    #[cold]
+    #[inline(never)]
+    fn put_closing(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
         if tcb.is_closed() || self.slots[index as usize].key.is_none() {
             self.free_slot(index);
             return None;
@@ -260,17 +300,41 @@ impl TcpTable {
                 return (!tcb.app_closed).then_some(tcb.app);
             }
         }
-        if let Some(d) = tcb.next_deadline() {
-            // Compared as `insert` rounds it: an unchanged deadline is
-            // never filed twice.
-            let want = self.wheel.tick_for(d.max(now));
-            if tcb.timer_tick.is_none_or(|t| want < t) {
-                tcb.timer_tick = Some(self.wheel.insert(index, d));
-            }
-        }
+        file_deadline(&mut self.wheel, now, index, &mut tcb);
         self.recount(index, tcb.state);
         self.slots[index as usize].conn = Conn::Open(tcb);
         None
+    }
+
+    /// What `put` does after an application's call ran on the connection
+    /// in its slot (`get_mut`), without taking it out: the same checks, the
+    /// same re-arming and counting.
+    #[must_use]
+    pub fn settle(&mut self, now: Instant, index: u32) -> Option<usize> {
+        let slot = &mut self.slots[index as usize];
+        let Conn::Open(tcb) = &mut slot.conn else {
+            return None;
+        };
+        let state = tcb.state;
+        if matches!(state, State::Closed | State::TimeWait) || slot.key.is_none() {
+            let tcb = self.take(index)?;
+            return self.put_closing(now, index, tcb);
+        }
+        file_deadline(&mut self.wheel, now, index, tcb);
+        if slot.counted != state {
+            self.counts[slot.counted as usize] -= 1;
+            self.counts[state as usize] += 1;
+            slot.counted = state;
+        }
+        None
+    }
+
+    /// The connection in slot `index`, left in place (see `settle`).
+    pub fn get_mut(&mut self, index: u32) -> Option<&mut Tcb> {
+        match &mut self.slots.get_mut(index as usize)?.conn {
+            Conn::Open(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// Count a keyed slot under `state` from now on.
@@ -330,7 +394,27 @@ impl TcpTable {
     /// (None otherwise: run its Tcb). The table restarts, ends or hands over
     /// the record as the verdict says; the caller sends the ACK, and for
     /// `Reopen` passes the SYN to the listener.
+    #[inline]
     pub fn process_time_wait(
+        &mut self,
+        now: Instant,
+        index: u32,
+        seg: &crate::wire::TcpRepr,
+        payload_len: usize,
+        c: &mut Counters,
+    ) -> Option<TwVerdict> {
+        match self.slots.get(index as usize) {
+            Some(Slot {
+                conn: Conn::TimeWait(_),
+                ..
+            }) => self.process_time_wait_record(now, index, seg, payload_len, c),
+            _ => None,
+        }
+    }
+
+    /// `process_time_wait` for a slot that holds a record.
+    #[inline(never)]
+    fn process_time_wait_record(
         &mut self,
         now: Instant,
         index: u32,
@@ -527,6 +611,27 @@ impl TcpTable {
     }
 }
 
+/// Re-arm a connection's timer if its earliest deadline moved earlier
+/// than the one filed.
+#[inline]
+fn file_deadline(wheel: &mut TimerWheel, now: Instant, index: u32, tcb: &mut Tcb) {
+    if let Some(d) = tcb.next_deadline() {
+        // No earlier than the deadline filed: `tick_for` grows with the
+        // deadline and with the wheel's current tick, so it would round
+        // to the tick filed or a later one.
+        if tcb.timer_tick.is_some() && d >= tcb.timer_filed {
+            return;
+        }
+        // Compared as `insert` rounds it: an unchanged deadline is
+        // never filed twice.
+        let want = wheel.tick_for(d.max(now));
+        if tcb.timer_tick.is_none_or(|t| want < t) {
+            tcb.timer_tick = Some(wheel.insert(index, d));
+            tcb.timer_filed = d;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,6 +758,96 @@ mod tests {
 
     /// A connection from local `port` to the server, established by a
     /// SYN-ACK (the server's ISS 5000; TSval 100 if `ts`). Application 7.
+    #[test]
+    fn lookup_never_returns_a_freed_or_reused_slot() {
+        let cfg = TcpConfig::default();
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let a = established(&cfg, now, 5000, false);
+        let key_a = FlowKey {
+            local_port: 5000,
+            remote: SERVER,
+        };
+        let id = t.insert(now, a).unwrap();
+        // Twice: the second is answered by the last-hit slot.
+        assert_eq!(t.lookup(&key_a), Some(id.index));
+        assert_eq!(t.lookup(&key_a), Some(id.index));
+        t.free_slot(id.index);
+        assert_eq!(t.lookup(&key_a), None);
+        // The slot goes to another flow: the old key still finds nothing.
+        let b = established(&cfg, now, 5001, false);
+        let id_b = t.insert(now, b).unwrap();
+        assert_eq!(id_b.index, id.index);
+        assert_eq!(t.lookup(&key_a), None);
+        let key_b = FlowKey {
+            local_port: 5001,
+            remote: SERVER,
+        };
+        assert_eq!(t.lookup(&key_b), Some(id_b.index));
+    }
+
+    #[test]
+    fn settle_in_place_is_take_and_put() {
+        let cfg = TcpConfig::default();
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let mut u = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let i = t
+            .insert(now, established(&cfg, now, 5000, false))
+            .unwrap()
+            .index;
+        let j = u
+            .insert(now, established(&cfg, now, 5000, false))
+            .unwrap()
+            .index;
+        let run = |tcb: &mut Tcb| {
+            // Data queued and sent: the retransmission timer is armed, and
+            // the state is counted where it was.
+            tcb.send(b"hello");
+            tcb.dispatch(now, &mut |_, _, _| true);
+        };
+        run(t.get_mut(i).unwrap());
+        assert_eq!(t.settle(now, i), None);
+        let mut tcb = u.take(j).unwrap();
+        run(&mut tcb);
+        assert_eq!(u.put(now, j, tcb), None);
+        assert_eq!(t.timer_entries(), u.timer_entries());
+        assert_eq!(t.get(i).unwrap().timer_tick, u.get(j).unwrap().timer_tick);
+        assert_eq!(t.count_state(State::Established), 1);
+        // An abort: settle frees the slot as put does.
+        t.get_mut(i).unwrap().abort();
+        assert_eq!(t.settle(now, i), None);
+        assert!(t.get(i).is_none());
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.count_state(State::Established), 0);
+    }
+
+    #[test]
+    fn a_later_deadline_is_not_filed_an_earlier_one_is() {
+        let cfg = TcpConfig::default();
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let i = t
+            .insert(now, established(&cfg, now, 5000, false))
+            .unwrap()
+            .index;
+        let tcb = t.get_mut(i).unwrap();
+        tcb.send(b"x");
+        tcb.dispatch(now, &mut |_, _, _| true);
+        let _ = t.settle(now, i);
+        let filed = t.get(i).unwrap().timer_tick;
+        assert!(filed.is_some());
+        let entries = t.timer_entries();
+        // Later: the same RTO from a later time is not filed again.
+        let later = now.plus(crate::time::Duration::from_millis(50));
+        let tcb = t.get_mut(i).unwrap();
+        tcb.send(b"y");
+        tcb.dispatch(later, &mut |_, _, _| true);
+        let _ = t.settle(later, i);
+        assert_eq!(t.get(i).unwrap().timer_tick, filed);
+        assert_eq!(t.timer_entries(), entries);
+    }
+
     fn established(cfg: &TcpConfig, now: Instant, port: u16, ts: bool) -> Box<Tcb> {
         let local = SocketAddrV4::new(LOCAL, port);
         let mut tcb = Box::new(Tcb::connect(cfg, now, local, SERVER, 1000, 7));

@@ -313,29 +313,45 @@ enum Timer {
 
 const TIMERS: usize = Timer::Close as usize + 1;
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Timers([Option<Instant>; TIMERS]);
+/// The deadlines in microseconds, u64::MAX for none: the earliest is a
+/// plain minimum over the array (`Tcb::next_deadline`, on every put).
+#[derive(Clone, Copy, Debug)]
+struct Timers([u64; TIMERS]);
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers([NO_TIMER; TIMERS])
+    }
+}
+
+const NO_TIMER: u64 = u64::MAX;
 
 impl Timers {
     /// The earliest deadline of any timer.
+    #[inline]
     fn next(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
+        let min = self.0.iter().fold(NO_TIMER, |m, &d| m.min(d));
+        (min != NO_TIMER).then_some(Instant(min))
     }
     fn clear_all(&mut self) {
-        self.0 = [None; TIMERS];
+        self.0 = [NO_TIMER; TIMERS];
     }
-}
-
-impl std::ops::Index<Timer> for Timers {
-    type Output = Option<Instant>;
-    fn index(&self, t: Timer) -> &Option<Instant> {
-        &self.0[t as usize]
+    #[inline]
+    fn get(&self, t: Timer) -> Option<Instant> {
+        let d = self.0[t as usize];
+        (d != NO_TIMER).then_some(Instant(d))
     }
-}
-
-impl std::ops::IndexMut<Timer> for Timers {
-    fn index_mut(&mut self, t: Timer) -> &mut Option<Instant> {
-        &mut self.0[t as usize]
+    /// A deadline at the end of time is no deadline (none is ever that
+    /// far: `Instant::plus` of any timeout here stays far below).
+    #[inline]
+    fn set(&mut self, t: Timer, d: Option<Instant>) {
+        self.0[t as usize] = d.map_or(NO_TIMER, |d| d.0);
+    }
+    /// Set `t` to `d` unless it is set already.
+    fn get_or_insert(&mut self, t: Timer, d: Instant) {
+        if self.0[t as usize] == NO_TIMER {
+            self.set(t, Some(d));
+        }
     }
 }
 
@@ -412,6 +428,9 @@ pub struct Tcb {
     pub close_reason: Option<CloseReason>,
     /// The wheel tick this connection is filed under (see timer.rs).
     pub timer_tick: Option<u64>,
+    /// The deadline `timer_tick` was filed for: a later one needs no
+    /// look at the wheel (it rounds to that tick or a later one).
+    pub timer_filed: Instant,
     /// When the connection was created, for its age.
     created: Instant,
     /// Its own running counts (bytes and segments each way).
@@ -515,6 +534,7 @@ impl Tcb {
             events: 0,
             close_reason: None,
             timer_tick: None,
+            timer_filed: Instant::ZERO,
             created: now,
             totals: ConnTotals::default(),
         }
@@ -705,7 +725,8 @@ impl Tcb {
         }
         self.shutdown();
         if self.state == State::FinWait2 {
-            self.timers[Timer::Close] = Some(now.plus(self.cfg.fin_wait2_timeout));
+            self.timers
+                .set(Timer::Close, Some(now.plus(self.cfg.fin_wait2_timeout)));
         }
     }
 
@@ -786,10 +807,11 @@ impl Tcb {
 
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        self.timers[Timer::Retransmit] = None;
-        self.timers[Timer::Persist] = None;
-        self.timers[Timer::Keepalive] = None;
-        self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
+        self.timers.set(Timer::Retransmit, None);
+        self.timers.set(Timer::Persist, None);
+        self.timers.set(Timer::Keepalive, None);
+        self.timers
+            .set(Timer::Close, Some(now.plus(self.cfg.time_wait)));
     }
 
     /// The compact record that stands for this connection once it is in
@@ -800,7 +822,9 @@ impl Tcb {
                 self.snd.nxt,
                 self.rcv.nxt,
                 self.ts_enabled.then_some(self.rcv.ts_recent),
-                self.timers[Timer::Close].unwrap_or(now.plus(self.cfg.time_wait)),
+                self.timers
+                    .get(Timer::Close)
+                    .unwrap_or(now.plus(self.cfg.time_wait)),
                 now,
             )
         })
@@ -848,12 +872,13 @@ impl Tcb {
     /// (anyone can send one) and restarts nothing.
     fn peer_alive(&mut self, now: Instant) {
         self.keepalive_sent = 0;
-        self.timers[Timer::Keepalive] = match self.cfg.keepalive {
+        let keepalive = match self.cfg.keepalive {
             Some(ka) if self.state.synchronized() && self.state != State::TimeWait => {
                 Some(now.plus(ka.idle))
             }
             _ => None,
         };
+        self.timers.set(Timer::Keepalive, keepalive);
     }
 
     fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
@@ -891,7 +916,7 @@ impl Tcb {
         if flags.ack() {
             self.snd.una = ack;
             self.snd.nxt = self.snd.nxt.max(ack);
-            self.timers[Timer::Retransmit] = None;
+            self.timers.set(Timer::Retransmit, None);
             self.sample_rtt(now, seg, ack);
         }
         if self.snd.una > self.snd.iss {
@@ -1029,7 +1054,8 @@ impl Tcb {
                 self.ack_invalid(now, seg_len, flags.syn(), c);
                 if self.state == State::TimeWait && flags.fin() {
                     // A retransmitted FIN: our last ACK was lost.
-                    self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
+                    self.timers
+                        .set(Timer::Close, Some(now.plus(self.cfg.time_wait)));
                 }
             }
             if !ack_only {
@@ -1186,7 +1212,7 @@ impl Tcb {
         self.snd.wl2 = ack;
         self.events |= event::CONNECTED;
         self.sample_rtt(now, seg, ack);
-        self.timers[Timer::Retransmit] = None;
+        self.timers.set(Timer::Retransmit, None);
         self.stalled_since = None;
         if self.passive {
             c.tcp_accepted += 1;
@@ -1323,17 +1349,18 @@ impl Tcb {
             // Progress: the persist timer (if the window still holds data
             // back) starts again from one RTO.
             self.persist_backoff = 0;
-            self.timers[Timer::Persist] = None;
+            self.timers.set(Timer::Persist, None);
             self.stalled_since = (self.snd.una != self.snd.max).then_some(now);
-            self.timers[Timer::Retransmit] = if self.snd.una == self.snd.max {
+            let retransmit = if self.snd.una == self.snd.max {
                 None
             } else if restart_timer {
                 Some(now.plus(self.rtt.rto()))
             } else {
-                self.timers[Timer::Retransmit]
+                self.timers.get(Timer::Retransmit)
             };
+            self.timers.set(Timer::Retransmit, retransmit);
             self.rec.tlp_fired = false;
-            self.timers[Timer::TailLossProbe] = None;
+            self.timers.set(Timer::TailLossProbe, None);
             self.arm_tlp(now);
             if self.want_writable && self.tx.free() > 0 {
                 self.want_writable = false;
@@ -1417,7 +1444,7 @@ impl Tcb {
             self.snd.wl1 = self.snd.wl1.max(seq);
             self.snd.wl2 = ack;
             if reopened {
-                self.timers[Timer::Persist] = None;
+                self.timers.set(Timer::Persist, None);
                 self.persist_backoff = 0;
                 if self.snd.una == self.snd.max {
                     self.stalled_since = None;
@@ -1434,7 +1461,8 @@ impl Tcb {
             State::FinWait1 if self.fin_acked => {
                 self.state = State::FinWait2;
                 if self.app_closed {
-                    self.timers[Timer::Close] = Some(now.plus(self.cfg.fin_wait2_timeout));
+                    self.timers
+                        .set(Timer::Close, Some(now.plus(self.cfg.fin_wait2_timeout)));
                 }
             }
             State::Closing if self.fin_acked => self.enter_time_wait(now),
@@ -1519,8 +1547,8 @@ impl Tcb {
                 self.unacked_segments += 1;
                 match self.cfg.delayed_ack {
                     Some(d) if self.unacked_segments < 2 => {
-                        if self.timers[Timer::DelayedAck].is_none() {
-                            self.timers[Timer::DelayedAck] = Some(now.plus(d));
+                        if self.timers.get(Timer::DelayedAck).is_none() {
+                            self.timers.set(Timer::DelayedAck, Some(now.plus(d)));
                         }
                     }
                     _ => self.ack_now = true,
@@ -1539,7 +1567,8 @@ impl Tcb {
                 self.fin_pending = None;
                 self.ack_now = true;
                 if self.state == State::TimeWait {
-                    self.timers[Timer::Close] = Some(now.plus(self.cfg.time_wait));
+                    self.timers
+                        .set(Timer::Close, Some(now.plus(self.cfg.time_wait)));
                 }
             }
         }
@@ -1730,7 +1759,7 @@ impl Tcb {
         if repr.flags.ack() {
             self.rcv.last_ack_sent = self.rcv.nxt;
             self.ack_now = false;
-            self.timers[Timer::DelayedAck] = None;
+            self.timers.set(Timer::DelayedAck, None);
             self.unacked_segments = 0;
         }
     }
@@ -2111,11 +2140,12 @@ impl Tcb {
         self.rec.reordering_seen |= delivered.reordering;
         let reo_wnd = self.rack_reo_wnd();
         let Some(board) = self.rec.board.as_deref_mut() else {
-            self.timers[Timer::Reorder] = None;
+            self.timers.set(Timer::Reorder, None);
             return;
         };
         let lost = board.detect_loss(now, reo_wnd);
-        self.timers[Timer::Reorder] = lost.timeout.map(|t| now.plus(t));
+        self.timers
+            .set(Timer::Reorder, lost.timeout.map(|t| now.plus(t)));
         c.tcp_rack_lost += u64::from(lost.segments);
         // Segments sent during a recovery and deemed lost in it, not
         // resent when it ended, start the next one (as Linux re-enters
@@ -2130,7 +2160,7 @@ impl Tcb {
         }
         if !self.rec.in_recovery && self.snd.nxt >= self.snd.max {
             self.enter_recovery(c);
-            self.timers[Timer::TailLossProbe] = None;
+            self.timers.set(Timer::TailLossProbe, None);
         }
         self.rec.retransmit_una = true;
     }
@@ -2188,7 +2218,15 @@ impl Tcb {
     }
 
     /// [`Tcb::dispatch`], telling `emit` each segment's IP ECN codepoint.
+    #[inline]
     pub fn dispatch_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        if !self.nothing_due() {
+            self.dispatch_counted(now, emit);
+        }
+    }
+
+    #[inline(never)]
+    fn dispatch_counted(&mut self, now: Instant, emit: &mut Emit<'_>) {
         // The core takes `tx_stats` after each dispatch; the connection's
         // own totals keep what this one added.
         let before = self.tx_stats;
@@ -2198,6 +2236,25 @@ impl Tcb {
         t.segs_out += s.segments - before.segments;
         t.bytes_sent += s.bytes - before.bytes;
         t.retransmits += s.retransmits - before.retransmits;
+    }
+
+    /// Whether `dispatch_due` would send nothing and change nothing: a
+    /// synchronized connection with no RST, ACK, probe or repair due, not
+    /// in SACK recovery, every byte written sent (SND.NXT at SND.MAX, no
+    /// FIN queued), so not window-blocked either. The common case after
+    /// a segment that only needs a delayed ACK, or acknowledges all.
+    #[inline]
+    pub(super) fn nothing_due(&self) -> bool {
+        self.state.synchronized()
+            && self.pending_rst.is_none()
+            && !self.ack_now
+            && !self.probe_now
+            && !self.rec.probe_tail
+            && !self.rec.retransmit_una
+            && !(self.sack_ok && self.rec.in_recovery)
+            && !self.fin_queued
+            && self.snd.nxt == self.snd.max
+            && self.snd.nxt.since(self.snd.una) >= self.tx.len()
     }
 
     fn dispatch_due(&mut self, now: Instant, emit: &mut Emit<'_>) {
@@ -2231,7 +2288,8 @@ impl Tcb {
                     // Sent or not (no buffer, TX full, ARP queue full), the
                     // SYN is due: the retransmission timer tries it again,
                     // as if it had been lost on the wire.
-                    self.timers[Timer::Retransmit].get_or_insert(now.plus(self.rtt.rto()));
+                    self.timers
+                        .get_or_insert(Timer::Retransmit, now.plus(self.rtt.rto()));
                     self.stalled_since.get_or_insert(now);
                 } else if self.state == State::SynReceived && self.ack_now {
                     // RFC 9293 3.10.7.4, first check: an unacceptable
@@ -2322,9 +2380,9 @@ impl Tcb {
         }
         if self.window_blocked() {
             self.stalled_since.get_or_insert(now);
-            if self.timers[Timer::Persist].is_none() {
+            if self.timers.get(Timer::Persist).is_none() {
                 let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
-                self.timers[Timer::Persist] = Some(at);
+                self.timers.set(Timer::Persist, Some(at));
             }
         }
     }
@@ -2363,8 +2421,8 @@ impl Tcb {
     fn ack_not_sent(&mut self, now: Instant) {
         self.ack_now = true;
         let retry = now.plus(Duration::from_millis(200));
-        if self.timers[Timer::DelayedAck].is_none_or(|d| d > retry) {
-            self.timers[Timer::DelayedAck] = Some(retry);
+        if self.timers.get(Timer::DelayedAck).is_none_or(|d| d > retry) {
+            self.timers.set(Timer::DelayedAck, Some(retry));
         }
     }
 
@@ -2417,7 +2475,8 @@ impl Tcb {
             // due, and the retransmission timer makes sure it is tried
             // again even if nothing else is in flight to draw an ACK.
             self.ack_not_sent(now);
-            self.timers[Timer::Retransmit].get_or_insert(now.plus(self.rtt.rto()));
+            self.timers
+                .get_or_insert(Timer::Retransmit, now.plus(self.rtt.rto()));
             return None;
         }
         let end = seq + len + fin as usize;
@@ -2468,10 +2527,11 @@ impl Tcb {
             }
             self.snd.max = end;
         }
-        if self.timers[Timer::Retransmit].is_none() {
-            self.timers[Timer::Retransmit] = Some(now.plus(self.rtt.rto()));
+        if self.timers.get(Timer::Retransmit).is_none() {
+            self.timers
+                .set(Timer::Retransmit, Some(now.plus(self.rtt.rto())));
         }
-        if self.timers[Timer::TailLossProbe].is_none() {
+        if self.timers.get(Timer::TailLossProbe).is_none() {
             self.arm_tlp(now);
         }
         Some(len)
@@ -2498,8 +2558,8 @@ impl Tcb {
             pto += WC_DEL_ACK_T.micros();
         }
         let at = now.plus(Duration::from_micros(pto));
-        if self.timers[Timer::Retransmit].is_none_or(|r| at < r) {
-            self.timers[Timer::TailLossProbe] = Some(at);
+        if self.timers.get(Timer::Retransmit).is_none_or(|r| at < r) {
+            self.timers.set(Timer::TailLossProbe, Some(at));
         }
     }
 
@@ -2572,39 +2632,43 @@ impl Tcb {
 
     /// Run the timers due by `now`.
     pub fn on_timer(&mut self, now: Instant, c: &mut Counters) {
-        if self.timers[Timer::Close].is_some_and(|d| d <= now) {
-            self.timers[Timer::Close] = None;
+        if self.timers.get(Timer::Close).is_some_and(|d| d <= now) {
+            self.timers.set(Timer::Close, None);
             if matches!(self.state, State::TimeWait | State::FinWait2) {
                 self.finish(CloseReason::Normal);
                 return;
             }
         }
-        if self.timers[Timer::DelayedAck].is_some_and(|d| d <= now) {
-            self.timers[Timer::DelayedAck] = None;
+        if self.timers.get(Timer::DelayedAck).is_some_and(|d| d <= now) {
+            self.timers.set(Timer::DelayedAck, None);
             self.ack_now = true;
             c.tcp_delayed_acks += 1;
         }
-        if self.timers[Timer::Retransmit].is_some_and(|d| d <= now) {
-            self.timers[Timer::TailLossProbe] = None;
+        if self.timers.get(Timer::Retransmit).is_some_and(|d| d <= now) {
+            self.timers.set(Timer::TailLossProbe, None);
             self.on_rto(now, c);
         }
-        if self.timers[Timer::Reorder].is_some_and(|d| d <= now) {
-            self.timers[Timer::Reorder] = None;
+        if self.timers.get(Timer::Reorder).is_some_and(|d| d <= now) {
+            self.timers.set(Timer::Reorder, None);
             if self.state.synchronized() {
                 c.tcp_rack_timer += 1;
                 self.rack_detect_loss(now, Delivered::default(), c);
             }
         }
-        if self.timers[Timer::TailLossProbe].is_some_and(|d| d <= now) {
-            self.timers[Timer::TailLossProbe] = None;
+        if self
+            .timers
+            .get(Timer::TailLossProbe)
+            .is_some_and(|d| d <= now)
+        {
+            self.timers.set(Timer::TailLossProbe, None);
             if self.snd.max > self.snd.una && !self.rec.in_recovery && self.state.synchronized() {
                 self.rec.tlp_fired = true;
                 self.rec.probe_tail = true;
                 c.tcp_tail_loss_probes += 1;
             }
         }
-        if self.timers[Timer::Persist].is_some_and(|d| d <= now) {
-            self.timers[Timer::Persist] = None;
+        if self.timers.get(Timer::Persist).is_some_and(|d| d <= now) {
+            self.timers.set(Timer::Persist, None);
             if self.window_blocked() {
                 if self.persist_gives_up(now, c) {
                     return;
@@ -2612,21 +2676,22 @@ impl Tcb {
                 self.probe_window(now);
             }
         }
-        if let (Some(d), Some(ka)) = (self.timers[Timer::Keepalive], self.cfg.keepalive) {
+        if let (Some(d), Some(ka)) = (self.timers.get(Timer::Keepalive), self.cfg.keepalive) {
             if d <= now {
                 if self.keepalive_sent >= ka.probes {
                     return self.time_out(c);
                 }
                 self.keepalive_sent += 1;
                 self.probe_now = true;
-                self.timers[Timer::Keepalive] = Some(now.plus(ka.interval));
+                self.timers
+                    .set(Timer::Keepalive, Some(now.plus(ka.interval)));
             }
         }
     }
 
     /// RFC 6298 5.4-5.7 and RFC 5681 3.1: the retransmission timer fired.
     fn on_rto(&mut self, now: Instant, c: &mut Counters) {
-        self.timers[Timer::Retransmit] = None;
+        self.timers.set(Timer::Retransmit, None);
         if self.state.synchronized() && self.snd.wnd == 0 && !self.tx.is_empty() {
             // The peer shrank its window to zero under data in flight (RFC
             // 9293 3.8.6.1 lets a receiver do so): the data is not lost,
@@ -2702,7 +2767,7 @@ impl Tcb {
         if let Some(board) = self.rec.board.as_deref_mut() {
             board.on_timeout(self.rtt.backoffs() > 1);
         }
-        self.timers[Timer::Reorder] = None;
+        self.timers.set(Timer::Reorder, None);
         self.rec.tlp_fired = false;
         self.rec.probe_tail = false;
         self.rec.tlp_end = None;
@@ -2711,7 +2776,10 @@ impl Tcb {
         if matches!(self.state, State::SynSent | State::SynReceived) {
             self.snd.nxt = self.snd.iss;
         }
-        self.timers[Timer::Retransmit] = Some(self.clamp_to_user_timeout(now.plus(self.rtt.rto())));
+        self.timers.set(
+            Timer::Retransmit,
+            Some(self.clamp_to_user_timeout(now.plus(self.rtt.rto()))),
+        );
     }
 
     /// Give up: retransmissions or probes went unanswered (counted in
@@ -2766,7 +2834,7 @@ impl Tcb {
         self.persist_backoff += 1;
         self.persist_probes += 1;
         let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
-        self.timers[Timer::Persist] = Some(at);
+        self.timers.set(Timer::Persist, Some(at));
     }
 
     /// A retransmission or persist deadline no later than the user
@@ -3035,7 +3103,8 @@ impl Tcb {
         self.snd.nxt = self.snd.iss + 1;
         self.snd.max = self.snd.nxt;
         self.rcv.adv = self.rcv.nxt + self.rx.window().min(65535);
-        self.timers[Timer::Retransmit] = Some(now.plus(self.rtt.rto()));
+        self.timers
+            .set(Timer::Retransmit, Some(now.plus(self.rtt.rto())));
         if let (false, Some(sent)) = (self.ts_enabled, first_sent) {
             self.rtt_timed = Some((self.snd.iss, sent));
         }
@@ -3071,4 +3140,35 @@ pub fn reset_for(seg: &TcpRepr, payload_len: usize) -> Option<TcpRepr> {
         urgent_at: 0,
         options: TcpOptions::default(),
     })
+}
+
+#[cfg(test)]
+mod timers_tests {
+    use super::*;
+
+    #[test]
+    fn timers_hold_deadlines_and_the_earliest() {
+        let mut t = Timers::default();
+        assert_eq!(t.next(), None);
+        assert_eq!(t.get(Timer::Retransmit), None);
+        t.set(Timer::Keepalive, Some(Instant::from_secs(7)));
+        t.set(Timer::DelayedAck, Some(Instant::from_millis(40)));
+        assert_eq!(t.next(), Some(Instant::from_millis(40)));
+        assert_eq!(t.get(Timer::Keepalive), Some(Instant::from_secs(7)));
+        // get_or_insert keeps a deadline that is set.
+        t.get_or_insert(Timer::DelayedAck, Instant::from_millis(1));
+        assert_eq!(t.get(Timer::DelayedAck), Some(Instant::from_millis(40)));
+        t.get_or_insert(Timer::Retransmit, Instant::from_millis(5));
+        assert_eq!(t.next(), Some(Instant::from_millis(5)));
+        // Instant zero is a deadline like any other.
+        t.set(Timer::Close, Some(Instant::ZERO));
+        assert_eq!(t.next(), Some(Instant::ZERO));
+        t.set(Timer::Close, None);
+        t.set(Timer::Retransmit, None);
+        t.set(Timer::DelayedAck, None);
+        assert_eq!(t.next(), Some(Instant::from_secs(7)));
+        t.clear_all();
+        assert_eq!(t.next(), None);
+        assert!((0..TIMERS).all(|i| t.0[i] == NO_TIMER));
+    }
 }

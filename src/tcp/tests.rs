@@ -3115,3 +3115,34 @@ fn with_timestamps_eifel_judges_a_timeout_before_frto() {
         (1, 0, 1)
     );
 }
+
+#[test]
+fn nothing_due_only_when_a_dispatch_sends_nothing() {
+    let mut t = T::established(cfg());
+    // (what happened, whether something is due)
+    let step = |t: &mut T, what: &str, due: bool| {
+        assert_eq!(!t.tcb.nothing_due(), due, "{what}");
+        let out = t.out();
+        assert_eq!(!out.is_empty(), due, "{what}: {out:?}");
+    };
+    step(&mut t, "established", false);
+    let c = &mut t.c;
+    t.tcb
+        .process(t.now, &seg(ACK | PSH, IRS + 1, ISS + 1), b"hello", c);
+    step(&mut t, "one segment: its ACK is delayed", false);
+    let c = &mut t.c;
+    t.tcb
+        .process(t.now, &seg(ACK | PSH, IRS + 6, ISS + 1), b"world", c);
+    step(&mut t, "a second segment: ACK now", true);
+    t.tcb.send(b"reply");
+    step(&mut t, "data written", true);
+    let c = &mut t.c;
+    t.tcb.process(t.now, &seg(ACK, IRS + 11, ISS + 6), b"", c);
+    step(&mut t, "all acknowledged", false);
+    t.tcb.close(t.now);
+    step(&mut t, "a FIN queued", true);
+    // Once a FIN is queued the check no longer answers (the slow path
+    // finds nothing to send).
+    assert!(!t.tcb.nothing_due());
+    assert!(t.out().is_empty());
+}

@@ -366,20 +366,36 @@ impl TcpRepr {
         if verify_checksum && !packet.verify_checksum(src, dst) {
             return Err(Error::BadChecksum);
         }
-        if packet.src_port() == 0 || packet.dst_port() == 0 {
+        // The fixed header read once, as an array: no check per field.
+        let b = packet.buffer.as_ref();
+        let h: &[u8; 20] = b.first_chunk().ok_or(Error::Truncated)?;
+        let be16 = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+        let be32 = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let (src_port, dst_port) = (be16(field::SRC_PORT), be16(field::DST_PORT));
+        if src_port == 0 || dst_port == 0 {
             return Err(Error::Malformed);
         }
+        let hl = usize::from(h[field::OFFSET] >> 4) * 4;
+        let options = b
+            .get(Self::HEADER..hl.max(Self::HEADER))
+            .ok_or(Error::Truncated)?;
         Ok(TcpRepr {
-            src_port: packet.src_port(),
-            dst_port: packet.dst_port(),
-            seq_number: packet.seq_number(),
-            ack_number: packet.ack_number(),
-            flags: packet.flags(),
-            window_len: packet.window_len(),
-            urgent_at: packet.urgent_at(),
-            options: TcpOptions::parse(packet.options())?,
+            src_port,
+            dst_port,
+            seq_number: be32(field::SEQ),
+            ack_number: be32(field::ACK),
+            flags: TcpFlags(h[field::FLAGS]),
+            window_len: be16(field::WINDOW),
+            urgent_at: be16(field::URGENT),
+            options: if options.is_empty() {
+                TcpOptions::default()
+            } else {
+                TcpOptions::parse(options)?
+            },
         })
     }
+
+    const HEADER: usize = TcpPacket::<&[u8]>::HEADER_LEN;
 
     /// 20 bytes and the options, padded to a multiple of 4.
     pub fn header_len(&self) -> usize {
