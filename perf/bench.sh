@@ -50,7 +50,7 @@ trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 # Wait until the memif server's socket is listening (up to 10 s).
 wait_listening() {
     for _ in $(seq 100); do
-        ss -xlH 2>/dev/null | grep -qF " $SOCK " && return 0
+        ss -xlH 2>/dev/null | grep -qE " @?$SOCK " && return 0
         sleep 0.1
     done
     log "nothing listens on $SOCK"
