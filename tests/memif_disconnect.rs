@@ -31,59 +31,66 @@ fn two_lcores_live_through_peers_leaving_under_load() {
     let sock = format!("/tmp/dps-memifdisc-{}.sock", std::process::id());
     let _ = std::fs::remove_file(&sock);
     // The interrupt thread shares CPU 0 with lcore 0, as in `make bench`:
-    // it preempts that lcore, inside a burst as often as not.
+    // it preempts that lcore, inside a burst as often as not. Fresh
+    // servers (a first connect) and peers that come again (reconnects).
     let (dpstack, gen) = release_bins();
-    let mut d = Dpstack::spawn_bin(
-        &dpstack,
-        &format!(
-        "--lcores=0@0,1@1 --no-pci {} --log-level=lib.eal:warning --log-level=pmd.net.memif:error \
-         --vdev=net_memif0,role=server,socket={sock} -- --ip 198.18.63.1/24 --app udp-echo:7 \
-         --stats-interval 1",
-        eal_memory("dpsmdisc")
-    ),
-    );
     let json = std::env::temp_dir().join(format!("dps-memifdisc-{}.json", std::process::id()));
-    for round in 0..25 {
-        let _ = std::fs::remove_file(&json);
-        let out = Command::new(&gen)
-            .args(
-                format!(
-                    "--lcores=0@0 --no-pci {} --log-level=lib.eal:warning --log-level=pmd.net.memif:error \
-                     --vdev=net_memif0,role=client,socket={sock} -- --mode udp --src 198.18.63.2 \
-                     --dst 198.18.63.1:7 --flows 8 --queues 2 --rate 0 --seconds 0.3 --quiet --json {}",
-                    eal_memory("dpsmdiscgen"),
-                    json.display()
+    for server in 0..8 {
+        let mut d = Dpstack::spawn_bin(
+            &dpstack,
+            &format!(
+                "--lcores=0@0,1@1 --no-pci {} --log-level=lib.eal:warning \
+                 --log-level=pmd.net.memif:error --vdev=net_memif0,role=server,socket={sock} \
+                 -- --ip 198.18.63.1/24 --app udp-echo:7 --stats-interval 1",
+                eal_memory("dpsmdisc")
+            ),
+        );
+        for peer in 0..3 {
+            let _ = std::fs::remove_file(&json);
+            let out = Command::new(&gen)
+                .args(
+                    format!(
+                        "--lcores=0@0 --no-pci {} --log-level=lib.eal:warning \
+                         --log-level=pmd.net.memif:error --vdev=net_memif0,role=client,socket={sock} \
+                         -- --mode udp --src 198.18.63.2 --dst 198.18.63.1:7 --flows 8 --queues 2 \
+                         --rate 0 --seconds 1 --quiet --json {}",
+                        eal_memory("dpsmdiscgen"),
+                        json.display()
+                    )
+                    .split_whitespace(),
                 )
-                .split_whitespace(),
-            )
-            .output()
-            .expect("dpstack-gen");
-        // The disconnect is handled on dpstack's interrupt thread after
-        // the generator has gone: give it that moment.
-        std::thread::sleep(Duration::from_millis(300));
-        if let Some(status) = d.exited() {
-            panic!(
-                "dpstack died after peer {round} left ({status}):\n{}",
-                d.output()
+                .output()
+                .expect("dpstack-gen");
+            // The disconnect is handled on dpstack's interrupt thread
+            // after the generator has gone: give it that moment.
+            std::thread::sleep(Duration::from_millis(200));
+            if let Some(status) = d.exited() {
+                panic!(
+                    "server {server}: dpstack died with peer {peer} ({status}):\n{}",
+                    d.output()
+                );
+            }
+            assert!(
+                out.status.success(),
+                "server {server}, peer {peer}: dpstack-gen failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report = std::fs::read_to_string(&json).expect("the generator's report");
+            let rx: f64 = report
+                .split("\"rx_pps\":")
+                .nth(1)
+                .and_then(|r| r.split([',', '}']).next())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no rx_pps in {report}"));
+            assert!(
+                rx > 0.0,
+                "server {server}, peer {peer}: nothing came back: {report}"
             );
         }
-        assert!(
-            out.status.success(),
-            "dpstack-gen, round {round}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report = std::fs::read_to_string(&json).expect("the generator's report");
-        let rx: f64 = report
-            .split("\"rx_pps\":")
-            .nth(1)
-            .and_then(|r| r.split([',', '}']).next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no rx_pps in {report}"));
-        assert!(rx > 0.0, "round {round}: nothing came back: {report}");
+        let e = d.stop();
+        assert_clean_exit(&e, Duration::from_secs(5));
     }
     let _ = std::fs::remove_file(&json);
-    let e = d.stop();
-    assert_clean_exit(&e, Duration::from_secs(5));
     let _ = std::fs::remove_file(&sock);
 }
