@@ -39,6 +39,7 @@ mod dpdk {
     pub fn build() {
         println!("cargo:rerun-if-changed=src/ffi/shim.h");
         println!("cargo:rerun-if-changed=src/ffi/shim.c");
+        println!("cargo:rerun-if-changed=src/ffi/burst_gate.c");
 
         let lib = pkg_config::Config::new()
             .atleast_version(MIN_DPDK)
@@ -58,6 +59,7 @@ mod dpdk {
 
         let mut cc = cc::Build::new();
         cc.file(ffi_dir.join("shim.c"))
+            .file(ffi_dir.join("burst_gate.c"))
             .include(&ffi_dir)
             .opt_level(3)
             .warnings(false);

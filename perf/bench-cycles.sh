@@ -26,6 +26,11 @@
 # hypervisor takes from the whole VM (steal) is not in it. dpstack also
 # gives its figure without the iterations over 100 us (stalls, whatever
 # held them up); testpmd has no such figure.
+#
+# A measurement that fails (a target that does not start, a generator
+# that cannot connect twice over, a figure that cannot be read) is said
+# on stderr and written as a row without figures: bench_report.py says
+# "not measured" for it, and the other rows go on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=0
@@ -37,13 +42,17 @@ CY=$OUT/cycles
 mkdir -p "$CY"
 rm -f "$OUT/cycles.jsonl" "$CY"/*
 BIN=$PWD/target/release
-SOCK=/tmp/dpscyc-memif.sock
+# Names of this run's own (the PID in them): a second run at the same time
+# (make test's smoke form beside make bench) must not take this run's
+# socket or telemetry from under it.
+SOCK=/tmp/dpscyc-$$.sock
+DUTP=dpscycdut$$
+GENP=dpscycgen$$
 MEM="--in-memory"
 [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 256 ] || MEM="--no-huge -m 512 --no-shconf"
 EAL="--no-pci $MEM --log-level=lib.eal:warning --log-level=pmd.net.memif:error"
 DUT=
 FIFO=$CY/stdin
-rm -f "$FIFO"; mkfifo "$FIFO"; exec 8<>"$FIFO"
 cleanup() {
     [ -n "$DUT" ] && { kill -TERM "$DUT" 2>/dev/null; wait "$DUT" 2>/dev/null || true; }
     DUT=
@@ -51,6 +60,17 @@ cleanup() {
 }
 trap 'cleanup; rm -f "$FIFO"' EXIT
 log() { echo "bench-cycles: $*" >&2; }
+trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
+
+# Wait until the memif server's socket is listening (up to 10 s).
+wait_listening() {
+    for _ in $(seq 100); do
+        ss -xlH 2>/dev/null | grep -qE " @?$SOCK " && return 0
+        sleep 0.1
+    done
+    log "nothing listens on $SOCK"
+    return 1
+}
 
 # The nanoseconds thread TID of process PID has waited for a CPU.
 waited_ns() { awk '{print $2}' "/proc/$1/task/$2/schedstat" 2>/dev/null || echo 0; }
@@ -74,11 +94,14 @@ start_dpstack() { # proto
     [ "$1" = udp ] && app=(--app udp-echo:7)
     rm -f "$SOCK"
     # shellcheck disable=SC2086
-    $BIN/dpstack --lcores=0@1 $EAL --file-prefix dpscycdut \
+    $BIN/dpstack --lcores=0@1 $EAL --file-prefix $DUTP \
         --vdev=net_memif0,role=server,socket=$SOCK -- --ip 198.18.60.1/24 "${app[@]}" \
         >"$CY/dut.txt" 2>&1 &
     DUT=$!
-    for _ in $(seq 100); do grep -q 'dpstack: ready' "$CY/dut.txt" && return 0; sleep 0.1; done
+    for _ in $(seq 100); do
+        grep -q 'dpstack: ready' "$CY/dut.txt" && { wait_listening; return; }
+        sleep 0.1
+    done
     cat "$CY/dut.txt" >&2; return 1
 }
 start_testpmd() { # proto
@@ -88,15 +111,19 @@ start_testpmd() { # proto
     # Interactive, its commands from a FIFO this script holds open (fd 8):
     # forwarding starts at once and the figure is asked for while the
     # generator still sends; its output line-buffered, to be read as it
-    # comes.
+    # comes. A new FIFO for each testpmd: a command the last one left
+    # unread (its `quit`) must not reach this one.
+    exec 8>&-
+    rm -f "$FIFO"; mkfifo "$FIFO"; exec 8<>"$FIFO"
     # shellcheck disable=SC2086
-    stdbuf -oL dpdk-testpmd --lcores=0@1,1@1 $EAL --file-prefix dpscycdut \
+    stdbuf -oL dpdk-testpmd --lcores=0@1,1@1 $EAL --file-prefix $DUTP \
         --vdev=net_memif0,role=server,socket=$SOCK -- -i --auto-start \
         --forward-mode=$mode --nb-cores=1 --rxq=1 --txq=1 --record-core-cycles \
         <&8 >"$CY/dut.txt" 2>&1 &
     DUT=$!
     for _ in $(seq 100); do grep -q 'testpmd>' "$CY/dut.txt" 2>/dev/null && break; sleep 0.1; done
-    sleep 0.3
+    grep -q 'testpmd>' "$CY/dut.txt" || { cat "$CY/dut.txt" >&2; return 1; }
+    wait_listening
 }
 
 # The target's figures now, as one JSON object: {"cycles", "packets",
@@ -105,7 +132,7 @@ start_testpmd() { # proto
 # before its first packet: zeros then).
 figures() { # target
     if [ "$1" = dpstack ]; then
-        echo "/dpstack/stats,0" | timeout 10 dpdk-telemetry.py -f dpscycdut 2>/dev/null \
+        echo "/dpstack/stats,0" | timeout 10 dpdk-telemetry.py -f $DUTP 2>/dev/null \
             | python3 -c '
 import json, sys
 t = sys.stdin.read()
@@ -133,44 +160,91 @@ print(json.dumps({"cycles": int(m[1]), "packets": int(m[2]), "mhz": int(m[3])} i
     fi
 }
 
-# One measurement: NAME TARGET PROTO RATE. Sets PPS to the rate the
-# generator got back (packets per second).
-measure() {
-    local name=$1 target=$2 proto=$3 rate=$4
-    local mac=() tid w0 w1 t0 t1 f0 f1
-    [ "$target" = testpmd ] && mac=(--dst-mac 02:00:00:00:00:01)
-    "start_$target" "$proto"
-    tid=$(poll_tid "$DUT" "$target")
-    rm -f "$CY/$name.json"
+# The generator against the target just started, in the background:
+# sets GEN to its PID. Returns 1 if it did not start sending (it could not
+# connect, or found no peer) within 20 s; it is stopped then.
+start_gen() { # name target proto rate
+    local mac=()
+    [ "$2" = testpmd ] && mac=(--dst-mac 02:00:00:00:00:01)
+    rm -f "$CY/$1.json"; : >"$CY/gen.txt"
     # The window: from the generator's start of sending (its banner,
     # after ARP) for SECONDS, while it sends (memif's counters read zero
     # once the peer has gone, and a generator whose peer vanishes under
     # it can crash). It sends for 2 s more than that.
     # shellcheck disable=SC2086
-    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpscycgen \
-        --vdev=net_memif0,role=client,socket=$SOCK -- --mode "$proto" --src 198.18.60.2 \
-        --dst 198.18.60.1:7 --flows 8 --queues 1 --rate "$rate" --seconds $((SECS + 2)) \
-        --json "$CY/$name.json" --quiet "${mac[@]}" >/dev/null 2>"$CY/gen.txt" &
-    local gen=$!
-    for _ in $(seq 100); do grep -q '^dpstack-gen: .* flows' "$CY/gen.txt" && break; sleep 0.05; done
+    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix $GENP \
+        --vdev=net_memif0,role=client,socket=$SOCK -- --mode "$3" --src 198.18.60.2 \
+        --dst 198.18.60.1:7 --flows 8 --queues 1 --rate "$4" --seconds $((SECS + 2)) \
+        --json "$CY/$1.json" --quiet "${mac[@]}" >/dev/null 2>"$CY/gen.txt" &
+    GEN=$!
+    for _ in $(seq 400); do
+        grep -q '^dpstack-gen: .* flows' "$CY/gen.txt" && return 0
+        kill -0 "$GEN" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill "$GEN" 2>/dev/null || true
+    wait "$GEN" 2>/dev/null || true
+    return 1
+}
+
+stop_target() { # target
+    [ "$1" = testpmd ] && { echo quit >&8 || true; }
+    cleanup
+}
+
+# One measurement: NAME TARGET PROTO RATE. Sets PPS to the rate the
+# generator got back (packets per second; 0 when not measured). A target
+# that does not start, or a generator that does not start sending, is
+# tried again with a fresh target (up to 3 times), and said.
+measure() {
+    local name=$1 target=$2 proto=$3 rate=$4
+    local tid w0 w1 t0 t1 f0 f1 attempt started=0 why=""
+    PPS=0
+    for attempt in 1 2 3; do
+        if ! "start_$target" "$proto"; then
+            why="the target did not start"
+            log "$name: $why (attempt $attempt): $(tail -3 "$CY/dut.txt" | tr '\n' ' ')"
+            stop_target "$target"
+            continue
+        fi
+        if start_gen "$name" "$target" "$proto" "$rate"; then
+            started=1
+            break
+        fi
+        why="the generator did not start"
+        log "$name: $why (attempt $attempt), trying again with a new target: $(tail -3 "$CY/gen.txt" | tr '\n' ' ')"
+        stop_target "$target"
+    done
+    if [ "$started" = 0 ]; then
+        log "$name: not measured: $why, 3 times"
+        python3 -c 'import json, sys; print(json.dumps({"row": "cycles", "name": sys.argv[1], "target": sys.argv[2],
+"proto": sys.argv[3], "offered_pps": int(sys.argv[4]), "rx_pps": 0, "not_measured": sys.argv[5]}))' \
+            "$name" "$target" "$proto" "$rate" "$why" >>"$OUT/cycles.jsonl"
+        return 1
+    fi
+    tid=$(poll_tid "$DUT" "$target")
     t0=$(date +%s%N)
     w0=$(waited_ns "$DUT" "$tid")
-    f0=$(figures "$target")
+    f0=$(figures "$target") || { log "$name: first figures unreadable"; f0='{}'; }
     sleep "$SECS"
     t1=$(date +%s%N)
     w1=$(waited_ns "$DUT" "$tid")
-    f1=$(figures "$target")
-    wait $gen || true
-    [ "$target" = testpmd ] && echo quit >&8
-    cleanup
+    f1=$(figures "$target") || { log "$name: second figures unreadable"; f1='{}'; }
+    wait "$GEN" || log "$name: the generator exited with $?: $(tail -3 "$CY/gen.txt" | tr '\n' ' ')"
+    stop_target "$target"
     cp "$CY/dut.txt" "$CY/$name-dut.txt"
     PPS=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['rx_pps']))" \
-        "$CY/$name.json" 2>/dev/null || echo 0)
+        "$CY/$name.json" 2>/dev/null) || PPS=0
     python3 - "$name" "$target" "$proto" "$rate" "$PPS" "$((w1 - w0))" "$f0" "$f1" "$((t1 - t0))" \
         >>"$OUT/cycles.jsonl" <<'PY'
 import json, sys
 name, target, proto, rate, pps, waited = sys.argv[1:7]
-f0, f1 = json.loads(sys.argv[7] or "{}"), json.loads(sys.argv[8] or "{}")
+def figures(t):
+    try:
+        return json.loads(t or "{}")
+    except ValueError:
+        return {}
+f0, f1 = figures(sys.argv[7]), figures(sys.argv[8])
 row = {"row": "cycles", "name": name, "target": target, "proto": proto,
        "offered_pps": int(rate), "rx_pps": int(pps), "waited_ns": int(waited),
        "window_ns": int(sys.argv[9])}
@@ -181,6 +255,8 @@ if row.get("packets", 0) > 0:
     row["cycles_per_packet"] = row["cycles"] / row["packets"]
     ran = max(row["cycles"] - row["waited_ns"] * row["mhz"] / 1000, 0)
     row["ran_cycles_per_packet"] = ran / row["packets"]
+else:
+    row["not_measured"] = "no packets counted by the target in the window"
 if row.get("packets", 0) > row.get("stalled_packets", 0) and "stalled_cycles" in row:
     row["unstalled_cycles_per_packet"] = ((row["cycles"] - row["stalled_cycles"])
                                           / (row["packets"] - row["stalled_packets"]))
@@ -189,12 +265,22 @@ PY
     log "$(tail -1 "$OUT/cycles.jsonl")"
 }
 
+# A measurement that failed is said and the others go on: the exit status
+# says whether every one was made.
+failed=()
 for proto in udp icmp; do
-    measure "$proto-dpstack" dpstack "$proto" 0
+    measure "$proto-dpstack" dpstack "$proto" 0 || failed+=("$proto-dpstack")
     half=$((PPS / 2))
-    measure "$proto-testpmd" testpmd "$proto" 0
+    measure "$proto-testpmd" testpmd "$proto" 0 || failed+=("$proto-testpmd")
     if [ "$half" -gt 0 ]; then
-        measure "$proto-dpstack-half" dpstack "$proto" "$half"
-        measure "$proto-testpmd-half" testpmd "$proto" "$half"
+        measure "$proto-dpstack-half" dpstack "$proto" "$half" || failed+=("$proto-dpstack-half")
+        measure "$proto-testpmd-half" testpmd "$proto" "$half" || failed+=("$proto-testpmd-half")
+    else
+        log "$proto: dpstack answered nothing flat out: the same-rate rows are not measured"
+        failed+=("$proto-dpstack-half" "$proto-testpmd-half")
     fi
 done
+if [ ${#failed[@]} -gt 0 ]; then
+    log "not measured: ${failed[*]}"
+    exit 1
+fi

@@ -10,6 +10,8 @@
 #
 # The generator (dpstack-gen, wrk) runs on CPU 0 and the system under test
 # on CPU 1. Every ratio is against a baseline measured in the same run.
+# A measurement that fails is logged (`bench: ... not measured`) and the
+# run goes on: bench_report.py writes "not measured" for its rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=0
@@ -23,7 +25,11 @@ rm -f "$OUT/stdin"; mkfifo "$OUT/stdin"; exec 9<>"$OUT/stdin"
 rm -f "$OUT"/*.json "$OUT"/*.hlog "$OUT"/*.txt
 cargo build --release -q -p perf -p dpstack
 BIN=$PWD/target/release
-SOCK=/tmp/dpsbench-memif.sock
+# The memif socket and EAL prefixes carry this run's PID: a smoke run
+# (make test) beside a full one must not take its socket.
+SOCK=/tmp/dpsbench-$$.sock
+DUTP=dpsbdut$$
+GENP=dpsbgen$$
 MEM="--in-memory"
 [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 256 ] || MEM="--no-huge -m 512 --no-shconf"
 EAL="--no-pci $MEM --log-level=lib.eal:warning --log-level=pmd.net.memif:error"
@@ -39,6 +45,17 @@ cleanup() {
 trap cleanup EXIT
 cleanup
 log() { echo "bench: $*" >&2; }
+trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
+
+# Wait until the memif server's socket is listening (up to 10 s).
+wait_listening() {
+    for _ in $(seq 100); do
+        ss -xlH 2>/dev/null | grep -qE " @?$SOCK " && return 0
+        sleep 0.1
+    done
+    log "nothing listens on $SOCK"
+    return 1
+}
 
 # A file a background process writes is emptied here first, before the
 # process starts: its shell truncates it only once it runs, and until then
@@ -53,41 +70,50 @@ dut_dpstack() { # lcores args...
     local lc=$1; shift
     rm -f "$SOCK"; : >"$OUT/dut.txt"
     # shellcheck disable=SC2086
-    $BIN/dpstack --lcores="$lc" $EAL --file-prefix dpsbdut \
+    $BIN/dpstack --lcores="$lc" $EAL --file-prefix $DUTP \
         --vdev=net_memif0,role=server,socket=$SOCK -- --ip 198.18.60.1/24 "$@" \
         >"$OUT/dut.txt" 2>&1 &
     DUT=$!
-    wait_ready "$OUT/dut.txt"
+    wait_ready "$OUT/dut.txt" && wait_listening
 }
 dut_testpmd() { # lcores mode nb-cores
     rm -f "$SOCK"; : >"$OUT/dut.txt"
     # testpmd without a terminal exits when its stdin closes: give it a FIFO
     # this script holds open (fd 9), so that it runs until it is killed.
     # shellcheck disable=SC2086
-    dpdk-testpmd --lcores="$1" $EAL --file-prefix dpsbdut \
+    dpdk-testpmd --lcores="$1" $EAL --file-prefix $DUTP \
         --vdev=net_memif0,role=server,socket=$SOCK -- --forward-mode="$2" \
         --nb-cores="$3" --rxq="$3" --txq="$3" --auto-start --stats-period 0 \
         <&9 >"$OUT/dut.txt" 2>&1 &
     DUT=$!
-    for _ in $(seq 50); do grep -q 'Press enter to exit' "$OUT/dut.txt" 2>/dev/null && break; sleep 0.1; done
-    sleep 0.3
+    for _ in $(seq 100); do grep -q 'Press enter to exit' "$OUT/dut.txt" 2>/dev/null && break; sleep 0.1; done
+    wait_listening
 }
+# Stop the target; one that did not exit 0 on SIGTERM (a crash, or a
+# failed stop) is said, with its last lines.
 stop_dut() {
+    local rc=0
     if [ -n "$DUT" ]; then
         kill -TERM "$DUT" 2>/dev/null || true
-        wait "$DUT" 2>/dev/null || true
+        wait "$DUT" 2>/dev/null || rc=$?
         DUT=
+        [ "$rc" = 0 ] || log "the target exited with status $rc on SIGTERM: $(tail -3 "$OUT/dut.txt" | tr '\n' ' ')"
     fi
+    return 0
 }
 
-# dpstack-gen over memif: NAME MODE QUEUES RATE [more gen options]
+# dpstack-gen over memif: NAME MODE QUEUES RATE [more gen options]. A
+# generator that fails (cannot connect, finds no peer, dies) says why.
 gen_memif() {
-    local name=$1 mode=$2 q=$3 rate=$4; shift 4
+    local name=$1 mode=$2 q=$3 rate=$4 rc=0; shift 4
+    rm -f "$OUT/$name.json"
     # shellcheck disable=SC2086
-    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
+    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix $GENP \
         --vdev=net_memif0,role=client,socket=$SOCK -- --mode "$mode" --src 198.18.60.2 \
         --dst 198.18.60.1:7 --flows 8 --queues "$q" --rate "$rate" --seconds "$SECS" \
-        --json "$OUT/$name.json" --hdr-log "$OUT/$name.hlog" --quiet "$@" >/dev/null || true
+        --json "$OUT/$name.json" --hdr-log "$OUT/$name.hlog" --quiet "$@" >/dev/null \
+        2>"$OUT/gen-$name.txt" || rc=$?
+    [ "$rc" = 0 ] || log "$name: the generator failed (exit $rc): $(tail -3 "$OUT/gen-$name.txt" | tr '\n' ' ')"
     log "$name: $(cat "$OUT/$name.json" 2>/dev/null)"
 }
 rx_pps() {
@@ -96,19 +122,31 @@ rx_pps() {
 }
 
 # One measurement against a freshly started target: NAME MODE QUEUES RATE
-# GEN-OPTIONS... -- START-DUT-COMMAND... A target that answered nothing
-# (testpmd with 2 forwarding cores on memif has segfaulted here now and
-# then) is started again for one more try, and that is said.
+# GEN-OPTIONS... -- START-DUT-COMMAND... A target that did not start, or
+# answered nothing (testpmd with 2 forwarding cores on memif has
+# segfaulted here now and then), or a generator that failed, is tried
+# again with a fresh target (3 tries), and that is said; then the row is
+# not measured. A target that died under the generator is said too.
 measure() {
-    local name=$1 mode=$2 q=$3 rate=$4; shift 4
+    local name=$1 mode=$2 q=$3 rate=$4 rc; shift 4
     local gen=()
     while [ "$1" != "--" ]; do gen+=("$1"); shift; done
     shift
-    for attempt in 1 2; do
-        "$@"; gen_memif "$name" "$mode" "$q" "$rate" "${gen[@]}"; stop_dut
+    for attempt in 1 2 3; do
+        if ! "$@"; then
+            log "$name: the target did not start (attempt $attempt): $(tail -3 "$OUT/dut.txt" | tr '\n' ' ')"
+            stop_dut
+            continue
+        fi
+        gen_memif "$name" "$mode" "$q" "$rate" "${gen[@]}"
+        rc=0
+        kill -0 "$DUT" 2>/dev/null || { wait "$DUT" 2>/dev/null || rc=$?; DUT=; }
+        [ "$rc" = 0 ] || log "$name: THE TARGET DIED during the run (status $rc): $(tail -3 "$OUT/dut.txt" | tr '\n' ' ')"
+        stop_dut
         [ "$(rx_pps "$OUT/$name.json")" -gt 0 ] && return 0
         log "$name: nothing came back (attempt $attempt): $(tail -3 "$OUT/dut.txt" | tr '\n' ' ')"
     done
+    log "$name: not measured"
     rm -f "$OUT/$name.json" "$OUT/$name.hlog"
 }
 
@@ -134,14 +172,17 @@ memif_pair memif-icmp-testpmd-2 icmp 2 dut_testpmd "0@1,1@0,2@1" icmpecho 2
 
 # 3b. TCP over memif: dpstack-gen's HTTP against dpstack's http app.
 for m in tcp-rr tcp-crr; do
-    dut_dpstack "0@1" --app http:80:100
+    if ! dut_dpstack "0@1" --app http:80:100; then
+        log "memif-$m: the target did not start: not measured"; stop_dut; continue
+    fi
     # shellcheck disable=SC2086
-    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
+    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix $GENP \
         --vdev=net_memif0,role=client,socket=$SOCK -- --mode $m --src 198.18.60.2/24 \
         --dst 198.18.60.1:80 --conns 32 --seconds "$SECS" --stack="--tcp-ports 1024-65535" \
         --json "$OUT/memif-$m-dpstack-1.json" --hdr-log "$OUT/memif-$m-dpstack-1.hlog" \
-        --quiet >/dev/null 2>"$OUT/gen-$m.txt"
-    log "memif-$m: $(cat "$OUT/memif-$m-dpstack-1.json")"
+        --quiet >/dev/null 2>"$OUT/gen-$m.txt" \
+        || log "memif-$m: the generator failed: $(tail -3 "$OUT/gen-$m.txt" | tr '\n' ' ')"
+    log "memif-$m: $(cat "$OUT/memif-$m-dpstack-1.json" 2>/dev/null)"
     stop_dut
 done
 
@@ -150,16 +191,17 @@ ip link add dpsv0 type veth peer name dpsv1
 for i in dpsv0 dpsv1; do ip link set $i up; ethtool -K $i tx off >/dev/null; done
 gen_veth() { # name rate
     # shellcheck disable=SC2086
-    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix dpsbgen \
+    $BIN/dpstack-gen --lcores=0@0 $EAL --file-prefix $GENP \
         --vdev=net_af_packet0,iface=dpsv0,qpairs=1 -- --mode udp --src 198.18.61.2 \
         --dst 198.18.61.1:7 --flows 8 --rate "$2" --seconds "$SECS" \
-        --json "$OUT/$1.json" --hdr-log "$OUT/$1.hlog" --quiet >/dev/null
-    log "$1: $(cat "$OUT/$1.json")"
+        --json "$OUT/$1.json" --hdr-log "$OUT/$1.hlog" --quiet >/dev/null \
+        || log "$1: the generator failed (exit $?)"
+    log "$1: $(cat "$OUT/$1.json" 2>/dev/null)"
 }
 veth_dpstack() {
     : >"$OUT/dut.txt"
     # shellcheck disable=SC2086
-    $BIN/dpstack --lcores=0@1 $EAL --file-prefix dpsbdut \
+    $BIN/dpstack --lcores=0@1 $EAL --file-prefix $DUTP \
         --vdev=net_af_packet0,iface=dpsv1,qpairs=1 -- --ip 198.18.61.1/24 --app udp-echo:7 \
         >"$OUT/dut.txt" 2>&1 &
     DUT=$!
@@ -199,7 +241,7 @@ run_wrk() { # name extra-header
 }
 : >"$OUT/dut.txt"
 # shellcheck disable=SC2086
-$BIN/dpstack --lcores=0@1 $EAL --file-prefix dpsbdut \
+$BIN/dpstack --lcores=0@1 $EAL --file-prefix $DUTP \
     --vdev=net_af_packet0,iface=dpsw1,qpairs=1 -- --ip 198.18.62.1/24 --app http:80:100 \
     --tcp-max-conns 65536 >"$OUT/dut.txt" 2>&1 &
 DUT=$!
@@ -235,7 +277,8 @@ ip netns del dpsbH; ip netns del dpsbK
 # 5. Memory per idle connection: kept-alive connections over veth to
 # dpstack's http app and to nginx, then a million in process (perf's connmem).
 if [ "$SMOKE" = 1 ]; then CM=(--smoke "$OUT"); else CM=("$OUT"); fi
-bash perf/bench-conn-memory.sh "${CM[@]}" >"$OUT/connmem.txt"
+bash perf/bench-conn-memory.sh "${CM[@]}" >"$OUT/connmem.txt" \
+    || log "bench-conn-memory.sh failed (exit $?): section 5 not measured in full"
 while read -r l; do log "$l"; done <"$OUT/connmem.txt"
 
 # 6. Issue 14's rows against Linux: over a WAN through dpstack-bridge
@@ -243,13 +286,15 @@ while read -r l; do log "$l"; done <"$OUT/connmem.txt"
 # and the lossy echo on a plain veth, with their plots. Serialized with
 # every other run that uses the WAN namespaces (/tmp/wan.lock).
 if [ "$SMOKE" = 1 ]; then WAN=(--smoke); else WAN=(); fi
-IMG=$(realpath "$IMG") flock /tmp/wan.lock bash perf/bench-wan.sh "${WAN[@]}" "$OUT/wan" >"$OUT/wan.txt"
+IMG=$(realpath "$IMG") flock /tmp/wan.lock bash perf/bench-wan.sh "${WAN[@]}" "$OUT/wan" >"$OUT/wan.txt" \
+    || log "bench-wan.sh failed (exit $?): section 6 not measured in full"
 while read -r l; do log "$l"; done < <(grep '^summary\|^  ' "$OUT/wan.txt")
 
 # 7. Cycles per packet over memif against testpmd --record-core-cycles
 # (issue 15), each target on CPU 1 and the generator on CPU 0.
 if [ "$SMOKE" = 1 ]; then CY=(--smoke "$OUT"); else CY=("$OUT" "$SECS"); fi
-bash perf/bench-cycles.sh "${CY[@]}"
+bash perf/bench-cycles.sh "${CY[@]}" \
+    || log "bench-cycles.sh: not every row measured (exit $?; its lines above say which)"
 
 # 8. Keeps up like testpmd (issue 15): pktgen-dpdk over af_packet from a
 # namespace, on CPU 0, against testpmd macswap and dpstack's udp-echo on CPU
@@ -278,11 +323,15 @@ PY
 done
 
 # Plots and the document.
+# A plot whose data was not measured is said, and the report goes on.
 $BIN/dpstack-gen plot "$IMG/memif-udp-half-load.png" "UDP echo over memif at half load, 1 lcore" \
-    dpstack="$OUT/memif-udp-dpstack-1-half.hlog" testpmd-macswap="$OUT/memif-udp-testpmd-1-half.hlog"
+    dpstack="$OUT/memif-udp-dpstack-1-half.hlog" testpmd-macswap="$OUT/memif-udp-testpmd-1-half.hlog" \
+    || log "plot memif-udp-half-load failed (exit $?)"
 $BIN/dpstack-gen plot "$IMG/veth-udp-half-load.png" "UDP echo over veth at half load" \
-    dpstack="$OUT/veth-udp-dpstack-half.hlog" linux-mmsg="$OUT/veth-udp-linux-half.hlog"
+    dpstack="$OUT/veth-udp-dpstack-half.hlog" linux-mmsg="$OUT/veth-udp-linux-half.hlog" \
+    || log "plot veth-udp-half-load failed (exit $?)"
 $BIN/dpstack-gen plot "$IMG/memif-tcp.png" "HTTP over memif, dpstack-gen -> dpstack http, 32 connections" \
-    kept-alive="$OUT/memif-tcp-rr-dpstack-1.hlog" new-connection="$OUT/memif-tcp-crr-dpstack-1.hlog"
+    kept-alive="$OUT/memif-tcp-rr-dpstack-1.hlog" new-connection="$OUT/memif-tcp-crr-dpstack-1.hlog" \
+    || log "plot memif-tcp failed (exit $?)"
 python3 perf/bench_report.py "$OUT" "$DOC" "$IMG" "$SECS" "$SMOKE"
 log "wrote $DOC"

@@ -4,8 +4,10 @@
 bench_report.py OUTDIR DOC IMGDIR SECONDS SMOKE
 
 Every figure comes from OUTDIR (dpstack-gen JSON reports, wrk outputs,
-callgrind counts). A number that was not produced is an error: the smoke
-run in `make test` relies on that.
+callgrind counts). A number that was not produced is written as "not
+measured" (never made up), listed at the end of DOC and on stderr, and
+DOC is written either way; in the smoke form (SMOKE=1) it is also an
+error: the smoke run in `make test` relies on that.
 """
 import json
 import os
@@ -108,6 +110,8 @@ for proto, label in [("udp", "UDP echo"), ("icmp", "ICMP echo")]:
         mode = "macswap" if proto == "udp" else "icmpecho"
         for name, r, h in [(f"dpstack, {lc} lcore", d, dh), (f"testpmd {mode}, {lc} lcore", t, th)]:
             if not r or not h:
+                w(f"| {label} | {name} | {fmt_m(r['rx_pps']) if r else 'not measured'} | | "
+                  f"{'not measured' if not h else ''} | | |")
                 continue
             p50, p99 = h["latency"]["p50_us"], h["latency"]["p99_us"]
             rat = f"{ratio(d['rx_pps'], t['rx_pps']):.2f}" if d and t and name.startswith("dpstack") else ""
@@ -471,7 +475,7 @@ cyc = {r["name"]: r for r in cycle_rows()}
 
 def cyc_find(name):
     r = cyc.get(name)
-    if not r or not r.get("cycles_per_packet"):
+    if not r or not r.get("cycles_per_packet") or r.get("not_measured"):
         missing.append(f"cycles {name}")
         return None
     return r
@@ -507,6 +511,8 @@ for proto, label, mode in [("udp", "UDP", "macswap"), ("icmp", "ICMP", "icmpecho
         d, t = cyc_find(f"{proto}-dpstack{suffix}"), cyc_find(f"{proto}-testpmd{suffix}")
         for name, r in [("dpstack", d), (f"testpmd {mode}", t)]:
             if not r:
+                why = cyc.get(f"{proto}-{name.split()[0]}{suffix}", {}).get("not_measured", "")
+                w(f"| {label} | {load} | {name} | | not measured{': ' + why if why else ''} | | | | | |")
                 continue
             rat = ""
             if name == "dpstack" and d and t:
@@ -725,26 +731,48 @@ w("  nginx comes from machine-wide slab counts: other work on the machine")
 w("  during the run shows up in it.")
 w("")
 
+problems = []
 for r in (cd, cn):
     if r and not (r["held"] > 0 and r["bytes_per_conn"] > 0):
-        sys.exit(f"bench_report: no connection held or no memory measured: {r}")
+        problems.append(f"no connection held or no memory measured: {r}")
 for r in (ci, cx):
     if r and not (r["conns"] > 0 and r["bytes_per_conn"] > 0):
-        sys.exit(f"bench_report: connmem measured nothing: {r}")
+        problems.append(f"connmem measured nothing: {r}")
 if missing:
-    sys.exit(f"bench_report: not produced: {', '.join(sorted(set(missing)))}")
+    problems.append(f"not produced: {', '.join(sorted(set(missing)))}")
 for r in wan:
     ok = {"bulk": lambda r: r["bytes"] > 0 and r["goodput_mbit"] > 0,
           "fct": lambda r: r["completed"] > 0 and r["fct_p50_ms"] > 0,
           "fair": lambda r: len(r["flows"]) == 4 and all(f["mbit"] > 0 for f in r["flows"]),
           "echo": lambda r: r["bytes"] > 0 and r["server_segments"] > 0}[r["row"]]
     if not ok(r):
-        sys.exit(f"bench_report: a WAN row measured nothing: {r}")
+        problems.append(f"a WAN row measured nothing: {r}")
 # Every rate and latency must be a number above zero.
 for f in os.listdir(out):
     if f.endswith(".json") and not f.startswith(("instr-", "connmem-")):
-        r = json.load(open(f"{out}/{f}"))
+        try:
+            r = json.load(open(f"{out}/{f}"))
+        except (OSError, ValueError) as e:
+            problems.append(f"{f} unreadable: {e}")
+            continue
         if not (r["rx_pps"] > 0 and r["latency"]["p50_us"] > 0):
-            sys.exit(f"bench_report: {f} has no rate or latency: {r}")
+            problems.append(f"{f} has no rate or latency: {r}")
+if problems:
+    w("## Not measured in this run")
+    w("")
+    w("What failed is logged by perf/bench.sh (`bench:` and `bench-cycles:` lines);")
+    w("the rows above say \"not measured\" where it belongs.")
+    w("")
+    for p in problems:
+        w(f"- {p}")
+    w("")
 open(doc, "w").write("\n".join(lines))
-print(f"bench_report: {len(lines)} lines, every number produced")
+if problems:
+    for p in problems:
+        print(f"bench_report: NOT MEASURED: {p}", file=sys.stderr)
+    print(f"bench_report: {len(lines)} lines written to {doc}, {len(problems)} problem(s) listed in it",
+          file=sys.stderr)
+    if smoke:
+        sys.exit("bench_report: the smoke run must produce every number")
+else:
+    print(f"bench_report: {len(lines)} lines, every number produced")

@@ -275,6 +275,12 @@ impl Port {
             // SAFETY: plain setter on a configured port.
             let _ = unsafe { ffi::rte_eth_dev_set_mtu(id, cfg.mtu) };
         }
+        // net_memif unmaps a departed peer's memory on EAL's interrupt
+        // thread while lcores may be inside a burst on it: its bursts go
+        // through the burst gate (src/ffi/burst_gate.c), which holds that
+        // munmap until they are out.
+        // SAFETY: a plain store into the shim's table.
+        unsafe { ffi::shim_burst_gate_port(id, i32::from(needs_burst_gate(&caps.driver))) };
         // SAFETY: the port is configured.
         check("rte_eth_dev_start", unsafe { ffi::rte_eth_dev_start(id) })?;
         if cfg.promiscuous {
@@ -423,6 +429,13 @@ impl Port {
         }
         !self.inner.started.load(Ordering::Acquire)
     }
+}
+
+/// Whether a driver unmaps memory its bursts read when the peer goes
+/// away (net_memif's regions, on the peer's disconnect), so that its bursts
+/// must go through the burst gate.
+pub fn needs_burst_gate(driver: &str) -> bool {
+    driver == "net_memif"
 }
 
 /// The name EAL gave the port (e.g. "net_af_packet0").

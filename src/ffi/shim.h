@@ -24,6 +24,9 @@
 int shim_rte_errno(void);
 uint16_t shim_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t shim_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+/* The burst gate (burst_gate.c): bursts on a gated port and munmap wait for each other. */
+void shim_burst_gate_port(uint16_t port, int on);
+void shim_burst_gate_quiesce(void);
 struct rte_mbuf *shim_pktmbuf_alloc(struct rte_mempool *mp);
 int shim_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n);
 void shim_pktmbuf_free(struct rte_mbuf *m);

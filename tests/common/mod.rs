@@ -517,7 +517,12 @@ impl Dpstack {
 
     /// Spawn with raw arguments and wait for `ready`.
     pub fn spawn(args: &str) -> Dpstack {
-        let mut child = Command::new(dpstack_bin())
+        Self::spawn_bin(std::path::Path::new(dpstack_bin()), args)
+    }
+
+    /// Spawn the dpstack binary `bin` with raw arguments and wait for `ready`.
+    pub fn spawn_bin(bin: &std::path::Path, args: &str) -> Dpstack {
+        let mut child = Command::new(bin)
             .args(args.split_whitespace())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -611,6 +616,13 @@ impl Dpstack {
     /// A fresh block (printed after this call).
     pub fn next_block(&self) -> Block {
         self.wait_for("a stats block", Duration::from_secs(5), |_| true)
+    }
+
+    /// Whether the process still runs (None), or how it ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGTERM, wait up to 5 s, and parse the final block.
