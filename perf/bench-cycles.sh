@@ -62,15 +62,9 @@ trap 'cleanup; rm -f "$FIFO"' EXIT
 log() { echo "bench-cycles: $*" >&2; }
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
-# Wait until the memif server's socket is listening (up to 10 s).
-wait_listening() {
-    for _ in $(seq 100); do
-        ss -xlH 2>/dev/null | grep -qE " @?$SOCK " && return 0
-        sleep 0.1
-    done
-    log "nothing listens on $SOCK"
-    return 1
-}
+# wait_listening
+# shellcheck source=perf/memif-lib.sh
+. perf/memif-lib.sh
 
 # The nanoseconds thread TID of process PID has waited for a CPU.
 waited_ns() { awk '{print $2}' "/proc/$1/task/$2/schedstat" 2>/dev/null || echo 0; }

@@ -47,15 +47,9 @@ cleanup
 log() { echo "bench: $*" >&2; }
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
-# Wait until the memif server's socket is listening (up to 10 s).
-wait_listening() {
-    for _ in $(seq 100); do
-        ss -xlH 2>/dev/null | grep -qE " @?$SOCK " && return 0
-        sleep 0.1
-    done
-    log "nothing listens on $SOCK"
-    return 1
-}
+# wait_listening
+# shellcheck source=perf/memif-lib.sh
+. perf/memif-lib.sh
 
 # A file a background process writes is emptied here first, before the
 # process starts: its shell truncates it only once it runs, and until then
