@@ -2519,7 +2519,8 @@ impl Tcb {
         if end > self.snd.nxt {
             self.snd.nxt = end;
         }
-        if end > self.snd.max {
+        let new_data = end > self.snd.max;
+        if new_data {
             if self.snd.max == self.snd.una {
                 // New data after an empty flight: the controller knows
                 // since when it was empty (RFC 5681 4.1, RFC 9438 5.8).
@@ -2531,7 +2532,10 @@ impl Tcb {
             self.timers
                 .set(Timer::Retransmit, Some(now.plus(self.rtt.rto())));
         }
-        if self.timers.get(Timer::TailLossProbe).is_none() {
+        // RFC 8985 7.2: the PTO restarts after new data is sent (a flight
+        // that grew from one segment to two no longer waits for a delayed
+        // ACK); arm_tlp keeps a probe already sent from arming another.
+        if new_data || self.timers.get(Timer::TailLossProbe).is_none() {
             self.arm_tlp(now);
         }
         Some(len)
@@ -2540,7 +2544,10 @@ impl Tcb {
     /// RFC 8985 7.2: PTO = 2 SRTT (at least 10 ms here, as Linux), plus the
     /// worst-case delayed-ACK time when one segment is in flight (its ACK
     /// may be held that long); only with a measured RTT, outside recovery,
-    /// once per flight, and only if it comes before the RTO.
+    /// once per flight. A PTO later than the RTO is cut to the RTO's
+    /// deadline (`TLP_calc_PTO`; Linux "if RTO is shorter, just schedule
+    /// TLP in its place"): the probe goes out when the timeout would have,
+    /// without the timeout's collapse of the window and backoff.
     fn arm_tlp(&mut self, now: Instant) {
         // Not after a timeout either (RFC 8985 7.2): the RTO owns the flight.
         if self.rec.tlp_fired
@@ -2557,10 +2564,11 @@ impl Tcb {
         if self.snd.max.since(self.snd.una) <= self.mss {
             pto += WC_DEL_ACK_T.micros();
         }
-        let at = now.plus(Duration::from_micros(pto));
-        if self.timers.get(Timer::Retransmit).is_none_or(|r| at < r) {
-            self.timers.set(Timer::TailLossProbe, Some(at));
+        let mut at = now.plus(Duration::from_micros(pto));
+        if let Some(rto) = self.timers.get(Timer::Retransmit) {
+            at = at.min(rto);
         }
+        self.timers.set(Timer::TailLossProbe, Some(at));
     }
 
     /// Send new (or, after an RTO, resend) data as the windows allow, with
@@ -2644,17 +2652,9 @@ impl Tcb {
             self.ack_now = true;
             c.tcp_delayed_acks += 1;
         }
-        if self.timers.get(Timer::Retransmit).is_some_and(|d| d <= now) {
-            self.timers.set(Timer::TailLossProbe, None);
-            self.on_rto(now, c);
-        }
-        if self.timers.get(Timer::Reorder).is_some_and(|d| d <= now) {
-            self.timers.set(Timer::Reorder, None);
-            if self.state.synchronized() {
-                c.tcp_rack_timer += 1;
-                self.rack_detect_loss(now, Delivered::default(), c);
-            }
-        }
+        // The probe first: one cut to the RTO's deadline goes out in the
+        // timeout's place (RFC 8985 7.2), and the RTO is armed again from
+        // the probe (7.3: "re-arm the RTO timer, not the PTO timer").
         if self
             .timers
             .get(Timer::TailLossProbe)
@@ -2665,6 +2665,19 @@ impl Tcb {
                 self.rec.tlp_fired = true;
                 self.rec.probe_tail = true;
                 c.tcp_tail_loss_probes += 1;
+                self.timers
+                    .set(Timer::Retransmit, Some(now.plus(self.rtt.rto())));
+            }
+        }
+        if self.timers.get(Timer::Retransmit).is_some_and(|d| d <= now) {
+            self.timers.set(Timer::TailLossProbe, None);
+            self.on_rto(now, c);
+        }
+        if self.timers.get(Timer::Reorder).is_some_and(|d| d <= now) {
+            self.timers.set(Timer::Reorder, None);
+            if self.state.synchronized() {
+                c.tcp_rack_timer += 1;
+                self.rack_detect_loss(now, Delivered::default(), c);
             }
         }
         if self.timers.get(Timer::Persist).is_some_and(|d| d <= now) {

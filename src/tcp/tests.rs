@@ -587,20 +587,25 @@ fn rto_backs_off_then_gives_up() {
     });
     t.tcb.send(b"data");
     assert_eq!(t.out().len(), 1);
-    // The handshake measured an RTT of ~0: the RTO is its 200 ms floor,
-    // then doubles: 400 ms, 800 ms. (One segment in flight: a tail loss
-    // probe would wait for a delayed ACK, 200 ms, and the RTO is sooner.)
+    // The handshake measured an RTT of ~0: the RTO is its 200 ms floor.
+    // One segment in flight: the tail loss probe would wait for a delayed
+    // ACK (200 ms more) and is cut to the RTO's deadline (RFC 8985 7.2):
+    // at 200 ms the probe resends it and the RTO starts again from there;
+    // then the RTO fires and doubles: 200 ms, 400 ms, 800 ms.
     assert_eq!(t.tcb.rto(), Duration::from_millis(200));
     assert!(t.advance(Duration::from_millis(199)).is_empty());
     assert_eq!(
         t.advance(Duration::from_millis(1)),
         vec![o(ACK | PSH, ISS + 1, IRS + 1, b"data")]
     );
+    assert_eq!((t.c.tcp_tail_loss_probes, t.c.tcp_rto), (1, 0));
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
     assert!(t.advance(Duration::from_millis(399)).is_empty());
     assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
     assert_eq!(t.advance(Duration::from_millis(800)).len(), 1);
     assert_eq!(t.c.tcp_rto, 3);
-    assert_eq!(t.c.tcp_tail_loss_probes, 0);
+    assert_eq!(t.c.tcp_tail_loss_probes, 1);
     assert_eq!(t.tcb.cwnd(), t.tcb.mss);
     // The fourth expiry: reset and give up.
     assert_eq!(
@@ -1324,15 +1329,40 @@ fn tail_loss_probe_allows_for_a_delayed_ack() {
     assert_eq!(probe[0].1, ISS + 1 + 536);
     assert_eq!(two.c.tcp_tail_loss_probes, 1);
 
-    // A long RTT (SRTT 100 ms, RTO 300 ms): one segment is probed after
-    // 2 SRTT + 200 ms = 400 ms, after the RTO: the RTO resends it.
+    // A long RTT (SRTT 100 ms, RTO 300 ms): one segment's probe, 2 SRTT
+    // + 200 ms = 400 ms, would come after the RTO. It is cut to the RTO's
+    // deadline and goes in the timeout's place (RFC 8985 7.2, as Linux):
+    // at 300 ms a probe, no timeout, the window kept; the RTO is armed
+    // again from the probe (7.3) and fires 300 ms later if the probe is
+    // not answered either.
     let mut far = established_with_rtt(cfg, Duration::from_millis(100));
     assert_eq!(far.tcb.rto(), Duration::from_millis(300));
+    let cwnd = far.tcb.cwnd();
     far.tcb.send(b"x");
     far.out();
     assert!(far.advance(Duration::from_millis(299)).is_empty());
     assert_eq!(far.advance(Duration::from_millis(1)).len(), 1);
-    assert_eq!((far.c.tcp_tail_loss_probes, far.c.tcp_rto), (0, 1));
+    assert_eq!((far.c.tcp_tail_loss_probes, far.c.tcp_rto), (1, 0));
+    assert_eq!(far.tcb.cwnd(), cwnd);
+    assert!(far.advance(Duration::from_millis(299)).is_empty());
+    assert_eq!(far.advance(Duration::from_millis(1)).len(), 1);
+    assert_eq!((far.c.tcp_tail_loss_probes, far.c.tcp_rto), (1, 1));
+
+    // A flight that grows from one segment to two restarts the probe's
+    // timer with the shorter PTO (7.2: restarted after new data).
+    let nodelay = TcpConfig {
+        nagle: false,
+        ..cfg
+    };
+    let mut grow = established_with_rtt(nodelay, Duration::from_millis(10));
+    grow.tcb.send(&[1; 536]);
+    assert_eq!(grow.out().len(), 1);
+    grow.advance(Duration::from_millis(5));
+    grow.tcb.send(&[2; 536]);
+    assert_eq!(grow.out().len(), 1);
+    assert!(grow.advance(Duration::from_millis(19)).is_empty());
+    assert_eq!(grow.advance(Duration::from_millis(1)).len(), 1);
+    assert_eq!(grow.c.tcp_tail_loss_probes, 1);
 }
 
 // ---- B11: only acceptable segments restart keepalive ----------------------
@@ -1651,16 +1681,19 @@ fn closed_connection_behind_a_zero_window_is_an_orphan_with_a_limit() {
             break;
         }
     }
-    // Two retransmissions, then the reset.
-    assert_eq!(sent, 3);
+    // The tail loss probe (not a retransmission timeout: it does not
+    // count), two retransmissions, then the reset.
+    assert_eq!(sent, 4);
+    assert_eq!((f.c.tcp_tail_loss_probes, f.c.tcp_rto), (1, 2));
     assert_eq!(f.c.tcp_orphan_timeouts, 1);
 }
 
 #[test]
 fn user_timeout_ends_unacknowledged_and_window_stuck_connections() {
     // RFC 5482, set on the connection: data unacknowledged for 1 s ends
-    // it, though max_retries (15) is far off: RTOs at 200 and 600 ms, and
-    // the third, due at 1400 ms, is brought forward to the timeout.
+    // it, though max_retries (15) is far off: the tail loss probe at 200
+    // ms (cut to the RTO's deadline), RTOs at 400 and 800 ms, and the
+    // next, due at 1600 ms, is brought forward to the timeout.
     let mut t = T::established(cfg());
     assert_eq!(TcpConfig::default().user_timeout, None);
     t.tcb.set_user_timeout(Some(Duration::from_secs(1)));
@@ -1675,7 +1708,12 @@ fn user_timeout_ends_unacknowledged_and_window_stuck_connections() {
     }
     assert_eq!(
         at,
-        vec![(200, ACK | PSH), (600, ACK | PSH), (1000, RST | ACK)]
+        vec![
+            (200, ACK | PSH),
+            (400, ACK | PSH),
+            (800, ACK | PSH),
+            (1000, RST | ACK)
+        ]
     );
     assert_eq!((t.c.tcp_user_timeouts, t.c.tcp_timeouts), (1, 1));
 
@@ -2999,8 +3037,8 @@ fn a_peer_that_filled_our_window_is_heard_from_its_right_edge() {
 // ---- F-RTO (RFC 5682) -----------------------------------------------------
 
 /// Ten segments of 100 bytes out of 2000 queued, no timestamps, SACK or
-/// not; the tail loss probe (10 ms) resends the last, the timer (200 ms)
-/// the first. Returns the connection and its cwnd and ssthresh before the
+/// not; the tail loss probe (10 ms) resends the last, the timer (200 ms
+/// after the probe, RFC 8985 7.3) the first. Returns the connection and its cwnd and ssthresh before the
 /// timeout.
 fn timed_out_flight(sack: bool) -> (T, usize, usize) {
     let mut t = if sack {
@@ -3012,7 +3050,8 @@ fn timed_out_flight(sack: bool) -> (T, usize, usize) {
     assert_eq!(t.out().len(), 10);
     let before = (t.tcb.cwnd(), t.tcb.ssthresh());
     assert_eq!(t.advance(Duration::from_millis(10)).len(), 1);
-    let rto = t.advance(Duration::from_millis(190));
+    assert!(t.advance(Duration::from_millis(199)).is_empty());
+    let rto = t.advance(Duration::from_millis(1));
     assert_eq!(rto, vec![o(ACK, ISS + 1, IRS + 1, &[7; 100])]);
     assert_eq!(t.c.tcp_rto, 1);
     assert!(t.tcb.ssthresh() < before.1 && t.tcb.cwnd() < before.0);
@@ -3090,7 +3129,7 @@ fn with_timestamps_eifel_judges_a_timeout_before_frto() {
     let mss = flight[0].1.len() as u32;
     let (cwnd, ssthresh) = (t.tcb.cwnd(), t.tcb.ssthresh());
     assert_eq!(t.advance(Duration::from_millis(10)).len(), 1);
-    assert_eq!(t.advance(Duration::from_millis(190)).len(), 1);
+    assert_eq!(t.advance(Duration::from_millis(200)).len(), 1);
     assert_eq!(t.c.tcp_rto, 1);
     t.advance(Duration::from_millis(1));
     // The flight was delayed. Its first ACK echoes the TSval of the
