@@ -325,7 +325,7 @@ r = json.loads(sys.argv[1]); sink = [json.loads(l) for l in open(sys.argv[2]) if
 out = {'transfers': r['completed'] + r['failed'], 'bytes': int(sys.argv[3]),
        'completed': r['completed'], 'failed': r['failed'],
        'sink_ok': sum(1 for s in sink if s['ok'] and s['bytes'] == int(sys.argv[3]))}
-for q in ('min', 'p50', 'p90', 'p99', 'max', 'mean'):
+for q in ('min', 'p50', 'p90', 'p99', 'p99_lo', 'p99_hi', 'max', 'mean'):
     out[f'fct_{q}_ms'] = round(r[f'fct_{q}_us'] / 1000, 2)
 out['extra'] = {k: v for k, v in r.items() if k.startswith('tcp_') or k.startswith('drop_')}
 print(json.dumps(out))" "$@"

@@ -217,6 +217,19 @@ def nearest_rank(sorted_values, q):
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
+def quantile_ci(sorted_values, q):
+    """A distribution-free 95% confidence interval for the q-quantile: the
+    values at the ranks dpstack's tcp-send uses (quantile_ci_ranks in
+    src/app/builtin.rs; binomial count below the quantile, taken as normal)."""
+    n = len(sorted_values)
+    if n == 0:
+        return 0, 0
+    half = 1.96 * math.sqrt(n * q * (1 - q))
+    hi = min(math.ceil(n * q + half) + 1, n)
+    lo = min(max(math.floor(n * q - half), 1), hi)
+    return sorted_values[lo - 1], sorted_values[hi - 1]
+
+
 # struct tcp_info (linux/tcp.h): 8 bytes of u8 fields, then u32s. The
 # offsets of the two sampled: the MSS and the window in segments.
 TCPI_SND_MSS, TCPI_SND_CWND = 16, 80
@@ -506,6 +519,8 @@ def merge_fcts(args):
         "fct_p50_us": nearest_rank(fcts, 0.5),
         "fct_p90_us": nearest_rank(fcts, 0.9),
         "fct_p99_us": nearest_rank(fcts, 0.99),
+        "fct_p99_lo_us": quantile_ci(fcts, 0.99)[0],
+        "fct_p99_hi_us": quantile_ci(fcts, 0.99)[1],
         "fct_max_us": fcts[-1] if fcts else 0,
         "fct_mean_us": sum(fcts) // len(fcts) if fcts else 0,
     }))

@@ -1007,6 +1007,11 @@ impl App for TcpSender {
                 h.value_at_quantile(x)
             }
         };
+        // The r-th smallest (1-based): the quantile just below r / n, so
+        // that rounding cannot take the next one.
+        let n = h.len();
+        let rank = |r: u64| q((r as f64 - 0.5) / n.max(1) as f64);
+        let p99_ci = quantile_ci_ranks(n, 0.99);
         vec![
             ("opened", self.opened),
             ("completed", self.completed),
@@ -1021,11 +1026,29 @@ impl App for TcpSender {
             ("fct_p50_us", q(0.5)),
             ("fct_p90_us", q(0.9)),
             ("fct_p99_us", q(0.99)),
+            ("fct_p99_lo_us", rank(p99_ci.0)),
+            ("fct_p99_hi_us", rank(p99_ci.1)),
             ("fct_max_us", if h.is_empty() { 0 } else { h.max() }),
             ("fct_mean_us", h.mean() as u64),
             ("samples", self.samples),
         ]
     }
+}
+
+/// The ranks (1-based, within 1..=n) bounding a distribution-free 95%
+/// confidence interval for the q-quantile of n samples: the number of
+/// samples below the true quantile is binomial(n, q), taken as normal
+/// (Hahn and Meeker, Statistical Intervals, 5.2). For the p99 of 1000
+/// transfers: the 983rd to the 998th.
+pub fn quantile_ci_ranks(n: u64, q: f64) -> (u64, u64) {
+    if n == 0 {
+        return (0, 0);
+    }
+    let nf = n as f64;
+    let half = 1.96 * (nf * q * (1.0 - q)).sqrt();
+    let lo = ((nf * q - half).floor() as u64).max(1);
+    let hi = ((nf * q + half).ceil() as u64 + 1).min(n);
+    (lo.min(hi), hi)
 }
 
 /// How long a udp-client datagram waits for its echo before it is sent again.
@@ -1317,5 +1340,20 @@ mod tests {
                 .repeat,
             1
         );
+    }
+
+    #[test]
+    fn quantile_confidence_ranks() {
+        assert_eq!(quantile_ci_ranks(1000, 0.99), (983, 998));
+        assert_eq!(quantile_ci_ranks(1000, 0.5), (469, 532));
+        // Few samples: clamped to the samples there are.
+        assert_eq!(quantile_ci_ranks(10, 0.99), (9, 10));
+        assert_eq!(quantile_ci_ranks(1, 0.99), (1, 1));
+        assert_eq!(quantile_ci_ranks(0, 0.99), (0, 0));
+        // Each bound is a rank the interval's coverage needs: the count
+        // below the true p99 of 1000 is binomial(1000, 0.01 below), so the
+        // interval is about 2 x 1.96 standard deviations (3.15) wide.
+        let (lo, hi) = quantile_ci_ranks(1000, 0.99);
+        assert!((12..=16).contains(&(hi - lo)));
     }
 }

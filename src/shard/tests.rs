@@ -3035,6 +3035,9 @@ mod tcp_send {
         near(counter(&r, "fct_max_us"), b);
         near(counter(&r, "fct_p50_us"), a);
         near(counter(&r, "fct_p99_us"), b);
+        // The p99's 95% interval of two samples: the first to the second.
+        near(counter(&r, "fct_p99_lo_us"), a);
+        near(counter(&r, "fct_p99_hi_us"), b);
         // Goodput over the run: both transfers' bytes from the first
         // connect to the last FIN.
         let elapsed = counter(&r, "elapsed_us");
