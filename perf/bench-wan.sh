@@ -40,7 +40,7 @@
 #
 #   perf/bench-wan.sh [--smoke] [OUTDIR]   (root; about 5 minutes, --smoke 1)
 #   (environment: ROWS="bulk fct fair echo", LOSSES="0 0.5 2", FCT_N=1000
-#    (0: no FCT row), FAIR_SECS=30, ECHO_LOSSES="1 3", SINK_CPU=0, IMG,
+#    (0: no FCT row), FAIR_SECS=30, ECHO_LOSSES="1 3", ECHO_RUNS=5, SINK_CPU=0, IMG,
 #    DP_TCP_ARGS="")
 #
 # One JSON line per measurement on stdout (and in OUTDIR/wan.jsonl), then a
@@ -75,6 +75,9 @@ else
 fi
 ROWS=${ROWS:-"bulk fct fair echo"}
 ECHO_LOSSES=${ECHO_LOSSES:-"1 3"}
+# Echo runs per stack and loss (a single one swings 2-3x either way with
+# where the random drops fall): the report compares the medians.
+ECHO_RUNS=${ECHO_RUNS:-$([ $SMOKE = 1 ] && echo 1 || echo 5)}
 # Each fair flow has more to send than the run lets it: the sink cuts it.
 FAIR_BYTES=4000000000
 # Congestion windows sampled this often (ms), goodput per 100 ms.
@@ -525,7 +528,7 @@ $DP -l 1 --no-pci $(eal_mem) --file-prefix dpwanecho --log-level=lib.eal:warning
 ECHO=$!
 for _ in $(seq 300); do grep -qs 'dpstack: ready' "$TMP/echo.dp" && break; sleep 0.1; done
 ip netns exec $E ping -q -c 2 -i 0.2 -W 2 $ECHO_DP_IP >/dev/null || true
-for l in $ECHO_LOSSES; do echo_run dpstack "$l" $ECHO_DP_IP; done
+for l in $ECHO_LOSSES; do for _ in $(seq "$ECHO_RUNS"); do echo_run dpstack "$l" $ECHO_DP_IP; done; done
 stop_pid $ECHO; ECHO=
 echo "# echo, $ECHO_BYTES bytes: Linux echo server" >&2
 ip netns add $K
@@ -539,7 +542,7 @@ ip netns exec $K taskset -c 1 $TOOL echo-server --bind $ECHO_DP_IP --port $ECHO_
     >"$TMP/echo.linux" 2>&1 &
 ECHO=$!
 for _ in $(seq 50); do grep -qs listening "$TMP/echo.linux" && break; sleep 0.1; done
-for l in $ECHO_LOSSES; do echo_run linux "$l" $ECHO_DP_IP; done
+for l in $ECHO_LOSSES; do for _ in $(seq "$ECHO_RUNS"); do echo_run linux "$l" $ECHO_DP_IP; done; done
 stop_pid $ECHO; ECHO=
 }
 

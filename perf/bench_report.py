@@ -449,24 +449,42 @@ if echo:
     w("is dpstack `tcp-echo` (1 lcore on CPU 1, af_packet) or a Linux echo server")
     w("(perf/wan_tcp.py echo-server, on CPU 1, in a namespace on the same veth")
     w("end); the client is on CPU 0. Time from connect to the last byte back.")
+    w("Each stack runs the echo several times at each loss (where the random")
+    w("drops fall swings one run 2-3x either way): the row is each stack's")
+    w("median run (a failed run counts as zero goodput), the ratio is of the")
+    w("medians, and every run's time is listed.")
     w("")
-    w("| server's loss | server | lost, client / server segments | time | goodput | dpstack / Linux |")
-    w("|---|---|---|---|---|---|")
+    w("| server's loss | server | runs | lost, client / server segments (median run) | time, median (all runs) "
+      "| goodput, median | dpstack / Linux |")
+    w("|---|---|---|---|---|---|---|")
+
+
+def echo_runs(stack, loss):
+    """Every echo run of a stack at a loss, and its median run by goodput."""
+    runs = [r for r in echo if r["stack"] == stack and r["loss_pct"] == loss]
+    if not runs:
+        missing.append(f"wan echo {stack} {loss}")
+        return [], None
+    by = sorted(runs, key=lambda r: r["mbit"] if r["ok"] else 0)
+    return runs, by[(len(by) - 1) // 2]
+
+
 echo_ratios = []
 for loss in sorted({r["loss_pct"] for r in echo}):
-    d, l = wan_find("echo", "dpstack", loss), wan_find("echo", "linux", loss)
-    for name, r in (("dpstack", d), ("Linux", l)):
+    (druns, d), (lruns, l) = echo_runs("dpstack", loss), echo_runs("linux", loss)
+    for name, runs, r in (("dpstack", druns, d), ("Linux", lruns, l)):
         if not r:
             continue
         rr = ""
         if name == "dpstack" and d and l:
-            v = ratio(d["mbit"] if d["ok"] else 0, l["mbit"])
+            v = ratio(d["mbit"] if d["ok"] else 0, l["mbit"] if l["ok"] else 0)
             echo_ratios.append((loss, v))
             rr = f"{v:.2f}"
         t = f"{r['secs']:.2f} s" if r["ok"] else f"failed after {r['secs']:.1f} s ({r['bytes']} bytes back)"
-        w(f"| {loss:g}% | {name} | {r['client_loss_pct']:.2f}% / {r['server_loss_pct']:.2f}% "
+        every = ", ".join(f"{x['secs']:.2f}" if x["ok"] else "failed" for x in runs)
+        w(f"| {loss:g}% | {name} | {len(runs)} | {r['client_loss_pct']:.2f}% / {r['server_loss_pct']:.2f}% "
           f"({r['client_dropped']} of {r['client_segments']}, {r['server_dropped']} of {r['server_segments']}) | "
-          f"{t} | {r['mbit']:.0f} Mbit/s | {rr} |")
+          f"{t} ({every}) | {r['mbit'] if r['ok'] else 0:.0f} Mbit/s | {rr} |")
 w("")
 
 # 7. Cycles per packet against testpmd (perf/bench-cycles.sh).
