@@ -227,12 +227,14 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         if let (Some((port_id, krx, ktx)), Some(shared)) =
             (kernel_port.as_mut(), kni_shared.as_ref())
         {
+            let t0 = rdtsc();
             if serve_kernel(&mut core, shared, krx, ktx, &mut kburst) {
-                cycles.mark(SideWork::Kernel);
+                cycles.side_work(SideWork::Kernel, t0, rdtsc());
             }
             if tsc >= next_link_check {
-                cycles.mark(SideWork::LinkCheck);
+                let t0 = rdtsc();
                 shared.set_link_up(crate::dpdk::link_up(*port_id));
+                cycles.side_work(SideWork::LinkCheck, t0, rdtsc());
                 next_link_check = tsc + publish_period;
             }
         }
@@ -240,13 +242,13 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         let c = &core.net.counters;
         cycles.end_iteration(tsc, c.rx_packets + c.steer_handoffs_in, c.tx_packets);
         if tsc >= next_timer {
-            cycles.mark(SideWork::Timers);
             core.poll_timers(clock.now(tsc));
             // The connections view: a step of a walk, if one is due.
             conns.poll(&core, clock.now(tsc), &published.conns);
             if let Some(log) = core.net.flow_log() {
                 flow_snapshot.step(log, &published.flows);
             }
+            cycles.side_work(SideWork::Timers, tsc, rdtsc());
             next_timer = tsc + timer_period;
         }
         if !core.tx_queue().is_empty() {
@@ -264,19 +266,21 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             }
         }
         if tsc >= next_publish {
-            cycles.mark(SideWork::Publish);
+            let t0 = rdtsc();
             published.counters.publish(&core.net.counters);
             published.cycles.publish(cycles.stats());
             publish_apps(&core, &published);
+            cycles.side_work(SideWork::Publish, t0, rdtsc());
             next_publish = tsc + publish_period;
         }
         if tsc >= next_latency {
             // What was recorded since the last hand-over, swapped for the
             // slot's empty spare: readers fold it in on their own thread.
-            cycles.mark(SideWork::Snapshot);
+            let t0 = rdtsc();
             published.latency.hand_over(&mut latency);
             // Flow records: copied a slice per timer tick from now on.
             flow_snapshot.start();
+            cycles.side_work(SideWork::Snapshot, t0, rdtsc());
             next_latency = tsc + latency_period;
         }
     }

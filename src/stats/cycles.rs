@@ -2,7 +2,9 @@
 //! that carried packets and the packets they carried (cycles per packet, as
 //! `dpdk-testpmd --record-core-cycles` reports them), a histogram of every
 //! iteration's cycles, and the iterations that took longer than a stall
-//! (100 us) counted by the side work that ran in them.
+//! (100 us) counted by the side work that took them there: each side work's
+//! own cycles are read around it (it runs at most every 100 us), and a
+//! stall counts under a side work that took at least half a stall itself.
 //!
 //! An iteration is the span between two reads of the loop's TSC, the one
 //! read it makes anyway for its timers: no TSC read of its own. Its packets
@@ -18,7 +20,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Side work the loop does besides moving packets. An iteration that took
-/// longer than a stall is counted under each kind that ran in it.
+/// longer than a stall is counted under each kind that took at least half a
+/// stall of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub enum SideWork {
@@ -57,8 +60,8 @@ impl SideWork {
     }
 }
 
-/// Stall kinds: each [`SideWork`], then `other` (none of them ran: packet
-/// work alone, or the CPU was taken away).
+/// Stall kinds: each [`SideWork`], then `other` (no side work took half a
+/// stall: packet work, or the CPU was taken away between side works).
 pub const STALL_KINDS: usize = SideWork::COUNT + 1;
 
 /// The name of stall kind `i` (`SideWork` names, then `other`).
@@ -307,8 +310,8 @@ pub struct LoopCycles {
     last_tsc: u64,
     last_in: u64,
     last_out: u64,
-    /// Bits of [`SideWork`] run since the last TSC read.
-    side: u32,
+    /// Cycles each [`SideWork`] took since the last iteration ended.
+    side: [u64; SideWork::COUNT],
     stall_cycles: u64,
     stats: LoopStats,
 }
@@ -320,7 +323,7 @@ impl LoopCycles {
             last_tsc: tsc,
             last_in: 0,
             last_out: 0,
-            side: 0,
+            side: [0; SideWork::COUNT],
             stall_cycles: stall_cycles.max(1),
             stats: LoopStats {
                 tsc_hz,
@@ -329,10 +332,11 @@ impl LoopCycles {
         }
     }
 
-    /// `work` ran in the iteration that ends at the next TSC read.
+    /// `work` ran from TSC `start` to `end`, in the iteration that ends at
+    /// the next [`end_iteration`](Self::end_iteration).
     #[inline]
-    pub fn mark(&mut self, work: SideWork) {
-        self.side |= 1 << work as u32;
+    pub fn side_work(&mut self, work: SideWork, start: u64, end: u64) {
+        self.side[work as usize] += end.saturating_sub(start);
     }
 
     /// An iteration ended at `tsc`; `frames_in` and `frames_out` are the
@@ -359,7 +363,7 @@ impl LoopCycles {
         if cycles >= self.stall_cycles {
             self.count_stall(cycles, packets);
         }
-        self.side = 0;
+        self.side = [0; SideWork::COUNT];
     }
 
     #[cold]
@@ -368,13 +372,18 @@ impl LoopCycles {
             self.stats.stalled_busy_cycles += cycles;
             self.stats.stalled_busy_packets += packets;
         }
-        if self.side == 0 {
-            self.stats.stalls[SideWork::COUNT] += 1;
-        }
+        // A side work that took half a stall itself is a cause; one that
+        // merely ran beside a long burst of packets (or a preemption) is not.
+        let cause = self.stall_cycles.div_ceil(2);
+        let mut any = false;
         for w in SideWork::ALL {
-            if self.side & (1 << w as u32) != 0 {
+            if self.side[w as usize] >= cause {
                 self.stats.stalls[w as usize] += 1;
+                any = true;
             }
+        }
+        if !any {
+            self.stats.stalls[SideWork::COUNT] += 1;
         }
     }
 
@@ -468,16 +477,19 @@ mod tests {
     }
 
     #[test]
-    fn stalls_are_counted_by_the_side_work_in_them() {
+    fn stalls_are_counted_by_the_side_work_that_took_them() {
         let mut l = LoopCycles::new(0, 1_000_000_000, 100_000);
-        l.mark(SideWork::Publish);
+        l.side_work(SideWork::Publish, 0, 40_000);
         l.end_iteration(50_000, 0, 0); // side work, but short: no stall
-        l.mark(SideWork::Timers);
-        l.mark(SideWork::Snapshot);
-        l.end_iteration(200_000, 0, 0); // both ran in a stall
+        l.side_work(SideWork::Timers, 60_000, 120_000);
+        l.side_work(SideWork::Snapshot, 120_000, 180_000);
+        l.end_iteration(200_000, 0, 0); // both took over half a stall
         l.end_iteration(400_000, 1, 1); // a busy stall with no side work
-        l.mark(SideWork::Timers);
-        l.end_iteration(400_100, 1, 1); // marks end with their iteration
+        l.side_work(SideWork::Timers, 400_000, 400_050);
+        l.end_iteration(400_100, 1, 1); // side work ends with its iteration
+                                        // The timers ran for 30 us in a 200 us iteration (a long burst of
+                                        // packets beside them): not theirs.
+        l.side_work(SideWork::Timers, 500_000, 530_000);
         l.end_iteration(600_000, 1, 1);
         let s = l.stats();
         let by = |name: &str| s.stalls[(0..STALL_KINDS).find(|&i| stall_name(i) == name).unwrap()];

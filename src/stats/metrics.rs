@@ -732,7 +732,7 @@ mod tests {
             l.end_iteration(100, 0, 0);
             l.end_iteration(3300, 32, 32);
             if i == 1 {
-                l.mark(crate::stats::cycles::SideWork::Timers);
+                l.side_work(crate::stats::cycles::SideWork::Timers, 3300, 1_003_000);
                 l.end_iteration(1_003_300, 32, 32);
             }
             let cycles = l.stats().clone();
