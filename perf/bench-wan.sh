@@ -307,8 +307,10 @@ d = {'bench': 'wan', 'row': sys.argv[1], 'stack': sys.argv[2], 'loss_pct': float
 d.update(json.loads(sys.argv[4]))
 print(json.dumps(d))" "$@" | tee -a "$RESULTS"
 }
-# The sink's line for the one bulk connection, as JSON fields.
-bulk_fields() {
+# The sink's line for the one bulk connection, as JSON fields; with the
+# sink's goodput series (SERIES-CSV), the goodput of each whole second and
+# a 95% interval of their mean (wan_tcp.py second-goodputs).
+bulk_fields() { # SINK-LINES EXTRA-JSON [SERIES-CSV]
     python3 -c "
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{\"peer')]
@@ -316,10 +318,13 @@ if not rows:
     print(json.dumps({'bytes': 0, 'secs': 0, 'goodput_mbit': 0, 'ok': False, 'capped': False}))
 else:
     r = rows[0]
-    print(json.dumps({'bytes': r['bytes'], 'secs': r['secs'], 'goodput_mbit': r['mbit'],
-                      'ok': r['ok'], 'capped': r['capped'], 'complete': r['ok'] and not r['capped'],
-                      'sink_connections': len(rows), 'extra': json.loads(sys.argv[2])}))
-" "$@"
+    out = {'bytes': r['bytes'], 'secs': r['secs'], 'goodput_mbit': r['mbit'],
+           'ok': r['ok'], 'capped': r['capped'], 'complete': r['ok'] and not r['capped'],
+           'sink_connections': len(rows), 'extra': json.loads(sys.argv[2])}
+    if len(sys.argv) > 3 and sys.argv[3]:
+        out.update(json.loads(sys.argv[3]))
+    print(json.dumps(out))
+" "$1" "$2" "$([ -s "${3:-}" ] && $TOOL second-goodputs "$3" || true)"
 }
 fct_fields() {
     python3 -c "
@@ -342,26 +347,26 @@ echo "# bench-wan: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d
 has_row() { [[ " $ROWS " == *" $1 "* ]]; }
 
 # Row 1 at 0% loss and row 3 are plotted: the sink's goodput per 100 ms,
-# the senders' congestion windows.
-series_of() { [ "$1" = 0 ] && echo "$2" || true; }
+# the senders' congestion windows. Row 1's series at every loss also give
+# each transfer's goodput per second (the spread of its mean).
 has_row bulk && for loss in $LOSSES; do
     bridge "$loss"
     echo "# bulk, $loss% loss: dpstack" >&2
-    sink "bulk-$loss-dp" $CAP "$(series_of "$loss" dpstack)"
+    sink "bulk-$loss-dp" $CAP dpstack
     sm=$([ "$loss" = 0 ] && echo $SAMPLE_MS || echo 0)
     dpstack_send "bulk-$loss" $BULK 1 1 $((CAP + 30)) "$sm"
     [ "$sm" = 0 ] || $TOOL dpstack-series "$TMP/bulk-$loss.dp" dpstack >"$TMP/wan-bulk-$loss.dp.cwnd.csv"
     sleep 0.3; stop_sink
     extra=$($TOOL dpstack-final "$TMP/bulk-$loss.dp")
-    emit bulk dpstack "$loss" "$(bulk_fields "$TMP/bulk-$loss-dp.sink" "$extra")"
+    emit bulk dpstack "$loss" "$(bulk_fields "$TMP/bulk-$loss-dp.sink" "$extra" "$TMP/wan-bulk-$loss-dp.goodput.csv")"
     echo "# bulk, $loss% loss: Linux" >&2
-    sink "bulk-$loss-linux" $CAP "$(series_of "$loss" linux)"
+    sink "bulk-$loss-linux" $CAP linux
     before=$(retrans)
     linux_send "bulk-$loss" $BULK 1 1 "$sm"
     after=$(retrans)
     sleep 0.3; stop_sink
     emit bulk linux "$loss" "$(bulk_fields "$TMP/bulk-$loss-linux.sink" \
-        "{\"tcp_retransmits\": $((after - before))}")"
+        "{\"tcp_retransmits\": $((after - before))}" "$TMP/wan-bulk-$loss-linux.goodput.csv")"
     stop_bridge
 done
 

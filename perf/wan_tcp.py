@@ -47,6 +47,12 @@ with dpstack's `tcp-send` app.
       The sink's lines in FILE as one JSON object: per-flow goodput, Jain's
       fairness index, and each ADDR-PREFIX group's share of the total.
 
+  wan_tcp.py second-goodputs CSV           (for perf/bench-wan.sh)
+      A sink's --series of one connection as JSON: its goodput in each
+      whole second (Mbit/s; the last, partial one left out) and a 95%
+      interval of their mean (Student's t): how far apart two transfers'
+      goodputs must be for a run to tell them apart.
+
   wan_tcp.py dpstack-series FILE LABEL      (for perf/bench-wan.sh)
       tcp-send's `tcp-send-sample` lines in dpstack's output FILE as CSV
       `LABEL #TRANSFER,SECONDS,CWND_KB` on stdout.
@@ -451,6 +457,45 @@ def jain(xs):
     return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)) if xs and any(xs) else 0.0
 
 
+# Student's t, two-sided 95%, by degrees of freedom (1-30); 1.96 beyond.
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+       2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+       2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def mean_ci(xs):
+    """The mean of xs and a 95% interval for it (t over n - 1 degrees)."""
+    n = len(xs)
+    m = sum(xs) / n
+    if n < 2:
+        return m, m, m
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
+    h = (T95[n - 2] if n - 1 <= len(T95) else 1.96) * sd / math.sqrt(n)
+    return m, m - h, m + h
+
+
+def second_goodputs(args):
+    # Each sample is the goodput since the one before (about 100 ms, more
+    # when the sink was late): megabits per sample, summed by the second
+    # its end falls in; whole seconds only.
+    megabits, last = {}, None
+    for line in open(args.file):
+        parts = line.strip().rsplit(",", 2)
+        if len(parts) != 3:
+            continue
+        t, mbit = float(parts[1]), float(parts[2])
+        dt = t - last if last is not None else min(t, 0.1)
+        last = t
+        sec = int(max(t - 1e-6, 0.0))  # a sample ending at 1.000 s is the first second's
+        megabits[sec] = megabits.get(sec, 0.0) + mbit * max(dt, 0.0)
+    secs = [megabits.get(i, 0.0) for i in range(int(last))] if last is not None else []
+    out = {"second_mbit": [round(x, 2) for x in secs]}
+    if secs:
+        m, lo, hi = mean_ci(secs)
+        out.update({"second_mean_mbit": round(m, 2), "second_ci_mbit": [round(lo, 2), round(hi, 2)]})
+    print(json.dumps(out))
+
+
 def fairness(args):
     rows = [json.loads(l) for l in open(args.file) if l.startswith('{"peer')]
     flows = [{"peer": r["peer"], "mbit": r["mbit"], "secs": r["secs"], "bytes": r["bytes"],
@@ -617,6 +662,8 @@ def main():
     f = sub.add_parser("fairness")
     f.add_argument("file")
     f.add_argument("groups", nargs="*", help="NAME=ADDR: the share of flows from ADDR")
+    sg = sub.add_parser("second-goodputs")
+    sg.add_argument("file")
     ds = sub.add_parser("dpstack-series")
     ds.add_argument("file")
     ds.add_argument("label")
@@ -629,7 +676,8 @@ def main():
     a = p.parse_args()
     {"sink": sink, "send": send, "dpstack-final": dpstack_final, "merge-fcts": merge_fcts,
      "summary": summary, "echo-server": echo_server, "echo-client": echo_client,
-     "fairness": fairness, "dpstack-series": dpstack_series}[a.cmd](a)
+     "fairness": fairness, "dpstack-series": dpstack_series,
+     "second-goodputs": second_goodputs}[a.cmd](a)
 
 
 if __name__ == "__main__":
