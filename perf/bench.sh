@@ -64,7 +64,7 @@ dut_dpstack() { # lcores args...
     local lc=$1; shift
     rm -f "$SOCK"; : >"$OUT/dut.txt"
     # shellcheck disable=SC2086
-    $BIN/dpstack --lcores="$lc" $EAL --file-prefix $DUTP \
+    ${DUT_BIN:-$BIN/dpstack} --lcores="$lc" $EAL --file-prefix $DUTP \
         --vdev=net_memif0,role=server,socket=$SOCK -- --ip 198.18.60.1/24 "$@" \
         >"$OUT/dut.txt" 2>&1 &
     DUT=$!
@@ -163,6 +163,36 @@ memif_pair memif-icmp-dpstack-1 icmp 1 dut_dpstack "0@1"
 memif_pair memif-icmp-testpmd-1 icmp 1 dut_testpmd "0@1,1@1" icmpecho 1
 memif_pair memif-icmp-dpstack-2 icmp 2 dut_dpstack "0@0,1@1"
 memif_pair memif-icmp-testpmd-2 icmp 2 dut_testpmd "0@1,1@0,2@1" icmpecho 2
+
+# Before and after (issue 15: memif echo rates no lower than before): the
+# same memif echo against dpstack built at BASE_COMMIT (1575fac, before the
+# ingress redesign), alternating with this build, three runs each (one run
+# swings 5.6-8.9 Mpps on this VM). Full runs only: the build of the old
+# commit takes minutes (kept in /tmp/dpsbase-COMMIT).
+BASE_COMMIT=${BASE_COMMIT:-1575fac}
+base_build() {
+    local dir=/tmp/dpsbase-$BASE_COMMIT
+    if [ ! -x "$dir/target/release/dpstack" ]; then
+        rm -rf "$dir"; mkdir -p "$dir"
+        git archive "$BASE_COMMIT" | tar -x -C "$dir" || return 1
+        (cd "$dir" && cargo build --release -q -p dpstack --bin dpstack) >&2 || return 1
+    fi
+    echo "$dir/target/release/dpstack"
+}
+dut_base() { local DUT_BIN=$BASE_BIN; dut_dpstack "$@"; }
+if [ "$SMOKE" = 0 ]; then
+    if BASE_BIN=$(base_build); then
+        for i in 1 2 3; do
+            for p in udp icmp; do
+                app=(); [ $p = udp ] && app=(--app udp-echo:7)
+                measure "ab-$p-base-$i" $p 1 0 -- dut_base "0@1" "${app[@]}"
+                measure "ab-$p-now-$i" $p 1 0 -- dut_dpstack "0@1" "${app[@]}"
+            done
+        done
+    else
+        log "dpstack at $BASE_COMMIT did not build: before-and-after not measured"
+    fi
+fi
 
 # 3b. TCP over memif: dpstack-gen's HTTP against dpstack's http app.
 for m in tcp-rr tcp-crr; do

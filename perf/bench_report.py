@@ -125,6 +125,43 @@ if absent:
 w("![UDP echo over memif at half load](img/memif-udp-half-load.png)")
 w("")
 
+# 1.1 Before and after: this build against the one at BASE_COMMIT.
+BASE_COMMIT = "1575fac"
+ab = {}
+if not smoke:
+    for p in ("udp", "icmp"):
+        for who in ("base", "now"):
+            runs = []
+            for i in (1, 2, 3):
+                try:
+                    runs.append(json.load(open(f"{out}/ab-{p}-{who}-{i}.json"))["rx_pps"])
+                except (OSError, ValueError, KeyError):
+                    pass
+            ab[(p, who)] = runs
+w("### 1.1 Before and after")
+w("")
+w(f"The same memif echo (1 lcore, flat out) against dpstack built at {BASE_COMMIT}")
+w("(before issue 15's ingress redesign) and against this build, alternating,")
+w("three runs each: one run swings by up to 1.5x on this VM, the medians")
+w("compare. Full runs only (the old build takes minutes).")
+w("")
+ab_ratio = {}
+if not smoke and all(ab.get((p, w_)) for p in ("udp", "icmp") for w_ in ("base", "now")):
+    w(f"| echo | at {BASE_COMMIT}, replies/s (runs) | this build (runs) | median, this / {BASE_COMMIT} |")
+    w("|---|---|---|---|")
+    for p, label in (("udp", "UDP"), ("icmp", "ICMP")):
+        b, n = sorted(ab[(p, "base")]), sorted(ab[(p, "now")])
+        mb, mn = b[(len(b) - 1) // 2], n[(len(n) - 1) // 2]
+        ab_ratio[p] = ratio(mn, mb)
+        w(f"| {label} | {fmt_m(mb)} ({', '.join(fmt_m(x) for x in ab[(p, 'base')])}) | "
+          f"{fmt_m(mn)} ({', '.join(fmt_m(x) for x in ab[(p, 'now')])}) | {ab_ratio[p]:.2f} |")
+else:
+    w("Not measured in this run" + (" (a smoke run)." if smoke else
+                                     ": the old build or a run failed (perf/bench.sh logs which)."))
+    if not smoke:
+        missing.append("before-and-after memif runs")
+w("")
+
 # 2. veth
 w("## 2. UDP echo over veth (net_af_packet) against Linux")
 w("")
@@ -694,6 +731,10 @@ for r in (ci, cx):
                     f"({'after one request' if r['exchange'] else 'handshake only'}): "
                     f"{r['conns']:,} opened, {kb(r['bytes_per_conn'])} each",
                     r["conns"] == r["target"] and r["bytes_per_conn"] <= 8192)
+for p, label in (("udp", "UDP"), ("icmp", "ICMP")):
+    if p in ab_ratio:
+        target_line(f"memif {label} echo no slower than at {BASE_COMMIT} (medians of 3 alternating runs): "
+                    f"{ab_ratio[p]:.2f}", ab_ratio[p] >= 1.0)
 for loss, r in bulk_ratios:
     note = ""
     if loss in bulk_ci:
