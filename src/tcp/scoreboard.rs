@@ -54,6 +54,10 @@ pub(super) struct Delivered {
     /// The RTT of the most recently sent segment delivered, when it is no
     /// ambiguous retransmission (RFC 8985 6.2 step 2).
     pub rtt: Option<Duration>,
+    /// The RTT of the oldest segment the cumulative ACK newly covered
+    /// (Linux `seq_rtt_us`, from `first_ackt`): None when the ACK covered a
+    /// retransmission (Karn) or only what was SACKed before.
+    pub first_rtt: Option<Duration>,
 }
 
 /// RFC 8985's loss detection result.
@@ -264,6 +268,9 @@ impl Scoreboard {
         if d.rtt.is_some() {
             into.rtt = d.rtt;
         }
+        if d.first_rtt.is_some() {
+            into.first_rtt = d.first_rtt;
+        }
     }
 
     /// Take off the records SND.UNA has passed (a partial one is trimmed).
@@ -275,6 +282,8 @@ impl Scoreboard {
         min_rtt: Duration,
     ) -> Delivered {
         let mut out = Delivered::default();
+        let mut first: Option<Instant> = None;
+        let mut retransmitted = false;
         while let Some(&s) = self.segs.front() {
             if s.start >= una {
                 break;
@@ -290,6 +299,8 @@ impl Scoreboard {
                 if s.sacked {
                     self.sacked_segments -= 1;
                 } else {
+                    retransmitted |= s.rexmits > 0;
+                    first.get_or_insert(s.sent);
                     let d = self.deliver(now, s, ecr_ms, min_rtt);
                     Self::merge(&mut out, d);
                 }
@@ -297,6 +308,9 @@ impl Scoreboard {
                 self.segs[0].start = una;
                 break;
             }
+        }
+        if !retransmitted {
+            out.first_rtt = first.map(|sent| now.since(sent));
         }
         out
     }

@@ -917,7 +917,7 @@ impl Tcb {
             self.snd.una = ack;
             self.snd.nxt = self.snd.nxt.max(ack);
             self.timers.set(Timer::Retransmit, None);
-            self.sample_rtt(now, seg, ack);
+            self.sample_rtt(now, seg, ack, &Delivered::default());
         }
         if self.snd.una > self.snd.iss {
             self.state = State::Established;
@@ -1211,7 +1211,7 @@ impl Tcb {
         self.snd.wl1 = seq;
         self.snd.wl2 = ack;
         self.events |= event::CONNECTED;
-        self.sample_rtt(now, seg, ack);
+        self.sample_rtt(now, seg, ack, &Delivered::default());
         self.timers.set(Timer::Retransmit, None);
         self.stalled_since = None;
         if self.passive {
@@ -1309,7 +1309,7 @@ impl Tcb {
                     Scoreboard::give(board);
                 }
             }
-            let rtt = self.sample_rtt(now, seg, ack);
+            let rtt = self.sample_rtt(now, seg, ack, &delivered);
             // RFC 6582 3.2 step 5 (RFC 3782 4's "Impatient"): without SACK,
             // partial ACKs repair one hole per round trip; only the first
             // restarts the timer, so that a loss of many segments is
@@ -1471,9 +1471,30 @@ impl Tcb {
         }
     }
 
-    /// Take the RTT sample this ACK gives, if any, and return it (the
-    /// congestion controller's HyStart++ watches each one).
-    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, ack: Seq) -> Option<Duration> {
+    /// Take the RTT sample this ACK gives, if any, and return the one for
+    /// the congestion controller (its HyStart++ watches each one).
+    ///
+    /// As Linux `tcp_ack_update_rtt`: first the send times of what the ACK
+    /// delivered, in microseconds: the oldest segment newly acknowledged
+    /// for SRTT (it waited for a delayed ACK, as a timestamp echo would
+    /// say), the most recently sent for the controller; then the
+    /// timestamps' milliseconds (a retransmission acknowledged); then the
+    /// one timed segment. HyStart++ compares rounds' minima against a 4 ms
+    /// rise: a timestamp's rounding is a quarter of it.
+    fn sample_rtt(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        ack: Seq,
+        delivered: &Delivered,
+    ) -> Option<Duration> {
+        if let Some(first) = delivered.first_rtt {
+            if self.rtt_timed.is_some_and(|(timed, _)| ack > timed) {
+                self.rtt_timed = None;
+            }
+            self.rtt.sample(first);
+            return Some(delivered.rtt.unwrap_or(first));
+        }
         if self.ts_enabled {
             if let Some((_, ecr)) = seg.options.timestamps {
                 if ecr != 0 {

@@ -3185,3 +3185,44 @@ fn nothing_due_only_when_a_dispatch_sends_nothing() {
     assert!(!t.tcb.nothing_due());
     assert!(t.out().is_empty());
 }
+
+// ---- RTT samples in microseconds ------------------------------------------
+
+#[test]
+fn rtt_samples_come_from_send_times_in_microseconds() {
+    // With timestamps, a sample from the echo is whole milliseconds (1.5
+    // ms reads as 1 or 2); the send time of the segment the ACK delivered
+    // gives 1500 us (Linux `tcp_ack_update_rtt`): SRTT moves by an eighth
+    // of the difference from it (RFC 6298 2.3).
+    let (mut t, _) = established_with_timestamps(cfg());
+    let srtt0 = t.tcb.srtt().expect("the handshake was timed").micros();
+    t.tcb.send(&[7; 100]);
+    let sent = t.out_full();
+    assert_eq!(sent.len(), 1);
+    let tsval = sent[0].0.options.timestamps.unwrap().0;
+    t.now = t.now.plus(Duration::from_micros(1500));
+    let mut a = seg(ACK, IRS + 1, ISS + 101);
+    a.options.timestamps = Some((3, tsval));
+    t.send(a, b"");
+    let want = srtt0 as i64 + (1500 - srtt0 as i64) / 8;
+    let got = t.tcb.srtt().unwrap().micros() as i64;
+    assert!((got - want).abs() <= 2, "srtt {got} us, want {want} us");
+
+    // An ACK that covers a retransmission: the send time is ambiguous
+    // (Karn); the timestamp echo is not (RFC 7323 4), and it gives the
+    // sample, in milliseconds.
+    t.tcb.send(&[8; 100]);
+    let first = t.out_full();
+    let tsval = first[0].0.options.timestamps.unwrap().0;
+    let resent = t.advance(Duration::from_millis(200));
+    assert_eq!(resent.len(), 1, "the probe resends it");
+    t.now = t.now.plus(Duration::from_micros(3400));
+    let before = t.tcb.srtt().unwrap().micros() as i64;
+    let mut a = seg(ACK, IRS + 1, ISS + 201);
+    a.options.timestamps = Some((4, tsval));
+    t.send(a, b"");
+    // The echo is of the original, 203.4 ms ago: a timestamp sample of
+    // 203 ms, not 3.4 ms from the retransmission.
+    let after = t.tcb.srtt().unwrap().micros() as i64;
+    assert!(after > before + 20_000, "{before} -> {after}");
+}
