@@ -150,8 +150,8 @@ if not smoke and all(ab.get((p, w_)) for p in ("udp", "icmp") for w_ in ("base",
     w(f"| echo | at {BASE_COMMIT}, replies/s (runs) | this build (runs) | median, this / {BASE_COMMIT} |")
     w("|---|---|---|---|")
     for p, label in (("udp", "UDP"), ("icmp", "ICMP")):
-        b, n = sorted(ab[(p, "base")]), sorted(ab[(p, "now")])
-        mb, mn = b[(len(b) - 1) // 2], n[(len(n) - 1) // 2]
+        base_runs, now_runs = sorted(ab[(p, "base")]), sorted(ab[(p, "now")])
+        mb, mn = base_runs[(len(base_runs) - 1) // 2], now_runs[(len(now_runs) - 1) // 2]
         ab_ratio[p] = ratio(mn, mb)
         w(f"| {label} | {fmt_m(mb)} ({', '.join(fmt_m(x) for x in ab[(p, 'base')])}) | "
           f"{fmt_m(mn)} ({', '.join(fmt_m(x) for x in ab[(p, 'now')])}) | {ab_ratio[p]:.2f} |")
@@ -401,7 +401,7 @@ for loss in sorted({r["loss_pct"] for r in wan if r["row"] == "bulk"}):
     def g(r):
         mb = r["bytes"] / 1e6
         return f"{r['goodput_mbit']:.1f} Mbit/s{' *' if r['capped'] else ''} ({mb:.0f} MB in {r['secs']:.1f} s)"
-    def ci(r):
+    def per_second(r):
         if "second_ci_mbit" not in r:
             return "?"
         lo, hi = r["second_ci_mbit"]
@@ -410,7 +410,7 @@ for loss in sorted({r["loss_pct"] for r in wan if r["row"] == "bulk"}):
     bulk_ratios.append((loss, rr))
     if "second_ci_mbit" in d and "second_ci_mbit" in l:
         bulk_ci[loss] = (d["second_ci_mbit"], l["second_ci_mbit"])
-    w(f"| {loss:g}% | {g(d)} | {g(l)} | {rr:.2f} | {ci(d)} / {ci(l)} | "
+    w(f"| {loss:g}% | {g(d)} | {g(l)} | {rr:.2f} | {per_second(d)} / {per_second(l)} | "
       f"{d['extra'].get('tcp_retransmits', '?')} / {l['extra'].get('tcp_retransmits', '?')} |")
 w("")
 w("Goodput per 100 ms at the sink, and the congestion window every 20 ms")
