@@ -2,7 +2,7 @@
 //! verdict, delivery to their protocol), datagrams out (headers, ident,
 //! fragmentation to the MTU), and the header rewrite of in-place replies.
 
-use super::classify::{classify, Tables, Verdict};
+use super::classify::{classify, local_alone, Tables, Verdict};
 use super::ctx::{Core, Net};
 use super::ethernet::ETH_LEN;
 use super::handoff::hand_over_reassembled;
@@ -59,12 +59,18 @@ impl<P: BufPool> Core<P> {
             },
         };
         let payload = &bytes[header_len..header_len + ip.payload_len];
-        let tables = core_tables(
-            &self.net,
-            self.steering.as_deref(),
-            self.kni.is_some().then_some(&self.kni_policy),
-        );
-        match classify(&tables, &ip, payload, handed_off) {
+        let alone = self.steering.is_none() && self.kni.is_none();
+        let verdict = if alone && local_alone(&ip, payload, local) {
+            Verdict::Local
+        } else {
+            let tables = core_tables(
+                &self.net,
+                self.steering.as_deref(),
+                self.kni.is_some().then_some(&self.kni_policy),
+            );
+            classify(&tables, &ip, payload, handed_off)
+        };
+        match verdict {
             Verdict::Local => {}
             Verdict::Owner(owner) => return self.handoff_out.push((owner, buf)),
             Verdict::Kernel if oversize => {

@@ -355,8 +355,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let new = (u16::from(ttl) << 8) | (old & 0xff);
         delta += u64::from(!old) + u64::from(new);
         h[field::TTL] = ttl;
-        set(h, field::SRC, u32::from(src), &mut delta);
-        set(h, field::DST, u32::from(dst), &mut delta);
+        let (old_src, old_dst) = (
+            &h[field::SRC..field::SRC + 4],
+            &h[field::DST..field::DST + 4],
+        );
+        if old_src == dst.octets() && old_dst == src.octets() {
+            // The reply of a datagram to us: its addresses swapped, which
+            // leaves their sum, and the checksum, as it was.
+            h[field::SRC..field::SRC + 4].copy_from_slice(&src.octets());
+            h[field::DST..field::DST + 4].copy_from_slice(&dst.octets());
+        } else {
+            set(h, field::SRC, u32::from(src), &mut delta);
+            set(h, field::DST, u32::from(dst), &mut delta);
+        }
         let c = checksum::adjust_by(be16(h, field::CHECKSUM), delta);
         set_be16(h, field::CHECKSUM, c);
     }
