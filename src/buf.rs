@@ -126,18 +126,23 @@ impl HeapBuf {
 }
 
 impl PacketBuf for HeapBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.bytes[self.start..self.end]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.bytes[self.start..self.end]
     }
+    #[inline]
     fn headroom(&self) -> usize {
         self.start
     }
+    #[inline]
     fn tailroom(&self) -> usize {
         self.bytes.len() - self.end
     }
+    #[inline]
     fn trim_front(&mut self, n: usize) -> bool {
         if n > self.end - self.start {
             return false;
@@ -145,6 +150,7 @@ impl PacketBuf for HeapBuf {
         self.start += n;
         true
     }
+    #[inline]
     fn prepend(&mut self, n: usize) -> bool {
         if n > self.start {
             return false;
@@ -152,6 +158,7 @@ impl PacketBuf for HeapBuf {
         self.start -= n;
         true
     }
+    #[inline]
     fn set_len(&mut self, len: usize) -> bool {
         if self.start + len > self.bytes.len() {
             return false;
@@ -159,6 +166,7 @@ impl PacketBuf for HeapBuf {
         self.end = self.start + len;
         true
     }
+    #[inline]
     fn rx_checksum(&self) -> RxChecksums {
         self.rx_checksum
     }
@@ -258,27 +266,35 @@ impl Drop for PooledHeapBuf {
 }
 
 impl PacketBuf for PooledHeapBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         self.buf.data()
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         self.buf.data_mut()
     }
+    #[inline]
     fn headroom(&self) -> usize {
         self.buf.headroom()
     }
+    #[inline]
     fn tailroom(&self) -> usize {
         self.buf.tailroom()
     }
+    #[inline]
     fn trim_front(&mut self, n: usize) -> bool {
         self.buf.trim_front(n)
     }
+    #[inline]
     fn prepend(&mut self, n: usize) -> bool {
         self.buf.prepend(n)
     }
+    #[inline]
     fn set_len(&mut self, len: usize) -> bool {
         self.buf.set_len(len)
     }
+    #[inline]
     fn rx_checksum(&self) -> RxChecksums {
         self.buf.rx_checksum()
     }

@@ -234,6 +234,12 @@ pub trait App {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// The built-in UDP echo, whose `on_datagram` the stack then calls
+    /// without dynamic dispatch (the per-datagram path, inlined); None for
+    /// every other application.
+    fn as_udp_echo(&mut self) -> Option<&mut builtin::UdpEcho> {
+        None
+    }
 }
 
 /// docs/app-api.md, whose example is compiled here as a doctest.

@@ -50,16 +50,30 @@ pub struct Tables<'a> {
 /// owns its flow, so it is never handed on.
 #[inline]
 pub fn classify(t: &Tables<'_>, ip: &Ipv4Repr, l4: &[u8], handed_off: bool) -> Verdict {
-    // One core and no kernel: every TCP segment and UDP datagram is this
-    // core's to answer, and its socket lookup is the protocol's own.
     let alone = t.directories.is_none() && t.kernel.is_none();
+    if alone && local_alone(ip, l4, t.local) {
+        return Verdict::Local;
+    }
     match ip.next_header {
-        IpProtocol::Udp | IpProtocol::Tcp if alone && l4.len() >= 4 => Verdict::Local,
         IpProtocol::Udp => classify_udp(t, ip, l4, handed_off),
         IpProtocol::Tcp => classify_tcp(t, ip, l4, handed_off),
         IpProtocol::Icmp => classify_icmp(t, ip, l4),
         _ if t.kernel.is_some_and(|p| p.other_protocols) => Verdict::Kernel,
         _ => Verdict::Drop(DropReason::Unsupported),
+    }
+}
+
+/// Whether [`classify`] says Local on a core alone (one core and no kernel
+/// path) without looking at its tables: every TCP segment and UDP datagram
+/// is then this core's to answer (its socket lookup is the protocol's own),
+/// and so is an echo request to `local`, our address. False: ask classify.
+/// The caller skips building the tables for nearly every datagram.
+#[inline(always)]
+pub fn local_alone(ip: &Ipv4Repr, l4: &[u8], local: Ipv4Addr) -> bool {
+    match ip.next_header {
+        IpProtocol::Udp | IpProtocol::Tcp => l4.len() >= 4,
+        IpProtocol::Icmp => l4.first() == Some(&ECHO_REQUEST) && ip.dst_addr == local,
+        _ => false,
     }
 }
 
@@ -133,8 +147,9 @@ fn classify_tcp(t: &Tables<'_>, ip: &Ipv4Repr, l4: &[u8], handed_off: bool) -> V
     }
 }
 
+const ECHO_REQUEST: u8 = 8;
+
 fn classify_icmp(t: &Tables<'_>, ip: &Ipv4Repr, l4: &[u8]) -> Verdict {
-    const ECHO_REQUEST: u8 = 8;
     let Some(&msg_type) = l4.first() else {
         return Verdict::Drop(DropReason::Truncated);
     };

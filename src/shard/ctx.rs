@@ -479,6 +479,7 @@ impl<P: BufPool> NetCtx for Net<P> {
         self.counters.udp_connects += 1;
         Ok(port)
     }
+    #[inline(always)]
     fn send_udp(
         &mut self,
         src_port: u16,

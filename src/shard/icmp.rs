@@ -138,7 +138,7 @@ impl<P: BufPool> Net<P> {
 
 /// Turn an echo request (checksum valid) into the reply, in place: type 8
 /// code 0 becomes type 0 code 0, and the checksum follows (RFC 1624).
-#[inline]
+#[inline(always)]
 fn echo_request_to_reply(icmp: &mut [u8]) {
     let mut packet = Icmpv4Packet::new_unchecked(&mut *icmp);
     let old = packet.checksum();

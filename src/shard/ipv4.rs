@@ -2,7 +2,7 @@
 //! verdict, delivery to their protocol), datagrams out (headers, ident,
 //! fragmentation to the MTU), and the header rewrite of in-place replies.
 
-use super::classify::{classify, Tables, Verdict};
+use super::classify::{classify, local_alone, Tables, Verdict};
 use super::ctx::{Core, Net};
 use super::ethernet::ETH_LEN;
 use super::handoff::hand_over_reassembled;
@@ -11,7 +11,7 @@ use super::steer::Steering;
 use super::tcp::deliver_tcp_events;
 use super::udp::process_udp;
 use crate::app::{App, SendError};
-use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum};
+use crate::buf::{BufPool, L4Checksum, PacketBuf, RxChecksum, RxChecksums};
 use crate::ipv4::frag::{FragError, FragKey};
 use crate::ipv4::NextHop;
 use crate::kni::KniPolicy;
@@ -29,129 +29,48 @@ impl<P: BufPool> Core<P> {
         self.net.rx_handed = handed_off;
         let l2 = eth.buffer_len();
         let bytes = &buf.data()[l2..];
-        let packet = match Ipv4Packet::new_checked(bytes) {
-            Ok(p) => p,
-            Err(e) => return self.net.drop_frame(e.into()),
-        };
-        // Longer than the MTU: af_packet's fanout (PACKET_FANOUT_FLAG_DEFRAG)
-        // hands over datagrams the kernel reassembled from their fragments.
-        // Taken when the frame holds exactly one whole datagram, and answered
-        // as a reassembled one would be (never in place: replies are
-        // fragmented to the MTU).
-        let oversize = bytes.len() > self.net.iface.mtu;
-        let is_fragment = packet.is_fragment();
-        if oversize && (is_fragment || usize::from(packet.total_len()) != bytes.len()) {
-            return self.net.drop_frame(DropReason::Oversize);
-        }
         let csum = buf.rx_checksum();
-        let l4_offloaded =
-            !is_fragment && matches!(packet.next_header(), IpProtocol::Udp | IpProtocol::Tcp);
-        if csum.ip == RxChecksum::Bad || (l4_offloaded && csum.l4 == RxChecksum::Bad) {
-            self.net.counters.rx_csum_offload_bad += 1;
-            return self.net.drop_frame(DropReason::BadChecksum);
-        }
-        self.net.rx_l4_good = l4_offloaded && csum.l4 == RxChecksum::Good;
-        self.net.counters.rx_csum_offload_good +=
-            u64::from(csum.ip == RxChecksum::Good) + u64::from(self.net.rx_l4_good);
-        let ip = match Ipv4Repr::parse(&packet, csum.ip != RxChecksum::Good) {
-            Ok(r) => r,
-            Err(e) => return self.net.drop_frame(e.into()),
+        // Nearly every datagram: a plain header (no options, not a
+        // fragment, lengths that hold) to our own address, within the MTU,
+        // its checksums not found bad. Its header is read once; it passes
+        // every check below, which the rest take in their order to find
+        // their drop reason.
+        let local = self.net.iface.ip.address();
+        let plain = if bytes.len() <= self.net.iface.mtu && csum.ip != RxChecksum::Bad {
+            Ipv4Packet::parse_plain(bytes, csum.ip != RxChecksum::Good).filter(|ip| {
+                ip.dst_addr == local
+                    && self.net.routes.valid_source(ip.src_addr)
+                    && !(l4_offloaded(ip.next_header) && csum.l4 == RxChecksum::Bad)
+            })
+        } else {
+            None
         };
-        if !self.net.routes.accepts(ip.dst_addr) {
-            return self.net.drop_frame(DropReason::NotForUs);
-        }
-        if !self.net.routes.valid_source(ip.src_addr) {
-            return self.net.drop_frame(DropReason::Malformed);
-        }
-        let header_len = packet.header_len() as usize;
-        if header_len > IP_LEN {
-            if let Err(e) = packet.check_options() {
-                return self.net.drop_frame(e.into());
+        let (ip, header_len, oversize) = match plain {
+            Some(ip) => {
+                let l4_good = l4_offloaded(ip.next_header) && csum.l4 == RxChecksum::Good;
+                self.net.rx_l4_good = l4_good;
+                self.net.counters.rx_csum_offload_good +=
+                    u64::from(csum.ip == RxChecksum::Good) + u64::from(l4_good);
+                (ip, IP_LEN, false)
             }
-        }
-        if is_fragment {
-            if packet.dont_frag() {
-                // RFC 791: DF and MF/offset together cannot happen.
-                return self.net.drop_frame(DropReason::Malformed);
-            }
-            let key = FragKey {
-                src: ip.src_addr,
-                dst: ip.dst_addr,
-                protocol: ip.next_header.into(),
-                ident: packet.ident(),
-            };
-            let header = &bytes[..header_len];
-            let result = self.frag.process_fragment(
-                self.net.now,
-                key,
-                header,
-                packet.frag_offset() as usize,
-                packet.more_frags(),
-                packet.payload(),
+            None => match self.check_ipv4(bytes, csum, eth.src_addr, handed_off) {
+                Some(checked) => checked,
+                None => return,
+            },
+        };
+        let payload = &bytes[header_len..header_len + ip.payload_len];
+        let alone = self.steering.is_none() && self.kni.is_none();
+        let verdict = if alone && local_alone(&ip, payload, local) {
+            Verdict::Local
+        } else {
+            let tables = core_tables(
+                &self.net,
+                self.steering.as_deref(),
+                self.kni.is_some().then_some(&self.kni_policy),
             );
-            match result {
-                Ok(None) => {}
-                Ok(Some(done)) => {
-                    self.net.counters.ipv4_reassembled += 1;
-                    let ip = Ipv4Repr {
-                        payload_len: done.payload.len(),
-                        ..ip
-                    };
-                    let tables = core_tables(
-                        &self.net,
-                        self.steering.as_deref(),
-                        self.kni.is_some().then_some(&self.kni_policy),
-                    );
-                    match classify(&tables, &ip, done.payload, handed_off) {
-                        Verdict::Local => deliver_datagram(
-                            &mut self.net,
-                            &mut self.apps,
-                            &ip,
-                            done.header,
-                            done.payload,
-                            false,
-                        ),
-                        Verdict::Owner(owner) => hand_over_reassembled(
-                            &mut self.net,
-                            &mut self.handoff_out,
-                            owner,
-                            &ip,
-                            done.key.ident,
-                            done.payload,
-                        ),
-                        Verdict::Kernel => {
-                            // As fragments again, as they came: a frame of
-                            // the MTU fits a buffer and the kernel's link.
-                            let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
-                            refragment(
-                                &mut self.net,
-                                &ip,
-                                done.key.ident,
-                                done.payload,
-                                eth.src_addr,
-                                |net, buf| dispatch_kernel(net, kni, limit, buf),
-                            );
-                        }
-                        Verdict::Drop(reason) => self.net.drop_frame(reason),
-                    }
-                }
-                Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
-                Err(FragError::TooBig) => self.net.counters.drop(DropReason::FragTooBig),
-                Err(FragError::NoSpace) => self.net.counters.drop(DropReason::FragNoSpace),
-            }
-            let c = &mut self.net.counters;
-            c.drops[DropReason::FragNoSpace as usize] += self.frag.take_evicted();
-            c.frag_bytes_peak = c.frag_bytes_peak.max(self.frag.bytes_in_use() as u64);
-            c.frag_in_flight = self.frag.in_flight() as u64;
-            return;
-        }
-        let payload = packet.payload();
-        let tables = core_tables(
-            &self.net,
-            self.steering.as_deref(),
-            self.kni.is_some().then_some(&self.kni_policy),
-        );
-        match classify(&tables, &ip, payload, handed_off) {
+            classify(&tables, &ip, payload, handed_off)
+        };
+        match verdict {
             Verdict::Local => {}
             Verdict::Owner(owner) => return self.handoff_out.push((owner, buf)),
             Verdict::Kernel if oversize => {
@@ -160,7 +79,7 @@ impl<P: BufPool> Core<P> {
                 refragment(
                     &mut self.net,
                     &ip,
-                    packet.ident(),
+                    Ipv4Packet::new_unchecked(bytes).ident(),
                     payload,
                     eth.src_addr,
                     |net, buf| dispatch_kernel(net, kni, limit, buf),
@@ -176,8 +95,7 @@ impl<P: BufPool> Core<P> {
         }
         let header = &bytes[..header_len];
         // The frame can carry its own UDP reply: no options, to our address.
-        let in_place =
-            header_len == IP_LEN && ip.dst_addr == self.net.iface.ip.address() && !oversize;
+        let in_place = header_len == IP_LEN && ip.dst_addr == local && !oversize;
         deliver_datagram(
             &mut self.net,
             &mut self.apps,
@@ -190,6 +108,154 @@ impl<P: BufPool> Core<P> {
             self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
         }
     }
+
+    /// Every check of a received datagram's header (`bytes`, from the IPv4
+    /// header on), in order, each failure dropped and counted under its
+    /// reason; a fragment goes to the reassembler and what it completes on
+    /// to its protocol. Some((header, header length, oversize)) for a whole
+    /// datagram that passed, to be classified and delivered.
+    #[inline(never)]
+    fn check_ipv4(
+        &mut self,
+        bytes: &[u8],
+        csum: RxChecksums,
+        src_mac: EthernetAddress,
+        handed_off: bool,
+    ) -> Option<(Ipv4Repr, usize, bool)> {
+        let packet = match Ipv4Packet::new_checked(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.net.drop_frame(e.into());
+                return None;
+            }
+        };
+        // Longer than the MTU: af_packet's fanout (PACKET_FANOUT_FLAG_DEFRAG)
+        // hands over datagrams the kernel reassembled from their fragments.
+        // Taken when the frame holds exactly one whole datagram, and answered
+        // as a reassembled one would be (never in place: replies are
+        // fragmented to the MTU).
+        let oversize = bytes.len() > self.net.iface.mtu;
+        let is_fragment = packet.is_fragment();
+        if oversize && (is_fragment || usize::from(packet.total_len()) != bytes.len()) {
+            self.net.drop_frame(DropReason::Oversize);
+            return None;
+        }
+        let l4_offloaded = !is_fragment && l4_offloaded(packet.next_header());
+        if csum.ip == RxChecksum::Bad || (l4_offloaded && csum.l4 == RxChecksum::Bad) {
+            self.net.counters.rx_csum_offload_bad += 1;
+            self.net.drop_frame(DropReason::BadChecksum);
+            return None;
+        }
+        self.net.rx_l4_good = l4_offloaded && csum.l4 == RxChecksum::Good;
+        self.net.counters.rx_csum_offload_good +=
+            u64::from(csum.ip == RxChecksum::Good) + u64::from(self.net.rx_l4_good);
+        let ip = match Ipv4Repr::parse(&packet, csum.ip != RxChecksum::Good) {
+            Ok(r) => r,
+            Err(e) => {
+                self.net.drop_frame(e.into());
+                return None;
+            }
+        };
+        if !self.net.routes.accepts(ip.dst_addr) {
+            self.net.drop_frame(DropReason::NotForUs);
+            return None;
+        }
+        if !self.net.routes.valid_source(ip.src_addr) {
+            self.net.drop_frame(DropReason::Malformed);
+            return None;
+        }
+        let header_len = packet.header_len() as usize;
+        if header_len > IP_LEN {
+            if let Err(e) = packet.check_options() {
+                self.net.drop_frame(e.into());
+                return None;
+            }
+        }
+        if !is_fragment {
+            return Some((ip, header_len, oversize));
+        }
+        if packet.dont_frag() {
+            // RFC 791: DF and MF/offset together cannot happen.
+            self.net.drop_frame(DropReason::Malformed);
+            return None;
+        }
+        let key = FragKey {
+            src: ip.src_addr,
+            dst: ip.dst_addr,
+            protocol: ip.next_header.into(),
+            ident: packet.ident(),
+        };
+        let header = &bytes[..header_len];
+        let result = self.frag.process_fragment(
+            self.net.now,
+            key,
+            header,
+            packet.frag_offset() as usize,
+            packet.more_frags(),
+            packet.payload(),
+        );
+        match result {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                self.net.counters.ipv4_reassembled += 1;
+                let ip = Ipv4Repr {
+                    payload_len: done.payload.len(),
+                    ..ip
+                };
+                let tables = core_tables(
+                    &self.net,
+                    self.steering.as_deref(),
+                    self.kni.is_some().then_some(&self.kni_policy),
+                );
+                match classify(&tables, &ip, done.payload, handed_off) {
+                    Verdict::Local => deliver_datagram(
+                        &mut self.net,
+                        &mut self.apps,
+                        &ip,
+                        done.header,
+                        done.payload,
+                        false,
+                    ),
+                    Verdict::Owner(owner) => hand_over_reassembled(
+                        &mut self.net,
+                        &mut self.handoff_out,
+                        owner,
+                        &ip,
+                        done.key.ident,
+                        done.payload,
+                    ),
+                    Verdict::Kernel => {
+                        // As fragments again, as they came: a frame of
+                        // the MTU fits a buffer and the kernel's link.
+                        let (kni, limit) = (self.kni.as_deref(), &mut self.kni_limit);
+                        refragment(
+                            &mut self.net,
+                            &ip,
+                            done.key.ident,
+                            done.payload,
+                            src_mac,
+                            |net, buf| dispatch_kernel(net, kni, limit, buf),
+                        );
+                    }
+                    Verdict::Drop(reason) => self.net.drop_frame(reason),
+                }
+            }
+            Err(FragError::Overlap) => self.net.counters.drop(DropReason::FragOverlap),
+            Err(FragError::TooBig) => self.net.counters.drop(DropReason::FragTooBig),
+            Err(FragError::NoSpace) => self.net.counters.drop(DropReason::FragNoSpace),
+        }
+        let c = &mut self.net.counters;
+        c.drops[DropReason::FragNoSpace as usize] += self.frag.take_evicted();
+        c.frag_bytes_peak = c.frag_bytes_peak.max(self.frag.bytes_in_use() as u64);
+        c.frag_in_flight = self.frag.in_flight() as u64;
+        None
+    }
+}
+
+/// UDP and TCP checksums may be checked by the NIC (of a whole datagram).
+#[inline(always)]
+fn l4_offloaded(protocol: IpProtocol) -> bool {
+    matches!(protocol, IpProtocol::Udp | IpProtocol::Tcp)
 }
 
 impl<P: BufPool> Net<P> {

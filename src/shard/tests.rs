@@ -438,6 +438,43 @@ fn udp_echo_resolves_the_sender_then_answers() {
     assert_eq!(r.in_use(), 0);
 }
 
+/// The echo answered in its own frame counts as one sent through send_udp
+/// does: the core's udp_tx, the socket's tx, the application's echoed; and
+/// the echo to an unresolved sender (a copy, waiting for ARP) the same.
+#[test]
+fn udp_echo_in_place_counts_as_a_send() {
+    let mut r = rig(&["udp-echo:7"]);
+    r.learn_host();
+    r.take_tx();
+    for _ in 0..3 {
+        r.rx(&ipv4_frame(
+            IpProtocol::Udp,
+            &udp_bytes(4000, 7, b"again"),
+            9,
+            None,
+        ));
+    }
+    let out = r.take_tx();
+    assert_eq!(out.len(), 3);
+    match parse_frame(&out[2]).unwrap().1 {
+        Parsed::Udp { ip, udp, payload } => {
+            assert_eq!((ip.src_addr, ip.dst_addr), (OUR_IP, HOST_IP));
+            assert_eq!((udp.src_port, udp.dst_port), (7, 4000));
+            assert_eq!(payload, b"again");
+        }
+        other => panic!("not UDP: {other:?}"),
+    }
+    let c = &r.core.net.counters;
+    assert_eq!((c.udp_rx, c.udp_tx, c.udp_send_failed), (3, 3, 0));
+    let (_, b) = r.core.net.udp.iter().find(|(p, _)| *p == 7).unwrap();
+    assert_eq!((b.rx, b.tx), (3, 3));
+    assert_eq!(
+        r.core.app_counters()[0].1,
+        vec![("echoed", 3), ("failed", 0)]
+    );
+    assert_eq!(r.in_use(), 0);
+}
+
 /// Found by the tcp_frames fuzz target: udp-echo answered a datagram from
 /// source port 0 with one to port 0, which no receiver (ours included)
 /// parses.

@@ -57,6 +57,36 @@ impl<P: BufPool> Net<P> {
         true
     }
 
+    /// The built-in echo's answer (UdpEcho::on_datagram: `send_udp` of the
+    /// datagram's own bytes back to `src` from `port`) to a datagram whose
+    /// frame can carry it, with send_udp's effects and without its calls
+    /// and the checks that hold here (the port is bound to the echo, just
+    /// looked up; the bytes and the address are the datagram's own, which
+    /// `take_reply_in_place` compares). False, nothing changed, where
+    /// send_udp would not answer in place (port 0, no room in the TX
+    /// buffer, next hop unresolved): the echo then calls send_udp.
+    #[inline(always)]
+    pub(super) fn echo_in_place(&mut self, port: u16, src: SocketAddrV4, len: usize) -> bool {
+        if src.port() == 0 || self.tx.len() >= self.tx_room() {
+            return false;
+        }
+        let mac = match self.routes.next_hop(*src.ip()) {
+            Some(NextHop::Neighbor(ip)) => self.arp.lookup(&ip),
+            _ => None,
+        };
+        let Some(mac) = mac else {
+            return false;
+        };
+        let Some(b) = self.udp.lookup(port) else {
+            return false;
+        };
+        b.tx += 1;
+        self.reply_inplace = Some((mac, self.tx.len()));
+        self.counters.udp_tx += 1;
+        self.record_flow_out(Transport::Udp, port, src, 1, len as u64);
+        true
+    }
+
     /// Turn a received UDP datagram (no IP options, at `l2`) into its own
     /// echo to `mac`, queued at `slot` of the TX buffer: where it was sent,
     /// before what the callback sent after it. The UDP checksum stays valid:
@@ -214,6 +244,15 @@ pub(super) fn process_udp<P: BufPool>(
     };
     if let Some(app) = apps.get_mut(binding) {
         net.current_app = binding;
+        let echo = app.as_udp_echo();
+        if let Some(echo) = echo {
+            if in_place && net.echo_in_place(udp.dst_port, src, data.len()) {
+                echo.count_echoed();
+                return;
+            }
+            // Where the echo does not fit its own frame: as it calls us.
+            return echo.answer(net, &dgram);
+        }
         if in_place {
             let p = dgram.payload;
             net.rx_inplace = Some((p.as_ptr() as usize, p.len(), udp.dst_port, src));

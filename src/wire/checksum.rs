@@ -9,52 +9,62 @@ use std::net::Ipv4Addr;
 /// Fold a 64-bit accumulator to 16 bits with end-around carry.
 #[inline]
 fn fold(sum: u64) -> u16 {
-    // Four steps take any u64 below 0x10000 without a loop: under 2^33,
-    // then 2^17 + 2^16, then 0x10002, then 0x10000. A nonzero sum stays
-    // nonzero, so the result is the loop's (0xffff, never 0, for -0).
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    ((sum & 0xffff) + (sum >> 16)) as u16
+    // Two halvings, each adding its carry out back in (an add and an adc):
+    // a nonzero sum stays nonzero, so the result is the loop's (0xffff,
+    // never 0, for -0).
+    let (s, carry) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    let s = s + u32::from(carry);
+    let (s, carry) = (s as u16).overflowing_add((s >> 16) as u16);
+    s + u16::from(carry)
 }
 
 /// One's complement sum of `bytes` (big-endian 16-bit words; an odd last
 /// byte is padded with zero).
 #[inline]
 pub fn data(bytes: &[u8]) -> u16 {
-    fold(sum32(bytes))
+    fold(sum_le(bytes)).swap_bytes()
 }
 
-/// The sum of `bytes` as big-endian 32-bit words (a short tail padded with
-/// zero), not folded. Summing 32-bit words gives the 16-bit one's complement
-/// sum once folded, since 2^16 is 1 modulo 0xffff; a 64-bit accumulator
-/// takes 2^31 such words before it could overflow, far more than a datagram.
+/// `acc + v` with the carry out added back in (end-around carry): the one's
+/// complement sum modulo 2^64 - 1, a multiple of 0xffff, so folding it
+/// gives the 16-bit sum. Never 0 unless both are 0, as the 16-bit sum.
+#[inline(always)]
+fn add_carry(acc: u64, v: u64) -> u64 {
+    let (s, carry) = acc.overflowing_add(v);
+    s + u64::from(carry)
+}
+
+/// The one's complement sum of `bytes` read as little-endian words, not
+/// folded: folded and byte-swapped it is the big-endian sum (RFC 1071
+/// 2(B), byte order independence), without a byte swap per word (make
+/// pathcost: a short datagram's checksum was mostly its loads' swaps and
+/// the adds of split 32-bit halves). Each byte keeps the parity of its
+/// offset, which is all the sum sees: the chunks below all start at an
+/// even offset, and a last odd byte is the low byte of its word.
 #[inline]
-fn sum32(mut bytes: &[u8]) -> u64 {
-    // Fixed-size chunks split off the front: no division for the count,
-    // and no bounds check per word (make pathcost: a short datagram's
-    // checksum was mostly the loop's setup).
+fn sum_le(mut bytes: &[u8]) -> u64 {
     let mut acc: u64 = 0;
     while let Some((c, rest)) = bytes.split_first_chunk::<16>() {
-        let a = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let b = u64::from_be_bytes([c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15]]);
-        acc += (a >> 32) + (a & 0xffff_ffff) + (b >> 32) + (b & 0xffff_ffff);
+        let (a, b) = c.split_at(8);
+        let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
+        let b = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        acc = add_carry(add_carry(acc, a), b);
         bytes = rest;
     }
     if let Some((c, rest)) = bytes.split_first_chunk::<8>() {
-        let w = u64::from_be_bytes(*c);
-        acc += (w >> 32) + (w & 0xffff_ffff);
+        acc = add_carry(acc, u64::from_le_bytes(*c));
         bytes = rest;
     }
     if let Some((c, rest)) = bytes.split_first_chunk::<4>() {
-        acc += u64::from(u32::from_be_bytes(*c));
+        acc = add_carry(acc, u64::from(u32::from_le_bytes(*c)));
         bytes = rest;
     }
-    match *bytes {
-        [a] => acc += u64::from(a) << 24,
-        [a, b] => acc += u64::from(u16::from_be_bytes([a, b])) << 16,
-        [a, b, c] => acc += (u64::from(u16::from_be_bytes([a, b])) << 16) | (u64::from(c) << 8),
-        _ => {}
+    if let Some((c, rest)) = bytes.split_first_chunk::<2>() {
+        acc = add_carry(acc, u64::from(u16::from_le_bytes(*c)));
+        bytes = rest;
+    }
+    if let [a] = *bytes {
+        acc = add_carry(acc, u64::from(a));
     }
     acc
 }
@@ -63,8 +73,14 @@ fn sum32(mut bytes: &[u8]) -> u64 {
 /// of nearly every datagram, summed without the general loop.
 #[inline]
 pub fn header20(h: &[u8; 20]) -> u16 {
-    let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    fold(w(0) + w(4) + w(8) + w(12) + w(16))
+    let (a, rest) = h.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    let (b, c) = rest.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    let c = c.first_chunk::<4>().copied().unwrap_or_default();
+    let acc = add_carry(
+        add_carry(u64::from_le_bytes(*a), u64::from_le_bytes(*b)),
+        u64::from(u32::from_le_bytes(c)),
+    );
+    fold(acc).swap_bytes()
 }
 
 /// RFC 1624 incremental update of a one's complement checksum when one
@@ -72,11 +88,10 @@ pub fn header20(h: &[u8; 20]) -> u16 {
 /// which never yields the -0 that eqn. 2 can).
 #[inline]
 pub fn adjust(checksum: u16, old: u16, new: u16) -> u16 {
-    let mut sum = u32::from(!checksum) + u32::from(!old) + u32::from(new);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    // At most 3 * 0xffff: two folds take it under 0x10000.
+    let sum = u32::from(!checksum) + u32::from(!old) + u32::from(new);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !((sum & 0xffff) + (sum >> 16)) as u16
 }
 
 /// RFC 1624 eqn. 3 over several changed words at once: `delta` sums, for
@@ -100,13 +115,14 @@ pub fn data_with_pseudo_header(
     bytes: &[u8],
 ) -> u16 {
     let proto: u8 = protocol.into();
-    fold(
-        sum32(bytes)
-            + u64::from(u32::from(*src))
-            + u64::from(u32::from(*dst))
-            + u64::from(proto)
-            + bytes.len() as u64,
-    )
+    // The little-endian sum byte-swapped as a whole is the big-endian one
+    // (each byte's offset changes parity), to which the pseudo-header's
+    // words add: one fold.
+    let pseudo = u64::from(u32::from(*src))
+        + u64::from(u32::from(*dst))
+        + u64::from(proto)
+        + bytes.len() as u64;
+    fold(add_carry(sum_le(bytes).swap_bytes(), pseudo))
 }
 
 /// Combine partial sums.

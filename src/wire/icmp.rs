@@ -160,6 +160,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
+    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -180,12 +181,14 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
+    #[inline]
     pub fn set_msg_type(&mut self, m: Icmpv4Message) {
         self.buffer.as_mut()[field::TYPE] = m.into()
     }
     pub fn set_msg_code(&mut self, c: u8) {
         self.buffer.as_mut()[field::CODE] = c
     }
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         set_be16(self.buffer.as_mut(), field::CHECKSUM, v)
     }
