@@ -159,6 +159,12 @@ impl Pool {
         self.charge(bytes);
         // Every connection of a core has the same capacities: the last
         // table is almost always the right size.
+        if self.tables.last().is_some_and(|t| t.len() == slots) {
+            if let Some(t) = self.tables.pop() {
+                self.stats.spare -= bytes;
+                return t;
+            }
+        }
         match self.tables.iter().rposition(|t| t.len() == slots) {
             Some(i) => {
                 self.stats.spare -= bytes;
@@ -321,6 +327,17 @@ impl Chunks {
             return;
         }
         let slots = self.slots();
+        let (slot, at) = self.locate(offset);
+        if at + data.len() <= CHUNK {
+            // Within one chunk (a segment, most often): the loop's one turn.
+            let table = self.table.get_or_insert_with(|| pool.take_table(slots));
+            let chunk = table[slot].get_or_insert_with(|| {
+                self.held += 1;
+                pool.take_chunk()
+            });
+            chunk[at..at + data.len()].copy_from_slice(data);
+            return;
+        }
         let mut done = 0;
         while done < data.len() {
             let (slot, at) = self.locate(offset + done);
@@ -352,6 +369,23 @@ impl Chunks {
             return;
         };
         let head = self.head as usize;
+        if self.held == 1 && live == usize::MAX {
+            // Everything consumed, and one chunk held (a request, a
+            // response): most often the head's, which the walk below would
+            // find first; it and the table go back.
+            if let Some(c) = table[(head / CHUNK) & (slots - 1)].take() {
+                self.held = 0;
+                self.head = 0;
+                let t = self.table.take();
+                if let Some(p) = pool {
+                    p.put_chunk(c);
+                    if let Some(t) = t {
+                        p.put_table(t);
+                    }
+                }
+                return;
+            }
+        }
         let dead_end = (head + n).saturating_add(live);
         let mut pool = pool;
         let mut start = head - head % CHUNK;
