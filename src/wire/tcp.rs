@@ -294,7 +294,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         // One fold over the pseudo-header and the segment (make pathcost):
         // the same sum as combining the two folded halves.
         let b = self.buffer.as_ref();
-        checksum::data_with_pseudo_header(src, dst, IpProtocol::Tcp, b) == 0xffff
+        checksum::data_with_pseudo_header_wide(src, dst, IpProtocol::Tcp, b) == 0xffff
     }
 }
 
@@ -334,7 +334,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     pub fn fill_checksum(&mut self, src: &Ipv4Addr, dst: &Ipv4Addr) {
         self.set_checksum(0);
         let b = self.buffer.as_ref();
-        let c = !checksum::data_with_pseudo_header(src, dst, IpProtocol::Tcp, b);
+        let c = !checksum::data_with_pseudo_header_wide(src, dst, IpProtocol::Tcp, b);
         self.set_checksum(c)
     }
 }
