@@ -352,6 +352,28 @@ impl Chunks {
         }
     }
 
+    /// Whether `data` would be the first bytes of an empty ring that holds
+    /// no table, all in its first chunk: [`Chunks::write_fresh`] stores it.
+    #[inline]
+    fn fresh(&self, data: &[u8]) -> bool {
+        self.table.is_none() && self.head == 0 && self.capacity > 0 && data.len() <= CHUNK
+    }
+
+    /// `write_at(0, data)` on a ring that is [`Chunks::fresh`] for it: a
+    /// table and one chunk, which the caller let it have past the budget
+    /// (a first write always gets its chunk). What the general walk does,
+    /// without the walk (make pathcost: every request and response starts
+    /// an empty buffer).
+    fn write_fresh(&mut self, pool: &mut Pool, data: &[u8]) {
+        debug_assert!(self.fresh(data));
+        let mut table = pool.take_table(self.slots());
+        let mut chunk = pool.take_chunk();
+        chunk[..data.len()].copy_from_slice(data);
+        table[0] = Some(chunk);
+        self.held = 1;
+        self.table = Some(table);
+    }
+
     /// The stored bytes of `[offset, offset + len)`, chunk by chunk.
     fn pieces(&self, offset: usize, len: usize) -> Pieces<'_> {
         Pieces {
@@ -498,6 +520,15 @@ impl SendBuffer {
         let at = self.ring.len();
         let first = at == 0;
         let ring = &mut self.ring;
+        if first && ring.fresh(&data[..n]) {
+            // The first write's chunk, past the budget if need be (as
+            // `storable` with the forced allowance below finds).
+            if with_pool(|p| ring.write_fresh(p, &data[..n])).is_some() {
+                ring.set_len(n);
+                return n;
+            }
+            return 0;
+        }
         let k = with_pool(|p| {
             let mut avail = p.available();
             if first {
@@ -732,6 +763,18 @@ impl RecvBuffer {
         let forced = self.ring.len() == 0 && offset == 0;
         let out_of_order = offset > 0 || !self.ooo.is_empty();
         let (ring, ooo) = (&mut self.ring, &mut self.ooo);
+        if forced && !out_of_order && ring.fresh(&data[..n]) {
+            // In order into an empty buffer: its chunk, forced as below.
+            match with_pool(|p| ring.write_fresh(p, &data[..n])) {
+                Some(()) => {
+                    ring.set_len(n);
+                    w.in_order = n;
+                }
+                // No pool (the thread is ending): nothing stored.
+                None => w.no_memory = true,
+            }
+            return w;
+        }
         let stored = with_pool(|p| {
             let mut avail = p.available();
             if forced {
