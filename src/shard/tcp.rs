@@ -348,7 +348,18 @@ impl<P: BufPool> Net<P> {
         }
     }
 
+    #[inline]
     fn dispatch_tcb(&mut self, tcb: &mut Tcb) {
+        // After most segments (a delayed ACK, an ACK of everything) there
+        // is nothing to send or count, and no flow record to touch.
+        if self.flows.is_none() && tcb.dispatch_idle() {
+            return;
+        }
+        self.dispatch_tcb_now(tcb);
+    }
+
+    #[inline(never)]
+    fn dispatch_tcb_now(&mut self, tcb: &mut Tcb) {
         let dst = *tcb.remote.ip();
         let now = self.now;
         tcb.dispatch_with_ecn(now, &mut |repr: &TcpRepr, ecn: u8, a: &[u8], b: &[u8]| {

@@ -132,7 +132,7 @@ pub(crate) fn ts_now(now: Instant) -> u32 {
 
 /// What a dispatch sent, for the core's counters (kept here so that the
 /// emit closure can borrow the core while the connection counts).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxStats {
     pub segments: u64,
     pub bytes: u64,
@@ -959,7 +959,9 @@ impl Tcb {
             }
         }
         self.update_window(seq, ack, window, una_before);
-        self.frto_on_ack(ack > una_before, false, false, c);
+        if self.rec.frto != Frto::Off {
+            self.frto_on_ack(ack > una_before, false, false, c);
+        }
         // RFC 7323 4.3: the newest timestamp at the left edge.
         if let Some(val) = ts {
             if seq <= self.rcv.last_ack_sent {
@@ -1577,7 +1579,7 @@ impl Tcb {
     /// or (Linux `tcp_may_update_window`) an ACK that acknowledged new
     /// data, which is newer than every segment taken before it, whatever
     /// its sequence number (a retransmission, taken for its ACK only).
-    #[inline]
+    #[inline(always)]
     fn update_window(&mut self, seq: Seq, ack: Seq, window: usize, una_before: Seq) {
         if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) || ack > una_before {
             let reopened = self.snd.wnd == 0 && window > 0;
@@ -2347,6 +2349,14 @@ impl Tcb {
         if !self.nothing_due() {
             self.dispatch_counted(now, emit);
         }
+    }
+
+    /// A dispatch now would send nothing and change nothing, and nothing
+    /// was counted since the last (`tx_stats` is zero): the core may skip
+    /// it and its bookkeeping.
+    #[inline]
+    pub fn dispatch_idle(&self) -> bool {
+        self.nothing_due() && self.tx_stats == TxStats::default()
     }
 
     #[inline(never)]
