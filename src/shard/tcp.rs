@@ -329,6 +329,7 @@ impl<P: BufPool> Net<P> {
     /// Put a connection back. One that becomes a TIME-WAIT record while its
     /// application holds it is gone for the application: it is told CLOSED.
     fn put_tcb(&mut self, index: u32, tcb: Box<Tcb>) {
+        // Its id before `put`: a TIME-WAIT record takes a new generation.
         let conn = self.tcp.id_of(index);
         if let Some(app) = self.tcp.put(self.now, index, tcb) {
             let reason = crate::tcp::CloseReason::Normal;

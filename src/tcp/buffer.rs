@@ -385,6 +385,7 @@ impl Chunks {
 
     /// Move the head `n` bytes on, and give back every chunk that holds no
     /// byte from `live` past the new head on (`usize::MAX`: none is live).
+    #[inline]
     fn advance(&mut self, pool: Option<&mut Pool>, n: usize, live: usize) {
         let slots = self.slots();
         let Some(table) = self.table.as_mut() else {
@@ -393,8 +394,8 @@ impl Chunks {
         let head = self.head as usize;
         if self.held == 1 && live == usize::MAX {
             // Everything consumed, and one chunk held (a request, a
-            // response): most often the head's, which the walk below would
-            // find first; it and the table go back.
+            // response): most often the head's, which the walk would find
+            // first; it and the table go back.
             if let Some(c) = table[(head / CHUNK) & (slots - 1)].take() {
                 self.held = 0;
                 self.head = 0;
@@ -408,6 +409,17 @@ impl Chunks {
                 return;
             }
         }
+        self.advance_walk(pool, n, live);
+    }
+
+    /// `advance`, chunk by chunk.
+    #[inline(never)]
+    fn advance_walk(&mut self, pool: Option<&mut Pool>, n: usize, live: usize) {
+        let slots = self.slots();
+        let Some(table) = self.table.as_mut() else {
+            return;
+        };
+        let head = self.head as usize;
         let dead_end = (head + n).saturating_add(live);
         let mut pool = pool;
         let mut start = head - head % CHUNK;

@@ -144,6 +144,10 @@ impl TcpOptions {
 
     /// Bytes the options take when emitted, unpadded.
     fn raw_len(&self) -> usize {
+        if self.sack_blocks[0].is_none() {
+            // No SACK block (nearly every segment): no count to take.
+            return self.raw_len_without_sack();
+        }
         self.raw_len_without_sack()
             + match self.sack_emitted() {
                 0 => 0,
@@ -353,6 +357,9 @@ pub struct TcpRepr {
 }
 
 impl TcpRepr {
+    /// Inlined: the per-segment caller then builds the repr in place
+    /// instead of copying a returned one (make pathcost).
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&T>,
         src: &Ipv4Addr,
