@@ -560,6 +560,7 @@ impl SendBuffer {
 
     /// `len` bytes from `offset`, as up to two slices: the whole range
     /// when `len` is at most [`CHUNK`] (a segment, [`MAX_SEGMENT`]).
+    #[inline]
     pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
         let len = len.min(self.ring.len().saturating_sub(offset));
         debug_assert!(len <= CHUNK, "a segment longer than a chunk");
@@ -758,6 +759,7 @@ impl RecvBuffer {
     /// chunk, so that a connection whose application has read everything
     /// still makes progress (Linux's `tcp_data_queue` forces memory for an
     /// empty receive queue).
+    #[inline]
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Written {
         let window = self.window();
         let mut w = Written {
@@ -842,6 +844,7 @@ impl RecvBuffer {
     }
 
     /// Copy readable bytes into `out`, consuming them.
+    #[inline]
     pub fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.ring.len());
         if n == 0 {
