@@ -359,7 +359,7 @@ pub struct TcpRepr {
 impl TcpRepr {
     /// Inlined: the per-segment caller then builds the repr in place
     /// instead of copying a returned one (make pathcost).
-    #[inline]
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&T>,
         src: &Ipv4Addr,
