@@ -364,6 +364,7 @@ impl Chunks {
     /// (a first write always gets its chunk). What the general walk does,
     /// without the walk (make pathcost: every request and response starts
     /// an empty buffer).
+    #[inline(always)]
     fn write_fresh(&mut self, pool: &mut Pool, data: &[u8]) {
         debug_assert!(self.fresh(data));
         let mut table = pool.take_table(self.slots());
@@ -385,7 +386,7 @@ impl Chunks {
 
     /// Move the head `n` bytes on, and give back every chunk that holds no
     /// byte from `live` past the new head on (`usize::MAX`: none is live).
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, pool: Option<&mut Pool>, n: usize, live: usize) {
         let slots = self.slots();
         let Some(table) = self.table.as_mut() else {

@@ -653,6 +653,7 @@ impl Tcb {
 
     /// Queue `data` for sending; returns how much was taken (backpressure:
     /// less than all when the send buffer is full).
+    #[inline]
     pub fn send(&mut self, data: &[u8]) -> usize {
         if self.fin_queued
             || !matches!(
@@ -688,6 +689,7 @@ impl Tcb {
     }
 
     /// Read in-order data. Opening the window may warrant an update.
+    #[inline]
     pub fn recv(&mut self, out: &mut [u8]) -> usize {
         let before = self.rx.window();
         let n = self.rx.read(out);
@@ -1823,6 +1825,7 @@ impl Tcb {
     }
 
     /// Fill window, timestamps and the ACK bookkeeping of a segment we send.
+    #[inline(always)]
     fn finish_header(&mut self, now: Instant, repr: &mut TcpRepr) {
         let syn = repr.flags.syn();
         let wnd = self.rx.window();
