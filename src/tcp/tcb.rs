@@ -1627,6 +1627,7 @@ impl Tcb {
     }
 
     /// Data (and a FIN) at `seq`, already trimmed to the window.
+    #[inline(always)]
     fn process_text(&mut self, now: Instant, seq: Seq, data: &[u8], fin: bool, c: &mut Counters) {
         if !(self.state.receives() || fin && self.fin_received) {
             return;
