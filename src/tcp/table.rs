@@ -268,7 +268,6 @@ impl TcpTable {
     /// after the read). Returns the application to tell CLOSED when the
     /// connection became a record while its application still held it.
     #[must_use]
-    #[inline(always)]
     pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
         let state = tcb.state;
         if matches!(state, State::Closed | State::TimeWait)
@@ -312,7 +311,6 @@ impl TcpTable {
     /// in its slot (`get_mut`), without taking it out: the same checks, the
     /// same re-arming and counting.
     #[must_use]
-    #[inline(always)]
     pub fn settle(&mut self, now: Instant, index: u32) -> Option<usize> {
         let slot = &mut self.slots[index as usize];
         let Conn::Open(tcb) = &mut slot.conn else {
