@@ -329,6 +329,7 @@ impl<P: BufPool> Net<P> {
     /// Put a connection back. One that becomes a TIME-WAIT record while its
     /// application holds it is gone for the application: it is told CLOSED.
     fn put_tcb(&mut self, index: u32, tcb: Box<Tcb>) {
+        // Its id before `put`: a TIME-WAIT record takes a new generation.
         let conn = self.tcp.id_of(index);
         if let Some(app) = self.tcp.put(self.now, index, tcb) {
             let reason = crate::tcp::CloseReason::Normal;
@@ -348,7 +349,18 @@ impl<P: BufPool> Net<P> {
         }
     }
 
+    #[inline]
     fn dispatch_tcb(&mut self, tcb: &mut Tcb) {
+        // After most segments (a delayed ACK, an ACK of everything) there
+        // is nothing to send or count, and no flow record to touch.
+        if self.flows.is_none() && tcb.dispatch_idle() {
+            return;
+        }
+        self.dispatch_tcb_now(tcb);
+    }
+
+    #[inline(never)]
+    fn dispatch_tcb_now(&mut self, tcb: &mut Tcb) {
         let dst = *tcb.remote.ip();
         let now = self.now;
         tcb.dispatch_with_ecn(now, &mut |repr: &TcpRepr, ecn: u8, a: &[u8], b: &[u8]| {

@@ -159,6 +159,12 @@ impl Pool {
         self.charge(bytes);
         // Every connection of a core has the same capacities: the last
         // table is almost always the right size.
+        if self.tables.last().is_some_and(|t| t.len() == slots) {
+            if let Some(t) = self.tables.pop() {
+                self.stats.spare -= bytes;
+                return t;
+            }
+        }
         match self.tables.iter().rposition(|t| t.len() == slots) {
             Some(i) => {
                 self.stats.spare -= bytes;
@@ -321,6 +327,17 @@ impl Chunks {
             return;
         }
         let slots = self.slots();
+        let (slot, at) = self.locate(offset);
+        if at + data.len() <= CHUNK {
+            // Within one chunk (a segment, most often): the loop's one turn.
+            let table = self.table.get_or_insert_with(|| pool.take_table(slots));
+            let chunk = table[slot].get_or_insert_with(|| {
+                self.held += 1;
+                pool.take_chunk()
+            });
+            chunk[at..at + data.len()].copy_from_slice(data);
+            return;
+        }
         let mut done = 0;
         while done < data.len() {
             let (slot, at) = self.locate(offset + done);
@@ -335,6 +352,29 @@ impl Chunks {
         }
     }
 
+    /// Whether `data` would be the first bytes of an empty ring that holds
+    /// no table, all in its first chunk: [`Chunks::write_fresh`] stores it.
+    #[inline]
+    fn fresh(&self, data: &[u8]) -> bool {
+        self.table.is_none() && self.head == 0 && self.capacity > 0 && data.len() <= CHUNK
+    }
+
+    /// `write_at(0, data)` on a ring that is [`Chunks::fresh`] for it: a
+    /// table and one chunk, which the caller let it have past the budget
+    /// (a first write always gets its chunk). What the general walk does,
+    /// without the walk (make pathcost: every request and response starts
+    /// an empty buffer).
+    #[inline(always)]
+    fn write_fresh(&mut self, pool: &mut Pool, data: &[u8]) {
+        debug_assert!(self.fresh(data));
+        let mut table = pool.take_table(self.slots());
+        let mut chunk = pool.take_chunk();
+        chunk[..data.len()].copy_from_slice(data);
+        table[0] = Some(chunk);
+        self.held = 1;
+        self.table = Some(table);
+    }
+
     /// The stored bytes of `[offset, offset + len)`, chunk by chunk.
     fn pieces(&self, offset: usize, len: usize) -> Pieces<'_> {
         Pieces {
@@ -346,7 +386,36 @@ impl Chunks {
 
     /// Move the head `n` bytes on, and give back every chunk that holds no
     /// byte from `live` past the new head on (`usize::MAX`: none is live).
+    #[inline(always)]
     fn advance(&mut self, pool: Option<&mut Pool>, n: usize, live: usize) {
+        let slots = self.slots();
+        let Some(table) = self.table.as_mut() else {
+            return;
+        };
+        let head = self.head as usize;
+        if self.held == 1 && live == usize::MAX {
+            // Everything consumed, and one chunk held (a request, a
+            // response): most often the head's, which the walk would find
+            // first; it and the table go back.
+            if let Some(c) = table[(head / CHUNK) & (slots - 1)].take() {
+                self.held = 0;
+                self.head = 0;
+                let t = self.table.take();
+                if let Some(p) = pool {
+                    p.put_chunk(c);
+                    if let Some(t) = t {
+                        p.put_table(t);
+                    }
+                }
+                return;
+            }
+        }
+        self.advance_walk(pool, n, live);
+    }
+
+    /// `advance`, chunk by chunk.
+    #[inline(never)]
+    fn advance_walk(&mut self, pool: Option<&mut Pool>, n: usize, live: usize) {
         let slots = self.slots();
         let Some(table) = self.table.as_mut() else {
             return;
@@ -464,6 +533,15 @@ impl SendBuffer {
         let at = self.ring.len();
         let first = at == 0;
         let ring = &mut self.ring;
+        if first && ring.fresh(&data[..n]) {
+            // The first write's chunk, past the budget if need be (as
+            // `storable` with the forced allowance below finds).
+            if with_pool(|p| ring.write_fresh(p, &data[..n])).is_some() {
+                ring.set_len(n);
+                return n;
+            }
+            return 0;
+        }
         let k = with_pool(|p| {
             let mut avail = p.available();
             if first {
@@ -483,6 +561,7 @@ impl SendBuffer {
 
     /// `len` bytes from `offset`, as up to two slices: the whole range
     /// when `len` is at most [`CHUNK`] (a segment, [`MAX_SEGMENT`]).
+    #[inline]
     pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
         let len = len.min(self.ring.len().saturating_sub(offset));
         debug_assert!(len <= CHUNK, "a segment longer than a chunk");
@@ -681,6 +760,7 @@ impl RecvBuffer {
     /// chunk, so that a connection whose application has read everything
     /// still makes progress (Linux's `tcp_data_queue` forces memory for an
     /// empty receive queue).
+    #[inline]
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Written {
         let window = self.window();
         let mut w = Written {
@@ -698,6 +778,18 @@ impl RecvBuffer {
         let forced = self.ring.len() == 0 && offset == 0;
         let out_of_order = offset > 0 || !self.ooo.is_empty();
         let (ring, ooo) = (&mut self.ring, &mut self.ooo);
+        if forced && !out_of_order && ring.fresh(&data[..n]) {
+            // In order into an empty buffer: its chunk, forced as below.
+            match with_pool(|p| ring.write_fresh(p, &data[..n])) {
+                Some(()) => {
+                    ring.set_len(n);
+                    w.in_order = n;
+                }
+                // No pool (the thread is ending): nothing stored.
+                None => w.no_memory = true,
+            }
+            return w;
+        }
         let stored = with_pool(|p| {
             let mut avail = p.available();
             if forced {
@@ -753,6 +845,7 @@ impl RecvBuffer {
     }
 
     /// Copy readable bytes into `out`, consuming them.
+    #[inline]
     pub fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.ring.len());
         if n == 0 {

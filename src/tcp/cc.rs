@@ -396,6 +396,7 @@ impl SlowStart {
     /// One ACK for either algorithm: note it for HyStart++ and, below
     /// ssthresh, grow `cwnd` (leaving slow start where HyStart++ says so).
     /// False in congestion avoidance: the algorithm's own growth applies.
+    #[inline(always)]
     fn step(&mut self, ack: &Ack, grow: bool, cwnd: &mut usize, ssthresh: &mut usize) -> bool {
         self.note_ack(ack.now, ack.flight);
         self.hystart.note_rtt(ack);

@@ -174,6 +174,7 @@ impl TcpTable {
     /// first: a slot holds `key` exactly when the index maps `key` to it,
     /// so comparing the slot's key is the whole check (and a segment
     /// usually follows one of the same flow).
+    #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<u32> {
         let last = self.last_hit.get();
         if let Some(slot) = self.slots.get(last as usize) {

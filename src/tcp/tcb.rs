@@ -132,7 +132,7 @@ pub(crate) fn ts_now(now: Instant) -> u32 {
 
 /// What a dispatch sent, for the core's counters (kept here so that the
 /// emit closure can borrow the core while the connection counts).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxStats {
     pub segments: u64,
     pub bytes: u64,
@@ -353,6 +353,30 @@ impl Timers {
             self.set(t, Some(d));
         }
     }
+}
+
+/// Header prediction is on ([`Tcb::process_predicted`]); a test turns it
+/// off on its thread to compare against the general path.
+#[cfg(not(test))]
+#[inline(always)]
+fn predict_enabled() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(super) static PREDICT: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Segments the prediction took on this thread.
+    pub(super) static PREDICTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn predict_enabled() -> bool {
+    PREDICT.with(std::cell::Cell::get)
 }
 
 pub struct Tcb {
@@ -629,6 +653,7 @@ impl Tcb {
 
     /// Queue `data` for sending; returns how much was taken (backpressure:
     /// less than all when the send buffer is full).
+    #[inline]
     pub fn send(&mut self, data: &[u8]) -> usize {
         if self.fin_queued
             || !matches!(
@@ -664,6 +689,7 @@ impl Tcb {
     }
 
     /// Read in-order data. Opening the window may warrant an update.
+    #[inline]
     pub fn recv(&mut self, out: &mut [u8]) -> usize {
         let before = self.rx.window();
         let n = self.rx.read(out);
@@ -852,10 +878,12 @@ impl Tcb {
         // The application found the send buffer full (the ACK may
         // announce room and clear this).
         let send_blocked = self.want_writable;
-        match self.state {
-            State::Closed => {}
-            State::SynSent => self.process_syn_sent(now, seg, payload, c),
-            _ => self.process_synchronized(now, seg, ip_ecn, payload, c),
+        if !self.process_predicted(now, seg, ip_ecn, payload, c) {
+            match self.state {
+                State::Closed => {}
+                State::SynSent => self.process_syn_sent(now, seg, payload, c),
+                _ => self.process_synchronized(now, seg, ip_ecn, payload, c),
+            }
         }
         if self.state.synchronized() {
             self.tune_rx_buffer(now, seg, payload.len(), c);
@@ -863,6 +891,90 @@ impl Tcb {
                 self.tune_tx_buffer(c);
             }
         }
+    }
+
+    /// Header prediction (Van Jacobson's, Linux `tcp_rcv_established`'s
+    /// fast path): in ESTABLISHED, a segment with ACK (and maybe PSH) and
+    /// no other flag, at RCV.NXT, whose data fits the window, that
+    /// acknowledges nothing before SND.UNA or past SND.MAX, is no possible
+    /// duplicate ACK, carries no SACK block or CE mark, and passes PAWS:
+    /// every check of [`Tcb::process_synchronized`] passes and nothing is
+    /// trimmed, so its steps are done without them (the same functions, in
+    /// the same order). Anything else returns false having changed
+    /// nothing, for the general path. A test runs seeded simulations with
+    /// and without it and compares every segment.
+    #[inline]
+    fn process_predicted(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        ip_ecn: u8,
+        payload: &[u8],
+        c: &mut Counters,
+    ) -> bool {
+        let (seq, ack) = (Seq(seg.seq_number), Seq(seg.ack_number));
+        let ts = if self.ts_enabled {
+            // PAWS (RFC 7323 5.3) passes; no timestamp: the general path.
+            match seg.options.timestamps {
+                Some((val, _)) if (val.wrapping_sub(self.rcv.ts_recent) as i32) >= 0 => Some(val),
+                _ => return false,
+            }
+        } else {
+            None
+        };
+        if self.state != State::Established
+            || seg.flags.0 & !TcpFlags::PSH.0 != TcpFlags::ACK.0
+            || seq != self.rcv.nxt
+            || ack < self.snd.una
+            || ack > self.snd.max
+            // A possible duplicate ACK (RFC 5681 2, RFC 6675 2).
+            || (ack == self.snd.una && payload.is_empty() && self.snd.max != self.snd.una)
+            || (self.sack_ok && seg.options.sack_blocks[0].is_some())
+            // RFC 3168 6.1.3: a CE mark changes what we echo.
+            || (self.ecn.ok && ip_ecn == crate::wire::ipv4::ecn::CE)
+            || (self.app_closed && !payload.is_empty())
+            || payload.len() > self.rcv_window()
+            || !predict_enabled()
+        {
+            return false;
+        }
+        #[cfg(test)]
+        PREDICTED.with(|n| n.set(n.get() + 1));
+        // Acceptable (3.10.7.4, first check): at RCV.NXT, inside the window.
+        self.peer_alive(now);
+        // Fifth, the ACK field (process_ack without SACK blocks, recovery
+        // or duplicates).
+        let window = usize::from(seg.window_len) << self.snd.shift;
+        self.persist_probes = 0;
+        let una_before = self.snd.una;
+        let sacked_before = self.sacked_bytes();
+        let mut delivered = Delivered::default();
+        if ack > self.snd.una {
+            self.ack_advanced(now, seg, ack, &mut delivered, c);
+        }
+        if self.sack_ok {
+            self.rack_detect_loss(now, delivered, c);
+            if self.rec.in_recovery {
+                let data = (self.snd.una.since(una_before) + self.sacked_bytes())
+                    .saturating_sub(sacked_before);
+                self.prr_on_ack(data);
+            }
+        }
+        self.update_window(seq, ack, window, una_before);
+        if self.rec.frto != Frto::Off {
+            self.frto_on_ack(ack > una_before, false, false, c);
+        }
+        // RFC 7323 4.3: the newest timestamp at the left edge.
+        if let Some(val) = ts {
+            if seq <= self.rcv.last_ack_sent {
+                self.rcv.ts_recent = val;
+            }
+        }
+        // Seventh, the segment text.
+        if !payload.is_empty() {
+            self.process_text(now, seq, payload, false, c);
+        }
+        true
     }
 
     /// The peer is alive: an acceptable segment arrived (it passed the
@@ -1259,113 +1371,7 @@ impl Tcb {
         };
         let mut dup_ack = false;
         if ack > self.snd.una {
-            let min_rtt = self.rack_min_rtt();
-            if let Some(board) = self.rec.board.as_deref_mut() {
-                let ecr = seg
-                    .options
-                    .timestamps
-                    .map(|t| t.1)
-                    .filter(|_| self.ts_enabled);
-                let d = board.ack(now, ack, ecr, min_rtt);
-                Scoreboard::merge(&mut delivered, d);
-            }
-            let acked = ack.since(self.snd.una);
-            let data_acked = acked.min(self.tx.len());
-            self.tx.consume(data_acked);
-            self.totals.bytes_acked += data_acked as u64;
-            if acked > data_acked && self.fin_seq.is_some() {
-                self.fin_acked = true;
-            }
-            let flight_before = self.snd.max.since(self.snd.una);
-            if self.undo_by_eifel(seg, ack, c) {
-                // Eifel judged the timeout first (its first ACK): F-RTO
-                // has nothing left to tell.
-                self.end_frto();
-            }
-            if self.rec.tlp_end.is_some_and(|e| ack > e) {
-                // RFC 8985 7.4.2: acknowledged beyond the probe with no
-                // D-SACK for it: the probe repaired a loss, which calls
-                // for the congestion response fast recovery would have
-                // made (a TLP recovery episode).
-                self.rec.tlp_end = None;
-                if !self.rec.in_recovery {
-                    self.cc.on_fast_retransmit(flight_before, self.mss);
-                    self.cc.on_recovery_end(
-                        now,
-                        flight_before - acked.min(flight_before),
-                        self.mss,
-                    );
-                    c.tcp_tlp_recoveries += 1;
-                }
-            }
-            self.snd.una = ack;
-            if self.snd.nxt < ack {
-                self.snd.nxt = ack;
-            }
-            if self.snd.una == self.snd.max {
-                // The flight drained: its scoreboard goes back to the
-                // core's spares.
-                if let Some(board) = self.rec.board.take() {
-                    Scoreboard::give(board);
-                }
-            }
-            let rtt = self.sample_rtt(now, seg, ack, &delivered);
-            // RFC 6582 3.2 step 5 (RFC 3782 4's "Impatient"): without SACK,
-            // partial ACKs repair one hole per round trip; only the first
-            // restarts the timer, so that a loss of many segments is
-            // repaired by the timeout's go-back-N (RFC 5681 3.1) instead
-            // of one round trip per hole.
-            let restart_timer = !(self.rec.in_recovery
-                && !self.sack_ok
-                && ack < self.rec.recover
-                && std::mem::replace(&mut self.rec.partial_acked, true));
-            if self.rec.in_recovery {
-                if ack >= self.rec.recover {
-                    self.rec.in_recovery = false;
-                    self.rack_recovery_ended();
-                    self.cc
-                        .on_recovery_end(now, self.snd.max.since(self.snd.una), self.mss);
-                } else {
-                    // RFC 6582 3.2 step 5: partial ACK, retransmit the next hole.
-                    self.cc.on_partial_ack(acked, self.mss);
-                    self.rec.retransmit_una = true;
-                }
-            } else if flight_before > 0 {
-                self.cc.on_ack(&Ack {
-                    now,
-                    acked,
-                    flight: self.snd.max.since(self.snd.una),
-                    rtt,
-                    srtt: self.rtt.srtt(),
-                    mss: self.mss,
-                });
-            }
-            if !self.rec.in_recovery {
-                // RFC 6582 3.2 step 5, RFC 6675 5: a partial ACK does not
-                // restart the count, so that the duplicates that follow it
-                // keep clocking out retransmissions.
-                self.rec.dup_acks = 0;
-            }
-            // Progress: the persist timer (if the window still holds data
-            // back) starts again from one RTO.
-            self.persist_backoff = 0;
-            self.timers.set(Timer::Persist, None);
-            self.stalled_since = (self.snd.una != self.snd.max).then_some(now);
-            let retransmit = if self.snd.una == self.snd.max {
-                None
-            } else if restart_timer {
-                Some(now.plus(self.rtt.rto()))
-            } else {
-                self.timers.get(Timer::Retransmit)
-            };
-            self.timers.set(Timer::Retransmit, retransmit);
-            self.rec.tlp_fired = false;
-            self.timers.set(Timer::TailLossProbe, None);
-            self.arm_tlp(now);
-            if self.want_writable && self.tx.free() > 0 {
-                self.want_writable = false;
-                self.events |= event::WRITABLE;
-            }
+            self.ack_advanced(now, seg, ack, &mut delivered, c);
         } else if ack == self.snd.una
             && data_len == 0
             && !seg.flags.fin()
@@ -1433,24 +1439,7 @@ impl Tcb {
                 self.prr_on_ack(data);
             }
         }
-        // Window update: the SND.WL1/WL2 rule, or (Linux
-        // `tcp_may_update_window`) an ACK that acknowledged new data, which
-        // is newer than every segment taken before it, whatever its
-        // sequence number (a retransmission, taken for its ACK only).
-        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) || ack > una_before {
-            let reopened = self.snd.wnd == 0 && window > 0;
-            self.snd.wnd = window;
-            self.snd.max_wnd = self.snd.max_wnd.max(window);
-            self.snd.wl1 = self.snd.wl1.max(seq);
-            self.snd.wl2 = ack;
-            if reopened {
-                self.timers.set(Timer::Persist, None);
-                self.persist_backoff = 0;
-                if self.snd.una == self.snd.max {
-                    self.stalled_since = None;
-                }
-            }
-        }
+        self.update_window(seq, ack, window, una_before);
         self.frto_on_ack(
             ack > una_before,
             dup_ack,
@@ -1468,6 +1457,145 @@ impl Tcb {
             State::Closing if self.fin_acked => self.enter_time_wait(now),
             State::LastAck if self.fin_acked => self.finish(CloseReason::Normal),
             _ => {}
+        }
+    }
+
+    /// The part of [`Tcb::process_ack`] for an ACK of new data (SND.UNA <
+    /// ACK <= SND.MAX): what the scoreboard delivered goes to `delivered`.
+    #[inline]
+    fn ack_advanced(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        ack: Seq,
+        delivered: &mut Delivered,
+        c: &mut Counters,
+    ) {
+        let min_rtt = self.rack_min_rtt();
+        if let Some(board) = self.rec.board.as_deref_mut() {
+            let ecr = seg
+                .options
+                .timestamps
+                .map(|t| t.1)
+                .filter(|_| self.ts_enabled);
+            let d = board.ack(now, ack, ecr, min_rtt);
+            Scoreboard::merge(delivered, d);
+        }
+        let acked = ack.since(self.snd.una);
+        let data_acked = acked.min(self.tx.len());
+        self.tx.consume(data_acked);
+        self.totals.bytes_acked += data_acked as u64;
+        if acked > data_acked && self.fin_seq.is_some() {
+            self.fin_acked = true;
+        }
+        let flight_before = self.snd.max.since(self.snd.una);
+        if self.undo_by_eifel(seg, ack, c) {
+            // Eifel judged the timeout first (its first ACK): F-RTO
+            // has nothing left to tell.
+            self.end_frto();
+        }
+        if self.rec.tlp_end.is_some_and(|e| ack > e) {
+            // RFC 8985 7.4.2: acknowledged beyond the probe with no
+            // D-SACK for it: the probe repaired a loss, which calls
+            // for the congestion response fast recovery would have
+            // made (a TLP recovery episode).
+            self.rec.tlp_end = None;
+            if !self.rec.in_recovery {
+                self.cc.on_fast_retransmit(flight_before, self.mss);
+                self.cc
+                    .on_recovery_end(now, flight_before - acked.min(flight_before), self.mss);
+                c.tcp_tlp_recoveries += 1;
+            }
+        }
+        self.snd.una = ack;
+        if self.snd.nxt < ack {
+            self.snd.nxt = ack;
+        }
+        if self.snd.una == self.snd.max {
+            // The flight drained: its scoreboard goes back to the
+            // core's spares.
+            if let Some(board) = self.rec.board.take() {
+                Scoreboard::give(board);
+            }
+        }
+        let rtt = self.sample_rtt(now, seg, ack, delivered);
+        // RFC 6582 3.2 step 5 (RFC 3782 4's "Impatient"): without SACK,
+        // partial ACKs repair one hole per round trip; only the first
+        // restarts the timer, so that a loss of many segments is
+        // repaired by the timeout's go-back-N (RFC 5681 3.1) instead
+        // of one round trip per hole.
+        let restart_timer = !(self.rec.in_recovery
+            && !self.sack_ok
+            && ack < self.rec.recover
+            && std::mem::replace(&mut self.rec.partial_acked, true));
+        if self.rec.in_recovery {
+            if ack >= self.rec.recover {
+                self.rec.in_recovery = false;
+                self.rack_recovery_ended();
+                self.cc
+                    .on_recovery_end(now, self.snd.max.since(self.snd.una), self.mss);
+            } else {
+                // RFC 6582 3.2 step 5: partial ACK, retransmit the next hole.
+                self.cc.on_partial_ack(acked, self.mss);
+                self.rec.retransmit_una = true;
+            }
+        } else if flight_before > 0 {
+            self.cc.on_ack(&Ack {
+                now,
+                acked,
+                flight: self.snd.max.since(self.snd.una),
+                rtt,
+                srtt: self.rtt.srtt(),
+                mss: self.mss,
+            });
+        }
+        if !self.rec.in_recovery {
+            // RFC 6582 3.2 step 5, RFC 6675 5: a partial ACK does not
+            // restart the count, so that the duplicates that follow it
+            // keep clocking out retransmissions.
+            self.rec.dup_acks = 0;
+        }
+        // Progress: the persist timer (if the window still holds data
+        // back) starts again from one RTO.
+        self.persist_backoff = 0;
+        self.timers.set(Timer::Persist, None);
+        self.stalled_since = (self.snd.una != self.snd.max).then_some(now);
+        let retransmit = if self.snd.una == self.snd.max {
+            None
+        } else if restart_timer {
+            Some(now.plus(self.rtt.rto()))
+        } else {
+            self.timers.get(Timer::Retransmit)
+        };
+        self.timers.set(Timer::Retransmit, retransmit);
+        self.rec.tlp_fired = false;
+        self.timers.set(Timer::TailLossProbe, None);
+        self.arm_tlp(now);
+        if self.want_writable && self.tx.free() > 0 {
+            self.want_writable = false;
+            self.events |= event::WRITABLE;
+        }
+    }
+
+    /// The window update of [`Tcb::process_ack`]: the SND.WL1/WL2 rule,
+    /// or (Linux `tcp_may_update_window`) an ACK that acknowledged new
+    /// data, which is newer than every segment taken before it, whatever
+    /// its sequence number (a retransmission, taken for its ACK only).
+    #[inline(always)]
+    fn update_window(&mut self, seq: Seq, ack: Seq, window: usize, una_before: Seq) {
+        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) || ack > una_before {
+            let reopened = self.snd.wnd == 0 && window > 0;
+            self.snd.wnd = window;
+            self.snd.max_wnd = self.snd.max_wnd.max(window);
+            self.snd.wl1 = self.snd.wl1.max(seq);
+            self.snd.wl2 = ack;
+            if reopened {
+                self.timers.set(Timer::Persist, None);
+                self.persist_backoff = 0;
+                if self.snd.una == self.snd.max {
+                    self.stalled_since = None;
+                }
+            }
         }
     }
 
@@ -1520,6 +1648,7 @@ impl Tcb {
     }
 
     /// Data (and a FIN) at `seq`, already trimmed to the window.
+    #[inline(always)]
     fn process_text(&mut self, now: Instant, seq: Seq, data: &[u8], fin: bool, c: &mut Counters) {
         if !(self.state.receives() || fin && self.fin_received) {
             return;
@@ -1718,6 +1847,7 @@ impl Tcb {
     }
 
     /// Fill window, timestamps and the ACK bookkeeping of a segment we send.
+    #[inline(always)]
     fn finish_header(&mut self, now: Instant, repr: &mut TcpRepr) {
         let syn = repr.flags.syn();
         let wnd = self.rx.window();
@@ -2244,6 +2374,14 @@ impl Tcb {
         if !self.nothing_due() {
             self.dispatch_counted(now, emit);
         }
+    }
+
+    /// A dispatch now would send nothing and change nothing, and nothing
+    /// was counted since the last (`tx_stats` is zero): the core may skip
+    /// it and its bookkeeping.
+    #[inline]
+    pub fn dispatch_idle(&self) -> bool {
+        self.nothing_due() && self.tx_stats == TxStats::default()
     }
 
     #[inline(never)]

@@ -894,7 +894,13 @@ struct Sim {
     b_deaf_ms: (u64, u64),
     /// Both connections' congestion control.
     cc: CcAlgorithm,
+    /// Both connections offer timestamps (RFC 7323) and SACK (RFC 2018).
+    timestamps: bool,
+    sack: bool,
 }
+
+/// Every segment a simulation sent, in order: (to b, header, payload).
+type SimTrace = Vec<(bool, TcpRepr, Vec<u8>)>;
 
 impl Sim {
     fn new(seed: u64, loss: u64, dup: u64, jitter: u64, len: usize) -> Sim {
@@ -907,12 +913,20 @@ impl Sim {
             simultaneous: false,
             b_deaf_ms: (0, 0),
             cc: CcAlgorithm::Cubic,
+            timestamps: true,
+            sack: true,
         }
     }
 
     /// Run it: what a received, what b received, and the counters (both
     /// connections' `tx_stats` probes included, as a core counts them).
     fn run(self) -> (Vec<u8>, Vec<u8>, Counters) {
+        let (a, b, c, _) = self.run_traced();
+        (a, b, c)
+    }
+
+    /// [`Sim::run`], and every segment sent.
+    fn run_traced(self) -> (Vec<u8>, Vec<u8>, Counters, SimTrace) {
         let Sim {
             seed,
             loss,
@@ -922,14 +936,19 @@ impl Sim {
             simultaneous,
             b_deaf_ms,
             cc,
+            timestamps,
+            sack,
         } = self;
         let cfg = TcpConfig {
             rx_buffer: 32 * 1024,
             tx_buffer: 32 * 1024,
             mss: 1000,
             cc,
+            timestamps,
+            sack,
             ..cfg()
         };
+        let mut trace = SimTrace::new();
         let mut rng = Rng(seed | 1);
         let start = Instant::from_secs(1);
         let mut now = start;
@@ -1017,6 +1036,7 @@ impl Sim {
                     true
                 });
                 for (seg, data) in out {
+                    trace.push((to_b, seg, data.clone()));
                     if rng.percent(loss) {
                         continue;
                     }
@@ -1044,7 +1064,87 @@ impl Sim {
         assert_eq!(got_b, data_a, "a -> b (seed {seed})");
         assert_eq!(got_a, data_b, "b -> a (seed {seed})");
         c.tcp_probes_sent += a.tx_stats.probes + b_opt.map_or(0, |b| b.tx_stats.probes);
-        (got_a, got_b, c)
+        (got_a, got_b, c, trace)
+    }
+}
+
+/// Header prediction (`Tcb::process_predicted`) against the general path
+/// alone: the same simulation, with it and without it, sends the same
+/// segments in the same order and counts the same, over lossy,
+/// reordering, duplicating links, with and without timestamps and SACK
+/// Returns how many segments it took.
+fn predicted_matches_general(sim: Sim) -> u64 {
+    use super::tcb::{PREDICT, PREDICTED};
+    PREDICTED.with(|n| n.set(0));
+    let fast = sim.run_traced();
+    let taken = PREDICTED.with(std::cell::Cell::get);
+    PREDICT.with(|p| p.set(false));
+    let slow = sim.run_traced();
+    PREDICT.with(|p| p.set(true));
+    assert_eq!(
+        PREDICTED.with(std::cell::Cell::get),
+        taken,
+        "forced off, yet taken"
+    );
+    assert_eq!(
+        fast.3.len(),
+        slow.3.len(),
+        "seed {}: segment counts",
+        sim.seed
+    );
+    for (i, (f, s)) in fast.3.iter().zip(&slow.3).enumerate() {
+        assert_eq!(f, s, "seed {}: segment {i}", sim.seed);
+    }
+    assert_eq!(fast.2, slow.2, "seed {}: counters", sim.seed);
+    assert_eq!((fast.0, fast.1), (slow.0, slow.1));
+    taken
+}
+
+#[test]
+fn header_prediction_is_the_general_path() {
+    // The lossiest runs go through timeouts, F-RTO and undo.
+    let mut total = 0;
+    for (seed, loss, dup, jitter, len) in [
+        (1, 0, 0, 1, 100_000),
+        (3, 5, 3, 4, 100_000),
+        (7, 2, 0, 8, 100_000),
+        (11, 10, 5, 2, 50_000),
+        (13, 25, 0, 1, 30_000),
+        (17, 30, 5, 3, 30_000),
+    ] {
+        for (timestamps, sack) in [(true, true), (false, false), (true, false), (false, true)] {
+            let sim = Sim {
+                timestamps,
+                sack,
+                ..Sim::new(seed, loss, dup, jitter, len)
+            };
+            total += predicted_matches_general(sim);
+        }
+    }
+    // Most segments of these links come out of order or carry SACK
+    // blocks; some hundreds do not.
+    assert!(total > 200, "predicted {total}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+    #[test]
+    fn header_prediction_is_the_general_path_on_random_links(
+        seed in 1u64..1_000_000,
+        loss in 0u64..15,
+        dup in 0u64..10,
+        jitter in 1u64..10,
+        timestamps: bool,
+        sack: bool,
+        newreno: bool,
+    ) {
+        let sim = Sim {
+            timestamps,
+            sack,
+            cc: if newreno { CcAlgorithm::NewReno } else { CcAlgorithm::Cubic },
+            ..Sim::new(seed, loss, dup, jitter, 40_000)
+        };
+        predicted_matches_general(sim);
     }
 }
 

@@ -229,6 +229,52 @@ mod tests {
     }
 
     #[test]
+    fn data_with_pseudo_header_at_every_alignment_and_carry() {
+        let bytes: Vec<u8> = (0..300u32).map(|i| (i * 91 + 7) as u8).collect();
+        let (s, d) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 200, 1));
+        for start in 0..9 {
+            for end in start..bytes.len() {
+                for p in [IpProtocol::Udp, IpProtocol::Tcp] {
+                    let b = &bytes[start..end];
+                    assert_eq!(
+                        data_with_pseudo_header(&s, &d, p, b),
+                        combine(&[pseudo_header(&s, &d, p, b.len() as u32), data(b)])
+                    );
+                }
+            }
+        }
+        // Carries out of every 64-bit add, and a length past 16 bits.
+        let ones = vec![0xffu8; 70_000];
+        let top = Ipv4Addr::new(255, 255, 255, 255);
+        for len in [0, 1, 7, 8, 9, 64, 65_535, 65_536, 70_000] {
+            let b = &ones[..len];
+            assert_eq!(
+                data_with_pseudo_header(&top, &top, IpProtocol::Tcp, b),
+                combine(&[
+                    pseudo_header(&top, &top, IpProtocol::Tcp, len as u32),
+                    data(b)
+                ]),
+                "{len}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn data_with_pseudo_header_matches_on_random_data(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            s: u32,
+            d: u32,
+        ) {
+            let (s, d) = (Ipv4Addr::from(s), Ipv4Addr::from(d));
+            proptest::prop_assert_eq!(
+                data_with_pseudo_header(&s, &d, IpProtocol::Tcp, &b),
+                combine(&[pseudo_header(&s, &d, IpProtocol::Tcp, b.len() as u32), data(&b)])
+            );
+        }
+    }
+
+    #[test]
     fn pseudo_header_sum() {
         let s = pseudo_header(
             &Ipv4Addr::new(198, 18, 0, 2),
