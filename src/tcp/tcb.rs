@@ -952,14 +952,7 @@ impl Tcb {
         if ack > self.snd.una {
             self.ack_advanced(now, seg, ack, &mut delivered, c);
         }
-        if self.sack_ok {
-            self.rack_detect_loss(now, delivered, c);
-            if self.rec.in_recovery {
-                let data = (self.snd.una.since(una_before) + self.sacked_bytes())
-                    .saturating_sub(sacked_before);
-                self.prr_on_ack(data);
-            }
-        }
+        self.detect_loss_after_ack(now, delivered, una_before, sacked_before, c);
         self.update_window(seq, ack, window, una_before);
         if self.rec.frto != Frto::Off {
             self.frto_on_ack(ack > una_before, false, false, c);
@@ -1429,16 +1422,7 @@ impl Tcb {
                 self.cc.on_dup_ack_in_recovery(self.mss);
             }
         }
-        if self.sack_ok {
-            self.rack_detect_loss(now, delivered, c);
-            if self.rec.in_recovery {
-                // RFC 6937 DeliveredData: what the cumulative ACK and the
-                // SACK blocks newly said the peer holds.
-                let data = (self.snd.una.since(una_before) + self.sacked_bytes())
-                    .saturating_sub(sacked_before);
-                self.prr_on_ack(data);
-            }
-        }
+        self.detect_loss_after_ack(now, delivered, una_before, sacked_before, c);
         self.update_window(seq, ack, window, una_before);
         self.frto_on_ack(
             ack > una_before,
@@ -1574,6 +1558,28 @@ impl Tcb {
         if self.want_writable && self.tx.free() > 0 {
             self.want_writable = false;
             self.events |= event::WRITABLE;
+        }
+    }
+
+    /// After an ACK (both paths): RACK's loss detection with what it
+    /// delivered and, in recovery, PRR's DeliveredData (RFC 6937: what the
+    /// cumulative ACK and the SACK blocks newly said the peer holds).
+    #[inline]
+    fn detect_loss_after_ack(
+        &mut self,
+        now: Instant,
+        delivered: Delivered,
+        una_before: Seq,
+        sacked_before: usize,
+        c: &mut Counters,
+    ) {
+        if self.sack_ok {
+            self.rack_detect_loss(now, delivered, c);
+            if self.rec.in_recovery {
+                let data = (self.snd.una.since(una_before) + self.sacked_bytes())
+                    .saturating_sub(sacked_before);
+                self.prr_on_ack(data);
+            }
         }
     }
 
