@@ -65,6 +65,12 @@ def ratio(a, b):
     return a / b if a and b else 0.0
 
 
+def lower_median(xs, key=None):
+    """The median of xs (the lower of the middle two when even), by key."""
+    by = sorted(xs, key=key)
+    return by[(len(by) - 1) // 2]
+
+
 def fmt_m(x):
     return f"{x / 1e6:.2f} M" if x >= 1e5 else f"{x / 1e3:.1f} k"
 
@@ -150,8 +156,7 @@ if not smoke and all(ab.get((p, w_)) for p in ("udp", "icmp") for w_ in ("base",
     w(f"| echo | at {BASE_COMMIT}, replies/s (runs) | this build (runs) | median, this / {BASE_COMMIT} |")
     w("|---|---|---|---|")
     for p, label in (("udp", "UDP"), ("icmp", "ICMP")):
-        base_runs, now_runs = sorted(ab[(p, "base")]), sorted(ab[(p, "now")])
-        mb, mn = base_runs[(len(base_runs) - 1) // 2], now_runs[(len(now_runs) - 1) // 2]
+        mb, mn = lower_median(ab[(p, "base")]), lower_median(ab[(p, "now")])
         ab_ratio[p] = ratio(mn, mb)
         w(f"| {label} | {fmt_m(mb)} ({', '.join(fmt_m(x) for x in ab[(p, 'base')])}) | "
           f"{fmt_m(mn)} ({', '.join(fmt_m(x) for x in ab[(p, 'now')])}) | {ab_ratio[p]:.2f} |")
@@ -516,8 +521,7 @@ def echo_runs(stack, loss):
     if not runs:
         missing.append(f"wan echo {stack} {loss}")
         return [], None
-    by = sorted(runs, key=lambda r: r["mbit"] if r["ok"] else 0)
-    return runs, by[(len(by) - 1) // 2]
+    return runs, lower_median(runs, key=lambda r: r["mbit"] if r["ok"] else 0)
 
 
 echo_ratios = []
