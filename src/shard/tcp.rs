@@ -543,6 +543,21 @@ impl<P: BufPool> Net<P> {
         conn: ConnId,
         f: impl FnOnce(&mut Tcb, Instant) -> Result<R, TcpError>,
     ) -> Result<R, TcpError> {
+        self.with_conn_then(conn, true, f)
+    }
+
+    /// [`Net::with_conn`]; `settle` false for a call that changes neither
+    /// the connection's state nor its timers (a send or a read: buffers
+    /// and flags only), after which the table's filing and state counts
+    /// stand as they were (make pathcost: two calls per echo), unless the
+    /// connection is in TIME-WAIT (see `TcpTable::put_closing`).
+    #[inline(always)]
+    fn with_conn_then<R>(
+        &mut self,
+        conn: ConnId,
+        settle: bool,
+        f: impl FnOnce(&mut Tcb, Instant) -> Result<R, TcpError>,
+    ) -> Result<R, TcpError> {
         let index = self.tcp.resolve(conn).ok_or(TcpError::NoConnection)?;
         let now = self.now;
         let current = self.current_app;
@@ -573,7 +588,11 @@ impl<P: BufPool> Net<P> {
         // The application caused whatever happened: it is not told (but
         // a connection that turns into a TIME-WAIT record is gone for it).
         tcb.take_events();
-        self.settle_tcb(index);
+        // A TIME-WAIT connection stays in its slot while it holds unread
+        // data: the read that empties it turns it into a record.
+        if settle || tcb.state == crate::tcp::State::TimeWait {
+            self.settle_tcb(index);
+        }
         r
     }
 
@@ -639,7 +658,8 @@ impl<P: BufPool> Net<P> {
     }
 
     pub(super) fn tcp_send_impl(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, TcpError> {
-        self.with_conn(conn, |t, _| {
+        // Tcb::send: the send buffer and `want_writable` only.
+        self.with_conn_then(conn, false, |t, _| {
             if !t.can_send() {
                 return Err(TcpError::Shutdown);
             }
@@ -656,7 +676,8 @@ impl<P: BufPool> Net<P> {
         conn: ConnId,
         buf: &mut [u8],
     ) -> Result<usize, TcpError> {
-        self.with_conn(conn, |t, _| Ok(t.recv(buf)))
+        // Tcb::recv: the receive buffer and `ack_now` only.
+        self.with_conn_then(conn, false, |t, _| Ok(t.recv(buf)))
     }
 
     pub(super) fn tcp_recv_len_impl(&self, conn: ConnId) -> Result<usize, TcpError> {

@@ -111,7 +111,9 @@ impl Scoreboard {
     pub fn give(mut board: Box<Scoreboard>) {
         let mut segs = std::mem::take(&mut board.segs);
         segs.clear();
-        segs.shrink_to(SPARE_SEGMENTS);
+        if segs.capacity() > SPARE_SEGMENTS {
+            segs.shrink_to(SPARE_SEGMENTS);
+        }
         *board = Scoreboard {
             segs,
             ..Scoreboard::default()
