@@ -353,19 +353,23 @@ impl<P: BufPool> Net<P> {
     fn dispatch_tcb(&mut self, tcb: &mut Tcb) {
         // After most segments (a delayed ACK, an ACK of everything) there
         // is nothing to send or count, and no flow record to touch.
-        if self.flows.is_none() && tcb.dispatch_idle() {
+        let due = !tcb.nothing_due();
+        if !due && self.flows.is_none() && tcb.tx_stats == tcb::TxStats::default() {
             return;
         }
-        self.dispatch_tcb_now(tcb);
+        self.dispatch_tcb_now(tcb, due);
     }
 
+    /// `due`: `!tcb.nothing_due()`, as `dispatch_tcb` found it.
     #[inline(never)]
-    fn dispatch_tcb_now(&mut self, tcb: &mut Tcb) {
+    fn dispatch_tcb_now(&mut self, tcb: &mut Tcb, due: bool) {
         let dst = *tcb.remote.ip();
         let now = self.now;
-        tcb.dispatch_with_ecn(now, &mut |repr: &TcpRepr, ecn: u8, a: &[u8], b: &[u8]| {
-            self.dispatch_tcp(dst, repr, ecn, a, b).is_ok()
-        });
+        if due {
+            tcb.dispatch_due_with_ecn(now, &mut |repr: &TcpRepr, ecn: u8, a: &[u8], b: &[u8]| {
+                self.dispatch_tcp(dst, repr, ecn, a, b).is_ok()
+            });
+        }
         let s = std::mem::take(&mut tcb.tx_stats);
         self.record_flow_out(
             Transport::Tcp,
@@ -451,9 +455,12 @@ impl<P: BufPool> Net<P> {
         {
             let seg = &mut buf.data_mut()[ETH_LEN + IP_LEN..];
             seg[hlen..hlen + a.len()].copy_from_slice(a);
-            seg[hlen + a.len()..tcp_len].copy_from_slice(b);
+            if !b.is_empty() {
+                // Most segments lie in one chunk: no second copy call.
+                seg[hlen + a.len()..tcp_len].copy_from_slice(b);
+            }
             let mut packet = TcpPacket::new_unchecked(&mut seg[..tcp_len]);
-            repr.emit(&mut packet);
+            repr.emit_with_len(&mut packet, hlen);
             if offload {
                 // DPDK wants the pseudo-header sum in the field.
                 packet.set_checksum(checksum::pseudo_header(
@@ -609,12 +616,19 @@ impl<P: BufPool> Net<P> {
     /// Send what applications queued during their callbacks.
     pub(super) fn flush_tcp_dirty(&mut self) {
         while let Some(index) = self.tcp_dirty.pop() {
-            if let Some(t) = self.tcp.get(index) {
-                if !t.dispatch_queued {
-                    continue;
-                }
+            // Queued once per callback; gone (or put back unqueued) since,
+            // nothing to do.
+            let Some(mut tcb) = self.tcp.take(index) else {
+                continue;
+            };
+            if !tcb.dispatch_queued {
+                self.tcp.restore(index, tcb);
+                continue;
             }
-            self.run_tcb(index, |t, _, _| t.dispatch_queued = false);
+            tcb.dispatch_queued = false;
+            self.dispatch_tcb(&mut tcb);
+            self.collect_events(index, &mut tcb);
+            self.put_tcb(index, tcb);
         }
     }
 

@@ -261,6 +261,12 @@ impl TcpTable {
         }
     }
 
+    /// Put back a connection `take` took and nothing changed (no state,
+    /// no timer: nothing for `put` to file or count).
+    pub fn restore(&mut self, index: u32, tcb: Box<Tcb>) {
+        self.slots[index as usize].conn = Conn::Open(tcb);
+    }
+
     /// Put a connection back, re-arming its timer if its earliest deadline
     /// moved earlier than the one filed, and counting it under its state. A
     /// closed connection is freed; one in TIME-WAIT becomes a record unless

@@ -2382,12 +2382,12 @@ impl Tcb {
         }
     }
 
-    /// A dispatch now would send nothing and change nothing, and nothing
-    /// was counted since the last (`tx_stats` is zero): the core may skip
-    /// it and its bookkeeping.
+    /// [`Tcb::dispatch_with_ecn`] for a caller that found
+    /// [`Tcb::nothing_due`] false already (the core's dispatch).
     #[inline]
-    pub fn dispatch_idle(&self) -> bool {
-        self.nothing_due() && self.tx_stats == TxStats::default()
+    pub fn dispatch_due_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        debug_assert!(!self.nothing_due());
+        self.dispatch_counted(now, emit);
     }
 
     #[inline(never)]
@@ -2409,7 +2409,7 @@ impl Tcb {
     /// FIN queued), so not window-blocked either. The common case after
     /// a segment that only needs a delayed ACK, or acknowledges all.
     #[inline]
-    pub(super) fn nothing_due(&self) -> bool {
+    pub fn nothing_due(&self) -> bool {
         self.state.synchronized()
             && self.pending_rst.is_none()
             && !self.ack_now
