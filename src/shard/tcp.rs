@@ -802,7 +802,17 @@ impl<P: BufPool> Net<P> {
 
 /// Hand the events raised while segments or timers ran to their
 /// applications. Calls the applications make meanwhile raise none.
+#[inline]
 pub(super) fn deliver_tcp_events<P: BufPool>(net: &mut Net<P>, apps: &mut [Box<dyn App>]) {
+    // After most segments without data (an ACK): no event, nothing queued.
+    if net.tcp_events.is_empty() && net.tcp_dirty.is_empty() {
+        return;
+    }
+    deliver_tcp_events_now(net, apps);
+}
+
+#[inline(never)]
+fn deliver_tcp_events_now<P: BufPool>(net: &mut Net<P>, apps: &mut [Box<dyn App>]) {
     if net.tcp_events.is_empty() {
         net.flush_tcp_dirty();
         return;

@@ -273,7 +273,10 @@ impl TcpTable {
     /// its application still has data to read (it becomes one at the put
     /// after the read). Returns the application to tell CLOSED when the
     /// connection became a record while its application still held it.
+    /// Inlined, the closing case and the filing out of line: the common
+    /// put is a few compares (make pathcost).
     #[must_use]
+    #[inline]
     pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
         let state = tcb.state;
         if matches!(state, State::Closed | State::TimeWait)
@@ -629,13 +632,20 @@ fn file_deadline(wheel: &mut TimerWheel, now: Instant, index: u32, tcb: &mut Tcb
         if tcb.timer_tick.is_some() && d >= tcb.timer_filed {
             return;
         }
-        // Compared as `insert` rounds it: an unchanged deadline is
-        // never filed twice.
-        let want = wheel.tick_for(d.max(now));
-        if tcb.timer_tick.is_none_or(|t| want < t) {
-            tcb.timer_tick = Some(wheel.insert(index, d));
-            tcb.timer_filed = d;
-        }
+        file_earlier(wheel, now, index, tcb, d);
+    }
+}
+
+/// `file_deadline` for a deadline earlier than the one filed (or the
+/// first), out of line.
+#[inline(never)]
+fn file_earlier(wheel: &mut TimerWheel, now: Instant, index: u32, tcb: &mut Tcb, d: Instant) {
+    // Compared as `insert` rounds it: an unchanged deadline is never
+    // filed twice.
+    let want = wheel.tick_for(d.max(now));
+    if tcb.timer_tick.is_none_or(|t| want < t) {
+        tcb.timer_tick = Some(wheel.insert(index, d));
+        tcb.timer_filed = d;
     }
 }
 
