@@ -391,6 +391,12 @@ impl<P: BufPool> Net<P> {
     fn collect_events(&mut self, index: u32, tcb: &mut Tcb) {
         let bits = tcb.take_events();
         if bits != 0 && !tcb.app_closed {
+            if bits == event::READABLE {
+                // Data arrived (most events): what push_events does for it.
+                let conn = self.tcp.id_of(index);
+                self.tcp_events.push((tcb.app, TcpEvent::Readable { conn }));
+                return;
+            }
             self.push_events(index, tcb, bits);
         }
     }
