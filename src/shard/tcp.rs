@@ -605,6 +605,10 @@ impl<P: BufPool> Net<P> {
         // data: the read that empties it turns it into a record.
         if settle || tcb.state == crate::tcp::State::TimeWait {
             self.settle_tcb(index);
+        } else {
+            // What settling would have done: nothing (every test with a
+            // core checks it).
+            debug_assert!(self.tcp.settled(self.now, index));
         }
         r
     }

@@ -607,6 +607,37 @@ impl Scoreboard {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_connections_own_spare_is_a_fresh_scoreboard() {
+        let t0 = Instant::from_secs(1);
+        let mut own = None;
+        // A used scoreboard: sent, acknowledged in part (RACK state set).
+        let mut b = Scoreboard::take_own(&mut own);
+        b.on_send(t0, Seq(100), Seq(200));
+        b.on_send(t0, Seq(200), Seq(300));
+        b.ack(
+            t0.plus(Duration::from_millis(5)),
+            Seq(200),
+            None,
+            Duration::from_micros(0),
+        );
+        assert!(format!("{b:?}") != format!("{:?}", Scoreboard::default()));
+        Scoreboard::give_own(&mut own, b);
+        // Kept, and what the core's spares would have given: empty.
+        let kept = own.as_deref().expect("kept");
+        assert_eq!(format!("{kept:?}"), format!("{:?}", Scoreboard::default()));
+        let b = Scoreboard::take_own(&mut own);
+        assert!(own.is_none());
+        assert_eq!(format!("{b:?}"), format!("{:?}", Scoreboard::default()));
+        // A large flight's goes back to the core's spares instead.
+        let mut big = Box::<Scoreboard>::default();
+        for i in 0..(OWN_SPARE_SEGMENTS as u32 + 1) {
+            big.on_send(t0, Seq(i * 10), Seq(i * 10 + 10));
+        }
+        Scoreboard::give_own(&mut own, big);
+        assert!(own.is_none());
+    }
+
     const MS: Duration = Duration::from_millis(1);
 
     /// Ten segments of 100 from 0, sent 1 ms apart from t = 0.

@@ -241,6 +241,28 @@ impl TcpTable {
         (slot.gen == id.gen && slot.key.is_some()).then_some(id.index)
     }
 
+    /// Whether `settle` would change nothing for slot `index` (debug
+    /// builds check that a call the core does not settle needs none).
+    pub fn settled(&self, now: Instant, index: u32) -> bool {
+        let slot = &self.slots[index as usize];
+        let Conn::Open(tcb) = &slot.conn else {
+            return true;
+        };
+        let filed = match tcb.next_deadline() {
+            None => true,
+            Some(d) => {
+                (tcb.timer_tick.is_some() && d >= tcb.timer_filed)
+                    || tcb
+                        .timer_tick
+                        .is_some_and(|t| self.wheel.tick_for(d.max(now)) >= t)
+            }
+        };
+        !matches!(tcb.state, State::Closed | State::TimeWait)
+            && slot.key.is_some()
+            && slot.counted == tcb.state
+            && filed
+    }
+
     pub fn id_of(&self, index: u32) -> ConnId {
         ConnId {
             index,
