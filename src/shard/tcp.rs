@@ -353,19 +353,23 @@ impl<P: BufPool> Net<P> {
     fn dispatch_tcb(&mut self, tcb: &mut Tcb) {
         // After most segments (a delayed ACK, an ACK of everything) there
         // is nothing to send or count, and no flow record to touch.
-        if self.flows.is_none() && tcb.dispatch_idle() {
+        let due = !tcb.nothing_due();
+        if !due && self.flows.is_none() && tcb.tx_stats == tcb::TxStats::default() {
             return;
         }
-        self.dispatch_tcb_now(tcb);
+        self.dispatch_tcb_now(tcb, due);
     }
 
+    /// `due`: `!tcb.nothing_due()`, as `dispatch_tcb` found it.
     #[inline(never)]
-    fn dispatch_tcb_now(&mut self, tcb: &mut Tcb) {
+    fn dispatch_tcb_now(&mut self, tcb: &mut Tcb, due: bool) {
         let dst = *tcb.remote.ip();
         let now = self.now;
-        tcb.dispatch_with_ecn(now, &mut |repr: &TcpRepr, ecn: u8, a: &[u8], b: &[u8]| {
-            self.dispatch_tcp(dst, repr, ecn, a, b).is_ok()
-        });
+        if due {
+            tcb.dispatch_due_with_ecn(now, &mut |repr: &TcpRepr, ecn: u8, a: &[u8], b: &[u8]| {
+                self.dispatch_tcp(dst, repr, ecn, a, b).is_ok()
+            });
+        }
         let s = std::mem::take(&mut tcb.tx_stats);
         self.record_flow_out(
             Transport::Tcp,
@@ -387,6 +391,12 @@ impl<P: BufPool> Net<P> {
     fn collect_events(&mut self, index: u32, tcb: &mut Tcb) {
         let bits = tcb.take_events();
         if bits != 0 && !tcb.app_closed {
+            if bits == event::READABLE {
+                // Data arrived (most events): what push_events does for it.
+                let conn = self.tcp.id_of(index);
+                self.tcp_events.push((tcb.app, TcpEvent::Readable { conn }));
+                return;
+            }
             self.push_events(index, tcb, bits);
         }
     }
@@ -451,9 +461,12 @@ impl<P: BufPool> Net<P> {
         {
             let seg = &mut buf.data_mut()[ETH_LEN + IP_LEN..];
             seg[hlen..hlen + a.len()].copy_from_slice(a);
-            seg[hlen + a.len()..tcp_len].copy_from_slice(b);
+            if !b.is_empty() {
+                // Most segments lie in one chunk: no second copy call.
+                seg[hlen + a.len()..tcp_len].copy_from_slice(b);
+            }
             let mut packet = TcpPacket::new_unchecked(&mut seg[..tcp_len]);
-            repr.emit(&mut packet);
+            repr.emit_with_len(&mut packet, hlen);
             if offload {
                 // DPDK wants the pseudo-header sum in the field.
                 packet.set_checksum(checksum::pseudo_header(
@@ -543,6 +556,21 @@ impl<P: BufPool> Net<P> {
         conn: ConnId,
         f: impl FnOnce(&mut Tcb, Instant) -> Result<R, TcpError>,
     ) -> Result<R, TcpError> {
+        self.with_conn_then(conn, true, f)
+    }
+
+    /// [`Net::with_conn`]; `settle` false for a call that changes neither
+    /// the connection's state nor its timers (a send or a read: buffers
+    /// and flags only), after which the table's filing and state counts
+    /// stand as they were (make pathcost: two calls per echo), unless the
+    /// connection is in TIME-WAIT (see `TcpTable::put_closing`).
+    #[inline(always)]
+    fn with_conn_then<R>(
+        &mut self,
+        conn: ConnId,
+        settle: bool,
+        f: impl FnOnce(&mut Tcb, Instant) -> Result<R, TcpError>,
+    ) -> Result<R, TcpError> {
         let index = self.tcp.resolve(conn).ok_or(TcpError::NoConnection)?;
         let now = self.now;
         let current = self.current_app;
@@ -573,7 +601,15 @@ impl<P: BufPool> Net<P> {
         // The application caused whatever happened: it is not told (but
         // a connection that turns into a TIME-WAIT record is gone for it).
         tcb.take_events();
-        self.settle_tcb(index);
+        // A TIME-WAIT connection stays in its slot while it holds unread
+        // data: the read that empties it turns it into a record.
+        if settle || tcb.state == crate::tcp::State::TimeWait {
+            self.settle_tcb(index);
+        } else {
+            // What settling would have done: nothing (every test with a
+            // core checks it).
+            debug_assert!(self.tcp.settled(self.now, index));
+        }
         r
     }
 
@@ -590,12 +626,19 @@ impl<P: BufPool> Net<P> {
     /// Send what applications queued during their callbacks.
     pub(super) fn flush_tcp_dirty(&mut self) {
         while let Some(index) = self.tcp_dirty.pop() {
-            if let Some(t) = self.tcp.get(index) {
-                if !t.dispatch_queued {
-                    continue;
-                }
+            // Queued once per callback; gone (or put back unqueued) since,
+            // nothing to do.
+            let Some(mut tcb) = self.tcp.take(index) else {
+                continue;
+            };
+            if !tcb.dispatch_queued {
+                self.tcp.restore(index, tcb);
+                continue;
             }
-            self.run_tcb(index, |t, _, _| t.dispatch_queued = false);
+            tcb.dispatch_queued = false;
+            self.dispatch_tcb(&mut tcb);
+            self.collect_events(index, &mut tcb);
+            self.put_tcb(index, tcb);
         }
     }
 
@@ -639,7 +682,8 @@ impl<P: BufPool> Net<P> {
     }
 
     pub(super) fn tcp_send_impl(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, TcpError> {
-        self.with_conn(conn, |t, _| {
+        // Tcb::send: the send buffer and `want_writable` only.
+        self.with_conn_then(conn, false, |t, _| {
             if !t.can_send() {
                 return Err(TcpError::Shutdown);
             }
@@ -656,7 +700,8 @@ impl<P: BufPool> Net<P> {
         conn: ConnId,
         buf: &mut [u8],
     ) -> Result<usize, TcpError> {
-        self.with_conn(conn, |t, _| Ok(t.recv(buf)))
+        // Tcb::recv: the receive buffer and `ack_now` only.
+        self.with_conn_then(conn, false, |t, _| Ok(t.recv(buf)))
     }
 
     pub(super) fn tcp_recv_len_impl(&self, conn: ConnId) -> Result<usize, TcpError> {
@@ -767,7 +812,17 @@ impl<P: BufPool> Net<P> {
 
 /// Hand the events raised while segments or timers ran to their
 /// applications. Calls the applications make meanwhile raise none.
+#[inline]
 pub(super) fn deliver_tcp_events<P: BufPool>(net: &mut Net<P>, apps: &mut [Box<dyn App>]) {
+    // After most segments without data (an ACK): no event, nothing queued.
+    if net.tcp_events.is_empty() && net.tcp_dirty.is_empty() {
+        return;
+    }
+    deliver_tcp_events_now(net, apps);
+}
+
+#[inline(never)]
+fn deliver_tcp_events_now<P: BufPool>(net: &mut Net<P>, apps: &mut [Box<dyn App>]) {
     if net.tcp_events.is_empty() {
         net.flush_tcp_dirty();
         return;

@@ -241,6 +241,28 @@ impl TcpTable {
         (slot.gen == id.gen && slot.key.is_some()).then_some(id.index)
     }
 
+    /// Whether `settle` would change nothing for slot `index` (debug
+    /// builds check that a call the core does not settle needs none).
+    pub fn settled(&self, now: Instant, index: u32) -> bool {
+        let slot = &self.slots[index as usize];
+        let Conn::Open(tcb) = &slot.conn else {
+            return true;
+        };
+        let filed = match tcb.next_deadline() {
+            None => true,
+            Some(d) => {
+                (tcb.timer_tick.is_some() && d >= tcb.timer_filed)
+                    || tcb
+                        .timer_tick
+                        .is_some_and(|t| self.wheel.tick_for(d.max(now)) >= t)
+            }
+        };
+        !matches!(tcb.state, State::Closed | State::TimeWait)
+            && slot.key.is_some()
+            && slot.counted == tcb.state
+            && filed
+    }
+
     pub fn id_of(&self, index: u32) -> ConnId {
         ConnId {
             index,
@@ -261,13 +283,22 @@ impl TcpTable {
         }
     }
 
+    /// Put back a connection `take` took and nothing changed (no state,
+    /// no timer: nothing for `put` to file or count).
+    pub fn restore(&mut self, index: u32, tcb: Box<Tcb>) {
+        self.slots[index as usize].conn = Conn::Open(tcb);
+    }
+
     /// Put a connection back, re-arming its timer if its earliest deadline
     /// moved earlier than the one filed, and counting it under its state. A
     /// closed connection is freed; one in TIME-WAIT becomes a record unless
     /// its application still has data to read (it becomes one at the put
     /// after the read). Returns the application to tell CLOSED when the
     /// connection became a record while its application still held it.
+    /// Inlined, the closing case and the filing out of line: the common
+    /// put is a few compares (make pathcost).
     #[must_use]
+    #[inline]
     pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
         let state = tcb.state;
         if matches!(state, State::Closed | State::TimeWait)
@@ -623,13 +654,20 @@ fn file_deadline(wheel: &mut TimerWheel, now: Instant, index: u32, tcb: &mut Tcb
         if tcb.timer_tick.is_some() && d >= tcb.timer_filed {
             return;
         }
-        // Compared as `insert` rounds it: an unchanged deadline is
-        // never filed twice.
-        let want = wheel.tick_for(d.max(now));
-        if tcb.timer_tick.is_none_or(|t| want < t) {
-            tcb.timer_tick = Some(wheel.insert(index, d));
-            tcb.timer_filed = d;
-        }
+        file_earlier(wheel, now, index, tcb, d);
+    }
+}
+
+/// `file_deadline` for a deadline earlier than the one filed (or the
+/// first), out of line.
+#[inline(never)]
+fn file_earlier(wheel: &mut TimerWheel, now: Instant, index: u32, tcb: &mut Tcb, d: Instant) {
+    // Compared as `insert` rounds it: an unchanged deadline is never
+    // filed twice.
+    let want = wheel.tick_for(d.max(now));
+    if tcb.timer_tick.is_none_or(|t| want < t) {
+        tcb.timer_tick = Some(wheel.insert(index, d));
+        tcb.timer_filed = d;
     }
 }
 

@@ -191,6 +191,9 @@ struct Recovery {
     /// Every segment in flight, while any is (see scoreboard.rs); boxed so
     /// that an idle connection pays a pointer.
     board: Option<Box<Scoreboard>>,
+    /// The last flight's scoreboard, emptied, for the next one (see
+    /// scoreboard.rs): never read otherwise.
+    spare_board: Option<Box<Scoreboard>>,
     /// The highest sequence number retransmitted in this recovery.
     high_rxt: Seq,
     dup_acks: u32,
@@ -508,6 +511,7 @@ impl Tcb {
             sack_ok: false,
             rec: Recovery {
                 board: None,
+                spare_board: None,
                 high_rxt: iss,
                 dup_acks: 0,
                 in_recovery: false,
@@ -1499,7 +1503,7 @@ impl Tcb {
             // The flight drained: its scoreboard goes back to the
             // core's spares.
             if let Some(board) = self.rec.board.take() {
-                Scoreboard::give(board);
+                Scoreboard::give_own(&mut self.rec.spare_board, board);
             }
         }
         let rtt = self.sample_rtt(now, seg, ack, delivered);
@@ -2382,12 +2386,12 @@ impl Tcb {
         }
     }
 
-    /// A dispatch now would send nothing and change nothing, and nothing
-    /// was counted since the last (`tx_stats` is zero): the core may skip
-    /// it and its bookkeeping.
+    /// [`Tcb::dispatch_with_ecn`] for a caller that found
+    /// [`Tcb::nothing_due`] false already (the core's dispatch).
     #[inline]
-    pub fn dispatch_idle(&self) -> bool {
-        self.nothing_due() && self.tx_stats == TxStats::default()
+    pub fn dispatch_due_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        debug_assert!(!self.nothing_due());
+        self.dispatch_counted(now, emit);
     }
 
     #[inline(never)]
@@ -2409,7 +2413,7 @@ impl Tcb {
     /// FIN queued), so not window-blocked either. The common case after
     /// a segment that only needs a delayed ACK, or acknowledges all.
     #[inline]
-    pub(super) fn nothing_due(&self) -> bool {
+    pub fn nothing_due(&self) -> bool {
         self.state.synchronized()
             && self.pending_rst.is_none()
             && !self.ack_now
@@ -2645,9 +2649,9 @@ impl Tcb {
             return None;
         }
         let end = seq + len + fin as usize;
-        self.rec
-            .board
-            .get_or_insert_with(Scoreboard::take)
+        let rec = &mut self.rec;
+        rec.board
+            .get_or_insert_with(|| Scoreboard::take_own(&mut rec.spare_board))
             .on_send(now, seq, end);
         if self.sack_ok && self.rec.in_recovery {
             self.prr_sent(len);

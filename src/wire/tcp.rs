@@ -272,6 +272,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         self.be32(field::ACK)
     }
     /// The data offset, in bytes.
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::OFFSET] >> 4) * 4
     }
@@ -290,6 +291,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[Self::HEADER_LEN..self.header_len()]
     }
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -408,7 +410,18 @@ impl TcpRepr {
     /// Write the header and options; the checksum field is left zero and
     /// the payload untouched.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut TcpPacket<T>) {
-        let hl = self.header_len();
+        self.emit_with_len(packet, self.header_len())
+    }
+
+    /// [`TcpRepr::emit`] for a caller that sized the segment by
+    /// `header_len()` already (`hl` is that length: make pathcost).
+    #[inline]
+    pub fn emit_with_len<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+        hl: usize,
+    ) {
+        debug_assert_eq!(hl, self.header_len());
         // The fixed header as one array, written at once (make pathcost:
         // a field at a time was a bounds check each).
         let (sp, dp) = (self.src_port.to_be_bytes(), self.dst_port.to_be_bytes());
