@@ -1323,13 +1323,10 @@ mod tests {
                 FlowMap::with_capacity_and_hasher(N, Default::default());
             let buckets = (map.capacity() * 8).div_ceil(7).next_power_of_two();
             let index = (buckets * (size_of::<(FlowKey, u32)>() + 1)).div_ceil(N);
-            // The last flight's scoreboard, kept emptied for the next.
-            let board = crate::tcp::scoreboard::own_spare_bytes();
-            let total = boxed + slot + index + board;
+            let total = boxed + slot + index;
             eprintln!(
                 "idle established connection: Tcb {tcb} B (boxed {boxed}) + slot {slot} \
-                 + index {index} + spare scoreboard {board} = {total} B; buffer memory 0 \
-                 (was {} B of rings)",
+                 + index {index} = {total} B; buffer memory 0 (was {} B of rings)",
                 cfg.rx_buffer + cfg.tx_buffer
             );
             // The issue's bound: at most 8 KB, TCB included.

@@ -9,15 +9,9 @@
 //! segment it sends and trims on every cumulative ACK); `sacked`, `lost`
 //! and `retrans` are the byte sums of the flags over the records, kept as
 //! the flags change, so that the pipe is O(1). A connection holds a
-//! scoreboard only while data is in flight (the `Tcb` boxes it and lets it
-//! go when the flight drains); it holds at most one record per segment of
-//! the send buffer. The drained scoreboard of a small flight (a request's,
-//! a response's: [`OWN_SPARE_SEGMENTS`] records of room at most) stays with
-//! the connection, emptied, for its next flight ([`Scoreboard::take_own`],
-//! [`Scoreboard::give_own`]): an idle connection pays that one small box
-//! (under 300 bytes), and the next request and response take no trip
-//! through the core's spares (make pathcost); a larger one goes back to
-//! the core's spares.
+//! scoreboard only while data is in flight (the `Tcb` boxes it and drops it
+//! when the flight drains), so an idle connection pays one pointer; it holds
+//! at most one record per segment of the send buffer.
 
 use super::seq::Seq;
 use crate::time::{Duration, Instant};
@@ -106,65 +100,24 @@ const SPARE_MAX: usize = 64;
 /// Records a spare keeps room for at most (a large flight's are let go).
 const SPARE_SEGMENTS: usize = 1024;
 
-/// Records a connection's own drained scoreboard keeps room for at most.
-pub const OWN_SPARE_SEGMENTS: usize = 4;
-
-/// The most an idle connection's own spare scoreboard holds on the heap
-/// (glibc: an 8-byte header, 16-byte granules), for its memory figures.
-#[cfg(test)]
-pub(super) fn own_spare_bytes() -> usize {
-    let heap = |n: usize| (n + 8).next_multiple_of(16);
-    heap(std::mem::size_of::<Scoreboard>())
-        + heap(OWN_SPARE_SEGMENTS * std::mem::size_of::<Segment>())
-}
-
 impl Scoreboard {
     /// An empty scoreboard, one of the core's spares if it has one.
     pub fn take() -> Box<Scoreboard> {
         SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
     }
 
-    /// An empty scoreboard: the connection's own spare `own` if it has
-    /// one, else [`Scoreboard::take`].
-    #[inline]
-    pub fn take_own(own: &mut Option<Box<Scoreboard>>) -> Box<Scoreboard> {
-        match own.take() {
-            Some(b) => b,
-            None => Scoreboard::take(),
-        }
-    }
-
-    /// Give a drained scoreboard back: emptied as [`Scoreboard::give`]
-    /// empties it, kept as the connection's own spare `own` when that is
-    /// free and it has room for few records, else to the core's spares.
-    #[inline]
-    pub fn give_own(own: &mut Option<Box<Scoreboard>>, mut board: Box<Scoreboard>) {
-        if own.is_none() && board.segs.capacity() <= OWN_SPARE_SEGMENTS {
-            board.reset();
-            *own = Some(board);
-        } else {
-            Scoreboard::give(board);
-        }
-    }
-
-    /// Empty, as `Scoreboard::default()` with the records' room kept.
-    #[inline]
-    fn reset(&mut self) {
-        let mut segs = std::mem::take(&mut self.segs);
-        segs.clear();
-        *self = Scoreboard {
-            segs,
-            ..Scoreboard::default()
-        };
-    }
-
     /// Give a drained scoreboard back to the core's spares (beyond
     /// [`SPARE_MAX`] it is freed).
     pub fn give(mut board: Box<Scoreboard>) {
-        board.reset();
-        if board.segs.capacity() > SPARE_SEGMENTS {
-            board.segs.shrink_to(SPARE_SEGMENTS);
+        let mut segs = std::mem::take(&mut board.segs);
+        segs.clear();
+        if segs.capacity() > SPARE_SEGMENTS {
+            segs.shrink_to(SPARE_SEGMENTS);
         }
+        *board = Scoreboard {
+            segs,
+            ..Scoreboard::default()
+        };
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < SPARE_MAX {
@@ -606,37 +559,6 @@ impl Scoreboard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_connections_own_spare_is_a_fresh_scoreboard() {
-        let t0 = Instant::from_secs(1);
-        let mut own = None;
-        // A used scoreboard: sent, acknowledged in part (RACK state set).
-        let mut b = Scoreboard::take_own(&mut own);
-        b.on_send(t0, Seq(100), Seq(200));
-        b.on_send(t0, Seq(200), Seq(300));
-        b.ack(
-            t0.plus(Duration::from_millis(5)),
-            Seq(200),
-            None,
-            Duration::from_micros(0),
-        );
-        assert!(format!("{b:?}") != format!("{:?}", Scoreboard::default()));
-        Scoreboard::give_own(&mut own, b);
-        // Kept, and what the core's spares would have given: empty.
-        let kept = own.as_deref().expect("kept");
-        assert_eq!(format!("{kept:?}"), format!("{:?}", Scoreboard::default()));
-        let b = Scoreboard::take_own(&mut own);
-        assert!(own.is_none());
-        assert_eq!(format!("{b:?}"), format!("{:?}", Scoreboard::default()));
-        // A large flight's goes back to the core's spares instead.
-        let mut big = Box::<Scoreboard>::default();
-        for i in 0..(OWN_SPARE_SEGMENTS as u32 + 1) {
-            big.on_send(t0, Seq(i * 10), Seq(i * 10 + 10));
-        }
-        Scoreboard::give_own(&mut own, big);
-        assert!(own.is_none());
-    }
 
     const MS: Duration = Duration::from_millis(1);
 

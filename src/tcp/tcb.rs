@@ -191,9 +191,6 @@ struct Recovery {
     /// Every segment in flight, while any is (see scoreboard.rs); boxed so
     /// that an idle connection pays a pointer.
     board: Option<Box<Scoreboard>>,
-    /// The last flight's scoreboard, emptied, for the next one (see
-    /// scoreboard.rs): never read otherwise.
-    spare_board: Option<Box<Scoreboard>>,
     /// The highest sequence number retransmitted in this recovery.
     high_rxt: Seq,
     dup_acks: u32,
@@ -511,7 +508,6 @@ impl Tcb {
             sack_ok: false,
             rec: Recovery {
                 board: None,
-                spare_board: None,
                 high_rxt: iss,
                 dup_acks: 0,
                 in_recovery: false,
@@ -1503,7 +1499,7 @@ impl Tcb {
             // The flight drained: its scoreboard goes back to the
             // core's spares.
             if let Some(board) = self.rec.board.take() {
-                Scoreboard::give_own(&mut self.rec.spare_board, board);
+                Scoreboard::give(board);
             }
         }
         let rtt = self.sample_rtt(now, seg, ack, delivered);
@@ -2649,9 +2645,9 @@ impl Tcb {
             return None;
         }
         let end = seq + len + fin as usize;
-        let rec = &mut self.rec;
-        rec.board
-            .get_or_insert_with(|| Scoreboard::take_own(&mut rec.spare_board))
+        self.rec
+            .board
+            .get_or_insert_with(Scoreboard::take)
             .on_send(now, seq, end);
         if self.sack_ok && self.rec.in_recovery {
             self.prr_sent(len);
