@@ -161,13 +161,21 @@ impl ArpReader {
         true
     }
 
-    #[inline]
+    /// The neighbour's MAC. The last one found is asked first, inline
+    /// (the reply to the frame just received, nearly always); the table
+    /// out of line.
+    #[inline(always)]
     pub fn lookup(&self, ip: &Ipv4Addr) -> Option<EthernetAddress> {
         if let Some((last, mac)) = self.last.get() {
             if last == *ip {
                 return Some(mac);
             }
         }
+        self.lookup_table(ip)
+    }
+
+    #[inline(never)]
+    fn lookup_table(&self, ip: &Ipv4Addr) -> Option<EthernetAddress> {
         let mac = self.cached.lookup(ip).map(|e| e.mac)?;
         self.last.set(Some((*ip, mac)));
         Some(mac)

@@ -39,6 +39,20 @@ impl Routes {
         }
     }
 
+    /// The neighbour a reply to `src` goes to, for a source that
+    /// [`valid_source`](Self::valid_source) accepts: `next_hop(src)`
+    /// without its tests for broadcast, multicast and the rest, which such
+    /// a source never is. Itself on-link, else the gateway (None without).
+    #[inline(always)]
+    pub fn neighbor_of_source(&self, src: Ipv4Addr) -> Option<Ipv4Addr> {
+        debug_assert!(self.valid_source(src));
+        if self.local.contains_addr(&src) {
+            Some(src)
+        } else {
+            self.gateway
+        }
+    }
+
     /// Is `dst` an address this host accepts datagrams for?
     /// Ours, the limited broadcast, or our subnet's broadcast (RFC 1122 3.3.6).
     #[inline]
@@ -109,6 +123,39 @@ mod tests {
         assert_eq!(r.next_hop(Ipv4Addr::BROADCAST), Some(NextHop::Broadcast));
         assert_eq!(routes(None).next_hop(Ipv4Addr::new(198, 19, 1, 1)), None);
         assert_eq!(r.next_hop(Ipv4Addr::new(224, 0, 0, 1)), None);
+    }
+
+    #[test]
+    fn neighbor_of_source_is_next_hop_for_every_valid_source() {
+        // Every address of a few /8s around ours and the special ones:
+        // where valid_source holds, next_hop says Neighbor(what it says).
+        let gw = Ipv4Addr::new(198, 18, 0, 254);
+        let mut checked = 0;
+        for r in [routes(Some(gw)), routes(None)] {
+            for a in [0u32, 10, 127, 198, 224, 255] {
+                for i in 0..(1u32 << 16) {
+                    let addr = Ipv4Addr::from((a << 24) | (i.wrapping_mul(2_654_435_761) >> 8));
+                    let addr = if i < 512 {
+                        // The local /24 and its edges whole.
+                        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i - 128)
+                    } else {
+                        addr
+                    };
+                    if !r.valid_source(addr) {
+                        continue;
+                    }
+                    let expected = match r.next_hop(addr) {
+                        Some(NextHop::Neighbor(n)) => Some(n),
+                        Some(NextHop::Broadcast) => panic!("{addr} is a valid source"),
+                        None => None,
+                    };
+                    assert_eq!(r.neighbor_of_source(addr), expected, "{addr}");
+                    checked += 1;
+                }
+            }
+            assert!(!r.valid_source(Ipv4Addr::new(198, 18, 0, 255)));
+        }
+        assert!(checked > 500_000, "{checked}");
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl<P: BufPool> Net<P> {
 /// Turn an echo request (checksum valid) into the reply, in place: type 8
 /// code 0 becomes type 0 code 0, and the checksum follows (RFC 1624).
 #[inline(always)]
-fn echo_request_to_reply(icmp: &mut [u8]) {
+pub(super) fn echo_request_to_reply(icmp: &mut [u8]) {
     let mut packet = Icmpv4Packet::new_unchecked(&mut *icmp);
     let old = packet.checksum();
     packet.set_msg_type(Icmpv4Message::EchoReply);

@@ -6,6 +6,7 @@ use super::classify::{classify, local_alone, Tables, Verdict};
 use super::ctx::{Core, Net};
 use super::ethernet::ETH_LEN;
 use super::handoff::hand_over_reassembled;
+use super::icmp::echo_request_to_reply;
 use super::kernel::dispatch_kernel;
 use super::steer::Steering;
 use super::tcp::deliver_tcp_events;
@@ -17,15 +18,21 @@ use crate::ipv4::NextHop;
 use crate::kni::KniPolicy;
 use crate::stats::DropReason;
 use crate::wire::{
-    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet, IpProtocol, Ipv4Packet,
+    Ipv4Repr, UdpPacket,
 };
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 pub(super) const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
 pub(super) const DEFAULT_TTL: u8 = 64;
 
 impl<P: BufPool> Core<P> {
-    pub(super) fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
+    pub(super) fn process_ipv4(&mut self, mut buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
+        if !handed_off && eth.vlan.is_none() && self.echo_fast(&mut buf, eth.src_addr) {
+            // Room was checked: push_tx's test holds.
+            self.net.tx.push(buf);
+            return;
+        }
         self.net.rx_handed = handed_off;
         let l2 = eth.buffer_len();
         let bytes = &buf.data()[l2..];
@@ -107,6 +114,114 @@ impl<P: BufPool> Core<P> {
         if let Some((mac, slot)) = self.net.reply_inplace.take() {
             self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
         }
+    }
+
+    /// The two echoes a core alone answers most, each in one pass over its
+    /// frame (untagged, not handed over, IPv4 at `ETH_LEN`): a UDP datagram
+    /// to the built-in echo's port, and an ICMP echo request, in plain IPv4
+    /// to our address. Each field is read once from its fixed offset, each
+    /// checksum summed once; the frame is turned into its reply in place
+    /// and true returned, with every counter and table the general path
+    /// changes changed alike: the caller queues it (room was checked).
+    /// False, nothing changed (but ARP's lookup cache), for any frame that
+    /// fails a test here, valid or not: the general path then takes it from
+    /// the start and finds its verdict or its drop reason
+    /// (`echo_fast_is_the_general_path` in shard/tests.rs compares them).
+    #[inline(always)]
+    fn echo_fast(&mut self, buf: &mut P::Buf, src_mac: EthernetAddress) -> bool {
+        let data = buf.data();
+        let bytes = data.get(ETH_LEN..).unwrap_or_default();
+        // The protocol byte first: TCP pays for no more than this test.
+        let protocol = Ipv4Packet::protocol_byte(bytes);
+        let udp = protocol == Some(u8::from(IpProtocol::Udp));
+        if !(udp || protocol == Some(u8::from(IpProtocol::Icmp)))
+            || self.steering.is_some()
+            || self.kni.is_some()
+            || !fast_path_enabled()
+        {
+            return false;
+        }
+        // process_ipv4's tests of a plain header, in one pass (a verdict of
+        // the NIC's on the L4 checksum, which only UDP's heeds there, sends
+        // ICMP to the general path too).
+        let csum = buf.rx_checksum();
+        let net = &mut self.net;
+        if csum.ip == RxChecksum::Bad || csum.l4 == RxChecksum::Bad || net.tx.len() >= net.tx_room()
+        {
+            return false;
+        }
+        if bytes.len() > net.iface.mtu {
+            return false;
+        }
+        let ip_good = csum.ip == RxChecksum::Good;
+        let Some(ip) = Ipv4Packet::parse_plain(bytes, !ip_good) else {
+            return false;
+        };
+        if ip.dst_addr != net.iface.ip.address() || !net.routes.valid_source(ip.src_addr) {
+            return false;
+        }
+        let Some(l4) = bytes.get(IP_LEN..IP_LEN + ip.payload_len) else {
+            return false;
+        };
+        if !udp {
+            if !Icmpv4Packet::is_verified_echo_request(l4) {
+                return false;
+            }
+            // As process_ipv4 on a plain header, and process_icmp_in_place:
+            // to the frame's sender.
+            net.rx_handed = false;
+            net.rx_l4_good = false;
+            net.counters.rx_csum_offload_good += u64::from(ip_good);
+            if let Some(icmp) = net.reply_in_place(buf, &ip, src_mac, None) {
+                echo_request_to_reply(icmp);
+            }
+            net.counters.icmp_echo_replies += 1;
+            fast_path_taken();
+            return true;
+        }
+        let l4_good = csum.l4 == RxChecksum::Good;
+        let Some((src_port, dst_port)) =
+            UdpPacket::parse_whole(l4, &ip.src_addr, &ip.dst_addr, !l4_good)
+        else {
+            return false;
+        };
+        // What echo_in_place asks, but the flow records (kept elsewhere).
+        if src_port == 0 || net.flows.is_some() {
+            return false;
+        }
+        let Some(binding) = net.udp.lookup(dst_port) else {
+            return false;
+        };
+        if !binding.accepts(SocketAddrV4::new(ip.src_addr, src_port)) {
+            return false;
+        }
+        let app = binding.app;
+        let Some(echo) = self.apps.get_mut(app).and_then(|a| a.as_udp_echo()) else {
+            return false;
+        };
+        // The reply goes where the route says (Net::echo_in_place).
+        let hop = net.routes.neighbor_of_source(ip.src_addr);
+        let Some(mac) = hop.and_then(|hop| net.arp.lookup(&hop)) else {
+            return false;
+        };
+        // As process_ipv4 on a plain header, deliver_datagram, process_udp,
+        // echo_in_place and dispatch_udp_in_place.
+        net.rx_handed = false;
+        net.rx_l4_good = l4_good;
+        net.counters.rx_csum_offload_good += u64::from(ip_good) + u64::from(l4_good);
+        net.counters.ipv4_delivered += 1;
+        binding.rx += 1;
+        binding.tx += 1;
+        net.counters.udp_rx += 1;
+        net.current_app = app;
+        net.counters.udp_tx += 1;
+        echo.count_echoed();
+        let ident = net.ident.next_ident();
+        if let Some(udp) = net.reply_in_place(buf, &ip, mac, Some(ident)) {
+            UdpPacket::new_unchecked(udp).swap_ports();
+        }
+        fast_path_taken();
+        true
     }
 
     /// Every check of a received datagram's header (`bytes`, from the IPv4
@@ -252,6 +367,32 @@ impl<P: BufPool> Core<P> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the echo fast path off to compare it with the general one.
+    pub(super) static GENERAL_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Frames the echo fast path answered, for tests to see it taken.
+    pub(super) static FAST_PATH_TAKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline(always)]
+fn fast_path_taken() {
+    #[cfg(test)]
+    FAST_PATH_TAKEN.with(|n| n.set(n.get() + 1));
+}
+
+#[inline(always)]
+fn fast_path_enabled() -> bool {
+    #[cfg(test)]
+    {
+        !GENERAL_PATH_ONLY.with(|g| g.get())
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
+
 /// UDP and TCP checksums may be checked by the NIC (of a whole datagram).
 #[inline(always)]
 fn l4_offloaded(protocol: IpProtocol) -> bool {
@@ -300,6 +441,26 @@ impl<P: BufPool> Net<P> {
         } else {
             packet.fill_checksum();
         }
+    }
+
+    /// [`turn_around`](Self::turn_around) of an untagged frame whose plain
+    /// header `ip` (to our address) was read and verified: cut to its
+    /// datagram, addressed to `mac` from us, its IPv4 header the reply's.
+    /// Its payload, to be turned around by its protocol.
+    #[inline(always)]
+    fn reply_in_place<'b>(
+        &self,
+        buf: &'b mut P::Buf,
+        ip: &Ipv4Repr,
+        mac: EthernetAddress,
+        ident: Option<u16>,
+    ) -> Option<&'b mut [u8]> {
+        buf.set_len(ETH_LEN + IP_LEN + ip.payload_len);
+        let (eth, rest) = buf.data_mut().split_first_chunk_mut::<ETH_LEN>()?;
+        let (header, l4) = rest.split_first_chunk_mut::<IP_LEN>()?;
+        EthernetFrame::set_addresses(eth, mac, self.iface.mac);
+        Ipv4Packet::reply_plain(header, DEFAULT_TTL, ident);
+        Some(l4)
     }
 
     /// The next hop toward `dst`; none is a drop, counted.

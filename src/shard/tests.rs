@@ -3384,3 +3384,257 @@ fn the_connections_view_lists_half_open_connections() {
     assert_eq!(remotes, want);
     r.core.clear();
 }
+
+// ---- The echo fast path ----------------------------------------------------
+
+mod echo_fast {
+    use super::*;
+    use crate::buf::{RxChecksum, RxChecksums};
+    use crate::shard::ipv4::{FAST_PATH_TAKEN, GENERAL_PATH_ONLY};
+
+    const GW_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+    const GW_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xfe]);
+    /// Off-link: its datagrams come through the gateway.
+    const FAR_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 7, 7);
+    /// On-link, and never resolved.
+    const UNKNOWN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 77);
+
+    fn taken() -> u64 {
+        FAST_PATH_TAKEN.with(|n| n.get())
+    }
+
+    /// A core with two echoes, a sink and a connected socket that knows
+    /// the host and the gateway.
+    fn echo_rig() -> Rig {
+        let mut r = rig(&["udp-echo:7", "udp-sink:9", "udp-echo:5000", "tcp-echo:7"]);
+        r.learn_host();
+        r.rx(&arp_frame(
+            ArpOperation::Request,
+            GW_MAC,
+            GW_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        ));
+        r.tick(Duration::from_millis(1));
+        r.take_tx();
+        r
+    }
+
+    /// `frame` into `r` with the NIC's verdicts, on the general path alone
+    /// or not: what it sent, and whether the fast path answered it.
+    fn through(
+        r: &mut Rig,
+        frame: &[u8],
+        csum: RxChecksums,
+        general: bool,
+    ) -> (Vec<Vec<u8>>, bool) {
+        let before = taken();
+        GENERAL_PATH_ONLY.with(|g| g.set(general));
+        let mut buf = r.pool_view.buf_from(frame);
+        buf.set_rx_checksum(csum);
+        r.core.begin_burst(r.now);
+        r.core.process_frame(buf);
+        GENERAL_PATH_ONLY.with(|g| g.set(false));
+        r.now = r.now.plus(Duration::from_millis(3));
+        (r.take_tx(), taken() > before)
+    }
+
+    /// Everything the receive path changes, but ARP's lookup cache.
+    fn state(r: &Rig) -> String {
+        let n = &r.core.net;
+        let bindings: Vec<_> = n.udp.iter().map(|(p, b)| (p, b.rx, b.tx, b.app)).collect();
+        format!(
+            "{:?} {:?} {:?} {:?} {} {} {} {} {}",
+            n.counters,
+            r.core.app_counters(),
+            bindings,
+            n.ident,
+            n.rx_handed,
+            n.rx_l4_good,
+            n.current_app,
+            n.pending.len(),
+            r.in_use(),
+        )
+    }
+
+    /// A UDP datagram or an echo request from `src` (the frame from
+    /// `src_mac`), with its checksums right.
+    fn frame_from(
+        src: Ipv4Addr,
+        src_mac: EthernetAddress,
+        proto: IpProtocol,
+        l4: &[u8],
+    ) -> Vec<u8> {
+        let mut f = ipv4_frame(proto, l4, 0x1234, None);
+        f[6..12].copy_from_slice(src_mac.as_bytes());
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+            ip.set_src_addr(src);
+            ip.fill_checksum();
+        }
+        if proto == IpProtocol::Udp {
+            let len = l4.len();
+            UdpPacket::new_unchecked(&mut f[34..34 + len]).fill_checksum(&src, &OUR_IP);
+        }
+        f
+    }
+
+    /// xorshift64*: the frames are the same on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn verdict(r: &mut Rng) -> RxChecksum {
+        match r.below(8) {
+            0 => RxChecksum::Good,
+            1 => RxChecksum::Bad,
+            _ => RxChecksum::Unknown,
+        }
+    }
+
+    #[test]
+    fn echo_fast_is_the_general_path() {
+        // Each frame goes through two cores alike, one with the fast path
+        // and one without: the frames they send and everything they count
+        // must be the same, frame after frame.
+        let (mut fast, mut general) = (echo_rig(), echo_rig());
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let start = taken();
+        let mut answered = 0;
+        for i in 0..20_000 {
+            let payload: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+            let (src, mac) = match rng.below(8) {
+                0 => (FAR_IP, GW_MAC),
+                1 => (UNKNOWN_IP, HOST_MAC),
+                2 => (FAR_IP, HOST_MAC),
+                _ => (HOST_IP, HOST_MAC),
+            };
+            let sport = [4000, 0, 7, 5000][rng.below(4)];
+            let dport = [7, 7, 9, 8, 5000, 0][rng.below(6)];
+            let mut f = if rng.below(3) == 0 {
+                let e = echo_request(rng.next() as u16, i as u16, &payload);
+                frame_from(src, mac, IpProtocol::Icmp, &e)
+            } else {
+                let mut u = udp_bytes(sport, dport, &payload);
+                if rng.below(10) == 0 {
+                    u[6..8].fill(0); // no checksum (RFC 768)
+                }
+                frame_from(src, mac, IpProtocol::Udp, &u)
+            };
+            // Some frames broken: bytes changed anywhere in the headers or
+            // after, cut short, padded (as Ethernet pads), to broadcast.
+            for _ in 0..[0, 0, 0, 1, 1, 2, 3][rng.below(7)] {
+                let at = if rng.below(2) == 0 {
+                    rng.below(f.len().min(46))
+                } else {
+                    rng.below(f.len())
+                };
+                f[at] = match rng.below(4) {
+                    0 => f[at] ^ (1 << rng.below(8)),
+                    1 => 0,
+                    2 => 0xff,
+                    _ => rng.next() as u8,
+                };
+            }
+            match rng.below(16) {
+                0 => f.truncate(rng.below(f.len() + 1)),
+                1 | 2 => f.resize(f.len().max(60) + rng.below(8), 0),
+                3 => f[..6].copy_from_slice(EthernetAddress::BROADCAST.as_bytes()),
+                _ => {}
+            }
+            if f.get(23) == Some(&6) {
+                // TCP: its own fast path, and ISNs differ between cores.
+                continue;
+            }
+            let csum = RxChecksums {
+                ip: verdict(&mut rng),
+                l4: verdict(&mut rng),
+            };
+            let (out_fast, was_fast) = through(&mut fast, &f, csum, false);
+            let (out_general, _) = through(&mut general, &f, csum, true);
+            assert_eq!(out_fast, out_general, "frame {i}: {f:02x?}");
+            assert_eq!(state(&fast), state(&general), "frame {i}: {f:02x?}");
+            answered += usize::from(was_fast);
+            fast.tick(Duration::from_millis(1));
+            general.tick(Duration::from_millis(1));
+            fast.take_tx();
+            general.take_tx();
+        }
+        assert_eq!(taken() - start, answered as u64);
+        // About a fifth of the frames are valid echoes the fast path takes.
+        assert!(answered > 3_000, "{answered}");
+        let c = &fast.core.net.counters;
+        assert!(c.udp_tx > 1_500 && c.icmp_echo_replies > 1_500, "{c:?}");
+        assert!(c.total_drops() > 2_000, "{c:?}");
+        fast.core.clear();
+        general.core.clear();
+    }
+
+    #[test]
+    fn echo_fast_answers_off_link_sources_through_the_gateway() {
+        let mut r = echo_rig();
+        let none = RxChecksums::default();
+        // From far away, in a frame from the host's MAC: the reply goes
+        // where the route says, to the gateway's MAC, as before.
+        let u = udp_bytes(4000, 7, b"far");
+        let f = frame_from(FAR_IP, HOST_MAC, IpProtocol::Udp, &u);
+        let (out, was_fast) = through(&mut r, &f, none, false);
+        assert!(was_fast);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0][0..6], GW_MAC.as_bytes());
+        assert_eq!(&out[0][6..12], OUR_MAC.as_bytes());
+        let ip = Ipv4Packet::new_checked(&out[0][14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.hop_limit()),
+            (OUR_IP, FAR_IP, 64)
+        );
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!((udp.src_port(), udp.dst_port()), (7, 4000));
+        assert!(udp.verify_checksum(&OUR_IP, &FAR_IP));
+        assert_eq!(udp.payload(), b"far");
+        // On-link: to the host's MAC from ARP, whatever the frame's source.
+        let f = frame_from(
+            HOST_IP,
+            GW_MAC,
+            IpProtocol::Udp,
+            &udp_bytes(4000, 7, b"near"),
+        );
+        let (out, was_fast) = through(&mut r, &f, none, false);
+        assert!(was_fast);
+        assert_eq!(&out[0][0..6], HOST_MAC.as_bytes());
+        // An on-link source ARP does not know: the general path asks.
+        let f = frame_from(
+            UNKNOWN_IP,
+            HOST_MAC,
+            IpProtocol::Udp,
+            &udp_bytes(4000, 7, b"who"),
+        );
+        let (out, was_fast) = through(&mut r, &f, none, false);
+        assert!(!was_fast);
+        assert_eq!(out.len(), 1, "an ARP request");
+        assert_eq!(u16::from_be_bytes([out[0][12], out[0][13]]), 0x0806);
+        assert_eq!(r.core.net.pending.len(), 1);
+        // An echo request is answered to the frame's source, as before.
+        let f = frame_from(
+            FAR_IP,
+            HOST_MAC,
+            IpProtocol::Icmp,
+            &echo_request(1, 2, b"ping"),
+        );
+        let (out, was_fast) = through(&mut r, &f, none, false);
+        assert!(was_fast);
+        assert_eq!(&out[0][0..6], HOST_MAC.as_bytes());
+        r.core.clear();
+        assert_eq!(r.in_use(), 0);
+    }
+}

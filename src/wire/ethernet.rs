@@ -206,6 +206,15 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 }
 
+impl EthernetFrame<&mut [u8]> {
+    /// Address an untagged frame, whose header is `h`, to `dst` from `src`.
+    #[inline(always)]
+    pub fn set_addresses(h: &mut [u8; 14], dst: EthernetAddress, src: EthernetAddress) {
+        h[field::DST].copy_from_slice(&dst.0);
+        h[field::SRC].copy_from_slice(&src.0);
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     pub fn set_dst_addr(&mut self, a: EthernetAddress) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&a.0);

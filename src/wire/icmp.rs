@@ -180,6 +180,17 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     }
 }
 
+impl Icmpv4Packet<&[u8]> {
+    /// A whole message (`icmp`) that is an echo request whose checksum
+    /// verifies: `new_checked`, `is_echo_request` and `verify_checksum`
+    /// together, each byte read once.
+    #[inline(always)]
+    pub fn is_verified_echo_request(icmp: &[u8]) -> bool {
+        matches!(icmp.first_chunk::<{ field::DATA }>(), Some(h) if h[field::TYPE] == 8 && h[field::CODE] == 0)
+            && checksum::data(icmp) == 0xffff
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     #[inline]
     pub fn set_msg_type(&mut self, m: Icmpv4Message) {

@@ -289,6 +289,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 impl Ipv4Packet<&[u8]> {
+    /// The protocol field of the header at the start of `bytes`, read
+    /// alone, before anything is checked: what a fast path for some
+    /// protocols tests first.
+    #[inline(always)]
+    pub fn protocol_byte(bytes: &[u8]) -> Option<u8> {
+        bytes.get(field::PROTOCOL).copied()
+    }
+
     /// A datagram as nearly all are: version 4, no options, not a
     /// fragment, a total length of at least its header and within `bytes`,
     /// and (`verify_checksum`) its header checksum right. Its header parsed
@@ -320,6 +328,37 @@ impl Ipv4Packet<&[u8]> {
             hop_limit: h[field::TTL],
             ecn: h[field::DSCP_ECN] & 0x03,
         })
+    }
+}
+
+impl Ipv4Packet<&mut [u8]> {
+    /// [`rewrite_as_reply`](Ipv4Packet::rewrite_as_reply) of a header without
+    /// options (`h`) to its own source from its own destination: the two
+    /// addresses swapped (which leaves the checksum's sum as it was), the
+    /// TTL set, the ident replaced and DF cleared when `ident` is given,
+    /// and the checksum carried over from the verified one (RFC 1624). The
+    /// same bytes, from a header of known length.
+    #[inline(always)]
+    pub fn reply_plain(h: &mut [u8; 20], ttl: u8, ident: Option<u16>) {
+        let mut delta = 0u64;
+        if let Some(ident) = ident {
+            let at = field::IDENT;
+            let old = u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+            let new = (u32::from(ident) << 16) | (old & 0xffff & !0x4000);
+            delta += u64::from(!old) + u64::from(new);
+            h[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        }
+        let old = u16::from_be_bytes([h[field::TTL], h[field::PROTOCOL]]);
+        let new = (u16::from(ttl) << 8) | (old & 0xff);
+        delta += u64::from(!old) + u64::from(new);
+        h[field::TTL] = ttl;
+        let (s, d) = (field::SRC, field::DST);
+        let src = [h[s], h[s + 1], h[s + 2], h[s + 3]];
+        h.copy_within(d..d + 4, s);
+        h[d..d + 4].copy_from_slice(&src);
+        let c = field::CHECKSUM;
+        let sum = checksum::adjust_by(u16::from_be_bytes([h[c], h[c + 1]]), delta);
+        h[c..c + 2].copy_from_slice(&sum.to_be_bytes());
     }
 }
 
@@ -575,6 +614,54 @@ mod tests {
             if let Some(i) = ident {
                 assert_eq!((p.ident(), p.dont_frag()), (i, false));
             }
+        }
+    }
+
+    #[test]
+    fn reply_plain_is_rewrite_as_reply_to_the_source() {
+        // Random headers, checksums right: the same bytes either way, with
+        // an ident and without.
+        let mut seed = 0x0123_4567_89ab_cdefu64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..4000 {
+            let (a, b) = (next().to_be_bytes(), next().to_be_bytes());
+            let mut h: [u8; 20] = [
+                0x45,
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                a[4],
+                a[5],
+                a[6],
+                a[7],
+                b[0],
+                0,
+                0,
+                b[1],
+                b[2],
+                b[3],
+                b[4],
+                b[5],
+                b[6],
+                b[7],
+                a[0] ^ b[0],
+            ];
+            Ipv4Packet::new_unchecked(&mut h[..]).fill_checksum();
+            let p = Ipv4Packet::new_unchecked(&h[..]);
+            let (src, dst) = (p.src_addr(), p.dst_addr());
+            let ident = (i % 2 == 0).then_some(next() as u16);
+            let ttl = next() as u8;
+            let mut general = h;
+            Ipv4Packet::new_unchecked(&mut general[..]).rewrite_as_reply(dst, src, ttl, ident);
+            Ipv4Packet::reply_plain(&mut h, ttl, ident);
+            assert_eq!(h, general, "{i}");
+            assert!(Ipv4Packet::new_unchecked(&h[..]).verify_checksum());
         }
     }
 

@@ -83,6 +83,36 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 }
 
+impl UdpPacket<&[u8]> {
+    /// A whole datagram (`l4`: the IP payload) as the receive path takes
+    /// it, each field read once: a header, a length field of exactly
+    /// `l4.len()`, a destination port, and (`verify_checksum`) a checksum
+    /// that verifies or is absent. Some((source port, destination port));
+    /// None for any other, of which nothing is said: `new_checked`, the
+    /// length rule and [`UdpRepr::parse`] find what it is.
+    #[inline(always)]
+    pub fn parse_whole(
+        l4: &[u8],
+        src: &Ipv4Addr,
+        dst: &Ipv4Addr,
+        verify_checksum: bool,
+    ) -> Option<(u16, u16)> {
+        let h = l4.first_chunk::<8>()?;
+        let word = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+        let (src_port, dst_port) = (word(field::SRC_PORT), word(field::DST_PORT));
+        if usize::from(word(field::LENGTH)) != l4.len() || dst_port == 0 {
+            return None;
+        }
+        if verify_checksum
+            && word(field::CHECKSUM) != 0
+            && checksum::data_with_pseudo_header(src, dst, IpProtocol::Udp, l4) != 0xffff
+        {
+            return None;
+        }
+        Some((src_port, dst_port))
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn set_src_port(&mut self, v: u16) {
         set_be16(self.buffer.as_mut(), field::SRC_PORT, v)
