@@ -1974,7 +1974,18 @@ impl Tcb {
             .chain((0..ranges.len()).filter(|&i| Some(i) != recent));
         for (slot, i) in slots.zip(order) {
             let (a, b) = ranges[i];
-            *slot = Some(((base + a).0, (base + b).0));
+            // The block that ends where a FIN held out of order sits
+            // covers it too (as Linux's receivers report it: the end of
+            // the segment, FIN included): else the sender, whose record of
+            // that segment holds the FIN, sees its last sequence number
+            // unreported and RACK resends a FIN we have.
+            let end = base + b;
+            let end = if self.fin_pending == Some(end) {
+                end + 1
+            } else {
+                end
+            };
+            *slot = Some(((base + a).0, end.0));
         }
     }
 
