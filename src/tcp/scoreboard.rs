@@ -190,6 +190,11 @@ impl Scoreboard {
         self.find(seq).map(|i| self.segs[i].end)
     }
 
+    /// Where the record holding `seq` starts.
+    pub fn record_start(&self, seq: Seq) -> Option<Seq> {
+        self.find(seq).map(|i| self.segs[i].start)
+    }
+
     /// Some record past `seq` is SACKed.
     pub fn sacked_beyond(&self, seq: Seq) -> bool {
         self.sacked > 0
