@@ -420,6 +420,26 @@ pub struct LinkStats {
     pub digest: u64,
 }
 
+/// One TCP segment as the link saw it, in a [`Pair::tap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tapped {
+    pub at: Instant,
+    /// The node that sent it.
+    pub from: usize,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// TCP flags (the header's byte).
+    pub flags: u8,
+    /// Payload bytes.
+    pub len: usize,
+    /// The first SACK block, if any (a D-SACK when below the ACK).
+    pub sack: Option<(u32, u32)>,
+    /// Copies the link delivered (0: lost).
+    pub copies: usize,
+}
+
 /// A frame in flight to one node: (delivery time, send order, bytes). The
 /// send order breaks ties, so a link without jitter keeps order.
 type InFlight = Reverse<(Instant, u64, Vec<u8>)>;
@@ -441,6 +461,11 @@ pub struct Pair<L: Link> {
     pub trace: bool,
     /// Scratch for the link's decisions.
     deliveries: Vec<Delivery>,
+    /// Every TCP segment either node sent, and its fate, when set (a test
+    /// that classifies retransmissions sets it to `Some(Vec::new())`).
+    pub tap: Option<Vec<Tapped>>,
+    /// The segment being checked, for the tap.
+    tapped: Option<Tapped>,
 }
 
 impl<L: Link> Pair<L> {
@@ -462,6 +487,8 @@ impl<L: Link> Pair<L> {
             last_delivered: [0; 2],
             trace: std::env::var_os("SIM_TRACE").is_some(),
             deliveries: Vec::with_capacity(4),
+            tap: None,
+            tapped: None,
         };
         // The gratuitous ARPs of start() go on the link too.
         pair.transmit(0);
@@ -584,7 +611,7 @@ impl<L: Link> Pair<L> {
                 s.tcp_segments += 1;
                 if self.trace {
                     println!(
-                        "t={}us {from}->{} {:?} seq={} ack={} win={} len={} ports {:?}",
+                        "t={}us {from}->{} {:?} seq={} ack={} win={} len={} ports {:?} sack {:?}",
                         self.now.micros(),
                         1 - from,
                         tcp.flags,
@@ -592,8 +619,23 @@ impl<L: Link> Pair<L> {
                         tcp.ack_number,
                         tcp.window_len,
                         payload.len(),
-                        (tcp.src_port, tcp.dst_port)
+                        (tcp.src_port, tcp.dst_port),
+                        tcp.options.sack_blocks
                     );
+                }
+                if self.tap.is_some() {
+                    self.tapped = Some(Tapped {
+                        at: self.now,
+                        from,
+                        src_port: tcp.src_port,
+                        dst_port: tcp.dst_port,
+                        seq: tcp.seq_number,
+                        ack: tcp.ack_number,
+                        flags: tcp.flags.0,
+                        len: payload.len(),
+                        sack: tcp.options.sack_blocks[0],
+                        copies: 0,
+                    });
                 }
                 info.tcp_at = Some(14 + ip.buffer_len());
                 if !payload.is_empty() {
@@ -628,6 +670,10 @@ impl<L: Link> Pair<L> {
                     println!("  (duplicated)");
                 }
             }
+        }
+        if let (Some(tap), Some(mut t)) = (self.tap.as_mut(), self.tapped.take()) {
+            t.copies = deliveries.len();
+            tap.push(t);
         }
         let to = 1 - from;
         for d in &deliveries {

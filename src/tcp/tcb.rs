@@ -1974,7 +1974,18 @@ impl Tcb {
             .chain((0..ranges.len()).filter(|&i| Some(i) != recent));
         for (slot, i) in slots.zip(order) {
             let (a, b) = ranges[i];
-            *slot = Some(((base + a).0, (base + b).0));
+            // The block that ends where a FIN held out of order sits
+            // covers it too (as Linux's receivers report it: the end of
+            // the segment, FIN included): else the sender, whose record of
+            // that segment holds the FIN, sees its last sequence number
+            // unreported and RACK resends a FIN we have.
+            let end = base + b;
+            let end = if self.fin_pending == Some(end) {
+                end + 1
+            } else {
+                end
+            };
+            *slot = Some(((base + a).0, end.0));
         }
     }
 
@@ -2490,11 +2501,28 @@ impl Tcb {
             if self.rec.probe_tail {
                 self.rec.probe_tail = false;
                 if self.snd.max == before && self.snd.max > self.snd.una {
+                    // RFC 8985 7.3: no new data, so the most recently
+                    // sent segment again: its record, from where it starts
+                    // (with its FIN), as Linux resends its last skb. The
+                    // last MSS of the data would end at the same place but
+                    // start inside the segment before a short last one,
+                    // and send_segment stops a retransmission at a record's
+                    // end: the probe resent the tail of a segment the peer
+                    // may hold and never the last, whose loss then waited
+                    // for the RTO (64 KB transfers: 45 full segments and
+                    // 376 bytes with the FIN).
                     let data_end = self.snd.una + self.tx.len();
                     let end = self.snd.max.min(data_end);
-                    let len = end.since(self.snd.una).min(self.send_mss());
+                    let tail = end.since(self.snd.una).min(self.send_mss());
+                    let start = self
+                        .rec
+                        .board
+                        .as_deref()
+                        .and_then(|b| b.record_start(self.snd.max - 1))
+                        .map_or(end - tail, |s| s.max(end - tail).min(end));
+                    let len = end.since(start);
                     let sent = if len > 0 {
-                        self.send_segment(now, end - len, len, emit)
+                        self.send_segment(now, start, len, emit)
                     } else if self.fin_seq.is_some() {
                         self.send_segment(now, end, 0, emit)
                     } else {
