@@ -282,6 +282,16 @@ impl<P: BufPool> Core<P> {
         }
     }
 
+    /// Moves the core's clock to `now` within a burst: the lcore reads the
+    /// clock again once the receive burst has returned frames, so that they
+    /// are processed at the time they were taken, not at the time the
+    /// previous iteration ended (a preemption in between would make every
+    /// RTT sample of the burst short by its length). Never backwards.
+    #[inline]
+    pub fn set_now(&mut self, now: Instant) {
+        self.net.now = self.net.now.max(now);
+    }
+
     /// Frames waiting to be transmitted. The shard drains this into the TX
     /// queue.
     #[inline]

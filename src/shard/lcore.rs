@@ -213,6 +213,10 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         }
         rx.rx_burst(&mut burst);
         let t_rx = if burst.is_empty() { 0 } else { rdtsc() };
+        if t_rx != 0 {
+            // The frames' time is now, not the end of the last iteration.
+            core.set_now(clock.now(t_rx));
+        }
         for m in burst.drain(..) {
             kinds[traffic_kind(crate::buf::PacketBuf::data(&m)) as usize] += 1;
             core.process_frame(m);
