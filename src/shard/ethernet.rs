@@ -25,13 +25,18 @@ impl<P: BufPool> Core<P> {
     #[inline]
     pub(super) fn process_frame_inner(&mut self, buf: P::Buf, handed_off: bool) {
         let data = buf.data();
-        let frame = match EthernetFrame::new_checked(data) {
-            Ok(f) => f,
-            Err(e) => return self.net.drop_frame(e.into()),
-        };
-        let eth = match EthernetRepr::parse(&frame) {
-            Ok(r) => r,
-            Err(e) => return self.net.drop_frame(e.into()),
+        let eth = match untagged_ipv4(data) {
+            Some(r) => r,
+            None => {
+                let frame = match EthernetFrame::new_checked(data) {
+                    Ok(f) => f,
+                    Err(e) => return self.net.drop_frame(e.into()),
+                };
+                match EthernetRepr::parse(&frame) {
+                    Ok(r) => r,
+                    Err(e) => return self.net.drop_frame(e.into()),
+                }
+            }
         };
         if data.len() > self.net.iface.mtu + eth.buffer_len() && eth.ethertype != EtherType::Ipv4 {
             // IPv4 has its own rule (process_ipv4).
@@ -67,6 +72,24 @@ impl<P: BufPool> Core<P> {
             _ => self.net.drop_frame(DropReason::Unsupported),
         }
     }
+}
+
+/// The header of an untagged IPv4 frame (nearly every frame), read in
+/// one pass: `EthernetRepr::parse` of it after `new_checked`, without the
+/// tag tests an EtherType of 0x0800 at offset 12 rules out (make pathcost:
+/// parse out of line was 33 instructions a frame). None for any other
+/// frame, which the general parse takes.
+#[inline(always)]
+fn untagged_ipv4(data: &[u8]) -> Option<EthernetRepr> {
+    let h = data.first_chunk::<ETH_LEN>()?;
+    let (dst, rest) = h.split_first_chunk::<6>()?;
+    let (src, ethertype) = rest.split_first_chunk::<6>()?;
+    (*ethertype == [0x08, 0x00]).then_some(EthernetRepr {
+        src_addr: EthernetAddress(*src),
+        dst_addr: EthernetAddress(*dst),
+        ethertype: EtherType::Ipv4,
+        vlan: None,
+    })
 }
 
 impl<P: BufPool> Net<P> {
@@ -122,5 +145,56 @@ impl<P: BufPool> Net<P> {
                 Err(SendError::ArpQueueFull)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untagged_ipv4_is_the_general_parse() {
+        // Frames of every length up to 30 with random bytes, the EtherType
+        // (and the tagged frame's inner one) drawn from IPv4, ARP, the tags
+        // and random values: untagged_ipv4 gives exactly what new_checked
+        // and parse give for untagged IPv4, and None for every other frame.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let types: [[u8; 2]; 6] = [
+            [0x08, 0x00],
+            [0x08, 0x06],
+            [0x81, 0x00],
+            [0x88, 0xa8],
+            [0x91, 0x00],
+            [0x00, 0x08],
+        ];
+        let mut taken = 0;
+        for _ in 0..20_000 {
+            let mut f = [0u8; 30];
+            for chunk in f.chunks_mut(8) {
+                let r = next().to_le_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+            let r = next().to_le_bytes();
+            if r[0] % 4 != 0 {
+                f[12..14].copy_from_slice(&types[usize::from(r[1]) % types.len()]);
+            }
+            if r[2] % 2 == 0 {
+                f[16..18].copy_from_slice(&types[usize::from(r[3]) % types.len()]);
+            }
+            let data = &f[..usize::from(r[4]) % (f.len() + 1)];
+            let general = EthernetFrame::new_checked(data)
+                .ok()
+                .and_then(|frame| EthernetRepr::parse(&frame).ok())
+                .filter(|eth| eth.ethertype == EtherType::Ipv4 && eth.vlan.is_none());
+            assert_eq!(untagged_ipv4(data), general, "{data:02x?}");
+            taken += usize::from(general.is_some());
+        }
+        assert!(taken > 1000, "{taken}");
     }
 }
