@@ -3479,17 +3479,15 @@ mod echo_fast {
         f
     }
 
-    /// xorshift64*: the frames are the same on every run.
-    struct Rng(u64);
+    /// The link simulation's seeded generator: the frames are the same on
+    /// every run.
+    struct Rng(crate::fuzzing::pair::Prng);
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            self.0.next_u64()
         }
         fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
+            self.0.below(n as u64) as usize
         }
     }
 
@@ -3507,7 +3505,7 @@ mod echo_fast {
         // and one without: the frames they send and everything they count
         // must be the same, frame after frame.
         let (mut fast, mut general) = (echo_rig(), echo_rig());
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(crate::fuzzing::pair::Prng(0x9e37_79b9_7f4a_7c15));
         let start = taken();
         let mut answered = 0;
         for i in 0..20_000 {
