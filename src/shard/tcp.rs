@@ -17,7 +17,7 @@ use crate::tcp::table::FlowKey;
 use crate::tcp::{event, tcb, Keepalive, SynCookieMode, Tcb, TwVerdict};
 use crate::time::{Duration, Instant};
 use crate::wire::ipv4::ecn::NOT_ECT;
-use crate::wire::tcp::{self, TcpFrameHead, FRAME_HEAD_LEN};
+use crate::wire::tcp::{self, TcpFrameHead};
 use crate::wire::{checksum, IpProtocol, Ipv4Repr, TcpPacket, TcpRepr};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -459,11 +459,19 @@ impl<P: BufPool> Net<P> {
         let hlen = repr.header_len();
         let tcp_len = hlen + a.len() + b.len();
         let offload = self.iface.tx_tcp_cksum;
+        let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + tcp_len)?;
+        {
+            let seg = &mut buf.data_mut()[ETH_LEN + IP_LEN + hlen..];
+            seg[..a.len()].copy_from_slice(a);
+            if !b.is_empty() {
+                // Most segments lie in one chunk: no second copy call.
+                seg[a.len()..].copy_from_slice(b);
+            }
+        }
         if let NextHop::Neighbor(next) = hop {
             if let Some(dst_mac) = self.arp.lookup(&next) {
                 // Next hop resolved (nearly every segment): the three
                 // headers written in one pass, straight into the frame.
-                let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + tcp_len)?;
                 let head = TcpFrameHead {
                     src_mac: self.iface.mac,
                     dst_mac,
@@ -475,26 +483,14 @@ impl<P: BufPool> Net<P> {
                     ip_cksum_offload: self.iface.tx_ipv4_cksum,
                     tcp_cksum_offload: offload,
                 };
-                let frame = buf.data_mut();
-                let seg = &mut frame[FRAME_HEAD_LEN + hlen..];
-                seg[..a.len()].copy_from_slice(a);
-                if !b.is_empty() {
-                    seg[a.len()..].copy_from_slice(b);
-                }
-                tcp::emit_frame(frame, &head, repr, hlen);
+                tcp::emit_frame(buf.data_mut(), &head, repr, hlen);
                 self.request_tx_offload(&mut buf, offload.then_some(L4Checksum::Tcp));
                 return self.push_tx(buf);
             }
         }
         // The general path: the next hop to resolve, or broadcast.
-        let mut buf = self.alloc_frame(ETH_LEN + IP_LEN + tcp_len)?;
         {
             let seg = &mut buf.data_mut()[ETH_LEN + IP_LEN..];
-            seg[hlen..hlen + a.len()].copy_from_slice(a);
-            if !b.is_empty() {
-                // Most segments lie in one chunk: no second copy call.
-                seg[hlen + a.len()..tcp_len].copy_from_slice(b);
-            }
             let mut packet = TcpPacket::new_unchecked(&mut seg[..tcp_len]);
             repr.emit_with_len(&mut packet, hlen);
             if offload {
