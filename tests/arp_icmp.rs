@@ -256,12 +256,26 @@ fn counters_are_in_dpdk_telemetry() {
     });
     let prefix = format!("dps{}", net.ns);
     let tool = root().join("tests/tools/telemetry.py");
-    let o = try_run(&format!(
-        "/usr/bin/python3 {} {prefix} /dpstack/stats /dpstack/stats,0 /dpstack/stats,1 /dpstack/stats,7 /ethdev/stats,0",
-        tool.display()
-    ));
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    // The counters are published at least once a second, the latency
+    // histograms handed over on their own period: read until the pings'
+    // histogram is in too (or 5 s have passed; the asserts then say why).
+    let read = || {
+        let o = try_run(&format!(
+            "/usr/bin/python3 {} {prefix} /dpstack/stats /dpstack/stats,0 /dpstack/stats,1 /dpstack/stats,7 /ethdev/stats,0",
+            tool.display()
+        ));
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        t
+    };
+    let mut t = read();
+    for _ in 0..50 {
+        if t.contains("\"lat_icmp_count\": ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        t = read();
+    }
     let field = |cmd: &str, name: &str| -> Option<u64> {
         // {"/dpstack/stats,0": {"/dpstack/stats": {"rx_packets": 12, ...}}}
         let at = t.find(&format!("\"{cmd}\": {{"))?;
