@@ -5,7 +5,6 @@
 use super::ctx::Net;
 use super::ipv4::IP_LEN;
 use crate::buf::{BufPool, PacketBuf};
-use crate::icmp::checksum_adjust;
 use crate::stats::DropReason;
 use crate::wire::{
     icmp, EthernetAddress, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet,
@@ -60,7 +59,7 @@ impl<P: BufPool> Net<P> {
             return;
         }
         self.turn_around(&mut buf, l2, ip, src_mac, None);
-        echo_request_to_reply(&mut buf.data_mut()[icmp_start..total]);
+        Icmpv4Packet::echo_request_to_reply(&mut buf.data_mut()[icmp_start..total]);
         if self.push_tx(buf).is_ok() {
             self.counters.icmp_echo_replies += 1;
         }
@@ -75,7 +74,7 @@ impl<P: BufPool> Net<P> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let reply = &mut scratch[..payload.len()];
         reply.copy_from_slice(payload);
-        echo_request_to_reply(reply);
+        Icmpv4Packet::echo_request_to_reply(reply);
         if self.send_ipv4(ip.src_addr, IpProtocol::Icmp, reply).is_ok() {
             self.counters.icmp_echo_replies += 1;
         }
@@ -134,21 +133,4 @@ impl<P: BufPool> Net<P> {
         }
         self.scratch = scratch;
     }
-}
-
-/// Turn an echo request (checksum valid) into the reply, in place: type 8
-/// code 0 becomes type 0 code 0, and the checksum follows (RFC 1624).
-#[inline(always)]
-pub(super) fn echo_request_to_reply(icmp: &mut [u8]) {
-    let mut packet = Icmpv4Packet::new_unchecked(&mut *icmp);
-    let old = packet.checksum();
-    packet.set_msg_type(Icmpv4Message::EchoReply);
-    let mut c = checksum_adjust(old, 0x0800, 0x0000);
-    if c == 0 {
-        // Eqn. 3 gives +0 for a reply of all zero words too, whose checksum
-        // is 0xffff (the sum of the rest is +0). Recompute the rare zero.
-        packet.set_checksum(0);
-        c = !crate::wire::checksum::data(icmp);
-    }
-    Icmpv4Packet::new_unchecked(icmp).set_checksum(c);
 }

@@ -6,7 +6,6 @@ use super::classify::{classify, local_alone, Tables, Verdict};
 use super::ctx::{Core, Net};
 use super::ethernet::ETH_LEN;
 use super::handoff::hand_over_reassembled;
-use super::icmp::echo_request_to_reply;
 use super::kernel::dispatch_kernel;
 use super::steer::Steering;
 use super::tcp::deliver_tcp_events;
@@ -173,7 +172,7 @@ impl<P: BufPool> Core<P> {
             net.rx_l4_good = false;
             net.counters.rx_csum_offload_good += u64::from(ip_good);
             if let Some(icmp) = net.reply_in_place(buf, &ip, src_mac, None) {
-                echo_request_to_reply(icmp);
+                Icmpv4Packet::echo_request_to_reply(icmp);
             }
             net.counters.icmp_echo_replies += 1;
             fast_path_taken();

@@ -187,7 +187,36 @@ impl Icmpv4Packet<&[u8]> {
     #[inline(always)]
     pub fn is_verified_echo_request(icmp: &[u8]) -> bool {
         matches!(icmp.first_chunk::<{ field::DATA }>(), Some(h) if h[field::TYPE] == 8 && h[field::CODE] == 0)
-            && checksum::data(icmp) == 0xffff
+            && checksum::data_inlined(icmp) == 0xffff
+    }
+}
+
+impl Icmpv4Packet<&mut [u8]> {
+    /// Turn an echo request whose checksum verified (`icmp`: the whole
+    /// message) into its reply in place: type 8 code 0 becomes type 0 code
+    /// 0, the rest stays, and the checksum follows the changed word (RFC
+    /// 1624 eqn. 3) instead of a sum over the message. The same bytes as
+    /// setting the type and filling the checksum. A message shorter than a
+    /// header is left alone.
+    #[inline(always)]
+    pub fn echo_request_to_reply(icmp: &mut [u8]) {
+        let Some(h) = icmp.first_chunk_mut::<{ field::DATA }>() else {
+            return;
+        };
+        let c = field::CHECKSUM;
+        let old = u16::from_be_bytes([h[c], h[c + 1]]);
+        h[field::TYPE] = Icmpv4Message::EchoReply.into();
+        let mut sum = checksum::adjust(old, 0x0800, 0x0000);
+        if sum == 0 {
+            // Eqn. 3 gives +0 where the reply's words other than the
+            // checksum sum to -0 (0xffff); a sum over the message gives
+            // 0xffff where they are all zero: the rare zero is summed.
+            h[c..c + 2].fill(0);
+            sum = !checksum::data(icmp);
+        }
+        if let Some(h) = icmp.first_chunk_mut::<{ field::DATA }>() {
+            h[c..c + 2].copy_from_slice(&sum.to_be_bytes());
+        }
     }
 }
 
@@ -426,6 +455,63 @@ mod tests {
         let mut b = ECHO;
         Icmpv4Packet::new_unchecked(&mut b[..]).fill_checksum();
         b
+    }
+
+    #[test]
+    fn echo_reply_in_place_is_a_full_recompute() {
+        // Echo requests of every length from a bare header to 80 bytes (odd
+        // ones included), random words, checksums right (either zero of
+        // one's complement where the sum allows): the reply made in place
+        // is byte for byte the request with type 0 and its checksum summed
+        // again. Some have all-zero words after the type (the reply's
+        // checksum then 0xffff), some words summing to -0 (then 0).
+        let mut seed = 0xd1b5_4a32_d192_ed03u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut zeros, mut minus_zeros) = (0, 0);
+        for i in 0..20_000usize {
+            let len = 8 + i % 73;
+            let mut m = vec![0u8; len];
+            match next() % 8 {
+                0 => {}
+                1 => {
+                    // Words after the checksum summing to 0xffff.
+                    m[4..6].copy_from_slice(&0xffffu16.to_be_bytes());
+                }
+                2 => {
+                    let a = next() as u16;
+                    m[4..6].copy_from_slice(&a.to_be_bytes());
+                    m[6..8].copy_from_slice(&(!a).to_be_bytes());
+                }
+                _ => m.iter_mut().for_each(|b| *b = next() as u8),
+            }
+            m[0] = 8;
+            m[1] = 0;
+            Icmpv4Packet::new_unchecked(&mut m[..]).fill_checksum();
+            if next() % 4 == 0 && Icmpv4Packet::new_unchecked(&m[..]).checksum() == 0 {
+                // The other zero verifies too.
+                m[2..4].copy_from_slice(&[0xff, 0xff]);
+            }
+            assert!(Icmpv4Packet::is_verified_echo_request(&m), "{m:02x?}");
+            let mut full = m.clone();
+            full[0] = 0;
+            Icmpv4Packet::new_unchecked(&mut full[..]).fill_checksum();
+            Icmpv4Packet::echo_request_to_reply(&mut m);
+            assert_eq!(m, full, "{i}");
+            assert!(Icmpv4Packet::new_unchecked(&m[..]).verify_checksum());
+            let c = Icmpv4Packet::new_unchecked(&m[..]).checksum();
+            zeros += usize::from(c == 0xffff && m[4..].iter().all(|&b| b == 0));
+            minus_zeros += usize::from(c == 0);
+        }
+        assert!(zeros > 100 && minus_zeros > 100, "{zeros} {minus_zeros}");
+        // Shorter than a header: left alone.
+        let mut short = [8u8, 0, 1, 2, 3, 4, 5];
+        Icmpv4Packet::echo_request_to_reply(&mut short);
+        assert_eq!(short, [8u8, 0, 1, 2, 3, 4, 5]);
     }
 
     #[test]

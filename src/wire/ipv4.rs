@@ -319,10 +319,14 @@ impl Ipv4Packet<&[u8]> {
         if verify_checksum && checksum::header20(h) != 0xffff {
             return None;
         }
-        let (s, d) = (field::SRC, field::DST);
+        // The addresses as 4-byte arrays: built byte by byte, the compiler
+        // took them apart from the words the checksum had loaded and put
+        // them together again (make pathcost: 20 instructions).
+        let src: [u8; 4] = h[field::SRC..field::SRC + 4].try_into().ok()?;
+        let dst: [u8; 4] = h[field::DST..field::DST + 4].try_into().ok()?;
         Some(Ipv4Repr {
-            src_addr: Ipv4Addr::new(h[s], h[s + 1], h[s + 2], h[s + 3]),
-            dst_addr: Ipv4Addr::new(h[d], h[d + 1], h[d + 2], h[d + 3]),
+            src_addr: Ipv4Addr::from(src),
+            dst_addr: Ipv4Addr::from(dst),
             next_header: h[field::PROTOCOL].into(),
             payload_len: total_len - Self::HEADER_LEN,
             hop_limit: h[field::TTL],

@@ -105,7 +105,7 @@ impl UdpPacket<&[u8]> {
         }
         if verify_checksum
             && word(field::CHECKSUM) != 0
-            && checksum::data_with_pseudo_header(src, dst, IpProtocol::Udp, l4) != 0xffff
+            && checksum::data_with_pseudo_header_inlined(src, dst, IpProtocol::Udp, l4) != 0xffff
         {
             return None;
         }
