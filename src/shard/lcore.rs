@@ -242,26 +242,35 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
                 next_link_check = tsc + publish_period;
             }
         }
-        tsc = rdtsc();
-        let c = &core.net.counters;
-        cycles.end_iteration(tsc, c.rx_packets + c.steer_handoffs_in, c.tx_packets);
-        if tsc >= next_timer {
-            core.poll_timers(clock.now(tsc));
-            // The connections view: a step of a walk, if one is due.
-            conns.poll(&core, clock.now(tsc), &published.conns);
-            if let Some(log) = core.net.flow_log() {
-                flow_snapshot.step(log, &published.flows);
-            }
-            cycles.side_work(SideWork::Timers, tsc, rdtsc());
-            next_timer = tsc + timer_period;
-        }
+        // The burst's replies go to the NIC before the clock is read: one
+        // reading ends the iteration (its frames in and out counted
+        // together) and the burst's latency.
         if !core.tx_queue().is_empty() {
             let (txv, counters) = split(&mut core);
             flush(&mut tx, txv, counters);
         }
+        tsc = rdtsc();
+        let c = &core.net.counters;
+        cycles.end_iteration(tsc, c.rx_packets + c.steer_handoffs_in, c.tx_packets);
+        if tsc >= next_timer {
+            let now = clock.now(tsc);
+            core.poll_timers(now);
+            // The connections view: a step of a walk, if one is due.
+            conns.poll(&core, now, &published.conns);
+            if let Some(log) = core.net.flow_log() {
+                flow_snapshot.step(log, &published.flows);
+            }
+            // What the timers sent (retransmissions, ARP, probes) goes now.
+            if !core.tx_queue().is_empty() {
+                let (txv, counters) = split(&mut core);
+                flush(&mut tx, txv, counters);
+            }
+            cycles.side_work(SideWork::Timers, tsc, rdtsc());
+            next_timer = tsc + timer_period;
+        }
         if t_rx != 0 {
             // From the burst's arrival to its replies handed to the NIC.
-            let ns = (rdtsc().saturating_sub(t_rx) as f64 * ns_per_tick) as u64;
+            let ns = (tsc.saturating_sub(t_rx) as f64 * ns_per_tick) as u64;
             for (k, n) in kinds.iter_mut().enumerate() {
                 if *n > 0 {
                     latency.record(TrafficKind::ALL[k], ns, *n);
