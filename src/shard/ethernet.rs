@@ -23,7 +23,7 @@ impl<P: BufPool> Core<P> {
 
     /// `handed_off`: another core sent it here; it is never handed on.
     #[inline]
-    pub(super) fn process_frame_inner(&mut self, buf: P::Buf, handed_off: bool) {
+    pub(super) fn process_frame_inner(&mut self, mut buf: P::Buf, handed_off: bool) {
         let data = buf.data();
         let eth = match untagged_ipv4(data) {
             Some(r) => r,
@@ -65,7 +65,16 @@ impl<P: BufPool> Core<P> {
                 }
                 self.net.process_arp(buf, &eth)
             }
-            EtherType::Ipv4 => self.process_ipv4(buf, &eth, handed_off),
+            EtherType::Ipv4 => {
+                // Taken here, before the buffer moves on: moved into
+                // process_ipv4 and then queued, it was copied twice.
+                if !handed_off && self.echo_fast(&mut buf, eth.src_addr) {
+                    // Room was checked: push_tx's test holds.
+                    self.net.tx.push(buf);
+                    return;
+                }
+                self.process_ipv4(buf, &eth, handed_off)
+            }
             _ if self.kni.is_some() && self.kni_policy.other_ethertypes && eth.vlan.is_none() => {
                 self.dispatch_kernel(buf)
             }

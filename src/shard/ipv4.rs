@@ -26,12 +26,11 @@ pub(super) const IP_LEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
 pub(super) const DEFAULT_TTL: u8 = 64;
 
 impl<P: BufPool> Core<P> {
-    pub(super) fn process_ipv4(&mut self, mut buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
-        if !handed_off && eth.vlan.is_none() && self.echo_fast(&mut buf, eth.src_addr) {
-            // Room was checked: push_tx's test holds.
-            self.net.tx.push(buf);
-            return;
-        }
+    /// A datagram the echo fast path did not take (process_frame_inner
+    /// offers it there first). Inlined into its one caller (out of line,
+    /// a TCP segment paid for the call and a copy of its buffer).
+    #[inline(always)]
+    pub(super) fn process_ipv4(&mut self, buf: P::Buf, eth: &EthernetRepr, handed_off: bool) {
         self.net.rx_handed = handed_off;
         let l2 = eth.buffer_len();
         let bytes = &buf.data()[l2..];
@@ -43,23 +42,24 @@ impl<P: BufPool> Core<P> {
         // their drop reason.
         let local = self.net.iface.ip.address();
         let plain = if bytes.len() <= self.net.iface.mtu && csum.ip != RxChecksum::Bad {
-            Ipv4Packet::parse_plain(bytes, csum.ip != RxChecksum::Good).filter(|ip| {
-                ip.dst_addr == local
-                    && self.net.routes.valid_source(ip.src_addr)
-                    && !(l4_offloaded(ip.next_header) && csum.l4 == RxChecksum::Bad)
-            })
+            Ipv4Packet::parse_plain(bytes, csum.ip != RxChecksum::Good)
         } else {
             None
         };
+        // A match, not Option::filter: its closure was left out of line.
         let (ip, header_len, oversize) = match plain {
-            Some(ip) => {
+            Some(ip)
+                if ip.dst_addr == local
+                    && self.net.routes.valid_source(ip.src_addr)
+                    && !(l4_offloaded(ip.next_header) && csum.l4 == RxChecksum::Bad) =>
+            {
                 let l4_good = l4_offloaded(ip.next_header) && csum.l4 == RxChecksum::Good;
                 self.net.rx_l4_good = l4_good;
                 self.net.counters.rx_csum_offload_good +=
                     u64::from(csum.ip == RxChecksum::Good) + u64::from(l4_good);
                 (ip, IP_LEN, false)
             }
-            None => match self.check_ipv4(bytes, csum, eth.src_addr, handed_off) {
+            _ => match self.check_ipv4(bytes, csum, eth.src_addr, handed_off) {
                 Some(checked) => checked,
                 None => return,
             },
@@ -127,7 +127,7 @@ impl<P: BufPool> Core<P> {
     /// the start and finds its verdict or its drop reason
     /// (`echo_fast_is_the_general_path` in shard/tests.rs compares them).
     #[inline(always)]
-    fn echo_fast(&mut self, buf: &mut P::Buf, src_mac: EthernetAddress) -> bool {
+    pub(super) fn echo_fast(&mut self, buf: &mut P::Buf, src_mac: EthernetAddress) -> bool {
         let data = buf.data();
         let bytes = data.get(ETH_LEN..).unwrap_or_default();
         // The protocol byte first: TCP pays for no more than this test.
