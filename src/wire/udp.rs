@@ -266,6 +266,52 @@ mod tests {
     }
 
     #[test]
+    fn swapped_ports_are_a_full_recompute() {
+        // The in-place echo swaps ports and addresses and keeps the
+        // checksum: the same words, summed in another order (RFC 1624
+        // with nothing changed). Random datagrams of 8 to 80 bytes, odd
+        // lengths included, between random addresses: the kept checksum
+        // is the one fill_checksum computes for the reply; a checksum of 0
+        // (none, RFC 768) stays 0.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut none, mut ffff) = (0, 0);
+        for i in 0..20_000usize {
+            let len = 8 + i % 73;
+            let (src, dst) = (Ipv4Addr::from(next() as u32), Ipv4Addr::from(next() as u32));
+            let mut d = vec![0u8; len];
+            if next() % 16 != 0 {
+                d.iter_mut().for_each(|b| *b = next() as u8);
+            }
+            d[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+            let sent = next() % 8 != 0;
+            if sent {
+                UdpPacket::new_unchecked(&mut d[..]).fill_checksum(&src, &dst);
+            } else {
+                d[6..8].fill(0);
+            }
+            let mut reply = d.clone();
+            UdpPacket::new_unchecked(&mut reply[..]).swap_ports();
+            let mut full = reply.clone();
+            if sent {
+                UdpPacket::new_unchecked(&mut full[..]).fill_checksum(&dst, &src);
+            }
+            assert_eq!(reply, full, "{i}");
+            assert_eq!((&reply[0..2], &reply[2..4]), (&d[2..4], &d[0..2]));
+            let p = UdpPacket::new_checked(&reply[..]).unwrap();
+            assert!(p.verify_checksum(&dst, &src));
+            none += usize::from(p.checksum() == 0);
+            ffff += usize::from(p.checksum() == 0xffff);
+        }
+        assert!(none > 1000, "{none} {ffff}");
+    }
+
+    #[test]
     fn lengths() {
         let b = dgram();
         assert_eq!(
