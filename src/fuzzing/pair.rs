@@ -466,6 +466,9 @@ pub struct Pair<L: Link> {
     pub tap: Option<Vec<Tapped>>,
     /// The segment being checked, for the tap.
     tapped: Option<Tapped>,
+    /// How long after its arrival each node's core reads a frame (zero:
+    /// at the step it is due): a core that has fallen behind its ring.
+    pub read_lag: [Duration; 2],
 }
 
 impl<L: Link> Pair<L> {
@@ -489,6 +492,7 @@ impl<L: Link> Pair<L> {
             deliveries: Vec::with_capacity(4),
             tap: None,
             tapped: None,
+            read_lag: [Duration::from_micros(0); 2],
         };
         // The gratuitous ARPs of start() go on the link too.
         pair.transmit(0);
@@ -505,9 +509,15 @@ impl<L: Link> Pair<L> {
             let n = &mut self.nodes[i];
             n.core.begin_burst(self.now);
             let queue = &mut self.in_flight[i];
+            let mut first = true;
             while let Some(Reverse((when, _, _))) = queue.peek() {
-                if *when > self.now {
+                if when.plus(self.read_lag[i]) > self.now {
                     break;
+                }
+                if std::mem::take(&mut first) {
+                    // The burst's oldest frame waited longest: what an
+                    // lcore bounds by the time since its ring was empty.
+                    n.core.set_rx_wait(self.now.since(*when));
                 }
                 let Some(Reverse((_, order, frame))) = queue.pop() else {
                     break;
@@ -545,7 +555,8 @@ impl<L: Link> Pair<L> {
     pub fn next_delivery(&self) -> Option<Instant> {
         self.in_flight
             .iter()
-            .filter_map(|q| q.peek().map(|Reverse((t, _, _))| *t))
+            .zip(self.read_lag)
+            .filter_map(|(q, lag)| q.peek().map(|Reverse((t, _, _))| t.plus(lag)))
             .min()
     }
 

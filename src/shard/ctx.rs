@@ -107,6 +107,9 @@ pub struct Net<P: BufPool> {
     pub(super) info: CoreInfo,
     pub(super) pool: P,
     pub(super) now: Instant,
+    /// How long this burst's frames may have waited in the receive ring
+    /// (since it was last seen empty); zero unless the lcore says.
+    pub(super) rx_wait: Duration,
     pub counters: Counters,
     pub(super) tx: Vec<P::Buf>,
     pub(super) tx_cap: usize,
@@ -199,6 +202,7 @@ impl<P: BufPool> Core<P> {
                 info,
                 pool,
                 now: Instant::ZERO,
+                rx_wait: Duration::from_micros(0),
                 counters,
                 tx: Vec::with_capacity(limits.tx_queue),
                 tx_cap: limits.tx_queue,
@@ -277,6 +281,7 @@ impl<P: BufPool> Core<P> {
     #[inline]
     pub fn begin_burst(&mut self, now: Instant) {
         self.net.now = now;
+        self.net.rx_wait = Duration::from_micros(0);
         if self.net.arp.refresh() {
             self.net.release_pending();
         }
@@ -290,6 +295,15 @@ impl<P: BufPool> Core<P> {
     #[inline]
     pub fn set_now(&mut self, now: Instant) {
         self.net.now = self.net.now.max(now);
+    }
+
+    /// The frames of this burst may have waited up to `wait` in the
+    /// receive ring before they were read (the time since the lcore last
+    /// saw it empty): TCP's congestion control does not take that for
+    /// the path's delay. Until the next [`Core::begin_burst`].
+    #[inline]
+    pub fn set_rx_wait(&mut self, wait: Duration) {
+        self.net.rx_wait = wait;
     }
 
     /// Frames waiting to be transmitted. The shard drains this into the TX

@@ -15,7 +15,7 @@ use crate::stats::flows::{FlowId, FlowRecord};
 use crate::stats::latency::{traffic_kind, LatencySet, TrafficKind};
 use crate::stats::latency_slot::LatencySlot;
 use crate::stats::{Counters, DropReason, PublishedCounters};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use arrayvec::ArrayVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -206,6 +206,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     let mut next_latency = tsc;
     // An iteration over 100 us (a timer period) is a stall.
     let mut cycles = LoopCycles::new(tsc, hz, timer_period);
+    // When the receive ring was last seen empty (a burst short of BURST):
+    // the frames read since may have waited in it from then on.
+    let mut rx_drained = tsc;
     while !stop.load(Ordering::Relaxed) {
         core.begin_burst(clock.now(tsc));
         if steered {
@@ -216,6 +219,12 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         if t_rx != 0 {
             // The frames' time is now, not the end of the last iteration.
             core.set_now(clock.now(t_rx));
+            core.set_rx_wait(Duration::from_micros(
+                t_rx.saturating_sub(rx_drained) / clock.per_us,
+            ));
+        }
+        if burst.len() < BURST {
+            rx_drained = if t_rx != 0 { t_rx } else { tsc };
         }
         for m in burst.drain(..) {
             kinds[traffic_kind(crate::buf::PacketBuf::data(&m)) as usize] += 1;

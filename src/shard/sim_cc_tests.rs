@@ -179,6 +179,9 @@ struct Bulk {
     /// burst, at one time, as a busy-polling lcore does whose ring fills
     /// between polls (af_packet on a shared CPU).
     poll: Option<Duration>,
+    /// From this time on, the sender's core reads what arrives this much
+    /// late (`Pair::read_lag`): a core that fell behind its ring.
+    sender_lag: Option<(Instant, Duration)>,
 }
 
 impl Bulk {
@@ -217,6 +220,7 @@ impl Bulk {
             conns: conns * repeat,
             start,
             poll: None,
+            sender_lag: None,
         }
     }
 
@@ -240,6 +244,11 @@ impl Bulk {
             let mut next = self.pair.now.plus(self.poll.unwrap_or(STEP));
             if let (None, Some(t)) = (self.poll, self.pair.next_delivery()) {
                 next = next.min(t.max(self.pair.now.plus(Duration::from_micros(1))));
+            }
+            if let Some((from, lag)) = self.sender_lag {
+                if next >= from {
+                    self.pair.read_lag[0] = lag;
+                }
             }
             self.pair.step_to(next);
             watch(self);
@@ -531,6 +540,45 @@ fn sim_cc_hystart_leaves_slow_start_before_a_deep_queue_overflows() {
         "the queue first dropped at {:?}",
         r.first_drop.map(|t| t.since(start))
     );
+}
+
+/// A sender core that falls behind its receive ring in slow start (the
+/// bench's lcore, sharing its CPU, read ACKs tens of ms late): from 85 ms
+/// after the start, two rounds of data in and about 60 kB of window, it
+/// reads every frame 6 ms after it arrived. Its RTT samples read 6 ms more
+/// from then on, a rise over HyStart++'s 4 ms threshold that lasts: taken
+/// as the path's (checked by telling the core a wait of zero), CSS ends
+/// slow start five rounds later, ssthresh 253 kB at 197 ms. The core is
+/// told how long the frames waited (Core::set_rx_wait), which keeps those
+/// samples out of the delay test: slow start goes on until the ACK train
+/// ends it, ssthresh 362 kB at 170 ms.
+#[test]
+fn sim_cc_hystart_does_not_end_slow_start_for_a_core_that_reads_late() {
+    let mut b = Bulk::new(
+        "cubic, sender reads 6 ms late",
+        wan(),
+        wan_tcp(CcAlgorithm::Cubic),
+        2_000_000,
+        1,
+    );
+    b.sender_lag = Some((
+        b.start.plus(Duration::from_millis(85)),
+        Duration::from_millis(6),
+    ));
+    let mut ssthresh = None;
+    b.run(|b| {
+        if ssthresh.is_none() {
+            if let Some(t) = b.sender_tcbs().first() {
+                if t.ssthresh() != usize::MAX {
+                    ssthresh = Some((t.ssthresh(), b.pair.now.since(b.start)));
+                }
+            }
+        }
+    });
+    println!("slow start ended: (ssthresh, when) {ssthresh:?}");
+    let (ssthresh, _) = ssthresh.expect("slow start ended");
+    let bdp = wan()[0].bdp();
+    assert!(ssthresh >= bdp * 6 / 5, "ssthresh {ssthresh}, BDP {bdp}");
 }
 
 /// (c) Two transfers at once share the bottleneck: Jain's fairness index

@@ -57,7 +57,9 @@ impl<P: BufPool> Net<P> {
             match verdict {
                 None => {
                     self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
+                    let wait = self.rx_wait;
                     return self.run_tcb(index, |t, now, c| {
+                        t.set_rx_wait(wait);
                         t.process_with_ecn(now, &repr, ip.ecn, data, c)
                     });
                 }

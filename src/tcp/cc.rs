@@ -39,6 +39,12 @@ pub struct Ack {
     /// The smoothed round-trip time, once measured.
     pub srtt: Option<Duration>,
     pub mss: usize,
+    /// How long the ACK may have waited in this host before it was read:
+    /// the time since the receive ring was last seen empty, when the
+    /// burst that carried it was taken (zero: read as it came). `rtt`
+    /// runs to when it was read, so the ACK's round trip lies between
+    /// `rtt - rx_wait` and `rtt`.
+    pub rx_wait: Duration,
 }
 
 /// A congestion controller for one connection. All sizes are bytes.
@@ -224,6 +230,11 @@ const ACK_TRAIN_ACK_DELAY: u32 = 1_000;
 const ACK_TRAIN_LOW_WINDOW: usize = 16;
 /// No sample yet this round ("infinity" in RFC 9406).
 const NO_RTT: u32 = u32::MAX;
+/// An RTT sample read after waiting longer than this (us) in the receive
+/// ring (a core that lost its CPU, or fell behind) says too little to
+/// count towards a round's delay test: RFC 9406's samples are network
+/// round trips, and such a one is ours up to its `rx_wait`.
+const MAX_RX_WAIT: u32 = MIN_RTT_THRESH / 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HyPhase {
@@ -245,9 +256,19 @@ enum HyPhase {
 struct HyStart {
     phase: HyPhase,
     /// Bytes to be acknowledged before the current round ends.
-    round_left: usize,
+    /// (A window is at most 1 GiB, RFC 7323 2.3: u32, to keep the
+    /// controller within 128 bytes.)
+    round_left: u32,
+    /// The least RTT sample of the last round and of this one (us), as
+    /// read: upper bounds of the round trips.
     last_round_min: u32,
     current_round_min: u32,
+    /// This round's least lower bound (`rtt - rx_wait`, us), over the
+    /// samples that waited at most MAX_RX_WAIT in the receive ring: the
+    /// RTT rose only if even this is above the last round's minimum by
+    /// the threshold (a core that read its ACKs late must not take its
+    /// own delay for the path's queue). `samples` counts those samples.
+    current_round_floor: u32,
     samples: u8,
     /// The least RTT sample of the connection (us): for the ACK train,
     /// and (kept after slow start) how far ahead CUBIC aims.
@@ -265,6 +286,7 @@ impl HyStart {
             round_left: 0,
             last_round_min: NO_RTT,
             current_round_min: NO_RTT,
+            current_round_floor: NO_RTT,
             samples: 0,
             min_rtt: NO_RTT,
             round_start: 0,
@@ -321,14 +343,15 @@ impl HyStart {
         // covers the byte at windowEnd): so each round begins with the
         // first ACK of a train, where Linux's begins, and the train is
         // timed from there.
-        if ack.acked > self.round_left {
+        if ack.acked > self.round_left as usize {
             self.round_start = now;
             self.train_last = now;
             // A new round: the last one's minimum is the reference.
             self.last_round_min = self.current_round_min;
             self.current_round_min = NO_RTT;
+            self.current_round_floor = NO_RTT;
             self.samples = 0;
-            self.round_left = ack.flight;
+            self.round_left = u32::try_from(ack.flight).unwrap_or(u32::MAX);
             if let HyPhase::Css { rounds, .. } = &mut self.phase {
                 *rounds += 1;
                 if *rounds >= CSS_ROUNDS {
@@ -337,7 +360,8 @@ impl HyStart {
                 }
             }
         } else {
-            self.round_left -= ack.acked;
+            // acked <= round_left here.
+            self.round_left -= ack.acked as u32;
             if self.ack_train_ends_slow_start(now, cwnd / ack.mss.max(1)) {
                 self.phase = HyPhase::Off;
                 return true;
@@ -346,20 +370,27 @@ impl HyStart {
         if let Some(rtt) = ack.rtt {
             let us = u32::try_from(rtt.micros()).unwrap_or(NO_RTT - 1);
             self.current_round_min = self.current_round_min.min(us);
-            self.samples = self.samples.saturating_add(1);
+            let wait = u32::try_from(ack.rx_wait.micros()).unwrap_or(NO_RTT);
+            if wait <= MAX_RX_WAIT {
+                self.current_round_floor = self.current_round_floor.min(us.saturating_sub(wait));
+                self.samples = self.samples.saturating_add(1);
+            }
         }
-        if self.samples < N_RTT_SAMPLE || self.current_round_min == NO_RTT {
+        if self.samples < N_RTT_SAMPLE || self.current_round_floor == NO_RTT {
             return false;
         }
         match self.phase {
             HyPhase::SlowStart if self.last_round_min != NO_RTT => {
                 // The delay-increase test: a rise of an eighth of the last
                 // round's RTT, between 4 and 16 ms, is a queue building.
+                // Round trips as read are upper bounds: the rise is the
+                // least this round's can have been over the most the last
+                // round's was.
                 let thresh =
                     (self.last_round_min / MIN_RTT_DIVISOR).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH);
-                if self.current_round_min >= self.last_round_min.saturating_add(thresh) {
+                if self.current_round_floor >= self.last_round_min.saturating_add(thresh) {
                     self.phase = HyPhase::Css {
-                        baseline: self.current_round_min,
+                        baseline: self.current_round_floor,
                         rounds: 0,
                     };
                 }
@@ -869,6 +900,7 @@ mod tests {
             rtt,
             srtt: rtt,
             mss,
+            rx_wait: Duration::from_micros(0),
         }
     }
 
@@ -1068,8 +1100,9 @@ mod tests {
             ("cubic", CcAlgorithm::Cubic)
         );
         // Held inline: the controller is its state, no pointer to a heap
-        // object; and small, as every connection holds one (128: 116, and
-        // the ACK train's 12 bytes of times).
+        // object; and small, as every connection holds one (128: 116, the
+        // ACK train's 12 bytes of times, and HyStart++'s RTT floor, 4
+        // bytes the round's byte count gave up as a u32).
         assert!(std::mem::size_of::<Cc>() <= std::mem::size_of::<Cubic>() + 8);
         assert!(
             std::mem::size_of::<Cc>() <= 128,
@@ -1227,6 +1260,7 @@ mod tests {
             rtt: Some(min),
             srtt: Some(queued),
             mss,
+            rx_wait: Duration::from_micros(0),
         });
         // One ACK 2 s in (concave region; K = 4.2 s), with the queued
         // sample: growth is (target - cwnd) / cwnd of an MSS per MSS acked.
@@ -1239,6 +1273,7 @@ mod tests {
             rtt: Some(queued),
             srtt: Some(queued),
             mss,
+            rx_wait: Duration::from_micros(0),
         });
         let target = cc.w_cubic(2.0 + 0.020, mss).unwrap();
         let want = before + (target - before) * mss as f64 / before;
@@ -1444,6 +1479,97 @@ mod tests {
         }
         assert!(!cc.in_css());
         assert_eq!(cc.ssthresh(), usize::MAX);
+    }
+
+    /// Slow start as [`slow_start`] runs it, each ACK `i` of round `r`
+    /// read with the sample and receive-ring wait `read(r, i)` (us).
+    fn slow_start_read(
+        read: impl Fn(u32, usize) -> (u64, u64),
+        rounds: u32,
+    ) -> (Cubic, Vec<(u32, bool, usize)>) {
+        let mss = 1000;
+        let mut cc = Cubic::new(mss);
+        let mut now = Instant::from_secs(1);
+        let mut log = Vec::new();
+        for r in 0..rounds {
+            let n = cc.window() / mss;
+            for i in 0..n {
+                // Back to back (1 us apart): no ACK train.
+                now = now.plus(Duration::from_micros(if i == 0 { 20_000 } else { 1 }));
+                let (rtt, wait) = read(r, i);
+                let mut a = ack(
+                    now,
+                    mss,
+                    (n - 1 + i) * mss,
+                    Some(Duration::from_micros(rtt)),
+                    mss,
+                );
+                a.rx_wait = Duration::from_micros(wait);
+                cc.on_ack(&a);
+            }
+            log.push((r, cc.in_css(), cc.window()));
+            if cc.ssthresh() != usize::MAX {
+                break;
+            }
+        }
+        (cc, log)
+    }
+
+    #[test]
+    fn hystart_does_not_take_a_late_read_for_an_rtt_rise() {
+        // The path's RTT stays 20 ms; from round 5 on the core reads every
+        // ACK late, having fallen behind (or lost its CPU) for 5 ms: each
+        // sample reads 25 ms, 5 ms of it in our receive ring. Taken as
+        // read, that is a rise over 20 + 4 ms: CSS, then out of slow start
+        // after CSS_ROUNDS rounds. Samples that waited over MAX_RX_WAIT do
+        // not count: slow start goes on (until the ACK train, 10 ms long
+        // in round 11, would end it).
+        let (cc, log) = slow_start_read(
+            |r, _| {
+                if r < 5 {
+                    (20 * MS, 0)
+                } else {
+                    (25 * MS, 5 * MS)
+                }
+            },
+            11,
+        );
+        assert!(log.iter().all(|l| !l.1), "{log:?}");
+        assert_eq!(cc.ssthresh(), usize::MAX);
+        // A shorter wait counts, but as the bound it is: 24.5 ms read
+        // after 0.8 ms in the ring is at least 23.7, under 24.
+        let (cc, log) = slow_start_read(
+            |r, _| {
+                if r < 5 {
+                    (20 * MS, 0)
+                } else {
+                    (24 * MS + 500, 800)
+                }
+            },
+            11,
+        );
+        assert!(log.iter().all(|l| !l.1), "{log:?}");
+        assert_eq!(cc.ssthresh(), usize::MAX);
+    }
+
+    #[test]
+    fn hystart_sees_a_real_rise_through_late_reads() {
+        // The RTT rises to 30 ms from round 5 (a queue building). Read
+        // within 0.5 ms, or with the first 16 ACKs of each round read 8 ms
+        // late: the rise shows, CSS, then ssthresh.
+        for late in [false, true] {
+            let (cc, log) = slow_start_read(
+                |r, i| match (r < 5, late && i < 16) {
+                    (true, _) => (20 * MS, 0),
+                    (false, true) => (38 * MS, 8 * MS),
+                    (false, false) => (30 * MS, 500),
+                },
+                20,
+            );
+            let entered = log.iter().position(|l| l.1).expect("CSS") as u32;
+            assert!((5..=6).contains(&entered), "{log:?}");
+            assert_ne!(cc.ssthresh(), usize::MAX, "{log:?}");
+        }
     }
 
     #[test]

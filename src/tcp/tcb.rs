@@ -428,6 +428,9 @@ pub struct Tcb {
     /// Karn: the segment being timed (without timestamps).
     rtt_timed: Option<(Seq, Instant)>,
     cc: Cc,
+    /// How long the segment being processed may have waited in the
+    /// receive ring ([`Tcb::set_rx_wait`]), for the controller's RTT test.
+    rx_wait: Duration,
 
     ack_now: bool,
     unacked_segments: u32,
@@ -543,6 +546,7 @@ impl Tcb {
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_timed: None,
             cc: cfg.new_cc(mss),
+            rx_wait: Duration::from_micros(0),
             ack_now: false,
             unacked_segments: 0,
             persist_backoff: 0,
@@ -860,6 +864,13 @@ impl Tcb {
 
     /// Process a segment for this connection (RFC 9293 3.10.7.3 and
     /// 3.10.7.4). `payload` is the segment's data.
+    /// The segments processed next may have waited up to `wait` in the
+    /// receive ring before they were read at `now` (the core's time since
+    /// it last saw the ring empty): their RTT samples are that uncertain.
+    pub fn set_rx_wait(&mut self, wait: Duration) {
+        self.rx_wait = wait;
+    }
+
     pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
         self.process_with_ecn(now, seg, NOT_ECT, payload, c)
     }
@@ -1531,6 +1542,7 @@ impl Tcb {
                 rtt,
                 srtt: self.rtt.srtt(),
                 mss: self.mss,
+                rx_wait: self.rx_wait,
             });
         }
         if !self.rec.in_recovery {
