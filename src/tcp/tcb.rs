@@ -379,6 +379,30 @@ fn predict_enabled() -> bool {
     PREDICT.with(std::cell::Cell::get)
 }
 
+/// Whether [`Tcb::echo_readable`] moves chunks; a test turns it off on
+/// its thread to compare against recv and send.
+#[cfg(not(test))]
+#[inline(always)]
+fn echo_move_enabled() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(crate) static ECHO_MOVE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Echoes [`Tcb::echo_readable`] moved on this thread.
+    pub(crate) static ECHO_MOVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn echo_move_enabled() -> bool {
+    ECHO_MOVE.with(std::cell::Cell::get)
+}
+
 pub struct Tcb {
     pub state: State,
     /// The core will dispatch it once the application's callback returns.
@@ -697,6 +721,29 @@ impl Tcb {
             self.window_opened(before);
         }
         n
+    }
+
+    /// Send what is readable, as [`Tcb::recv`] of all of it and
+    /// [`Tcb::send`] of what was read would, when that can be done without
+    /// a copy: the bytes lie in one chunk of the receive buffer and the
+    /// send buffer is empty and the same size, so the chunk moves from one
+    /// to the other ([`RecvBuffer::move_into`]). Returns the bytes moved,
+    /// or None having changed nothing (then recv and send do it). Same
+    /// state and the same segments after either way: a test compares them
+    /// over seeded echo runs.
+    #[inline]
+    pub fn echo_readable(&mut self) -> Option<usize> {
+        if !self.can_send() || !self.rx.movable_into(&self.tx) || !echo_move_enabled() {
+            return None;
+        }
+        #[cfg(test)]
+        ECHO_MOVED.with(|n| n.set(n.get() + 1));
+        let before = self.rx.window();
+        let n = self.rx.move_into(&mut self.tx);
+        // `recv`'s step; `send` took everything (the buffer had room), so
+        // it would not have set `want_writable`.
+        self.window_opened(before);
+        Some(n)
     }
 
     /// Readable bytes.
@@ -3376,5 +3423,127 @@ mod timers_tests {
         t.clear_all();
         assert_eq!(t.next(), None);
         assert!((0..TIMERS).all(|i| t.0[i] == NO_TIMER));
+    }
+}
+
+/// [`Tcb::echo_readable`] against recv and send: whole echo runs between
+/// two cores (crate::fuzzing::pair), `tcp-client` against `tcp-echo` over
+/// seeded lossy, duplicating, reordering links, run with the move and
+/// without it, must send the same frames (the link's digest over every
+/// byte of every frame, and each segment's fate), count the same and
+/// deliver the same; and the move must have been taken.
+#[cfg(test)]
+mod echo_move_tests {
+    use super::{ECHO_MOVE, ECHO_MOVED};
+    use crate::app::{AppFactory, AppSpec};
+    use crate::fuzzing::pair::{LinkConfig, LinkStats, Pair, Prng, RandomLink, Tapped};
+    use crate::tcp::TcpConfig;
+    use crate::time::Duration;
+
+    type AppCounters = Vec<(String, Vec<(&'static str, u64)>)>;
+
+    struct Run {
+        link: LinkStats,
+        tap: Vec<Tapped>,
+        counters: [Vec<(String, u64)>; 2],
+        apps: [AppCounters; 2],
+    }
+
+    fn factories(app: &str) -> Vec<AppFactory> {
+        vec![app.parse::<AppSpec>().unwrap().factory()]
+    }
+
+    fn run(seed: u64, link: LinkConfig, tcp: TcpConfig, conns: u64, bytes: u64) -> Run {
+        let client = factories(&format!("tcp-client:198.18.0.2:7:{bytes}:{conns}"));
+        let echo = factories("tcp-echo:7");
+        let mut pair = Pair::new(
+            format!("seed {seed}"),
+            RandomLink::new(seed, link),
+            [&client[..], &echo[..]],
+            tcp,
+        );
+        pair.tap = Some(Vec::new());
+        let start = pair.now;
+        let done = |p: &Pair<RandomLink>| {
+            let apps = p.nodes[0].core.app_counters();
+            let get = |k: &str| apps[0].1.iter().find(|(n, _)| *n == k).unwrap().1;
+            get("completed") + get("failed") == conns && p.quiet()
+        };
+        while !done(&pair) {
+            pair.step_to(pair.now.plus(Duration::from_micros(250)));
+            assert!(
+                pair.now.since(start) < Duration::from_secs(120),
+                "seed {seed}: not done"
+            );
+        }
+        Run {
+            link: pair.stats.clone(),
+            tap: pair.tap.take().unwrap_or_default(),
+            counters: [pair.moved_counters(0), pair.moved_counters(1)],
+            apps: [
+                pair.nodes[0].core.app_counters(),
+                pair.nodes[1].core.app_counters(),
+            ],
+        }
+    }
+
+    #[test]
+    fn echo_move_is_recv_and_send() {
+        let mut rng = Prng(15);
+        let mut moved = 0;
+        for seed in 1..=24u64 {
+            let link = LinkConfig {
+                loss: rng.below(60) as u32,
+                duplicate: rng.below(30) as u32,
+                corrupt: rng.below(20) as u32,
+                latency: Duration::from_micros(200 + rng.below(2000)),
+                jitter: Duration::from_micros(rng.below(3000)),
+            };
+            let tcp = TcpConfig {
+                time_wait: Duration::from_secs(1),
+                sack: rng.below(4) != 0,
+                timestamps: rng.below(4) != 0,
+                delayed_ack: if rng.below(3) == 0 {
+                    None
+                } else {
+                    TcpConfig::default().delayed_ack
+                },
+                ..TcpConfig::default()
+            };
+            // From one short segment per connection (each echo a move,
+            // unless the link reorders it) to bulk transfers that grow the
+            // buffers (where the slot counts part).
+            let (conns, bytes) = match rng.below(3) {
+                0 => (1 + rng.below(30), 1 + rng.below(1400)),
+                1 => (1 + rng.below(10), 1 + rng.below(20_000)),
+                _ => (1 + rng.below(4), 100_000 + rng.below(200_000)),
+            };
+            // Each run on a thread of its own: a fresh buffer pool (its
+            // peak is a counter), the move on or off there.
+            let on_thread = |moving: bool| {
+                std::thread::spawn(move || {
+                    ECHO_MOVE.with(|m| m.set(moving));
+                    let r = run(seed, link, tcp, conns, bytes);
+                    (r, ECHO_MOVED.with(std::cell::Cell::get))
+                })
+                .join()
+                .unwrap()
+            };
+            let (fast, taken) = on_thread(true);
+            let (slow, none) = on_thread(false);
+            assert_eq!(none, 0, "forced off, yet taken");
+            let what = format!("seed {seed}, {conns} x {bytes} bytes, {link:?}");
+            assert_eq!(fast.tap.len(), slow.tap.len(), "{what}: segment counts");
+            for (i, (f, s)) in fast.tap.iter().zip(&slow.tap).enumerate() {
+                assert_eq!(f, s, "{what}: segment {i}");
+            }
+            assert_eq!(fast.link, slow.link, "{what}: frames");
+            assert_eq!(fast.counters, slow.counters, "{what}: counters");
+            assert_eq!(fast.apps, slow.apps, "{what}: applications");
+            moved += taken;
+        }
+        // Most echoes of short transfers move; bulk ones seldom do.
+        assert!(moved > 100, "the move was taken {moved} times");
+        println!("the move was taken {moved} times");
     }
 }
