@@ -2448,17 +2448,26 @@ impl Tcb {
         self.dispatch_counted(now, emit);
     }
 
+    /// The core takes `tx_stats` after each dispatch; the connection's
+    /// own totals are counted with them, where each segment goes out
+    /// ([`Tcb::count_sent`]), not as a difference of copies of them.
     #[inline(never)]
     fn dispatch_counted(&mut self, now: Instant, emit: &mut Emit<'_>) {
-        // The core takes `tx_stats` after each dispatch; the connection's
-        // own totals keep what this one added.
-        let before = self.tx_stats;
         self.dispatch_due(now, emit);
-        let s = &self.tx_stats;
-        let t = &mut self.totals;
-        t.segs_out += s.segments - before.segments;
-        t.bytes_sent += s.bytes - before.bytes;
-        t.retransmits += s.retransmits - before.retransmits;
+    }
+
+    /// A segment went out: `bytes` of data, a retransmission or not. The
+    /// core's share (`tx_stats`) and the connection's own totals.
+    #[inline(always)]
+    fn count_sent(&mut self, bytes: usize, retransmit: bool) {
+        self.tx_stats.segments += 1;
+        self.tx_stats.bytes += bytes as u64;
+        self.totals.segs_out += 1;
+        self.totals.bytes_sent += bytes as u64;
+        if retransmit {
+            self.tx_stats.retransmits += 1;
+            self.totals.retransmits += 1;
+        }
     }
 
     /// Whether `dispatch_due` would send nothing and change nothing: a
@@ -2499,14 +2508,13 @@ impl Tcb {
                     let mut repr = self.header(self.snd.iss, flags);
                     self.finish_header(now, &mut repr);
                     if emit(&repr, NOT_ECT, &[], &[]) {
-                        if self.snd.max != self.snd.iss {
-                            self.tx_stats.retransmits += 1;
-                        } else if !self.ts_enabled {
+                        let again = self.snd.max != self.snd.iss;
+                        if !again && !self.ts_enabled {
                             self.rtt_timed = Some((self.snd.iss, now));
                         }
                         self.snd.nxt = self.snd.iss + 1;
                         self.snd.max = self.snd.max.max(self.snd.nxt);
-                        self.tx_stats.segments += 1;
+                        self.count_sent(0, again);
                     }
                     // Sent or not (no buffer, TX full, ARP queue full), the
                     // SYN is due: the retransmission timer tries it again,
@@ -2522,7 +2530,7 @@ impl Tcb {
                     let mut repr = self.header(self.snd.nxt, TcpFlags::ACK);
                     self.finish_header(now, &mut repr);
                     if emit(&repr, NOT_ECT, &[], &[]) {
-                        self.tx_stats.segments += 1;
+                        self.count_sent(0, false);
                     } else {
                         self.ack_not_sent(now);
                     }
@@ -2604,7 +2612,7 @@ impl Tcb {
                 let mut repr = self.header(self.snd.una - 1, TcpFlags::ACK);
                 self.finish_header(now, &mut repr);
                 if emit(&repr, NOT_ECT, &[], &[]) {
-                    self.tx_stats.segments += 1;
+                    self.count_sent(0, false);
                     self.tx_stats.probes += 1;
                 }
             }
@@ -2613,7 +2621,7 @@ impl Tcb {
             let mut repr = self.header(self.pure_ack_seq(), TcpFlags::ACK);
             self.finish_header(now, &mut repr);
             if emit(&repr, NOT_ECT, &[], &[]) {
-                self.tx_stats.segments += 1;
+                self.count_sent(0, false);
             } else {
                 self.ack_not_sent(now);
             }
@@ -2684,8 +2692,10 @@ impl Tcb {
         let avail = self.tx.len().saturating_sub(offset);
         // A retransmission resends one segment as first sent (or a part
         // of it), never two: the scoreboard keeps one record each.
-        let max = match self.rec.board.as_deref().and_then(|b| b.record_end(seq)) {
-            Some(end) if seq < self.snd.max => max.min(end.since(seq)),
+        let max = match self.rec.board.as_deref() {
+            Some(b) if seq < self.snd.max => {
+                b.record_end(seq).map_or(max, |end| max.min(end.since(seq)))
+            }
             _ => max,
         };
         let len = avail.min(max).min(self.send_mss());
@@ -2727,11 +2737,9 @@ impl Tcb {
         if self.sack_ok && self.rec.in_recovery {
             self.prr_sent(len);
         }
-        self.tx_stats.segments += 1;
-        self.tx_stats.bytes += len as u64;
+        self.count_sent(len, seq < self.snd.max);
         self.tx_stats.cwr += u64::from(cwr.contains(TcpFlags::CWR));
         if seq < self.snd.max {
-            self.tx_stats.retransmits += 1;
             self.totals.bytes_retrans += len as u64;
             if let Some(u) = self.rec.undo.as_mut() {
                 if u.retrans == 0 && u.stamp.is_none() {
