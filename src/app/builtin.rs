@@ -377,6 +377,12 @@ impl TcpEcho {
                     return;
                 }
             }
+            // Most echoes: what arrived moves to the send buffer as it
+            // lies, nothing left readable (recv and send below otherwise).
+            if let Ok(Some(n)) = net.tcp_echo_readable(conn) {
+                self.bytes += n as u64;
+                break;
+            }
             let n = match net.tcp_recv(conn, &mut self.buf) {
                 Ok(n) if n > 0 => n,
                 _ => break,

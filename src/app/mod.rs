@@ -153,6 +153,15 @@ pub trait NetCtx {
     fn tcp_recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, TcpError>;
     /// Readable bytes now.
     fn tcp_recv_len(&self, conn: ConnId) -> Result<usize, TcpError>;
+    /// Queue for sending what is readable, as [`NetCtx::tcp_recv`] of all
+    /// of it and [`NetCtx::tcp_send`] of what was read would, when that can
+    /// be done without copying it (an echo: the bytes change buffers, not
+    /// places). `Ok(None)`: not now, nothing changed (recv and send it);
+    /// `Ok(Some(n))`: `n` bytes moved, nothing left readable, all queued.
+    fn tcp_echo_readable(&mut self, conn: ConnId) -> Result<Option<usize>, TcpError> {
+        let _ = conn;
+        Ok(None)
+    }
     /// The connection's congestion window, round-trip time and
     /// retransmission timeout now: to watch a transfer, not to steer it.
     fn tcp_info(&self, conn: ConnId) -> Result<TcpInfo, TcpError>;

@@ -550,6 +550,9 @@ impl<P: BufPool> NetCtx for Net<P> {
     fn tcp_recv_len(&self, conn: ConnId) -> Result<usize, TcpError> {
         self.tcp_recv_len_impl(conn)
     }
+    fn tcp_echo_readable(&mut self, conn: ConnId) -> Result<Option<usize>, TcpError> {
+        self.tcp_echo_readable_impl(conn)
+    }
     fn tcp_info(&self, conn: ConnId) -> Result<crate::app::TcpInfo, TcpError> {
         self.tcp_info_impl(conn)
     }

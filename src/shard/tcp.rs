@@ -732,6 +732,15 @@ impl<P: BufPool> Net<P> {
         self.with_conn_then(conn, false, |t, _| Ok(t.recv(buf)))
     }
 
+    pub(super) fn tcp_echo_readable_impl(
+        &mut self,
+        conn: ConnId,
+    ) -> Result<Option<usize>, TcpError> {
+        // Tcb::echo_readable: recv and send's steps, buffers and flags
+        // only.
+        self.with_conn_then(conn, false, |t, _| Ok(t.echo_readable()))
+    }
+
     pub(super) fn tcp_recv_len_impl(&self, conn: ConnId) -> Result<usize, TcpError> {
         Ok(self.conn_ref(conn)?.recv_len())
     }

@@ -379,6 +379,30 @@ fn predict_enabled() -> bool {
     PREDICT.with(std::cell::Cell::get)
 }
 
+/// Whether [`Tcb::echo_readable`] moves chunks; a test turns it off on
+/// its thread to compare against recv and send.
+#[cfg(not(test))]
+#[inline(always)]
+fn echo_move_enabled() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(crate) static ECHO_MOVE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Echoes [`Tcb::echo_readable`] moved on this thread.
+    pub(crate) static ECHO_MOVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn echo_move_enabled() -> bool {
+    ECHO_MOVE.with(std::cell::Cell::get)
+}
+
 pub struct Tcb {
     pub state: State,
     /// The core will dispatch it once the application's callback returns.
@@ -701,6 +725,29 @@ impl Tcb {
             self.window_opened(before);
         }
         n
+    }
+
+    /// Send what is readable, as [`Tcb::recv`] of all of it and
+    /// [`Tcb::send`] of what was read would, when that can be done without
+    /// a copy: the bytes lie in one chunk of the receive buffer and the
+    /// send buffer is empty and the same size, so the chunk moves from one
+    /// to the other ([`RecvBuffer::move_into`]). Returns the bytes moved,
+    /// or None having changed nothing (then recv and send do it). Same
+    /// state and the same segments after either way: a test compares them
+    /// over seeded echo runs.
+    #[inline]
+    pub fn echo_readable(&mut self) -> Option<usize> {
+        if !self.can_send() || !self.rx.movable_into(&self.tx) || !echo_move_enabled() {
+            return None;
+        }
+        #[cfg(test)]
+        ECHO_MOVED.with(|n| n.set(n.get() + 1));
+        let before = self.rx.window();
+        let n = self.rx.move_into(&mut self.tx);
+        // `recv`'s step; `send` took everything (the buffer had room), so
+        // it would not have set `want_writable`.
+        self.window_opened(before);
+        Some(n)
     }
 
     /// Readable bytes.
@@ -2413,17 +2460,26 @@ impl Tcb {
         self.dispatch_counted(now, emit);
     }
 
+    /// The core takes `tx_stats` after each dispatch; the connection's
+    /// own totals are counted with them, where each segment goes out
+    /// ([`Tcb::count_sent`]), not as a difference of copies of them.
     #[inline(never)]
     fn dispatch_counted(&mut self, now: Instant, emit: &mut Emit<'_>) {
-        // The core takes `tx_stats` after each dispatch; the connection's
-        // own totals keep what this one added.
-        let before = self.tx_stats;
         self.dispatch_due(now, emit);
-        let s = &self.tx_stats;
-        let t = &mut self.totals;
-        t.segs_out += s.segments - before.segments;
-        t.bytes_sent += s.bytes - before.bytes;
-        t.retransmits += s.retransmits - before.retransmits;
+    }
+
+    /// A segment went out: `bytes` of data, a retransmission or not. The
+    /// core's share (`tx_stats`) and the connection's own totals.
+    #[inline(always)]
+    fn count_sent(&mut self, bytes: usize, retransmit: bool) {
+        self.tx_stats.segments += 1;
+        self.tx_stats.bytes += bytes as u64;
+        self.totals.segs_out += 1;
+        self.totals.bytes_sent += bytes as u64;
+        if retransmit {
+            self.tx_stats.retransmits += 1;
+            self.totals.retransmits += 1;
+        }
     }
 
     /// Whether `dispatch_due` would send nothing and change nothing: a
@@ -2464,14 +2520,13 @@ impl Tcb {
                     let mut repr = self.header(self.snd.iss, flags);
                     self.finish_header(now, &mut repr);
                     if emit(&repr, NOT_ECT, &[], &[]) {
-                        if self.snd.max != self.snd.iss {
-                            self.tx_stats.retransmits += 1;
-                        } else if !self.ts_enabled {
+                        let again = self.snd.max != self.snd.iss;
+                        if !again && !self.ts_enabled {
                             self.rtt_timed = Some((self.snd.iss, now));
                         }
                         self.snd.nxt = self.snd.iss + 1;
                         self.snd.max = self.snd.max.max(self.snd.nxt);
-                        self.tx_stats.segments += 1;
+                        self.count_sent(0, again);
                     }
                     // Sent or not (no buffer, TX full, ARP queue full), the
                     // SYN is due: the retransmission timer tries it again,
@@ -2487,7 +2542,7 @@ impl Tcb {
                     let mut repr = self.header(self.snd.nxt, TcpFlags::ACK);
                     self.finish_header(now, &mut repr);
                     if emit(&repr, NOT_ECT, &[], &[]) {
-                        self.tx_stats.segments += 1;
+                        self.count_sent(0, false);
                     } else {
                         self.ack_not_sent(now);
                     }
@@ -2569,7 +2624,7 @@ impl Tcb {
                 let mut repr = self.header(self.snd.una - 1, TcpFlags::ACK);
                 self.finish_header(now, &mut repr);
                 if emit(&repr, NOT_ECT, &[], &[]) {
-                    self.tx_stats.segments += 1;
+                    self.count_sent(0, false);
                     self.tx_stats.probes += 1;
                 }
             }
@@ -2578,7 +2633,7 @@ impl Tcb {
             let mut repr = self.header(self.pure_ack_seq(), TcpFlags::ACK);
             self.finish_header(now, &mut repr);
             if emit(&repr, NOT_ECT, &[], &[]) {
-                self.tx_stats.segments += 1;
+                self.count_sent(0, false);
             } else {
                 self.ack_not_sent(now);
             }
@@ -2649,8 +2704,10 @@ impl Tcb {
         let avail = self.tx.len().saturating_sub(offset);
         // A retransmission resends one segment as first sent (or a part
         // of it), never two: the scoreboard keeps one record each.
-        let max = match self.rec.board.as_deref().and_then(|b| b.record_end(seq)) {
-            Some(end) if seq < self.snd.max => max.min(end.since(seq)),
+        let max = match self.rec.board.as_deref() {
+            Some(b) if seq < self.snd.max => {
+                b.record_end(seq).map_or(max, |end| max.min(end.since(seq)))
+            }
             _ => max,
         };
         let len = avail.min(max).min(self.send_mss());
@@ -2692,11 +2749,9 @@ impl Tcb {
         if self.sack_ok && self.rec.in_recovery {
             self.prr_sent(len);
         }
-        self.tx_stats.segments += 1;
-        self.tx_stats.bytes += len as u64;
+        self.count_sent(len, seq < self.snd.max);
         self.tx_stats.cwr += u64::from(cwr.contains(TcpFlags::CWR));
         if seq < self.snd.max {
-            self.tx_stats.retransmits += 1;
             self.totals.bytes_retrans += len as u64;
             if let Some(u) = self.rec.undo.as_mut() {
                 if u.retrans == 0 && u.stamp.is_none() {
@@ -3388,5 +3443,127 @@ mod timers_tests {
         t.clear_all();
         assert_eq!(t.next(), None);
         assert!((0..TIMERS).all(|i| t.0[i] == NO_TIMER));
+    }
+}
+
+/// [`Tcb::echo_readable`] against recv and send: whole echo runs between
+/// two cores (crate::fuzzing::pair), `tcp-client` against `tcp-echo` over
+/// seeded lossy, duplicating, reordering links, run with the move and
+/// without it, must send the same frames (the link's digest over every
+/// byte of every frame, and each segment's fate), count the same and
+/// deliver the same; and the move must have been taken.
+#[cfg(test)]
+mod echo_move_tests {
+    use super::{ECHO_MOVE, ECHO_MOVED};
+    use crate::app::{AppFactory, AppSpec};
+    use crate::fuzzing::pair::{LinkConfig, LinkStats, Pair, Prng, RandomLink, Tapped};
+    use crate::tcp::TcpConfig;
+    use crate::time::Duration;
+
+    type AppCounters = Vec<(String, Vec<(&'static str, u64)>)>;
+
+    struct Run {
+        link: LinkStats,
+        tap: Vec<Tapped>,
+        counters: [Vec<(String, u64)>; 2],
+        apps: [AppCounters; 2],
+    }
+
+    fn factories(app: &str) -> Vec<AppFactory> {
+        vec![app.parse::<AppSpec>().unwrap().factory()]
+    }
+
+    fn run(seed: u64, link: LinkConfig, tcp: TcpConfig, conns: u64, bytes: u64) -> Run {
+        let client = factories(&format!("tcp-client:198.18.0.2:7:{bytes}:{conns}"));
+        let echo = factories("tcp-echo:7");
+        let mut pair = Pair::new(
+            format!("seed {seed}"),
+            RandomLink::new(seed, link),
+            [&client[..], &echo[..]],
+            tcp,
+        );
+        pair.tap = Some(Vec::new());
+        let start = pair.now;
+        let done = |p: &Pair<RandomLink>| {
+            let apps = p.nodes[0].core.app_counters();
+            let get = |k: &str| apps[0].1.iter().find(|(n, _)| *n == k).unwrap().1;
+            get("completed") + get("failed") == conns && p.quiet()
+        };
+        while !done(&pair) {
+            pair.step_to(pair.now.plus(Duration::from_micros(250)));
+            assert!(
+                pair.now.since(start) < Duration::from_secs(120),
+                "seed {seed}: not done"
+            );
+        }
+        Run {
+            link: pair.stats.clone(),
+            tap: pair.tap.take().unwrap_or_default(),
+            counters: [pair.moved_counters(0), pair.moved_counters(1)],
+            apps: [
+                pair.nodes[0].core.app_counters(),
+                pair.nodes[1].core.app_counters(),
+            ],
+        }
+    }
+
+    #[test]
+    fn echo_move_is_recv_and_send() {
+        let mut rng = Prng(15);
+        let mut moved = 0;
+        for seed in 1..=24u64 {
+            let link = LinkConfig {
+                loss: rng.below(60) as u32,
+                duplicate: rng.below(30) as u32,
+                corrupt: rng.below(20) as u32,
+                latency: Duration::from_micros(200 + rng.below(2000)),
+                jitter: Duration::from_micros(rng.below(3000)),
+            };
+            let tcp = TcpConfig {
+                time_wait: Duration::from_secs(1),
+                sack: rng.below(4) != 0,
+                timestamps: rng.below(4) != 0,
+                delayed_ack: if rng.below(3) == 0 {
+                    None
+                } else {
+                    TcpConfig::default().delayed_ack
+                },
+                ..TcpConfig::default()
+            };
+            // From one short segment per connection (each echo a move,
+            // unless the link reorders it) to bulk transfers that grow the
+            // buffers (where the slot counts part).
+            let (conns, bytes) = match rng.below(3) {
+                0 => (1 + rng.below(30), 1 + rng.below(1400)),
+                1 => (1 + rng.below(10), 1 + rng.below(20_000)),
+                _ => (1 + rng.below(4), 100_000 + rng.below(200_000)),
+            };
+            // Each run on a thread of its own: a fresh buffer pool (its
+            // peak is a counter), the move on or off there.
+            let on_thread = |moving: bool| {
+                std::thread::spawn(move || {
+                    ECHO_MOVE.with(|m| m.set(moving));
+                    let r = run(seed, link, tcp, conns, bytes);
+                    (r, ECHO_MOVED.with(std::cell::Cell::get))
+                })
+                .join()
+                .unwrap()
+            };
+            let (fast, taken) = on_thread(true);
+            let (slow, none) = on_thread(false);
+            assert_eq!(none, 0, "forced off, yet taken");
+            let what = format!("seed {seed}, {conns} x {bytes} bytes, {link:?}");
+            assert_eq!(fast.tap.len(), slow.tap.len(), "{what}: segment counts");
+            for (i, (f, s)) in fast.tap.iter().zip(&slow.tap).enumerate() {
+                assert_eq!(f, s, "{what}: segment {i}");
+            }
+            assert_eq!(fast.link, slow.link, "{what}: frames");
+            assert_eq!(fast.counters, slow.counters, "{what}: counters");
+            assert_eq!(fast.apps, slow.apps, "{what}: applications");
+            moved += taken;
+        }
+        // Most echoes of short transfers move; bulk ones seldom do.
+        assert!(moved > 100, "the move was taken {moved} times");
+        println!("the move was taken {moved} times");
     }
 }
