@@ -338,12 +338,64 @@ struct EchoConn {
     peer_closed: bool,
 }
 
+/// Per-connection state of an application, found by the connection's
+/// table index (and checked against its generation): a look-up is an index
+/// and a compare, where a map hashes the id on every event (make pathcost:
+/// one look-up per echo). Grows to the highest index seen; the table
+/// reuses freed slots, so that stays near the connections open at once.
+struct ConnSlab<T> {
+    slots: Vec<Option<(u32, T)>>,
+    len: usize,
+}
+
+impl<T> ConnSlab<T> {
+    fn new() -> Self {
+        ConnSlab {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self, conn: ConnId) -> Option<&mut T> {
+        match self.slots.get_mut(conn.index as usize) {
+            Some(Some((gen, t))) if *gen == conn.gen => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Hold `t` for `conn`, in place of whatever an older connection of
+    /// the same slot left.
+    fn insert(&mut self, conn: ConnId, t: T) {
+        let i = conn.index as usize;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace((conn.gen, t)).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, conn: ConnId) -> Option<T> {
+        let slot = self.slots.get_mut(conn.index as usize)?;
+        if slot.as_ref().is_none_or(|(gen, _)| *gen != conn.gen) {
+            return None;
+        }
+        self.len -= 1;
+        slot.take().map(|(_, t)| t)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// Echoes every byte of every connection back. Backpressure flows through:
 /// it reads only when everything read before has been taken for sending,
 /// so a slow reader on the other end closes our receive window.
 pub struct TcpEcho {
     port: u16,
-    conns: HashMap<ConnId, EchoConn>,
+    conns: ConnSlab<EchoConn>,
     buf: Vec<u8>,
     accepted: u64,
     bytes: u64,
@@ -354,7 +406,7 @@ impl TcpEcho {
     pub fn new(port: u16) -> Self {
         TcpEcho {
             port,
-            conns: HashMap::default(),
+            conns: ConnSlab::new(),
             buf: vec![0; CHUNK],
             accepted: 0,
             bytes: 0,
@@ -363,7 +415,7 @@ impl TcpEcho {
     }
 
     fn pump(&mut self, net: &mut dyn NetCtx, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
         loop {
@@ -400,7 +452,7 @@ impl TcpEcho {
         }
         if c.peer_closed && c.pending.is_empty() {
             let _ = net.tcp_close(conn);
-            self.conns.remove(&conn);
+            self.conns.remove(conn);
             self.closed += 1;
         }
     }
@@ -423,13 +475,13 @@ impl App for TcpEcho {
             }
             TcpEvent::Readable { conn } | TcpEvent::Writable { conn } => self.pump(net, conn),
             TcpEvent::PeerClosed { conn } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
+                if let Some(c) = self.conns.get_mut(conn) {
                     c.peer_closed = true;
                 }
                 self.pump(net, conn);
             }
             TcpEvent::Closed { conn, .. } => {
-                if self.conns.remove(&conn).is_some() {
+                if self.conns.remove(conn).is_some() {
                     self.closed += 1;
                 }
             }
@@ -1257,6 +1309,33 @@ impl App for UdpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The slab against a map of ids: the same answers for any sequence
+    /// of inserts, look-ups and removals, stale generations included.
+    #[test]
+    fn conn_slab_is_a_map_of_ids() {
+        let mut rng = crate::fuzzing::pair::Prng(7);
+        let mut slab = ConnSlab::new();
+        let mut map: HashMap<ConnId, u64> = HashMap::default();
+        for step in 0..20_000u64 {
+            let conn = ConnId {
+                index: rng.below(40) as u32,
+                gen: rng.below(3) as u32,
+            };
+            match rng.below(3) {
+                0 => {
+                    // As the table hands out ids: a slot's older
+                    // connection is gone before a new one takes it.
+                    map.retain(|c, _| c.index != conn.index);
+                    slab.insert(conn, step);
+                    map.insert(conn, step);
+                }
+                1 => assert_eq!(slab.remove(conn), map.remove(&conn), "{conn:?}"),
+                _ => assert_eq!(slab.get_mut(conn).copied(), map.get(&conn).copied()),
+            }
+            assert_eq!(slab.len(), map.len());
+        }
+    }
 
     #[test]
     fn a_sample_line_carries_every_field() {

@@ -358,7 +358,7 @@ impl<P: BufPool> Net<P> {
         // After most segments (a delayed ACK, an ACK of everything) there
         // is nothing to send or count, and no flow record to touch.
         let due = !tcb.nothing_due();
-        if !due && self.flows.is_none() && tcb.tx_stats == tcb::TxStats::default() {
+        if !due && self.flows.is_none() && tcb.tx_stats.is_empty() {
             return;
         }
         self.dispatch_tcb_now(tcb, due);

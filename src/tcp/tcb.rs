@@ -143,6 +143,18 @@ pub struct TxStats {
     pub cwr: u64,
 }
 
+impl TxStats {
+    /// Nothing counted: no segment and no RST went out (every other count
+    /// goes up with a segment: bytes, retransmissions, probes and CWRs are
+    /// counted only along with `segments`).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        let empty = self.segments == 0 && self.resets == 0;
+        debug_assert!(!empty || *self == TxStats::default(), "{self:?}");
+        empty
+    }
+}
+
 /// The send sequence space (RFC 9293 3.3.1). `max` is the highest
 /// sequence number sent; `nxt` goes back to `una` on an RTO.
 #[derive(Clone, Copy, Debug)]
