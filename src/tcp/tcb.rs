@@ -921,8 +921,6 @@ impl Tcb {
 
     // ---- input ---------------------------------------------------------
 
-    /// Process a segment for this connection (RFC 9293 3.10.7.3 and
-    /// 3.10.7.4). `payload` is the segment's data.
     /// The segments processed next may have waited up to `wait` in the
     /// receive ring before they were read at `now` (the core's time since
     /// it last saw the ring empty): their RTT samples are that uncertain.
@@ -930,6 +928,8 @@ impl Tcb {
         self.rx_wait = wait;
     }
 
+    /// Process a segment for this connection (RFC 9293 3.10.7.3 and
+    /// 3.10.7.4). `payload` is the segment's data.
     pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8], c: &mut Counters) {
         self.process_with_ecn(now, seg, NOT_ECT, payload, c)
     }
