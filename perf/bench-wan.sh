@@ -66,6 +66,11 @@
 # 1514-byte frames on the wire.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One run at a time: every run uses the same namespaces (dpwanS, dpwanR,
+# ...) and deletes them when it ends.
+if [ "${DPWAN_LOCKED:-}" != 1 ]; then
+    DPWAN_LOCKED=1 exec flock /tmp/wan.lock bash "$(realpath "$0")" "$@"
+fi
 SMOKE=0
 [ "${1:-}" = --smoke ] && { SMOKE=1; shift; }
 if [ $SMOKE = 1 ]; then
