@@ -167,13 +167,7 @@ mod tests {
         // (and the tagged frame's inner one) drawn from IPv4, ARP, the tags
         // and random values: untagged_ipv4 gives exactly what new_checked
         // and parse give for untagged IPv4, and None for every other frame.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::wire::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let types: [[u8; 2]; 6] = [
             [0x08, 0x00],
             [0x08, 0x06],
@@ -190,10 +184,10 @@ mod tests {
                 chunk.copy_from_slice(&r[..chunk.len()]);
             }
             let r = next().to_le_bytes();
-            if r[0] % 4 != 0 {
+            if !r[0].is_multiple_of(4) {
                 f[12..14].copy_from_slice(&types[usize::from(r[1]) % types.len()]);
             }
-            if r[2] % 2 == 0 {
+            if r[2].is_multiple_of(2) {
                 f[16..18].copy_from_slice(&types[usize::from(r[3]) % types.len()]);
             }
             let data = &f[..usize::from(r[4]) % (f.len() + 1)];

@@ -571,13 +571,7 @@ mod tests {
     fn a_reply_rewritten_in_place_has_the_summed_checksum() {
         // Many headers (ttl, ident, flags, addresses varied): the carried
         // checksum equals one summed from scratch, and verifies.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::wire::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for _ in 0..2000 {
             let r = next().to_be_bytes();
             let mut h = [
@@ -625,13 +619,7 @@ mod tests {
     fn reply_plain_is_rewrite_as_reply_to_the_source() {
         // Random headers, checksums right: the same bytes either way, with
         // an ident and without.
-        let mut seed = 0x0123_4567_89ab_cdefu64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::wire::xorshift(0x0123_4567_89ab_cdefu64);
         for i in 0..4000 {
             let (a, b) = (next().to_be_bytes(), next().to_be_bytes());
             let mut h: [u8; 20] = [
@@ -692,13 +680,7 @@ mod tests {
         // every length around the total: parse_plain takes exactly those that
         // pass new_checked and parse, have no options and are no fragment,
         // and reads them as parse does.
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::wire::xorshift(0x2545_f491_4f6c_dd1du64);
         let mut taken = 0;
         for _ in 0..20_000 {
             let r = next().to_be_bytes();

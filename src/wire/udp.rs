@@ -273,23 +273,17 @@ mod tests {
         // lengths included, between random addresses: the kept checksum
         // is the one fill_checksum computes for the reply; a checksum of 0
         // (none, RFC 768) stays 0.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::wire::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let (mut none, mut ffff) = (0, 0);
         for i in 0..20_000usize {
             let len = 8 + i % 73;
             let (src, dst) = (Ipv4Addr::from(next() as u32), Ipv4Addr::from(next() as u32));
             let mut d = vec![0u8; len];
-            if next() % 16 != 0 {
+            if !next().is_multiple_of(16) {
                 d.iter_mut().for_each(|b| *b = next() as u8);
             }
             d[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-            let sent = next() % 8 != 0;
+            let sent = !next().is_multiple_of(8);
             if sent {
                 UdpPacket::new_unchecked(&mut d[..]).fill_checksum(&src, &dst);
             } else {
