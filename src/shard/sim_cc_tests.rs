@@ -899,6 +899,17 @@ impl TapConn {
     }
 }
 
+/// The sequence space a tapped segment covers, relative to its
+/// connection's ISN: the SYN takes [0, 1), a FIN one past its data.
+fn seq_span(s: &crate::fuzzing::pair::Tapped, isn: u32) -> (u64, u64) {
+    let (fin, syn) = (0x01, 0x02);
+    if s.flags & syn != 0 {
+        return (0, 1);
+    }
+    let rel = u64::from(s.seq.wrapping_sub(isn));
+    (rel, rel + s.len as u64 + u64::from(s.flags & fin != 0))
+}
+
 fn tally(tap: &[crate::fuzzing::pair::Tapped], start: Instant) -> Tally {
     use std::collections::HashMap;
     let (fin, syn) = (0x01, 0x02);
@@ -918,12 +929,7 @@ fn tally(tap: &[crate::fuzzing::pair::Tapped], start: Instant) -> Tally {
         let Some(c) = conns.get_mut(&s.src_port) else {
             continue;
         };
-        let rel = u64::from(s.seq.wrapping_sub(c.isn));
-        let (a, b) = if s.flags & syn != 0 {
-            (0, 1)
-        } else {
-            (rel, rel + s.len as u64 + u64::from(s.flags & fin != 0))
-        };
+        let (a, b) = seq_span(s, c.isn);
         if lost {
             match () {
                 _ if s.flags & syn != 0 => t.lost_syn += 1,
@@ -1246,12 +1252,7 @@ fn flow_classes(tap: &[crate::fuzzing::pair::Tapped], mss: u64) -> Vec<LossyFlow
         let Some(c) = conns.get_mut(&s.src_port) else {
             continue;
         };
-        let rel = u64::from(s.seq.wrapping_sub(c.isn));
-        let (a, b) = if s.flags & syn != 0 {
-            (0, 1)
-        } else {
-            (rel, rel + s.len as u64 + u64::from(s.flags & fin != 0))
-        };
+        let (a, b) = seq_span(s, c.isn);
         if a == b {
             continue;
         }
