@@ -199,6 +199,15 @@ pub fn initial_window(mss: usize) -> usize {
 /// RFC 3465 2.2: the most one ACK may grow cwnd by in slow start, in MSS.
 const ABC_LIMIT: usize = 2;
 
+/// RFC 9406 4.2: while HyStart++ runs, the most one ACK may grow cwnd by,
+/// in MSS, for a sender that does not pace (L = 8; a paced one would take
+/// no limit). A receiver that reads late acknowledges many segments at
+/// once (a Linux sink sharing its CPU with a busy-polling lcore ACKs 10-15
+/// full segments at a time): with RFC 3465's L = 2 each round trip then
+/// grows the window by a fraction of a doubling where Linux's (no limit)
+/// doubles it.
+const HYSTART_L: usize = 8;
+
 /// RFC 7661 (and RFC 9438 5.8 for CUBIC): grow the window only while it is
 /// what limits the sender: at least half of it was in flight when this
 /// ACK came (Linux `tcp_is_cwnd_limited` asks the same in slow start). An
@@ -474,11 +483,16 @@ impl SlowStart {
     /// slow start with it.
     fn on_ack(&mut self, ack: &Ack, grow: bool, cwnd: usize) -> (usize, bool) {
         let css = self.hystart.in_css();
+        let hystart = self.hystart.phase != HyPhase::Off;
         let leave = self.hystart.on_ack(ack, cwnd);
         if !grow {
             return (0, leave);
         }
-        let limit = if self.after_rto { 1 } else { ABC_LIMIT };
+        let limit = match (self.after_rto, hystart) {
+            (true, _) => 1,
+            (false, true) => HYSTART_L,
+            (false, false) => ABC_LIMIT,
+        };
         let inc = ack.acked.min(limit * ack.mss);
         (if css { inc / CSS_GROWTH_DIVISOR } else { inc }, leave)
     }
@@ -968,12 +982,15 @@ mod tests {
         let t0 = Instant::from_secs(1);
         let mut cc = NewReno::new(mss);
         assert_eq!(cc.window(), 10_000);
-        // RFC 3465: an ACK of one MSS grows by one; a stretch ACK of five
-        // by two (L = 2 SMSS).
+        // RFC 3465: an ACK of one MSS grows by one; while HyStart++ runs
+        // (RFC 9406 4.2, not paced: L = 8 SMSS) a stretch ACK of five by
+        // five, one of twelve by eight.
         cc.on_ack(&ack(t0, 1000, 9000, None, mss));
         assert_eq!(cc.window(), 11_000);
         cc.on_ack(&ack(t0, 5000, 6000, None, mss));
-        assert_eq!(cc.window(), 13_000);
+        assert_eq!(cc.window(), 16_000);
+        cc.on_ack(&ack(t0, 12_000, 4000, None, mss));
+        assert_eq!(cc.window(), 24_000);
         cc.on_rto(20_000, mss);
         assert_eq!(cc.window(), 1000);
         assert_eq!(cc.ssthresh(), 10_000);
@@ -991,6 +1008,38 @@ mod tests {
         assert_eq!(cc.window(), 10_000);
         cc.on_ack(&ack(t0, 1000, 9000, None, mss));
         assert_eq!(cc.window(), 11_000);
+    }
+
+    #[test]
+    fn slow_start_limit_per_ack_is_hystarts_l_then_abcs() {
+        // RFC 9406 4.2: L = 8 SMSS while HyStart++ runs (a sender that
+        // does not pace); RFC 3465 2.2: L = 2 in a slow start without it,
+        // 1 after a timeout.
+        let mss = 1000;
+        let stretch = |ss: &mut SlowStart, acked: usize| {
+            ss.on_ack(
+                &ack(Instant::from_secs(1), acked, 20_000, None, mss),
+                true,
+                30_000,
+            )
+            .0
+        };
+        let mut ss = SlowStart::new();
+        assert_eq!(stretch(&mut ss, 3000), 3000);
+        assert_eq!(stretch(&mut ss, 15_000), 8000);
+        ss.hystart.phase = HyPhase::Off;
+        assert_eq!(stretch(&mut ss, 3000), 2000);
+        assert_eq!(stretch(&mut ss, 1000), 1000);
+        ss.on_rto();
+        assert_eq!(stretch(&mut ss, 3000), 1000);
+        // Conservative slow start takes a quarter of the same limit.
+        let mut css = SlowStart::new();
+        css.hystart.phase = HyPhase::Css {
+            baseline: 20_000,
+            rounds: 0,
+        };
+        css.hystart.round_left = u32::MAX;
+        assert_eq!(stretch(&mut css, 15_000), 2000);
     }
 
     #[test]
