@@ -149,6 +149,12 @@ pub struct Cli {
     /// on exit. 0: none.
     #[arg(long, value_name = "N")]
     pub flow_records: Option<usize>,
+    /// A core with nothing to do for this many microseconds sleeps this
+    /// long before it polls again (0, the default: it always polls). For
+    /// cores that share a CPU with other work, as VPP's poll-sleep-usec
+    /// and F-Stack's idle_sleep.
+    #[arg(long, value_name = "US")]
+    pub idle_sleep: Option<u64>,
     /// Serve Prometheus metrics (GET /metrics) on this address of the
     /// kernel's network, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -204,6 +210,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub flows: Vec<String>,
     pub flow_records: Option<usize>,
+    pub idle_sleep: Option<u64>,
     pub metrics: Option<String>,
 }
 
@@ -231,6 +238,8 @@ pub struct Config {
     pub flows: Vec<FlowRule>,
     /// Flows each core keeps a record of (0: none).
     pub flow_records: usize,
+    /// How long an idle core sleeps, once idle that long (zero: never).
+    pub idle_sleep: Duration,
     /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
 }
@@ -248,6 +257,10 @@ const MAX_TCP_MEMORY: usize = 1 << 40;
 /// The longest RFC 5482 user timeout: Linux's (`TCP_USER_TIMEOUT` is an
 /// int of milliseconds), about 24.8 days.
 pub const MAX_TCP_USER_TIMEOUT_MS: u64 = i32::MAX as u64;
+/// The longest `--idle-sleep`: 10 ms, a hundred timer periods (the
+/// timers run late by up to the sleep).
+pub const MAX_IDLE_SLEEP_US: u64 = 10_000;
+
 /// Linux `tcp_orphan_retries`: 0 stands for this.
 const DEFAULT_TCP_ORPHAN_RETRIES: u32 = 8;
 
@@ -264,6 +277,8 @@ pub enum ConfigError {
     MissingIp,
     #[error("--flow-records {0}: must be 0..=1000000")]
     BadFlowRecords(usize),
+    #[error("--idle-sleep {0}: must be 0..={MAX_IDLE_SLEEP_US} microseconds")]
+    BadIdleSleep(u64),
     #[error("bad --ip '{0}': expected ADDR/PREFIX, e.g. 198.18.0.1/24")]
     BadIp(String),
     #[error("bad --gateway '{0}': expected an IPv4 address")]
@@ -378,6 +393,11 @@ impl Config {
         if flow_records > 1_000_000 {
             return Err(ConfigError::BadFlowRecords(flow_records));
         }
+        let idle_sleep = cli.idle_sleep.or(file.idle_sleep).unwrap_or(0);
+        if idle_sleep > MAX_IDLE_SLEEP_US {
+            return Err(ConfigError::BadIdleSleep(idle_sleep));
+        }
+        let idle_sleep = Duration::from_micros(idle_sleep);
         let metrics = match cli.metrics.clone().or_else(|| file.metrics.clone()) {
             None => None,
             Some(m) => Some(m.parse().map_err(|_| ConfigError::BadMetrics(m))?),
@@ -386,6 +406,7 @@ impl Config {
             metrics,
             flows,
             flow_records,
+            idle_sleep,
             rss_key,
             reta,
             tcp,
@@ -763,6 +784,27 @@ mod tests {
         let file: FileConfig = toml::from_str("flow-records = 64\n").unwrap();
         let c = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file).unwrap();
         assert_eq!(c.flow_records, 64);
+        assert_eq!(
+            c.idle_sleep,
+            Duration::default(),
+            "always polls unless asked"
+        );
+        let c = Config::merge(
+            &cli(&["--ip", "198.18.0.1/24", "--idle-sleep", "50"]),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(c.idle_sleep, Duration::from_micros(50));
+        let file: FileConfig = toml::from_str("idle-sleep = 200\n").unwrap();
+        let c = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file).unwrap();
+        assert_eq!(c.idle_sleep, Duration::from_micros(200));
+        assert!(matches!(
+            Config::merge(
+                &cli(&["--ip", "198.18.0.1/24", "--idle-sleep", "10001"]),
+                &file
+            ),
+            Err(ConfigError::BadIdleSleep(10_001))
+        ));
         assert_eq!(c.tcp_memory, DEFAULT_TCP_MEMORY);
         let file: FileConfig = toml::from_str(
             "tcp-memory = 67108864

@@ -573,6 +573,7 @@ fn run(
             },
         }),
         rss: predictor.clone(),
+        idle_sleep: cfg.idle_sleep,
     };
     {
         let published = published.clone();

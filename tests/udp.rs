@@ -223,3 +223,61 @@ fn datagrams_the_kernel_reassembled_over_af_packet_are_echoed() {
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
 }
+
+/// CPU time (user + system) the process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command's closing parenthesis: utime is the 12th
+    // (14th of the line), stime the 13th; in clock ticks (100 per second).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+}
+
+/// The share of one CPU the process used over `secs` seconds of no traffic.
+fn idle_cpu_share(d: &Dpstack, secs: f64) -> f64 {
+    let c0 = cpu_seconds(d.pid());
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    (cpu_seconds(d.pid()) - c0) / t0.elapsed().as_secs_f64()
+}
+
+#[test]
+fn idle_sleep_gives_the_cpu_away_and_echo_keeps_working() {
+    let _g = serial();
+    let net = TestNet::new(Link::Veth);
+    let ip = net.stack_ip();
+    // Polling: each of the two lcores spins on a CPU of its own.
+    let d = Dpstack::start(&net, APPS);
+    udp_tool(&net, &format!("flows {ip} 7 4 5"));
+    let polling = idle_cpu_share(&d, 2.0);
+    drop(d);
+    // --idle-sleep 200: idle for 200 us, each lcore sleeps 200 us at a time.
+    let d = Dpstack::start(&net, &format!("{APPS} --idle-sleep 200"));
+    udp_tool(&net, &format!("flows {ip} 7 4 5"));
+    let sleeping = idle_cpu_share(&d, 2.0);
+    // (On a shared machine the polling lcores get less than their two
+    // CPUs; the sleeping ones use a small share of one whatever the load.)
+    assert!(polling > 0.5, "two polling lcores used {polling:.2} CPUs");
+    assert!(
+        sleeping < 0.35 && 2.0 * sleeping < polling,
+        "two idle lcores with --idle-sleep used {sleeping:.2} CPUs (polling: {polling:.2})"
+    );
+    // Woken by traffic: every datagram of every size answered, byte for byte.
+    udp_tool(&net, &format!("sizes {ip} 7 0 1472"));
+    udp_tool(&net, &format!("flows {ip} 7 64 20"));
+    let b = d.wait_for("the echoes counted", Duration::from_secs(5), |b| {
+        b.app_total("udp-echo:7", "echoed") >= 4 * 5 + 1473 + 64 * 20
+    });
+    assert_eq!(b.app_total("udp-echo:7", "echoed"), 4 * 5 + 1473 + 64 * 20);
+    // The sleeps are counted.
+    let sleeps: u64 = d
+        .lines()
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("stats cycles core=total "))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("sleeps=")))
+        .and_then(|v| v.parse().ok())
+        .expect("a stats cycles line with sleeps");
+    assert!(sleeps > 1000, "{sleeps} sleeps counted");
+}

@@ -179,6 +179,14 @@ pub fn rdtsc() -> u64 {
     unsafe { ffi::shim_rdtsc() }
 }
 
+/// Sets the calling thread's timer slack (how late the kernel may end
+/// its sleeps, to group wake-ups; 50 us by default) to `ns`.
+pub fn set_timer_slack(ns: u64) {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) takes an integer and changes only
+    // the calling thread's attribute.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong) };
+}
+
 /// DPDK's version string.
 pub fn version() -> String {
     // SAFETY: rte_version returns a static NUL-terminated string.

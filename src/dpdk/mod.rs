@@ -12,7 +12,8 @@ pub mod ring_drops;
 mod telemetry;
 
 pub use eal::{
-    current_thread_cpus, lcore_id, pin_current_thread, rdtsc, socket_id, tsc_hz, version, Eal,
+    current_thread_cpus, lcore_id, pin_current_thread, rdtsc, set_timer_slack, socket_id, tsc_hz,
+    version, Eal,
 };
 pub use error::{check, rte_errno, strerror, DpdkError, Result};
 pub use mempool::{af_packet_max_frame, Mbuf, Mempool};

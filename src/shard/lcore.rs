@@ -60,6 +60,9 @@ pub struct LcoreSetup {
     pub steering: Option<Arc<Steering<Mbuf>>>,
     /// The kernel exception path, when configured.
     pub kni: Option<KniSetup>,
+    /// `--idle-sleep`: a loop that moved no frame for this long sleeps
+    /// this long (zero: it always polls).
+    pub idle_sleep: crate::time::Duration,
     /// The device's RSS, when it can be predicted.
     pub rss: Option<Arc<rss::QueuePredictor>>,
 }
@@ -151,6 +154,7 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         steering,
         kni,
         rss,
+        idle_sleep,
     } = s;
     let hz = tsc_hz();
     let clock = Clock {
@@ -209,6 +213,15 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
     // When the receive ring was last seen empty (a burst short of BURST):
     // the frames read since may have waited in it from then on.
     let mut rx_drained = tsc;
+    // `--idle-sleep`: when the loop last moved a frame, and how long it
+    // must have moved none before it sleeps (0: never).
+    let idle_ticks = idle_sleep.micros() * clock.per_us;
+    let mut last_busy = tsc;
+    if idle_ticks != 0 {
+        // The kernel's default timer slack (50 us) would stretch every
+        // sleep by up to that: 1 us.
+        crate::dpdk::set_timer_slack(1000);
+    }
     while !stop.load(Ordering::Relaxed) {
         core.begin_burst(clock.now(tsc));
         if steered {
@@ -260,7 +273,9 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
         }
         tsc = rdtsc();
         let c = &core.net.counters;
-        cycles.end_iteration(tsc, c.rx_packets + c.steer_handoffs_in, c.tx_packets);
+        if cycles.end_iteration(tsc, c.rx_packets + c.steer_handoffs_in, c.tx_packets) {
+            last_busy = tsc;
+        }
         if tsc >= next_timer {
             let now = clock.now(tsc);
             core.poll_timers(now);
@@ -304,6 +319,14 @@ pub fn run_lcore(s: LcoreSetup) -> i32 {
             flow_snapshot.start();
             cycles.side_work(SideWork::Snapshot, t0, rdtsc());
             next_latency = tsc + latency_period;
+        }
+        if idle_ticks != 0 && tsc.saturating_sub(last_busy) >= idle_ticks {
+            // Idle for a sleep's length: give the CPU away for one. What
+            // arrives meanwhile waits in the ring; the timers run late by
+            // up to the sleep.
+            std::thread::sleep(std::time::Duration::from_micros(idle_sleep.micros()));
+            tsc = rdtsc();
+            cycles.slept(tsc);
         }
     }
     let (txv, counters) = split(&mut core);

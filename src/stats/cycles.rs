@@ -119,6 +119,11 @@ pub struct LoopStats {
     pub stalls: [u64; STALL_KINDS],
     /// The TSC's rate, to read cycles as time.
     pub tsc_hz: u64,
+    /// Sleeps of an idle core (`--idle-sleep`) and the cycles they took:
+    /// no iteration's (a sleep ends one iteration and the next begins
+    /// after it).
+    pub sleeps: u64,
+    pub sleep_cycles: u64,
 }
 
 impl Default for LoopStats {
@@ -134,6 +139,8 @@ impl Default for LoopStats {
             max_cycles: 0,
             hist: [0; BUCKETS],
             stalls: [0; STALL_KINDS],
+            sleeps: 0,
+            sleep_cycles: 0,
             tsc_hz: 0,
         }
     }
@@ -178,6 +185,8 @@ impl LoopStats {
                 *a += b;
             }
             acc.tsc_hz = acc.tsc_hz.max(s.tsc_hz);
+            acc.sleeps += s.sleeps;
+            acc.sleep_cycles += s.sleep_cycles;
         }
         acc
     }
@@ -187,7 +196,7 @@ impl LoopStats {
         let mut s = format!(
             "cycles_per_packet={:.1} busy_cycles={} busy_packets={} busy_iterations={} \
              cycles_per_packet_unstalled={:.1} stalled_busy_cycles={} stalled_busy_packets={} \
-             iterations={} cycles={} max_iteration_cycles={} tsc_mhz={}",
+             iterations={} cycles={} max_iteration_cycles={} tsc_mhz={} sleeps={} sleep_cycles={}",
             self.cycles_per_packet(),
             self.busy_cycles,
             self.busy_packets,
@@ -198,7 +207,9 @@ impl LoopStats {
             self.iterations,
             self.cycles,
             self.max_cycles,
-            self.tsc_hz / 1_000_000
+            self.tsc_hz / 1_000_000,
+            self.sleeps,
+            self.sleep_cycles
         );
         for (i, n) in self.stalls.iter().enumerate() {
             s.push_str(&format!(" stalls_{}={n}", stall_name(i)));
@@ -249,6 +260,8 @@ impl LoopStats {
             ("loop_cycles".to_string(), self.cycles),
             ("loop_max_iteration_cycles".to_string(), self.max_cycles),
             ("tsc_hz".to_string(), self.tsc_hz),
+            ("loop_sleeps".to_string(), self.sleeps),
+            ("loop_sleep_cycles".to_string(), self.sleep_cycles),
         ];
         for (i, n) in self.stalls.iter().enumerate() {
             v.push((format!("loop_stalls_{}", stall_name(i)), *n));
@@ -275,6 +288,8 @@ impl LoopStats {
             self.stalled_busy_packets,
             self.max_cycles,
             self.tsc_hz,
+            self.sleeps,
+            self.sleep_cycles,
         ]);
         a[SCALARS..SCALARS + BUCKETS].copy_from_slice(&self.hist);
         a[SCALARS + BUCKETS..].copy_from_slice(&self.stalls);
@@ -292,6 +307,8 @@ impl LoopStats {
             stalled_busy_packets: a[6],
             max_cycles: a[7],
             tsc_hz: a[8],
+            sleeps: a[9],
+            sleep_cycles: a[10],
             ..Default::default()
         };
         s.hist.copy_from_slice(&a[SCALARS..SCALARS + BUCKETS]);
@@ -301,7 +318,7 @@ impl LoopStats {
 }
 
 /// The scalar fields of [`LoopStats`], published before the histogram.
-const SCALARS: usize = 9;
+const SCALARS: usize = 11;
 const PUBLISHED: usize = SCALARS + BUCKETS + STALL_KINDS;
 
 /// The loop's recorder, owned by one lcore.
@@ -340,9 +357,10 @@ impl LoopCycles {
     }
 
     /// An iteration ended at `tsc`; `frames_in` and `frames_out` are the
-    /// core's received and sent frame counters now (cumulative).
+    /// core's received and sent frame counters now (cumulative). True if
+    /// it moved frames.
     #[inline]
-    pub fn end_iteration(&mut self, tsc: u64, frames_in: u64, frames_out: u64) {
+    pub fn end_iteration(&mut self, tsc: u64, frames_in: u64, frames_out: u64) -> bool {
         let cycles = tsc.saturating_sub(self.last_tsc);
         let moved_in = frames_in.wrapping_sub(self.last_in);
         let moved_out = frames_out.wrapping_sub(self.last_out);
@@ -364,6 +382,15 @@ impl LoopCycles {
             self.count_stall(cycles, packets);
         }
         self.side = [0; SideWork::COUNT];
+        packets != 0
+    }
+
+    /// The loop slept (an idle core's `--idle-sleep`) from where the last
+    /// iteration ended to `tsc`: counted as a sleep, in no iteration.
+    pub fn slept(&mut self, tsc: u64) {
+        self.stats.sleeps += 1;
+        self.stats.sleep_cycles += tsc.saturating_sub(self.last_tsc);
+        self.last_tsc = tsc;
     }
 
     #[cold]
@@ -510,10 +537,31 @@ mod tests {
     }
 
     #[test]
+    fn a_sleep_is_in_no_iteration() {
+        let mut l = LoopCycles::new(0, 1_000_000_000, 100_000);
+        assert!(!l.end_iteration(1000, 0, 0), "idle");
+        // Asleep for 150 us, past a stall: not an iteration, not a stall.
+        l.slept(151_000);
+        assert!(l.end_iteration(152_000, 1, 1), "busy");
+        l.slept(160_000);
+        let s = l.stats();
+        assert_eq!((s.sleeps, s.sleep_cycles), (2, 150_000 + 8000));
+        assert_eq!((s.iterations, s.cycles, s.max_cycles), (2, 2000, 1000));
+        assert_eq!((s.busy_cycles, s.busy_packets), (1000, 1));
+        assert_eq!(s.stalls, [0; STALL_KINDS]);
+        assert!(
+            s.line().contains(" sleeps=2 sleep_cycles=158000"),
+            "{}",
+            s.line()
+        );
+    }
+
+    #[test]
     fn publish_round_trips_sums_and_prints() {
         let mut l = LoopCycles::new(0, 3_000_000_000, 300_000);
         l.end_iteration(100, 0, 0);
         l.end_iteration(100 + 6400, 32, 32);
+        l.slept(10_000);
         let p = PublishedCycles::default();
         p.publish(l.stats());
         let s = p.read();
@@ -524,6 +572,7 @@ mod tests {
             (12800, 64, 4)
         );
         assert_eq!(t.max_cycles, 6400);
+        assert_eq!((t.sleeps, t.sleep_cycles), (2, 2 * 3500));
         assert!(
             s.line()
                 .starts_with("cycles_per_packet=200.0 busy_cycles=6400 busy_packets=32 "),
@@ -538,6 +587,7 @@ mod tests {
         assert_eq!(get("loop_cycles_le_128"), 2);
         assert_eq!(get("loop_cycles_inf"), 0);
         assert_eq!(get("loop_stalls_other"), 0);
-        assert_eq!(pairs.len(), 11 + STALL_KINDS + BUCKETS);
+        assert_eq!(get("loop_sleeps"), 2);
+        assert_eq!(pairs.len(), 13 + STALL_KINDS + BUCKETS);
     }
 }

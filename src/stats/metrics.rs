@@ -249,7 +249,7 @@ impl Snapshot {
     fn encode_loop(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let total = LoopStats::sum(self.cores.iter().map(|c| &c.cycles));
         let core_label = |i: usize| vec![("core", i.to_string())];
-        let values: [LoopValue; 8] = [
+        let values: [LoopValue; 10] = [
             ("loop_busy_cycles", "TSC cycles of poll-loop iterations that received or sent frames", false, |s| s.busy_cycles),
             ("loop_busy_packets", "Packets those iterations carried: per iteration, the larger of frames received and frames sent", false, |s| s.busy_packets),
             ("loop_busy_iterations", "Poll-loop iterations that received or sent frames", false, |s| s.busy_iterations),
@@ -268,6 +268,8 @@ impl Snapshot {
             ("loop_iterations", "Poll-loop iterations", false, |s| s.iterations),
             ("loop_cycles", "TSC cycles of every poll-loop iteration", false, |s| s.cycles),
             ("loop_max_iteration_cycles", "The longest poll-loop iteration, in TSC cycles", true, |s| s.max_cycles),
+            ("loop_sleeps", "Sleeps of an idle core (--idle-sleep)", false, |s| s.sleeps),
+            ("loop_sleep_cycles", "TSC cycles an idle core slept (--idle-sleep), in no iteration", false, |s| s.sleep_cycles),
         ];
         for (name, help, gauge, get) in values {
             encode_value(encoder, name, help, gauge, &[(vec![], get(&total))])?;
