@@ -298,7 +298,7 @@ impl TcpTable {
     /// Inlined, the closing case and the filing out of line: the common
     /// put is a few compares (make pathcost).
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub fn put(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
         let state = tcb.state;
         if matches!(state, State::Closed | State::TimeWait)
