@@ -1410,17 +1410,23 @@ fn many_flows(
     let mut next_print = b.start;
     b.run(|b| {
         if trace && b.pair.now >= next_print {
-            next_print = next_print.plus(Duration::from_millis(250));
-            let mut w: Vec<(u16, usize)> = b
+            next_print = next_print.plus(Duration::from_millis(
+                std::env::var("SIM_FAIR_TRACE_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(250),
+            ));
+            let mut w: Vec<(u16, usize, usize)> = b
                 .sender_tcbs()
                 .iter()
-                .map(|t| (t.local.port(), t.cwnd() / t.mss))
+                .map(|t| (t.local.port(), t.cwnd() / t.mss, t.ssthresh() / t.mss))
                 .collect();
             w.sort();
             println!(
-                "t={}ms cwnd {:?} queue {}",
+                "t={}ms cwnd {:?} ssthresh {:?} queue {}",
                 b.pair.now.since(b.start).micros() / 1000,
                 w.iter().map(|x| x.1).collect::<Vec<_>>(),
+                w.iter().map(|x| x.2.min(99_999)).collect::<Vec<_>>(),
                 b.pair.link.queue_bytes(0, b.pair.now)
             );
         }
@@ -1491,8 +1497,8 @@ fn many_flows(
 /// `SIM_FAIR_MBIT`, `SIM_FAIR_RTT_MS`, `SIM_FAIR_SECS`, `SIM_FAIR_POLL_US`
 /// (cores stepped every so many us, as a polling lcore takes its ring)
 /// and `SIM_FAIR_DELACK=0` (the sink acknowledges every segment) run
-/// other shapes; `SIM_CC_TRACE=1` prints the windows every 250 ms and
-/// which flows each congestion event hit.
+/// other shapes; `SIM_CC_TRACE=1` prints the windows and ssthresh every
+/// 250 ms (`SIM_FAIR_TRACE_MS`) and which flows each congestion event hit.
 ///
 /// Measured (shared part; the flows' queue drops; how many congestion
 /// events hit 1, 2, 3, 4 flows):
@@ -1563,10 +1569,12 @@ fn sim_cc_cubic_four_flows_from_one_core_share_the_bottleneck_fairly() {
 /// keeps that order every round, each flow's window a block behind the
 /// blocks of the flows before it. The later flows' samples then carry
 /// the queue the earlier ones' blocks built in the same round, and
-/// HyStart++ ends their slow start first (by its delay test, we infer:
-/// at 40 segments a flow, the fourth block waits behind 120 frames, 29
+/// HyStart++'s delay test puts them in conservative slow start first
+/// (at 40 segments a flow, the fourth block waits behind 120 frames, 29
 /// ms at 50 Mbit/s, over the 16 ms threshold; the ACK train, half of 200
-/// ms, is too long for any one block). Windows
+/// ms, is longer than any one block). With `SIM_FAIR_TRACE_MS=50`: from
+/// 1.1 s flows 3 and 4 grow by a quarter per round at 80 and 62 segments
+/// (ssthresh still unset) while 1 and 2 double to 160 and 320. Windows
 /// (segments) at 1.25 s: 160, 160, 118, 80; at 2 s: 756, 412, 265, 265.
 /// After that every congestion event (4 in 30 s, about 7 s apart) hit
 /// all four flows: each cut by beta, which CUBIC's curve, at its plateau
