@@ -107,6 +107,20 @@ const SPARE_MAX: usize = 64;
 const SPARE_SEGMENTS: usize = 1024;
 
 impl Scoreboard {
+    /// Empty the board in place: it is then what [`Scoreboard::take`]
+    /// hands out (the records' room kept, up to [`SPARE_SEGMENTS`]).
+    pub fn reset(&mut self) {
+        let mut segs = std::mem::take(&mut self.segs);
+        segs.clear();
+        if segs.capacity() > SPARE_SEGMENTS {
+            segs.shrink_to(SPARE_SEGMENTS);
+        }
+        *self = Scoreboard {
+            segs,
+            ..Scoreboard::default()
+        };
+    }
+
     /// An empty scoreboard, one of the core's spares if it has one.
     pub fn take() -> Box<Scoreboard> {
         SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
@@ -115,15 +129,7 @@ impl Scoreboard {
     /// Give a drained scoreboard back to the core's spares (beyond
     /// [`SPARE_MAX`] it is freed).
     pub fn give(mut board: Box<Scoreboard>) {
-        let mut segs = std::mem::take(&mut board.segs);
-        segs.clear();
-        if segs.capacity() > SPARE_SEGMENTS {
-            segs.shrink_to(SPARE_SEGMENTS);
-        }
-        *board = Scoreboard {
-            segs,
-            ..Scoreboard::default()
-        };
+        board.reset();
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < SPARE_MAX {

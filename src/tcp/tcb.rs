@@ -387,6 +387,12 @@ thread_local! {
 }
 
 #[cfg(test)]
+thread_local! {
+    /// Drained flights whose board `Tcb::flight_drained` kept, on this thread.
+    pub(super) static BOARDS_KEPT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
 fn predict_enabled() -> bool {
     PREDICT.with(std::cell::Cell::get)
 }
@@ -854,6 +860,11 @@ impl Tcb {
     }
     pub fn unsent_or_unacked(&self) -> usize {
         self.tx.len()
+    }
+    /// Whether the connection holds a scoreboard (empty or not).
+    #[cfg(test)]
+    pub(super) fn holds_scoreboard(&self) -> bool {
+        self.rec.board.is_some()
     }
     /// The scoreboard's invariants against SND.UNA and SND.MAX (the
     /// fuzzing oracle's `check_core`).
@@ -1566,11 +1577,7 @@ impl Tcb {
             self.snd.nxt = ack;
         }
         if self.snd.una == self.snd.max {
-            // The flight drained: its scoreboard goes back to the
-            // core's spares.
-            if let Some(board) = self.rec.board.take() {
-                Scoreboard::give(board);
-            }
+            self.flight_drained();
         }
         let rtt = self.sample_rtt(now, seg, ack, delivered);
         // RFC 6582 3.2 step 5 (RFC 3782 4's "Impatient"): without SACK,
@@ -2929,8 +2936,35 @@ impl Tcb {
         self.timers.next()
     }
 
+    /// The flight drained (SND.UNA = SND.MAX). While the table's wheel
+    /// holds an entry for the connection (`timer_tick`), its timer path
+    /// runs again before long (the wheel is lazy: the entry fires even
+    /// though the timers it was filed for are cleared) and gives the board
+    /// back then if the flight is still empty ([`Tcb::on_timer`]): a busy
+    /// connection keeps its emptied board for the next flight instead of
+    /// handing it to the core's spares and taking it back. Without an
+    /// entry it goes back now, so that an idle connection holds none.
+    #[inline]
+    fn flight_drained(&mut self) {
+        if self.timer_tick.is_some() {
+            if let Some(board) = self.rec.board.as_deref_mut() {
+                board.reset();
+                #[cfg(test)]
+                BOARDS_KEPT.with(|n| n.set(n.get() + 1));
+            }
+        } else if let Some(board) = self.rec.board.take() {
+            Scoreboard::give(board);
+        }
+    }
+
     /// Run the timers due by `now`.
     pub fn on_timer(&mut self, now: Instant, c: &mut Counters) {
+        if self.snd.una == self.snd.max {
+            // An emptied board kept by `flight_drained`.
+            if let Some(board) = self.rec.board.take() {
+                Scoreboard::give(board);
+            }
+        }
         if self.timers.get(Timer::Close).is_some_and(|d| d <= now) {
             self.timers.set(Timer::Close, None);
             if matches!(self.state, State::TimeWait | State::FinWait2) {

@@ -897,6 +897,10 @@ struct Sim {
     /// Both connections offer timestamps (RFC 7323) and SACK (RFC 2018).
     timestamps: bool,
     sack: bool,
+    /// Both connections act as if the table's wheel held an entry for
+    /// them (`timer_tick`), so that a drained flight keeps its emptied
+    /// scoreboard until the timer path runs (`Tcb::flight_drained`).
+    keep_boards: bool,
 }
 
 /// Every segment a simulation sent, in order: (to b, header, payload).
@@ -915,6 +919,7 @@ impl Sim {
             cc: CcAlgorithm::Cubic,
             timestamps: true,
             sack: true,
+            keep_boards: false,
         }
     }
 
@@ -938,6 +943,7 @@ impl Sim {
             cc,
             timestamps,
             sack,
+            keep_boards,
         } = self;
         let cfg = TcpConfig {
             rx_buffer: 32 * 1024,
@@ -956,9 +962,14 @@ impl Sim {
             start.plus(Duration::from_millis(b_deaf_ms.0)),
             start.plus(Duration::from_millis(b_deaf_ms.1)),
         );
+        let filed = keep_boards.then_some(u64::MAX);
         let mut a = Tcb::connect(&cfg, now, LOCAL, REMOTE, 1_000_000, 0);
-        let mut b_opt: Option<Tcb> =
-            simultaneous.then(|| Tcb::connect(&cfg, now, REMOTE, LOCAL, 7_000_000, 0));
+        a.timer_tick = filed;
+        let mut b_opt: Option<Tcb> = simultaneous.then(|| {
+            let mut b = Tcb::connect(&cfg, now, REMOTE, LOCAL, 7_000_000, 0);
+            b.timer_tick = filed;
+            b
+        });
         let mut c = Counters::default();
         let mut link: Vec<InFlight> = Vec::new();
         let data_a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
@@ -985,7 +996,9 @@ impl Sim {
             for f in due {
                 if f.to_b {
                     if b_opt.is_none() && f.seg.flags.syn() && !f.seg.flags.ack() {
-                        b_opt = Some(Tcb::accept(&cfg, now, REMOTE, LOCAL, 7_000_000, 0, &f.seg));
+                        let mut b = Tcb::accept(&cfg, now, REMOTE, LOCAL, 7_000_000, 0, &f.seg);
+                        b.timer_tick = filed;
+                        b_opt = Some(b);
                     } else if let Some(b) = b_opt.as_mut() {
                         b.process(now, &flip(&f.seg), &f.data, &mut c);
                     }
@@ -1124,6 +1137,61 @@ fn header_prediction_is_the_general_path() {
     // Most segments of these links come out of order or carry SACK
     // blocks; some hundreds do not.
     assert!(total > 200, "predicted {total}");
+}
+
+/// A drained flight's scoreboard kept for the next one while the wheel
+/// holds an entry (`Tcb::flight_drained`) against one given back to the
+/// core's spares at once: the same simulations send the same segments in
+/// the same order and count the same.
+#[test]
+fn a_kept_scoreboard_is_a_fresh_one() {
+    use super::tcb::BOARDS_KEPT;
+    let mut kept = 0;
+    for (seed, loss, dup, jitter, len) in [
+        (1, 0, 0, 1, 100_000),
+        (3, 5, 3, 4, 100_000),
+        (11, 10, 5, 2, 50_000),
+        (17, 30, 5, 3, 30_000),
+    ] {
+        for (timestamps, sack) in [(true, true), (false, false), (true, false)] {
+            let sim = |keep_boards| Sim {
+                timestamps,
+                sack,
+                keep_boards,
+                ..Sim::new(seed, loss, dup, jitter, len)
+            };
+            let given = sim(false).run_traced();
+            BOARDS_KEPT.with(|n| n.set(0));
+            let held = sim(true).run_traced();
+            kept += BOARDS_KEPT.with(std::cell::Cell::get);
+            assert_eq!(held.3.len(), given.3.len(), "seed {seed}: segment counts");
+            for (i, (h, g)) in held.3.iter().zip(&given.3).enumerate() {
+                assert_eq!(h, g, "seed {seed}: segment {i}");
+            }
+            assert_eq!(held.2, given.2, "seed {seed}: counters");
+            assert_eq!((held.0, held.1), (given.0, given.1));
+        }
+    }
+    // The flights of a bulk transfer seldom drain: some tens do here.
+    assert!(kept > 20, "kept {kept}");
+}
+
+/// Without a wheel entry a drained flight's board goes back at once (an
+/// idle connection holds none); with one it is kept, emptied, until the
+/// timer path runs.
+#[test]
+fn a_drained_board_is_kept_only_while_the_wheel_holds_an_entry() {
+    for filed in [None, Some(7)] {
+        let mut t = T::established(cfg());
+        t.tcb.timer_tick = filed;
+        t.tcb.send(b"hello");
+        assert_eq!(t.out(), vec![o(ACK | PSH, ISS + 1, IRS + 1, b"hello")]);
+        assert!(t.tcb.holds_scoreboard());
+        t.send(seg(ACK, IRS + 1, ISS + 6), b"");
+        assert_eq!(t.tcb.holds_scoreboard(), filed.is_some());
+        t.tcb.on_timer(t.now, &mut t.c);
+        assert!(!t.tcb.holds_scoreboard());
+    }
 }
 
 proptest::proptest! {
