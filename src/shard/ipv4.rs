@@ -398,16 +398,24 @@ fn l4_offloaded(protocol: IpProtocol) -> bool {
     matches!(protocol, IpProtocol::Udp | IpProtocol::Tcp)
 }
 
+/// [`Net::request_tx_offload`] for a frame borrowed from the core (one
+/// already in its TX queue): `ipv4_cksum` is the interface's IPv4 header
+/// offload.
+#[inline]
+pub(super) fn request_offload<B: PacketBuf>(buf: &mut B, ipv4_cksum: bool, l4: Option<L4Checksum>) {
+    if let Some(l4) = l4 {
+        buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, l4);
+    } else if ipv4_cksum {
+        buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
+    }
+}
+
 impl<P: BufPool> Net<P> {
     /// Ask the device for the checksums it is to fill: the L4 one given
     /// (`l4`: that protocol's checksum is offloaded), else the IPv4 header's
     /// alone where that is offloaded.
     pub(super) fn request_tx_offload(&self, buf: &mut P::Buf, l4: Option<L4Checksum>) {
-        if let Some(l4) = l4 {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, l4);
-        } else if self.iface.tx_ipv4_cksum {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-        }
+        request_offload(buf, self.iface.tx_ipv4_cksum, l4);
     }
 
     /// Write Ethernet (destination left zero) and IPv4 headers at the front of

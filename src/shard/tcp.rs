@@ -489,6 +489,9 @@ impl<P: BufPool> Net<P> {
         b: &[u8],
     ) -> Result<(), SendError> {
         let tcp_len = hlen + a.len() + b.len();
+        // alloc_frame's work, written out: called here (inlined or not)
+        // the buffer moves once more through its Result (make pathcost
+        // tcp-data-ack: 3600 against 3651 with it inlined).
         let Some(mut buf) = self.pool.alloc() else {
             self.counters.drop(DropReason::NoBuffer);
             return Err(SendError::NoBuffer);
@@ -527,11 +530,8 @@ impl<P: BufPool> Net<P> {
             seg[a.len()..].copy_from_slice(b);
         }
         tcp::emit_frame(frame, &head, repr, hlen);
-        if head.tcp_cksum_offload {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::Tcp);
-        } else if head.ip_cksum_offload {
-            buf.request_tx_checksum(ETH_LEN as u16, IP_LEN as u16, L4Checksum::None);
-        }
+        let l4 = head.tcp_cksum_offload.then_some(L4Checksum::Tcp);
+        super::ipv4::request_offload(buf, head.ip_cksum_offload, l4);
         Ok(())
     }
 
