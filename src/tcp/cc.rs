@@ -426,6 +426,11 @@ struct SlowStart {
     /// cumulative ACK for a retransmission can cover much, and must not
     /// release a burst).
     after_rto: bool,
+    /// No loss (fast retransmit or ECN) since the connection began or its
+    /// last timeout (Linux resets CUBIC's state on one, `bictcp_reset`):
+    /// CUBIC's avoidance then grows at least 1/PROBE_CNT a round trip.
+    /// Kept here, where a bool fits beside the others for free.
+    no_loss: bool,
     /// Since when nothing has been in flight (the ACK that emptied it);
     /// `Instant::ZERO`: something is, or the idle time was taken (not an
     /// Option, to keep every connection 8 bytes smaller).
@@ -459,6 +464,7 @@ impl SlowStart {
             hystart: HyStart::new(),
             backed_off: false,
             after_rto: false,
+            no_loss: true,
             idle_since: Instant::ZERO,
         }
     }
@@ -469,6 +475,7 @@ impl SlowStart {
         let mut ss = SlowStart::new();
         if ssthresh != usize::MAX {
             ss.hystart.phase = HyPhase::Off;
+            ss.no_loss = false;
         }
         ss
     }
@@ -500,12 +507,14 @@ impl SlowStart {
     fn on_loss(&mut self) {
         self.hystart.phase = HyPhase::Off;
         self.after_rto = false;
+        self.no_loss = false;
     }
 
     fn on_rto(&mut self) {
         self.hystart.phase = HyPhase::Off;
         self.backed_off = true;
         self.after_rto = true;
+        self.no_loss = true;
     }
 
     /// How long the flight was empty, once.
@@ -629,6 +638,9 @@ const C_CUBIC: f64 = 0.4;
 /// RFC 9438 4.3: the Reno-friendly additive increase, 3(1-b)/(1+b) MSS
 /// per RTT, so that CUBIC takes the same average rate as Reno's 1 and 0.5.
 const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA_CUBIC) / (1.0 + BETA_CUBIC);
+/// Until the first loss, congestion avoidance grows at least one MSS per
+/// PROBE_CNT acked (5% a round trip), as Linux's CUBIC.
+const PROBE_CNT: f64 = 20.0;
 
 /// One congestion avoidance stage (RFC 9438 4.2): where the curve starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -784,6 +796,18 @@ impl Cubic {
             // window of ACKs.
             let target = w_cubic(&e, self.w_max, t + rtt, ack.mss).clamp(cwnd, 1.5 * cwnd);
             cwnd + (target - cwnd) * acked / cwnd
+        };
+        // Until a loss has shown where the path ends, W_max is only where
+        // slow start stopped (HyStart++ ends it on delay, before any loss):
+        // the curve's plateau there would hold the window for seconds at
+        // a point no loss confirmed. Grow at least 1/PROBE_CNT per window
+        // acked meanwhile, as Linux's CUBIC does (`bictcp_update` caps
+        // `cnt` at 20 while `last_max_cwnd` is 0), so that a flow that left
+        // slow start early goes on filling the pipe beside Linux's flows.
+        let next = if self.ss.no_loss {
+            next.max(cwnd + acked / PROBE_CNT)
+        } else {
+            next
         };
         // Never shrink in avoidance: the window may already be past W_est
         // (it aims one RTT ahead).
@@ -1464,8 +1488,12 @@ mod tests {
         assert!((5..=6).contains(&entered), "{log:?}");
         assert!(!cc.in_css());
         // ssthresh is the window when CSS ended (the rest of that round
-        // grew it in avoidance).
-        assert!(cc.ssthresh() <= cc.window() && cc.window() - cc.ssthresh() < cc.window() / 50);
+        // grew it in avoidance, no loss yet: by 1/PROBE_CNT of what it
+        // acked at most).
+        assert!(
+            cc.ssthresh() <= cc.window()
+                && cc.window() - cc.ssthresh() <= cc.ssthresh() / 20 + 1000
+        );
         // CSS_ROUNDS rounds of CSS at most, and the window grew by far less
         // than doubling in each.
         let css: Vec<_> = log.iter().filter(|l| l.1).collect();
@@ -1486,6 +1514,59 @@ mod tests {
             1000,
         ));
         assert_eq!(cc.k(), Some(0.0));
+    }
+
+    /// Window growth over one round of `round` (full window, `rtt`).
+    fn round_growth(cc: &mut Cubic, now: Instant, rtt: Duration, mss: usize) -> (f64, Instant) {
+        let before = cc.window() as f64;
+        let now = round(cc, now, rtt, mss);
+        (cc.window() as f64 / before, now)
+    }
+
+    #[test]
+    fn avoidance_grows_five_percent_a_round_until_the_first_loss() {
+        // Slow start left without loss (HyStart++ on delay) at 400
+        // segments: the curve starts on its plateau (K = 0), where it
+        // would grow by a fraction of a segment a round for seconds; until
+        // a loss sets W_max the window grows by 1/20 of each window acked,
+        // as Linux's CUBIC (cnt capped at 20 while last_max_cwnd is 0).
+        let mss = 1000;
+        let rtt = Duration::from_millis(20);
+        let mut cc = Cubic::new(mss);
+        cc.cwnd = 400 * mss;
+        cc.ssthresh = cc.cwnd;
+        let mut now = Instant::from_secs(1);
+        for _ in 0..5 {
+            let (g, t) = round_growth(&mut cc, now, rtt, mss);
+            now = t;
+            assert!((1.045..1.06).contains(&g), "{g}");
+        }
+        assert_eq!(cc.k(), Some(0.0));
+        // A loss: W_max is known, the curve alone grows the window, far
+        // slower than 5% a round near its plateau.
+        let flight = cc.window();
+        cc.on_fast_retransmit(flight, mss);
+        cc.on_recovery_end(now, cc.ssthresh(), mss);
+        for _ in 0..3 {
+            let (g, t) = round_growth(&mut cc, now, rtt, mss);
+            now = t;
+            assert!(g < 1.045, "{g}");
+        }
+        // A timeout starts over (Linux's bictcp_reset): probing again once
+        // back in avoidance.
+        cc.on_rto(cc.window(), mss);
+        cc.cwnd = 300 * mss;
+        cc.ssthresh = cc.cwnd;
+        let (g, _) = round_growth(&mut cc, now, rtt, mss);
+        assert!((1.045..1.06).contains(&g), "{g}");
+        // An ECN echo is a congestion event as a loss is.
+        let mut cc = Cubic::new(mss);
+        cc.cwnd = 400 * mss;
+        cc.ssthresh = cc.cwnd;
+        cc.on_ecn(cc.window(), mss);
+        cc.on_recovery_end(now, cc.ssthresh(), mss);
+        let (g, _) = round_growth(&mut cc, now, rtt, mss);
+        assert!(g < 1.045, "{g}");
     }
 
     #[test]
@@ -1649,7 +1730,9 @@ mod tests {
             "{}",
             cc.ssthresh()
         );
-        assert!(cc.window() >= cc.ssthresh() && cc.window() < cc.ssthresh() + 2 * mss);
+        assert!(
+            cc.window() >= cc.ssthresh() && cc.window() <= cc.ssthresh() + cc.ssthresh() / 20 + mss
+        );
         // The same path with gaps over 2 ms between ACKs (a slow path, or
         // ACKs thinned out): no train, slow start goes on.
         let mut cc = Cubic::new(mss);

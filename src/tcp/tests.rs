@@ -2149,7 +2149,8 @@ fn hystart_leaves_slow_start_when_the_rtt_rises() {
         );
         // From the fifth round on 40 ms, with no loss: HyStart++ sees the
         // rise, the window grows by a quarter per round (CSS), then in
-        // congestion avoidance (by far less).
+        // congestion avoidance (by far less: 5% a round for CUBIC before
+        // its first loss, as Linux's).
         // Slow start would have reached 160 << 7 segments by the end.
         let rising = window_per_round(cc, |r| if r < 4 { 20 } else { 40 }, 11);
         assert_eq!(rising[..4], flat[..4]);
@@ -2161,7 +2162,7 @@ fn hystart_leaves_slow_start_when_the_rtt_rises() {
         let last = rising.len() - 1;
         assert!(rising[last] < 8 * rising[3], "{cc:?} {rising:?}");
         assert!(
-            rising[last] * 100 < rising[last - 1] * 105,
+            rising[last] * 100 <= rising[last - 1] * 106,
             "{cc:?} {rising:?}"
         );
     }
