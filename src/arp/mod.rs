@@ -161,6 +161,14 @@ impl ArpReader {
         true
     }
 
+    /// The generation of the snapshot read: it changes exactly when the
+    /// snapshot does (a lookup's answer stands while it stays), and never
+    /// returns to a value it had.
+    #[inline(always)]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The neighbour's MAC. The last one found is asked first, inline
     /// (the reply to the frame just received, nearly always); the table
     /// out of line.

@@ -131,6 +131,8 @@ pub struct Net<P: BufPool> {
     /// callback go after it and cannot take its room).
     pub(super) reply_inplace: Option<(EthernetAddress, usize)>,
     pub(super) tcp: TcpTable,
+    /// The frame heads of TCP segments, per destination (shard/tcp.rs).
+    pub(super) tcp_frames: super::tcp::TcpFrames,
     /// Ephemeral ports for TCP active opens and connected UDP sockets.
     pub(super) ports: PortAllocator,
     /// Half-open connections and SYN cookies (SYN flood defence).
@@ -220,6 +222,7 @@ impl<P: BufPool> Core<P> {
                 rx_inplace: None,
                 reply_inplace: None,
                 tcp,
+                tcp_frames: super::tcp::TcpFrames::new(),
                 ports,
                 syn: SynDefence::new(
                     limits.tcp.syn_cache,

@@ -17,7 +17,7 @@ use crate::tcp::table::FlowKey;
 use crate::tcp::{event, tcb, Keepalive, SynCookieMode, Tcb, TwVerdict};
 use crate::time::{Duration, Instant};
 use crate::wire::ipv4::ecn::NOT_ECT;
-use crate::wire::tcp::{self, TcpFrameHead};
+use crate::wire::tcp::{self, TcpFrameHead, TcpFrameTemplate};
 use crate::wire::{checksum, IpProtocol, Ipv4Repr, TcpPacket, TcpRepr};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -460,35 +460,64 @@ impl<P: BufPool> Net<P> {
         a: &[u8],
         b: &[u8],
     ) -> Result<(), SendError> {
-        let hop = self.route(dst)?;
         let hlen = repr.header_len();
-        if let NextHop::Neighbor(next) = hop {
-            if let Some(dst_mac) = self.arp.lookup(&next) {
-                // Next hop resolved (nearly every segment).
-                return self.dispatch_tcp_resolved(dst, dst_mac, repr, hlen, ecn, a, b);
+        let slot = TcpFrames::slot_of(dst);
+        let s = &self.tcp_frames.slots[slot];
+        if s.dst != dst || s.arp_generation != self.arp.generation() {
+            // The first segment to `dst` since the ARP snapshot changed
+            // (or since another destination took the slot).
+            if let Some(hop) = self.fill_tcp_frame(slot, dst)? {
+                return self.dispatch_tcp_general(dst, hop, repr, hlen, ecn, a, b);
             }
         }
-        self.dispatch_tcp_general(dst, hop, repr, hlen, ecn, a, b)
+        // Next hop resolved (nearly every segment).
+        self.dispatch_tcp_resolved(slot, repr, hlen, ecn, a, b)
     }
 
-    /// [`Net::dispatch_tcp`] to a resolved next hop: the frame is queued
-    /// first and written where it lies, the three headers in one pass
+    /// Route `dst` and, if its next hop resolves, write its frame head in
+    /// `slot` and return None; else the next hop, for the general path.
+    #[inline(never)]
+    fn fill_tcp_frame(&mut self, slot: usize, dst: Ipv4Addr) -> Result<Option<NextHop>, SendError> {
+        let hop = self.route(dst)?;
+        let NextHop::Neighbor(next) = hop else {
+            return Ok(Some(hop));
+        };
+        let Some(dst_mac) = self.arp.lookup(&next) else {
+            return Ok(Some(hop));
+        };
+        let head = TcpFrameHead {
+            src_mac: self.iface.mac,
+            dst_mac,
+            src_addr: self.iface.ip.address(),
+            dst_addr: dst,
+            hop_limit: DEFAULT_TTL,
+            ip_cksum_offload: self.iface.tx_ipv4_cksum,
+            tcp_cksum_offload: self.iface.tx_tcp_cksum,
+        };
+        self.tcp_frames.slots[slot] = TcpFrameSlot {
+            dst,
+            arp_generation: self.arp.generation(),
+            template: TcpFrameTemplate::new(&head),
+        };
+        Ok(None)
+    }
+
+    /// [`Net::dispatch_tcp`] to a resolved next hop, whose frame head
+    /// `slot` holds: the frame is queued first and written where it lies
     /// (make pathcost: a buffer moved from the pool to a result, to the
     /// frame and to the queue was a quarter of this function). Counts and
     /// errors are those of `alloc_frame` and `push_tx`, in their order.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn dispatch_tcp_resolved(
         &mut self,
-        dst: Ipv4Addr,
-        dst_mac: crate::wire::EthernetAddress,
+        slot: usize,
         repr: &TcpRepr,
         hlen: usize,
         ecn: u8,
         a: &[u8],
         b: &[u8],
     ) -> Result<(), SendError> {
-        let tcp_len = hlen + a.len() + b.len();
+        let len = ETH_LEN + IP_LEN + hlen + a.len() + b.len();
         // alloc_frame's work, written out: called here (inlined or not)
         // the buffer moves once more through its Result (make pathcost
         // tcp-data-ack: 3600 against 3651 with it inlined).
@@ -496,7 +525,7 @@ impl<P: BufPool> Net<P> {
             self.counters.drop(DropReason::NoBuffer);
             return Err(SendError::NoBuffer);
         };
-        if !buf.set_len(ETH_LEN + IP_LEN + tcp_len) {
+        if !buf.set_len(len) {
             self.counters.drop(DropReason::NoBuffer);
             return Err(SendError::NoBuffer);
         }
@@ -507,21 +536,11 @@ impl<P: BufPool> Net<P> {
             self.counters.drop(DropReason::QueueFull);
             return Err(SendError::QueueFull);
         }
-        let head = TcpFrameHead {
-            src_mac: self.iface.mac,
-            dst_mac,
-            src_addr: self.iface.ip.address(),
-            dst_addr: dst,
-            ident,
-            hop_limit: DEFAULT_TTL,
-            ecn,
-            ip_cksum_offload: self.iface.tx_ipv4_cksum,
-            tcp_cksum_offload: self.iface.tx_tcp_cksum,
-        };
         self.tx.push(buf);
         let Some(buf) = self.tx.last_mut() else {
             return Err(SendError::QueueFull);
         };
+        let t = &self.tcp_frames.slots[slot].template;
         let frame = buf.data_mut();
         let seg = &mut frame[tcp::FRAME_HEAD_LEN + hlen..];
         seg[..a.len()].copy_from_slice(a);
@@ -529,9 +548,9 @@ impl<P: BufPool> Net<P> {
             // Most segments lie in one chunk: no second copy call.
             seg[a.len()..].copy_from_slice(b);
         }
-        tcp::emit_frame(frame, &head, repr, hlen);
-        let l4 = head.tcp_cksum_offload.then_some(L4Checksum::Tcp);
-        super::ipv4::request_offload(buf, head.ip_cksum_offload, l4);
+        t.emit(frame, ident, ecn, repr, hlen);
+        let l4 = t.tcp_cksum_offload().then_some(L4Checksum::Tcp);
+        super::ipv4::request_offload(buf, t.ip_cksum_offload(), l4);
         Ok(())
     }
 
@@ -915,6 +934,57 @@ impl<P: BufPool> Net<P> {
     }
 }
 
+/// Slots of [`TcpFrames`], a power of two.
+const TCP_FRAME_SLOTS: usize = 64;
+
+/// The frame heads of TCP segments ([`TcpFrameTemplate`]), one per
+/// destination address, direct-mapped. A head stands while the ARP snapshot
+/// it was built in does: the interface (MACs, address, offloads) and the
+/// routes are fixed for the core's life, so the next hop, its MAC and with
+/// them the whole head depend on the destination and the snapshot alone.
+pub(super) struct TcpFrames {
+    slots: Box<[TcpFrameSlot; TCP_FRAME_SLOTS]>,
+}
+
+#[derive(Clone, Copy)]
+struct TcpFrameSlot {
+    dst: Ipv4Addr,
+    /// `ArpReader::generation` when the head was built; `u64::MAX`, which
+    /// the counter never reaches, in an empty slot.
+    arp_generation: u64,
+    template: TcpFrameTemplate,
+}
+
+impl TcpFrames {
+    pub(super) fn new() -> TcpFrames {
+        let unspecified = Ipv4Addr::UNSPECIFIED;
+        let empty = TcpFrameSlot {
+            dst: unspecified,
+            arp_generation: u64::MAX,
+            template: TcpFrameTemplate::new(&TcpFrameHead {
+                src_mac: crate::wire::EthernetAddress([0; 6]),
+                dst_mac: crate::wire::EthernetAddress([0; 6]),
+                src_addr: unspecified,
+                dst_addr: unspecified,
+                hop_limit: 0,
+                ip_cksum_offload: false,
+                tcp_cksum_offload: false,
+            }),
+        };
+        TcpFrames {
+            slots: Box::new([empty; TCP_FRAME_SLOTS]),
+        }
+    }
+
+    /// `dst`'s slot: the top bits of the address times 2^32 / phi
+    /// (Fibonacci hashing), which every bit of the address moves.
+    #[inline(always)]
+    fn slot_of(dst: Ipv4Addr) -> usize {
+        let bits = TCP_FRAME_SLOTS.trailing_zeros();
+        (u32::from(dst).wrapping_mul(0x9e37_79b9) >> (32 - bits)) as usize
+    }
+}
+
 /// Hand the events raised while segments or timers ran to their
 /// applications. Calls the applications make meanwhile raise none.
 #[inline]
@@ -944,4 +1014,176 @@ fn deliver_tcp_events_now<P: BufPool>(net: &mut Net<P>, apps: &mut [Box<dyn App>
         net.tcp_events = events;
     }
     net.flush_tcp_dirty();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::{Core, CoreLimits, IfaceConfig};
+    use super::*;
+    use crate::app::CoreInfo;
+    use crate::arp::{ArpConfig, ArpShared};
+    use crate::buf::{HeapPool, PacketBuf};
+    use crate::fuzzing::pair::Prng;
+    use crate::wire::{EthernetAddress, TcpFlags, TcpOptions};
+
+    const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+
+    fn core(offload: (bool, bool), pool: usize, tx_queue: usize) -> Core<HeapPool> {
+        let iface = IfaceConfig {
+            mac: EthernetAddress([0x02, 0, 0, 0, 0, 0x01]),
+            ip: "198.18.0.1/24".parse().unwrap(),
+            gateway: Some(GATEWAY),
+            mtu: 1500,
+            tx_ipv4_cksum: offload.0,
+            tx_udp_cksum: false,
+            tx_tcp_cksum: offload.1,
+        };
+        let info = CoreInfo {
+            index: 0,
+            count: 1,
+            lcore: 0,
+        };
+        let limits = CoreLimits {
+            tx_queue,
+            arp_pending: 8,
+            ..CoreLimits::default()
+        };
+        let arp = ArpShared::new(ArpConfig::default());
+        Core::new(iface, info, HeapPool::new(pool), arp, true, limits, &[])
+    }
+
+    fn learn(c: &mut Core<HeapPool>, ip: Ipv4Addr, mac: EthernetAddress, now: Instant) {
+        if let Some(w) = c.arp_writer.as_mut() {
+            w.insert(ip, mac, now);
+        }
+        c.begin_burst(now);
+    }
+
+    fn random_repr(rng: &mut Prng) -> TcpRepr {
+        let mut sack_blocks = [None; 3];
+        for b in sack_blocks.iter_mut().take(rng.below(4) as usize) {
+            let l = rng.next_u64() as u32;
+            *b = Some((l, l.wrapping_add(rng.below(1 << 16) as u32)));
+        }
+        TcpRepr {
+            src_port: rng.next_u64() as u16 | 1,
+            dst_port: rng.next_u64() as u16 | 1,
+            seq_number: rng.next_u64() as u32,
+            ack_number: rng.next_u64() as u32,
+            flags: TcpFlags(rng.next_u64() as u8),
+            window_len: rng.next_u64() as u16,
+            urgent_at: 0,
+            options: TcpOptions {
+                mss: rng.chance(100).then(|| rng.next_u64() as u16),
+                window_scale: rng.chance(100).then(|| rng.below(15) as u8),
+                sack_permitted: rng.chance(100),
+                timestamps: rng
+                    .chance(500)
+                    .then(|| (rng.next_u64() as u32, rng.next_u64() as u32)),
+                sack_blocks,
+            },
+        }
+    }
+
+    fn frames(c: &Core<HeapPool>) -> Vec<Vec<u8>> {
+        c.net.tx.iter().map(|b| b.data().to_vec()).collect()
+    }
+
+    #[test]
+    fn tcp_frame_heads_are_the_general_path() {
+        // Each segment goes out of two cores alike, through the kept frame
+        // heads on one and the general path (route, ARP, layered writers)
+        // on the other: their results, frames, ARP queues and counts must
+        // be the same, segment after segment, while neighbours move to new
+        // MACs, destinations share slots, and buffers or the queue run out.
+        let mut rng = Prng(0x9e37_79b9_7f4a_7c15);
+        let mut payload = vec![0u8; 2100];
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        let (mut hits, mut moved, mut no_buffer, mut queue_full) = (0, 0, 0, 0);
+        let configs = [
+            ((false, false), 512, 64),
+            ((true, false), 512, 64),
+            ((false, true), 512, 64),
+            ((true, true), 512, 64),
+            ((false, false), 40, 64),
+        ];
+        for (offload, pool, tx_queue) in configs {
+            let (mut kept, mut general) =
+                (core(offload, pool, tx_queue), core(offload, pool, tx_queue));
+            let now = Instant::from_secs(1);
+            let mac = |rng: &mut Prng| {
+                let v = rng.next_u64().to_le_bytes();
+                EthernetAddress([v[0] & 0xfe, v[1], v[2], v[3], v[4], v[5]])
+            };
+            // Hosts .2 to .41 and the gateway are known; .42 to .49 never
+            // answer.
+            for host in (2..42)
+                .map(|h| Ipv4Addr::new(198, 18, 0, h))
+                .chain([GATEWAY])
+            {
+                let m = mac(&mut rng);
+                learn(&mut kept, host, m, now);
+                learn(&mut general, host, m, now);
+            }
+            for i in 0..6_000 {
+                if rng.chance(10) {
+                    let host = match rng.below(4) {
+                        0 => GATEWAY,
+                        _ => Ipv4Addr::new(198, 18, 0, 2 + rng.below(40) as u8),
+                    };
+                    let m = mac(&mut rng);
+                    learn(&mut kept, host, m, now);
+                    learn(&mut general, host, m, now);
+                    moved += 1;
+                }
+                let dst = match rng.below(16) {
+                    0 => Ipv4Addr::new(198, 18, 0, 42 + rng.below(8) as u8),
+                    1 => Ipv4Addr::from(rng.next_u64() as u32),
+                    2 => [
+                        Ipv4Addr::new(198, 18, 0, 255),
+                        Ipv4Addr::BROADCAST,
+                        Ipv4Addr::UNSPECIFIED,
+                        Ipv4Addr::new(224, 0, 0, 1),
+                    ][rng.below(4) as usize],
+                    3..=5 => Ipv4Addr::new(203, 0, 113, rng.next_u64() as u8),
+                    _ => Ipv4Addr::new(198, 18, 0, 2 + rng.below(40) as u8),
+                };
+                let repr = random_repr(&mut rng);
+                let ecn = rng.below(4) as u8;
+                let len = match rng.below(16) {
+                    0 => 2100,
+                    1..=4 => 0,
+                    _ => rng.below(1461) as usize,
+                };
+                let (a, b) = payload[..len].split_at(rng.below(len as u64 + 1) as usize);
+                let slot = TcpFrames::slot_of(dst);
+                let s = &kept.net.tcp_frames.slots[slot];
+                hits += usize::from(s.dst == dst && s.arp_generation == kept.net.arp.generation());
+                let got = kept.net.dispatch_tcp(dst, &repr, ecn, a, b);
+                let g = &mut general.net;
+                let want = g.route(dst).and_then(|hop| {
+                    g.dispatch_tcp_general(dst, hop, &repr, repr.header_len(), ecn, a, b)
+                });
+                assert_eq!(got, want, "segment {i} to {dst}");
+                assert_eq!(frames(&kept), frames(&general), "segment {i} to {dst}");
+                assert_eq!(kept.net.pending.len(), general.net.pending.len());
+                assert_eq!(kept.net.counters, general.net.counters, "segment {i}");
+                no_buffer += usize::from(got == Err(SendError::NoBuffer));
+                queue_full += usize::from(got == Err(SendError::QueueFull));
+                if rng.chance(25) {
+                    kept.net.tx.clear();
+                    general.net.tx.clear();
+                }
+            }
+            kept.clear();
+            general.clear();
+        }
+        assert!(hits > 8_000 && moved > 200, "{hits} {moved}");
+        assert!(
+            no_buffer > 500 && queue_full > 500,
+            "{no_buffer} {queue_full}"
+        );
+    }
 }

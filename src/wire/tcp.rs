@@ -458,19 +458,17 @@ impl TcpRepr {
     }
 }
 
-/// The fields of a TCP segment's frame outside the segment, for
-/// [`emit_frame`]: untagged Ethernet, a 20-byte IPv4 header, not a fragment
-/// (DF clear, DSCP zero, as `Ipv4Repr::emit` writes it).
+/// Where a TCP segment's frame goes, for [`TcpFrameTemplate`]: untagged
+/// Ethernet, a 20-byte IPv4 header, not a fragment (DF clear, DSCP zero, as
+/// `Ipv4Repr::emit` writes it). The same for every segment to one
+/// destination; the ident and the ECN field are each segment's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpFrameHead {
     pub src_mac: EthernetAddress,
     pub dst_mac: EthernetAddress,
     pub src_addr: Ipv4Addr,
     pub dst_addr: Ipv4Addr,
-    pub ident: u16,
     pub hop_limit: u8,
-    /// The ECN field; only its two low bits are sent.
-    pub ecn: u8,
     /// The device fills the IPv4 header checksum: the field is left zero.
     pub ip_cksum_offload: bool,
     /// The device fills the TCP checksum: the field holds the pseudo-header
@@ -478,73 +476,93 @@ pub struct TcpFrameHead {
     pub tcp_cksum_offload: bool,
 }
 
-/// Bytes before the TCP header in a frame [`emit_frame`] writes.
+/// Bytes before the TCP header in a frame [`TcpFrameTemplate::emit`] writes.
 pub const FRAME_HEAD_LEN: usize = 14 + 20;
 
-/// Write the Ethernet, IPv4 and TCP headers of `frame` in one pass: the
-/// frame is exactly [`FRAME_HEAD_LEN`] + `hl` + payload bytes, the payload
-/// already in place after the TCP header, and `hl` is `repr.header_len()`.
-/// The IPv4 checksum is summed over its 20 known bytes, the TCP checksum over
-/// pseudo-header, header and payload once. The bytes are those of
-/// `EthernetRepr::emit`, `Ipv4Repr::emit` with the ident set and its checksum
-/// filled, `TcpRepr::emit_with_len` and `TcpPacket::fill_checksum` (a test
-/// compares them), for the frames of an established connection (make
-/// pathcost: the layered writers were a fifth of the echo's send).
-// Inlined: its one caller then fills the head in registers, not memory
-// (make pathcost).
-#[inline(always)]
-pub fn emit_frame(frame: &mut [u8], head: &TcpFrameHead, repr: &TcpRepr, hl: usize) {
-    let Some((h, seg)) = frame.split_first_chunk_mut::<FRAME_HEAD_LEN>() else {
-        return;
-    };
-    let tcp_len = seg.len();
-    let total = ((20 + tcp_len) as u16).to_be_bytes();
-    let ident = head.ident.to_be_bytes();
-    let (s, d) = (head.src_addr.octets(), head.dst_addr.octets());
-    let ip: [u8; 20] = [
-        0x45,
-        head.ecn & 0x03,
-        total[0],
-        total[1],
-        ident[0],
-        ident[1],
-        0,
-        0,
-        head.hop_limit,
-        IpProtocol::Tcp.into(),
-        0,
-        0,
-        s[0],
-        s[1],
-        s[2],
-        s[3],
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-    ];
-    let (eth, iph) = h.split_at_mut(14);
-    eth[..6].copy_from_slice(&head.dst_mac.0);
-    eth[6..12].copy_from_slice(&head.src_mac.0);
-    eth[12..14].copy_from_slice(&[0x08, 0x00]);
-    iph.copy_from_slice(&ip);
-    if !head.ip_cksum_offload {
-        let c = !checksum::header20(&ip);
-        iph[10..12].copy_from_slice(&c.to_be_bytes());
+/// The Ethernet and IPv4 headers of a [`TcpFrameHead`] written once, with
+/// the sums that do not change from one segment to the next: a segment's
+/// frame is then a copy of these bytes, its own first IPv4 word pair
+/// (ECN, length, ident), the IPv4 checksum from a kept partial sum, the TCP
+/// header, and the TCP checksum with the pseudo-header's addresses and
+/// protocol already summed (make pathcost: the headers built field by field
+/// and both sums taken in full were a fifth of the echo's send).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpFrameTemplate {
+    /// Ethernet and IPv4 headers; the IPv4 header's first 8 bytes and its
+    /// checksum are zero (each segment writes them).
+    head: [u8; FRAME_HEAD_LEN],
+    /// The little-endian sum (`checksum`'s unfolded form) of the IPv4
+    /// header's bytes 8..20: TTL, protocol, a zero checksum, addresses.
+    ip_rest: u64,
+    /// [`checksum::pseudo_header_partial`] of the addresses.
+    pseudo: u64,
+    ip_cksum_offload: bool,
+    tcp_cksum_offload: bool,
+}
+
+impl TcpFrameTemplate {
+    pub fn new(h: &TcpFrameHead) -> TcpFrameTemplate {
+        let mut head = [0u8; FRAME_HEAD_LEN];
+        head[..6].copy_from_slice(&h.dst_mac.0);
+        head[6..12].copy_from_slice(&h.src_mac.0);
+        head[12..14].copy_from_slice(&[0x08, 0x00]);
+        head[22] = h.hop_limit;
+        head[23] = IpProtocol::Tcp.into();
+        head[26..30].copy_from_slice(&h.src_addr.octets());
+        head[30..34].copy_from_slice(&h.dst_addr.octets());
+        TcpFrameTemplate {
+            head,
+            ip_rest: checksum::sum_le_unfolded(&head[22..34]),
+            pseudo: checksum::pseudo_header_partial(&h.src_addr, &h.dst_addr, IpProtocol::Tcp),
+            ip_cksum_offload: h.ip_cksum_offload,
+            tcp_cksum_offload: h.tcp_cksum_offload,
+        }
     }
-    let mut packet = TcpPacket::new_unchecked(&mut seg[..]);
-    repr.emit_with_len(&mut packet, hl);
-    let c = if head.tcp_cksum_offload {
-        checksum::pseudo_header(
-            &head.src_addr,
-            &head.dst_addr,
-            IpProtocol::Tcp,
-            tcp_len as u32,
-        )
-    } else {
-        !checksum::data_with_pseudo_header(&head.src_addr, &head.dst_addr, IpProtocol::Tcp, seg)
-    };
-    seg[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+
+    pub fn ip_cksum_offload(&self) -> bool {
+        self.ip_cksum_offload
+    }
+
+    pub fn tcp_cksum_offload(&self) -> bool {
+        self.tcp_cksum_offload
+    }
+
+    /// Write the Ethernet, IPv4 and TCP headers of `frame`: it is exactly
+    /// [`FRAME_HEAD_LEN`] + `hl` + payload bytes, the payload already in
+    /// place after the TCP header, and `hl` is `repr.header_len()`. `ecn`:
+    /// the ECN field (its two low bits are sent). The bytes are those of
+    /// `EthernetRepr::emit`, `Ipv4Repr::emit` with the ident set and its
+    /// checksum filled, `TcpRepr::emit_with_len` and
+    /// `TcpPacket::fill_checksum` (a test compares them).
+    // Inlined: its one caller then keeps the segment's fields in registers
+    // (make pathcost).
+    #[inline(always)]
+    pub fn emit(&self, frame: &mut [u8], ident: u16, ecn: u8, repr: &TcpRepr, hl: usize) {
+        let Some((h, seg)) = frame.split_first_chunk_mut::<FRAME_HEAD_LEN>() else {
+            return;
+        };
+        let tcp_len = seg.len();
+        // Version and header length, ECN (DSCP zero), total length, ident,
+        // no flags and offset: one word as its bytes read little-endian,
+        // written and summed at once.
+        let total = u64::from(((20 + tcp_len) as u16).swap_bytes());
+        let first =
+            0x45 | u64::from(ecn & 0x03) << 8 | total << 16 | u64::from(ident.swap_bytes()) << 32;
+        *h = self.head;
+        h[14..22].copy_from_slice(&first.to_le_bytes());
+        if !self.ip_cksum_offload {
+            let sum = checksum::fold_le(self.ip_rest, first);
+            h[24..26].copy_from_slice(&(!sum).to_le_bytes());
+        }
+        let mut packet = TcpPacket::new_unchecked(&mut seg[..]);
+        repr.emit_with_len(&mut packet, hl);
+        let c = if self.tcp_cksum_offload {
+            checksum::pseudo_header_with_partial(self.pseudo, tcp_len as u32)
+        } else {
+            !checksum::data_with_partial(self.pseudo, seg)
+        };
+        seg[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -555,10 +573,17 @@ mod tests {
     const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
-    /// The frame of `emit_frame` written layer by layer, as the general
-    /// send path does (`Net::emit_headers` over `TcpRepr::emit_with_len`
-    /// and `TcpPacket::fill_checksum` or the pseudo-header sum).
-    fn layered_frame(head: &TcpFrameHead, repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
+    /// The frame of [`TcpFrameTemplate::emit`] written layer by layer, as
+    /// the general send path does (`Net::emit_headers` over
+    /// `TcpRepr::emit_with_len` and `TcpPacket::fill_checksum` or the
+    /// pseudo-header sum).
+    fn layered_frame(
+        head: &TcpFrameHead,
+        ident: u16,
+        ecn: u8,
+        repr: &TcpRepr,
+        payload: &[u8],
+    ) -> Vec<u8> {
         use crate::wire::{EtherType, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr};
         let hl = repr.header_len();
         let tcp_len = hl + payload.len();
@@ -592,11 +617,11 @@ mod tests {
             next_header: IpProtocol::Tcp,
             payload_len: tcp_len,
             hop_limit: head.hop_limit,
-            ecn: head.ecn,
+            ecn,
         };
         let mut packet = Ipv4Packet::new_unchecked(&mut f[14..]);
         ip.emit(&mut packet, false);
-        packet.set_ident(head.ident);
+        packet.set_ident(ident);
         if head.ip_cksum_offload {
             packet.set_checksum(0);
         } else {
@@ -624,76 +649,102 @@ mod tests {
         }
     }
 
+    fn random_repr(rng: &mut Rng) -> (TcpRepr, usize) {
+        let mut block = || {
+            let l = rng.next() as u32;
+            Some((l, l.wrapping_add(rng.below(1 << 20) as u32)))
+        };
+        let blocks = [block(), block(), block()];
+        let n_blocks = rng.below(4) as usize;
+        let mut sack_blocks = [None; 3];
+        sack_blocks[..n_blocks].copy_from_slice(&blocks[..n_blocks]);
+        let options = TcpOptions {
+            mss: (rng.below(8) == 0).then(|| rng.next() as u16),
+            window_scale: (rng.below(8) == 0).then(|| rng.below(15) as u8),
+            sack_permitted: rng.below(8) == 0,
+            timestamps: rng.chance().then(|| (rng.next() as u32, rng.next() as u32)),
+            sack_blocks,
+        };
+        let repr = TcpRepr {
+            src_port: rng.next() as u16 | 1,
+            dst_port: rng.next() as u16 | 1,
+            seq_number: rng.next() as u32,
+            ack_number: rng.next() as u32,
+            flags: TcpFlags(rng.next() as u8),
+            window_len: rng.next() as u16,
+            urgent_at: if rng.below(4) == 0 {
+                rng.next() as u16
+            } else {
+                0
+            },
+            options,
+        };
+        (repr, n_blocks)
+    }
+
+    fn random_head(rng: &mut Rng) -> TcpFrameHead {
+        let mut mac = || {
+            let v = rng.next().to_le_bytes();
+            EthernetAddress([v[0], v[1], v[2], v[3], v[4], v[5]])
+        };
+        let (src_mac, dst_mac) = (mac(), mac());
+        let mut addr = || match rng.below(4) {
+            // Every bit set: carries out of every add.
+            0 => Ipv4Addr::new(255, 255, 255, 255),
+            1 => Ipv4Addr::from(rng.next() as u32),
+            _ => Ipv4Addr::from(0xc612_0000 | (rng.next() as u32 & 0x1_ffff)),
+        };
+        let (src_addr, dst_addr) = (addr(), addr());
+        TcpFrameHead {
+            src_mac,
+            dst_mac,
+            src_addr,
+            dst_addr,
+            hop_limit: rng.next() as u8,
+            ip_cksum_offload: rng.below(4) == 0,
+            tcp_cksum_offload: rng.below(4) == 0,
+        }
+    }
+
     #[test]
-    fn emit_frame_writes_the_layered_writers_bytes() {
+    fn a_template_writes_the_layered_writers_bytes() {
+        // Each head's template writes several segments, as a destination's
+        // does: nothing of one segment may stay in it for the next.
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut payload = vec![0u8; 1460];
         for (i, b) in payload.iter_mut().enumerate() {
             *b = (i * 7 + 3) as u8;
         }
         let (mut with_options, mut with_sack, mut empty, mut full) = (0, 0, 0, 0);
-        for case in 0..20_000 {
-            let mut block = || {
-                let l = rng.next() as u32;
-                Some((l, l.wrapping_add(rng.below(1 << 20) as u32)))
-            };
-            let blocks = [block(), block(), block()];
-            let n_blocks = rng.below(4) as usize;
-            let mut sack_blocks = [None; 3];
-            sack_blocks[..n_blocks].copy_from_slice(&blocks[..n_blocks]);
-            let options = TcpOptions {
-                mss: (rng.below(8) == 0).then(|| rng.next() as u16),
-                window_scale: (rng.below(8) == 0).then(|| rng.below(15) as u8),
-                sack_permitted: rng.below(8) == 0,
-                timestamps: rng.chance().then(|| (rng.next() as u32, rng.next() as u32)),
-                sack_blocks,
-            };
-            let repr = TcpRepr {
-                src_port: rng.next() as u16 | 1,
-                dst_port: rng.next() as u16 | 1,
-                seq_number: rng.next() as u32,
-                ack_number: rng.next() as u32,
-                flags: TcpFlags(rng.next() as u8),
-                window_len: rng.next() as u16,
-                urgent_at: if rng.below(4) == 0 {
-                    rng.next() as u16
-                } else {
-                    0
-                },
-                options,
-            };
-            let len = match rng.below(4) {
-                0 => 0,
-                1 => 1460,
-                _ => rng.below(1461) as usize,
-            };
-            let mut mac = || {
-                let v = rng.next().to_le_bytes();
-                EthernetAddress([v[0], v[1], v[2], v[3], v[4], v[5]])
-            };
-            let (src_mac, dst_mac) = (mac(), mac());
-            let head = TcpFrameHead {
-                src_mac,
-                dst_mac,
-                src_addr: Ipv4Addr::from(0xc612_0000 | (rng.next() as u32 & 0x1_ffff)),
-                dst_addr: Ipv4Addr::from(0xc612_0000 | (rng.next() as u32 & 0x1_ffff)),
-                ident: rng.next() as u16,
-                hop_limit: rng.next() as u8,
-                ecn: rng.below(4) as u8,
-                ip_cksum_offload: rng.below(4) == 0,
-                tcp_cksum_offload: rng.below(4) == 0,
-            };
-            let data = &payload[..len];
-            let want = layered_frame(&head, &repr, data);
-            let hl = repr.header_len();
-            let mut got = vec![0x5au8; want.len()];
-            got[FRAME_HEAD_LEN + hl..].copy_from_slice(data);
-            emit_frame(&mut got, &head, &repr, hl);
-            assert_eq!(got, want, "case {case}: {head:?} {repr:?} len {len}");
-            with_options += usize::from(hl > 20);
-            with_sack += usize::from(n_blocks > 0);
-            empty += usize::from(len == 0);
-            full += usize::from(len == 1460);
+        let mut offloads = [0; 2];
+        for case in 0..4_000 {
+            let head = random_head(&mut rng);
+            let template = TcpFrameTemplate::new(&head);
+            offloads[0] += usize::from(head.ip_cksum_offload);
+            offloads[1] += usize::from(head.tcp_cksum_offload);
+            for segment in 0..5 {
+                let (repr, n_blocks) = random_repr(&mut rng);
+                let len = match rng.below(4) {
+                    0 => 0,
+                    1 => 1460,
+                    _ => rng.below(1461) as usize,
+                };
+                let (ident, ecn) = (rng.next() as u16, rng.next() as u8);
+                let data = &payload[..len];
+                let want = layered_frame(&head, ident, ecn, &repr, data);
+                let hl = repr.header_len();
+                let mut got = vec![0x5au8; want.len()];
+                got[FRAME_HEAD_LEN + hl..].copy_from_slice(data);
+                template.emit(&mut got, ident, ecn, &repr, hl);
+                assert_eq!(
+                    got, want,
+                    "case {case} segment {segment}: {head:?} {ident} {ecn} {repr:?} len {len}"
+                );
+                with_options += usize::from(hl > 20);
+                with_sack += usize::from(n_blocks > 0);
+                empty += usize::from(len == 0);
+                full += usize::from(len == 1460);
+            }
         }
         // The cases covered what they were drawn to.
         assert!(
@@ -701,6 +752,17 @@ mod tests {
             "{with_options} {with_sack}"
         );
         assert!(empty > 4000 && full > 4000, "{empty} {full}");
+        assert!(offloads.iter().all(|&n| n > 800), "{offloads:?}");
+    }
+
+    #[test]
+    fn a_frame_too_short_for_the_heads_is_left_alone() {
+        let mut rng = Rng(7);
+        let template = TcpFrameTemplate::new(&random_head(&mut rng));
+        let (repr, _) = random_repr(&mut rng);
+        let mut frame = [0x33u8; FRAME_HEAD_LEN - 1];
+        template.emit(&mut frame, 1, 0, &repr, repr.header_len());
+        assert_eq!(frame, [0x33u8; FRAME_HEAD_LEN - 1]);
     }
 
     /// A Linux SYN: MSS 1460, SACK-permitted, timestamps, NOP, WS 7.
