@@ -83,6 +83,23 @@ fn sum_le_inlined(mut bytes: &[u8]) -> u64 {
     acc
 }
 
+/// [`sum_le_inlined`] 32 bytes a turn, counted down by `chunks_exact`,
+/// for the send path (make pathcost: the loop over 16-byte chunks split off
+/// one at a time spends six instructions a turn on its slice for four on
+/// the sum; this one three for eight). Not for the receive path: there the
+/// larger loop left other calls out of line.
+#[inline(always)]
+fn sum_le_wide(bytes: &[u8]) -> u64 {
+    let word = |c: &[u8], i: usize| u64::from_le_bytes(c[i..i + 8].try_into().unwrap_or_default());
+    let mut acc: u64 = 0;
+    let mut chunks = bytes.chunks_exact(32);
+    for c in &mut chunks {
+        acc = add_carry(add_carry(acc, word(c, 0)), word(c, 8));
+        acc = add_carry(add_carry(acc, word(c, 16)), word(c, 24));
+    }
+    add_carry(acc, sum_le_inlined(chunks.remainder()))
+}
+
 /// The sum of a 20-byte header without options, folded: the IPv4 header
 /// of nearly every datagram, summed without the general loop (inlined: a
 /// call and the caller's registers saved around it cost about as much as
@@ -172,7 +189,7 @@ pub fn data_with_partial(partial: u64, bytes: &[u8]) -> u16 {
     // (each byte's offset changes parity), to which the pseudo-header's
     // words add: one fold.
     fold(add_carry(
-        sum_le_inlined(bytes).swap_bytes(),
+        sum_le_wide(bytes).swap_bytes(),
         partial + bytes.len() as u64,
     ))
 }
@@ -334,8 +351,8 @@ mod tests {
 
     #[test]
     fn partial_sums_are_the_full_ones() {
-        // The send path's sums (the kept pseudo-header partial, the IPv4
-        // header as a kept sum and a word) against the
+        // The send path's sums (the wide loop, the kept pseudo-header
+        // partial, the IPv4 header as a kept sum and a word) against the
         // full ones, at every length and alignment and with carries out of
         // every add.
         let bytes: Vec<u8> = (0..300u32).map(|i| (i * 91 + 7) as u8).collect();
