@@ -143,7 +143,8 @@ impl TcpOptions {
         Ok(o)
     }
 
-    /// Bytes the options take when emitted, unpadded.
+    /// Bytes the options take when emitted: whole words, each option
+    /// padded with NOPs.
     fn raw_len(&self) -> usize {
         if self.sack_blocks[0].is_none() {
             // No SACK block (nearly every segment): no count to take.
@@ -403,9 +404,13 @@ impl TcpRepr {
 
     const HEADER: usize = TcpPacket::<&[u8]>::HEADER_LEN;
 
-    /// 20 bytes and the options, padded to a multiple of 4.
+    /// 20 bytes and the options, padded to a multiple of 4: `emit` pads
+    /// each option to whole words with NOPs, so their length is one
+    /// already (no rounding per segment: make pathcost).
     pub fn header_len(&self) -> usize {
-        TcpPacket::<&[u8]>::HEADER_LEN + self.options.raw_len().div_ceil(4) * 4
+        let options = self.options.raw_len();
+        debug_assert_eq!(options % 4, 0);
+        TcpPacket::<&[u8]>::HEADER_LEN + options
     }
 
     /// Write the header and options; the checksum field is left zero and
