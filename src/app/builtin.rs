@@ -414,7 +414,37 @@ impl TcpEcho {
         }
     }
 
+    /// Send what is readable (and what was left pending) on `conn`. Most
+    /// echoes take the first step alone: nothing pending, the peer still
+    /// open, and what arrived moves to the send buffer as it lies
+    /// ([`NetCtx::tcp_echo_readable`]); [`TcpEcho::pump_loop`] does the
+    /// rest, without setting up its copies for this one call (make
+    /// pathcost: one pump per echo).
+    #[inline]
     fn pump(&mut self, net: &mut dyn NetCtx, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let tried = if c.pending.is_empty() && !c.peer_closed {
+            match net.tcp_echo_readable(conn) {
+                Ok(Some(n)) => {
+                    self.bytes += n as u64;
+                    return;
+                }
+                // The loop's first turn would call it again: no need.
+                _ => true,
+            }
+        } else {
+            false
+        };
+        self.pump_loop(net, conn, tried);
+    }
+
+    /// [`TcpEcho::pump`]'s loop: pending bytes first, then what is readable,
+    /// moved or copied; `tried`: the first turn's `tcp_echo_readable` was
+    /// called already and moved nothing (it changed nothing either).
+    #[inline(never)]
+    fn pump_loop(&mut self, net: &mut dyn NetCtx, conn: ConnId, mut tried: bool) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
@@ -429,11 +459,13 @@ impl TcpEcho {
                     return;
                 }
             }
-            // Most echoes: what arrived moves to the send buffer as it
-            // lies, nothing left readable (recv and send below otherwise).
-            if let Ok(Some(n)) = net.tcp_echo_readable(conn) {
-                self.bytes += n as u64;
-                break;
+            // What arrived moves to the send buffer as it lies, nothing
+            // left readable (recv and send below otherwise).
+            if !std::mem::take(&mut tried) {
+                if let Ok(Some(n)) = net.tcp_echo_readable(conn) {
+                    self.bytes += n as u64;
+                    break;
+                }
             }
             let n = match net.tcp_recv(conn, &mut self.buf) {
                 Ok(n) if n > 0 => n,
