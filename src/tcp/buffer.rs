@@ -82,6 +82,13 @@ struct Pool {
     stats: PoolStats,
     chunks: Vec<Chunk>,
     tables: Vec<Table>,
+    /// Spare tables that hold a spare chunk in slot 0 (the rest empty):
+    /// what a buffer of one chunk gives back as it empties and a first
+    /// write takes again, in one move instead of a chunk and a table each
+    /// way (make pathcost: every request and response). Counted as the
+    /// spare chunks and tables they are; split when a chunk or a table
+    /// alone is wanted.
+    loaded: Vec<Table>,
 }
 
 thread_local! {
@@ -96,6 +103,7 @@ thread_local! {
             },
             chunks: Vec::new(),
             tables: Vec::new(),
+            loaded: Vec::new(),
         })
     };
 }
@@ -139,13 +147,19 @@ impl Pool {
     }
     fn take_chunk(&mut self) -> Chunk {
         self.charge(CHUNK);
-        match self.chunks.pop() {
-            Some(c) => {
-                self.stats.spare -= CHUNK;
-                c
-            }
-            None => Box::new([0; CHUNK]),
+        if let Some(c) = self.chunks.pop() {
+            self.stats.spare -= CHUNK;
+            return c;
         }
+        // A loaded table's chunk; the table stays spare, empty.
+        if let Some(mut t) = self.loaded.pop() {
+            if let Some(c) = t[0].take() {
+                self.stats.spare -= CHUNK;
+                self.tables.push(t);
+                return c;
+            }
+        }
+        Box::new([0; CHUNK])
     }
     fn put_chunk(&mut self, c: Chunk) {
         self.stats.bytes -= CHUNK;
@@ -165,19 +179,67 @@ impl Pool {
                 return t;
             }
         }
-        match self.tables.iter().rposition(|t| t.len() == slots) {
-            Some(i) => {
-                self.stats.spare -= bytes;
-                self.tables.swap_remove(i)
-            }
-            None => (0..slots).map(|_| None).collect(),
+        if let Some(i) = self.tables.iter().rposition(|t| t.len() == slots) {
+            self.stats.spare -= bytes;
+            return self.tables.swap_remove(i);
         }
+        // A loaded table, its chunk left spare.
+        if let Some(i) = self.loaded.iter().rposition(|t| t.len() == slots) {
+            let mut t = self.loaded.swap_remove(i);
+            if let Some(c) = t[0].take() {
+                self.chunks.push(c);
+            }
+            self.stats.spare -= bytes;
+            return t;
+        }
+        (0..slots).map(|_| None).collect()
+    }
+    /// `take_table(slots)` with `take_chunk()` in its slot 0, in one move
+    /// when a loaded table of that size is spare.
+    #[inline(always)]
+    fn take_loaded(&mut self, slots: usize) -> Table {
+        if self.loaded.last().is_some_and(|t| t.len() == slots) {
+            if let Some(t) = self.loaded.pop() {
+                let bytes = table_bytes(slots) + CHUNK;
+                self.charge(bytes);
+                self.stats.spare -= bytes;
+                return t;
+            }
+        }
+        self.take_apart(slots)
+    }
+    #[inline(never)]
+    fn take_apart(&mut self, slots: usize) -> Table {
+        let mut t = self.take_table(slots);
+        t[0] = Some(self.take_chunk());
+        t
+    }
+    /// A table whose one chunk is in slot 0: `put_chunk` of the chunk then
+    /// `put_table` of the table, kept as one loaded table when both would
+    /// be kept.
+    #[inline(always)]
+    fn put_loaded(&mut self, t: Table) {
+        let bytes = table_bytes(t.len()) + CHUNK;
+        if self.stats.spare + bytes <= SPARE_BYTES && self.tables.len() + self.loaded.len() < 64 {
+            self.stats.bytes -= bytes;
+            self.stats.spare += bytes;
+            self.loaded.push(t);
+            return;
+        }
+        self.put_apart(t);
+    }
+    #[inline(never)]
+    fn put_apart(&mut self, mut t: Table) {
+        if let Some(c) = t[0].take() {
+            self.put_chunk(c);
+        }
+        self.put_table(t);
     }
     /// The table's slots are all empty.
     fn put_table(&mut self, t: Table) {
         let bytes = table_bytes(t.len());
         self.stats.bytes -= bytes;
-        if self.stats.spare + bytes <= SPARE_BYTES && self.tables.len() < 64 {
+        if self.stats.spare + bytes <= SPARE_BYTES && self.tables.len() + self.loaded.len() < 64 {
             self.stats.spare += bytes;
             self.tables.push(t);
         }
@@ -367,10 +429,10 @@ impl Chunks {
     #[inline(always)]
     fn write_fresh(&mut self, pool: &mut Pool, data: &[u8]) {
         debug_assert!(self.fresh(data));
-        let mut table = pool.take_table(self.slots());
-        let mut chunk = pool.take_chunk();
-        chunk[..data.len()].copy_from_slice(data);
-        table[0] = Some(chunk);
+        let mut table = pool.take_loaded(self.slots());
+        if let Some(chunk) = table[0].as_mut() {
+            chunk[..data.len()].copy_from_slice(data);
+        }
         self.held = 1;
         self.table = Some(table);
     }
@@ -396,16 +458,15 @@ impl Chunks {
         if self.held == 1 && live == usize::MAX {
             // Everything consumed, and one chunk held (a request, a
             // response): most often the head's, which the walk would find
-            // first; it and the table go back.
-            if let Some(c) = table[(head / CHUNK) & (slots - 1)].take() {
+            // first; it goes back in its table, moved to slot 0 (a loaded
+            // table, [`Pool::put_loaded`]).
+            let slot = (head / CHUNK) & (slots - 1);
+            if table[slot].is_some() {
+                table.swap(0, slot);
                 self.held = 0;
                 self.head = 0;
-                let t = self.table.take();
-                if let Some(p) = pool {
-                    p.put_chunk(c);
-                    if let Some(t) = t {
-                        p.put_table(t);
-                    }
+                if let (Some(p), Some(t)) = (pool, self.table.take()) {
+                    p.put_loaded(t);
                 }
                 return;
             }
@@ -978,6 +1039,7 @@ mod tests {
                 stats: core_stats(),
                 chunks: Vec::new(),
                 tables: Vec::new(),
+                loaded: Vec::new(),
             };
             let mut ring = Chunks::new(64 * 1024);
             let t = table_bytes(ring.slots());
@@ -1002,6 +1064,73 @@ mod tests {
             ring.write_at(&mut pool, 2 * CHUNK, &[2; 64]);
             check(&ring);
             ring.advance(Some(&mut pool), 0, usize::MAX);
+        });
+    }
+
+    /// The pool's spares: (loaded tables, tables, chunks, spare bytes).
+    fn spares() -> (usize, usize, usize, usize) {
+        POOL.with(|p| {
+            let p = p.borrow();
+            (
+                p.loaded.len(),
+                p.tables.len(),
+                p.chunks.len(),
+                p.stats.spare,
+            )
+        })
+    }
+
+    #[test]
+    fn a_one_chunk_buffer_goes_back_and_comes_again_loaded() {
+        on_fresh_core(|| {
+            let table = table_for(64 * 1024);
+            let one = table + CHUNK;
+            // A request in, a response out, each one chunk: the table goes
+            // back with its chunk in it, and the next first write takes both.
+            let mut r = RecvBuffer::new(64 * 1024);
+            assert_eq!(r.write(0, &[7; 100]).in_order, 100);
+            r.consume(100);
+            assert_eq!(spares(), (1, 0, 0, one));
+            let mut s = SendBuffer::new(64 * 1024);
+            assert_eq!(s.write(&[8; 64]), 64);
+            assert_eq!(spares(), (0, 0, 0, 0));
+            assert_eq!(s.slices(0, 64), (&[8; 64][..], &[][..]));
+            assert_eq!(core_stats().bytes, one);
+            // A chunk left in a chunk other than the first goes back to
+            // slot 0 of its table: the next write finds it there.
+            s.write(&[9; CHUNK - 64]);
+            s.write(&[10; 10]);
+            s.consume(CHUNK);
+            assert_eq!(s.memory(), one);
+            s.consume(10);
+            // (The first chunk went back alone.)
+            assert_eq!(spares(), (1, 0, 1, one + CHUNK));
+            let mut r = RecvBuffer::new(64 * 1024);
+            assert_eq!(r.write(0, &[11; 5]).in_order, 5);
+            assert_eq!(spares(), (0, 0, 1, CHUNK));
+            let mut out = [0; 5];
+            assert_eq!(r.read(&mut out), 5);
+            assert_eq!(out, [11; 5]);
+            // No loaded table: a first write takes a table and a chunk.
+            let mut a = SendBuffer::new(64 * 1024);
+            a.write(&[1; 10]);
+            assert_eq!(spares(), (0, 0, 1, CHUNK));
+            r.write(0, &[2; 10]);
+            assert_eq!(spares(), (0, 0, 0, 0));
+            assert_eq!(r.peek().next(), Some(&[2; 10][..]));
+            // Two loaded tables, then a buffer that wants three chunks and
+            // a table: it splits them, and one more chunk is new.
+            a.consume(10);
+            r.consume(10);
+            assert_eq!(spares(), (2, 0, 0, 2 * one));
+            let mut big = SendBuffer::new(64 * 1024);
+            assert_eq!(big.write(&vec![3; 2 * CHUNK + 1]), 2 * CHUNK + 1);
+            assert_eq!(spares(), (0, 1, 0, table));
+            let st = core_stats();
+            assert_eq!((st.bytes, st.peak), (table + 3 * CHUNK, table + 3 * CHUNK));
+            drop(big);
+            assert_eq!(core_stats().bytes, 0);
+            assert_eq!(spares().3, 2 * table + 3 * CHUNK);
         });
     }
 
