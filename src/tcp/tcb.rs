@@ -778,6 +778,7 @@ impl Tcb {
     /// the peer knows, and only if the peer may be stalled for it (it knows
     /// of less than two segments' room); otherwise the ACKs its next
     /// segments draw carry the new window anyway.
+    #[inline]
     fn window_opened(&mut self, before: usize) {
         let now_edge = self.rcv.nxt + self.rx.window();
         let known = if self.rcv.adv > self.rcv.nxt {
