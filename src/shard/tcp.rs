@@ -26,14 +26,15 @@ const GAUGE_INTERVAL: Duration = Duration::from_millis(100);
 
 impl<P: BufPool> Net<P> {
     pub(super) fn process_tcp(&mut self, ip: &Ipv4Repr, payload: &[u8]) {
-        let packet = match TcpPacket::new_checked(payload) {
-            Ok(p) => p,
-            Err(e) => return self.drop_frame(e.into()),
-        };
-        let repr = match TcpRepr::parse(&packet, &ip.src_addr, &ip.dst_addr, !self.rx_l4_good) {
-            Ok(r) => r,
-            Err(e) => return self.drop_frame(e.into()),
-        };
+        // One pass over the header (new_checked's and parse's checks in
+        // their order, each length once).
+        let verify = !self.rx_l4_good;
+        let mut repr = TcpRepr::EMPTY;
+        let header_len =
+            match TcpRepr::parse_segment(payload, &ip.src_addr, &ip.dst_addr, verify, &mut repr) {
+                Ok(hl) => hl,
+                Err(e) => return self.drop_frame(e.into()),
+            };
         if ip.dst_addr != self.iface.ip.address() {
             // TCP is unicast only (RFC 1122 4.2.3.10).
             return self.drop_frame(DropReason::NotForUs);
@@ -49,7 +50,7 @@ impl<P: BufPool> Net<P> {
             local_port: repr.dst_port,
             remote,
         };
-        let data = packet.payload();
+        let data = payload.get(header_len..).unwrap_or_default();
         if let Some(index) = self.tcp.lookup(&key) {
             let verdict =
                 self.tcp
