@@ -51,18 +51,27 @@ impl<P: BufPool> Net<P> {
             remote,
         };
         let data = payload.get(header_len..).unwrap_or_default();
-        if let Some(index) = self.tcp.lookup(&key) {
+        // Nearly every segment: its connection, found and taken out in one
+        // slot access.
+        let found = match self.tcp.take_flow(&key) {
+            Ok((index, mut tcb)) => {
+                self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
+                tcb.set_rx_wait(self.rx_wait);
+                tcb.process_with_ecn(self.now, &repr, ip.ecn, data, &mut self.counters);
+                return self.finish_tcb(index, tcb);
+            }
+            Err(found) => found,
+        };
+        if let Some(index) = found {
             let verdict =
                 self.tcp
                     .process_time_wait(self.now, index, &repr, data.len(), &mut self.counters);
             match verdict {
                 None => {
+                    // Taken out already (as run_tcb finds it): nothing
+                    // to run.
                     self.record_flow_in(Transport::Tcp, repr.dst_port, remote, data.len());
-                    let wait = self.rx_wait;
-                    return self.run_tcb(index, |t, now, c| {
-                        t.set_rx_wait(wait);
-                        t.process_with_ecn(now, &repr, ip.ecn, data, c)
-                    });
+                    return;
                 }
                 // RFC 6191: a new incarnation took over a TIME_WAIT
                 // connection; its SYN goes to the listener.
@@ -326,6 +335,13 @@ impl<P: BufPool> Net<P> {
             return;
         };
         f(&mut tcb, self.now, &mut self.counters);
+        self.finish_tcb(index, tcb);
+    }
+
+    /// The end of [`run_tcb`](Self::run_tcb), for a connection taken out
+    /// and run: send, collect its events, put it back.
+    #[inline(always)]
+    fn finish_tcb(&mut self, index: u32, mut tcb: Box<Tcb>) {
         self.dispatch_tcb(&mut tcb);
         self.collect_events(index, &mut tcb);
         self.put_tcb(index, tcb);

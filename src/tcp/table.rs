@@ -65,6 +65,21 @@ struct Slot {
     counted: State,
 }
 
+impl Slot {
+    /// Its connection taken out to run, if it holds one (not a TIME-WAIT
+    /// record, not one taken out already).
+    #[inline(always)]
+    fn take_open(&mut self) -> Option<Box<Tcb>> {
+        match std::mem::replace(&mut self.conn, Conn::Empty) {
+            Conn::Open(t) => Some(t),
+            other => {
+                self.conn = other;
+                None
+            }
+        }
+    }
+}
+
 /// A used slot, read-only ([`TcpTable::entry`]).
 pub enum TableEntry<'a> {
     Open(&'a Tcb),
@@ -189,6 +204,25 @@ impl TcpTable {
         found
     }
 
+    /// [`lookup`](Self::lookup) and [`take`](Self::take) in one, for a
+    /// received segment: Ok with `key`'s connection taken out to run (one
+    /// slot access, where `lookup`, `process_time_wait`'s test and `take`
+    /// made one each), else Err with the slot found, if any (a TIME-WAIT
+    /// record, or a connection taken out already).
+    #[inline(always)]
+    pub fn take_flow(&mut self, key: &FlowKey) -> Result<(u32, Box<Tcb>), Option<u32>> {
+        let last = self.last_hit.get();
+        if let Some(slot) = self.slots.get_mut(last as usize) {
+            if slot.key.as_ref() == Some(key) {
+                return slot.take_open().map(|t| (last, t)).ok_or(Some(last));
+            }
+        }
+        let index = *self.index.get(key).ok_or(None)?;
+        self.last_hit.set(index);
+        let slot = self.slots.get_mut(index as usize).ok_or(Some(index))?;
+        slot.take_open().map(|t| (index, t)).ok_or(Some(index))
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }
@@ -273,14 +307,7 @@ impl TcpTable {
     /// Take a connection out to run it; `put` it back (or `free_slot` it).
     /// None for a free slot and for a TIME-WAIT record.
     pub fn take(&mut self, index: u32) -> Option<Box<Tcb>> {
-        let slot = self.slots.get_mut(index as usize)?;
-        match std::mem::replace(&mut slot.conn, Conn::Empty) {
-            Conn::Open(t) => Some(t),
-            other => {
-                slot.conn = other;
-                None
-            }
-        }
+        self.slots.get_mut(index as usize)?.take_open()
     }
 
     /// Put back a connection `take` took and nothing changed (no state,
@@ -934,6 +961,81 @@ mod tests {
             }
             n
         }
+    }
+
+    #[test]
+    fn take_flow_is_lookup_then_take() {
+        // Connections open, taken out, and TIME-WAIT records, looked for
+        // in a seeded order (with keys of no connection) so that the last
+        // slot found is now the one wanted and now not: take_flow gives
+        // what lookup then take give (Ok with the connection, Err with the
+        // slot of a record or a connection out, Err(None) for no slot),
+        // and leaves the same slot to try first.
+        let cfg = TcpConfig::default();
+        let now = Instant::from_secs(1);
+        let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let mut u = TcpTable::new(cfg, IsnGenerator::new(), now);
+        let ports: Vec<u16> = (61000..61012).collect();
+        for (i, &p) in ports.iter().enumerate() {
+            let a = t.insert(now, established(&cfg, now, p, true)).unwrap();
+            let b = u.insert(now, established(&cfg, now, p, true)).unwrap();
+            assert_eq!(a, b);
+            if i % 3 == 1 {
+                let _ = move_to(&mut t, now, a.index, State::TimeWait);
+                let _ = move_to(&mut u, now, b.index, State::TimeWait);
+            }
+        }
+        let mut out: Vec<Box<Tcb>> = Vec::new();
+        for &p in ports.iter().step_by(4) {
+            let key = FlowKey {
+                local_port: p,
+                remote: SERVER,
+            };
+            let i = t.lookup(&key).unwrap();
+            assert_eq!(u.lookup(&key), Some(i));
+            if let Some(tcb) = t.take(i) {
+                out.push(tcb);
+                u.take(i).unwrap();
+            }
+        }
+        let mut next = crate::wire::xorshift(0x853c_49e6_748f_ea9b);
+        let mut seen = [0usize; 3];
+        for _ in 0..400 {
+            let r = next();
+            let port = 60998 + (r % 16) as u16;
+            let key = FlowKey {
+                local_port: port,
+                remote: SERVER,
+            };
+            let general = match t.lookup(&key) {
+                None => Err(None),
+                Some(i) => t.take(i).map(|tcb| (i, tcb)).ok_or(Some(i)),
+            };
+            let one = u.take_flow(&key);
+            let kind = match (&general, &one) {
+                (Ok((i, a)), Ok((j, b))) => {
+                    assert_eq!((i, a.local), (j, b.local));
+                    0
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a, b, "{port}");
+                    1 + usize::from(a.is_none())
+                }
+                _ => panic!("{port}: {:?} {:?}", general.is_ok(), one.is_ok()),
+            };
+            seen[kind] += 1;
+            assert_eq!(t.last_hit.get(), u.last_hit.get());
+            // Back, or kept out, alike.
+            match (general, one) {
+                (Ok((i, a)), Ok((j, b))) if r & (7 << 40) != 0 => {
+                    t.restore(i, a);
+                    u.restore(j, b);
+                }
+                (Ok((_, a)), Ok((_, b))) => out.extend([a, b]),
+                _ => {}
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 20), "{seen:?}");
     }
 
     #[test]
