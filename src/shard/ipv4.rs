@@ -110,8 +110,12 @@ impl<P: BufPool> Core<P> {
             payload,
             in_place,
         );
-        if let Some((mac, slot)) = self.net.reply_inplace.take() {
-            self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
+        // Tested before it is taken: a segment or datagram that sent no
+        // reply in place (nearly all but the UDP echo's) writes nothing.
+        if self.net.reply_inplace.is_some() {
+            if let Some((mac, slot)) = self.net.reply_inplace.take() {
+                self.net.dispatch_udp_in_place(buf, l2, &ip, mac, slot);
+            }
         }
     }
 
