@@ -134,6 +134,23 @@ fn connections_and_sockets_are_listed_with_their_counters() {
     let net = TestNet::new(Link::Veth);
     let (ip, host) = (net.stack_ip(), net.host_ip());
     let prefix = format!("dps{}", net.ns);
+    // Linux must not send its FIN twice. A second copy that reaches
+    // dpstack in TIME-WAIT draws an ACK (RFC 9293 3.10.7.4, TIME-WAIT: a
+    // retransmitted FIN is acknowledged), which Linux, closed by the ACK
+    // of the first copy, answers with a RST at exactly RCV.NXT, and that
+    // RST ends TIME-WAIT (src/tcp/timewait.rs, as Linux's own TIME-WAIT
+    // with tcp_rfc1337=0): the connection left the listing within a
+    // millisecond. On a loaded machine dpstack's ACKs can come 10 to 140 ms
+    // late, after Linux's tail loss probe (two SRTTs) has resent the FIN
+    // (captures of the failures: the FIN twice, then the RST, every time;
+    // never in a run that passed). So no probe (tcp_early_retrans=0) and
+    // no retransmission towards dpstack before 2 s.
+    run(&format!(
+        "ip netns exec {ns} sysctl -qw net.ipv4.tcp_early_retrans=0 && \
+         ip -n {ns} route add {ip}/32 dev {dev} rto_min 2s",
+        ns = net.ns,
+        dev = net.host_if
+    ));
     // A Linux listener that takes dpstack's 100 kB and its FIN, and sends
     // them back 10 s later: meanwhile dpstack's connection waits in
     // FIN-WAIT-2 with everything sent and acknowledged.
