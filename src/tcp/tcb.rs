@@ -421,6 +421,30 @@ fn echo_move_enabled() -> bool {
     ECHO_MOVE.with(std::cell::Cell::get)
 }
 
+/// Send prediction is on ([`Tcb::predicted_send`]); a test turns it off
+/// on its thread to compare against the general path.
+#[cfg(not(test))]
+#[inline(always)]
+fn send_predict_enabled() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(crate) static SEND_PREDICT: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Dispatches the send prediction took on this thread.
+    pub(crate) static SEND_PREDICTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn send_predict_enabled() -> bool {
+    SEND_PREDICT.with(std::cell::Cell::get)
+}
+
 pub struct Tcb {
     pub state: State,
     /// The core will dispatch it once the application's callback returns.
@@ -2485,7 +2509,70 @@ impl Tcb {
     /// ([`Tcb::count_sent`]), not as a difference of copies of them.
     #[inline(never)]
     fn dispatch_counted(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        if let Some(len) = self.predicted_send() {
+            #[cfg(test)]
+            SEND_PREDICTED.with(|n| n.set(n.get() + 1));
+            // What dispatch_due does then: send_data's one segment, if
+            // any (its loop finds nothing more, or stops where emit
+            // failed), then probes, the ACK and the persist timer.
+            if len > 0 {
+                self.send_segment(now, self.snd.nxt, len, emit);
+            }
+            self.dispatch_after_data(now, emit);
+            return;
+        }
         self.dispatch_due(now, emit);
+    }
+
+    /// Send prediction, the output side of header prediction (Van
+    /// Jacobson's, as `process_predicted` is the input's): an established
+    /// connection with nothing to repair, probe, reset or close, and every
+    /// unsent byte (if any) fitting one segment that the windows let go
+    /// now, with no sender SWS decision to make. Then dispatch_due would
+    /// send that one segment from SND.NXT (none if nothing is unsent, or
+    /// Nagle holds it) and go on to the ACK and probe checks
+    /// (`dispatch_after_data`): the bytes to send, or None for the general
+    /// path. A test compares the two over seeded echo runs.
+    #[inline(always)]
+    fn predicted_send(&self) -> Option<usize> {
+        if self.state != State::Established
+            || self.pending_rst.is_some()
+            || self.rec.retransmit_una
+            || self.rec.probe_tail
+            || self.rec.in_recovery
+            || self.rec.frto_new > 0
+            || self.fin_queued
+            || self.snd.nxt != self.snd.max
+            || !send_predict_enabled()
+        {
+            return None;
+        }
+        let flight = self.snd.nxt.since(self.snd.una);
+        let unsent = self.tx.len().saturating_sub(flight);
+        if unsent == 0 {
+            // An ACK, a probe: send_data has nothing to send.
+            return Some(0);
+        }
+        // send_data's window outside recovery, with SND.NXT at SND.MAX.
+        let pipe = match self.rec.board.as_deref() {
+            Some(b) if self.sack_ok => b.pipe(),
+            _ => flight,
+        };
+        let usable = self
+            .snd
+            .wnd
+            .saturating_sub(flight)
+            .min(self.cc.window().saturating_sub(pipe));
+        let mss = self.send_mss();
+        // All of it in one segment (no SWS decision to make).
+        if unsent > mss || unsent > usable {
+            return None;
+        }
+        if unsent < mss && self.cfg.nagle && flight > 0 {
+            // Nagle: the small segment waits for the outstanding ACK.
+            return Some(0);
+        }
+        Some(unsent)
     }
 
     /// A segment went out: `bytes` of data, a retransmission or not. The
@@ -2621,6 +2708,13 @@ impl Tcb {
                 }
             }
         }
+        self.dispatch_after_data(now, emit);
+    }
+
+    /// dispatch_due's last steps, after data and retransmissions: a window
+    /// probe or keepalive, the ACK still due, the persist timer.
+    #[inline(always)]
+    fn dispatch_after_data(&mut self, now: Instant, emit: &mut Emit<'_>) {
         if self.probe_now {
             self.probe_now = false;
             let flight = self.snd.nxt.since(self.snd.una);
@@ -3520,7 +3614,7 @@ mod timers_tests {
 /// deliver the same; and the move must have been taken.
 #[cfg(test)]
 mod echo_move_tests {
-    use super::{ECHO_MOVE, ECHO_MOVED};
+    use super::{ECHO_MOVE, ECHO_MOVED, SEND_PREDICT, SEND_PREDICTED};
     use crate::app::{AppFactory, AppSpec};
     use crate::fuzzing::pair::{LinkConfig, LinkStats, Pair, Prng, RandomLink, Tapped};
     use crate::tcp::TcpConfig;
@@ -3573,10 +3667,15 @@ mod echo_move_tests {
         }
     }
 
-    #[test]
-    fn echo_move_is_recv_and_send() {
-        let mut rng = Prng(15);
-        let mut moved = 0;
+    /// Seeded echo runs, each twice on threads of its own (a fresh
+    /// buffer pool each, its peak a counter): with `set(true)` and with
+    /// `set(false)`. The two must send the same frames (the link's digest
+    /// over every byte of every frame, and each segment's fate), count the
+    /// same and deliver the same. Returns how often `taken` says the fast
+    /// path ran (it must not when off).
+    fn compare_runs(seed0: u64, set: fn(bool), taken: fn() -> u64) -> u64 {
+        let mut rng = Prng(seed0);
+        let mut total = 0;
         for seed in 1..=24u64 {
             let link = LinkConfig {
                 loss: rng.below(60) as u32,
@@ -3604,18 +3703,16 @@ mod echo_move_tests {
                 1 => (1 + rng.below(10), 1 + rng.below(20_000)),
                 _ => (1 + rng.below(4), 100_000 + rng.below(200_000)),
             };
-            // Each run on a thread of its own: a fresh buffer pool (its
-            // peak is a counter), the move on or off there.
-            let on_thread = |moving: bool| {
+            let on_thread = |on: bool| {
                 std::thread::spawn(move || {
-                    ECHO_MOVE.with(|m| m.set(moving));
+                    set(on);
                     let r = run(seed, link, tcp, conns, bytes);
-                    (r, ECHO_MOVED.with(std::cell::Cell::get))
+                    (r, taken())
                 })
                 .join()
                 .unwrap()
             };
-            let (fast, taken) = on_thread(true);
+            let (fast, n) = on_thread(true);
             let (slow, none) = on_thread(false);
             assert_eq!(none, 0, "forced off, yet taken");
             let what = format!("seed {seed}, {conns} x {bytes} bytes, {link:?}");
@@ -3626,10 +3723,38 @@ mod echo_move_tests {
             assert_eq!(fast.link, slow.link, "{what}: frames");
             assert_eq!(fast.counters, slow.counters, "{what}: counters");
             assert_eq!(fast.apps, slow.apps, "{what}: applications");
-            moved += taken;
+            total += n;
         }
+        total
+    }
+
+    #[test]
+    fn echo_move_is_recv_and_send() {
+        let moved = compare_runs(
+            15,
+            |on| ECHO_MOVE.with(|m| m.set(on)),
+            || ECHO_MOVED.with(std::cell::Cell::get),
+        );
         // Most echoes of short transfers move; bulk ones seldom do.
         assert!(moved > 100, "the move was taken {moved} times");
         println!("the move was taken {moved} times");
+    }
+
+    /// [`super::Tcb::predicted_send`] against dispatch_due: the same runs
+    /// (other seeds), with the prediction and without.
+    #[test]
+    fn send_prediction_is_the_general_path() {
+        let predicted = compare_runs(
+            16,
+            |on| SEND_PREDICT.with(|m| m.set(on)),
+            || SEND_PREDICTED.with(std::cell::Cell::get),
+        );
+        // Echoes, ACKs, and small segments Nagle holds (a bulk sender's
+        // queue of more than a segment is the general path's).
+        assert!(
+            predicted > 1000,
+            "the prediction was taken {predicted} times"
+        );
+        println!("the prediction was taken {predicted} times");
     }
 }
