@@ -2516,7 +2516,7 @@ impl Tcb {
             // any (its loop finds nothing more, or stops where emit
             // failed), then probes, the ACK and the persist timer.
             if len > 0 {
-                self.send_segment(now, self.snd.nxt, len, emit);
+                self.send_predicted(now, len, emit);
             }
             self.dispatch_after_data(now, emit);
             return;
@@ -2573,6 +2573,57 @@ impl Tcb {
             return Some(0);
         }
         Some(unsent)
+    }
+
+    /// [`Tcb::send_segment`] of what the send prediction found: `len`
+    /// bytes (all that is unsent, 0 < len <= MSS) of new data from SND.NXT
+    /// = SND.MAX, no FIN queued, outside recovery. The same segment and
+    /// the same steps after it, without the cases of a retransmission, a
+    /// FIN or recovery, and without a call (send_prediction_is_the_general_path
+    /// compares the two).
+    #[inline(always)]
+    fn send_predicted(&mut self, now: Instant, len: usize, emit: &mut Emit<'_>) {
+        let seq = self.snd.nxt;
+        self.stalled_since.get_or_insert(now);
+        let mut repr = self.header(seq, TcpFlags::ACK | TcpFlags::PSH);
+        self.finish_header(now, &mut repr);
+        let (ip_ecn, cwr) = self.ecn.data_segment(true);
+        repr.flags |= cwr;
+        let (a, b) = self.tx.slices(seq.since(self.snd.una), len);
+        if !emit(&repr, ip_ecn, a, b) {
+            return self.segment_not_sent(now, cwr);
+        }
+        let end = seq + len;
+        self.rec
+            .board
+            .get_or_insert_with(Scoreboard::take)
+            .on_send(now, seq, end);
+        self.count_sent(len, false);
+        self.tx_stats.cwr += u64::from(cwr.contains(TcpFlags::CWR));
+        if self.rtt_timed.is_none() && !self.ts_enabled {
+            self.rtt_timed = Some((seq, now));
+        }
+        if self.snd.max == self.snd.una {
+            self.cc.on_send_after_idle(now, self.rtt.rto(), self.mss);
+        }
+        self.snd.nxt = end;
+        self.snd.max = end;
+        if self.timers.get(Timer::Retransmit).is_none() {
+            self.timers
+                .set(Timer::Retransmit, Some(now.plus(self.rtt.rto())));
+        }
+        self.arm_tlp(now);
+    }
+
+    /// A segment (data or FIN) could not be sent (no buffer, TX full, ARP
+    /// queue full): the data stays due, and the retransmission timer makes
+    /// sure it is tried again even if nothing else is in flight to draw an
+    /// ACK.
+    fn segment_not_sent(&mut self, now: Instant, cwr: TcpFlags) {
+        self.ecn.cwr_not_sent(cwr);
+        self.ack_not_sent(now);
+        self.timers
+            .get_or_insert(Timer::Retransmit, now.plus(self.rtt.rto()));
     }
 
     /// A segment went out: `bytes` of data, a retransmission or not. The
@@ -2846,13 +2897,7 @@ impl Tcb {
         repr.flags |= cwr;
         let (a, b) = self.tx.slices(offset, len);
         if !emit(&repr, ip_ecn, a, b) {
-            self.ecn.cwr_not_sent(cwr);
-            // Not sent (no buffer, TX full, ARP queue full): the data stays
-            // due, and the retransmission timer makes sure it is tried
-            // again even if nothing else is in flight to draw an ACK.
-            self.ack_not_sent(now);
-            self.timers
-                .get_or_insert(Timer::Retransmit, now.plus(self.rtt.rto()));
+            self.segment_not_sent(now, cwr);
             return None;
         }
         let end = seq + len + fin as usize;
