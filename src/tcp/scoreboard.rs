@@ -224,6 +224,10 @@ impl Scoreboard {
 
     /// A segment was sent: new data at SND.MAX is a new record; below it,
     /// a retransmission of `start..end` (within one record).
+    /// Inlined: new data (nearly every send) is a push, without the
+    /// register saves of the retransmission's steps, which stay out of
+    /// line (make pathcost).
+    #[inline]
     pub fn on_send(&mut self, now: Instant, start: Seq, end: Seq) {
         let order = self.sends;
         self.sends = self.sends.wrapping_add(1);
@@ -240,6 +244,13 @@ impl Scoreboard {
             });
             return;
         }
+        self.on_resend(now, start, end, order);
+    }
+
+    /// [`Scoreboard::on_send`] of a retransmission of `start..end`, the
+    /// `order`th send.
+    #[inline(never)]
+    fn on_resend(&mut self, now: Instant, start: Seq, end: Seq, order: u32) {
         let Some(i) = self.find(start) else {
             return;
         };
