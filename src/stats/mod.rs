@@ -272,6 +272,13 @@ counters! {
     /// Congestion window reductions undone as spurious: every
     /// retransmission D-SACKed (RFC 3708) or Eifel detection (RFC 3522).
     tcp_undo,
+    /// Of those, by D-SACKs: every retransmission of the episode (and
+    /// every earlier one still in flight when it began) reported as a
+    /// duplicate (RFC 3708).
+    tcp_undo_dsack,
+    /// Of those, by Eifel detection (RFC 3522): the first ACK after the
+    /// episode's first retransmission echoed an older TSval.
+    tcp_undo_eifel,
     /// Of those, after a retransmission timeout (RFC 4015).
     tcp_spurious_rto,
     /// Of those, found by F-RTO (RFC 5682): the second ACK after the

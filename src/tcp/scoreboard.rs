@@ -61,6 +61,9 @@ pub(super) struct Delivered {
     /// (Linux `seq_rtt_us`, from `first_ackt`): None when the ACK covered a
     /// retransmission (Karn) or only what was SACKed before.
     pub first_rtt: Option<Duration>,
+    /// Some segment delivered was never retransmitted (Linux
+    /// `FLAG_ORIG_SACK_ACKED`): its original arrived.
+    pub original: bool,
 }
 
 /// RFC 8985's loss detection result.
@@ -157,6 +160,23 @@ impl Scoreboard {
     /// Bytes SACKed above SND.UNA.
     pub fn sacked_bytes(&self) -> usize {
         self.sacked
+    }
+    /// What was retransmitted and is not cumulatively acknowledged yet (in
+    /// flight, deemed lost again, or SACKed: a copy may still arrive, or
+    /// its D-SACK): its bytes, and the earliest of those records' last
+    /// transmissions. A walk of the board: for the start of a recovery
+    /// episode only.
+    pub fn resent_outstanding(&self) -> (usize, Option<Instant>) {
+        self.segs
+            .iter()
+            .filter(|s| s.rexmits > 0)
+            .fold((0, None), |(bytes, first), s| {
+                let first = match first {
+                    Some(t) if t <= s.sent => Some(t),
+                    _ => Some(s.sent),
+                };
+                (bytes + s.len(), first)
+            })
     }
     /// Segments SACKed above SND.UNA.
     pub fn sacked_segments(&self) -> usize {
@@ -278,7 +298,10 @@ impl Scoreboard {
         ecr_ms: Option<u32>,
         min_rtt: Duration,
     ) -> Delivered {
-        let mut d = Delivered::default();
+        let mut d = Delivered {
+            original: s.rexmits == 0,
+            ..Delivered::default()
+        };
         match self.fack {
             Some(f) if s.end < f => d.reordering = s.rexmits == 0,
             _ => self.fack = Some(s.end),
@@ -308,6 +331,7 @@ impl Scoreboard {
     pub fn merge(into: &mut Delivered, d: Delivered) {
         into.new_sack |= d.new_sack;
         into.reordering |= d.reordering;
+        into.original |= d.original;
         if d.rtt.is_some() {
             into.rtt = d.rtt;
         }

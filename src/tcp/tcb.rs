@@ -1061,7 +1061,7 @@ impl Tcb {
         self.detect_loss_after_ack(now, delivered, una_before, sacked_before, c);
         self.update_window(seq, ack, window, una_before);
         if self.rec.frto != Frto::Off {
-            self.frto_on_ack(ack > una_before, false, false, c);
+            self.frto_on_ack(ack > una_before, false, false, delivered.original, c);
         }
         // RFC 7323 4.3: the newest timestamp at the left edge.
         if let Some(val) = ts {
@@ -1534,6 +1534,7 @@ impl Tcb {
             ack > una_before,
             dup_ack,
             sack.is_some_and(|s| s.new_data),
+            delivered.original,
             c,
         );
         match self.state {
@@ -2169,15 +2170,31 @@ impl Tcb {
         c.tcp_fast_retransmits += 1;
     }
 
-    /// A reduction begins: remember the window before it.
+    /// A reduction begins: remember the window before it. Earlier
+    /// retransmissions not yet cumulatively acknowledged (a TLP's, an
+    /// earlier recovery's; SACKed or not) count as this episode's, as
+    /// Linux's `undo_retrans` starts at `retrans_out` and its
+    /// `retrans_stamp` at the first of them (Linux leaves out the SACKed
+    /// ones, and a D-SACK for one then undoes a recovery whose own
+    /// retransmission was needed): a D-SACK for one of them is no sign
+    /// that this episode's were needless, so each must be D-SACKed too
+    /// before the reduction is undone; and the ACK one of them draws
+    /// echoes a TSval older than this episode's own first retransmission,
+    /// which Eifel would take for an original's, so Eifel compares with
+    /// the earliest of them.
     fn start_undo_episode(&mut self, rto: bool) {
+        let (resent, first) = self
+            .rec
+            .board
+            .as_deref()
+            .map_or((0, None), |b| b.resent_outstanding());
         self.rec.undo = Some(Undo {
             cwnd: clamp_u32(self.cc.window()),
             ssthresh: clamp_u32(self.cc.ssthresh()),
             from: self.snd.una,
             to: self.snd.max,
-            retrans: 0,
-            stamp: None,
+            retrans: clamp_u32(resent.div_ceil(self.mss.max(1))),
+            stamp: first.map(|t| ts_now(t).max(1)),
             rto,
         });
     }
@@ -2195,6 +2212,7 @@ impl Tcb {
         let segments = clamp_u32(r.since(l).div_ceil(self.mss.max(1)));
         u.retrans = u.retrans.saturating_sub(segments);
         if u.retrans == 0 {
+            c.tcp_undo_dsack += 1;
             self.undo_reduction(c);
         }
     }
@@ -2223,6 +2241,7 @@ impl Tcb {
                 c.tcp_spurious_rto += 1;
                 self.snd.nxt = self.snd.max;
             }
+            c.tcp_undo_eifel += 1;
             self.undo_reduction(c);
         }
         judged
@@ -2232,7 +2251,15 @@ impl Tcb {
     /// acknowledged new data; `dup`, it is a duplicate ACK; `new_sack`, its
     /// SACK blocks reported data not reported before. Other ACKs (a window
     /// update, data) tell nothing.
-    fn frto_on_ack(&mut self, advanced: bool, dup: bool, new_sack: bool, c: &mut Counters) {
+    /// `original`: some of what it delivered was never retransmitted.
+    fn frto_on_ack(
+        &mut self,
+        advanced: bool,
+        dup: bool,
+        new_sack: bool,
+        original: bool,
+        c: &mut Counters,
+    ) {
         let (rp, second) = match self.rec.frto {
             Frto::Off => return,
             Frto::FirstAck { recovery_point } => (recovery_point, false),
@@ -2282,10 +2309,12 @@ impl Tcb {
                 .as_deref()
                 .is_some_and(|b| b.sacked_beyond(rp));
         self.end_frto();
-        if beyond || !(advanced || new_sack) {
+        if beyond || !(advanced || new_sack) || !original {
             // 3a: the new segments arrived ahead of the flight's rest, or
-            // nothing sent before the timeout arrived since: the flight
-            // was lost; resend it.
+            // nothing sent before the timeout arrived since (only
+            // retransmissions were delivered, of this timeout or of an
+            // earlier recovery, as Linux's `FLAG_ORIG_SACK_ACKED` asks):
+            // the flight was lost; resend it.
             self.snd.nxt = self.snd.una;
             return;
         }

@@ -3057,6 +3057,46 @@ fn a_recovery_whose_retransmissions_were_all_needless_is_undone() {
 }
 
 #[test]
+fn a_dsack_for_an_earlier_retransmission_does_not_undo_a_recovery() {
+    // Ten out; the tail loss probe resends the last (10 ms). Then SACKs
+    // say the first was lost: recovery, and it is resent.
+    let mut t = established_sack();
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    let cwnd = t.tcb.cwnd();
+    assert_eq!(seqs(&t.advance(Duration::from_millis(10))), vec![901]);
+    let fr = t.send(sack_ack(1, &[(101, 1001)]), b"");
+    assert_eq!(fr[0].1, ISS + 1);
+    assert_eq!(t.c.tcp_fast_retransmits, 1);
+    // The probe's copy of the last segment arrives after its original:
+    // a D-SACK for it. It says the probe was needless, not the
+    // recovery's retransmission (the first segment was lost): nothing
+    // is undone. (Linux's undo_retrans starts from the retransmissions
+    // in flight, which leave out the SACKed ones.)
+    t.send(sack_ack(1, &[(901, 1001), (101, 1001)]), b"");
+    assert_eq!(t.c.tcp_dsack_received, 1);
+    assert_eq!((t.c.tcp_undo, t.c.tcp_undo_dsack), (0, 0));
+    // The retransmission fills the hole: recovery ends, reduced.
+    t.send(sack_ack(1001, &[]), b"");
+    assert_eq!(t.c.tcp_undo, 0);
+    assert!(t.tcb.cwnd() < cwnd, "{} >= {cwnd}", t.tcb.cwnd());
+
+    // The same with the recovery's retransmission D-SACKed as well:
+    // every retransmission was needless, and the window is back.
+    let mut t = established_sack();
+    t.tcb.send(&[7; 1000]);
+    assert_eq!(t.out().len(), 10);
+    assert_eq!(seqs(&t.advance(Duration::from_millis(10))), vec![901]);
+    t.send(sack_ack(1, &[(101, 1001)]), b"");
+    t.send(sack_ack(1, &[(901, 1001), (101, 1001)]), b"");
+    assert_eq!(t.c.tcp_undo, 0);
+    t.send(sack_ack(1001, &[]), b"");
+    t.send(sack_ack(1001, &[(1, 101)]), b"");
+    assert_eq!((t.c.tcp_undo, t.c.tcp_undo_dsack), (1, 1));
+    assert!(t.tcb.cwnd() >= cwnd, "{} < {cwnd}", t.tcb.cwnd());
+}
+
+#[test]
 fn a_loss_the_tail_loss_probe_repaired_reduces_the_window() {
     for dsack in [false, true] {
         // Two segments out, the last lost: 2 SRTT (at least 10 ms) later
@@ -3287,6 +3327,28 @@ fn frto_finds_a_timeout_of_a_delayed_flight_spurious() {
         }
         assert_eq!(t.tcb.tx_stats.retransmits, 2, "the probe and the timeout's");
     }
+}
+
+#[test]
+fn frto_takes_no_word_from_data_that_was_resent() {
+    let (mut t, _, ssthresh) = timed_out_flight(true);
+    // The resent first segment arrives: new data goes (step 2b).
+    let out = t.send(sack_ack(101, &[]), b"");
+    assert_eq!(seqs(&out), vec![1001, 1101]);
+    // The next ACK reports only the last segment, which the tail loss
+    // probe resent before the timeout: the probe's copy may be what
+    // arrived, so it says nothing of the flight sent before the timeout
+    // (Linux asks for FLAG_ORIG_SACK_ACKED). Not spurious: the flight is
+    // resent (step 3a).
+    let out = t.send(sack_ack(101, &[(901, 1001)]), b"");
+    assert_eq!((t.c.tcp_frto_spurious, t.c.tcp_undo), (0, 0));
+    assert!(t.tcb.ssthresh() < ssthresh);
+    assert_eq!(seqs(&out)[0], 101);
+    // Data never resent, reported the same way, would have said so.
+    let (mut t, _, _) = timed_out_flight(true);
+    t.send(sack_ack(101, &[]), b"");
+    t.send(sack_ack(101, &[(801, 901)]), b"");
+    assert_eq!((t.c.tcp_frto_spurious, t.c.tcp_undo), (1, 1));
 }
 
 #[test]
