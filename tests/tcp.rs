@@ -119,7 +119,12 @@ fn echo_100mb_both_ways() {
     let net = TestNet::new(Link::Veth);
     let d = Dpstack::start(&net, "--app tcp-echo:7");
     tcp_tool(&net, &format!("stream {} 7 {MB100}", net.stack_ip()));
-    let b = d.next_block();
+    // The core publishes its counters on its own beat: a block printed
+    // just after the stream may hold the ones from before its last
+    // segments (every 100 ms; it failed so under load).
+    let b = d.wait_for("all echoed", Duration::from_secs(5), |b| {
+        b.app_total("tcp-echo:7", "bytes") >= MB100
+    });
     assert_eq!(b.app_total("tcp-echo:7", "bytes"), MB100);
     let e = d.stop();
     assert_clean_exit(&e, Duration::from_secs(1));
