@@ -188,6 +188,11 @@ struct Bulk {
     /// From this time on, the sender's core reads what arrives this much
     /// late (`Pair::read_lag`): a core that fell behind its ring.
     sender_lag: Option<(Instant, Duration)>,
+    /// The sender's core reads its ring only this often, all that came
+    /// since in one burst (the receiver's as every delivery): a core that
+    /// sleeps or loses its CPU between reads (`--idle-sleep` on a CPU it
+    /// shares with the sink).
+    sender_reads_every: Option<Duration>,
 }
 
 impl Bulk {
@@ -227,6 +232,7 @@ impl Bulk {
             start,
             poll: None,
             sender_lag: None,
+            sender_reads_every: None,
         }
     }
 
@@ -255,6 +261,22 @@ impl Bulk {
                 if next >= from {
                     self.pair.read_lag[0] = lag;
                 }
+            }
+            if let Some(every) = self.sender_reads_every {
+                // A step at each read (the first multiple of `every`
+                // after now), and between them none of what arrived is
+                // read (a lag longer than the run).
+                let every = every.micros();
+                let since = self.pair.now.since(self.start).micros();
+                let read = self
+                    .start
+                    .plus(Duration::from_micros((since / every + 1) * every));
+                next = next.min(read);
+                self.pair.read_lag[0] = if next == read {
+                    Duration::from_micros(0)
+                } else {
+                    GIVE_UP
+                };
             }
             self.pair.step_to(next);
             watch(self);
@@ -585,6 +607,53 @@ fn sim_cc_hystart_does_not_end_slow_start_for_a_core_that_reads_late() {
     let (ssthresh, _) = ssthresh.expect("slow start ended");
     let bdp = wan()[0].bdp();
     assert!(ssthresh >= bdp * 6 / 5, "ssthresh {ssthresh}, BDP {bdp}");
+}
+
+/// A sender core that reads its ring only every 3 ms (asleep with
+/// `--idle-sleep`, or off the CPU it shares with the sink, as the WAN
+/// bench's lcore), taking what came since in one burst. Its ACKs come
+/// back to back from the bottleneck, yet it reads them with 3 ms between
+/// bursts, over the ACK train's 2 ms gap. Taken as the path's gaps
+/// (checked by timing the train from when the ACKs were read), the train
+/// never ends slow start, nor does the delay test (the samples that
+/// waited over 1 ms are left out), and slow start runs into the queue:
+/// it first dropped at 168 ms, a window of 475 kB (1.9 BDP), and the
+/// loss ended slow start at 210 ms. Timed from the earliest each ACK can
+/// have arrived (`now - rx_wait`), the train ends slow start at 162 ms
+/// with ssthresh 376 kB (1.5 BDP); CUBIC's growth first fills the queue
+/// at 336 ms.
+#[test]
+fn sim_cc_ack_train_ends_slow_start_for_a_core_that_reads_in_bursts() {
+    let mut b = Bulk::new(
+        "cubic, sender reads every 3 ms",
+        wan(),
+        wan_tcp(CcAlgorithm::Cubic),
+        4_000_000,
+        1,
+    );
+    b.sender_reads_every = Some(Duration::from_millis(3));
+    let mut ssthresh = None;
+    let mut drop = None;
+    b.run(|b| {
+        let t = b.sender_tcbs().first().map(|t| (t.ssthresh(), t.cwnd()));
+        let at = b.pair.now.since(b.start);
+        if let Some((s, _)) = t.filter(|&(s, _)| s != usize::MAX && ssthresh.is_none()) {
+            ssthresh = Some((s, at));
+        }
+        if drop.is_none() && b.pair.link.stats(0).first_queue_drop.is_some() {
+            drop = Some((t.map_or(0, |t| t.1), at));
+        }
+    });
+    println!(
+        "slow start ended: (ssthresh, when) {ssthresh:?}; first queue drop (cwnd, when) {drop:?}"
+    );
+    let bdp = wan()[0].bdp();
+    let (ssthresh, ended) = ssthresh.expect("slow start ended");
+    assert!(
+        drop.is_none_or(|(_, at)| at > ended),
+        "the queue dropped at {drop:?}, before slow start ended ({ended:?})"
+    );
+    assert!(ssthresh <= 2 * bdp, "ssthresh {ssthresh}, BDP {bdp}");
 }
 
 /// (c) Two transfers at once share the bottleneck: Jain's fairness index

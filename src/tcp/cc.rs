@@ -317,17 +317,28 @@ impl HyStart {
     /// round trip are the bottleneck's rate, so the window is half the
     /// pipe and the next doubling fills it. Not without an RTT sample,
     /// nor below ACK_TRAIN_LOW_WINDOW segments.
-    fn ack_train_ends_slow_start(&mut self, now: u32, segments: usize) -> bool {
+    ///
+    /// `wait`: how long this ACK may have waited in the receive ring (us;
+    /// the time since the core last drained it). A core that was away
+    /// (asleep with `--idle-sleep`, or off its CPU) reads what came
+    /// meanwhile in one burst: its absence is no gap in the train, nor
+    /// part of its length. So the gap and the length are both taken from
+    /// the earliest the ACK can have arrived, `now - wait`: the least the
+    /// gap can have been, and the least the train can have lasted.
+    fn ack_train_ends_slow_start(&mut self, now: u32, wait: u32, segments: usize) -> bool {
         if self.min_rtt == NO_RTT || segments < ACK_TRAIN_LOW_WINDOW {
             return false;
         }
-        if now.wrapping_sub(self.train_last) > ACK_TRAIN_GAP {
+        let arrived = now.wrapping_sub(wait);
+        // Signed: an ACK read late may have arrived before the last one
+        // of the train was read.
+        if arrived.wrapping_sub(self.train_last) as i32 > ACK_TRAIN_GAP as i32 {
             // A gap: the train broke; it does not restart this round.
             return false;
         }
         self.train_last = now;
         let threshold = self.min_rtt.saturating_add(ACK_TRAIN_ACK_DELAY) / 2;
-        now.wrapping_sub(self.round_start) > threshold
+        arrived.wrapping_sub(self.round_start) as i32 > threshold as i32
     }
 
     /// One ACK in slow start (RFC 9406 4.2) with `cwnd` bytes of window.
@@ -371,7 +382,8 @@ impl HyStart {
         } else {
             // acked <= round_left here.
             self.round_left -= ack.acked as u32;
-            if self.ack_train_ends_slow_start(now, cwnd / ack.mss.max(1)) {
+            let wait = u32::try_from(ack.rx_wait.micros()).unwrap_or(u32::MAX / 2);
+            if self.ack_train_ends_slow_start(now, wait, cwnd / ack.mss.max(1)) {
                 self.phase = HyPhase::Off;
                 return true;
             }
