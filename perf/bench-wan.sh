@@ -53,8 +53,15 @@
 #
 # Placement (2 CPUs): the bridge on CPU 1; the sender (dpstack's lcore or
 # Linux's python sender) and the sink on CPU 0, with RPS steering both
-# namespaces' receive processing to CPU 0 too. dpstack's lcore busy-polls,
-# so it shares CPU 0 with the sink; Linux's sender sleeps when it can.
+# namespaces' receive processing to CPU 0 too. Linux's sender sleeps when
+# it can; dpstack's lcore, sharing CPU 0 with the sink, runs as a user on a
+# shared CPU would run it, with --idle-sleep (DP_IDLE_SLEEP us, 20; 0 to
+# busy-poll): idle that long, it sleeps that long and the sink has the CPU.
+# Busy-polling, it took the sink's CPU in time slices: the sink read and
+# acknowledged in bursts, the four-flow row's slow starts overshot by
+# several times the path (cwnds of 1-3 MB each on a 2.5 MB path) and the
+# flows came out of them unequal (Jain's index 0.76-0.97 over 15 s runs);
+# with it 0.96-0.99 (docs/benchmarks-history.md, 2026-12-04).
 #
 # Linux: CUBIC (set per socket), tcp_no_metrics_save=1 (no cached ssthresh
 # carried from one transfer to the next, as dpstack has none), the kernel's
@@ -92,6 +99,8 @@ SAMPLE_MS=20
 SINK_CPU=${SINK_CPU:-0}
 # Extra dpstack options (word-split): none, the defaults autotune buffers.
 DP_TCP_ARGS=${DP_TCP_ARGS:-}
+# dpstack's --idle-sleep (us; 0: busy-poll), see Placement above.
+DP_IDLE_SLEEP=${DP_IDLE_SLEEP:-20}
 FCT_PAR=4; FCT_BYTES=65536; FCT_LOSS=1
 LOSSES=${LOSSES:-"0 0.5 2"}
 PROFILE=${PROFILE:-release}
@@ -263,7 +272,7 @@ dpstack_start() {
     # shellcheck disable=SC2046,SC2086
     ip netns exec $S $DP -l 0 --no-pci $(eal_mem) --file-prefix dpwandp \
         --log-level=lib.eal:warning --vdev=net_af_packet0,iface=${S}d1,qpairs=1 -- \
-        --ip $DP_IP/24 --stats-interval 1 $DP_TCP_ARGS \
+        --ip $DP_IP/24 --stats-interval 1 --idle-sleep $DP_IDLE_SLEEP $DP_TCP_ARGS \
         --app "$app:$2:$3:$4:${5:-0}" >"$out" 2>&1 &
     DPID=$!
     for _ in $(seq 300); do grep -qs 'dpstack: ready' "$out" && break; sleep 0.1; done
