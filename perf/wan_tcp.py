@@ -540,8 +540,8 @@ def dpstack_final(args):
                         app[k] = max(app.get(k, 0), int(v))
                     else:
                         app[k] = app.get(k, 0) + int(v)
-    keys = ("tcp_retransmits", "tcp_fast_retransmits", "tcp_rto", "tcp_tail_loss_probes",
-            "tcp_tx_segments", "drop_queue_full", "drop_no_buffer")
+    keys = ("tcp_retransmits", "tcp_fast_retransmits", "tcp_rto", "tcp_syn_retransmits",
+            "tcp_tail_loss_probes", "tcp_tx_segments", "drop_queue_full", "drop_no_buffer")
     out = dict(app)
     out.update({k: int(total[k]) for k in keys if k in total})
     print(json.dumps(out))

@@ -258,6 +258,8 @@ counters! {
     tcp_fast_retransmits,
     /// Retransmission timer expirations.
     tcp_rto,
+    /// Of those, in SYN-SENT or SYN-RECEIVED: a SYN or SYN-ACK resent.
+    tcp_syn_retransmits,
     /// Tail loss probes sent (RFC 8985).
     tcp_tail_loss_probes,
     /// Segments RACK deemed lost (RFC 8985 6.2): sent before a segment

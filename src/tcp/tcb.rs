@@ -3240,6 +3240,11 @@ impl Tcb {
             return self.time_out(c);
         }
         c.tcp_rto += 1;
+        if !self.state.synchronized() {
+            // The SYN (or a SYN-ACK) goes again: told apart from the data
+            // phase's timeouts.
+            c.tcp_syn_retransmits += 1;
+        }
         self.end_frto();
         if self.state.synchronized() && self.snd.max > self.snd.una {
             if self.rtt.backoffs() > 0 {

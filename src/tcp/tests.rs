@@ -576,6 +576,8 @@ fn syn_received_times_out_quietly() {
     assert!(t.advance(Duration::from_secs(4)).is_empty());
     assert!(t.tcb.is_closed());
     assert_eq!(t.c.tcp_timeouts, 1);
+    // Timeouts of the handshake, told apart from the data's.
+    assert_eq!((t.c.tcp_rto, t.c.tcp_syn_retransmits), (2, 2));
     assert_eq!(t.take_events(), 0);
 }
 
@@ -604,7 +606,7 @@ fn rto_backs_off_then_gives_up() {
     assert!(t.advance(Duration::from_millis(399)).is_empty());
     assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
     assert_eq!(t.advance(Duration::from_millis(800)).len(), 1);
-    assert_eq!(t.c.tcp_rto, 3);
+    assert_eq!((t.c.tcp_rto, t.c.tcp_syn_retransmits), (3, 0));
     assert_eq!(t.c.tcp_tail_loss_probes, 1);
     assert_eq!(t.tcb.cwnd(), t.tcb.mss);
     // The fourth expiry: reset and give up.
