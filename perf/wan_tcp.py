@@ -541,7 +541,8 @@ def dpstack_final(args):
                     else:
                         app[k] = app.get(k, 0) + int(v)
     keys = ("tcp_retransmits", "tcp_fast_retransmits", "tcp_rto", "tcp_syn_retransmits",
-            "tcp_tail_loss_probes", "tcp_tx_segments", "drop_queue_full", "drop_no_buffer")
+            "tcp_tail_loss_probes", "tcp_rtt_cache_hits", "tcp_tx_segments", "drop_queue_full",
+            "drop_no_buffer")
     out = dict(app)
     out.update({k: int(total[k]) for k in keys if k in total})
     print(json.dumps(out))

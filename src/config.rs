@@ -101,6 +101,10 @@ pub struct Cli {
     /// every SYN gets a cookie unless cookies are off).
     #[arg(long, value_name = "N")]
     pub tcp_syn_cache: Option<usize>,
+    /// Remote addresses each core remembers the RTT of (RFC 9040 5), to
+    /// start new connections' RTO from (0: off; 1024 by default).
+    #[arg(long, value_name = "N")]
+    pub tcp_rtt_cache: Option<u32>,
     /// SYN cookies: auto (when the SYN cache or the connection table has no
     /// room), always, or never.
     #[arg(long, value_name = "MODE")]
@@ -189,6 +193,7 @@ pub struct FileConfig {
     pub tcp_user_timeout_ms: Option<u64>,
     pub tcp_orphan_retries: Option<u32>,
     pub tcp_syn_cache: Option<usize>,
+    pub tcp_rtt_cache: Option<u32>,
     pub tcp_syncookies: Option<String>,
     pub tcp_cc: Option<String>,
     pub tcp_ecn: Option<String>,
@@ -229,6 +234,8 @@ pub struct Config {
     pub tcp: TcpConfig,
     /// TCP buffer memory per core, in bytes.
     pub tcp_memory: usize,
+    /// Remote addresses each core remembers the RTT of (0: off).
+    pub tcp_rtt_cache: usize,
     pub kni: KniConfig,
     /// A stated RSS key (the device's own, when it reports one, wins).
     pub rss_key: Option<Vec<u8>>,
@@ -362,6 +369,16 @@ impl Config {
             return Err(ConfigError::BadMbufs(mbufs));
         }
         let tcp = tcp_config(cli, file, mtu)?;
+        let tcp_rtt_cache = cli
+            .tcp_rtt_cache
+            .or(file.tcp_rtt_cache)
+            .unwrap_or(crate::tcp::rtt_cache::DEFAULT_ENTRIES as u32);
+        if tcp_rtt_cache > 1_000_000 {
+            return Err(ConfigError::BadTcp(format!(
+                "--tcp-rtt-cache {tcp_rtt_cache}: at most 1000000"
+            )));
+        }
+        let tcp_rtt_cache = tcp_rtt_cache as usize;
         let tcp_memory = cli
             .tcp_memory
             .or(file.tcp_memory)
@@ -411,6 +428,7 @@ impl Config {
             reta,
             tcp,
             tcp_memory,
+            tcp_rtt_cache,
             kni,
             ip,
             gateway,
@@ -833,11 +851,14 @@ mod tests {
                 "64",
                 "--tcp-syncookies",
                 "always",
+                "--tcp-rtt-cache",
+                "0",
             ]),
             &FileConfig::default(),
         )
-        .unwrap()
-        .tcp;
+        .unwrap();
+        assert_eq!(t.tcp_rtt_cache, 0);
+        let t = t.tcp;
         assert_eq!(t.ephemeral, (50000, 50100));
         assert_eq!(t.delayed_ack, None);
         assert!(!t.nagle);
@@ -845,10 +866,11 @@ mod tests {
         assert_eq!(t.syn_cache, 64);
         assert_eq!(t.syncookies, crate::tcp::SynCookieMode::Always);
         let file: FileConfig =
-            toml::from_str("tcp-syn-cache = 16\ntcp-syncookies = \"never\"\n").unwrap();
-        let t = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file)
-            .unwrap()
-            .tcp;
+            toml::from_str("tcp-syn-cache = 16\ntcp-syncookies = \"never\"\ntcp-rtt-cache = 64\n")
+                .unwrap();
+        let c = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &file).unwrap();
+        assert_eq!(c.tcp_rtt_cache, 64);
+        let t = c.tcp;
         assert_eq!(t.syn_cache, 16);
         assert_eq!(t.syncookies, crate::tcp::SynCookieMode::Never);
         let d = TcpConfig::default();
@@ -856,6 +878,8 @@ mod tests {
             (d.syn_cache, d.syncookies),
             (1024, crate::tcp::SynCookieMode::Auto)
         );
+        let c = Config::merge(&cli(&["--ip", "198.18.0.1/24"]), &FileConfig::default());
+        assert_eq!(c.unwrap().tcp_rtt_cache, 1024);
     }
 
     #[test]
@@ -942,6 +966,7 @@ mod tests {
             &["--tcp-max-conns", "0"],
             &["--tcp-syncookies", "sometimes"],
             &["--tcp-syn-cache", "2000000"],
+            &["--tcp-rtt-cache", "2000000"],
             &["--tcp-syn-cache", "0", "--tcp-syncookies", "never"],
             &["--tcp-memory", "1000"],
             &["--tcp-memory", "2000000000000"],

@@ -436,6 +436,7 @@ fn run(
         tcp: cfg.tcp,
         flow_records: cfg.flow_records,
         tcp_memory: cfg.tcp_memory,
+        tcp_rtt_cache: cfg.tcp_rtt_cache,
         ..CoreLimits::default()
     };
     // rte_flow rules, where the device takes them.

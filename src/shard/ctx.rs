@@ -77,6 +77,9 @@ pub struct CoreLimits {
     /// Bytes of TCP send and receive buffer the core may hold
     /// (`--tcp-memory`; `usize::MAX`: no limit).
     pub tcp_memory: usize,
+    /// Remote addresses whose RTT the core remembers (`--tcp-rtt-cache`;
+    /// 0: off).
+    pub tcp_rtt_cache: usize,
 }
 
 impl Default for CoreLimits {
@@ -94,6 +97,7 @@ impl Default for CoreLimits {
             cookies: SynCookies::new(),
             flow_records: 0,
             tcp_memory: usize::MAX,
+            tcp_rtt_cache: crate::tcp::rtt_cache::DEFAULT_ENTRIES,
         }
     }
 }
@@ -185,7 +189,8 @@ impl<P: BufPool> Core<P> {
         let apps = factories.iter().map(|f| f(&info)).collect();
         // The buffer pool is this thread's: the core's, as this runs on it.
         crate::tcp::buffer::set_core_budget(limits.tcp_memory);
-        let tcp = TcpTable::new(limits.tcp, limits.isn, Instant::ZERO);
+        let mut tcp = TcpTable::new(limits.tcp, limits.isn, Instant::ZERO);
+        tcp.set_rtt_cache(limits.tcp_rtt_cache);
         let mut ports = PortAllocator::new(limits.tcp.ephemeral);
         ports.set_share(info.index, info.count);
         let frag = Reassembler::new(limits.reassembly);

@@ -650,6 +650,9 @@ impl<P: BufPool> Net<P> {
             c.tcp_closing = t.count_state(State::Closing) as u64;
             c.tcp_last_ack = t.count_state(State::LastAck) as u64;
             c.tcp_time_wait_recycled = t.time_wait_recycled;
+            c.tcp_rtt_cache_entries = t.rtt_cache.len() as u64;
+            c.tcp_rtt_cache_hits = t.rtt_cache.hits;
+            c.tcp_rtt_cache_replaced = t.rtt_cache.replaced;
             c.tcp_half_open = self.syn.cache.len() as u64;
             let mem = crate::tcp::buffer::core_stats();
             c.tcp_mem_bytes = mem.bytes as u64;
@@ -804,7 +807,8 @@ impl<P: BufPool> Net<P> {
             iss = tw.reuse_iss(iss);
             self.counters.tcp_time_wait_reused_connect += 1;
         }
-        let tcb = Tcb::connect(&self.tcp.cfg, self.now, local, dst, iss, self.current_app);
+        let mut tcb = Tcb::connect(&self.tcp.cfg, self.now, local, dst, iss, self.current_app);
+        self.tcp.start_rtt(self.now, &mut tcb);
         let id = self
             .tcp
             .insert(self.now, Box::new(tcb))

@@ -349,6 +349,12 @@ counters! {
     tcp_time_wait_reused,
     /// TIME-WAIT connections ended early because the table was full.
     tcp_time_wait_recycled,
+    /// Remote addresses whose RTT the core remembers (gauge, RFC 9040 5).
+    tcp_rtt_cache_entries,
+    /// Active opens whose RTO started from a remembered RTT.
+    tcp_rtt_cache_hits,
+    /// Remembered RTTs replaced to make room for another address.
+    tcp_rtt_cache_replaced,
     /// TIME_WAIT 4-tuples taken over by an active open (as Linux's
     /// `tcp_tw_reuse`: timestamps on, the record a second old).
     tcp_time_wait_reused_connect,
@@ -441,7 +447,7 @@ counters! {
 
 /// The counters that are gauges (they may go down, or are limits and
 /// high-water marks): every other one counts events and never decreases.
-pub const GAUGES: [&str; 19] = [
+pub const GAUGES: [&str; 20] = [
     "arp_entries",
     "frag_bytes_peak",
     "frag_bytes_limit",
@@ -457,6 +463,7 @@ pub const GAUGES: [&str; 19] = [
     "tcp_closing",
     "tcp_last_ack",
     "tcp_half_open",
+    "tcp_rtt_cache_entries",
     "tcp_mem_bytes",
     "tcp_mem_peak",
     "tcp_mem_limit",

@@ -10,6 +10,7 @@ pub mod ecn;
 pub mod info;
 pub mod isn;
 pub mod rtt;
+pub mod rtt_cache;
 mod scoreboard;
 pub mod seq;
 pub mod syncache;

@@ -30,6 +30,21 @@ impl RttEstimator {
         }
     }
 
+    /// Start from an estimate this host measured to the same peer before
+    /// (RFC 9040 5, `rtt_cache`): the RTO is SRTT + max(G, 4 * RTTVAR),
+    /// clamped, as RFC 6298 2.3 computes it, in place of 2.1's initial
+    /// one, which holds only until a measurement has been made. SRTT stays
+    /// unset: the connection's own first sample is taken as RFC 6298 2.2
+    /// takes a first one (the cached values may be stale; they only time
+    /// the segments sent before it).
+    pub fn start_from(&mut self, srtt: Duration, rttvar: Duration) {
+        if self.srtt.is_some() {
+            return;
+        }
+        let rto = srtt.micros() + GRANULARITY.max(4 * rttvar.micros());
+        self.rto = rto.clamp(self.min_rto, self.max_rto);
+    }
+
     /// A round-trip sample (RFC 6298 2.2 and 2.3). Clears the backoff.
     pub fn sample(&mut self, rtt: Duration) {
         let r = rtt.micros();
@@ -105,5 +120,51 @@ mod tests {
             e.back_off();
         }
         assert_eq!(e.rto(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_cached_start_then_rfc6298() {
+        let new = || {
+            RttEstimator::new(
+                Duration::from_secs(1),
+                Duration::from_millis(200),
+                Duration::from_secs(60),
+            )
+        };
+        let mut e = new();
+        // 300 ms + 4 * 50 ms.
+        e.start_from(Duration::from_millis(300), Duration::from_millis(50));
+        assert_eq!((e.rto(), e.srtt()), (Duration::from_millis(500), None));
+        // Backed off from there.
+        e.back_off();
+        assert_eq!(e.rto(), Duration::from_secs(1));
+        // The first sample of its own: RFC 6298 2.2, SRTT = R, RTTVAR = R/2.
+        e.sample(Duration::from_millis(100));
+        assert_eq!(e.srtt(), Some(Duration::from_millis(100)));
+        assert_eq!(e.rttvar(), Duration::from_millis(50));
+        assert_eq!(e.rto(), Duration::from_millis(300));
+        // Then 2.3, as without the cache.
+        let mut plain = new();
+        plain.sample(Duration::from_millis(100));
+        for ms in [120, 90, 300] {
+            e.sample(Duration::from_millis(ms));
+            plain.sample(Duration::from_millis(ms));
+            assert_eq!(
+                (e.srtt(), e.rttvar(), e.rto()),
+                (plain.srtt(), plain.rttvar(), plain.rto())
+            );
+        }
+        // Clamped: a 20 ms path's RTO is the floor, a slow one's the cap.
+        let mut e = new();
+        e.start_from(Duration::from_millis(20), Duration::from_millis(5));
+        assert_eq!(e.rto(), Duration::from_millis(200));
+        let mut e = new();
+        e.start_from(Duration::from_secs(50), Duration::from_secs(10));
+        assert_eq!(e.rto(), Duration::from_secs(60));
+        // A measurement of its own comes first.
+        let mut e = new();
+        e.sample(Duration::from_millis(100));
+        e.start_from(Duration::from_millis(20), Duration::from_millis(5));
+        assert_eq!(e.rto(), Duration::from_millis(300));
     }
 }

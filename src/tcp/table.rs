@@ -23,6 +23,7 @@
 //! at most two entries per slot and never grows.
 
 use super::isn::IsnGenerator;
+use super::rtt_cache::{self, RttCache};
 use super::tcb::{State, Tcb};
 use super::timer::TimerWheel;
 use super::timewait::{TimeWait, TwVerdict};
@@ -115,6 +116,9 @@ pub struct TcpTable {
     counts: [usize; STATES],
     /// The slot `lookup` found last (checked against the slot's key).
     last_hit: Cell<u32>,
+    /// RTT estimates per remote address (RFC 9040 5): left by connections
+    /// as they close, taken by active opens.
+    pub rtt_cache: RttCache,
 }
 
 impl TcpTable {
@@ -142,6 +146,23 @@ impl TcpTable {
             time_wait_fifo: VecDeque::with_capacity(2 * n),
             counts: [0; STATES],
             last_hit: Cell::new(u32::MAX),
+            rtt_cache: RttCache::new(rtt_cache::DEFAULT_ENTRIES, rtt_cache::MAX_AGE),
+        }
+    }
+
+    /// Room for `entries` remote addresses in the RTT cache (0: off),
+    /// from empty (`--tcp-rtt-cache`; kept out of `TcpConfig`, which every
+    /// connection holds a copy of).
+    pub fn set_rtt_cache(&mut self, entries: usize) {
+        self.rtt_cache = RttCache::new(entries, rtt_cache::MAX_AGE);
+    }
+
+    /// Start a new active open's RTT estimator from what an earlier
+    /// connection to the same address measured, if the cache holds it
+    /// (before its SYN goes out).
+    pub fn start_rtt(&mut self, now: Instant, tcb: &mut Tcb) {
+        if let Some(est) = self.rtt_cache.get(now, *tcb.remote.ip()) {
+            tcb.start_rtt_from(est);
         }
     }
 
@@ -349,6 +370,9 @@ impl TcpTable {
     #[cold]
     #[inline(never)]
     fn put_closing(&mut self, now: Instant, index: u32, mut tcb: Box<Tcb>) -> Option<usize> {
+        if let Some(est) = tcb.rtt_estimate() {
+            self.rtt_cache.update(now, *tcb.remote.ip(), est);
+        }
         if tcb.is_closed() || self.slots[index as usize].key.is_none() {
             self.free_slot(index);
             return None;

@@ -34,6 +34,7 @@ use super::cc::{Ack, Cc};
 use super::ecn::{EcnMode, EcnState};
 use super::info::{ConnTotals, TcpInfo};
 use super::rtt::RttEstimator;
+use super::rtt_cache::CachedRtt;
 use super::scoreboard::{Delivered, Scoreboard};
 use super::seq::Seq;
 use super::timewait::TimeWait;
@@ -912,6 +913,19 @@ impl Tcb {
     /// The smoothed round-trip time, once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.rtt.srtt()
+    }
+    /// SRTT and RTTVAR, once measured: what a closing connection leaves in
+    /// its core's `RttCache`.
+    pub fn rtt_estimate(&self) -> Option<CachedRtt> {
+        Some(CachedRtt {
+            srtt: self.rtt.srtt()?,
+            rttvar: self.rtt.rttvar(),
+        })
+    }
+    /// Time the handshake from an estimate measured to the same peer
+    /// before (RFC 9040 5): called before the SYN goes out.
+    pub fn start_rtt_from(&mut self, est: CachedRtt) {
+        self.rtt.start_from(est.srtt, est.rttvar);
     }
 
     fn finish(&mut self, reason: CloseReason) {

@@ -3561,3 +3561,98 @@ fn tail_loss_probe_resends_the_last_segment_as_sent() {
     assert_eq!(t.tcb.state, State::FinWait2);
     assert_eq!(t.tcb.next_deadline(), None);
 }
+
+/// RFC 9040 5 (temporal sharing): a connection that closes leaves its RTT
+/// estimate in its core's table; the next active open to the same address
+/// retransmits its SYN after SRTT + 4 * RTTVAR of it, not RFC 6298 2.1's
+/// 1 s. One to an address the cache does not hold, or with the cache off,
+/// waits the 1 s; its first sample of its own is taken as RFC 6298 2.2's.
+#[test]
+fn syn_rto_from_the_rtt_cache() {
+    use super::isn::IsnGenerator;
+    use super::table::TcpTable;
+    let other = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), 40000);
+    // A first connection measures 100 ms in its handshake (SRTT 100 ms,
+    // RTTVAR 50 ms: RTO 300 ms) and is closed.
+    let measured = |cfg: TcpConfig| {
+        let mut t = T::active(cfg);
+        t.out();
+        t.advance(Duration::from_millis(100));
+        t.send(seg(SYN | ACK, IRS, ISS + 1), b"");
+        assert_eq!(t.tcb.state, State::Established);
+        assert_eq!(t.tcb.srtt(), Some(Duration::from_millis(100)));
+        (t.tcb, t.now)
+    };
+    // A new active open through `table` to `remote`: when its SYN goes
+    // again (the first expiry within 2 s).
+    let syn_again = |table: &mut TcpTable, now: Instant, remote: SocketAddrV4| {
+        let local = SocketAddrV4::new(LOCAL.ip().to_owned(), 61000);
+        let mut t = T {
+            tcb: Tcb::connect(&table.cfg, now, local, remote, ISS, 0),
+            now,
+            c: Counters::default(),
+            events: 0,
+            mss_limit: table.cfg.mss,
+        };
+        table.start_rtt(now, &mut t.tcb);
+        assert_eq!(t.out().len(), 1);
+        let mut waited = Duration::from_millis(0);
+        while waited < Duration::from_secs(2) {
+            waited = Duration::from_micros(waited.micros() + 10_000);
+            if let [(flags, seq, ..)] = t.advance(Duration::from_millis(10))[..] {
+                assert_eq!((flags, seq), (SYN, ISS));
+                assert_eq!((t.c.tcp_rto, t.c.tcp_syn_retransmits), (1, 1));
+                return (waited, t);
+            }
+        }
+        panic!("no SYN retransmitted");
+    };
+
+    let (tcb, now) = measured(cfg());
+    let mut table = TcpTable::new(cfg(), IsnGenerator::new(), now);
+    let id = table.insert(now, Box::new(tcb)).unwrap();
+    assert_eq!(table.rtt_cache.len(), 0);
+    let mut tcb = table.take(id.index).unwrap();
+    tcb.abort();
+    // The close leaves the estimate.
+    assert_eq!(table.put(now, id.index, tcb), None);
+    assert_eq!(table.rtt_cache.len(), 1);
+    let later = now.plus(Duration::from_secs(5));
+    let (waited, mut t) = syn_again(&mut table, later, REMOTE);
+    assert_eq!(waited, Duration::from_millis(300));
+    assert_eq!(table.rtt_cache.hits, 1);
+    // The SYN-ACK (no timestamps): Karn's rule, no sample from the resent
+    // SYN; the RTO stays backed off from the cached start.
+    t.send(seg(SYN | ACK, IRS, ISS + 1), b"");
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!(t.tcb.srtt(), None, "Karn: no sample from a resent SYN");
+    assert_eq!(t.tcb.rto(), Duration::from_millis(600));
+    // Data, acknowledged 40 ms on: RFC 6298 2.2 (SRTT = R, RTTVAR = R/2,
+    // RTO = max(200 ms, 40 + 80)).
+    t.tcb.send(&[7; 100]);
+    assert_eq!(t.out().len(), 1);
+    t.advance(Duration::from_millis(40));
+    t.send(seg(ACK, IRS + 1, ISS + 101), b"");
+    assert_eq!(t.tcb.srtt(), Some(Duration::from_millis(40)));
+    assert_eq!(t.tcb.rto(), Duration::from_millis(200));
+
+    // An address the cache does not hold: 1 s.
+    let (waited, _) = syn_again(&mut table, later, other);
+    assert_eq!(waited, Duration::from_secs(1));
+    // Past 10 minutes unused, the entry is gone: 1 s.
+    let stale = later.plus(Duration::from_secs(601));
+    let (waited, _) = syn_again(&mut table, stale, REMOTE);
+    assert_eq!(waited, Duration::from_secs(1));
+
+    // The cache off (--tcp-rtt-cache 0): nothing kept, 1 s.
+    let (tcb, now) = measured(cfg());
+    let mut table = TcpTable::new(cfg(), IsnGenerator::new(), now);
+    table.set_rtt_cache(0);
+    let id = table.insert(now, Box::new(tcb)).unwrap();
+    let mut tcb = table.take(id.index).unwrap();
+    tcb.abort();
+    assert_eq!(table.put(now, id.index, tcb), None);
+    assert_eq!(table.rtt_cache.len(), 0);
+    let (waited, _) = syn_again(&mut table, now, REMOTE);
+    assert_eq!(waited, Duration::from_secs(1));
+}
