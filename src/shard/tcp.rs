@@ -349,6 +349,10 @@ impl<P: BufPool> Net<P> {
 
     /// Put a connection back. One that becomes a TIME-WAIT record while its
     /// application holds it is gone for the application: it is told CLOSED.
+    /// Inlined: a segment puts its connection back once or twice (after
+    /// its processing, and after the application's send), each a call and
+    /// its register saves out of line (make pathcost).
+    #[inline(always)]
     fn put_tcb(&mut self, index: u32, tcb: Box<Tcb>) {
         // Its id before `put`: a TIME-WAIT record takes a new generation.
         let conn = self.tcp.id_of(index);
