@@ -145,16 +145,27 @@ impl Cc {
     pub fn name(&self) -> &'static str {
         self.inner().name()
     }
-    /// The congestion window.
+    /// The congestion window. The per-segment calls (this, `on_ack` and
+    /// `on_send_after_idle`) match on the variant instead of calling through
+    /// `inner`'s vtable: a direct call, or the getter inlined (make
+    /// pathcost).
+    #[inline]
     pub fn window(&self) -> usize {
-        self.inner().window()
+        match self {
+            Cc::NewReno(c) => c.window(),
+            Cc::Cubic(c) => c.window(),
+        }
     }
     pub fn ssthresh(&self) -> usize {
         self.inner().ssthresh()
     }
     /// New data was acknowledged outside recovery.
+    #[inline]
     pub fn on_ack(&mut self, ack: &Ack) {
-        self.inner_mut().on_ack(ack)
+        match self {
+            Cc::NewReno(c) => c.on_ack(ack),
+            Cc::Cubic(c) => c.on_ack(ack),
+        }
     }
     /// Third duplicate ACK: entering fast recovery with `flight` bytes
     /// outstanding.
@@ -182,8 +193,12 @@ impl Cc {
         self.inner_mut().on_ecn(flight, mss)
     }
     /// New data goes out with nothing in flight.
+    #[inline]
     pub fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
-        self.inner_mut().on_send_after_idle(now, rto, mss)
+        match self {
+            Cc::NewReno(c) => c.on_send_after_idle(now, rto, mss),
+            Cc::Cubic(c) => c.on_send_after_idle(now, rto, mss),
+        }
     }
     /// The last reduction was spurious: back to `cwnd` and `ssthresh`.
     pub fn undo(&mut self, cwnd: usize, ssthresh: usize) {
