@@ -2646,14 +2646,20 @@ impl Tcb {
         if self.rtt_timed.is_none() && !self.ts_enabled {
             self.rtt_timed = Some((seq, now));
         }
-        if self.snd.max == self.snd.una {
-            self.cc.on_send_after_idle(now, self.rtt.rto(), self.mss);
-        }
+        // The RTO once for both uses (a send after idle finds no
+        // retransmission timer set: an echo's every response).
+        let idle_rto = if self.snd.max == self.snd.una {
+            let rto = self.rtt.rto();
+            self.cc.on_send_after_idle(now, rto, self.mss);
+            Some(rto)
+        } else {
+            None
+        };
         self.snd.nxt = end;
         self.snd.max = end;
         if self.timers.get(Timer::Retransmit).is_none() {
-            self.timers
-                .set(Timer::Retransmit, Some(now.plus(self.rtt.rto())));
+            let rto = idle_rto.unwrap_or_else(|| self.rtt.rto());
+            self.timers.set(Timer::Retransmit, Some(now.plus(rto)));
         }
         self.arm_tlp(now);
     }
