@@ -764,6 +764,14 @@ impl<P: BufPool> Net<P> {
 
     /// Send what applications queued during their callbacks.
     pub(super) fn flush_tcp_dirty(&mut self) {
+        self.flush_tcp_dirty_inline();
+    }
+
+    /// [`Net::flush_tcp_dirty`], inlined into the delivery of events
+    /// (after every segment that raised one: a call and its register
+    /// saves less per data segment, make pathcost).
+    #[inline(always)]
+    fn flush_tcp_dirty_inline(&mut self) {
         while let Some(index) = self.tcp_dirty.pop() {
             // Queued once per callback; gone (or put back unqueued) since,
             // nothing to do.
@@ -1023,22 +1031,20 @@ pub(super) fn deliver_tcp_events<P: BufPool>(net: &mut Net<P>, apps: &mut [Box<d
 
 #[inline(never)]
 fn deliver_tcp_events_now<P: BufPool>(net: &mut Net<P>, apps: &mut [Box<dyn App>]) {
-    if net.tcp_events.is_empty() {
-        net.flush_tcp_dirty();
-        return;
-    }
-    let mut events = std::mem::take(&mut net.tcp_events);
-    for &(app, ev) in &events {
-        if let Some(a) = apps.get_mut(app) {
-            net.current_app = app;
-            a.on_tcp(net, ev);
+    if !net.tcp_events.is_empty() {
+        let mut events = std::mem::take(&mut net.tcp_events);
+        for &(app, ev) in &events {
+            if let Some(a) = apps.get_mut(app) {
+                net.current_app = app;
+                a.on_tcp(net, ev);
+            }
+        }
+        events.clear();
+        if net.tcp_events.is_empty() {
+            net.tcp_events = events;
         }
     }
-    events.clear();
-    if net.tcp_events.is_empty() {
-        net.tcp_events = events;
-    }
-    net.flush_tcp_dirty();
+    net.flush_tcp_dirty_inline();
 }
 
 #[cfg(test)]
