@@ -2694,9 +2694,14 @@ impl Tcb {
     /// in SACK recovery, every byte written sent (SND.NXT at SND.MAX, no
     /// FIN queued), so not window-blocked either. The common case after
     /// a segment that only needs a delayed ACK, or acknowledges all.
+    ///
+    /// Unsent bytes are tested first: after an application's write (the
+    /// core's flush of it) they are the one test that fails, and the rest
+    /// need not be read (make pathcost); the tests only read.
     #[inline]
     pub fn nothing_due(&self) -> bool {
-        self.state.synchronized()
+        self.snd.nxt.since(self.snd.una) >= self.tx.len()
+            && self.state.synchronized()
             && self.pending_rst.is_none()
             && !self.ack_now
             && !self.probe_now
@@ -2705,7 +2710,6 @@ impl Tcb {
             && !(self.sack_ok && self.rec.in_recovery)
             && !self.fin_queued
             && self.snd.nxt == self.snd.max
-            && self.snd.nxt.since(self.snd.una) >= self.tx.len()
     }
 
     fn dispatch_due(&mut self, now: Instant, emit: &mut Emit<'_>) {
