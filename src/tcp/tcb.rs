@@ -1682,7 +1682,9 @@ impl Tcb {
     /// After an ACK (both paths): RACK's loss detection with what it
     /// delivered and, in recovery, PRR's DeliveredData (RFC 6937: what the
     /// cumulative ACK and the SACK blocks newly said the peer holds).
-    #[inline]
+    /// Without SACK there is nothing to do: that test inline, the steps
+    /// out of line (make pathcost: a call and its arguments per ACK).
+    #[inline(always)]
     fn detect_loss_after_ack(
         &mut self,
         now: Instant,
@@ -1692,12 +1694,25 @@ impl Tcb {
         c: &mut Counters,
     ) {
         if self.sack_ok {
-            self.rack_detect_loss(now, delivered, c);
-            if self.rec.in_recovery {
-                let data = (self.snd.una.since(una_before) + self.sacked_bytes())
-                    .saturating_sub(sacked_before);
-                self.prr_on_ack(data);
-            }
+            self.detect_loss_with_sack(now, delivered, una_before, sacked_before, c);
+        }
+    }
+
+    /// [`Tcb::detect_loss_after_ack`] of a connection with SACK.
+    #[inline(never)]
+    fn detect_loss_with_sack(
+        &mut self,
+        now: Instant,
+        delivered: Delivered,
+        una_before: Seq,
+        sacked_before: usize,
+        c: &mut Counters,
+    ) {
+        self.rack_detect_loss(now, delivered, c);
+        if self.rec.in_recovery {
+            let data = (self.snd.una.since(una_before) + self.sacked_bytes())
+                .saturating_sub(sacked_before);
+            self.prr_on_ack(data);
         }
     }
 
