@@ -2886,9 +2886,11 @@ impl Tcb {
     /// zero-window probes; 3.8.6.2.1, the override timeout). Checked after
     /// `send_data`, which sends whatever the window allows.
     fn window_blocked(&self) -> bool {
-        self.state.synchronized()
+        // Nothing in flight first: after a send (its every call on the
+        // send prediction's path) that test fails alone; they only read.
+        self.snd.nxt == self.snd.una
+            && self.state.synchronized()
             && self.state != State::TimeWait
-            && self.snd.nxt == self.snd.una
             && !self.tx.is_empty()
             && self.snd.wnd < self.tx.len().min(self.send_mss())
     }
