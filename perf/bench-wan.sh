@@ -41,7 +41,8 @@
 #   perf/bench-wan.sh [--smoke] [OUTDIR]   (root; about 5 minutes, --smoke 1)
 #   (environment: ROWS="bulk fct fair echo", LOSSES="0 0.5 2", FCT_N=1000
 #    (0: no FCT row), FAIR_SECS=30, ECHO_LOSSES="1 3", ECHO_RUNS=5, SINK_CPU=0, IMG,
-#    DP_TCP_ARGS="")
+#    DP_TCP_ARGS="", FCT_PCAP=1: capture row 2 and break its FCTs down,
+#    perf/fct_pcap.py)
 #
 # One JSON line per measurement on stdout (and in OUTDIR/wan.jsonl), then a
 # summary with the ratios dpstack/Linux. Rows 1-3: loss is on the data
@@ -102,6 +103,7 @@ DP_TCP_ARGS=${DP_TCP_ARGS:-}
 # dpstack's --idle-sleep (us; 0: busy-poll), see Placement above.
 DP_IDLE_SLEEP=${DP_IDLE_SLEEP:-20}
 FCT_PAR=4; FCT_BYTES=65536; FCT_LOSS=1
+FCT_PCAP=${FCT_PCAP:-0}
 LOSSES=${LOSSES:-"0 0.5 2"}
 PROFILE=${PROFILE:-release}
 if [ "$PROFILE" = release ]; then
@@ -142,6 +144,7 @@ cleanup() {
     [ -n "${SINK:-}" ] && stop_pid "$SINK"; SINK=
     [ -n "${BR:-}" ] && stop_pid "$BR"; BR=
     [ -n "${ECHO:-}" ] && stop_pid "$ECHO"; ECHO=
+    [ -n "${TCPDUMP:-}" ] && stop_pid "$TCPDUMP"; TCPDUMP=
 }
 teardown() {
     cleanup
@@ -386,6 +389,13 @@ done
 
 has_row fct && [ "$FCT_N" -gt 0 ] && {
 bridge $FCT_LOSS
+if [ "$FCT_PCAP" = 1 ]; then
+    # Both stacks' transfers, headers only, where they leave the senders'
+    # namespace: perf/fct_pcap.py reads it.
+    ip netns exec $S tcpdump -i ${S}1 -s 100 -w "$TMP/fct.pcap" -n tcp >/dev/null 2>&1 &
+    TCPDUMP=$!
+    sleep 1
+fi
 PER=$((FCT_N / FCT_PAR))
 echo "# fct, $FCT_N x $FCT_BYTES bytes, $FCT_LOSS% loss: dpstack" >&2
 sink fct-dp
@@ -401,6 +411,10 @@ sleep 0.3; stop_sink
 merged=$($TOOL merge-fcts "$TMP"/fct.linux.*)
 merged=$(echo "$merged" | python3 -c "import json,sys; d=json.load(sys.stdin); d['tcp_retransmits']=$((after - before)); print(json.dumps(d))")
 emit fct linux $FCT_LOSS "$(fct_fields "$merged" "$TMP/fct-linux.sink" $FCT_BYTES)"
+if [ -n "${TCPDUMP:-}" ]; then
+    sleep 1; stop_pid "$TCPDUMP"; TCPDUMP=
+    python3 perf/fct_pcap.py "$TMP/fct.pcap" | sed 's/^/# fct capture: /' >&2
+fi
 stop_bridge
 }
 
