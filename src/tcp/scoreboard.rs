@@ -341,6 +341,7 @@ impl Scoreboard {
     }
 
     /// Take off the records SND.UNA has passed (a partial one is trimmed).
+    #[inline]
     pub fn ack(
         &mut self,
         now: Instant,
@@ -404,6 +405,7 @@ impl Scoreboard {
     /// place and dropped at once, and the byte sums, which they alone made
     /// up, are zero: no record popped and uncounted one by one (make
     /// pathcost).
+    #[inline]
     fn ack_all(&mut self, now: Instant, ecr_ms: Option<u32>, min_rtt: Duration) -> Delivered {
         if let (1, Some(&s)) = (self.segs.len(), self.segs.front()) {
             // One record (a request or a response in flight): no walk.

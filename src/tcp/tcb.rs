@@ -1748,6 +1748,7 @@ impl Tcb {
     /// timestamps' milliseconds (a retransmission acknowledged); then the
     /// one timed segment. HyStart++ compares rounds' minima against a 4 ms
     /// rise: a timestamp's rounding is a quarter of it.
+    #[inline]
     fn sample_rtt(
         &mut self,
         now: Instant,
