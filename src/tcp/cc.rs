@@ -933,6 +933,7 @@ impl CongestionControl for Cubic {
         self.carry = 0.0;
         self.epoch = None;
     }
+    #[inline]
     fn on_send_after_idle(&mut self, now: Instant, rto: Duration, mss: usize) {
         let Some(idle) = self.ss.take_idle(now) else {
             return;
