@@ -62,7 +62,9 @@
 # acknowledged in bursts, the four-flow row's slow starts overshot by
 # several times the path (cwnds of 1-3 MB each on a 2.5 MB path) and the
 # flows came out of them unequal (Jain's index 0.76-0.97 over 15 s runs);
-# with it 0.96-0.99 (docs/benchmarks-history.md, 2026-12-04).
+# with it 0.96-0.99 in row-only runs on a quiet machine, though 0.917 in
+# make bench at 5eaee6d: which flow leaves slow start with the largest
+# window still decides most of it (docs/benchmarks-history.md, 2026-12-04).
 #
 # Linux: CUBIC (set per socket), tcp_no_metrics_save=1 (no cached ssthresh
 # carried from one transfer to the next, as dpstack has none), the kernel's
