@@ -39,7 +39,8 @@
 # plot them there (dpstack-gen plot-series; PNGs to $IMG if set).
 #
 #   perf/bench-wan.sh [--smoke] [OUTDIR]   (root; about 5 minutes, --smoke 1)
-#   (environment: ROWS="bulk fct fair echo", LOSSES="0 0.5 2", FCT_N=1000
+#   (environment: ROWS="bulk fct fair echo", FAIR_KINDS="dpstack linux mixed",
+#    BULK_RUNS=3, FAIR_RUNS=3 (--smoke: 1), LOSSES="0 0.5 2", FCT_N=1000
 #    (0: no FCT row), FAIR_SECS=30, ECHO_LOSSES="1 3", ECHO_RUNS=5, SINK_CPU=0, IMG,
 #    DP_TCP_ARGS="", FCT_PCAP=1: capture row 2 and break its FCTs down,
 #    perf/fct_pcap.py)
@@ -89,6 +90,13 @@ else
     BULK=200000000; CAP=20; FCT_N=${FCT_N:-1000}; FAIR_SECS=${FAIR_SECS:-30}; ECHO_BYTES=40000000
 fi
 ROWS=${ROWS:-"bulk fct fair echo"}
+FAIR_KINDS=${FAIR_KINDS:-"dpstack linux mixed"}
+# Runs of each row-1 transfer and each row-3 set, alternating between the
+# stacks (the report takes each one's median run): one run of either swings
+# with where the random drops, or the slow starts' losses, fall.
+BULK_RUNS=${BULK_RUNS:-$([ $SMOKE = 1 ] && echo 1 || echo 3)}
+FAIR_RUNS=${FAIR_RUNS:-$([ $SMOKE = 1 ] && echo 1 || echo 3)}
+RUN=1
 ECHO_LOSSES=${ECHO_LOSSES:-"1 3"}
 # Echo runs per stack and loss (a single one swings 2-3x either way with
 # where the random drops fall): the report compares the medians.
@@ -322,7 +330,7 @@ retrans() { ip netns exec $S nstat -asz TcpRetransSegs | awk '/TcpRetransSegs/ {
 emit() {
     python3 -c "
 import json, sys
-d = {'bench': 'wan', 'row': sys.argv[1], 'stack': sys.argv[2], 'loss_pct': float(sys.argv[3])}
+d = {'bench': 'wan', 'row': sys.argv[1], 'stack': sys.argv[2], 'loss_pct': float(sys.argv[3]), 'run': $RUN}
 d.update(json.loads(sys.argv[4]))
 print(json.dumps(d))" "$@" | tee -a "$RESULTS"
 }
@@ -368,24 +376,30 @@ has_row() { [[ " $ROWS " == *" $1 "* ]]; }
 # Row 1 at 0% loss and row 3 are plotted: the sink's goodput per 100 ms,
 # the senders' congestion windows. Row 1's series at every loss also give
 # each transfer's goodput per second (the spread of its mean).
+# Each loss BULK_RUNS times, alternating dpstack and Linux; the first run's
+# files keep the plain names (the plots use the first run at 0%).
 has_row bulk && for loss in $LOSSES; do
     bridge "$loss"
-    echo "# bulk, $loss% loss: dpstack" >&2
-    sink "bulk-$loss-dp" $CAP dpstack
-    sm=$([ "$loss" = 0 ] && echo $SAMPLE_MS || echo 0)
-    dpstack_send "bulk-$loss" $BULK 1 1 $((CAP + 30)) "$sm"
-    [ "$sm" = 0 ] || $TOOL dpstack-series "$TMP/bulk-$loss.dp" dpstack >"$TMP/wan-bulk-$loss.dp.cwnd.csv"
+    for RUN in $(seq "$BULK_RUNS"); do
+    b=bulk-$loss$([ "$RUN" = 1 ] || echo "-r$RUN")
+    echo "# bulk, $loss% loss, run $RUN of $BULK_RUNS: dpstack" >&2
+    sink "$b-dp" $CAP dpstack
+    sm=$([ "$loss" = 0 ] && [ "$RUN" = 1 ] && echo $SAMPLE_MS || echo 0)
+    dpstack_send "$b" $BULK 1 1 $((CAP + 30)) "$sm"
+    [ "$sm" = 0 ] || $TOOL dpstack-series "$TMP/$b.dp" dpstack >"$TMP/wan-$b.dp.cwnd.csv"
     sleep 0.3; stop_sink
-    extra=$($TOOL dpstack-final "$TMP/bulk-$loss.dp")
-    emit bulk dpstack "$loss" "$(bulk_fields "$TMP/bulk-$loss-dp.sink" "$extra" "$TMP/wan-bulk-$loss-dp.goodput.csv")"
-    echo "# bulk, $loss% loss: Linux" >&2
-    sink "bulk-$loss-linux" $CAP linux
+    extra=$($TOOL dpstack-final "$TMP/$b.dp")
+    emit bulk dpstack "$loss" "$(bulk_fields "$TMP/$b-dp.sink" "$extra" "$TMP/wan-$b-dp.goodput.csv")"
+    echo "# bulk, $loss% loss, run $RUN of $BULK_RUNS: Linux" >&2
+    sink "$b-linux" $CAP linux
     before=$(retrans)
-    linux_send "bulk-$loss" $BULK 1 1 "$sm"
+    linux_send "$b" $BULK 1 1 "$sm"
     after=$(retrans)
     sleep 0.3; stop_sink
-    emit bulk linux "$loss" "$(bulk_fields "$TMP/bulk-$loss-linux.sink" \
-        "{\"tcp_retransmits\": $((after - before))}" "$TMP/wan-bulk-$loss-linux.goodput.csv")"
+    emit bulk linux "$loss" "$(bulk_fields "$TMP/$b-linux.sink" \
+        "{\"tcp_retransmits\": $((after - before))}" "$TMP/wan-$b-linux.goodput.csv")"
+    done
+    RUN=1
     stop_bridge
 done
 
@@ -431,9 +445,10 @@ print(min([r['start_s'] for r in rows if r['peer'].startswith(sys.argv[2] + ':')
 # shift_csv SECONDS: LABEL,X,Y lines with X moved by SECONDS.
 shift_csv() { awk -F, -v o="$1" 'BEGIN { OFS = "," } { $2 = sprintf("%.3f", $2 + o); print }'; }
 
-# fair NAME DP_FLOWS LINUX_FLOWS: that many flows at once, FAIR_SECS each.
+# fair NAME DP_FLOWS LINUX_FLOWS: that many flows at once, FAIR_SECS each
+# (run $RUN: its files named NAME-rRUN after the first).
 fair() {
-    local name=fair-$1
+    local name=fair-$1$([ "$RUN" = 1 ] || echo "-r$RUN")
     local go=$TMP/$name.go
     rm -f "$go"
     sink "$name" "$FAIR_SECS" "$1"
@@ -486,12 +501,17 @@ print(json.dumps(d))")"
 }
 has_row fair && {
 bridge 0
-echo "# fair, 4 flows for $FAIR_SECS s: dpstack" >&2
-fair dpstack 4 0
-echo "# fair, 4 flows for $FAIR_SECS s: Linux" >&2
-fair linux 0 4
-echo "# fair, 4 flows for $FAIR_SECS s: 2 dpstack and 2 Linux" >&2
-fair mixed 2 2
+for RUN in $(seq "$FAIR_RUNS"); do
+    for kind in $FAIR_KINDS; do
+        echo "# fair, 4 flows for $FAIR_SECS s, run $RUN of $FAIR_RUNS: $kind" >&2
+        case $kind in
+        dpstack) fair dpstack 4 0 ;;
+        linux) fair linux 0 4 ;;
+        mixed) fair mixed 2 2 ;;
+        esac
+    done
+done
+RUN=1
 stop_bridge
 }
 
@@ -599,7 +619,15 @@ if has_row bulk && [[ " $LOSSES " == *" 0 "* ]]; then
         "cwnd (KB)" "$TMP/wan-bulk-0.dp.cwnd.csv" "$TMP/wan-bulk-0.linux.cwnd.csv"
 fi
 if has_row fair; then
-    for run in dpstack linux mixed; do
+    for run in $FAIR_KINDS; do
+        # The plots show each set's median run (by Jain's index), the one
+        # the report's table gives.
+        m=$($TOOL median-run "$RESULTS" fair "$run")
+        if [ -n "$m" ] && [ "$m" != 1 ]; then
+            for f in "$TMP/wan-fair-$run-r$m".*; do
+                cp "$f" "${f/-r$m./.}"
+            done
+        fi
         plot "$IMG/wan-fair-$run-goodput.png" "4 flows, one 500 Mbit/s bottleneck ($run): goodput per 100 ms" \
             "Mbit/s" "$TMP/wan-fair-$run.goodput.csv"
         plot "$IMG/wan-fair-$run-cwnd.png" "4 flows, one 500 Mbit/s bottleneck ($run): congestion window" \

@@ -361,6 +361,20 @@ def wan_find(row, stack, loss=None):
     return None
 
 
+def wan_median(row, stack, loss=None):
+    """STACK's median run of ROW (bulk: by goodput, fair: by Jain's index;
+    of an even number the lower middle one), and every run's figure in run
+    order (perf/bench-wan.sh runs each BULK_RUNS / FAIR_RUNS times)."""
+    runs = [r for r in wan if r["row"] == row and r["stack"] == stack
+            and (loss is None or r["loss_pct"] == loss)]
+    if not runs:
+        missing.append(f"wan {row} {stack} {loss if loss is not None else ''}".strip())
+        return None, []
+    key = (lambda r: r["jain"]) if row == "fair" else (lambda r: r["goodput_mbit"])
+    ordered = sorted(runs, key=key)
+    return ordered[(len(ordered) - 1) // 2], [key(r) for r in runs]
+
+
 def wan_header():
     for l in open(f"{out}/wan.txt"):
         if l.startswith("# bench-wan:"):
@@ -390,20 +404,25 @@ w("")
 w("Goodput as the sink saw it (accept to the sender's FIN). A transfer still")
 w("running after the cap is cut there, and its goodput is what arrived (`*`).")
 w("")
+w("Each transfer ran several times at each loss, alternating dpstack and Linux")
+w("(where the random drops fall swings one run): the row is each stack's median")
+w("run, the ratio is of the medians, and every run's goodput is listed.")
+w("")
 w("The goodput of each whole second (from the sink's samples) gives a 95%")
 w("interval of each transfer's mean goodput (Student's t; seconds under loss")
 w("are nearly independent, CUBIC's epochs there last a fraction of one): two")
 w("transfers whose intervals overlap are not told apart by this run.")
 w("")
 w("| loss | dpstack | Linux | dpstack / Linux | per-second mean, 95% interval: dpstack / Linux | "
-  "retransmitted segments, dpstack / Linux |")
-w("|---|---|---|---|---|---|")
+  "retransmitted segments, dpstack / Linux | every run, Mbit/s: dpstack / Linux |")
+w("|---|---|---|---|---|---|---|")
 bulk_ratios = []
 bulk_ci = {}
 for loss in sorted({r["loss_pct"] for r in wan if r["row"] == "bulk"}):
-    d, l = wan_find("bulk", "dpstack", loss), wan_find("bulk", "linux", loss)
+    (d, d_runs), (l, l_runs) = wan_median("bulk", "dpstack", loss), wan_median("bulk", "linux", loss)
     if not (d and l):
         continue
+    every = (", ".join(f"{g:.1f}" for g in d_runs) + " / " + ", ".join(f"{g:.1f}" for g in l_runs))
 
     def g(r):
         mb = r["bytes"] / 1e6
@@ -418,7 +437,7 @@ for loss in sorted({r["loss_pct"] for r in wan if r["row"] == "bulk"}):
     if "second_ci_mbit" in d and "second_ci_mbit" in l:
         bulk_ci[loss] = (d["second_ci_mbit"], l["second_ci_mbit"])
     w(f"| {loss:g}% | {g(d)} | {g(l)} | {rr:.2f} | {per_second(d)} / {per_second(l)} | "
-      f"{d['extra'].get('tcp_retransmits', '?')} / {l['extra'].get('tcp_retransmits', '?')} |")
+      f"{d['extra'].get('tcp_retransmits', '?')} / {l['extra'].get('tcp_retransmits', '?')} | {every} |")
 w("")
 w("Goodput per 100 ms at the sink, and the congestion window every 20 ms")
 w("(dpstack: `tcp_info` sampled by tcp-send; Linux: TCP_INFO, as `ss -tin`")
@@ -464,18 +483,21 @@ w("")
 # dpstack's address in perf/bench-wan.sh (DP_IP): its flows' peer at the sink.
 DP_PEER = "198.18.62.3:"
 fair = {}
+fair_runs = {}
 for run in ("dpstack", "linux", "mixed"):
-    fair[run] = wan_find("fair", run)
+    fair[run], fair_runs[run] = wan_median("fair", run)
 secs = next((r["secs"] for r in fair.values() if r), "?")
 w(f"Four flows at once, no random loss, each cut by the sink {secs} s after its")
 w("accept: 4 dpstack flows (one tcp-send, 4 connections, 1 lcore), 4 Linux")
 w("flows (4 processes), and 2 of each together (Linux's let go the moment")
 w("dpstack's tcp-send opens its connections). Goodput per flow at the sink; Jain's fairness")
 w("index (sum x)^2 / (n sum x^2): 1 when all four are equal, 0.25 when one")
-w("has it all.")
+w("has it all. Each set ran several times, alternating (dpstack, Linux, mixed,")
+w("dpstack, ...): the row is its median run by Jain's index (the plots too), and")
+w("every run's index is listed.")
 w("")
-w("| flows | goodput per flow, Mbit/s | total | Jain's index | dpstack's share |")
-w("|---|---|---|---|---|")
+w("| flows | goodput per flow, Mbit/s | total | Jain's index | every run's index | dpstack's share |")
+w("|---|---|---|---|---|---|")
 for run, label in (("dpstack", "4 dpstack"), ("linux", "4 Linux"), ("mixed", "2 dpstack + 2 Linux")):
     r = fair[run]
     if not r:
@@ -488,7 +510,8 @@ for run, label in (("dpstack", "4 dpstack"), ("linux", "4 Linux"), ("mixed", "2 
                  f"({r['dpstack_share'] * 100:.0f}% of the total; dpstack / Linux {ratio(r['dpstack_mbit'], r['linux_mbit']):.2f})")
     else:
         share = ""
-    w(f"| {label} | {flows} | {r['total_mbit']:.1f} | {r['jain']:.3f} | {share} |")
+    every = ", ".join(f"{j:.3f}" for j in fair_runs[run])
+    w(f"| {label} | {flows} | {r['total_mbit']:.1f} | {r['jain']:.3f} | {every} | {share} |")
 w("")
 for run in ("dpstack", "linux", "mixed"):
     w(f"![goodput, 4 flows, {run}](img/wan-fair-{run}-goodput.png)")
@@ -779,7 +802,7 @@ for loss, r in bulk_ratios:
         (dlo, dhi), (llo, lhi) = bulk_ci[loss]
         note = (" (per-second 95% intervals " + ("overlap: the run cannot tell them apart)"
                                                   if dlo <= lhi and llo <= dhi else "apart)"))
-    target_line(f"one transfer over the WAN at {loss:g}% loss: dpstack's goodput >= Linux's: {r:.2f}{note}",
+    target_line(f"one transfer over the WAN at {loss:g}% loss: dpstack's goodput >= Linux's (medians): {r:.2f}{note}",
                 r >= 1.0)
 for loss, r in echo_ratios:
     target_line(f"echo on veth, {loss:g}% of the server's segments lost: dpstack's goodput >= Linux's: {r:.2f}",
@@ -796,7 +819,8 @@ if fct_p99 is not None:
                 0 < fct_p99 <= 1.0)
 for run, r in fair.items():
     if r:
-        target_line(f"fairness of 4 flows ({run}): Jain's index >= 0.95: {r['jain']:.3f}", r["jain"] >= 0.95)
+        target_line(f"fairness of 4 flows ({run}): Jain's index >= 0.95 (median of {len(fair_runs[run])} runs): "
+                    f"{r['jain']:.3f}", r["jain"] >= 0.95)
 for proto, what, want in [("udp", "UDP echo cycles/packet <= 1.5x testpmd macswap's", 1.5),
                           ("icmp", "ICMP echo cycles/packet against testpmd icmpecho's", None)]:
     for suffix, load in [("-half", "same offered rate"), ("", "flat out")]:

@@ -47,6 +47,10 @@ with dpstack's `tcp-send` app.
       The sink's lines in FILE as one JSON object: per-flow goodput, Jain's
       fairness index, and each ADDR-PREFIX group's share of the total.
 
+  wan_tcp.py median-run FILE ROW STACK     (for perf/bench-wan.sh)
+      The run number of STACK's median run of ROW (bulk: by goodput; fair:
+      by Jain's index) among FILE's JSON lines.
+
   wan_tcp.py second-goodputs CSV           (for perf/bench-wan.sh)
       A sink's --series of one connection as JSON: its goodput in each
       whole second (Mbit/s; the last, partial one left out) and a 95%
@@ -572,21 +576,41 @@ def merge_fcts(args):
     }))
 
 
+def read_rows(path):
+    with open(path) as f:
+        return [json.loads(l) for l in (line.strip() for line in f) if l.startswith("{")]
+
+
+def median_of_runs(rows, row, stack, loss=None):
+    """The median run of ROW for STACK (at LOSS): by goodput for a bulk
+    transfer, by Jain's index for a set of flows; of an even number, the
+    lower of the middle two. And every run's figure, in run order."""
+    runs = [r for r in rows if r.get("row") == row and r.get("stack") == stack
+            and (loss is None or r.get("loss_pct") == loss)]
+    if not runs:
+        return None, []
+    key = (lambda r: r["jain"]) if row == "fair" else (lambda r: r["goodput_mbit"])
+    ordered = sorted(runs, key=key)
+    return ordered[(len(ordered) - 1) // 2], [key(r) for r in runs]
+
+
+def median_run(args):
+    m, _ = median_of_runs(read_rows(args.file), args.row, args.stack)
+    if m:
+        print(m.get("run", 1))
+
+
 def summary(args):
-    rows = []
-    with open(args.file) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("{"):
-                rows.append(json.loads(line))
+    rows = read_rows(args.file)
     def find(row, stack, loss):
-        for r in rows:
-            if r.get("row") == row and r.get("stack") == stack and r.get("loss_pct") == loss:
-                return r
-        return None
+        if row in ("bulk", "fair"):
+            return median_of_runs(rows, row, stack, loss)[0]
+        return next((r for r in rows if r.get("row") == row and r.get("stack") == stack
+                     and r.get("loss_pct") == loss), None)
     def ratio(a, b):
         return f"{a / b:.2f}" if a and b else "n/a"
-    print("summary: goodput, one transfer, Mbit/s (sink-side; * = capped at the time limit)")
+    print("summary: goodput, one transfer, Mbit/s (sink-side; * = capped at the time limit; "
+          "each stack's median run)")
     print(f"  {'loss %':>7} {'dpstack':>10} {'Linux':>10} {'dpstack/Linux':>14}")
     for loss in sorted({r["loss_pct"] for r in rows if r.get("row") == "bulk"}):
         d, l = find("bulk", "dpstack", loss), find("bulk", "linux", loss)
@@ -608,15 +632,16 @@ def summary(args):
             lv = l[f"fct_{q}_ms"] if l else None
             print(f"  {q:>7} {dv:>10.1f} {lv if lv is not None else '-':>10} {ratio(dv, lv):>14}")
         print(f"  {'failed':>7} {r['failed']:>10} {l['failed'] if l else '-':>10}")
-    fair = {r["stack"]: r for r in rows if r.get("row") == "fair"}
-    if fair:
-        print("summary: 4 flows through one bottleneck, goodput per flow in Mbit/s (sink-side)")
+    if any(r.get("row") == "fair" for r in rows):
+        print("summary: 4 flows through one bottleneck, goodput per flow in Mbit/s (sink-side; "
+              "each set's median run, and every run's index)")
         for run in ("dpstack", "linux", "mixed"):
-            r = fair.get(run)
+            r, all_runs = median_of_runs(rows, "fair", run)
             if not r:
                 continue
             flows = " ".join(f"{f['mbit']:.1f}" for f in r["flows"])
-            line = f"  {run:>8}: Jain {r['jain']:.3f}, total {r['total_mbit']:.1f}; flows {flows}"
+            every = ", ".join(f"{j:.3f}" for j in all_runs)
+            line = f"  {run:>8}: Jain {r['jain']:.3f} ({every}), total {r['total_mbit']:.1f}; flows {flows}"
             if run == "mixed":
                 d, l = r.get("dpstack_mbit", 0), r.get("linux_mbit", 0)
                 line += f"; dpstack {d:.1f} vs Linux {l:.1f} ({ratio(d, l)})"
@@ -674,11 +699,15 @@ def main():
     m.add_argument("files", nargs="+")
     y = sub.add_parser("summary")
     y.add_argument("file")
+    mr = sub.add_parser("median-run", help="the run number of ROW's median run for STACK")
+    mr.add_argument("file")
+    mr.add_argument("row")
+    mr.add_argument("stack")
     a = p.parse_args()
     {"sink": sink, "send": send, "dpstack-final": dpstack_final, "merge-fcts": merge_fcts,
      "summary": summary, "echo-server": echo_server, "echo-client": echo_client,
      "fairness": fairness, "dpstack-series": dpstack_series,
-     "second-goodputs": second_goodputs}[a.cmd](a)
+     "second-goodputs": second_goodputs, "median-run": median_run}[a.cmd](a)
 
 
 if __name__ == "__main__":
