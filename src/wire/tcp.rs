@@ -555,8 +555,10 @@ pub struct TcpFrameHead {
     pub tcp_cksum_offload: bool,
 }
 
-/// Bytes before the TCP header in a frame [`TcpFrameTemplate::emit`] writes.
-pub const FRAME_HEAD_LEN: usize = 14 + 20;
+/// Bytes before the TCP header in a frame [`TcpFrameTemplate::emit`] writes:
+/// an untagged Ethernet header and an IPv4 header without options.
+pub const FRAME_HEAD_LEN: usize = super::ethernet::EthernetFrame::<&[u8]>::HEADER_LEN
+    + super::ipv4::Ipv4Packet::<&[u8]>::HEADER_LEN;
 
 /// The Ethernet and IPv4 headers of a [`TcpFrameHead`] written once, with
 /// the sums that do not change from one segment to the next: a segment's
