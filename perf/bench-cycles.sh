@@ -2,13 +2,13 @@
 # Cycles per packet over memif, dpstack against dpdk-testpmd
 # --record-core-cycles, in the same run with the same generator (issue 15):
 # dpstack udp-echo:7 against testpmd macswap, dpstack's ICMP echo against
-# testpmd icmpecho, flat out (FLAT_REPS runs of each, alternating) and at
-# one offered rate for both (half of what dpstack reached flat out). One JSON line per measurement in
-# OUTDIR/cycles.jsonl (the generator's reports and the targets' outputs in
-# OUTDIR/cycles/); bench_report.py makes section 7 of docs/benchmarks.md
-# of them.
+# testpmd icmpecho, flat out and at one offered rate for both (half of
+# what dpstack reached flat out), REPS runs of each, alternating. One JSON
+# line per measurement in OUTDIR/cycles.jsonl (the generator's reports and
+# the targets' outputs in OUTDIR/cycles/); bench_report.py makes section 7
+# of docs/benchmarks.md of them.
 #
-#   perf/bench-cycles.sh [--smoke] OUTDIR [SECONDS]
+#   [REPS=3] [PROTOS="udp icmp"] [BIN=DIR] perf/bench-cycles.sh [--smoke] OUTDIR [SECONDS]
 #
 # Both count the TSC cycles of loop iterations that received frames
 # (dpstack: or sent them) over the packets those carried: testpmd prints
@@ -41,7 +41,8 @@ SECS=${2:-5}
 CY=$OUT/cycles
 mkdir -p "$CY"
 rm -f "$OUT/cycles.jsonl" "$CY"/*
-BIN=$PWD/target/release
+# BIN: where dpstack and dpstack-gen are (another build's, to compare two).
+BIN=${BIN:-$PWD/target/release}
 # Names of this run's own (the PID in them): a second run at the same time
 # (make test's smoke form beside make bench) must not take this run's
 # socket or telemetry from under it.
@@ -262,38 +263,47 @@ PY
 # A measurement that failed is said and the others go on: the exit status
 # says whether every one was made.
 #
-# Flat out, each target runs FLAT_REPS times (3; --smoke: 1), in the order
-# dpstack testpmd, testpmd dpstack, dpstack testpmd, ...: on this shared
-# machine one run can land in a slow spell of the VM's CPU that the next
-# one misses (both targets have read half or double their usual figure,
-# whatever the build), so bench_report.py compares the medians and lists
-# every run. The first run of each keeps the plain name (udp-dpstack), the
-# others take -r2, -r3. The same-rate row offers half of dpstack's median
-# flat-out rate to both, once each.
-FLAT_REPS=${FLAT_REPS:-3}
-[ "$SMOKE" = 1 ] && FLAT_REPS=1
+# Each target runs REPS times (3; --smoke: 1) flat out, then REPS times at
+# one offered rate (half of dpstack's median flat-out rate), both in the
+# order dpstack testpmd, testpmd dpstack, dpstack testpmd, ...: on this
+# shared machine one run can land in a slow spell of the VM's CPU that the
+# next one misses (both targets have read half or double their usual
+# figure, whatever the build), so bench_report.py compares the medians and
+# lists every run. The first run of each keeps the plain name (udp-dpstack,
+# udp-dpstack-half), the others take -r2, -r3 (udp-dpstack-half-r2).
+# PROTOS (udp icmp) picks the echoes measured.
+REPS=${REPS:-${FLAT_REPS:-3}}
+[ "$SMOKE" = 1 ] && REPS=1
+PROTOS=${PROTOS:-udp icmp}
 failed=()
-for proto in udp icmp; do
-    rates=()
-    for rep in $(seq "$FLAT_REPS"); do
-        sfx=""
-        [ "$rep" -gt 1 ] && sfx="-r$rep"
+
+# REPS alternating runs of both targets: NAME_SUFFIX PROTO RATE. Appends
+# dpstack's reply rates to RATES.
+alternate() {
+    local suffix=$1 proto=$2 rate=$3 rep sfx target order
+    for rep in $(seq "$REPS"); do
+        sfx=$suffix
+        [ "$rep" -gt 1 ] && sfx="$suffix-r$rep"
         order=(dpstack testpmd)
         [ $((rep % 2)) = 0 ] && order=(testpmd dpstack)
         for target in "${order[@]}"; do
-            if measure "$proto-$target$sfx" "$target" "$proto" 0; then
-                [ "$target" = dpstack ] && [ "$PPS" -gt 0 ] && rates+=("$PPS")
+            if measure "$proto-$target$sfx" "$target" "$proto" "$rate"; then
+                if [ "$target" = dpstack ] && [ "$PPS" -gt 0 ]; then RATES+=("$PPS"); fi
             else
                 failed+=("$proto-$target$sfx")
             fi
         done
     done
+}
+
+for proto in $PROTOS; do
+    RATES=()
+    alternate "" "$proto" 0
     half=0
-    [ ${#rates[@]} -gt 0 ] && half=$(printf '%s\n' "${rates[@]}" | sort -n \
+    [ ${#RATES[@]} -gt 0 ] && half=$(printf '%s\n' "${RATES[@]}" | sort -n \
         | awk '{v[NR] = $1} END {print int(v[int((NR + 1) / 2)] / 2)}')
     if [ "$half" -gt 0 ]; then
-        measure "$proto-dpstack-half" dpstack "$proto" "$half" || failed+=("$proto-dpstack-half")
-        measure "$proto-testpmd-half" testpmd "$proto" "$half" || failed+=("$proto-testpmd-half")
+        alternate -half "$proto" "$half"
     else
         log "$proto: dpstack answered nothing flat out: the same-rate rows are not measured"
         failed+=("$proto-dpstack-half" "$proto-testpmd-half")

@@ -579,14 +579,6 @@ def cycle_rows():
 cyc = {r["name"]: r for r in cycle_rows()}
 
 
-def cyc_find(name):
-    r = cyc.get(name)
-    if not r or not r.get("cycles_per_packet") or r.get("not_measured"):
-        missing.append(f"cycles {name}")
-        return None
-    return r
-
-
 w("## 7. Cycles per packet over net_memif against testpmd --record-core-cycles")
 w("")
 w("perf/bench-cycles.sh: dpstack-gen (64-byte frames, 8 flows, CPU 0) against")
@@ -629,14 +621,10 @@ cyc_ratio = {}
 cyc_runs = []
 for proto, label, mode in [("udp", "UDP", "macswap"), ("icmp", "ICMP", "icmpecho")]:
     for load, suffix in [("flat out", ""), ("same rate", "-half")]:
-        if suffix:
-            (d, t), every = (cyc_find(f"{proto}-dpstack{suffix}"), cyc_find(f"{proto}-testpmd{suffix}")), {}
-        else:
-            (d, dr), (t, tr) = cyc_median(f"{proto}-dpstack"), cyc_median(f"{proto}-testpmd")
-            every = {"dpstack": dr, "testpmd": tr}
-            if len(dr) > 1 or len(tr) > 1:
-                load = "flat out, median run"
-                cyc_runs.append((label, mode, dr, tr))
+        (d, dr), (t, tr) = cyc_median(f"{proto}-dpstack{suffix}"), cyc_median(f"{proto}-testpmd{suffix}")
+        if len(dr) > 1 or len(tr) > 1:
+            load = f"{load}, median run"
+            cyc_runs.append((label, load.split(",")[0], mode, dr, tr))
         for name, r in [("dpstack", d), (f"testpmd {mode}", t)]:
             if not r:
                 why = cyc.get(f"{proto}-{name.split()[0]}{suffix}", {}).get("not_measured", "")
@@ -655,13 +643,14 @@ for proto, label, mode in [("udp", "UDP", "macswap"), ("icmp", "ICMP", "icmpecho
               f"{'%.0f' % r['unstalled_cycles_per_packet'] if 'unstalled_cycles_per_packet' in r else ''} | {rat} |")
 w("")
 if cyc_runs:
-    w("Flat out, each target ran several times, alternating (dpstack testpmd,")
-    w("testpmd dpstack, ...): one run on this VM can land in a slow spell of its")
-    w("CPU that the next misses, so the rows above are each target's median run")
-    w("and the ratio is of the medians. Every run's cycles per packet, in order:")
+    w("Flat out and at the same rate, each target ran several times, alternating")
+    w("(dpstack testpmd, testpmd dpstack, ...): one run on this VM can land in a")
+    w("slow spell of its CPU that the next misses, so the rows above are each")
+    w("target's median run and the ratio is of the medians. Every run's cycles")
+    w("per packet, in order:")
     w("")
-    for label, mode, dr, tr in cyc_runs:
-        w(f"- {label}: dpstack {', '.join(f'{x:.0f}' for x in dr)}; "
+    for label, load, mode, dr, tr in cyc_runs:
+        w(f"- {label}, {load}: dpstack {', '.join(f'{x:.0f}' for x in dr)}; "
           f"testpmd {mode} {', '.join(f'{x:.0f}' for x in tr)}")
     w("")
 stalls = [(n, r) for n, r in cyc.items() if r["target"] == "dpstack" and "stalls_other" in r]
