@@ -249,9 +249,12 @@ const ACK_TRAIN_GAP: u32 = 2_000;
 /// already takes half a round trip to cross the bottleneck: slow start
 /// ends there, before the window's next doubling overfills the queue.
 const ACK_TRAIN_ACK_DELAY: u32 = 1_000;
-/// Below this many segments of window the train is not watched (Linux's
-/// hystart_low_window).
-const ACK_TRAIN_LOW_WINDOW: usize = 16;
+/// Below this many segments of window HyStart++ does not watch the round
+/// (Linux's hystart_low_window, which gates its delay and train tests
+/// alike): a window that small fills no queue worth a test, and an
+/// application-limited connection that never leaves it (an echo, a
+/// request and its response) skips the work on every ACK.
+const HYSTART_LOW_WINDOW: usize = 16;
 /// No sample yet this round ("infinity" in RFC 9406).
 const NO_RTT: u32 = u32::MAX;
 /// An RTT sample read after waiting longer than this (us) in the receive
@@ -331,7 +334,7 @@ impl HyStart {
     /// sees it a round earlier: ACKs that come back-to-back for half a
     /// round trip are the bottleneck's rate, so the window is half the
     /// pipe and the next doubling fills it. Not without an RTT sample,
-    /// nor below ACK_TRAIN_LOW_WINDOW segments.
+    /// (HyStart++ runs only from HYSTART_LOW_WINDOW segments on.)
     ///
     /// `wait`: how long this ACK may have waited in the receive ring (us;
     /// the time since the core last drained it). A core that was away
@@ -340,8 +343,8 @@ impl HyStart {
     /// part of its length. So the gap and the length are both taken from
     /// the earliest the ACK can have arrived, `now - wait`: the least the
     /// gap can have been, and the least the train can have lasted.
-    fn ack_train_ends_slow_start(&mut self, now: u32, wait: u32, segments: usize) -> bool {
-        if self.min_rtt == NO_RTT || segments < ACK_TRAIN_LOW_WINDOW {
+    fn ack_train_ends_slow_start(&mut self, now: u32, wait: u32) -> bool {
+        if self.min_rtt == NO_RTT {
             return false;
         }
         let arrived = now.wrapping_sub(wait);
@@ -356,10 +359,6 @@ impl HyStart {
         arrived.wrapping_sub(self.round_start) as i32 > threshold as i32
     }
 
-    /// One ACK in slow start (RFC 9406 4.2) with `cwnd` bytes of window.
-    /// True: slow start is over, set ssthresh to cwnd (CSS_ROUNDS rounds
-    /// of CSS have passed, or the ACK train says the window fills the
-    /// bottleneck).
     /// Every RTT sample, in or out of slow start: the connection's least.
     fn note_rtt(&mut self, ack: &Ack) {
         if let Some(rtt) = ack.rtt {
@@ -368,6 +367,18 @@ impl HyStart {
         }
     }
 
+    /// One ACK in slow start (RFC 9406 4.2) with `cwnd` bytes of window.
+    /// True: slow start is over, set ssthresh to cwnd (CSS_ROUNDS rounds
+    /// of CSS have passed, or the ACK train says the window fills the
+    /// bottleneck).
+    ///
+    /// The rounds are counted from the first ACK on, whatever the window
+    /// (each begins with the first ACK of a train, where the train test
+    /// times it from); the tests watch them only from HYSTART_LOW_WINDOW
+    /// segments on. Inline: the round's bookkeeping is a comparison, and
+    /// an application-limited connection below that window (an echo at
+    /// IW10) goes no further on any ACK.
+    #[inline(always)]
     fn on_ack(&mut self, ack: &Ack, cwnd: usize) -> bool {
         if self.phase == HyPhase::Off {
             return false;
@@ -378,15 +389,32 @@ impl HyStart {
         // covers the byte at windowEnd): so each round begins with the
         // first ACK of a train, where Linux's begins, and the train is
         // timed from there.
-        if ack.acked > self.round_left as usize {
+        let new_round = ack.acked > self.round_left as usize;
+        if new_round {
             self.round_start = now;
+            self.round_left = u32::try_from(ack.flight).unwrap_or(u32::MAX);
+        } else {
+            // acked <= round_left here.
+            self.round_left -= ack.acked as u32;
+        }
+        if cwnd < HYSTART_LOW_WINDOW * ack.mss {
+            // Nothing else to keep: the round's samples are taken only
+            // from here on, and a window that reached it leaves it only
+            // through a loss, which ends HyStart++.
+            return false;
+        }
+        self.watch(ack, now, new_round)
+    }
+
+    /// The tests of [`HyStart::on_ack`] on a window worth watching.
+    fn watch(&mut self, ack: &Ack, now: u32, new_round: bool) -> bool {
+        if new_round {
             self.train_last = now;
             // A new round: the last one's minimum is the reference.
             self.last_round_min = self.current_round_min;
             self.current_round_min = NO_RTT;
             self.current_round_floor = NO_RTT;
             self.samples = 0;
-            self.round_left = u32::try_from(ack.flight).unwrap_or(u32::MAX);
             if let HyPhase::Css { rounds, .. } = &mut self.phase {
                 *rounds += 1;
                 if *rounds >= CSS_ROUNDS {
@@ -395,10 +423,8 @@ impl HyStart {
                 }
             }
         } else {
-            // acked <= round_left here.
-            self.round_left -= ack.acked as u32;
             let wait = u32::try_from(ack.rx_wait.micros()).unwrap_or(u32::MAX / 2);
-            if self.ack_train_ends_slow_start(now, wait, cwnd / ack.mss.max(1)) {
+            if self.ack_train_ends_slow_start(now, wait) {
                 self.phase = HyPhase::Off;
                 return true;
             }
@@ -515,10 +541,11 @@ impl SlowStart {
 
     /// The slow-start increase this ACK earns, and whether HyStart++ ends
     /// slow start with it.
+    #[inline(always)]
     fn on_ack(&mut self, ack: &Ack, grow: bool, cwnd: usize) -> (usize, bool) {
         let css = self.hystart.in_css();
         let hystart = self.hystart.phase != HyPhase::Off;
-        let leave = self.hystart.on_ack(ack, cwnd);
+        let leave = hystart && self.hystart.on_ack(ack, cwnd);
         if !grow {
             return (0, leave);
         }
@@ -1487,6 +1514,45 @@ mod tests {
             }
         }
         (cc, log)
+    }
+
+    /// Rounds of an application-limited sender (an echo: two segments in
+    /// flight whatever the window, which therefore never grows) at
+    /// `segments` segments of window, the RTT 20 ms for three rounds and
+    /// 40 ms after: whether HyStart++ entered CSS.
+    fn app_limited_rounds(segments: usize) -> (bool, Cubic) {
+        let mss = 1000;
+        let mut cc = Cubic::resume(segments * mss, usize::MAX, mss);
+        let mut now = Instant::from_secs(1);
+        let mut css = false;
+        for r in 0..10u64 {
+            let rtt = Duration::from_millis(if r < 3 { 20 } else { 40 });
+            for _ in 0..segments {
+                now = now.plus(Duration::from_millis(3));
+                cc.on_ack(&ack(now, mss, 2 * mss, Some(rtt), mss));
+                css |= cc.in_css();
+            }
+        }
+        assert_eq!(cc.window(), segments * mss, "not cwnd-limited: no growth");
+        (css, cc)
+    }
+
+    #[test]
+    fn hystart_does_not_watch_a_window_below_its_low_window() {
+        // Linux's hystart_low_window: below 16 segments the rounds are not
+        // watched at all (an echo at IW10 skips the work on every ACK)...
+        // (the rounds are counted, no RTT sample is taken)...
+        let (css, cc) = app_limited_rounds(HYSTART_LOW_WINDOW - 1);
+        assert!(!css);
+        assert_eq!(cc.ss.hystart.last_round_min, NO_RTT);
+        assert_eq!(cc.ss.hystart.current_round_min, NO_RTT);
+        // ...though the connection's least RTT is still kept (RACK, and
+        // how far ahead CUBIC aims).
+        assert_eq!(cc.ss.hystart.min_rtt, 20_000);
+        // From 16 on, each round's samples are taken: the last ones read
+        // the 40 ms the rounds rose to.
+        let (_, cc) = app_limited_rounds(HYSTART_LOW_WINDOW);
+        assert_eq!(cc.ss.hystart.last_round_min, 40_000);
     }
 
     #[test]
