@@ -210,15 +210,11 @@ struct Recovery {
     in_recovery: bool,
     /// RFC 6582's RECOVER: SND.MAX when recovery (or an RTO) began.
     recover: Seq,
-    /// Retransmit the next hole on the next dispatch.
-    retransmit_una: bool,
     /// NewReno: a partial ACK came in this recovery (RFC 6582 3.2 step 5
     /// restarts the retransmission timer on the first only).
     partial_acked: bool,
     /// A probe went out for this flight (one per flight).
     tlp_fired: bool,
-    /// Send the probe on the next dispatch.
-    probe_tail: bool,
     /// RFC 8985 7.4: TLP.end_seq of a probe that resent data, until its
     /// fate is known (a D-SACK: nothing was lost; an ACK beyond it without
     /// one: the probe repaired a loss).
@@ -446,6 +442,54 @@ fn send_predict_enabled() -> bool {
     SEND_PREDICT.with(std::cell::Cell::get)
 }
 
+/// What the next dispatch owes regardless of the windows: an ACK, a
+/// probe, a repair, a FIN, a RST. One bit each in one byte, so that the
+/// check after every segment ([`Tcb::nothing_due`]) and the send
+/// prediction test them all at once (make pathcost: a test and a branch
+/// per flag before).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Due(u8);
+
+impl Due {
+    /// Send an ACK now (not delayed).
+    const ACK_NOW: u8 = 1 << 0;
+    /// Send a window probe or a keepalive probe.
+    const PROBE_NOW: u8 = 1 << 1;
+    /// The application shut down its sending side: FIN after the data.
+    /// It stays set once the FIN is sent.
+    const FIN_QUEUED: u8 = 1 << 2;
+    /// Send the tail loss probe (RFC 8985 7.3).
+    const PROBE_TAIL: u8 = 1 << 3;
+    /// Retransmit the next hole (NewReno's partial ACK, an RTO).
+    const RETRANSMIT_UNA: u8 = 1 << 4;
+    /// `pending_rst` holds a RST.
+    const RST: u8 = 1 << 5;
+
+    #[inline(always)]
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+    #[inline(always)]
+    fn any(self, bits: u8) -> bool {
+        self.0 & bits != 0
+    }
+    #[inline(always)]
+    fn set(&mut self, bit: u8) {
+        self.0 |= bit;
+    }
+    #[inline(always)]
+    fn clear(&mut self, bit: u8) {
+        self.0 &= !bit;
+    }
+    /// Whether `bit` was set; clear it.
+    #[inline(always)]
+    fn take(&mut self, bit: u8) -> bool {
+        let was = self.has(bit);
+        self.clear(bit);
+        was
+    }
+}
+
 pub struct Tcb {
     pub state: State,
     /// The core will dispatch it once the application's callback returns.
@@ -482,8 +526,6 @@ pub struct Tcb {
     rx: RecvBuffer,
     /// Receive-buffer autotuning's measurement (`autotune`).
     rcv_space: RcvSpace,
-    /// The application shut down its sending side: FIN after the data.
-    fin_queued: bool,
     /// The sequence number our FIN occupies, once sent.
     fin_seq: Option<Seq>,
     fin_acked: bool,
@@ -499,7 +541,6 @@ pub struct Tcb {
     /// receive ring ([`Tcb::set_rx_wait`]), for the controller's RTT test.
     rx_wait: Duration,
 
-    ack_now: bool,
     unacked_segments: u32,
     /// Persist timer expirations since the window last opened or data was
     /// last acknowledged (it doubles the interval).
@@ -510,9 +551,13 @@ pub struct Tcb {
     /// Since when data (or our SYN) has waited for an acknowledgment or a
     /// window without progress: the RFC 5482 user timeout runs from here.
     stalled_since: Option<Instant>,
-    probe_now: bool,
     keepalive_sent: u32,
+    /// The RST to send on the next dispatch ([`Due::RST`] says whether
+    /// there is one).
     pending_rst: Option<TcpRepr>,
+    /// What the next dispatch owes whatever the windows say, one bit each
+    /// ([`Due`]).
+    due: Due,
     challenge_second: u64,
     challenge_count: u32,
     /// When we last answered a segment that failed the checks.
@@ -583,9 +628,7 @@ impl Tcb {
                 in_recovery: false,
                 partial_acked: false,
                 recover: iss,
-                retransmit_una: false,
                 tlp_fired: false,
-                probe_tail: false,
                 tlp_end: None,
                 min_rtt: None,
                 reordering_seen: false,
@@ -605,7 +648,6 @@ impl Tcb {
             tx: SendBuffer::new(cfg.tx_buffer),
             rx: RecvBuffer::new(cfg.rx_buffer),
             rcv_space: RcvSpace::default(),
-            fin_queued: false,
             fin_seq: None,
             fin_acked: false,
             fin_pending: None,
@@ -614,14 +656,13 @@ impl Tcb {
             rtt_timed: None,
             cc: cfg.new_cc(mss),
             rx_wait: Duration::from_micros(0),
-            ack_now: false,
             unacked_segments: 0,
             persist_backoff: 0,
             persist_probes: 0,
             stalled_since: None,
-            probe_now: false,
             keepalive_sent: 0,
             pending_rst: None,
+            due: Due::default(),
             challenge_second: 0,
             challenge_count: 0,
             last_invalid_ack: None,
@@ -726,7 +767,7 @@ impl Tcb {
     /// less than all when the send buffer is full).
     #[inline]
     pub fn send(&mut self, data: &[u8]) -> usize {
-        if self.fin_queued
+        if self.due.has(Due::FIN_QUEUED)
             || !matches!(
                 self.state,
                 State::Established | State::CloseWait | State::SynSent | State::SynReceived
@@ -743,7 +784,7 @@ impl Tcb {
 
     /// The sending side is open (not shut down, not closed).
     pub fn can_send(&self) -> bool {
-        !self.fin_queued
+        !self.due.has(Due::FIN_QUEUED)
             && matches!(
                 self.state,
                 State::Established | State::CloseWait | State::SynSent | State::SynReceived
@@ -752,7 +793,7 @@ impl Tcb {
 
     /// Free room in the send buffer.
     pub fn send_space(&self) -> usize {
-        if self.fin_queued {
+        if self.due.has(Due::FIN_QUEUED) {
             0
         } else {
             self.tx.free()
@@ -816,7 +857,7 @@ impl Tcb {
             && grown >= (self.rx.capacity() / 2).min(self.cfg.mss)
             && self.state.receives()
         {
-            self.ack_now = true;
+            self.due.set(Due::ACK_NOW);
         }
     }
 
@@ -826,7 +867,7 @@ impl Tcb {
     pub fn shutdown(&mut self) {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
-                self.fin_queued = true
+                self.due.set(Due::FIN_QUEUED)
             }
             _ => {}
         }
@@ -861,8 +902,7 @@ impl Tcb {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            self.pending_rst =
-                Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
+            self.queue_rst(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
         }
         self.finish(CloseReason::Normal);
     }
@@ -900,6 +940,18 @@ impl Tcb {
             Some(board) => board.check(self.snd.una, self.snd.max),
             None => Ok(()),
         }
+    }
+    /// [`Due`]'s one bit kept beside its data: [`Due::RST`] set exactly
+    /// when a RST is queued.
+    #[cfg(test)]
+    pub fn check_due(&self) -> Result<(), String> {
+        if self.due.has(Due::RST) != self.pending_rst.is_some() {
+            return Err(format!(
+                "due {:#04x} but pending_rst {:?}",
+                self.due.0, self.pending_rst
+            ));
+        }
+        Ok(())
     }
     pub fn ssthresh(&self) -> usize {
         self.cc.ssthresh()
@@ -1112,7 +1164,7 @@ impl Tcb {
         // First, check the ACK bit.
         if flags.ack() && (ack <= self.snd.iss || ack > self.snd.max) {
             if !flags.rst() {
-                self.pending_rst = Some(self.bare_rst(ack));
+                self.queue_rst(self.bare_rst(ack));
                 c.tcp_bad_ack += 1;
             }
             return;
@@ -1153,7 +1205,7 @@ impl Tcb {
             self.snd.wl1 = self.rcv.irs;
             self.snd.wl2 = ack;
             self.events |= event::CONNECTED;
-            self.ack_now = true;
+            self.due.set(Due::ACK_NOW);
             c.tcp_connected += 1;
             c.tcp_ecn_negotiated += u64::from(self.ecn.ok);
             self.stalled_since = None;
@@ -1217,12 +1269,12 @@ impl Tcb {
                     }
                 }
                 self.establish(now, seg, seq, ack, c);
-                self.ack_now = true;
+                self.due.set(Due::ACK_NOW);
                 if !payload.is_empty() || flags.fin() {
                     self.process_text(now, seq + 1, payload, flags.fin(), c);
                 }
             } else {
-                self.pending_rst = Some(self.bare_rst(ack));
+                self.queue_rst(self.bare_rst(ack));
                 c.tcp_bad_ack += 1;
             }
             return;
@@ -1290,7 +1342,7 @@ impl Tcb {
         self.peer_alive(now);
         // RFC 3168 6.1.3: the CWR and CE of an acceptable segment.
         if self.ecn.receive(flags, ip_ecn, c) {
-            self.ack_now = true;
+            self.due.set(Due::ACK_NOW);
         }
 
         // Second, the RST bit (RFC 5961 3.2).
@@ -1333,7 +1385,7 @@ impl Tcb {
             if self.snd.una < ack && ack <= self.snd.max {
                 self.establish(now, seg, seq, ack, c);
             } else {
-                self.pending_rst = Some(self.bare_rst(ack));
+                self.queue_rst(self.bare_rst(ack));
                 c.tcp_bad_ack += 1;
                 return;
             }
@@ -1386,7 +1438,7 @@ impl Tcb {
             if data.is_empty() && !(fin && seq == self.rcv.nxt) {
                 if !payload.is_empty() {
                     c.tcp_dup_segments += 1;
-                    self.ack_now = true;
+                    self.due.set(Due::ACK_NOW);
                 }
                 fin = false;
             }
@@ -1397,7 +1449,7 @@ impl Tcb {
             // window is (RFC 9293 3.10.7.4, zero-window allowance).
             data = &data[..room];
             fin = false;
-            self.ack_now = true;
+            self.due.set(Due::ACK_NOW);
         }
 
         // RFC 7323 4.3: remember the newest timestamp at the left edge.
@@ -1411,8 +1463,7 @@ impl Tcb {
         if (!data.is_empty() || fin) && self.state != State::SynReceived {
             if self.app_closed && !data.is_empty() && self.state.receives() {
                 // Data for an application that closed: RFC 2525 2.17.
-                self.pending_rst =
-                    Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
+                self.queue_rst(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
                 c.tcp_rst_sent_data_after_close += 1;
                 self.finish(CloseReason::Normal);
                 return;
@@ -1638,7 +1689,7 @@ impl Tcb {
             } else {
                 // RFC 6582 3.2 step 5: partial ACK, retransmit the next hole.
                 self.cc.on_partial_ack(acked, self.mss);
-                self.rec.retransmit_una = true;
+                self.due.set(Due::RETRANSMIT_UNA);
             }
         } else if flight_before > 0 {
             self.cc.on_ack(&Ack {
@@ -1806,24 +1857,24 @@ impl Tcb {
             {
                 // A copy of an out-of-order block we hold (RFC 2883 4.1.2).
                 self.note_dsack(seq, seq + data.len(), c);
-                self.ack_now = true;
+                self.due.set(Due::ACK_NOW);
             }
             let w = self.rx.write(offset, data);
             if w.dropped {
                 c.drop(DropReason::QueueFull);
                 c.tcp_ooo_dropped += 1;
-                self.ack_now = true;
+                self.due.set(Due::ACK_NOW);
             }
             if w.no_memory {
                 // The core's buffer budget is spent: the peer sends it again.
                 c.drop(DropReason::TcpNoMemory);
-                self.ack_now = true;
+                self.due.set(Due::ACK_NOW);
             }
             if w.queued {
                 self.rcv.last_ooo = Some(seq);
                 c.tcp_ooo_segments += 1;
                 // RFC 5681 4.2: out of order is acknowledged at once.
-                self.ack_now = true;
+                self.due.set(Due::ACK_NOW);
             }
             if w.in_order > 0 {
                 self.rcv.nxt = self.rcv.nxt + w.in_order;
@@ -1832,7 +1883,7 @@ impl Tcb {
                 self.totals.bytes_received += w.in_order as u64;
                 if had_ooo {
                     // Filling a hole is acknowledged at once, too.
-                    self.ack_now = true;
+                    self.due.set(Due::ACK_NOW);
                 }
                 self.unacked_segments += 1;
                 match self.cfg.delayed_ack {
@@ -1841,7 +1892,7 @@ impl Tcb {
                             self.timers.set(Timer::DelayedAck, Some(now.plus(d)));
                         }
                     }
-                    _ => self.ack_now = true,
+                    _ => self.due.set(Due::ACK_NOW),
                 }
             }
         }
@@ -1855,7 +1906,7 @@ impl Tcb {
             } else if self.fin_received && fin_seq + 1 == self.rcv.nxt {
                 // A retransmitted FIN.
                 self.fin_pending = None;
-                self.ack_now = true;
+                self.due.set(Due::ACK_NOW);
                 if self.state == State::TimeWait {
                     self.timers
                         .set(Timer::Close, Some(now.plus(self.cfg.time_wait)));
@@ -1881,7 +1932,7 @@ impl Tcb {
     fn receive_fin(&mut self, now: Instant) {
         self.fin_received = true;
         self.rcv.nxt = self.rcv.nxt + 1;
-        self.ack_now = true;
+        self.due.set(Due::ACK_NOW);
         self.events |= event::PEER_CLOSED;
         match self.state {
             State::SynReceived | State::Established => self.state = State::CloseWait,
@@ -1904,7 +1955,7 @@ impl Tcb {
     /// be a retransmission whose ACK was lost (a FIN in TIME-WAIT).
     fn ack_invalid(&mut self, now: Instant, seg_len: usize, syn: bool, c: &mut Counters) {
         if self.invalid_ack_allowed(now, seg_len, syn, c) {
-            self.ack_now = true;
+            self.due.set(Due::ACK_NOW);
         }
     }
 
@@ -1945,7 +1996,7 @@ impl Tcb {
         }
         if self.challenge_count < CHALLENGE_ACK_LIMIT {
             self.challenge_count += 1;
-            self.ack_now = true;
+            self.due.set(Due::ACK_NOW);
             c.tcp_challenge_acks += 1;
         }
     }
@@ -2049,7 +2100,7 @@ impl Tcb {
         }
         if repr.flags.ack() {
             self.rcv.last_ack_sent = self.rcv.nxt;
-            self.ack_now = false;
+            self.due.clear(Due::ACK_NOW);
             self.timers.set(Timer::DelayedAck, None);
             self.unacked_segments = 0;
         }
@@ -2191,7 +2242,7 @@ impl Tcb {
         self.start_undo_episode(false);
         self.cc
             .on_fast_retransmit(self.snd.max.since(self.snd.una), self.mss);
-        self.rec.retransmit_una = true;
+        self.due.set(Due::RETRANSMIT_UNA);
         self.rtt_timed = None;
         self.rec.prr_delivered = 0;
         self.rec.prr_out = 0;
@@ -2492,7 +2543,7 @@ impl Tcb {
             self.enter_recovery(c);
             self.timers.set(Timer::TailLossProbe, None);
         }
-        self.rec.retransmit_una = true;
+        self.due.set(Due::RETRANSMIT_UNA);
     }
 
     /// Retransmit the segments deemed lost, lowest first, as far as PRR
@@ -2563,6 +2614,13 @@ impl Tcb {
         self.dispatch_counted(now, emit);
     }
 
+    /// [`Tcb::dispatch`] without the [`Tcb::nothing_due`] shortcut: what
+    /// a test compares the shortcut against.
+    #[cfg(test)]
+    pub fn dispatch_always(&mut self, now: Instant, emit: &mut EmitSegment<'_>) {
+        self.dispatch_counted(now, &mut |r, _, a, b| emit(r, a, b))
+    }
+
     /// The core takes `tx_stats` after each dispatch; the connection's
     /// own totals are counted with them, where each segment goes out
     /// ([`Tcb::count_sent`]), not as a difference of copies of them.
@@ -2595,12 +2653,11 @@ impl Tcb {
     #[inline(always)]
     fn predicted_send(&self) -> Option<usize> {
         if self.state != State::Established
-            || self.pending_rst.is_some()
-            || self.rec.retransmit_una
-            || self.rec.probe_tail
+            || self
+                .due
+                .any(Due::RST | Due::RETRANSMIT_UNA | Due::PROBE_TAIL | Due::FIN_QUEUED)
             || self.rec.in_recovery
             || self.rec.frto_new > 0
-            || self.fin_queued
             || self.snd.nxt != self.snd.max
             || !send_predict_enabled()
         {
@@ -2713,23 +2770,35 @@ impl Tcb {
     ///
     /// Unsent bytes are tested first: after an application's write (the
     /// core's flush of it) they are the one test that fails, and the rest
-    /// need not be read (make pathcost); the tests only read.
+    /// need not be read (make pathcost); the tests only read. The flags
+    /// are one test of [`Due`]'s byte.
     #[inline]
     pub fn nothing_due(&self) -> bool {
+        debug_assert_eq!(self.due.has(Due::RST), self.pending_rst.is_some());
         self.snd.nxt.since(self.snd.una) >= self.tx.len()
             && self.state.synchronized()
-            && self.pending_rst.is_none()
-            && !self.ack_now
-            && !self.probe_now
-            && !self.rec.probe_tail
-            && !self.rec.retransmit_una
+            && self.due == Due::default()
             && !(self.sack_ok && self.rec.in_recovery)
-            && !self.fin_queued
             && self.snd.nxt == self.snd.max
     }
 
+    /// Send `rst` on the next dispatch (it replaces one not yet sent).
+    fn queue_rst(&mut self, rst: TcpRepr) {
+        self.pending_rst = Some(rst);
+        self.due.set(Due::RST);
+    }
+
+    /// The RST queued, if any, taken for sending.
+    fn take_rst(&mut self) -> Option<TcpRepr> {
+        if !self.due.take(Due::RST) {
+            debug_assert!(self.pending_rst.is_none());
+            return None;
+        }
+        self.pending_rst.take()
+    }
+
     fn dispatch_due(&mut self, now: Instant, emit: &mut Emit<'_>) {
-        if let Some(rst) = self.pending_rst.take() {
+        if let Some(rst) = self.take_rst() {
             if emit(&rst, NOT_ECT, &[], &[]) {
                 self.tx_stats.resets += 1;
             }
@@ -2761,7 +2830,7 @@ impl Tcb {
                     self.timers
                         .get_or_insert(Timer::Retransmit, now.plus(self.rtt.rto()));
                     self.stalled_since.get_or_insert(now);
-                } else if self.state == State::SynReceived && self.ack_now {
+                } else if self.state == State::SynReceived && self.due.has(Due::ACK_NOW) {
                     // RFC 9293 3.10.7.4, first check: an unacceptable
                     // segment is answered with an ACK, in SYN-RECEIVED too
                     // (in a simultaneous open, an RFC-strict peer's
@@ -2779,7 +2848,7 @@ impl Tcb {
             _ => {}
         }
         if self.state.synchronized() && self.state != State::TimeWait {
-            let repair = std::mem::take(&mut self.rec.retransmit_una);
+            let repair = self.due.take(Due::RETRANSMIT_UNA);
             if self.sack_ok && self.rec.in_recovery {
                 // What the scoreboard deems lost goes before new data (RFC
                 // 8985 6), within the pipe, on every dispatch.
@@ -2792,8 +2861,8 @@ impl Tcb {
             }
             let before = self.snd.max;
             self.send_data(now, emit);
-            if self.rec.probe_tail {
-                self.rec.probe_tail = false;
+            if self.due.has(Due::PROBE_TAIL) {
+                self.due.clear(Due::PROBE_TAIL);
                 if self.snd.max == before && self.snd.max > self.snd.una {
                     // RFC 8985 7.3: no new data, so the most recently
                     // sent segment again: its record, from where it starts
@@ -2835,8 +2904,8 @@ impl Tcb {
     /// probe or keepalive, the ACK still due, the persist timer.
     #[inline(always)]
     fn dispatch_after_data(&mut self, now: Instant, emit: &mut Emit<'_>) {
-        if self.probe_now {
-            self.probe_now = false;
+        if self.due.has(Due::PROBE_NOW) {
+            self.due.clear(Due::PROBE_NOW);
             let flight = self.snd.nxt.since(self.snd.una);
             let usable = self.snd.wnd.min(self.cc.window()).saturating_sub(flight);
             if self.window_blocked() && usable > 0 {
@@ -2863,7 +2932,7 @@ impl Tcb {
                 }
             }
         }
-        if self.ack_now {
+        if self.due.has(Due::ACK_NOW) {
             let mut repr = self.header(self.pure_ack_seq(), TcpFlags::ACK);
             self.finish_header(now, &mut repr);
             if emit(&repr, NOT_ECT, &[], &[]) {
@@ -2915,7 +2984,7 @@ impl Tcb {
     /// again from the delayed-ACK timer, at most 200 ms on (Linux
     /// `tcp_send_ack` on allocation failure, TCP_DELACK_MAX).
     fn ack_not_sent(&mut self, now: Instant) {
-        self.ack_now = true;
+        self.due.set(Due::ACK_NOW);
         let retry = now.plus(Duration::from_millis(200));
         if self.timers.get(Timer::DelayedAck).is_none_or(|d| d > retry) {
             self.timers.set(Timer::DelayedAck, Some(retry));
@@ -2947,7 +3016,7 @@ impl Tcb {
             _ => max,
         };
         let len = avail.min(max).min(self.send_mss());
-        let fin = self.fin_queued
+        let fin = self.due.has(Due::FIN_QUEUED)
             && offset + len == self.tx.len()
             && self.fin_seq.is_none_or(|f| seq + len <= f);
         if len == 0 && !fin {
@@ -3080,7 +3149,8 @@ impl Tcb {
             }
             let offset = self.snd.nxt.since(self.snd.una);
             let unsent = self.tx.len().saturating_sub(offset);
-            let fin_due = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd.nxt <= f);
+            let fin_due =
+                self.due.has(Due::FIN_QUEUED) && self.fin_seq.is_none_or(|f| self.snd.nxt <= f);
             if unsent == 0 && !fin_due {
                 return;
             }
@@ -3187,7 +3257,7 @@ impl Tcb {
         }
         if self.timers.get(Timer::DelayedAck).is_some_and(|d| d <= now) {
             self.timers.set(Timer::DelayedAck, None);
-            self.ack_now = true;
+            self.due.set(Due::ACK_NOW);
             c.tcp_delayed_acks += 1;
         }
         // The probe first: one cut to the RTO's deadline goes out in the
@@ -3201,7 +3271,7 @@ impl Tcb {
             self.timers.set(Timer::TailLossProbe, None);
             if self.snd.max > self.snd.una && !self.rec.in_recovery && self.state.synchronized() {
                 self.rec.tlp_fired = true;
-                self.rec.probe_tail = true;
+                self.due.set(Due::PROBE_TAIL);
                 c.tcp_tail_loss_probes += 1;
                 self.timers
                     .set(Timer::Retransmit, Some(now.plus(self.rtt.rto())));
@@ -3233,7 +3303,7 @@ impl Tcb {
                     return self.time_out(c);
                 }
                 self.keepalive_sent += 1;
-                self.probe_now = true;
+                self.due.set(Due::PROBE_NOW);
                 self.timers
                     .set(Timer::Keepalive, Some(now.plus(ka.interval)));
             }
@@ -3252,8 +3322,8 @@ impl Tcb {
             // shrunk window), and resend from SND.UNA when it opens.
             self.snd.nxt = self.snd.una;
             self.rec.tlp_fired = false;
-            self.rec.probe_tail = false;
-            self.rec.retransmit_una = false;
+            self.due.clear(Due::PROBE_TAIL);
+            self.due.clear(Due::RETRANSMIT_UNA);
             self.rtt_timed = None;
             self.end_frto();
             if !self.persist_gives_up(now, c) {
@@ -3316,7 +3386,7 @@ impl Tcb {
         self.rec.recover = self.snd.max;
         self.rec.dup_acks = 0;
         self.rtt_timed = None;
-        self.rec.retransmit_una = false;
+        self.due.clear(Due::RETRANSMIT_UNA);
         // RFC 2018 8: the receiver may renege on what it reported; keep
         // trusting the report for one timeout (go-back-N skips what it
         // holds), not for two in a row.
@@ -3325,7 +3395,7 @@ impl Tcb {
         }
         self.timers.set(Timer::Reorder, None);
         self.rec.tlp_fired = false;
-        self.rec.probe_tail = false;
+        self.due.clear(Due::PROBE_TAIL);
         self.rec.tlp_end = None;
         self.rec.high_rxt = self.snd.una;
         self.snd.nxt = self.snd.una;
@@ -3352,8 +3422,7 @@ impl Tcb {
             return;
         }
         if self.state.synchronized() {
-            self.pending_rst =
-                Some(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
+            self.queue_rst(self.header(self.pure_ack_seq(), TcpFlags::RST | TcpFlags::ACK));
         }
         self.finish(CloseReason::TimedOut);
     }
@@ -3386,7 +3455,7 @@ impl Tcb {
 
     /// Send a window probe now and arm the next, backed off.
     fn probe_window(&mut self, now: Instant) {
-        self.probe_now = true;
+        self.due.set(Due::PROBE_NOW);
         self.persist_backoff += 1;
         self.persist_probes += 1;
         let at = self.clamp_to_user_timeout(now.plus(self.persist_interval()));
@@ -3879,5 +3948,38 @@ mod echo_move_tests {
             "the prediction was taken {predicted} times"
         );
         println!("the prediction was taken {predicted} times");
+    }
+}
+
+#[cfg(test)]
+mod due_tests {
+    use super::Due;
+
+    #[test]
+    fn due_bits_are_independent() {
+        let all = [
+            Due::ACK_NOW,
+            Due::PROBE_NOW,
+            Due::FIN_QUEUED,
+            Due::PROBE_TAIL,
+            Due::RETRANSMIT_UNA,
+            Due::RST,
+        ];
+        // One bit each, none shared.
+        assert_eq!(all.iter().fold(0, |a, b| a | b).count_ones(), 6);
+        for &bit in &all {
+            let mut d = Due::default();
+            d.set(bit);
+            assert!(d.has(bit) && d != Due::default());
+            for &other in all.iter().filter(|&&o| o != bit) {
+                assert!(!d.has(other));
+                d.set(other);
+                d.clear(other);
+            }
+            assert!(d.has(bit));
+            assert!(d.take(bit));
+            assert!(!d.take(bit));
+            assert_eq!(d, Due::default());
+        }
     }
 }

@@ -118,6 +118,9 @@ impl T {
         if let Err(e) = self.tcb.check_scoreboard() {
             panic!("scoreboard: {e}");
         }
+        if let Err(e) = self.tcb.check_due() {
+            panic!("due: {e}");
+        }
         v
     }
 
@@ -1043,13 +1046,28 @@ impl Sim {
                 .into_iter()
                 .chain(b_opt.as_mut().map(|b| (b, false)))
             {
+                // What the core skips (Tcb::nothing_due) must send
+                // nothing and set no timer: checked at every step of every
+                // simulation, whatever the link did.
+                let quiet = t.nothing_due();
+                let deadline = t.next_deadline();
                 let mut out = Vec::new();
-                t.dispatch(now, &mut |r, x, y| {
+                t.dispatch_always(now, &mut |r, x, y| {
                     // Both sides announce (and cap at) cfg.mss.
                     assert_fits(r, x.len() + y.len(), cfg.mss);
                     out.push((*r, [x, y].concat()));
                     true
                 });
+                if let Err(e) = t.check_due() {
+                    panic!("due: {e} (seed {seed})");
+                }
+                if quiet {
+                    assert!(
+                        out.is_empty(),
+                        "nothing due, yet sent {out:?} (seed {seed})"
+                    );
+                    assert_eq!(t.next_deadline(), deadline, "seed {seed}");
+                }
                 for (seg, data) in out {
                     trace.push((to_b, seg, data.clone()));
                     if rng.percent(loss) {
@@ -3444,6 +3462,122 @@ fn nothing_due_only_when_a_dispatch_sends_nothing() {
     // finds nothing to send).
     assert!(!t.tcb.nothing_due());
     assert!(t.out().is_empty());
+}
+
+/// [`Tcb::nothing_due`] (one test of a byte of flags) against the
+/// dispatch it lets the core skip: over seeded random events (writes,
+/// in-order and out-of-order data, ACKs of any part of the flight or
+/// none, zero windows, lost segments, the timers: delayed ACK, RTO, tail
+/// loss probe, persist, keepalive), whenever it says nothing is due a
+/// full dispatch sends nothing and sets no timer.
+#[test]
+fn nothing_due_agrees_with_a_full_dispatch_on_random_events() {
+    let mut quiet_steps = 0;
+    for seed in 1..=60u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let keepalive = (seed % 2 == 0).then_some(Keepalive {
+            idle: Duration::from_millis(500),
+            interval: Duration::from_millis(100),
+            probes: 3,
+        });
+        let mut t = T::established(TcpConfig {
+            keepalive,
+            nagle: seed % 3 != 0,
+            ..cfg()
+        });
+        // The peer: its next sequence number, and the highest sequence
+        // number of ours it has seen.
+        let mut peer_seq = IRS + 1;
+        let mut high = ISS + 1;
+        let mut acked = ISS + 1;
+        for _ in 0..400 {
+            match rng.next() % 8 {
+                0 => {
+                    let n = 1 + (rng.next() % 3000) as usize;
+                    t.tcb.send(&vec![7; n]);
+                }
+                1 | 2 => {
+                    let n = 1 + (rng.next() % 700) as usize;
+                    let ack = acked.wrapping_add((rng.next() % 2000) as u32);
+                    let ack = if ack.wrapping_sub(high) as i32 > 0 {
+                        high
+                    } else {
+                        ack
+                    };
+                    let window = if rng.percent(10) { 0 } else { 65535 };
+                    let s = TcpRepr {
+                        window_len: window,
+                        ..seg(ACK | PSH, peer_seq, ack)
+                    };
+                    t.tcb.process(t.now, &s, &vec![1; n], &mut t.c);
+                    peer_seq = peer_seq.wrapping_add(n as u32);
+                    acked = ack;
+                }
+                3 => {
+                    // A pure ACK: a duplicate, or of part or all of the flight.
+                    let ack = match rng.next() % 3 {
+                        0 => acked,
+                        1 => high,
+                        _ => acked.wrapping_add(high.wrapping_sub(acked) / 2),
+                    };
+                    let window = if rng.percent(15) { 0 } else { 65535 };
+                    let s = TcpRepr {
+                        window_len: window,
+                        ..seg(ACK, peer_seq, ack)
+                    };
+                    t.tcb.process(t.now, &s, b"", &mut t.c);
+                    acked = ack;
+                }
+                4 => {
+                    // Data ahead of a hole: an immediate ACK.
+                    let s = seg(ACK, peer_seq.wrapping_add(1000), acked);
+                    t.tcb.process(t.now, &s, &[2; 100], &mut t.c);
+                }
+                5 => {
+                    let mut buf = [0u8; 4096];
+                    t.tcb.recv(&mut buf);
+                }
+                _ => {
+                    let ms = if rng.percent(50) { 1 } else { rng.next() % 400 };
+                    t.now = t.now.plus(Duration::from_millis(ms));
+                    if t.tcb.next_deadline().is_some_and(|d| d <= t.now) {
+                        t.tcb.on_timer(t.now, &mut t.c);
+                    }
+                }
+            }
+            t.tcb.take_events();
+            if let Err(e) = t.tcb.check_due() {
+                panic!("seed {seed}: {e}");
+            }
+            let quiet = t.tcb.nothing_due();
+            let deadline = t.tcb.next_deadline();
+            let mut out = Vec::new();
+            t.tcb.dispatch_always(t.now, &mut |r, a, b| {
+                out.push((r.flags, r.seq_number, a.len() + b.len()));
+                true
+            });
+            if quiet {
+                quiet_steps += 1;
+                assert!(out.is_empty(), "seed {seed}: nothing due, yet sent {out:?}");
+                assert_eq!(t.tcb.next_deadline(), deadline, "seed {seed}");
+            }
+            // Some segments are lost on the way: the peer sees the rest.
+            for (flags, seq, len) in out {
+                if rng.percent(20) {
+                    continue;
+                }
+                let end = seq.wrapping_add(len as u32 + u32::from(flags.fin()));
+                if end.wrapping_sub(high) as i32 > 0 {
+                    high = end;
+                }
+            }
+            if t.tcb.state == State::Closed {
+                break;
+            }
+        }
+    }
+    // The check ran, and not only on connections with nothing to do.
+    assert!(quiet_steps > 1000, "{quiet_steps}");
 }
 
 // ---- RTT samples in microseconds ------------------------------------------
