@@ -698,6 +698,14 @@ impl TcpTable {
 /// than the one filed.
 #[inline]
 fn file_deadline(wheel: &mut TimerWheel, now: Instant, index: u32, tcb: &mut Tcb) {
+    // No deadline set earlier than the one filed since the last filing:
+    // each is what the last filing found, no earlier than the deadline
+    // filed, or one that rounded to the tick filed (`tick_for` only
+    // grows with `now`, so it still does). Nothing to take the minimum of.
+    let earliest_set = tcb.take_earliest_set();
+    if tcb.timer_tick.is_some() && earliest_set >= tcb.timer_filed.0 {
+        return;
+    }
     if let Some(d) = tcb.next_deadline() {
         // No earlier than the deadline filed: `tick_for` grows with the
         // deadline and with the wheel's current tick, so it would round
@@ -936,6 +944,88 @@ mod tests {
         let _ = t.settle(later, i);
         assert_eq!(t.get(i).unwrap().timer_tick, filed);
         assert_eq!(t.timer_entries(), entries);
+    }
+
+    /// The put's shortcut (no deadline set earlier than the one filed
+    /// since the last filing: no minimum taken) against the full rule
+    /// (`settled`: the earliest deadline is filed, or rounds to the tick
+    /// filed), over seeded random sends, ACKs, data and timer expiries:
+    /// after every put the connection is filed as the full rule says,
+    /// and its timers keep firing while it has any.
+    #[test]
+    fn filing_after_a_put_is_the_full_rule_on_random_events() {
+        let cfg = TcpConfig::default();
+        for seed in 1..=30u64 {
+            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut next = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let mut now = Instant::from_secs(1);
+            let mut t = TcpTable::new(cfg, IsnGenerator::new(), now);
+            let i = t
+                .insert(now, established(&cfg, now, 5000, seed % 2 == 0))
+                .unwrap()
+                .index;
+            let mut c = Counters::default();
+            let (mut peer_seq, mut sent) = (5001u32, 1001u32);
+            let mut fired = Vec::new();
+            for _ in 0..300 {
+                let mut tcb = t.take(i).unwrap();
+                match next() % 5 {
+                    0 => {
+                        tcb.send(&[1; 700]);
+                    }
+                    1 => {
+                        let mut ack = from_server(5000, TcpFlags::ACK, peer_seq);
+                        ack.ack_number = sent;
+                        tcb.process(now, &ack, &[], &mut c);
+                    }
+                    2 => {
+                        let mut data = from_server(5000, TcpFlags::ACK, peer_seq);
+                        data.ack_number = tcb.snd_una().0;
+                        tcb.process(now, &data, &[2; 100], &mut c);
+                        peer_seq = peer_seq.wrapping_add(100);
+                    }
+                    _ => {}
+                }
+                tcb.dispatch(now, &mut |r, a, b| {
+                    let end = r.seq_number.wrapping_add((a.len() + b.len()) as u32);
+                    if end.wrapping_sub(sent) as i32 > 0 && next() % 4 != 0 {
+                        sent = end;
+                    }
+                    true
+                });
+                assert_eq!(t.put(now, i, tcb), None);
+                assert!(
+                    t.settled(now, i),
+                    "seed {seed}: not filed as the full rule says"
+                );
+                // Time passes; what is due fires and is put back.
+                now = now.plus(crate::time::Duration::from_millis(next() % 300));
+                fired.clear();
+                t.expired(now, &mut fired);
+                for &f in &fired {
+                    let mut tcb = t.take(f).unwrap();
+                    tcb.on_timer(now, &mut c);
+                    tcb.dispatch(now, &mut |_, _, _| true);
+                    if t.put(now, f, tcb).is_some() || t.get(f).is_none() {
+                        break;
+                    }
+                    assert!(t.settled(now, f), "seed {seed}: not filed after its timer");
+                }
+                if t.get(i).is_none_or(|tcb| tcb.state != State::Established) {
+                    break;
+                }
+                let tcb = t.get(i).unwrap();
+                if let Some(d) = tcb.next_deadline() {
+                    // Every deadline is in the wheel: none is missed.
+                    assert!(tcb.timer_tick.is_some(), "seed {seed}: {d:?} not filed");
+                }
+            }
+        }
     }
 
     fn established(cfg: &TcpConfig, now: Instant, port: u16, ts: bool) -> Box<Tcb> {

@@ -323,13 +323,24 @@ enum Timer {
 const TIMERS: usize = Timer::Close as usize + 1;
 
 /// The deadlines in microseconds, u64::MAX for none: the earliest is a
-/// plain minimum over the array (`Tcb::next_deadline`, on every put).
+/// plain minimum over the array (`Tcb::next_deadline`).
 #[derive(Clone, Copy, Debug)]
-struct Timers([u64; TIMERS]);
+struct Timers {
+    at: [u64; TIMERS],
+    /// The earliest deadline set since the table last filed the
+    /// connection ([`Tcb::take_earliest_set`]): when it is no earlier
+    /// than the deadline filed, no deadline moved earlier and the table's
+    /// put need not take the minimum (make pathcost: three puts per
+    /// segment and its echo).
+    earliest_set: u64,
+}
 
 impl Default for Timers {
     fn default() -> Timers {
-        Timers([NO_TIMER; TIMERS])
+        Timers {
+            at: [NO_TIMER; TIMERS],
+            earliest_set: NO_TIMER,
+        }
     }
 }
 
@@ -339,26 +350,28 @@ impl Timers {
     /// The earliest deadline of any timer.
     #[inline]
     fn next(&self) -> Option<Instant> {
-        let min = self.0.iter().fold(NO_TIMER, |m, &d| m.min(d));
+        let min = self.at.iter().fold(NO_TIMER, |m, &d| m.min(d));
         (min != NO_TIMER).then_some(Instant(min))
     }
     fn clear_all(&mut self) {
-        self.0 = [NO_TIMER; TIMERS];
+        self.at = [NO_TIMER; TIMERS];
     }
     #[inline]
     fn get(&self, t: Timer) -> Option<Instant> {
-        let d = self.0[t as usize];
+        let d = self.at[t as usize];
         (d != NO_TIMER).then_some(Instant(d))
     }
     /// A deadline at the end of time is no deadline (none is ever that
     /// far: `Instant::plus` of any timeout here stays far below).
     #[inline]
     fn set(&mut self, t: Timer, d: Option<Instant>) {
-        self.0[t as usize] = d.map_or(NO_TIMER, |d| d.0);
+        let d = d.map_or(NO_TIMER, |d| d.0);
+        self.at[t as usize] = d;
+        self.earliest_set = self.earliest_set.min(d);
     }
     /// Set `t` to `d` unless it is set already.
     fn get_or_insert(&mut self, t: Timer, d: Instant) {
-        if self.0[t as usize] == NO_TIMER {
+        if self.at[t as usize] == NO_TIMER {
             self.set(t, Some(d));
         }
     }
@@ -3219,6 +3232,13 @@ impl Tcb {
         self.timers.next()
     }
 
+    /// The earliest deadline set since the last call (`u64::MAX`: none),
+    /// for the table's filing of the connection in its timer wheel.
+    #[inline]
+    pub fn take_earliest_set(&mut self) -> u64 {
+        std::mem::replace(&mut self.timers.earliest_set, NO_TIMER)
+    }
+
     /// The flight drained (SND.UNA = SND.MAX). While the table's wheel
     /// holds an entry for the connection (`timer_tick`), its timer path
     /// runs again before long (the wheel is lazy: the entry fires even
@@ -3794,7 +3814,7 @@ mod timers_tests {
         assert_eq!(t.next(), Some(Instant::from_secs(7)));
         t.clear_all();
         assert_eq!(t.next(), None);
-        assert!((0..TIMERS).all(|i| t.0[i] == NO_TIMER));
+        assert!((0..TIMERS).all(|i| t.at[i] == NO_TIMER));
     }
 }
 
