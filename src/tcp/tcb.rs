@@ -367,7 +367,9 @@ impl Timers {
     fn set(&mut self, t: Timer, d: Option<Instant>) {
         let d = d.map_or(NO_TIMER, |d| d.0);
         self.at[t as usize] = d;
-        self.earliest_set = self.earliest_set.min(d);
+        if d < self.earliest_set {
+            self.earliest_set = d;
+        }
     }
     /// Set `t` to `d` unless it is set already.
     fn get_or_insert(&mut self, t: Timer, d: Instant) {
