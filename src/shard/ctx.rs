@@ -189,8 +189,8 @@ impl<P: BufPool> Core<P> {
         let apps = factories.iter().map(|f| f(&info)).collect();
         // The buffer pool is this thread's: the core's, as this runs on it.
         crate::tcp::buffer::set_core_budget(limits.tcp_memory);
-        let mut tcp = TcpTable::new(limits.tcp, limits.isn, Instant::ZERO);
-        tcp.set_rtt_cache(limits.tcp_rtt_cache);
+        let tcp =
+            TcpTable::with_rtt_cache(limits.tcp, limits.isn, Instant::ZERO, limits.tcp_rtt_cache);
         let mut ports = PortAllocator::new(limits.tcp.ephemeral);
         ports.set_share(info.index, info.count);
         let frag = Reassembler::new(limits.reassembly);

@@ -836,7 +836,7 @@ impl RecvBuffer {
         {
             return self.write_first(&data[..data.len().min(window)]);
         }
-        self.write_general(offset, data)
+        self.write_general(offset, data, window)
     }
 
     /// [`RecvBuffer::write`] of `data` at RCV.NXT into an empty buffer
@@ -862,10 +862,11 @@ impl RecvBuffer {
         w
     }
 
-    /// [`RecvBuffer::write`], any case.
+    /// [`RecvBuffer::write`], any case; `window` is `self.window()`, as
+    /// `write` found it.
     #[inline(never)]
-    fn write_general(&mut self, offset: usize, data: &[u8]) -> Written {
-        let window = self.window();
+    fn write_general(&mut self, offset: usize, data: &[u8], window: usize) -> Written {
+        debug_assert_eq!(window, self.window());
         let mut w = Written {
             in_order: 0,
             queued: false,
@@ -1218,7 +1219,7 @@ mod tests {
                             first += 1;
                         }
                         let w = if general {
-                            r.write_general(offset, &data)
+                            r.write_general(offset, &data, r.window())
                         } else {
                             r.write(offset, &data)
                         };

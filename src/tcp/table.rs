@@ -122,7 +122,21 @@ pub struct TcpTable {
 }
 
 impl TcpTable {
+    /// A table with the default RTT cache ([`TcpTable::with_rtt_cache`]).
     pub fn new(cfg: TcpConfig, isn: IsnGenerator, now: Instant) -> TcpTable {
+        Self::with_rtt_cache(cfg, isn, now, rtt_cache::DEFAULT_ENTRIES)
+    }
+
+    /// A table with room for `rtt_entries` remote addresses in its RTT
+    /// cache (0: off; `--tcp-rtt-cache`, kept out of `TcpConfig`, which
+    /// every connection holds a copy of). Built once at its size: the
+    /// cache reserves all its room up front.
+    pub fn with_rtt_cache(
+        cfg: TcpConfig,
+        isn: IsnGenerator,
+        now: Instant,
+        rtt_entries: usize,
+    ) -> TcpTable {
         let n = cfg.max_connections.max(1);
         TcpTable {
             cfg,
@@ -146,15 +160,8 @@ impl TcpTable {
             time_wait_fifo: VecDeque::with_capacity(2 * n),
             counts: [0; STATES],
             last_hit: Cell::new(u32::MAX),
-            rtt_cache: RttCache::new(rtt_cache::DEFAULT_ENTRIES, rtt_cache::MAX_AGE),
+            rtt_cache: RttCache::new(rtt_entries, rtt_cache::MAX_AGE),
         }
-    }
-
-    /// Room for `entries` remote addresses in the RTT cache (0: off),
-    /// from empty (`--tcp-rtt-cache`; kept out of `TcpConfig`, which every
-    /// connection holds a copy of).
-    pub fn set_rtt_cache(&mut self, entries: usize) {
-        self.rtt_cache = RttCache::new(entries, rtt_cache::MAX_AGE);
     }
 
     /// Start a new active open's RTT estimator from what an earlier

@@ -3780,8 +3780,7 @@ fn syn_rto_from_the_rtt_cache() {
 
     // The cache off (--tcp-rtt-cache 0): nothing kept, 1 s.
     let (tcb, now) = measured(cfg());
-    let mut table = TcpTable::new(cfg(), IsnGenerator::new(), now);
-    table.set_rtt_cache(0);
+    let mut table = TcpTable::with_rtt_cache(cfg(), IsnGenerator::new(), now, 0);
     let id = table.insert(now, Box::new(tcb)).unwrap();
     let mut tcb = table.take(id.index).unwrap();
     tcb.abort();
