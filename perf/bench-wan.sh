@@ -38,7 +38,7 @@
 # SAMPLE_MS; Linux: TCP_INFO read by the sender), as CSV in OUTDIR, and
 # plot them there (dpstack-gen plot-series; PNGs to $IMG if set).
 #
-#   perf/bench-wan.sh [--smoke] [OUTDIR]   (root; about 5 minutes, --smoke 1)
+#   perf/bench-wan.sh [--smoke] [OUTDIR]   (root; about 12 minutes, --smoke 1)
 #   (environment: ROWS="bulk fct fair echo", FAIR_KINDS="dpstack linux mixed",
 #    BULK_RUNS=3, FAIR_RUNS=3 (--smoke: 1), LOSSES="0 0.5 2", FCT_N=1000
 #    (0: no FCT row), FAIR_SECS=30, ECHO_LOSSES="1 3", ECHO_RUNS=5, SINK_CPU=0, IMG,
