@@ -106,10 +106,17 @@ impl State {
 /// or Not-ECT, see `ecn.rs`), then payload as two slices. False if it
 /// could not be sent (no buffer, TX full): the caller stops sending for
 /// now.
-pub type Emit<'a> = dyn FnMut(&TcpRepr, u8, &[u8], &[u8]) -> bool + 'a;
+///
+/// A trait for the closure's type, which the dispatch is generic over:
+/// the core's emitter is called directly (and inlined where the compiler
+/// sees fit), not through a `dyn` pointer per segment. A `dyn FnMut` of
+/// the same shape is one too (`?Sized` bounds).
+pub trait Emit: FnMut(&TcpRepr, u8, &[u8], &[u8]) -> bool {}
+impl<F: FnMut(&TcpRepr, u8, &[u8], &[u8]) -> bool + ?Sized> Emit for F {}
 
 /// [`Emit`] without the ECN codepoint, for callers that build no IP header.
-pub type EmitSegment<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
+pub trait EmitSegment: FnMut(&TcpRepr, &[u8], &[u8]) -> bool {}
+impl<F: FnMut(&TcpRepr, &[u8], &[u8]) -> bool + ?Sized> EmitSegment for F {}
 
 /// Challenge ACKs per connection per second (RFC 5961 section 7).
 const CHALLENGE_ACK_LIMIT: u32 = 100;
@@ -2565,7 +2572,7 @@ impl Tcb {
     /// lets this ACK send (RFC 6937; RFC 6675 5 step (C) with NextSeg rule
     /// 1, RFC 8985 6: lost segments before new data). The first of a
     /// recovery goes whatever PRR says (RFC 6675 5 step 4.3).
-    fn retransmit_lost(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    fn retransmit_lost<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
         loop {
             let Some(board) = self.rec.board.as_deref() else {
                 return;
@@ -2593,12 +2600,12 @@ impl Tcb {
     /// nor past the peer's window (a retransmission of SND.UNA without SACK
     /// would otherwise take up to an MSS of whatever is queued). None if
     /// nothing may go or emit failed.
-    fn retransmit(
+    fn retransmit<E: Emit + ?Sized>(
         &mut self,
         now: Instant,
         seq: Seq,
         len: usize,
-        emit: &mut Emit<'_>,
+        emit: &mut E,
     ) -> Option<usize> {
         let limit = self.snd.max.min(self.snd.una + self.snd.wnd);
         if limit <= seq {
@@ -2609,13 +2616,13 @@ impl Tcb {
 
     /// Send what is due: a pending RST, SYN or SYN-ACK, data within the
     /// windows, a FIN, retransmissions, probes, ACKs.
-    pub fn dispatch(&mut self, now: Instant, emit: &mut EmitSegment<'_>) {
+    pub fn dispatch<S: EmitSegment + ?Sized>(&mut self, now: Instant, emit: &mut S) {
         self.dispatch_with_ecn(now, &mut |r, _, a, b| emit(r, a, b))
     }
 
     /// [`Tcb::dispatch`], telling `emit` each segment's IP ECN codepoint.
     #[inline]
-    pub fn dispatch_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    pub fn dispatch_with_ecn<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
         if !self.nothing_due() {
             self.dispatch_counted(now, emit);
         }
@@ -2624,7 +2631,7 @@ impl Tcb {
     /// [`Tcb::dispatch_with_ecn`] for a caller that found
     /// [`Tcb::nothing_due`] false already (the core's dispatch).
     #[inline]
-    pub fn dispatch_due_with_ecn(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    pub fn dispatch_due_with_ecn<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
         debug_assert!(!self.nothing_due());
         self.dispatch_counted(now, emit);
     }
@@ -2632,7 +2639,7 @@ impl Tcb {
     /// [`Tcb::dispatch`] without the [`Tcb::nothing_due`] shortcut: what
     /// a test compares the shortcut against.
     #[cfg(test)]
-    pub fn dispatch_always(&mut self, now: Instant, emit: &mut EmitSegment<'_>) {
+    pub fn dispatch_always<S: EmitSegment + ?Sized>(&mut self, now: Instant, emit: &mut S) {
         self.dispatch_counted(now, &mut |r, _, a, b| emit(r, a, b))
     }
 
@@ -2640,7 +2647,7 @@ impl Tcb {
     /// own totals are counted with them, where each segment goes out
     /// ([`Tcb::count_sent`]), not as a difference of copies of them.
     #[inline(never)]
-    fn dispatch_counted(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    fn dispatch_counted<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
         if let Some(len) = self.predicted_send() {
             #[cfg(test)]
             SEND_PREDICTED.with(|n| n.set(n.get() + 1));
@@ -2713,7 +2720,7 @@ impl Tcb {
     /// FIN or recovery, and without a call (send_prediction_is_the_general_path
     /// compares the two).
     #[inline(always)]
-    fn send_predicted(&mut self, now: Instant, len: usize, emit: &mut Emit<'_>) {
+    fn send_predicted<E: Emit + ?Sized>(&mut self, now: Instant, len: usize, emit: &mut E) {
         let seq = self.snd.nxt;
         self.stalled_since.get_or_insert(now);
         let mut repr = self.header(seq, TcpFlags::ACK | TcpFlags::PSH);
@@ -2812,7 +2819,7 @@ impl Tcb {
         self.pending_rst.take()
     }
 
-    fn dispatch_due(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    fn dispatch_due<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
         if let Some(rst) = self.take_rst() {
             if emit(&rst, NOT_ECT, &[], &[]) {
                 self.tx_stats.resets += 1;
@@ -2918,7 +2925,7 @@ impl Tcb {
     /// dispatch_due's last steps, after data and retransmissions: a window
     /// probe or keepalive, the ACK still due, the persist timer.
     #[inline(always)]
-    fn dispatch_after_data(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    fn dispatch_after_data<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
         if self.due.has(Due::PROBE_NOW) {
             self.due.clear(Due::PROBE_NOW);
             let flight = self.snd.nxt.since(self.snd.una);
@@ -3013,12 +3020,12 @@ impl Tcb {
 
     /// Send one segment of up to `max` bytes from `seq` (a retransmission
     /// when below SND.MAX). Returns the bytes sent, None if emit failed.
-    fn send_segment(
+    fn send_segment<E: Emit + ?Sized>(
         &mut self,
         now: Instant,
         seq: Seq,
         max: usize,
-        emit: &mut Emit<'_>,
+        emit: &mut E,
     ) -> Option<usize> {
         let offset = seq.since(self.snd.una);
         let avail = self.tx.len().saturating_sub(offset);
@@ -3147,7 +3154,7 @@ impl Tcb {
 
     /// Send new (or, after an RTO, resend) data as the windows allow, with
     /// sender silly-window avoidance and Nagle (RFC 9293 3.8.6.2.1).
-    fn send_data(&mut self, now: Instant, emit: &mut Emit<'_>) {
+    fn send_data<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
         loop {
             // Going back after a timeout: skip what the peer reported
             // holding.
