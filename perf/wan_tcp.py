@@ -583,13 +583,15 @@ def read_rows(path):
 
 def median_of_runs(rows, row, stack, loss=None):
     """The median run of ROW for STACK (at LOSS): by goodput for a bulk
-    transfer, by Jain's index for a set of flows; of an even number, the
+    transfer or an echo, by Jain's index for a set of flows; of an even number, the
     lower of the middle two. And every run's figure, in run order."""
     runs = [r for r in rows if r.get("row") == row and r.get("stack") == stack
             and (loss is None or r.get("loss_pct") == loss)]
     if not runs:
         return None, []
-    key = (lambda r: r["jain"]) if row == "fair" else (lambda r: r["goodput_mbit"])
+    key = {"fair": lambda r: r["jain"],
+           # A failed echo counts as no goodput (as the report counts it).
+           "echo": lambda r: r["mbit"] if r.get("ok") else 0.0}.get(row, lambda r: r["goodput_mbit"])
     ordered = sorted(runs, key=key)
     return ordered[(len(ordered) - 1) // 2], [key(r) for r in runs]
 
@@ -603,7 +605,7 @@ def median_run(args):
 def summary(args):
     rows = read_rows(args.file)
     def find(row, stack, loss):
-        if row in ("bulk", "fair"):
+        if row in ("bulk", "fair", "echo"):
             return median_of_runs(rows, row, stack, loss)[0]
         return next((r for r in rows if r.get("row") == row and r.get("stack") == stack
                      and r.get("loss_pct") == loss), None)
@@ -648,7 +650,8 @@ def summary(args):
             print(line)
     echo = [r for r in rows if r.get("row") == "echo"]
     if echo:
-        print("summary: echo over a plain veth, 1% of the client's segments lost, time and goodput")
+        print("summary: echo over a plain veth, 1% of the client's segments lost, time and goodput "
+              "(each stack's median run)")
         print(f"  {'server loss %':>14} {'dpstack':>18} {'Linux':>18} {'dpstack/Linux (goodput)':>24}")
         for loss in sorted({r["loss_pct"] for r in echo}):
             d, l = find("echo", "dpstack", loss), find("echo", "linux", loss)
