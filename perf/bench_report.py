@@ -371,8 +371,7 @@ def wan_median(row, stack, loss=None):
         missing.append(f"wan {row} {stack} {loss if loss is not None else ''}".strip())
         return None, []
     key = (lambda r: r["jain"]) if row == "fair" else (lambda r: r["goodput_mbit"])
-    ordered = sorted(runs, key=key)
-    return ordered[(len(ordered) - 1) // 2], [key(r) for r in runs]
+    return lower_median(runs, key=key), [key(r) for r in runs]
 
 
 def wan_header():
@@ -613,8 +612,8 @@ def cyc_median(base):
     if not runs:
         missing.append(f"cycles {base}")
         return None, []
-    by = sorted(runs, key=lambda r: r["cycles_per_packet"])
-    return by[(len(by) - 1) // 2], [r["cycles_per_packet"] for r in runs]
+    return (lower_median(runs, key=lambda r: r["cycles_per_packet"]),
+            [r["cycles_per_packet"] for r in runs])
 
 
 cyc_ratio = {}
