@@ -333,8 +333,9 @@ impl HyStart {
     /// one BDP holds (src/shard/sim_cc_tests.rs measures it). The train
     /// sees it a round earlier: ACKs that come back-to-back for half a
     /// round trip are the bottleneck's rate, so the window is half the
-    /// pipe and the next doubling fills it. Not without an RTT sample,
-    /// (HyStart++ runs only from HYSTART_LOW_WINDOW segments on.)
+    /// pipe and the next doubling fills it. Not without an RTT sample
+    /// (nor below HYSTART_LOW_WINDOW segments: HyStart::on_ack does not
+    /// call it there).
     ///
     /// `wait`: how long this ACK may have waited in the receive ring (us;
     /// the time since the core last drained it). A core that was away
@@ -545,7 +546,7 @@ impl SlowStart {
     fn on_ack(&mut self, ack: &Ack, grow: bool, cwnd: usize) -> (usize, bool) {
         let css = self.hystart.in_css();
         let hystart = self.hystart.phase != HyPhase::Off;
-        let leave = hystart && self.hystart.on_ack(ack, cwnd);
+        let leave = self.hystart.on_ack(ack, cwnd);
         if !grow {
             return (0, leave);
         }

@@ -487,12 +487,9 @@ impl Due {
     /// `pending_rst` holds a RST.
     const RST: u8 = 1 << 5;
 
+    /// Whether any of `bits` is set.
     #[inline(always)]
-    fn has(self, bit: u8) -> bool {
-        self.0 & bit != 0
-    }
-    #[inline(always)]
-    fn any(self, bits: u8) -> bool {
+    fn has(self, bits: u8) -> bool {
         self.0 & bits != 0
     }
     #[inline(always)]
@@ -2677,7 +2674,7 @@ impl Tcb {
         if self.state != State::Established
             || self
                 .due
-                .any(Due::RST | Due::RETRANSMIT_UNA | Due::PROBE_TAIL | Due::FIN_QUEUED)
+                .has(Due::RST | Due::RETRANSMIT_UNA | Due::PROBE_TAIL | Due::FIN_QUEUED)
             || self.rec.in_recovery
             || self.rec.frto_new > 0
             || self.snd.nxt != self.snd.max
@@ -2883,39 +2880,40 @@ impl Tcb {
             }
             let before = self.snd.max;
             self.send_data(now, emit);
-            if self.due.has(Due::PROBE_TAIL) {
-                self.due.clear(Due::PROBE_TAIL);
-                if self.snd.max == before && self.snd.max > self.snd.una {
-                    // RFC 8985 7.3: no new data, so the most recently
-                    // sent segment again: its record, from where it starts
-                    // (with its FIN), as Linux resends its last skb. The
-                    // last MSS of the data would end at the same place but
-                    // start inside the segment before a short last one,
-                    // and send_segment stops a retransmission at a record's
-                    // end: the probe resent the tail of a segment the peer
-                    // may hold and never the last, whose loss then waited
-                    // for the RTO (64 KB transfers: 45 full segments and
-                    // 376 bytes with the FIN).
-                    let data_end = self.snd.una + self.tx.len();
-                    let end = self.snd.max.min(data_end);
-                    let tail = end.since(self.snd.una).min(self.send_mss());
-                    let start = self
-                        .rec
-                        .board
-                        .as_deref()
-                        .and_then(|b| b.record_start(self.snd.max - 1))
-                        .map_or(end - tail, |s| s.max(end - tail).min(end));
-                    let len = end.since(start);
-                    let sent = if len > 0 {
-                        self.send_segment(now, start, len, emit)
-                    } else if self.fin_seq.is_some() {
-                        self.send_segment(now, end, 0, emit)
-                    } else {
-                        None
-                    };
-                    if sent.is_some() {
-                        self.rec.tlp_end = Some(self.snd.max);
-                    }
+            // The bit is cleared whether or not the probe goes.
+            if self.due.take(Due::PROBE_TAIL)
+                && self.snd.max == before
+                && self.snd.max > self.snd.una
+            {
+                // RFC 8985 7.3: no new data, so the most recently
+                // sent segment again: its record, from where it starts
+                // (with its FIN), as Linux resends its last skb. The
+                // last MSS of the data would end at the same place but
+                // start inside the segment before a short last one,
+                // and send_segment stops a retransmission at a record's
+                // end: the probe resent the tail of a segment the peer
+                // may hold and never the last, whose loss then waited
+                // for the RTO (64 KB transfers: 45 full segments and
+                // 376 bytes with the FIN).
+                let data_end = self.snd.una + self.tx.len();
+                let end = self.snd.max.min(data_end);
+                let tail = end.since(self.snd.una).min(self.send_mss());
+                let start = self
+                    .rec
+                    .board
+                    .as_deref()
+                    .and_then(|b| b.record_start(self.snd.max - 1))
+                    .map_or(end - tail, |s| s.max(end - tail).min(end));
+                let len = end.since(start);
+                let sent = if len > 0 {
+                    self.send_segment(now, start, len, emit)
+                } else if self.fin_seq.is_some() {
+                    self.send_segment(now, end, 0, emit)
+                } else {
+                    None
+                };
+                if sent.is_some() {
+                    self.rec.tlp_end = Some(self.snd.max);
                 }
             }
         }
@@ -2926,8 +2924,7 @@ impl Tcb {
     /// probe or keepalive, the ACK still due, the persist timer.
     #[inline(always)]
     fn dispatch_after_data<E: Emit + ?Sized>(&mut self, now: Instant, emit: &mut E) {
-        if self.due.has(Due::PROBE_NOW) {
-            self.due.clear(Due::PROBE_NOW);
+        if self.due.take(Due::PROBE_NOW) {
             let flight = self.snd.nxt.since(self.snd.una);
             let usable = self.snd.wnd.min(self.cc.window()).saturating_sub(flight);
             if self.window_blocked() && usable > 0 {
