@@ -313,6 +313,14 @@ dpstack_wait() {
 # once it exists. linux_wait: until they end.
 linux_start() {
     LPIDS=()
+    # Linux starts cold, as dpstack does: a new dpstack resolves the sink's
+    # MAC before its first SYN (ARP through the bridge, one round trip),
+    # and Linux's neighbour cache kept it from the run before. With it
+    # kept, Linux's flows in the mixed four-flow row started a round trip
+    # ahead, twice dpstack's window all through slow start, and left it
+    # with larger windows that CUBIC did not even out in 30 s: dpstack's
+    # share 35-48% (docs/benchmarks-history.md, 2026-12-04, afternoon).
+    ip -n $S neigh flush all
     local go=()
     [ -n "${6:-}" ] && go=(--go-file "$6")
     for p in $(seq "$4"); do
