@@ -10,12 +10,18 @@ pub struct RttEstimator {
     rttvar: u64,
     rto: u64,
     backoff: u32,
+    /// The RTO came from the core's RTT cache (`start_from`).
+    cached: bool,
     min_rto: u64,
     max_rto: u64,
 }
 
 /// Clock granularity G, in microseconds.
 const GRANULARITY: u64 = 1000;
+
+/// RFC 6298 5.7: the RTO after a handshake whose SYN timed out, in
+/// microseconds.
+const SYN_TIMEOUT_RTO: u64 = 3_000_000;
 
 impl RttEstimator {
     /// `initial`: the RTO before any sample (RFC 6298 2.1: one second).
@@ -25,6 +31,7 @@ impl RttEstimator {
             rttvar: 0,
             rto: initial.micros(),
             backoff: 0,
+            cached: false,
             min_rto: min.micros(),
             max_rto: max.micros(),
         }
@@ -43,6 +50,7 @@ impl RttEstimator {
         }
         let rto = srtt.micros() + GRANULARITY.max(4 * rttvar.micros());
         self.rto = rto.clamp(self.min_rto, self.max_rto);
+        self.cached = true;
     }
 
     /// A round-trip sample (RFC 6298 2.2 and 2.3). Clears the backoff.
@@ -62,6 +70,21 @@ impl RttEstimator {
         }
         let srtt = self.srtt.unwrap_or(r);
         self.rto = (srtt + GRANULARITY.max(4 * self.rttvar)).clamp(self.min_rto, self.max_rto);
+        self.backoff = 0;
+    }
+
+    /// RFC 6298 5.7: the SYN (or SYN-ACK) timed out and the handshake gave
+    /// no sample (Karn's rule, without timestamps): data transmission
+    /// begins with an RTO of 3 s (Linux's TCP_TIMEOUT_FALLBACK), not the
+    /// 1 s of 2.1 nor the backed-off one. Nothing once a sample was taken,
+    /// nor after a start from the RTT cache, which stays backed off (Linux
+    /// too takes 3 s only when neither the handshake nor its cache gave a
+    /// round trip).
+    pub fn after_syn_timeout(&mut self) {
+        if self.srtt.is_some() || self.cached {
+            return;
+        }
+        self.rto = SYN_TIMEOUT_RTO.clamp(self.min_rto, self.max_rto);
         self.backoff = 0;
     }
 
@@ -120,6 +143,35 @@ mod tests {
             e.back_off();
         }
         assert_eq!(e.rto(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_syn_timeout_without_a_sample_starts_the_data_at_three_seconds() {
+        let new = || {
+            RttEstimator::new(
+                Duration::from_secs(1),
+                Duration::from_millis(200),
+                Duration::from_secs(60),
+            )
+        };
+        // One timeout (2 s backed off) or three (8 s): 3 s, no backoff.
+        for timeouts in [1, 3] {
+            let mut e = new();
+            for _ in 0..timeouts {
+                e.back_off();
+            }
+            e.after_syn_timeout();
+            assert_eq!((e.rto(), e.backoffs()), (Duration::from_secs(3), 0));
+            // The first sample sets it as RFC 6298 2.2 does.
+            e.sample(Duration::from_millis(100));
+            assert_eq!(e.rto(), Duration::from_millis(300));
+        }
+        // A sample from the handshake (timestamps) stands.
+        let mut e = new();
+        e.back_off();
+        e.sample(Duration::from_millis(100));
+        e.after_syn_timeout();
+        assert_eq!(e.rto(), Duration::from_millis(300));
     }
 
     #[test]

@@ -1213,7 +1213,11 @@ impl Tcb {
             self.snd.una = ack;
             self.snd.nxt = self.snd.nxt.max(ack);
             self.timers.set(Timer::Retransmit, None);
+            let syn_timed_out = self.rtt.backoffs() > 0;
             self.sample_rtt(now, seg, ack, &Delivered::default());
+            if syn_timed_out {
+                self.rtt.after_syn_timeout();
+            }
         }
         if self.snd.una > self.snd.iss {
             self.state = State::Established;
@@ -1506,7 +1510,11 @@ impl Tcb {
         self.snd.wl1 = seq;
         self.snd.wl2 = ack;
         self.events |= event::CONNECTED;
+        let syn_timed_out = self.rtt.backoffs() > 0;
         self.sample_rtt(now, seg, ack, &Delivered::default());
+        if syn_timed_out {
+            self.rtt.after_syn_timeout();
+        }
         self.timers.set(Timer::Retransmit, None);
         self.stalled_since = None;
         if self.passive {

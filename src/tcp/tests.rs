@@ -622,6 +622,44 @@ fn rto_backs_off_then_gives_up() {
 }
 
 #[test]
+fn a_handshake_whose_syn_timed_out_starts_its_data_with_a_three_second_rto() {
+    // RFC 6298 5.7, without timestamps (Karn: no sample from the handshake).
+    let no_ts = || TcpConfig {
+        timestamps: false,
+        ..cfg()
+    };
+    // Active: the SYN goes again after 1 s, the SYN-ACK then answers it.
+    let mut t = T::active(no_ts());
+    t.out();
+    assert_eq!(t.advance(Duration::from_secs(1)).len(), 1);
+    assert_eq!(t.tcb.rto(), Duration::from_secs(2));
+    t.send(seg(SYN | ACK, IRS, ISS + 1), b"");
+    assert_eq!(t.tcb.state, State::Established);
+    assert_eq!((t.tcb.srtt(), t.tcb.rto()), (None, Duration::from_secs(3)));
+    // The first data segment's timer is that RTO.
+    t.tcb.send(b"data");
+    assert_eq!(t.out().len(), 1);
+    assert!(t.advance(Duration::from_millis(2999)).is_empty());
+    assert_eq!(t.advance(Duration::from_millis(1)).len(), 1);
+
+    // Passive: the SYN-ACK timed out, the ACK of the second one arrives.
+    let mut p = T::passive(no_ts(), seg(SYN, IRS, 0));
+    p.out();
+    assert_eq!(p.advance(Duration::from_secs(1)).len(), 1);
+    p.send(seg(ACK, IRS + 1, ISS + 1), b"");
+    assert_eq!(p.tcb.state, State::Established);
+    assert_eq!(p.tcb.rto(), Duration::from_secs(3));
+
+    // No timeout: RFC 6298 2.2 from the handshake's sample, as before.
+    let mut q = T::active(no_ts());
+    q.out();
+    q.now = q.now.plus(Duration::from_millis(100));
+    q.send(seg(SYN | ACK, IRS, ISS + 1), b"");
+    assert_eq!(q.tcb.srtt(), Some(Duration::from_millis(100)));
+    assert_eq!(q.tcb.rto(), Duration::from_millis(300));
+}
+
+#[test]
 fn karn_no_rtt_sample_from_a_retransmitted_segment() {
     // RFC 6298 3: without timestamps an ACK of a retransmitted segment is
     // ambiguous and gives no sample.
