@@ -73,15 +73,16 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
-    /// RFC 6298 5.7: the SYN (or SYN-ACK) timed out and the handshake gave
-    /// no sample (Karn's rule, without timestamps): data transmission
-    /// begins with an RTO of 3 s (Linux's TCP_TIMEOUT_FALLBACK), not the
-    /// 1 s of 2.1 nor the backed-off one. Nothing once a sample was taken,
-    /// nor after a start from the RTT cache, which stays backed off (Linux
-    /// too takes 3 s only when neither the handshake nor its cache gave a
-    /// round trip).
-    pub fn after_syn_timeout(&mut self) {
-        if self.srtt.is_some() || self.cached {
+    /// The handshake ended (after its ACK's sample, if any). RFC 6298 5.7:
+    /// if the SYN (or SYN-ACK) timed out and the handshake gave no sample
+    /// (Karn's rule, without timestamps), data transmission begins with an
+    /// RTO of 3 s (Linux's TCP_TIMEOUT_FALLBACK), not the 1 s of 2.1 nor
+    /// the backed-off one. Nothing without a timeout, once a sample was
+    /// taken (it cleared the backoff), nor after a start from the RTT
+    /// cache, which stays backed off (Linux too takes 3 s only when neither
+    /// the handshake nor its cache gave a round trip).
+    pub fn handshake_done(&mut self) {
+        if self.backoff == 0 || self.srtt.is_some() || self.cached {
             return;
         }
         self.rto = SYN_TIMEOUT_RTO.clamp(self.min_rto, self.max_rto);
@@ -117,13 +118,18 @@ impl RttEstimator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn rfc6298() {
-        let mut e = RttEstimator::new(
+    /// RFC 6298's initial RTO of 1 s, Linux's 200 ms floor, a 60 s cap.
+    fn estimator() -> RttEstimator {
+        RttEstimator::new(
             Duration::from_secs(1),
             Duration::from_millis(200),
             Duration::from_secs(60),
-        );
+        )
+    }
+
+    #[test]
+    fn rfc6298() {
+        let mut e = estimator();
         assert_eq!(e.rto(), Duration::from_secs(1));
         e.sample(Duration::from_millis(100));
         // SRTT 100 ms, RTTVAR 50 ms: RTO = 100 + 200 = 300 ms.
@@ -147,43 +153,29 @@ mod tests {
 
     #[test]
     fn a_syn_timeout_without_a_sample_starts_the_data_at_three_seconds() {
-        let new = || {
-            RttEstimator::new(
-                Duration::from_secs(1),
-                Duration::from_millis(200),
-                Duration::from_secs(60),
-            )
-        };
         // One timeout (2 s backed off) or three (8 s): 3 s, no backoff.
         for timeouts in [1, 3] {
-            let mut e = new();
+            let mut e = estimator();
             for _ in 0..timeouts {
                 e.back_off();
             }
-            e.after_syn_timeout();
+            e.handshake_done();
             assert_eq!((e.rto(), e.backoffs()), (Duration::from_secs(3), 0));
             // The first sample sets it as RFC 6298 2.2 does.
             e.sample(Duration::from_millis(100));
             assert_eq!(e.rto(), Duration::from_millis(300));
         }
         // A sample from the handshake (timestamps) stands.
-        let mut e = new();
+        let mut e = estimator();
         e.back_off();
         e.sample(Duration::from_millis(100));
-        e.after_syn_timeout();
+        e.handshake_done();
         assert_eq!(e.rto(), Duration::from_millis(300));
     }
 
     #[test]
     fn a_cached_start_then_rfc6298() {
-        let new = || {
-            RttEstimator::new(
-                Duration::from_secs(1),
-                Duration::from_millis(200),
-                Duration::from_secs(60),
-            )
-        };
-        let mut e = new();
+        let mut e = estimator();
         // 300 ms + 4 * 50 ms.
         e.start_from(Duration::from_millis(300), Duration::from_millis(50));
         assert_eq!((e.rto(), e.srtt()), (Duration::from_millis(500), None));
@@ -196,7 +188,7 @@ mod tests {
         assert_eq!(e.rttvar(), Duration::from_millis(50));
         assert_eq!(e.rto(), Duration::from_millis(300));
         // Then 2.3, as without the cache.
-        let mut plain = new();
+        let mut plain = estimator();
         plain.sample(Duration::from_millis(100));
         for ms in [120, 90, 300] {
             e.sample(Duration::from_millis(ms));
@@ -207,14 +199,14 @@ mod tests {
             );
         }
         // Clamped: a 20 ms path's RTO is the floor, a slow one's the cap.
-        let mut e = new();
+        let mut e = estimator();
         e.start_from(Duration::from_millis(20), Duration::from_millis(5));
         assert_eq!(e.rto(), Duration::from_millis(200));
-        let mut e = new();
+        let mut e = estimator();
         e.start_from(Duration::from_secs(50), Duration::from_secs(10));
         assert_eq!(e.rto(), Duration::from_secs(60));
         // A measurement of its own comes first.
-        let mut e = new();
+        let mut e = estimator();
         e.sample(Duration::from_millis(100));
         e.start_from(Duration::from_millis(20), Duration::from_millis(5));
         assert_eq!(e.rto(), Duration::from_millis(300));

@@ -1213,11 +1213,8 @@ impl Tcb {
             self.snd.una = ack;
             self.snd.nxt = self.snd.nxt.max(ack);
             self.timers.set(Timer::Retransmit, None);
-            let syn_timed_out = self.rtt.backoffs() > 0;
             self.sample_rtt(now, seg, ack, &Delivered::default());
-            if syn_timed_out {
-                self.rtt.after_syn_timeout();
-            }
+            self.rtt.handshake_done();
         }
         if self.snd.una > self.snd.iss {
             self.state = State::Established;
@@ -1510,11 +1507,8 @@ impl Tcb {
         self.snd.wl1 = seq;
         self.snd.wl2 = ack;
         self.events |= event::CONNECTED;
-        let syn_timed_out = self.rtt.backoffs() > 0;
         self.sample_rtt(now, seg, ack, &Delivered::default());
-        if syn_timed_out {
-            self.rtt.after_syn_timeout();
-        }
+        self.rtt.handshake_done();
         self.timers.set(Timer::Retransmit, None);
         self.stalled_since = None;
         if self.passive {
